@@ -1,0 +1,132 @@
+//! Bodies of the fuzz targets in `fuzz/`, kept here so that the ordinary test
+//! suite runs them over the saved corpus too. Each takes arbitrary bytes,
+//! must not panic, and asserts the round-trip properties of its parser.
+
+use crate::checkpoint::Checkpoint;
+use crate::hash::{Hash, HASH_LEN};
+use crate::keys::{LogSigner, VerifierKey, WitnessSigner};
+use crate::note::Note;
+use crate::verify::{verify_consistency, verify_inclusion};
+
+/// Checkpoint parsing: what parses formats back to the same bytes.
+///
+/// # Panics
+/// When the round trip fails: a parser bug for the fuzzer to report.
+pub fn checkpoint(data: &[u8]) {
+    if let Ok(cp) = Checkpoint::parse(data) {
+        assert_eq!(cp.to_text().as_bytes(), data, "checkpoint round trip");
+    }
+}
+
+/// Note parsing and verification against fixed keys.
+///
+/// # Panics
+/// When the round trip fails: a parser bug for the fuzzer to report.
+pub fn note(data: &[u8]) {
+    if let Ok(n) = Note::parse(data) {
+        let again = Note::parse(&n.to_bytes());
+        assert_eq!(again.as_ref(), Ok(&n), "note round trip");
+        let keys = fixed_keys();
+        // Must not panic; any result is fine for random bytes.
+        let _ = n.verify(&keys);
+    }
+}
+
+/// Key parsing: verifier keys and private keys of both kinds.
+///
+/// # Panics
+/// When a round trip fails: a parser bug for the fuzzer to report.
+pub fn key(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(k) = VerifierKey::parse(text) {
+        assert_eq!(
+            VerifierKey::parse(&k.to_vkey()),
+            Ok(k.clone()),
+            "vkey round trip"
+        );
+    }
+    if let Ok(k) = LogSigner::from_private_text(text) {
+        assert_eq!(
+            LogSigner::from_private_text(&k.to_private_text()).map(|s| s.verifier()),
+            Ok(k.verifier())
+        );
+    }
+    if let Ok(k) = WitnessSigner::from_private_text(text) {
+        assert_eq!(
+            WitnessSigner::from_private_text(&k.to_private_text()).map(|s| s.verifier()),
+            Ok(k.verifier())
+        );
+    }
+}
+
+/// Proof verification over arbitrary sizes, indexes and hashes.
+/// Layout: 8-byte index/old size, 8-byte size/new size, 1 selector byte, then
+/// 32-byte hashes (leaf or old root, root, proof...).
+pub fn proof(data: &[u8]) {
+    if data.len() < 17 + 2 * HASH_LEN {
+        return;
+    }
+    let a = u64::from_be_bytes(data[..8].try_into().unwrap_or_default());
+    let b = u64::from_be_bytes(data[8..16].try_into().unwrap_or_default());
+    let hashes: Vec<Hash> = data[17..]
+        .chunks_exact(HASH_LEN)
+        .filter_map(|c| Hash::from_slice(c).ok())
+        .collect();
+    let (x, y, path) = (&hashes[0], &hashes[1], &hashes[2..]);
+    if data[16] & 1 == 0 {
+        let _ = verify_inclusion(x, a, b, path, y);
+    } else {
+        let _ = verify_consistency(a, b, path, x, y);
+    }
+}
+
+fn fixed_keys() -> Vec<VerifierKey> {
+    // Deterministic keys so that fuzzing is reproducible.
+    let mut rng = FixedRng(7);
+    let mut keys = Vec::new();
+    for alg in [
+        crate::keys::LogKeyAlgorithm::Ed25519,
+        crate::keys::LogKeyAlgorithm::EcdsaP256,
+    ] {
+        if let Ok(k) = LogSigner::generate_with(alg, "fuzz.example/log", &mut rng) {
+            keys.push(k.verifier());
+        }
+    }
+    if let Ok(k) = WitnessSigner::generate_with("fuzz.example/witness", &mut rng) {
+        keys.push(k.verifier());
+    }
+    keys
+}
+
+/// A deterministic generator: fine for fuzzing keys, never for real ones.
+struct FixedRng(u64);
+
+impl rand_core::RngCore for FixedRng {
+    fn next_u32(&mut self) -> u32 {
+        self.next_u64().to_le_bytes()[0..4]
+            .iter()
+            .fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
+    }
+    fn next_u64(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for FixedRng {}
