@@ -76,7 +76,9 @@ fn main() {
     data.push(0);
     data.extend(leaf_hash(&5u64.to_be_bytes()).0);
     data.extend(roots[13].0);
-    proof.iter().for_each(|h| data.extend(h.0));
+    for h in &proof {
+        data.extend(h.0);
+    }
     write("proof", "inclusion_5_of_13", &data);
     let proof = quire_core::prove_consistency(&nodes, 6, 13).unwrap();
     let mut data = Vec::new();
@@ -85,6 +87,8 @@ fn main() {
     data.push(1);
     data.extend(roots[6].0);
     data.extend(roots[13].0);
-    proof.iter().for_each(|h| data.extend(h.0));
+    for h in &proof {
+        data.extend(h.0);
+    }
     write("proof", "consistency_6_to_13", &data);
 }

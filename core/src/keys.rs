@@ -14,7 +14,7 @@
 //! Ed25519 keys.
 
 use base64::Engine as _;
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
@@ -281,19 +281,19 @@ impl VerifierKey {
 
     /// Checks `sig` (without the key ID prefix) over note `text`.
     pub(crate) fn check(&self, text: &[u8], sig: &[u8]) -> SignatureCheck {
-        let ok = match &self.key {
-            PublicKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(sig)
-                .is_ok_and(|s| k.verify_strict(text, &s).is_ok()),
-            PublicKey::EcdsaP256 { key, .. } => {
-                p256::ecdsa::Signature::from_der(sig).is_ok_and(|s| signature_verify(key, text, &s))
-            }
-            PublicKey::CosignatureV1(k) => {
-                return match cosignature::check(k, text, sig) {
-                    Some(ts) => SignatureCheck::Cosigned(ts),
-                    None => SignatureCheck::Invalid,
-                };
-            }
-        };
+        let ok =
+            match &self.key {
+                PublicKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(sig)
+                    .is_ok_and(|s| k.verify(text, &s).is_ok()),
+                PublicKey::EcdsaP256 { key, .. } => p256::ecdsa::Signature::from_der(sig)
+                    .is_ok_and(|s| signature_verify(key, text, &s)),
+                PublicKey::CosignatureV1(k) => {
+                    return match cosignature::check(k, text, sig) {
+                        Some(ts) => SignatureCheck::Cosigned(ts),
+                        None => SignatureCheck::Invalid,
+                    };
+                }
+            };
         if ok {
             SignatureCheck::Valid
         } else {

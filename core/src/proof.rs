@@ -114,15 +114,22 @@ impl ProofPlan {
     /// Reverses the element order (plans are built top-down, proofs list
     /// elements bottom-up) while keeping each group's nodes in order.
     fn reverse(&mut self) {
-        let mut nodes = Vec::with_capacity(self.nodes.len());
-        let mut end = self.nodes.len();
-        for &g in self.groups.iter().rev() {
-            let start = end - usize::from(g);
-            nodes.extend_from_slice(&self.nodes[start..end]);
-            end = start;
-        }
-        self.nodes = nodes;
+        // Reverse everything, then put each group's nodes back in order.
+        self.nodes.reverse();
         self.groups.reverse();
+        let mut start = 0usize;
+        for &g in &self.groups {
+            let end = start + usize::from(g);
+            self.nodes[start..end].reverse();
+            start = end;
+        }
+    }
+
+    fn with_capacity() -> Self {
+        ProofPlan {
+            nodes: Vec::with_capacity(64),
+            groups: Vec::with_capacity(64),
+        }
     }
 }
 
@@ -150,7 +157,7 @@ pub fn inclusion_plan(index: u64, size: u64) -> Result<ProofPlan, ProofRequestEr
     if index >= size {
         return Err(ProofRequestError::IndexOutOfRange { index, size });
     }
-    let mut plan = ProofPlan::default();
+    let mut plan = ProofPlan::with_capacity();
     let (mut lo, mut hi) = (0u64, size);
     while hi - lo > 1 {
         let k = split_point(hi - lo);
@@ -181,7 +188,7 @@ pub fn consistency_plan(old: u64, new: u64) -> Result<ProofPlan, ProofRequestErr
     if old == 0 {
         return Err(ProofRequestError::FromEmptyTree);
     }
-    let mut plan = ProofPlan::default();
+    let mut plan = ProofPlan::with_capacity();
     if old == new {
         return Ok(plan);
     }
@@ -249,7 +256,7 @@ pub enum ProveError<E> {
     Combine(#[from] CombineError),
 }
 
-fn run_plan<R: HashReader>(
+fn run_plan<R: HashReader + ?Sized>(
     plan: &ProofPlan,
     reader: &R,
 ) -> Result<Vec<Hash>, ProveError<R::Error>> {
@@ -261,7 +268,7 @@ fn run_plan<R: HashReader>(
 ///
 /// # Errors
 /// See [`inclusion_plan`] and [`ProveError`].
-pub fn prove_inclusion<R: HashReader>(
+pub fn prove_inclusion<R: HashReader + ?Sized>(
     reader: &R,
     index: u64,
     size: u64,
@@ -273,7 +280,7 @@ pub fn prove_inclusion<R: HashReader>(
 ///
 /// # Errors
 /// See [`consistency_plan`] and [`ProveError`].
-pub fn prove_consistency<R: HashReader>(
+pub fn prove_consistency<R: HashReader + ?Sized>(
     reader: &R,
     old: u64,
     new: u64,
@@ -285,7 +292,10 @@ pub fn prove_consistency<R: HashReader>(
 ///
 /// # Errors
 /// See [`root_plan`] and [`ProveError`].
-pub fn root_at<R: HashReader>(reader: &R, size: u64) -> Result<Hash, ProveError<R::Error>> {
+pub fn root_at<R: HashReader + ?Sized>(
+    reader: &R,
+    size: u64,
+) -> Result<Hash, ProveError<R::Error>> {
     let plan = root_plan(size)?;
     Ok(run_plan(&plan, reader)?
         .first()
@@ -301,6 +311,25 @@ impl<S: std::hash::BuildHasher> HashReader for std::collections::HashMap<NodeId,
         nodes
             .iter()
             .map(|n| self.get(n).copied().ok_or(MissingNode(*n)))
+            .collect()
+    }
+}
+
+/// A dense in-memory store: the hash of every complete node, at the node's
+/// post-order number ([`NodeId::storage_index`]). Appending with a
+/// [`crate::CompactRange`] visitor that pushes each reported hash builds it.
+impl HashReader for [Hash] {
+    type Error = MissingNode;
+    fn read_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, MissingNode> {
+        nodes
+            .iter()
+            .map(|n| {
+                n.storage_index()
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| self.get(i))
+                    .copied()
+                    .ok_or(MissingNode(*n))
+            })
             .collect()
     }
 }

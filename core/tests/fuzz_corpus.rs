@@ -3,6 +3,8 @@
 //! Each input is also replayed with every prefix and with single-byte
 //! corruptions, which reaches the error paths of each parser.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 use std::path::PathBuf;
 
 use quire_core::fuzz_targets;

@@ -2,6 +2,8 @@
 //! implementations, and cross-checks with the `signed_note` crate (which
 //! parses and verifies notes independently of quire-core).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 use quire_core::keys::{key_id, KeyType};
 use quire_core::{
     Checkpoint, KeyError, LogKeyAlgorithm, LogSigner, Note, NoteError, NoteVerifyError,
@@ -168,7 +170,7 @@ fn signed_checkpoint_for_each_key_type_verifies_and_round_trips() {
         // Keys also survive their text forms.
         let again = LogSigner::from_private_text(&s.to_private_text()).unwrap();
         let v = VerifierKey::parse(&again.verifier().to_vkey()).unwrap();
-        let got = parsed.verify(&[v.clone()]).unwrap();
+        let got = parsed.verify(std::slice::from_ref(&v)).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].key.clone(), got[0].timestamp), (v, None));
     }

@@ -3,6 +3,8 @@
 //! `ct-merkle` (RFC 6962 roots and proofs) and `rs_merkle` (roots with an
 //! RFC hasher).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 mod common;
 
 use common::Tree;

@@ -2,6 +2,8 @@
 //! the RFC 9162 definitions: exhaustively for small trees, by property tests
 //! for larger ones, and with mutated proofs that must all fail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
 mod common;
 
 use common::{entry, mth, path, proof, to_hashes, Tree};
@@ -41,6 +43,10 @@ fn check_inclusion(tree: &Tree, index: u64, size: u64, all_mutations: bool) {
     let root = tree.roots[size as usize];
     let leaf = leaf_hash(&tree.entries[index as usize]);
     let got = prove_inclusion(&tree.nodes, index, size).unwrap();
+    assert_eq!(
+        prove_inclusion(tree.dense.as_slice(), index, size).unwrap(),
+        got
+    );
     assert_eq!(
         got,
         to_hashes(&path(index as usize, leaves)),
@@ -85,6 +91,10 @@ fn check_inclusion(tree: &Tree, index: u64, size: u64, all_mutations: bool) {
 
 fn check_consistency(tree: &Tree, old: u64, new: u64, all_mutations: bool) {
     let got = prove_consistency(&tree.nodes, old, new).unwrap();
+    assert_eq!(
+        prove_consistency(tree.dense.as_slice(), old, new).unwrap(),
+        got
+    );
     let want = to_hashes(&proof(old as usize, &tree.entries[..new as usize]));
     assert_eq!(got, want, "PROOF({old}, {new})");
     let (r1, r2) = (tree.roots[old as usize], tree.roots[new as usize]);

@@ -1,6 +1,6 @@
 //! Shared test helpers: the naive RFC 9162 reference and a tree built with
 //! quire-core into an in-memory node store.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::pedantic)]
 
 use std::collections::HashMap;
 
@@ -90,6 +90,8 @@ fn subproof(m: usize, leaves: &[Vec<u8>], b: bool) -> Vec<[u8; 32]> {
 pub struct Tree {
     pub entries: Vec<Vec<u8>>,
     pub nodes: HashMap<NodeId, Hash>,
+    /// The same nodes, densely at their post-order numbers.
+    pub dense: Vec<Hash>,
     pub range: CompactRange,
     /// Root after each append: roots[s] is the root at size s.
     pub roots: Vec<Hash>,
@@ -102,12 +104,15 @@ impl Tree {
 
     pub fn from_entries(entries: Vec<Vec<u8>>) -> Tree {
         let mut nodes = HashMap::new();
+        let mut dense = Vec::new();
         let mut range = CompactRange::new();
         let mut roots = vec![range.root()];
         for e in &entries {
             range
                 .append(leaf_hash(e), |id, h| {
                     assert!(nodes.insert(id, *h).is_none(), "node {id:?} reported twice");
+                    assert_eq!(id.storage_index(), Some(dense.len() as u64));
+                    dense.push(*h);
                 })
                 .unwrap();
             roots.push(range.root());
@@ -115,6 +120,7 @@ impl Tree {
         Tree {
             entries,
             nodes,
+            dense,
             range,
             roots,
         }
