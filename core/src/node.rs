@@ -100,15 +100,17 @@ pub const fn stored_count(size: u64) -> u64 {
 pub fn perfect_subtrees(start: u64, end: u64) -> impl Iterator<Item = NodeId> {
     debug_assert!(start <= end);
     let mut pos = start;
-    let width = end - start;
-    (0..64u8).rev().filter_map(move |level| {
-        if width & (1u64 << level) != 0 {
-            let node = NodeId::new(level, pos >> level);
-            pos += 1 << level;
-            Some(node)
-        } else {
-            None
+    let mut width = end.saturating_sub(start);
+    // One step per set bit of the width, highest first.
+    std::iter::from_fn(move || {
+        if width == 0 {
+            return None;
         }
+        let level = width.ilog2();
+        width &= !(1u64 << level);
+        let node = NodeId::new(u8::try_from(level).unwrap_or(u8::MAX), pos >> level);
+        pos += 1 << level;
+        Some(node)
     })
 }
 
