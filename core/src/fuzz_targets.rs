@@ -26,13 +26,8 @@ pub fn note(data: &[u8]) {
     if let Ok(n) = Note::parse(data) {
         let again = Note::parse(&n.to_bytes());
         assert_eq!(again.as_ref(), Ok(&n), "note round trip");
-        let Ok((logs, witness)) = fixed_signers() else {
-            return;
-        };
-        let mut keys: Vec<VerifierKey> = logs.iter().map(LogSigner::verifier).collect();
-        keys.push(witness.verifier());
         // Must not panic; any result is fine for random bytes.
-        let _ = n.verify(&keys);
+        let _ = n.verify(fixed_verifiers());
     }
 }
 
@@ -104,6 +99,19 @@ pub fn fixed_signers() -> Result<(Vec<LogSigner>, WitnessSigner), crate::keys::K
     .collect::<Result<Vec<_>, _>>()?;
     let witness = WitnessSigner::generate_with("fuzz.example/witness", &mut rng)?;
     Ok((logs, witness))
+}
+
+/// The verifier keys of [`fixed_signers`], made once per process.
+fn fixed_verifiers() -> &'static [VerifierKey] {
+    static KEYS: std::sync::OnceLock<Vec<VerifierKey>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| match fixed_signers() {
+        Ok((logs, witness)) => logs
+            .iter()
+            .map(LogSigner::verifier)
+            .chain([witness.verifier()])
+            .collect(),
+        Err(_) => Vec::new(),
+    })
 }
 
 /// A deterministic generator: fine for fuzzing keys, never for real ones.
