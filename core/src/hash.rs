@@ -151,6 +151,23 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     Hash(out)
 }
 
+/// The root of a perfect subtree from its bottom row of hashes, whose length
+/// must be a power of two; `None` otherwise. Used to rebuild the hashes above
+/// a stored tile row.
+pub fn perfect_root(row: &[Hash]) -> Option<Hash> {
+    if !row.len().is_power_of_two() {
+        return None;
+    }
+    let mut level: Vec<Hash> = row.to_vec();
+    while level.len() > 1 {
+        level = level
+            .chunks_exact(2)
+            .map(|pair| node_hash(&pair[0], &pair[1]))
+            .collect();
+    }
+    level.first().copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +186,19 @@ mod tests {
             let want: [u8; 32] = h.finalize().into();
             assert_eq!(node_hash(&l, &r).0, want);
         }
+    }
+
+    #[test]
+    fn perfect_root_of_rows() {
+        let row: Vec<Hash> = (0..8u8).map(|i| leaf_hash(&[i])).collect();
+        let mut cr = crate::CompactRange::new();
+        for h in &row {
+            cr.append(*h, |_, _| {}).unwrap();
+        }
+        assert_eq!(perfect_root(&row), Some(cr.root()));
+        assert_eq!(perfect_root(&row[..1]), Some(row[0]));
+        assert_eq!(perfect_root(&row[..3]), None);
+        assert_eq!(perfect_root(&[]), None);
     }
 
     #[test]

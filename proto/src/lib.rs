@@ -1,5 +1,69 @@
 //! # quire-proto
 //!
-//! The `.proto` files of `quire.v1` and the only conversions between protobuf
-//! messages and `quire-core` types. The protocol arrives with the log server
-//! capability; this crate is the place it will live.
+//! The gRPC protocol `quire.v1` (`proto/quire/v1/log.proto`), compiled with
+//! protox (no system `protoc`), and the only conversions between protobuf
+//! messages and `quire-core` types ([`hash_from_wire`], [`hashes_from_wire`],
+//! [`hashes_to_wire`]).
+
+use quire_core::{Hash, HashLengthError};
+
+/// Generated messages, client and server of package `quire.v1`.
+#[allow(missing_docs, clippy::pedantic, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("quire.v1");
+}
+
+/// The encoded `FileDescriptorSet` of the protocol, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/quire_descriptor.bin"));
+
+/// Longest list of hashes accepted from the wire (a proof never needs more).
+pub const MAX_WIRE_HASHES: usize = quire_core::MAX_PROOF_LEN;
+
+/// A hash from its wire form (32 raw bytes).
+///
+/// # Errors
+/// [`HashLengthError`] when it is not 32 bytes.
+pub fn hash_from_wire(bytes: &[u8]) -> Result<Hash, HashLengthError> {
+    Hash::from_slice(bytes)
+}
+
+/// A list of hashes that did not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireHashesError {
+    /// More hashes than any proof has.
+    #[error("{got} hashes; the limit is {MAX_WIRE_HASHES}")]
+    TooMany {
+        /// Hashes given.
+        got: usize,
+    },
+    /// One hash has the wrong length.
+    #[error("hash {index}: {source}")]
+    Length {
+        /// Position in the list.
+        index: usize,
+        /// Why.
+        source: HashLengthError,
+    },
+}
+
+/// Hashes from their wire form, the count checked before decoding.
+///
+/// # Errors
+/// [`WireHashesError`] naming the first bad hash or the limit.
+pub fn hashes_from_wire(list: &[Vec<u8>]) -> Result<Vec<Hash>, WireHashesError> {
+    if list.len() > MAX_WIRE_HASHES {
+        return Err(WireHashesError::TooMany { got: list.len() });
+    }
+    list.iter()
+        .enumerate()
+        .map(|(index, b)| {
+            hash_from_wire(b).map_err(|source| WireHashesError::Length { index, source })
+        })
+        .collect()
+}
+
+/// Hashes in their wire form.
+pub fn hashes_to_wire(hashes: &[Hash]) -> Vec<Vec<u8>> {
+    hashes.iter().map(|h| h.0.to_vec()).collect()
+}

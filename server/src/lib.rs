@@ -1,5 +1,8 @@
 //! # quire-server
 //!
-//! The log: durable storage (redb by default, behind a trait), the batching
-//! sequencer, the checkpoint signer and the gRPC services. Not built yet: it
-//! is the next capability on the roadmap (see the README).
+//! The log: durable storage (redb by default, behind [`store::Storage`]),
+//! the batching sequencer, the checkpoint signer and the gRPC services.
+//! Work in progress: storage is in place; the sequencer and services follow.
+
+pub mod log;
+pub mod store;

@@ -1,0 +1,538 @@
+//! One log: its storage, signing keys, right edge and sequencer.
+//!
+//! Writers queue entries on a bounded channel. A sequencer thread takes what
+//! is queued (group commit: batches form by themselves under load), and in
+//! one durable transaction stores the entries, their hashes, the dedup index
+//! and the new signed checkpoint; only then does it answer the writers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use quire_core::{leaf_hash, Checkpoint, CompactRange, Hash, LogSigner, NodeId, Note, VerifierKey};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
+
+/// How duplicates are treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DedupPolicy {
+    /// Every entry is checked against a durable index: a duplicate always
+    /// gets its original index.
+    Strict,
+    /// No dedup: every entry is appended.
+    Off,
+}
+
+/// Limits of one log.
+#[derive(Clone, Copy, Debug)]
+pub struct LogLimits {
+    /// Largest entry, bytes.
+    pub max_entry_bytes: usize,
+    /// Most entries in one request.
+    pub max_batch: usize,
+    /// Most requests waiting for the sequencer.
+    pub queue_depth: usize,
+    /// Most entries one commit takes.
+    pub max_commit_entries: usize,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            max_entry_bytes: 64 * 1024,
+            max_batch: 1000,
+            queue_depth: 4096,
+            max_commit_entries: 16_384,
+        }
+    }
+}
+
+/// What a log needs to open.
+pub struct LogOptions {
+    /// The origin line of its checkpoints.
+    pub origin: String,
+    /// Signing keys; the first is the primary and must sign every checkpoint.
+    pub signers: Vec<LogSigner>,
+    /// Dedup policy.
+    pub dedup: DedupPolicy,
+    /// Limits.
+    pub limits: LogLimits,
+}
+
+/// Why a log refused to open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No signing key configured.
+    #[error("log {0:?} has no signing key")]
+    NoKey(String),
+    /// The stored origin differs from the configured one.
+    #[error("storage belongs to log {stored:?}, the configuration says {configured:?}: refusing to start")]
+    OriginChanged {
+        /// Origin in storage.
+        stored: String,
+        /// Origin configured.
+        configured: String,
+    },
+    /// The latest checkpoint is not signed by the configured primary key.
+    #[error("latest checkpoint (size {size}) is not signed by the configured key {key}: {why}; refusing to start with a different key")]
+    WrongKey {
+        /// Checkpoint size.
+        size: u64,
+        /// The configured primary key.
+        key: String,
+        /// Verification error.
+        why: String,
+    },
+    /// Stored data does not match the latest checkpoint.
+    #[error("stored tree does not match the latest signed checkpoint: {0}; refusing to sign over corrupt data")]
+    Mismatch(String),
+}
+
+/// Why a write failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The request breaks a limit.
+    #[error("{0}")]
+    Invalid(String),
+    /// The queue is full.
+    #[error("log {origin} queue is full ({depth} requests waiting, the limit); retry later")]
+    QueueFull {
+        /// The log.
+        origin: String,
+        /// The limit.
+        depth: usize,
+    },
+    /// The log is shutting down.
+    #[error("log is shutting down")]
+    ShuttingDown,
+    /// Signing stopped because the clock went backwards.
+    #[error("clock went backwards: now {now_ms} ms < last checkpoint signed at {last_ms} ms; signing stopped")]
+    ClockBackwards {
+        /// Now.
+        now_ms: u64,
+        /// Last signing time.
+        last_ms: u64,
+    },
+    /// Storage failed; nothing was acknowledged.
+    #[error("storage failed, nothing was written: {0}")]
+    Store(String),
+}
+
+/// One appended entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Added {
+    /// Its index.
+    pub index: u64,
+    /// Whether it was already in the log.
+    pub duplicate: bool,
+}
+
+/// The latest signed state.
+#[derive(Clone, Debug)]
+pub struct Latest {
+    /// The checkpoint as stored.
+    pub stored: StoredCheckpoint,
+    /// Its root.
+    pub root: Hash,
+}
+
+/// What a write gets back: one [`Added`] per entry and the checkpoint that
+/// covers them all.
+pub type WriteResult = Result<(Vec<Added>, Arc<Latest>), WriteError>;
+
+struct Request {
+    entries: Vec<Vec<u8>>,
+    reply: oneshot::Sender<WriteResult>,
+}
+
+/// A running log. Cheap to clone.
+#[derive(Clone)]
+pub struct Log<S: Storage> {
+    inner: Arc<Inner<S>>,
+}
+
+struct Inner<S> {
+    origin: String,
+    verifiers: Vec<VerifierKey>,
+    limits: LogLimits,
+    store: Arc<S>,
+    queue: std::sync::Mutex<Option<mpsc::Sender<Request>>>,
+    sequencer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    latest: watch::Receiver<Arc<Latest>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn sign(origin: &str, size: u64, root: Hash, signers: &[LogSigner]) -> Result<Vec<u8>, StoreError> {
+    let text = Checkpoint::new(origin, size, root)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .to_text();
+    let mut note = Note::new(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    for s in signers {
+        note.add_signature(s.sign(text.as_bytes()))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    }
+    Ok(note.to_bytes())
+}
+
+impl<S: Storage> Log<S> {
+    /// Opens the log over `store`, checking the stored tree against the latest
+    /// signed checkpoint and the configured keys and origin, and starts its
+    /// sequencer thread. A new, empty store gets a signed checkpoint of size 0.
+    ///
+    /// # Errors
+    /// [`OpenError`] saying what does not match.
+    pub fn open(store: S, opts: LogOptions) -> Result<Self, OpenError> {
+        let Some(primary) = opts.signers.first() else {
+            return Err(OpenError::NoKey(opts.origin));
+        };
+        let verifiers: Vec<VerifierKey> = opts.signers.iter().map(LogSigner::verifier).collect();
+        let reader = store.reader()?;
+        match reader.meta("origin")? {
+            Some(stored) if stored != opts.origin.as_bytes() => {
+                return Err(OpenError::OriginChanged {
+                    stored: String::from_utf8_lossy(&stored).into_owned(),
+                    configured: opts.origin,
+                })
+            }
+            _ => {}
+        }
+        let (range, latest) = match reader.latest_checkpoint()? {
+            None => {
+                drop(reader);
+                let range = CompactRange::new();
+                let stored = StoredCheckpoint {
+                    size: 0,
+                    signed_at_ms: now_ms(),
+                    note: sign(&opts.origin, 0, range.root(), &opts.signers)?,
+                };
+                store.commit(&Commit {
+                    checkpoint: Some(stored.clone()),
+                    ..Commit::default()
+                })?;
+                let root = range.root();
+                (range, Latest { stored, root })
+            }
+            Some(stored) => {
+                let range = check_stored(&reader, &stored, &opts.origin, primary)?;
+                let root = range.root();
+                (range, Latest { stored, root })
+            }
+        };
+        let store = Arc::new(store);
+        let (tx, rx) = mpsc::channel(opts.limits.queue_depth);
+        let (latest_tx, latest_rx) = watch::channel(Arc::new(latest));
+        let seq = Sequencer {
+            origin: opts.origin.clone(),
+            signers: opts.signers,
+            dedup: opts.dedup,
+            max_commit: opts.limits.max_commit_entries,
+            store: Arc::clone(&store),
+            range,
+            latest: latest_tx,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("sequencer {}", opts.origin))
+            .spawn(move || seq.run(rx))
+            .map_err(|e| StoreError::Engine(format!("starting the sequencer: {e}")))?;
+        Ok(Log {
+            inner: Arc::new(Inner {
+                origin: opts.origin,
+                verifiers,
+                limits: opts.limits,
+                store,
+                queue: std::sync::Mutex::new(Some(tx)),
+                sequencer: std::sync::Mutex::new(Some(handle)),
+                latest: latest_rx,
+            }),
+        })
+    }
+
+    /// The origin.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The verifier keys of the log's signing keys.
+    pub fn verifiers(&self) -> &[VerifierKey] {
+        &self.inner.verifiers
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &LogLimits {
+        &self.inner.limits
+    }
+
+    /// The latest signed state.
+    pub fn latest(&self) -> Arc<Latest> {
+        Arc::clone(&self.inner.latest.borrow())
+    }
+
+    /// A watch of the latest signed state, changed at every new checkpoint.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Latest>> {
+        self.inner.latest.clone()
+    }
+
+    /// The storage.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// Queues entries and waits until they are durable and signed.
+    ///
+    /// # Errors
+    /// [`WriteError`]: a limit, a full queue, shutdown, a clock that went
+    /// backwards, or a storage failure (then nothing was written).
+    pub async fn add(
+        &self,
+        entries: Vec<Vec<u8>>,
+    ) -> Result<(Vec<Added>, Arc<Latest>), WriteError> {
+        let limits = &self.inner.limits;
+        if entries.is_empty() {
+            return Err(WriteError::Invalid("no entries in the request".into()));
+        }
+        if entries.len() > limits.max_batch {
+            return Err(WriteError::Invalid(format!(
+                "{} entries in one request; the batch limit is {}",
+                entries.len(),
+                limits.max_batch
+            )));
+        }
+        for (i, e) in entries.iter().enumerate() {
+            if e.is_empty() {
+                return Err(WriteError::Invalid(format!(
+                    "entry {i} is empty; entries must be 1 to {} bytes",
+                    limits.max_entry_bytes
+                )));
+            }
+            if e.len() > limits.max_entry_bytes {
+                return Err(WriteError::Invalid(format!(
+                    "entry {i} is {} bytes; the entry size limit is {}",
+                    e.len(),
+                    limits.max_entry_bytes
+                )));
+            }
+        }
+        let sender = self
+            .inner
+            .queue
+            .lock()
+            .map_err(|_| WriteError::ShuttingDown)?
+            .clone()
+            .ok_or(WriteError::ShuttingDown)?;
+        let (reply, rx) = oneshot::channel();
+        sender
+            .try_send(Request { entries, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => WriteError::QueueFull {
+                    origin: self.inner.origin.clone(),
+                    depth: limits.queue_depth,
+                },
+                mpsc::error::TrySendError::Closed(_) => WriteError::ShuttingDown,
+            })?;
+        rx.await.map_err(|_| WriteError::ShuttingDown)?
+    }
+
+    /// Stops taking writes, then waits (blocking) until the sequencer has
+    /// integrated and answered everything already queued.
+    pub fn close(&self) {
+        if let Ok(mut q) = self.inner.queue.lock() {
+            q.take();
+        }
+        let handle = self.inner.sequencer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                tracing::error!(origin = %self.inner.origin, "sequencer thread panicked");
+            }
+        }
+    }
+}
+
+/// Rebuilds the right edge from storage and checks it against the checkpoint.
+fn check_stored<R: StorageReader>(
+    reader: &R,
+    stored: &StoredCheckpoint,
+    origin: &str,
+    primary: &LogSigner,
+) -> Result<CompactRange, OpenError> {
+    let note = Note::parse(&stored.note)
+        .map_err(|e| OpenError::Mismatch(format!("latest checkpoint: {e}")))?;
+    let cp = Checkpoint::parse(note.text().as_bytes())
+        .map_err(|e| OpenError::Mismatch(format!("latest checkpoint: {e}")))?;
+    if cp.origin() != origin {
+        return Err(OpenError::OriginChanged {
+            stored: cp.origin().to_owned(),
+            configured: origin.to_owned(),
+        });
+    }
+    note.verify(&[primary.verifier()])
+        .map_err(|e| OpenError::WrongKey {
+            size: cp.size(),
+            key: primary.verifier().to_vkey(),
+            why: e.to_string(),
+        })?;
+    let size = cp.size();
+    let edge = reader
+        .read_hashes(&CompactRange::edge_nodes(size))
+        .map_err(|e| OpenError::Mismatch(e.to_string()))?;
+    let range =
+        CompactRange::from_parts(size, edge).map_err(|e| OpenError::Mismatch(e.to_string()))?;
+    if range.root() != *cp.root() {
+        return Err(OpenError::Mismatch(format!(
+            "size {size}: stored hashes give root {}, the checkpoint says {}",
+            range.root(),
+            cp.root()
+        )));
+    }
+    // The newest entries (the last bundle) must hash to the stored leaves.
+    if size > 0 {
+        let start =
+            (size - 1) / crate::store::bundle::BUNDLE_SIZE * crate::store::bundle::BUNDLE_SIZE;
+        let entries = reader
+            .entries(start, size)
+            .map_err(|e| OpenError::Mismatch(e.to_string()))?;
+        let nodes: Vec<NodeId> = (start..size).map(NodeId::leaf).collect();
+        let leaves = reader
+            .read_hashes(&nodes)
+            .map_err(|e| OpenError::Mismatch(e.to_string()))?;
+        for (i, (e, h)) in entries.iter().zip(&leaves).enumerate() {
+            if leaf_hash(e) != *h {
+                return Err(OpenError::Mismatch(format!(
+                    "entry {} does not hash to its stored leaf hash",
+                    start + i as u64
+                )));
+            }
+        }
+    }
+    Ok(range)
+}
+
+struct Sequencer<S> {
+    origin: String,
+    signers: Vec<LogSigner>,
+    dedup: DedupPolicy,
+    max_commit: usize,
+    store: Arc<S>,
+    range: CompactRange,
+    latest: watch::Sender<Arc<Latest>>,
+}
+
+impl<S: Storage> Sequencer<S> {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            let mut count = batch[0].entries.len();
+            while count < self.max_commit {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        count += r.entries.len();
+                        batch.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let result = self.integrate(&batch);
+            match result {
+                Ok((per_request, latest)) => {
+                    for (req, added) in batch.into_iter().zip(per_request) {
+                        let _ = req.reply.send(Ok((added, Arc::clone(&latest))));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(origin = %self.origin, error = %e, "batch not integrated");
+                    for req in batch {
+                        let _ = req.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        tracing::info!(origin = %self.origin, "sequencer stopped");
+    }
+
+    fn integrate(
+        &mut self,
+        batch: &[Request],
+    ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), WriteError> {
+        let store_err = |e: StoreError| WriteError::Store(e.to_string());
+        let reader = self.store.reader().map_err(store_err)?;
+        let mut range = self.range.clone();
+        let first_index = range.size();
+        let mut commit = Commit {
+            first_index,
+            ..Commit::default()
+        };
+        let mut in_batch: HashMap<Hash, u64> = HashMap::new();
+        let mut per_request = Vec::with_capacity(batch.len());
+        for req in batch {
+            let mut added = Vec::with_capacity(req.entries.len());
+            for entry in &req.entries {
+                let leaf = leaf_hash(entry);
+                if self.dedup == DedupPolicy::Strict {
+                    let seen = match in_batch.get(&leaf) {
+                        Some(i) => Some(*i),
+                        None => reader.find_leaf(&leaf).map_err(store_err)?,
+                    };
+                    if let Some(index) = seen {
+                        added.push(Added {
+                            index,
+                            duplicate: true,
+                        });
+                        continue;
+                    }
+                }
+                let index = range.size();
+                range
+                    .append(leaf, |node, h| {
+                        if node.level % quire_core::node::TILE_HEIGHT == 0 {
+                            commit.row_hashes.push((node, *h));
+                        }
+                    })
+                    .map_err(|e| WriteError::Invalid(e.to_string()))?;
+                if self.dedup == DedupPolicy::Strict {
+                    in_batch.insert(leaf, index);
+                    commit.leaf_index.push((leaf, index));
+                }
+                commit.entries.push(entry.clone());
+                added.push(Added {
+                    index,
+                    duplicate: false,
+                });
+            }
+            per_request.push(added);
+        }
+        drop(reader);
+        if commit.entries.is_empty() {
+            return Ok((per_request, Arc::clone(&self.latest.borrow())));
+        }
+        let last_ms = self.latest.borrow().stored.signed_at_ms;
+        let now = now_ms();
+        if now < last_ms {
+            return Err(WriteError::ClockBackwards {
+                now_ms: now,
+                last_ms,
+            });
+        }
+        let root = range.root();
+        let stored = StoredCheckpoint {
+            size: range.size(),
+            signed_at_ms: now,
+            note: sign(&self.origin, range.size(), root, &self.signers).map_err(store_err)?,
+        };
+        commit.checkpoint = Some(stored.clone());
+        self.store.commit(&commit).map_err(store_err)?;
+        self.range = range;
+        let latest = Arc::new(Latest { stored, root });
+        self.latest.send_replace(Arc::clone(&latest));
+        tracing::debug!(origin = %self.origin, size = self.range.size(), entries = commit.entries.len(), "integrated");
+        Ok((per_request, latest))
+    }
+}

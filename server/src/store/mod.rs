@@ -1,0 +1,108 @@
+//! Storage of one log, behind a trait so that other engines can follow the
+//! embedded default ([`redb::RedbStore`]).
+//!
+//! What is stored:
+//! - entries in bundles of 256 ([`bundle`]), compressed when that saves space;
+//! - hashes in C2SP `tlog-tiles` rows: tile `(L, N)` holds up to 256 hashes
+//!   of tree level `8L`; the levels between rows are recomputed on read;
+//! - a leaf-hash → index map for dedup and proof-by-hash;
+//! - every signed checkpoint, with the time it was signed.
+//!
+//! A [`Commit`] lands in one durable transaction, or not at all.
+
+pub mod bundle;
+pub mod redb;
+
+use quire_core::{Hash, HashReader, NodeId};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed.
+    #[error("storage engine: {0}")]
+    Engine(String),
+    /// Stored data is not what it must be.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// A node or entry that must exist is absent.
+    #[error("not stored: {0}")]
+    Missing(String),
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// When it was signed, Unix milliseconds.
+    pub signed_at_ms: u64,
+    /// The signed note.
+    pub note: Vec<u8>,
+}
+
+/// Everything one sequencer batch writes, committed atomically.
+#[derive(Debug, Default)]
+pub struct Commit {
+    /// Index of the first new entry (the tree size before the commit).
+    pub first_index: u64,
+    /// New entries, in index order.
+    pub entries: Vec<Vec<u8>>,
+    /// New hashes of tile rows (nodes at levels divisible by 8), in the order
+    /// the compact range completed them.
+    pub row_hashes: Vec<(NodeId, Hash)>,
+    /// New leaf hash → index pairs for the dedup index.
+    pub leaf_index: Vec<(Hash, u64)>,
+    /// The checkpoint that covers the new tree.
+    pub checkpoint: Option<StoredCheckpoint>,
+}
+
+/// One log's storage.
+pub trait Storage: Send + Sync + 'static {
+    /// A consistent read view.
+    type Reader: StorageReader;
+
+    /// Opens a read view of the last commit.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn reader(&self) -> Result<Self::Reader, StoreError>;
+
+    /// Writes `commit` in one durable transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is written then.
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
+}
+
+/// A consistent read view of one log's storage.
+pub trait StorageReader: HashReader<Error = StoreError> {
+    /// The latest signed checkpoint, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// The checkpoint of exactly `size`, if one was signed.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Entries `[start, end)`; all must be stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Missing`] past the stored entries.
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// The index of the entry with this leaf hash, if stored.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError>;
+
+    /// A metadata value.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}

@@ -1,0 +1,161 @@
+//! The log over redb: appends, dedup, proofs from stored tiles, and the
+//! checks at start that refuse a changed origin, a changed key or corrupt data.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use quire_core::{
+    leaf_hash, prove_consistency, prove_inclusion, verify_consistency, verify_inclusion,
+    Checkpoint, LogKeyAlgorithm, LogSigner, Note,
+};
+use quire_server::log::{DedupPolicy, Log, LogLimits, LogOptions, OpenError};
+use quire_server::store::redb::RedbStore;
+use quire_server::store::{Storage, StorageReader};
+
+const ORIGIN: &str = "test.example/log";
+
+fn key() -> LogSigner {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    LogSigner::generate_with(LogKeyAlgorithm::Ed25519, ORIGIN, &mut rng).unwrap()
+}
+
+fn open(
+    dir: &std::path::Path,
+    origin: &str,
+    signer: LogSigner,
+) -> Result<Log<RedbStore>, OpenError> {
+    let store = RedbStore::open(&dir.join("log.redb"), true).unwrap();
+    Log::open(
+        store,
+        LogOptions {
+            origin: origin.into(),
+            signers: vec![signer],
+            dedup: DedupPolicy::Strict,
+            limits: LogLimits::default(),
+        },
+    )
+}
+
+fn entry(i: u64) -> Vec<u8> {
+    format!("{{\"event\":\"audit\",\"n\":{i}}}").into_bytes()
+}
+
+#[tokio::test]
+async fn appends_are_signed_durable_and_provable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), ORIGIN, key()).unwrap();
+    assert_eq!(log.latest().stored.size, 0);
+    let mut all = Vec::new();
+    for chunk in 0..7u64 {
+        let entries: Vec<Vec<u8>> = (chunk * 100..chunk * 100 + 100).map(entry).collect();
+        let (added, latest) = log.add(entries.clone()).await.unwrap();
+        for (k, a) in added.iter().enumerate() {
+            assert_eq!(a.index, chunk * 100 + k as u64);
+            assert!(!a.duplicate);
+        }
+        assert_eq!(latest.stored.size, chunk * 100 + 100);
+        all.extend(entries);
+    }
+    // The checkpoint is signed by the key and its root matches the entries.
+    let latest = log.latest();
+    let note = Note::parse(&latest.stored.note).unwrap();
+    note.verify(log.verifiers()).unwrap();
+    let cp = Checkpoint::parse(note.text().as_bytes()).unwrap();
+    assert_eq!((cp.origin(), cp.size()), (ORIGIN, 700));
+    let mut reference = quire_core::CompactRange::new();
+    for e in &all {
+        reference.append(leaf_hash(e), |_, _| {}).unwrap();
+    }
+    assert_eq!(*cp.root(), reference.root());
+
+    // Proofs read from stored tiles verify.
+    let reader = log.store().reader().unwrap();
+    for i in [0u64, 1, 255, 256, 511, 699] {
+        let p = prove_inclusion(&reader, i, 700).unwrap();
+        verify_inclusion(&leaf_hash(&all[i as usize]), i, 700, &p, cp.root()).unwrap();
+    }
+    let old = reader.checkpoint_at(300).unwrap().unwrap();
+    let old_cp = Checkpoint::parse(Note::parse(&old.note).unwrap().text().as_bytes()).unwrap();
+    let p = prove_consistency(&reader, 300, 700).unwrap();
+    verify_consistency(300, 700, &p, old_cp.root(), cp.root()).unwrap();
+    assert_eq!(reader.entries(250, 260).unwrap(), all[250..260].to_vec());
+    assert_eq!(reader.find_leaf(&leaf_hash(&all[42])).unwrap(), Some(42));
+
+    // Duplicates get their original index, in and across batches.
+    let (added, latest) = log
+        .add(vec![entry(5), entry(9999), entry(9999)])
+        .await
+        .unwrap();
+    assert_eq!(added[0].index, 5);
+    assert!(added[0].duplicate);
+    assert_eq!((added[1].index, added[1].duplicate), (700, false));
+    assert_eq!((added[2].index, added[2].duplicate), (700, true));
+    assert_eq!(latest.stored.size, 701);
+    log.close();
+    drop(log);
+
+    // A restart rebuilds the same state.
+    let again = open(dir.path(), ORIGIN, key()).unwrap();
+    assert_eq!(again.latest().stored.size, 701);
+    let (added, _) = again.add(vec![entry(1)]).await.unwrap();
+    assert_eq!((added[0].index, added[0].duplicate), (1, true));
+}
+
+#[tokio::test]
+async fn limits_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), ORIGIN, key()).unwrap();
+    let err = log
+        .add(vec![vec![0u8; 64 * 1024 + 1]])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("65537") && err.contains("65536"), "{err}");
+    let err = log
+        .add(vec![vec![1u8]; 1001])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1001") && err.contains("1000"), "{err}");
+    let err = log.add(vec![Vec::new()]).await.unwrap_err().to_string();
+    assert!(err.contains("empty"), "{err}");
+    assert!(log.add(Vec::new()).await.is_err());
+}
+
+#[tokio::test]
+async fn start_refuses_changed_origin_key_or_corrupt_data() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), ORIGIN, key()).unwrap();
+        log.add((0..300).map(entry).collect()).await.unwrap();
+        log.close();
+        drop(log);
+    }
+    match open(dir.path(), "other.example/log", key()) {
+        Err(OpenError::OriginChanged { stored, configured }) => {
+            assert_eq!(
+                (stored.as_str(), configured.as_str()),
+                (ORIGIN, "other.example/log")
+            );
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened with a changed origin"),
+    }
+    let other = LogSigner::generate(LogKeyAlgorithm::EcdsaP256, ORIGIN).unwrap();
+    match open(dir.path(), ORIGIN, other) {
+        Err(OpenError::WrongKey { size: 300, .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened with another key"),
+    }
+    // Flip one byte of a stored entry in the newest bundle.
+    {
+        let store = RedbStore::open(&dir.path().join("log.redb"), true).unwrap();
+        let mut entries = store.reader().unwrap().entries(256, 300).unwrap();
+        entries[3][0] ^= 1;
+        store.overwrite_bundle_unchecked(1, &entries).unwrap();
+    }
+    match open(dir.path(), ORIGIN, key()) {
+        Err(OpenError::Mismatch(why)) => assert!(why.contains("entry 259"), "{why}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened over corrupt data"),
+    }
+}
