@@ -1,8 +1,88 @@
 //! # quire-server
 //!
-//! The log: durable storage (redb by default, behind [`store::Storage`]),
-//! the batching sequencer, the checkpoint signer and the gRPC services.
-//! Work in progress: storage is in place; the sequencer and services follow.
+//! The log server: durable storage (redb by default, behind
+//! [`store::Storage`]), the batching sequencer and signer ([`log`]), the
+//! `quire.v1.Log` gRPC service ([`service`]), configuration ([`config`]) and
+//! key files ([`keyfile`]). [`serve`] runs the service on a bound listener
+//! until a shutdown future completes, then drains every log.
+//!
+//! In scope: RFC 9162 trees and proofs (via `quire-core`), C2SP checkpoints
+//! signed with ECDSA P-256 and Ed25519. Not yet: TLS, metrics, follow
+//! streams, health and reflection services (see the README's status).
 
+pub mod config;
+pub mod keyfile;
 pub mod log;
+pub mod service;
 pub mod store;
+
+use std::future::Future;
+use std::path::Path;
+
+use quire_proto::v1::log_server::LogServer;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, LogConfig};
+use crate::log::{Log, LogOptions};
+use crate::service::LogService;
+use crate::store::redb::RedbStore;
+use crate::store::Storage;
+
+/// Serves `service` on `listener` until `shutdown` completes; then stops
+/// accepting, lets the sequencers integrate and answer what was queued, and
+/// closes every log's storage.
+///
+/// # Errors
+/// Transport errors.
+pub async fn serve<S: Storage>(
+    listener: TcpListener,
+    service: LogService<S>,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let logs: Vec<Log<S>> = service.logs().cloned().collect();
+    let api = LogServer::new(service)
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let result = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(config.max_concurrent_requests)
+        .add_service(api)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await;
+    for log in logs {
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
+    result
+}
+
+/// Opens (creating on first start) one log on the embedded default, with its
+/// keys under `data_dir/keys` and its data in `data_dir/logs`.
+///
+/// # Errors
+/// Key, storage and start-up check failures, each naming what is wrong.
+pub fn open_redb_log(data_dir: &Path, cfg: &LogConfig) -> anyhow::Result<(Log<RedbStore>, bool)> {
+    let (signers, created) = keyfile::load_or_create(&data_dir.join("keys"), &cfg.origin)?;
+    let logs_dir = data_dir.join("logs");
+    std::fs::create_dir_all(&logs_dir)?;
+    let path = logs_dir.join(format!("{}.redb", keyfile::slug(&cfg.origin)));
+    let store = RedbStore::open(&path, cfg.compress)?;
+    {
+        use crate::store::StorageReader as _;
+        if store.reader()?.meta("origin")?.is_none() {
+            store.set_meta("origin", cfg.origin.as_bytes())?;
+        }
+    }
+    let log = Log::open(
+        store,
+        LogOptions {
+            origin: cfg.origin.clone(),
+            signers,
+            dedup: cfg.dedup,
+            limits: cfg.limits(),
+        },
+    )?;
+    Ok((log, created))
+}

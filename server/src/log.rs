@@ -151,9 +151,16 @@ struct Request {
 }
 
 /// A running log. Cheap to clone.
-#[derive(Clone)]
 pub struct Log<S: Storage> {
     inner: Arc<Inner<S>>,
+}
+
+impl<S: Storage> Clone for Log<S> {
+    fn clone(&self) -> Self {
+        Log {
+            inner: Arc::clone(&self.inner),
+        }
+    }
 }
 
 struct Inner<S> {

@@ -1,0 +1,231 @@
+//! Server configuration: a TOML file, overridden by command-line flags.
+//!
+//! ```toml
+//! listen = "127.0.0.1:7400"
+//! data_dir = "quire-data"
+//!
+//! [[logs]]
+//! origin = "audit.example.com/prod/2026"
+//! dedup = "strict"        # or "off"
+//! compress = true         # LZ4 entry bundles where it saves space
+//! max_entry_bytes = 65536
+//! max_batch = 1000
+//! queue_depth = 4096
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::log::{DedupPolicy, LogLimits};
+
+/// Largest configuration file read, checked before parsing.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The origin of the log a server starts with when none is configured.
+pub const DEFAULT_ORIGIN: &str = "localhost/quire";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where logs and keys live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Largest gRPC message accepted, bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Most concurrent requests per connection.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_requests: usize,
+    /// The logs to host.
+    #[serde(default)]
+    pub logs: Vec<LogConfig>,
+}
+
+/// One log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Origin line of its checkpoints.
+    pub origin: String,
+    /// Dedup policy.
+    #[serde(default = "default_dedup")]
+    pub dedup: DedupPolicy,
+    /// Compress entry bundles.
+    #[serde(default = "default_true")]
+    pub compress: bool,
+    /// Largest entry.
+    #[serde(default = "default_entry")]
+    pub max_entry_bytes: usize,
+    /// Most entries per request.
+    #[serde(default = "default_batch")]
+    pub max_batch: usize,
+    /// Most requests waiting.
+    #[serde(default = "default_queue")]
+    pub queue_depth: usize,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7400))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("quire-data")
+}
+fn default_max_message() -> usize {
+    64 * 1024 * 1024
+}
+fn default_concurrency() -> usize {
+    1024
+}
+fn default_dedup() -> DedupPolicy {
+    DedupPolicy::Strict
+}
+fn default_true() -> bool {
+    true
+}
+fn default_entry() -> usize {
+    LogLimits::default().max_entry_bytes
+}
+fn default_batch() -> usize {
+    LogLimits::default().max_batch
+}
+fn default_queue() -> usize {
+    LogLimits::default().queue_depth
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            max_message_bytes: default_max_message(),
+            max_concurrent_requests: default_concurrency(),
+            logs: Vec::new(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// A log with default settings.
+    pub fn new(origin: &str) -> Self {
+        LogConfig {
+            origin: origin.to_owned(),
+            dedup: default_dedup(),
+            compress: true,
+            max_entry_bytes: default_entry(),
+            max_batch: default_batch(),
+            queue_depth: default_queue(),
+        }
+    }
+
+    /// The limits this configuration sets.
+    pub fn limits(&self) -> LogLimits {
+        LogLimits {
+            max_entry_bytes: self.max_entry_bytes,
+            max_batch: self.max_batch,
+            queue_depth: self.queue_depth,
+            ..LogLimits::default()
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is over the size limit.
+    #[error("{path} is {len} bytes; the limit is {MAX_CONFIG_BYTES}")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+    },
+    /// Not valid TOML for this configuration.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and the problem.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let read = |source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(read)?.len();
+        if len > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_owned(),
+                len,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that TOML types alone do not bound.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the value and its range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for l in &self.logs {
+            quire_core::Checkpoint::new(&l.origin, 0, quire_core::empty_root())
+                .map_err(|e| ConfigError::Invalid(format!("log origin {:?}: {e}", l.origin)))?;
+            if !quire_core::keys::is_valid_key_name(&l.origin) {
+                return Err(ConfigError::Invalid(format!(
+                    "log origin {:?} must also be a valid key name: no spaces or '+'",
+                    l.origin
+                )));
+            }
+            if !seen.insert(&l.origin) {
+                return Err(ConfigError::Invalid(format!(
+                    "log {:?} is configured twice",
+                    l.origin
+                )));
+            }
+            if !(1..=16 * 1024 * 1024).contains(&l.max_entry_bytes) {
+                return Err(ConfigError::Invalid(format!(
+                    "log {:?}: max_entry_bytes {} must be 1 to 16777216",
+                    l.origin, l.max_entry_bytes
+                )));
+            }
+            if !(1..=100_000).contains(&l.max_batch) || !(1..=1_000_000).contains(&l.queue_depth) {
+                return Err(ConfigError::Invalid(format!(
+                    "log {:?}: max_batch must be 1 to 100000 and queue_depth 1 to 1000000",
+                    l.origin
+                )));
+            }
+        }
+        Ok(())
+    }
+}

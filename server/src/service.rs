@@ -1,0 +1,398 @@
+//! The `quire.v1.Log` gRPC service over one or many logs.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use quire_core::{inclusion_plan, prove_consistency, Hash, ProofRequestError, ProveError};
+use quire_proto::v1::get_inclusion_proof_request::Leaf;
+use quire_proto::v1::log_server::Log as LogApi;
+use quire_proto::v1::{
+    AddEntriesRequest, AddEntriesResponse, AddEntryRequest, AddEntryResponse, AddedEntry,
+    EntriesPage, GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
+    GetConsistencyProofResponse, GetEntriesRequest, GetEntryWithProofRequest,
+    GetEntryWithProofResponse, GetInclusionProofRequest, GetInclusionProofResponse,
+    ListLogsRequest, ListLogsResponse, LogInfo,
+};
+use quire_proto::{hash_from_wire, hashes_to_wire};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::log::{Log, WriteError};
+use crate::store::{Storage, StorageReader, StoreError};
+
+/// Entries per page of `GetEntries` (one bundle).
+pub const PAGE_ENTRIES: u64 = 256;
+
+/// The service: logs by origin.
+pub struct LogService<S: Storage> {
+    logs: Arc<BTreeMap<String, Log<S>>>,
+}
+
+impl<S: Storage> Clone for LogService<S> {
+    fn clone(&self) -> Self {
+        LogService {
+            logs: Arc::clone(&self.logs),
+        }
+    }
+}
+
+fn write_status(e: WriteError) -> Status {
+    match e {
+        WriteError::Invalid(m) => Status::invalid_argument(m),
+        e @ WriteError::QueueFull { .. } => Status::resource_exhausted(e.to_string()),
+        e @ WriteError::ShuttingDown => Status::unavailable(e.to_string()),
+        e @ WriteError::ClockBackwards { .. } => Status::failed_precondition(e.to_string()),
+        e @ WriteError::Store(_) => Status::internal(e.to_string()),
+    }
+}
+
+fn store_status(e: &StoreError) -> Status {
+    Status::internal(format!("reading storage: {e}"))
+}
+
+fn prove_status(e: ProveError<StoreError>) -> Status {
+    match e {
+        ProveError::Request(r) => request_status(&r),
+        ProveError::Read(e) => store_status(&e),
+        ProveError::Combine(e) => Status::internal(e.to_string()),
+    }
+}
+
+fn request_status(r: &ProofRequestError) -> Status {
+    match r {
+        ProofRequestError::IndexOutOfRange { .. } | ProofRequestError::SizeTooLarge { .. } => {
+            Status::out_of_range(r.to_string())
+        }
+        ProofRequestError::OldSizeAboveNew { .. } | ProofRequestError::FromEmptyTree => {
+            Status::invalid_argument(r.to_string())
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
+}
+
+impl<S: Storage> LogService<S> {
+    /// A service over `logs`.
+    pub fn new(logs: Vec<Log<S>>) -> Self {
+        LogService {
+            logs: Arc::new(
+                logs.into_iter()
+                    .map(|l| (l.origin().to_owned(), l))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The logs served.
+    pub fn logs(&self) -> impl Iterator<Item = &Log<S>> {
+        self.logs.values()
+    }
+
+    fn log(&self, origin: &str) -> Result<Log<S>, Status> {
+        if origin.is_empty() && self.logs.len() == 1 {
+            if let Some(l) = self.logs.values().next() {
+                return Ok(l.clone());
+            }
+        }
+        self.logs.get(origin).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.logs.keys().map(String::as_str).collect();
+            if origin.is_empty() {
+                Status::invalid_argument(format!(
+                    "this server hosts {} logs: name one by origin ({})",
+                    known.len(),
+                    known.join(", ")
+                ))
+            } else {
+                Status::not_found(format!(
+                    "no log with origin {:?} here; known: {}",
+                    origin.chars().take(256).collect::<String>(),
+                    known.join(", ")
+                ))
+            }
+        })
+    }
+}
+
+/// Resolves a requested size (0 = latest) against the latest size.
+fn tree_size(requested: u64, latest: u64) -> Result<u64, Status> {
+    match requested {
+        0 => Ok(latest),
+        n if n > latest => Err(Status::out_of_range(format!(
+            "tree size {n} is beyond the latest checkpoint size {latest}"
+        ))),
+        n => Ok(n),
+    }
+}
+
+type PageStream = Pin<Box<dyn Stream<Item = Result<EntriesPage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<S: Storage> LogApi for LogService<S> {
+    async fn add_entry(
+        &self,
+        req: Request<AddEntryRequest>,
+    ) -> Result<Response<AddEntryResponse>, Status> {
+        let req = req.into_inner();
+        let log = self.log(&req.log)?;
+        let (added, latest) = log.add(vec![req.entry]).await.map_err(write_status)?;
+        let Some(a) = added.first().copied() else {
+            return Err(Status::internal("no result for the entry"));
+        };
+        let mut resp = AddEntryResponse {
+            index: a.index,
+            duplicate: a.duplicate,
+            ..AddEntryResponse::default()
+        };
+        if req.with_proof {
+            let size = latest.stored.size;
+            let proofs = inclusion_proofs(&log, vec![a.index], size).await?;
+            resp.checkpoint.clone_from(&latest.stored.note);
+            resp.inclusion_proof = proofs.into_iter().next().unwrap_or_default();
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn add_entries(
+        &self,
+        req: Request<AddEntriesRequest>,
+    ) -> Result<Response<AddEntriesResponse>, Status> {
+        let req = req.into_inner();
+        let log = self.log(&req.log)?;
+        let (added, latest) = log.add(req.entries).await.map_err(write_status)?;
+        let mut resp = AddEntriesResponse::default();
+        let proofs = if req.with_proof {
+            resp.checkpoint.clone_from(&latest.stored.note);
+            inclusion_proofs(
+                &log,
+                added.iter().map(|a| a.index).collect(),
+                latest.stored.size,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        let mut proofs = proofs.into_iter();
+        resp.entries = added
+            .iter()
+            .map(|a| AddedEntry {
+                index: a.index,
+                duplicate: a.duplicate,
+                inclusion_proof: proofs.next().unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(resp))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        req: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        let log = self.log(&req.into_inner().log)?;
+        Ok(Response::new(GetCheckpointResponse {
+            checkpoint: log.latest().stored.note.clone(),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        let req = req.into_inner();
+        let log = self.log(&req.log)?;
+        let latest = log.latest();
+        let size = tree_size(req.tree_size, latest.stored.size)?;
+        let index = match req.leaf {
+            None => {
+                return Err(Status::invalid_argument(
+                    "give the leaf by index or by leaf_hash",
+                ))
+            }
+            Some(Leaf::Index(i)) => i,
+            Some(Leaf::LeafHash(h)) => {
+                let h = hash_from_wire(&h)
+                    .map_err(|e| Status::invalid_argument(format!("leaf_hash: {e}")))?;
+                let l = log.clone();
+                let found = blocking(move || {
+                    let r = l.store().reader().map_err(|e| store_status(&e))?;
+                    r.find_leaf(&h).map_err(|e| store_status(&e))
+                })
+                .await?;
+                match found {
+                    Some(i) => i,
+                    None => {
+                        return Err(Status::not_found(format!(
+                            "no entry with leaf hash {h} in this log"
+                        )))
+                    }
+                }
+            }
+        };
+        inclusion_plan(index, size).map_err(|e| request_status(&e))?;
+        let proof = inclusion_proofs(&log, vec![index], size)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        Ok(Response::new(GetInclusionProofResponse {
+            index,
+            tree_size: size,
+            proof,
+            checkpoint: if req.tree_size == 0 {
+                latest.stored.note.clone()
+            } else {
+                Vec::new()
+            },
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        let req = req.into_inner();
+        let log = self.log(&req.log)?;
+        let new = tree_size(req.new_size, log.latest().stored.size)?;
+        let old = req.old_size;
+        let l = log.clone();
+        let proof = blocking(move || {
+            let r = l.store().reader().map_err(|e| store_status(&e))?;
+            prove_consistency(&r, old, new).map_err(prove_status)
+        })
+        .await?;
+        Ok(Response::new(GetConsistencyProofResponse {
+            old_size: old,
+            new_size: new,
+            proof: hashes_to_wire(&proof),
+        }))
+    }
+
+    type GetEntriesStream = PageStream;
+
+    async fn get_entries(
+        &self,
+        req: Request<GetEntriesRequest>,
+    ) -> Result<Response<PageStream>, Status> {
+        let req = req.into_inner();
+        let log = self.log(&req.log)?;
+        let size = log.latest().stored.size;
+        let end = if req.end == 0 {
+            size
+        } else {
+            req.end.min(size)
+        };
+        if req.start >= end {
+            return Err(Status::out_of_range(format!(
+                "start {} is not below the end {end} (the tree size is {size})",
+                req.start
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let start = req.start;
+        tokio::task::spawn_blocking(move || {
+            let reader = match log.store().reader() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(store_status(&e)));
+                    return;
+                }
+            };
+            let mut at = start;
+            while at < end {
+                let page_end = ((at / PAGE_ENTRIES + 1) * PAGE_ENTRIES).min(end);
+                let page = reader
+                    .entries(at, page_end)
+                    .map(|entries| EntriesPage { start: at, entries })
+                    .map_err(|e| store_status(&e));
+                let failed = page.is_err();
+                // A closed channel means the client went away: stop reading.
+                if tx.blocking_send(page).is_err() || failed {
+                    return;
+                }
+                at = page_end;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn get_entry_with_proof(
+        &self,
+        req: Request<GetEntryWithProofRequest>,
+    ) -> Result<Response<GetEntryWithProofResponse>, Status> {
+        let req = req.into_inner();
+        let log = self.log(&req.log)?;
+        let latest = log.latest();
+        let size = latest.stored.size;
+        let index = req.index;
+        inclusion_plan(index, size).map_err(|e| request_status(&e))?;
+        let l = log.clone();
+        let (entry, proof) = blocking(move || {
+            let r = l.store().reader().map_err(|e| store_status(&e))?;
+            let entry = r
+                .entries(index, index + 1)
+                .map_err(|e| store_status(&e))?
+                .pop()
+                .ok_or_else(|| Status::internal("entry missing from storage"))?;
+            let proof = quire_core::prove_inclusion(&r, index, size).map_err(prove_status)?;
+            Ok((entry, proof))
+        })
+        .await?;
+        Ok(Response::new(GetEntryWithProofResponse {
+            index,
+            entry,
+            inclusion_proof: hashes_to_wire(&proof),
+            checkpoint: latest.stored.note.clone(),
+        }))
+    }
+
+    async fn list_logs(
+        &self,
+        _req: Request<ListLogsRequest>,
+    ) -> Result<Response<ListLogsResponse>, Status> {
+        Ok(Response::new(ListLogsResponse {
+            logs: self
+                .logs
+                .values()
+                .map(|l| LogInfo {
+                    origin: l.origin().to_owned(),
+                    verifier_keys: l
+                        .verifiers()
+                        .iter()
+                        .map(quire_core::VerifierKey::to_vkey)
+                        .collect(),
+                    state: "ACTIVE".into(),
+                    size: l.latest().stored.size,
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// Inclusion proofs of `indexes` in the tree of `size`, from one read view.
+async fn inclusion_proofs<S: Storage>(
+    log: &Log<S>,
+    indexes: Vec<u64>,
+    size: u64,
+) -> Result<Vec<Vec<Vec<u8>>>, Status> {
+    let l = log.clone();
+    blocking(move || {
+        let r = l.store().reader().map_err(|e| store_status(&e))?;
+        indexes
+            .iter()
+            .map(|&i| {
+                quire_core::prove_inclusion(&r, i, size)
+                    .map(|p: Vec<Hash>| hashes_to_wire(&p))
+                    .map_err(prove_status)
+            })
+            .collect()
+    })
+    .await
+}
