@@ -41,11 +41,31 @@ pub async fn serve<S: Storage>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let logs: Vec<Log<S>> = service.logs().cloned().collect();
+    let streams = service.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Follow streams never end by themselves: end them so that the
+        // graceful shutdown can finish.
+        streams.stop_streams();
+    };
     let api = LogServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let result = tonic::transport::Server::builder()
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<LogServer<LogService<S>>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(quire_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let mut builder = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(config.max_concurrent_requests)
+        .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()));
+    let reflection = reflection
+        .map_err(|e| tracing::warn!(error = %e, "server reflection unavailable"))
+        .ok();
+    let result = builder
+        .add_service(health_service)
+        .add_optional_service(reflection)
         .add_service(api)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -12,7 +12,7 @@ use quire_proto::v1::{
     EntriesPage, GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
     GetConsistencyProofResponse, GetEntriesRequest, GetEntryWithProofRequest,
     GetEntryWithProofResponse, GetInclusionProofRequest, GetInclusionProofResponse,
-    ListLogsRequest, ListLogsResponse, LogInfo,
+    ListLogsRequest, ListLogsResponse, LogInfo, TailEntriesRequest, TailPage,
 };
 use quire_proto::{hash_from_wire, hashes_to_wire};
 use tokio_stream::Stream;
@@ -27,12 +27,17 @@ pub const PAGE_ENTRIES: u64 = 256;
 /// The service: logs by origin.
 pub struct LogService<S: Storage> {
     logs: Arc<BTreeMap<String, Log<S>>>,
+    /// Turns true when the server shuts down: follow streams end then.
+    stopping: tokio::sync::watch::Receiver<bool>,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl<S: Storage> Clone for LogService<S> {
     fn clone(&self) -> Self {
         LogService {
             logs: Arc::clone(&self.logs),
+            stopping: self.stopping.clone(),
+            stop: Arc::clone(&self.stop),
         }
     }
 }
@@ -81,13 +86,21 @@ async fn blocking<T: Send + 'static>(
 impl<S: Storage> LogService<S> {
     /// A service over `logs`.
     pub fn new(logs: Vec<Log<S>>) -> Self {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         LogService {
             logs: Arc::new(
                 logs.into_iter()
                     .map(|l| (l.origin().to_owned(), l))
                     .collect(),
             ),
+            stopping,
+            stop: Arc::new(stop),
         }
+    }
+
+    /// Ends every follow stream (the server is shutting down).
+    pub fn stop_streams(&self) {
+        self.stop.send_replace(true);
     }
 
     /// The logs served.
@@ -132,6 +145,13 @@ fn tree_size(requested: u64, latest: u64) -> Result<u64, Status> {
 }
 
 type PageStream = Pin<Box<dyn Stream<Item = Result<EntriesPage, Status>> + Send>>;
+type CheckpointStream = Pin<Box<dyn Stream<Item = Result<GetCheckpointResponse, Status>> + Send>>;
+type TailStream = Pin<Box<dyn Stream<Item = Result<TailPage, Status>> + Send>>;
+
+/// The end of the page that starts at `at`: the next bundle boundary, or `end`.
+fn page_end(at: u64, end: u64) -> u64 {
+    ((at / PAGE_ENTRIES + 1) * PAGE_ENTRIES).min(end)
+}
 
 #[tonic::async_trait]
 impl<S: Storage> LogApi for LogService<S> {
@@ -305,7 +325,7 @@ impl<S: Storage> LogApi for LogService<S> {
             };
             let mut at = start;
             while at < end {
-                let page_end = ((at / PAGE_ENTRIES + 1) * PAGE_ENTRIES).min(end);
+                let page_end = page_end(at, end);
                 let page = reader
                     .entries(at, page_end)
                     .map(|entries| EntriesPage { start: at, entries })
@@ -351,6 +371,85 @@ impl<S: Storage> LogApi for LogService<S> {
             inclusion_proof: hashes_to_wire(&proof),
             checkpoint: latest.stored.note.clone(),
         }))
+    }
+
+    type WatchCheckpointsStream = CheckpointStream;
+
+    async fn watch_checkpoints(
+        &self,
+        req: Request<GetCheckpointRequest>,
+    ) -> Result<Response<CheckpointStream>, Status> {
+        let log = self.log(&req.into_inner().log)?;
+        let mut watch = log.subscribe();
+        let mut stopping = self.stopping.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let note = watch.borrow_and_update().stored.note.clone();
+                if tx
+                    .send(Ok(GetCheckpointResponse { checkpoint: note }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::select! {
+                    changed = watch.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    type TailEntriesStream = TailStream;
+
+    async fn tail_entries(
+        &self,
+        req: Request<TailEntriesRequest>,
+    ) -> Result<Response<TailStream>, Status> {
+        let req = req.into_inner();
+        let log = self.log(&req.log)?;
+        let mut watch = log.subscribe();
+        let mut stopping = self.stopping.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut at = req.start;
+        tokio::spawn(async move {
+            loop {
+                let latest = Arc::clone(&watch.borrow_and_update());
+                let size = latest.stored.size;
+                while at < size {
+                    let end = page_end(at, size);
+                    let (l, from) = (log.clone(), at);
+                    let page = blocking(move || {
+                        let r = l.store().reader().map_err(|e| store_status(&e))?;
+                        r.entries(from, end).map_err(|e| store_status(&e))
+                    })
+                    .await
+                    .map(|entries| TailPage {
+                        start: from,
+                        entries,
+                        checkpoint: latest.stored.note.clone(),
+                    });
+                    let failed = page.is_err();
+                    if tx.send(page).await.is_err() || failed {
+                        return;
+                    }
+                    at = end;
+                }
+                tokio::select! {
+                    changed = watch.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn list_logs(
