@@ -6,7 +6,8 @@
 //!
 //! [[logs]]
 //! origin = "audit.example.com/prod/2026"
-//! dedup = "strict"        # or "off"
+//! dedup = "strict"        # or "best-effort" (bounded cache) or "off"
+//! dedup_cache_entries = 100000
 //! compress = true         # LZ4 entry bundles where it saves space
 //! max_entry_bytes = 65536
 //! max_batch = 1000
@@ -68,6 +69,9 @@ pub struct LogConfig {
     /// Most requests waiting.
     #[serde(default = "default_queue")]
     pub queue_depth: usize,
+    /// Leaf hashes remembered under best-effort dedup.
+    #[serde(default = "default_cache")]
+    pub dedup_cache_entries: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -97,6 +101,9 @@ fn default_batch() -> usize {
 fn default_queue() -> usize {
     LogLimits::default().queue_depth
 }
+fn default_cache() -> usize {
+    LogLimits::default().dedup_cache_entries
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -120,6 +127,7 @@ impl LogConfig {
             max_entry_bytes: default_entry(),
             max_batch: default_batch(),
             queue_depth: default_queue(),
+            dedup_cache_entries: default_cache(),
         }
     }
 
@@ -129,6 +137,7 @@ impl LogConfig {
             max_entry_bytes: self.max_entry_bytes,
             max_batch: self.max_batch,
             queue_depth: self.queue_depth,
+            dedup_cache_entries: self.dedup_cache_entries,
             ..LogLimits::default()
         }
     }
@@ -223,6 +232,12 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "log {:?}: max_batch must be 1 to 100000 and queue_depth 1 to 1000000",
                     l.origin
+                )));
+            }
+            if l.dedup_cache_entries > 100_000_000 {
+                return Err(ConfigError::Invalid(format!(
+                    "log {:?}: dedup_cache_entries {} exceeds 100000000",
+                    l.origin, l.dedup_cache_entries
                 )));
             }
         }

@@ -21,6 +21,10 @@ pub enum DedupPolicy {
     /// Every entry is checked against a durable index: a duplicate always
     /// gets its original index.
     Strict,
+    /// Entries are checked against a bounded cache of recent leaf hashes
+    /// (`dedup_cache_entries`): recent duplicates get their original index,
+    /// older ones are appended again.
+    BestEffort,
     /// No dedup: every entry is appended.
     Off,
 }
@@ -36,6 +40,8 @@ pub struct LogLimits {
     pub queue_depth: usize,
     /// Most entries one commit takes.
     pub max_commit_entries: usize,
+    /// Leaf hashes remembered for best-effort dedup.
+    pub dedup_cache_entries: usize,
 }
 
 impl Default for LogLimits {
@@ -45,6 +51,7 @@ impl Default for LogLimits {
             max_batch: 1000,
             queue_depth: 4096,
             max_commit_entries: 16_384,
+            dedup_cache_entries: 100_000,
         }
     }
 }
@@ -243,6 +250,11 @@ impl<S: Storage> Log<S> {
             signers: opts.signers,
             dedup: opts.dedup,
             max_commit: opts.limits.max_commit_entries,
+            recent: RecentLeaves::new(if opts.dedup == DedupPolicy::BestEffort {
+                opts.limits.dedup_cache_entries
+            } else {
+                0
+            }),
             store: Arc::clone(&store),
             range,
             latest: latest_tx,
@@ -423,11 +435,46 @@ fn check_stored<R: StorageReader>(
     Ok(range)
 }
 
+/// A bounded map of recent leaf hashes (first in, first out).
+struct RecentLeaves {
+    map: HashMap<Hash, u64>,
+    order: std::collections::VecDeque<Hash>,
+    cap: usize,
+}
+
+impl RecentLeaves {
+    fn new(cap: usize) -> Self {
+        RecentLeaves {
+            map: HashMap::with_capacity(cap.min(1 << 20)),
+            order: std::collections::VecDeque::with_capacity(cap.min(1 << 20)),
+            cap,
+        }
+    }
+
+    fn get(&self, h: &Hash) -> Option<u64> {
+        self.map.get(h).copied()
+    }
+
+    fn insert(&mut self, h: Hash, index: u64) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.order.len() >= self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+        self.map.insert(h, index);
+        self.order.push_back(h);
+    }
+}
+
 struct Sequencer<S> {
     origin: String,
     signers: Vec<LogSigner>,
     dedup: DedupPolicy,
     max_commit: usize,
+    recent: RecentLeaves,
     store: Arc<S>,
     range: CompactRange,
     latest: watch::Sender<Arc<Latest>>,
@@ -483,18 +530,23 @@ impl<S: Storage> Sequencer<S> {
             let mut added = Vec::with_capacity(req.entries.len());
             for entry in &req.entries {
                 let leaf = leaf_hash(entry);
-                if self.dedup == DedupPolicy::Strict {
-                    let seen = match in_batch.get(&leaf) {
+                let seen = match self.dedup {
+                    DedupPolicy::Off => None,
+                    DedupPolicy::BestEffort => in_batch
+                        .get(&leaf)
+                        .copied()
+                        .or_else(|| self.recent.get(&leaf)),
+                    DedupPolicy::Strict => match in_batch.get(&leaf) {
                         Some(i) => Some(*i),
                         None => reader.find_leaf(&leaf).map_err(store_err)?,
-                    };
-                    if let Some(index) = seen {
-                        added.push(Added {
-                            index,
-                            duplicate: true,
-                        });
-                        continue;
-                    }
+                    },
+                };
+                if let Some(index) = seen {
+                    added.push(Added {
+                        index,
+                        duplicate: true,
+                    });
+                    continue;
                 }
                 let index = range.size();
                 range
@@ -504,10 +556,11 @@ impl<S: Storage> Sequencer<S> {
                         }
                     })
                     .map_err(|e| WriteError::Invalid(e.to_string()))?;
-                if self.dedup == DedupPolicy::Strict {
+                if self.dedup != DedupPolicy::Off {
                     in_batch.insert(leaf, index);
-                    commit.leaf_index.push((leaf, index));
                 }
+                // The leaf index serves proof-by-hash under every policy.
+                commit.leaf_index.push((leaf, index));
                 commit.entries.push(entry.clone());
                 added.push(Added {
                     index,
@@ -536,6 +589,11 @@ impl<S: Storage> Sequencer<S> {
         };
         commit.checkpoint = Some(stored.clone());
         self.store.commit(&commit).map_err(store_err)?;
+        if self.dedup == DedupPolicy::BestEffort {
+            for (h, i) in &commit.leaf_index {
+                self.recent.insert(*h, *i);
+            }
+        }
         self.range = range;
         let latest = Arc::new(Latest { stored, root });
         self.latest.send_replace(Arc::clone(&latest));

@@ -159,3 +159,47 @@ async fn start_refuses_changed_origin_key_or_corrupt_data() {
         Ok(_) => panic!("opened over corrupt data"),
     }
 }
+
+fn open_with(dir: &std::path::Path, dedup: DedupPolicy, cache: usize) -> Log<RedbStore> {
+    let store = RedbStore::open(&dir.join("log.redb"), false).unwrap();
+    Log::open(
+        store,
+        LogOptions {
+            origin: ORIGIN.into(),
+            signers: vec![key()],
+            dedup,
+            limits: LogLimits {
+                dedup_cache_entries: cache,
+                ..LogLimits::default()
+            },
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn dedup_policies() {
+    // Best effort: recent duplicates are caught, evicted ones appended again.
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with(dir.path(), DedupPolicy::BestEffort, 3);
+    log.add((0..5).map(entry).collect()).await.unwrap();
+    let (added, _) = log
+        .add(vec![entry(4), entry(0), entry(9), entry(9)])
+        .await
+        .unwrap();
+    let got: Vec<(u64, bool)> = added.iter().map(|a| (a.index, a.duplicate)).collect();
+    assert_eq!(got, vec![(4, true), (5, false), (6, false), (6, true)]);
+    // Proof by hash still finds entries.
+    let r = log.store().reader().unwrap();
+    assert_eq!(r.find_leaf(&leaf_hash(&entry(2))).unwrap(), Some(2));
+    log.close();
+
+    // Off: everything is appended.
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with(dir.path(), DedupPolicy::Off, 0);
+    let (added, latest) = log.add(vec![entry(1), entry(1)]).await.unwrap();
+    assert_eq!((added[0].index, added[1].index), (0, 1));
+    assert!(!added[1].duplicate);
+    assert_eq!(latest.stored.size, 2);
+    log.close();
+}
