@@ -12,6 +12,11 @@
 //! max_entry_bytes = 65536
 //! max_batch = 1000
 //! queue_depth = 4096
+//!
+//! [tls]                   # optional: serve gRPC over TLS (rustls)
+//! cert = "server.pem"     # certificate chain, PEM
+//! key = "server.key"      # private key, PEM
+//! client_ca = "ca.pem"    # optional: require client certificates from this CA
 //! ```
 
 use std::net::SocketAddr;
@@ -46,6 +51,56 @@ pub struct Config {
     /// The logs to host.
     #[serde(default)]
     pub logs: Vec<LogConfig>,
+    /// TLS, when set.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA whose client certificates are required (mTLS), when set.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Largest PEM file read.
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let read = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(read)?.len();
+    if len > MAX_PEM_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            len,
+        });
+    }
+    std::fs::read(path).map_err(read)
+}
+
+impl TlsConfig {
+    /// Reads the files into a tonic TLS configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file that cannot be read.
+    pub fn load(&self) -> Result<tonic::transport::ServerTlsConfig, ConfigError> {
+        let identity =
+            tonic::transport::Identity::from_pem(read_pem(&self.cert)?, read_pem(&self.key)?);
+        let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca {
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read_pem(ca)?));
+        }
+        Ok(tls)
+    }
 }
 
 /// One log.
@@ -113,6 +168,7 @@ impl Default for Config {
             max_message_bytes: default_max_message(),
             max_concurrent_requests: default_concurrency(),
             logs: Vec::new(),
+            tls: None,
         }
     }
 }

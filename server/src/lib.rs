@@ -33,13 +33,13 @@ use crate::store::Storage;
 /// closes every log's storage.
 ///
 /// # Errors
-/// Transport errors.
+/// TLS files that cannot be read or used, and transport errors.
 pub async fn serve<S: Storage>(
     listener: TcpListener,
     service: LogService<S>,
     config: &Config,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> anyhow::Result<()> {
     let logs: Vec<Log<S>> = service.logs().cloned().collect();
     let streams = service.clone();
     let shutdown = async move {
@@ -57,7 +57,11 @@ pub async fn serve<S: Storage>(
         .register_encoded_file_descriptor_set(quire_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1();
-    let mut builder = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls.load()?)?;
+    }
+    let mut builder = builder
         .concurrency_limit_per_connection(config.max_concurrent_requests)
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()));
     let reflection = reflection
@@ -75,7 +79,7 @@ pub async fn serve<S: Storage>(
     for log in logs {
         let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }
-    result
+    Ok(result?)
 }
 
 /// Opens (creating on first start) one log on the embedded default, with its

@@ -42,6 +42,15 @@ struct RunArgs {
     /// Origin of the log to serve when the file configures none.
     #[arg(long)]
     origin: Option<String>,
+    /// TLS certificate chain, PEM (with --tls-key; overrides the file).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates issued by this CA (mTLS).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +93,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(quire_server::config::TlsConfig {
+            cert,
+            key,
+            client_ca: args.tls_client_ca,
+        });
+    }
     if config.logs.is_empty() {
         config.logs.push(LogConfig::new(
             args.origin.as_deref().unwrap_or(DEFAULT_ORIGIN),
@@ -105,7 +121,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         logs.push(log);
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    println!("listening on {}", listener.local_addr()?);
+    println!(
+        "listening on {}{}",
+        listener.local_addr()?,
+        match &config.tls {
+            Some(t) if t.client_ca.is_some() => " (TLS, client certificates required)",
+            Some(_) => " (TLS)",
+            None => "",
+        }
+    );
     println!("data in {}", config.data_dir.display());
     let service = LogService::new(logs);
     quire_server::serve(listener, service, &config, shutdown_signal()).await?;

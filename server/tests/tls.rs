@@ -1,0 +1,125 @@
+//! gRPC over TLS, and mTLS: a client without a certificate from the
+//! configured CA is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use quire_proto::v1::log_client::LogClient;
+use quire_proto::v1::GetCheckpointRequest;
+use quire_server::config::{Config, LogConfig, TlsConfig};
+use quire_server::service::LogService;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+struct Pki {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+    stranger: (String, String),
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |issuer: &CertifiedIssuer<'_, KeyPair>, name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .signed_by(&key, issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let other_ca =
+        CertifiedIssuer::self_signed(other_params, KeyPair::generate().unwrap()).unwrap();
+    Pki {
+        ca: ca.pem(),
+        server: leaf(&ca, "localhost"),
+        client: leaf(&ca, "client.example"),
+        stranger: leaf(&other_ca, "stranger.example"),
+    }
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+    ca: &str,
+    id: Option<&(String, String)>,
+) -> Result<LogClient<Channel>, String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some((c, k)) = id {
+        tls = tls.identity(Identity::from_pem(c, k));
+    }
+    let ch = Channel::from_shared(format!("https://localhost:{}", addr.port()))
+        .unwrap()
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(LogClient::new(ch))
+}
+
+#[tokio::test]
+async fn mtls_admits_only_clients_of_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let config = Config {
+        tls: Some(TlsConfig {
+            cert: write("server.pem", &p.server.0),
+            key: write("server.key", &p.server.1),
+            client_ca: Some(write("ca.pem", &p.ca)),
+        }),
+        ..Config::default()
+    };
+    let cfg = LogConfig::new("tls.example/log");
+    let (log, _) = quire_server::open_redb_log(dir.path(), &cfg).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        quire_server::serve(listener, LogService::new(vec![log]), &config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+
+    let mut ok = connect(addr, &p.ca, Some(&p.client)).await.unwrap();
+    let cp = ok
+        .get_checkpoint(GetCheckpointRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!cp.checkpoint.is_empty());
+
+    for id in [None, Some(&p.stranger)] {
+        let refused = match connect(addr, &p.ca, id).await {
+            Err(_) => true,
+            Ok(mut c) => c
+                .get_checkpoint(GetCheckpointRequest::default())
+                .await
+                .is_err(),
+        };
+        assert!(
+            refused,
+            "a client without a certificate from the CA got through"
+        );
+    }
+    // Plain text is refused too.
+    let plain = LogClient::connect(format!("http://{addr}")).await;
+    if let Ok(mut c) = plain {
+        assert!(c
+            .get_checkpoint(GetCheckpointRequest::default())
+            .await
+            .is_err());
+    }
+    let _ = stop.send(());
+    server.await.unwrap();
+}
