@@ -3,6 +3,7 @@
 //! ```toml
 //! listen = "127.0.0.1:7400"
 //! data_dir = "quire-data"
+//! metrics_listen = "127.0.0.1:7401"   # optional Prometheus endpoint
 //!
 //! [[logs]]
 //! origin = "audit.example.com/prod/2026"
@@ -54,6 +55,9 @@ pub struct Config {
     /// TLS, when set.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Where to serve Prometheus metrics (`GET /metrics`), when set.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// TLS files.
@@ -169,6 +173,7 @@ impl Default for Config {
             max_concurrent_requests: default_concurrency(),
             logs: Vec::new(),
             tls: None,
+            metrics_listen: None,
         }
     }
 }

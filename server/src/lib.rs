@@ -3,16 +3,17 @@
 //! The log server: durable storage (redb by default, behind
 //! [`store::Storage`]), the batching sequencer and signer ([`log`]), the
 //! `quire.v1.Log` gRPC service ([`service`]), configuration ([`config`]) and
-//! key files ([`keyfile`]). [`serve`] runs the service on a bound listener
+//! key files ([`keyfile`]) and Prometheus metrics ([`metrics`]). [`serve`] runs the service on a bound listener
 //! until a shutdown future completes, then drains every log.
 //!
 //! In scope: RFC 9162 trees and proofs (via `quire-core`), C2SP checkpoints
-//! signed with ECDSA P-256 and Ed25519. Not yet: TLS, metrics, follow
-//! streams, health and reflection services (see the README's status).
+//! signed with ECDSA P-256 and Ed25519, TLS and mTLS, health and reflection
+//! services. Not yet: witness cosignatures (issue 5).
 
 pub mod config;
 pub mod keyfile;
 pub mod log;
+pub mod metrics;
 pub mod service;
 pub mod store;
 
@@ -63,7 +64,8 @@ pub async fn serve<S: Storage>(
     }
     let mut builder = builder
         .concurrency_limit_per_connection(config.max_concurrent_requests)
-        .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()));
+        .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        .layer(metrics::RpcMetricsLayer);
     let reflection = reflection
         .map_err(|e| tracing::warn!(error = %e, "server reflection unavailable"))
         .ok();

@@ -154,6 +154,7 @@ pub type WriteResult = Result<(Vec<Added>, Arc<Latest>), WriteError>;
 
 struct Request {
     entries: Vec<Vec<u8>>,
+    queued_at: std::time::Instant,
     reply: oneshot::Sender<WriteResult>,
 }
 
@@ -349,15 +350,22 @@ impl<S: Storage> Log<S> {
             .clone()
             .ok_or(WriteError::ShuttingDown)?;
         let (reply, rx) = oneshot::channel();
-        sender
-            .try_send(Request { entries, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => WriteError::QueueFull {
-                    origin: self.inner.origin.clone(),
-                    depth: limits.queue_depth,
-                },
-                mpsc::error::TrySendError::Closed(_) => WriteError::ShuttingDown,
-            })?;
+        let request = Request {
+            entries,
+            queued_at: std::time::Instant::now(),
+            reply,
+        };
+        let sent = sender.try_send(request);
+        metrics::gauge!("quire_queue_depth", "log" => self.inner.origin.clone()).set(
+            crate::metrics::value_usize(limits.queue_depth - sender.capacity()),
+        );
+        sent.map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => WriteError::QueueFull {
+                origin: self.inner.origin.clone(),
+                depth: limits.queue_depth,
+            },
+            mpsc::error::TrySendError::Closed(_) => WriteError::ShuttingDown,
+        })?;
         rx.await.map_err(|_| WriteError::ShuttingDown)?
     }
 
@@ -494,7 +502,20 @@ impl<S: Storage> Sequencer<S> {
                     Err(_) => break,
                 }
             }
+            let label = [("log", self.origin.clone())];
+            metrics::gauge!("quire_oldest_unintegrated_age_seconds", &label)
+                .set(batch[0].queued_at.elapsed().as_secs_f64());
+            metrics::gauge!("quire_queue_depth", &label).set(crate::metrics::value_usize(rx.len()));
+            let started = std::time::Instant::now();
             let result = self.integrate(&batch);
+            metrics::histogram!("quire_integration_seconds", &label)
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("quire_batch_entries", &label)
+                .record(crate::metrics::value_usize(count));
+            if let Ok((_, latest)) = &result {
+                metrics::gauge!("quire_tree_size", &label)
+                    .set(crate::metrics::value(latest.stored.size));
+            }
             match result {
                 Ok((per_request, latest)) => {
                     for (req, added) in batch.into_iter().zip(per_request) {
@@ -597,6 +618,8 @@ impl<S: Storage> Sequencer<S> {
         self.range = range;
         let latest = Arc::new(Latest { stored, root });
         self.latest.send_replace(Arc::clone(&latest));
+        metrics::counter!("quire_entries_integrated_total", "log" => self.origin.clone())
+            .increment(commit.entries.len() as u64);
         tracing::debug!(origin = %self.origin, size = self.range.size(), entries = commit.entries.len(), "integrated");
         Ok((per_request, latest))
     }

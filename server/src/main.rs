@@ -42,6 +42,9 @@ struct RunArgs {
     /// Origin of the log to serve when the file configures none.
     #[arg(long)]
     origin: Option<String>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (overrides the file).
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// TLS certificate chain, PEM (with --tls-key; overrides the file).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -93,6 +96,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
+    if let Some(m) = args.metrics_listen {
+        config.metrics_listen = Some(m);
+    }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(quire_server::config::TlsConfig {
             cert,
@@ -120,6 +126,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         logs.push(log);
     }
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = config.metrics_listen {
+        let handle = quire_server::metrics::install()
+            .ok_or_else(|| anyhow::anyhow!("cannot install the metrics recorder"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        println!("metrics on http://{}/metrics", listener.local_addr()?);
+        tokio::spawn(quire_server::metrics::serve(listener, handle, async {
+            let _ = metrics_stopped.await;
+        }));
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     println!(
         "listening on {}{}",
@@ -133,6 +149,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("data in {}", config.data_dir.display());
     let service = LogService::new(logs);
     quire_server::serve(listener, service, &config, shutdown_signal()).await?;
+    let _ = metrics_stop.send(());
     println!("stopped: queued entries integrated, storage closed");
     Ok(())
 }
