@@ -108,6 +108,7 @@ pub fn open_redb_log(data_dir: &Path, cfg: &LogConfig) -> anyhow::Result<(Log<Re
             signers,
             dedup: cfg.dedup,
             limits: cfg.limits(),
+            clock: log::system_clock(),
         },
     )?;
     Ok((log, created))

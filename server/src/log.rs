@@ -66,6 +66,17 @@ pub struct LogOptions {
     pub dedup: DedupPolicy,
     /// Limits.
     pub limits: LogLimits,
+    /// The clock checkpoints are timed by (Unix milliseconds).
+    pub clock: Clock,
+}
+
+/// A source of Unix time in milliseconds: the system clock, or another for
+/// tests.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(now_ms)
 }
 
 /// Why a log refused to open.
@@ -227,7 +238,7 @@ impl<S: Storage> Log<S> {
                 let range = CompactRange::new();
                 let stored = StoredCheckpoint {
                     size: 0,
-                    signed_at_ms: now_ms(),
+                    signed_at_ms: (opts.clock)(),
                     note: sign(&opts.origin, 0, range.root(), &opts.signers)?,
                 };
                 store.commit(&Commit {
@@ -247,6 +258,7 @@ impl<S: Storage> Log<S> {
         let (tx, rx) = mpsc::channel(opts.limits.queue_depth);
         let (latest_tx, latest_rx) = watch::channel(Arc::new(latest));
         let seq = Sequencer {
+            clock: opts.clock,
             origin: opts.origin.clone(),
             signers: opts.signers,
             dedup: opts.dedup,
@@ -478,6 +490,7 @@ impl RecentLeaves {
 }
 
 struct Sequencer<S> {
+    clock: Clock,
     origin: String,
     signers: Vec<LogSigner>,
     dedup: DedupPolicy,
@@ -595,7 +608,7 @@ impl<S: Storage> Sequencer<S> {
             return Ok((per_request, Arc::clone(&self.latest.borrow())));
         }
         let last_ms = self.latest.borrow().stored.signed_at_ms;
-        let now = now_ms();
+        let now = (self.clock)();
         if now < last_ms {
             return Err(WriteError::ClockBackwards {
                 now_ms: now,

@@ -31,6 +31,7 @@ fn open(
             signers: vec![signer],
             dedup: DedupPolicy::Strict,
             limits: LogLimits::default(),
+            clock: quire_server::log::system_clock(),
         },
     )
 }
@@ -172,6 +173,7 @@ fn open_with(dir: &std::path::Path, dedup: DedupPolicy, cache: usize) -> Log<Red
                 dedup_cache_entries: cache,
                 ..LogLimits::default()
             },
+            clock: quire_server::log::system_clock(),
         },
     )
     .unwrap()
@@ -201,5 +203,53 @@ async fn dedup_policies() {
     assert_eq!((added[0].index, added[1].index), (0, 1));
     assert!(!added[1].duplicate);
     assert_eq!(latest.stored.size, 2);
+    log.close();
+}
+
+#[tokio::test]
+async fn a_clock_that_goes_back_stops_signing() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let now = Arc::new(AtomicU64::new(1_000_000));
+    let clock_now = Arc::clone(&now);
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("log.redb"), false).unwrap();
+    let log = Log::open(
+        store,
+        LogOptions {
+            origin: ORIGIN.into(),
+            signers: vec![key()],
+            dedup: DedupPolicy::Strict,
+            limits: LogLimits::default(),
+            clock: Arc::new(move || clock_now.load(Ordering::SeqCst)),
+        },
+    )
+    .unwrap();
+    now.store(2_000_000, Ordering::SeqCst);
+    let (_, latest) = log.add(vec![entry(1)]).await.unwrap();
+    assert_eq!(latest.stored.signed_at_ms, 2_000_000);
+    // Back in time: refused, nothing acknowledged, nothing stored.
+    now.store(1_999_000, Ordering::SeqCst);
+    let err = log.add(vec![entry(2)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            quire_server::log::WriteError::ClockBackwards {
+                now_ms: 1_999_000,
+                last_ms: 2_000_000
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("clock went backwards"));
+    assert_eq!(log.latest().stored.size, 1);
+    let r = log.store().reader().unwrap();
+    assert_eq!(r.latest_checkpoint().unwrap().unwrap().size, 1);
+    assert_eq!(r.find_leaf(&leaf_hash(&entry(2))).unwrap(), None);
+    drop(r);
+    // The clock recovers: signing resumes, at the later time.
+    now.store(2_000_001, Ordering::SeqCst);
+    let (added, latest) = log.add(vec![entry(2)]).await.unwrap();
+    assert_eq!((added[0].index, latest.stored.signed_at_ms), (1, 2_000_001));
     log.close();
 }
