@@ -5,7 +5,7 @@ use std::path::Path;
 
 use quire_core::node::{TileId, TileSpan, TILE_HEIGHT};
 use quire_core::{perfect_root, Hash, HashReader, NodeId};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::bundle::{self, BUNDLE_SIZE};
 use super::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
@@ -14,8 +14,16 @@ use super::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("bundles");
 /// (tile level, tile index) → row hashes, 32 bytes each.
 const TILES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("tiles");
-/// Leaf hash → entry index.
-const LEAVES: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaves");
+/// First 8 bytes of a leaf hash → entry indexes. The full hash is checked
+/// against the tile row on lookup, so a prefix shared by two leaves only
+/// costs an extra read; 16 bytes per entry instead of 40.
+const LEAVES: MultimapTableDefinition<u64, u64> = MultimapTableDefinition::new("leaves");
+
+fn leaf_key(leaf: &Hash) -> u64 {
+    u64::from_be_bytes([
+        leaf.0[0], leaf.0[1], leaf.0[2], leaf.0[3], leaf.0[4], leaf.0[5], leaf.0[6], leaf.0[7],
+    ])
+}
 /// Tree size → (signed at, Unix ms; signed note).
 const CHECKPOINTS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("checkpoints");
 /// Named metadata (origin, format version).
@@ -43,7 +51,7 @@ impl RedbStore {
         {
             txn.open_table(BUNDLES).map_err(engine)?;
             txn.open_table(TILES).map_err(engine)?;
-            txn.open_table(LEAVES).map_err(engine)?;
+            txn.open_multimap_table(LEAVES).map_err(engine)?;
             txn.open_table(CHECKPOINTS).map_err(engine)?;
             txn.open_table(META).map_err(engine)?;
         }
@@ -100,9 +108,9 @@ impl Storage for RedbStore {
         {
             write_bundles(&txn, c, self.compress)?;
             write_tiles(&txn, &c.row_hashes)?;
-            let mut leaves = txn.open_table(LEAVES).map_err(engine)?;
+            let mut leaves = txn.open_multimap_table(LEAVES).map_err(engine)?;
             for (h, i) in &c.leaf_index {
-                leaves.insert(h.0, *i).map_err(engine)?;
+                leaves.insert(leaf_key(h), *i).map_err(engine)?;
             }
             if let Some(cp) = &c.checkpoint {
                 txn.open_table(CHECKPOINTS)
@@ -280,8 +288,19 @@ impl StorageReader for RedbReader {
     }
 
     fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
-        let table = self.txn.open_table(LEAVES).map_err(engine)?;
-        Ok(table.get(leaf.0).map_err(engine)?.map(|v| v.value()))
+        let table = self.txn.open_multimap_table(LEAVES).map_err(engine)?;
+        let mut candidates = Vec::new();
+        for v in table.get(leaf_key(leaf)).map_err(engine)? {
+            candidates.push(v.map_err(engine)?.value());
+        }
+        // Lowest index first: under strict dedup that is the original.
+        for index in candidates {
+            let stored = self.read_hashes(&[NodeId::leaf(index)])?;
+            if stored.first() == Some(leaf) {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

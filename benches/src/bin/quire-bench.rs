@@ -1,0 +1,511 @@
+//! `quire-bench`: load generator for a Quire log server.
+//!
+//! Starts a server in-process on 127.0.0.1 (redb, in a temporary directory
+//! unless `--data-dir` is given), or drives one at `--addr`, and runs one
+//! scenario:
+//!
+//! - `batched`: writers send `--batch` entries per request, flat out;
+//! - `single`: `--concurrency` writers send one entry per request, flat out;
+//! - `rate`: single-entry writes at an offered `--rate` per second;
+//! - `proofs`: inclusion proofs by random index, each verified against a
+//!   verified checkpoint.
+//!
+//! Throughput is the growth of the signed tree over the run (checkpoints are
+//! verified with the log's keys); latency is submit → acknowledged, which in
+//! Quire is also submit → in a signed checkpoint. Prints a table, or JSON
+//! with `--json`.
+
+// A measurement tool: counts become float rates, and `main` reads as one
+// scenario from start to report.
+#![allow(clippy::cast_precision_loss, clippy::too_many_lines)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use quire_core::{verify_inclusion, Checkpoint, Note, VerifierKey};
+use quire_proto::v1::get_inclusion_proof_request::Leaf;
+use quire_proto::v1::log_client::LogClient;
+use quire_proto::v1::{
+    AddEntriesRequest, GetCheckpointRequest, GetInclusionProofRequest, ListLogsRequest,
+};
+use quire_server::config::{Config, LogConfig};
+use quire_server::log::DedupPolicy;
+use quire_server::service::LogService;
+use rand::{Rng, SeedableRng};
+use tonic::transport::Channel;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Scenario {
+    Batched,
+    Single,
+    Rate,
+    Proofs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Dedup {
+    Strict,
+    BestEffort,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Payload {
+    /// Incompressible random bytes.
+    Random,
+    /// JSON audit events.
+    Json,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "quire-bench",
+    about = "Load generator for the Quire log server"
+)]
+struct Args {
+    /// What to run.
+    #[arg(long, value_enum, default_value = "batched")]
+    scenario: Scenario,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent callers.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Entries per request (batched).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Offered entries per second (rate).
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Entry size in bytes.
+    #[arg(long, default_value_t = 256)]
+    entry_bytes: usize,
+    /// Entry content.
+    #[arg(long, value_enum, default_value = "random")]
+    payload: Payload,
+    /// Dedup policy of the in-process server.
+    #[arg(long, value_enum, default_value = "strict")]
+    dedup: Dedup,
+    /// Entries to write before measuring (to measure on a larger log).
+    #[arg(long, default_value_t = 0)]
+    prefill: u64,
+    /// Data directory of the in-process server (default: a temporary one).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Drive an external server instead of starting one.
+    #[arg(long)]
+    addr: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+const MIB: f64 = 1_048_576.0;
+
+struct Shared {
+    requests: AtomicU64,
+    entries: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// What one worker saw.
+struct WorkerReport {
+    latency: Histogram<u64>,
+    errors: std::collections::BTreeMap<String, u64>,
+}
+
+fn entry(rng: &mut rand::rngs::StdRng, payload: Payload, len: usize, n: u64) -> Vec<u8> {
+    match payload {
+        Payload::Random => {
+            let mut e = vec![0u8; len.max(8)];
+            rng.fill(&mut e[..]);
+            e[..8].copy_from_slice(&n.to_be_bytes());
+            e
+        }
+        Payload::Json => {
+            let users = ["alice", "bob", "carol", "dave"];
+            let actions = ["login", "logout", "read", "update", "delete"];
+            let mut s = format!(
+                "{{\"seq\":{n},\"time\":\"2026-11-21T10:{:02}:{:02}.{:03}Z\",\"user\":\"{}\",\"action\":\"{}\",\"resource\":\"/records/{}\",\"ip\":\"10.{}.{}.{}\",\"result\":\"ok\"",
+                rng.gen_range(0..60),
+                rng.gen_range(0..60),
+                rng.gen_range(0..1000),
+                users[rng.gen_range(0..users.len())],
+                actions[rng.gen_range(0..actions.len())],
+                rng.gen_range(0..100_000),
+                rng.gen_range(0..256),
+                rng.gen_range(0..256),
+                rng.gen_range(0..256)
+            );
+            while s.len() + 1 < len {
+                s.push(' ');
+            }
+            s.push('}');
+            s.into_bytes()
+        }
+    }
+}
+
+async fn verified_checkpoint(
+    c: &mut LogClient<Channel>,
+    keys: &[VerifierKey],
+) -> anyhow::Result<(Checkpoint, Vec<u8>)> {
+    let note = c
+        .get_checkpoint(GetCheckpointRequest::default())
+        .await?
+        .into_inner()
+        .checkpoint;
+    let n = Note::parse(&note)?;
+    n.verify(keys)?;
+    Ok((Checkpoint::parse(n.text().as_bytes())?, note))
+}
+
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_owned());
+    let mut stop = None;
+    let addr = if let Some(a) = &args.addr {
+        a.clone()
+    } else {
+        let mut cfg = LogConfig::new("bench.example/log");
+        cfg.dedup = match args.dedup {
+            Dedup::Strict => DedupPolicy::Strict,
+            Dedup::BestEffort => DedupPolicy::BestEffort,
+            Dedup::Off => DedupPolicy::Off,
+        };
+        cfg.max_batch = args.batch.max(1000);
+        cfg.queue_depth = 100_000;
+        let (log, _) = quire_server::open_redb_log(&data_dir, &cfg)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let config = Config::default();
+        let task = tokio::spawn(async move {
+            let _ = quire_server::serve(listener, LogService::new(vec![log]), &config, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        stop = Some((tx, task));
+        format!("http://{addr}")
+    };
+    let channel = Channel::from_shared(addr.clone())?.connect().await?;
+    let mut client = LogClient::new(channel.clone())
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20);
+    let logs = client
+        .list_logs(ListLogsRequest {})
+        .await?
+        .into_inner()
+        .logs;
+    let keys: Vec<VerifierKey> = logs
+        .first()
+        .map(|l| {
+            l.verifier_keys
+                .iter()
+                .filter_map(|k| VerifierKey::parse(k).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+
+    // Prefill.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let counter = Arc::new(AtomicU64::new(1 << 40));
+    let mut left = args.prefill;
+    while left > 0 {
+        let n = left.min(1000);
+        let entries = (0..n)
+            .map(|_| {
+                entry(
+                    &mut rng,
+                    args.payload,
+                    args.entry_bytes,
+                    counter.fetch_add(1, Ordering::Relaxed),
+                )
+            })
+            .collect();
+        client
+            .add_entries(AddEntriesRequest {
+                log: String::new(),
+                entries,
+                with_proof: false,
+            })
+            .await?;
+        left -= n;
+    }
+
+    let (before, _) = verified_checkpoint(&mut client, &keys).await?;
+    let shared = Arc::new(Shared {
+        requests: AtomicU64::new(0),
+        entries: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+    });
+    // Proofs are checked against leaves fetched before the clock starts.
+    let sample: Arc<Vec<(u64, quire_core::Hash)>> =
+        Arc::new(if args.scenario == Scenario::Proofs {
+            leaf_sample(&mut client, before.size(), 4096).await?
+        } else {
+            Vec::new()
+        });
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let workers = if args.scenario == Scenario::Rate {
+        args.concurrency.max(64)
+    } else {
+        args.concurrency
+    };
+    let per_worker_interval = if args.scenario == Scenario::Rate {
+        Some(Duration::from_secs_f64(workers as f64 / args.rate as f64))
+    } else {
+        None
+    };
+    for w in 0..workers {
+        let mut c = LogClient::new(channel.clone())
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        let shared = Arc::clone(&shared);
+        let counter = Arc::clone(&counter);
+        let keys = keys.clone();
+        let args_scenario = args.scenario;
+        let (payload, len, batch) = (args.payload, args.entry_bytes, args.batch);
+        let sample = Arc::clone(&sample);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(w as u64 + 100);
+            let mut next = Instant::now() + Duration::from_micros(rng.gen_range(0..1000));
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut errors = std::collections::BTreeMap::<String, u64>::new();
+            // Proof workers verify against one verified checkpoint.
+            let cp = if args_scenario == Scenario::Proofs {
+                verified_checkpoint(&mut c, &keys).await.ok()
+            } else {
+                None
+            };
+            while Instant::now() < deadline {
+                if let Some(iv) = per_worker_interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += iv;
+                }
+                let t0 = Instant::now();
+                let (result, n) = if args_scenario == Scenario::Proofs {
+                    {
+                        let Some((cp, _)) = &cp else { break };
+                        let Some(&(index, leaf)) =
+                            sample.get(rng.gen_range(0..sample.len().max(1)))
+                        else {
+                            break;
+                        };
+                        let r = c
+                            .get_inclusion_proof(GetInclusionProofRequest {
+                                log: String::new(),
+                                leaf: Some(Leaf::Index(index)),
+                                tree_size: cp.size(),
+                            })
+                            .await
+                            .map(tonic::Response::into_inner);
+                        if let Ok(p) = &r {
+                            let ok =
+                                quire_proto::hashes_from_wire(&p.proof)
+                                    .ok()
+                                    .is_some_and(|proof| {
+                                        verify_inclusion(&leaf, index, cp.size(), &proof, cp.root())
+                                            .is_ok()
+                                    });
+                            if !ok {
+                                shared.failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        (r.map(|_| ()), 0)
+                    }
+                } else {
+                    {
+                        let n = if args_scenario == Scenario::Batched {
+                            batch
+                        } else {
+                            1
+                        };
+                        let entries: Vec<Vec<u8>> = (0..n)
+                            .map(|_| {
+                                entry(
+                                    &mut rng,
+                                    payload,
+                                    len,
+                                    counter.fetch_add(1, Ordering::Relaxed),
+                                )
+                            })
+                            .collect();
+                        let r = c
+                            .add_entries(AddEntriesRequest {
+                                log: String::new(),
+                                entries,
+                                with_proof: false,
+                            })
+                            .await;
+                        (r.map(|_| ()), n as u64)
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        let _ = local.record(
+                            u64::try_from(t0.elapsed().as_micros().max(1)).unwrap_or(u64::MAX),
+                        );
+                        shared.requests.fetch_add(1, Ordering::Relaxed);
+                        shared.entries.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(s) => {
+                        *errors.entry(format!("{:?}", s.code())).or_default() += 1;
+                    }
+                }
+            }
+            anyhow::Ok(WorkerReport {
+                latency: local,
+                errors,
+            })
+        }));
+    }
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut errors = std::collections::BTreeMap::<String, u64>::new();
+    for t in tasks {
+        let r = t.await??;
+        h.add(&r.latency)?;
+        for (k, v) in r.errors {
+            *errors.entry(k).or_default() += v;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let (after, _) = verified_checkpoint(&mut client, &keys).await?;
+
+    let grown = after.size() - before.size();
+    let disk = dir_bytes(&data_dir);
+    let report = serde_json::json!({
+        "scenario": format!("{:?}", args.scenario),
+        "cores": std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        "duration_s": elapsed,
+        "concurrency": workers,
+        "batch": if args.scenario == Scenario::Batched { args.batch } else { 1 },
+        "entry_bytes": args.entry_bytes,
+        "payload": format!("{:?}", args.payload),
+        "dedup": format!("{:?}", args.dedup),
+        "tree_size_before": before.size().to_string(),
+        "tree_size_after": after.size().to_string(),
+        "entries_per_s_signed": grown as f64 / elapsed,
+        "offered_per_s": if args.scenario == Scenario::Rate { Some(args.rate) } else { None },
+        "requests_per_s": shared.requests.load(Ordering::Relaxed) as f64 / elapsed,
+        "latency_us": { "p50": h.value_at_quantile(0.5), "p90": h.value_at_quantile(0.9), "p99": h.value_at_quantile(0.99), "max": h.max() },
+        "errors": &errors,
+        "verification_failures": shared.failures.load(Ordering::Relaxed),
+        "process_rss_bytes": rss_bytes(),
+        "disk_bytes": disk,
+        "disk_bytes_per_entry": if after.size() > 0 { disk as f64 / after.size() as f64 } else { 0.0 },
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "scenario               {:?} ({} callers, {} cores)",
+            args.scenario, workers, report["cores"]
+        );
+        println!(
+            "tree size              {} -> {} (checkpoints verified)",
+            before.size(),
+            after.size()
+        );
+        println!("signed entries/s       {:.0}", grown as f64 / elapsed);
+        println!(
+            "requests/s             {:.0}",
+            report["requests_per_s"].as_f64().unwrap_or(0.0)
+        );
+        println!(
+            "latency us             p50 {} p90 {} p99 {} max {}",
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.9),
+            h.value_at_quantile(0.99),
+            h.max()
+        );
+        println!("errors                 {}", report["errors"]);
+        println!("verification failures  {}", report["verification_failures"]);
+        println!(
+            "process RSS            {:.1} MiB (client and server)",
+            rss_bytes() as f64 / MIB
+        );
+        println!(
+            "disk                   {:.1} MiB, {:.1} bytes/entry",
+            disk as f64 / MIB,
+            report["disk_bytes_per_entry"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some((tx, task)) = stop {
+        let _ = tx.send(());
+        let _ = task.await;
+    }
+    if shared.failures.load(Ordering::Relaxed) > 0 {
+        anyhow::bail!("verification failures");
+    }
+    Ok(())
+}
+
+/// `n` random (index, leaf hash) pairs of the first `size` entries.
+async fn leaf_sample(
+    c: &mut LogClient<Channel>,
+    size: u64,
+    n: u64,
+) -> anyhow::Result<Vec<(u64, quire_core::Hash)>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    let mut out = Vec::new();
+    for _ in 0..n.min(size) {
+        let index = rng.gen_range(0..size);
+        let mut s = c
+            .get_entries(quire_proto::v1::GetEntriesRequest {
+                log: String::new(),
+                start: index,
+                end: index + 1,
+            })
+            .await?
+            .into_inner();
+        let page = s
+            .message()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no entry {index}"))?;
+        let e = page
+            .entries
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no entry {index}"))?;
+        out.push((index, quire_core::leaf_hash(e)));
+    }
+    Ok(out)
+}
