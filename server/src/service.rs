@@ -75,6 +75,13 @@ fn request_status(r: &ProofRequestError) -> Status {
     }
 }
 
+/// Runs a short storage read inline: proofs touch a few cached pages, and a
+/// thread-pool hop costs more than the read. Long scans use
+/// [`blocking`].
+fn inline<T>(f: impl FnOnce() -> Result<T, Status>) -> Result<T, Status> {
+    f()
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Status> + Send + 'static,
 ) -> Result<T, Status> {
@@ -239,11 +246,10 @@ impl<S: Storage> LogApi for LogService<S> {
                 let h = hash_from_wire(&h)
                     .map_err(|e| Status::invalid_argument(format!("leaf_hash: {e}")))?;
                 let l = log.clone();
-                let found = blocking(move || {
+                let found = inline(move || {
                     let r = l.store().reader().map_err(|e| store_status(&e))?;
                     r.find_leaf(&h).map_err(|e| store_status(&e))
-                })
-                .await?;
+                })?;
                 match found {
                     Some(i) => i,
                     None => {
@@ -481,8 +487,9 @@ async fn inclusion_proofs<S: Storage>(
     indexes: Vec<u64>,
     size: u64,
 ) -> Result<Vec<Vec<Vec<u8>>>, Status> {
+    let indexes_len = indexes.len();
     let l = log.clone();
-    blocking(move || {
+    let work = move || {
         let r = l.store().reader().map_err(|e| store_status(&e))?;
         indexes
             .iter()
@@ -492,6 +499,11 @@ async fn inclusion_proofs<S: Storage>(
                     .map_err(prove_status)
             })
             .collect()
-    })
-    .await
+    };
+    // One proof is a few cached page reads: inline. Many go to a worker.
+    if indexes_len <= 4 {
+        inline(work)
+    } else {
+        blocking(work).await
+    }
 }
