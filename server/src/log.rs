@@ -381,6 +381,19 @@ impl<S: Storage> Log<S> {
         rx.await.map_err(|_| WriteError::ShuttingDown)?
     }
 
+    /// Requests waiting for the sequencer now.
+    pub fn queued(&self) -> usize {
+        self.inner
+            .queue
+            .lock()
+            .ok()
+            .and_then(|q| {
+                q.as_ref()
+                    .map(|s| self.inner.limits.queue_depth - s.capacity())
+            })
+            .unwrap_or(0)
+    }
+
     /// Stops taking writes, then waits (blocking) until the sequencer has
     /// integrated and answered everything already queued.
     pub fn close(&self) {

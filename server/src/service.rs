@@ -507,3 +507,40 @@ async fn inclusion_proofs<S: Storage>(
         blocking(work).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_errors_map_to_statuses_naming_the_problem() {
+        let cases = [
+            (
+                WriteError::Invalid("entry 0 is 70000 bytes; the entry size limit is 65536".into()),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                WriteError::QueueFull {
+                    origin: "o".into(),
+                    depth: 2,
+                },
+                tonic::Code::ResourceExhausted,
+            ),
+            (WriteError::ShuttingDown, tonic::Code::Unavailable),
+            (
+                WriteError::ClockBackwards {
+                    now_ms: 1,
+                    last_ms: 2,
+                },
+                tonic::Code::FailedPrecondition,
+            ),
+            (WriteError::Store("disk full".into()), tonic::Code::Internal),
+        ];
+        for (e, code) in cases {
+            let text = e.to_string();
+            let s = write_status(e);
+            assert_eq!(s.code(), code);
+            assert_eq!(s.message(), text);
+        }
+    }
+}
