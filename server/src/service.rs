@@ -56,6 +56,21 @@ fn store_status(e: &StoreError) -> Status {
     Status::internal(format!("reading storage: {e}"))
 }
 
+/// A read view of the log's storage, or INTERNAL.
+fn read_view<S: Storage>(log: &Log<S>) -> Result<S::Reader, Status> {
+    log.store().reader().map_err(|e| store_status(&e))
+}
+
+/// A boxed server stream of `T`.
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// A server stream fed by `rx`.
+fn stream<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<Result<T, Status>>,
+) -> Response<BoxStream<T>> {
+    Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}
+
 fn prove_status(e: ProveError<StoreError>) -> Status {
     match e {
         ProveError::Request(r) => request_status(&r),
@@ -151,9 +166,9 @@ fn tree_size(requested: u64, latest: u64) -> Result<u64, Status> {
     }
 }
 
-type PageStream = Pin<Box<dyn Stream<Item = Result<EntriesPage, Status>> + Send>>;
-type CheckpointStream = Pin<Box<dyn Stream<Item = Result<GetCheckpointResponse, Status>> + Send>>;
-type TailStream = Pin<Box<dyn Stream<Item = Result<TailPage, Status>> + Send>>;
+type PageStream = BoxStream<EntriesPage>;
+type CheckpointStream = BoxStream<GetCheckpointResponse>;
+type TailStream = BoxStream<TailPage>;
 
 /// The end of the page that starts at `at`: the next bundle boundary, or `end`.
 fn page_end(at: u64, end: u64) -> u64 {
@@ -247,7 +262,7 @@ impl<S: Storage> LogApi for LogService<S> {
                     .map_err(|e| Status::invalid_argument(format!("leaf_hash: {e}")))?;
                 let l = log.clone();
                 let found = inline(move || {
-                    let r = l.store().reader().map_err(|e| store_status(&e))?;
+                    let r = read_view(&l)?;
                     r.find_leaf(&h).map_err(|e| store_status(&e))
                 })?;
                 match found {
@@ -288,7 +303,7 @@ impl<S: Storage> LogApi for LogService<S> {
         let old = req.old_size;
         let l = log.clone();
         let proof = blocking(move || {
-            let r = l.store().reader().map_err(|e| store_status(&e))?;
+            let r = read_view(&l)?;
             prove_consistency(&r, old, new).map_err(prove_status)
         })
         .await?;
@@ -344,9 +359,7 @@ impl<S: Storage> LogApi for LogService<S> {
                 at = page_end;
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(stream(rx))
     }
 
     async fn get_entry_with_proof(
@@ -361,7 +374,7 @@ impl<S: Storage> LogApi for LogService<S> {
         inclusion_plan(index, size).map_err(|e| request_status(&e))?;
         let l = log.clone();
         let (entry, proof) = blocking(move || {
-            let r = l.store().reader().map_err(|e| store_status(&e))?;
+            let r = read_view(&l)?;
             let entry = r
                 .entries(index, index + 1)
                 .map_err(|e| store_status(&e))?
@@ -406,9 +419,7 @@ impl<S: Storage> LogApi for LogService<S> {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(stream(rx))
     }
 
     type TailEntriesStream = TailStream;
@@ -431,7 +442,7 @@ impl<S: Storage> LogApi for LogService<S> {
                     let end = page_end(at, size);
                     let (l, from) = (log.clone(), at);
                     let page = blocking(move || {
-                        let r = l.store().reader().map_err(|e| store_status(&e))?;
+                        let r = read_view(&l)?;
                         r.entries(from, end).map_err(|e| store_status(&e))
                     })
                     .await
@@ -453,9 +464,7 @@ impl<S: Storage> LogApi for LogService<S> {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(stream(rx))
     }
 
     async fn list_logs(
@@ -490,7 +499,7 @@ async fn inclusion_proofs<S: Storage>(
     let indexes_len = indexes.len();
     let l = log.clone();
     let work = move || {
-        let r = l.store().reader().map_err(|e| store_status(&e))?;
+        let r = read_view(&l)?;
         indexes
             .iter()
             .map(|&i| {
