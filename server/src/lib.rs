@@ -14,6 +14,7 @@ pub mod config;
 pub mod keyfile;
 pub mod log;
 pub mod metrics;
+mod sequencer;
 pub mod service;
 pub mod store;
 

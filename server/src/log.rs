@@ -5,13 +5,13 @@
 //! one durable transaction stores the entries, their hashes, the dedup index
 //! and the new signed checkpoint; only then does it answer the writers.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use quire_core::{leaf_hash, Checkpoint, CompactRange, Hash, LogSigner, NodeId, Note, VerifierKey};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::sequencer::{RecentLeaves, Sequencer};
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
 /// How duplicates are treated.
@@ -163,10 +163,10 @@ pub struct Latest {
 /// covers them all.
 pub type WriteResult = Result<(Vec<Added>, Arc<Latest>), WriteError>;
 
-struct Request {
-    entries: Vec<Vec<u8>>,
-    queued_at: std::time::Instant,
-    reply: oneshot::Sender<WriteResult>,
+pub(crate) struct Request {
+    pub(crate) entries: Vec<Vec<u8>>,
+    pub(crate) queued_at: std::time::Instant,
+    pub(crate) reply: oneshot::Sender<WriteResult>,
 }
 
 /// A running log. Cheap to clone.
@@ -198,7 +198,12 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn sign(origin: &str, size: u64, root: Hash, signers: &[LogSigner]) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn sign(
+    origin: &str,
+    size: u64,
+    root: Hash,
+    signers: &[LogSigner],
+) -> Result<Vec<u8>, StoreError> {
     let text = Checkpoint::new(origin, size, root)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?
         .to_text();
@@ -466,187 +471,4 @@ fn check_stored<R: StorageReader>(
         }
     }
     Ok(range)
-}
-
-/// A bounded map of recent leaf hashes (first in, first out).
-struct RecentLeaves {
-    map: HashMap<Hash, u64>,
-    order: std::collections::VecDeque<Hash>,
-    cap: usize,
-}
-
-impl RecentLeaves {
-    fn new(cap: usize) -> Self {
-        RecentLeaves {
-            map: HashMap::with_capacity(cap.min(1 << 20)),
-            order: std::collections::VecDeque::with_capacity(cap.min(1 << 20)),
-            cap,
-        }
-    }
-
-    fn get(&self, h: &Hash) -> Option<u64> {
-        self.map.get(h).copied()
-    }
-
-    fn insert(&mut self, h: Hash, index: u64) {
-        if self.cap == 0 {
-            return;
-        }
-        if self.order.len() >= self.cap {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
-            }
-        }
-        self.map.insert(h, index);
-        self.order.push_back(h);
-    }
-}
-
-struct Sequencer<S> {
-    clock: Clock,
-    origin: String,
-    signers: Vec<LogSigner>,
-    dedup: DedupPolicy,
-    max_commit: usize,
-    recent: RecentLeaves,
-    store: Arc<S>,
-    range: CompactRange,
-    latest: watch::Sender<Arc<Latest>>,
-}
-
-impl<S: Storage> Sequencer<S> {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut batch = vec![first];
-            let mut count = batch[0].entries.len();
-            while count < self.max_commit {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        count += r.entries.len();
-                        batch.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let label = [("log", self.origin.clone())];
-            metrics::gauge!("quire_oldest_unintegrated_age_seconds", &label)
-                .set(batch[0].queued_at.elapsed().as_secs_f64());
-            metrics::gauge!("quire_queue_depth", &label).set(crate::metrics::value_usize(rx.len()));
-            let started = std::time::Instant::now();
-            let result = self.integrate(&batch);
-            metrics::histogram!("quire_integration_seconds", &label)
-                .record(started.elapsed().as_secs_f64());
-            metrics::histogram!("quire_batch_entries", &label)
-                .record(crate::metrics::value_usize(count));
-            if let Ok((_, latest)) = &result {
-                metrics::gauge!("quire_tree_size", &label)
-                    .set(crate::metrics::value(latest.stored.size));
-            }
-            match result {
-                Ok((per_request, latest)) => {
-                    for (req, added) in batch.into_iter().zip(per_request) {
-                        let _ = req.reply.send(Ok((added, Arc::clone(&latest))));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(origin = %self.origin, error = %e, "batch not integrated");
-                    for req in batch {
-                        let _ = req.reply.send(Err(e.clone()));
-                    }
-                }
-            }
-        }
-        tracing::info!(origin = %self.origin, "sequencer stopped");
-    }
-
-    fn integrate(
-        &mut self,
-        batch: &[Request],
-    ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), WriteError> {
-        let store_err = |e: StoreError| WriteError::Store(e.to_string());
-        let reader = self.store.reader().map_err(store_err)?;
-        let mut range = self.range.clone();
-        let first_index = range.size();
-        let mut commit = Commit {
-            first_index,
-            ..Commit::default()
-        };
-        let mut in_batch: HashMap<Hash, u64> = HashMap::new();
-        let mut per_request = Vec::with_capacity(batch.len());
-        for req in batch {
-            let mut added = Vec::with_capacity(req.entries.len());
-            for entry in &req.entries {
-                let leaf = leaf_hash(entry);
-                let seen = match self.dedup {
-                    DedupPolicy::Off => None,
-                    DedupPolicy::BestEffort => in_batch
-                        .get(&leaf)
-                        .copied()
-                        .or_else(|| self.recent.get(&leaf)),
-                    DedupPolicy::Strict => match in_batch.get(&leaf) {
-                        Some(i) => Some(*i),
-                        None => reader.find_leaf(&leaf).map_err(store_err)?,
-                    },
-                };
-                if let Some(index) = seen {
-                    added.push(Added {
-                        index,
-                        duplicate: true,
-                    });
-                    continue;
-                }
-                let index = range.size();
-                range
-                    .append(leaf, |node, h| {
-                        if node.level % quire_core::node::TILE_HEIGHT == 0 {
-                            commit.row_hashes.push((node, *h));
-                        }
-                    })
-                    .map_err(|e| WriteError::Invalid(e.to_string()))?;
-                if self.dedup != DedupPolicy::Off {
-                    in_batch.insert(leaf, index);
-                }
-                // The leaf index serves proof-by-hash under every policy.
-                commit.leaf_index.push((leaf, index));
-                commit.entries.push(entry.clone());
-                added.push(Added {
-                    index,
-                    duplicate: false,
-                });
-            }
-            per_request.push(added);
-        }
-        drop(reader);
-        if commit.entries.is_empty() {
-            return Ok((per_request, Arc::clone(&self.latest.borrow())));
-        }
-        let last_ms = self.latest.borrow().stored.signed_at_ms;
-        let now = (self.clock)();
-        if now < last_ms {
-            return Err(WriteError::ClockBackwards {
-                now_ms: now,
-                last_ms,
-            });
-        }
-        let root = range.root();
-        let stored = StoredCheckpoint {
-            size: range.size(),
-            signed_at_ms: now,
-            note: sign(&self.origin, range.size(), root, &self.signers).map_err(store_err)?,
-        };
-        commit.checkpoint = Some(stored.clone());
-        self.store.commit(&commit).map_err(store_err)?;
-        if self.dedup == DedupPolicy::BestEffort {
-            for (h, i) in &commit.leaf_index {
-                self.recent.insert(*h, *i);
-            }
-        }
-        self.range = range;
-        let latest = Arc::new(Latest { stored, root });
-        self.latest.send_replace(Arc::clone(&latest));
-        metrics::counter!("quire_entries_integrated_total", "log" => self.origin.clone())
-            .increment(commit.entries.len() as u64);
-        tracing::debug!(origin = %self.origin, size = self.range.size(), entries = commit.entries.len(), "integrated");
-        Ok((per_request, latest))
-    }
 }

@@ -2,85 +2,14 @@
 //! status of each bad request.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
-use quire_core::{
-    leaf_hash, verify_consistency, verify_inclusion, Checkpoint, Hash, Note, VerifierKey,
-};
+use quire_core::{leaf_hash, verify_consistency, verify_inclusion, Hash, VerifierKey};
 use quire_proto::hashes_from_wire;
 use quire_proto::v1::get_inclusion_proof_request::Leaf;
-use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::*;
-use quire_server::config::{Config, LogConfig};
-use quire_server::service::LogService;
-use tonic::transport::Channel;
 use tonic::Code;
 
-struct Server {
-    client: LogClient<Channel>,
-    addr: std::net::SocketAddr,
-    keys: Vec<VerifierKey>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(origins: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        let mut logs = Vec::new();
-        let mut keys = Vec::new();
-        for o in origins {
-            let mut cfg = LogConfig::new(o);
-            cfg.max_batch = 1000;
-            config.logs.push(cfg.clone());
-            let (log, _) = quire_server::open_redb_log(dir.path(), &cfg).unwrap();
-            keys.extend(log.verifiers().iter().cloned());
-            logs.push(log);
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            quire_server::serve(listener, LogService::new(logs), &config, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        let client = LogClient::connect(format!("http://{addr}")).await.unwrap();
-        Server {
-            client,
-            addr,
-            keys,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
-    }
-}
-
-fn checkpoint(note: &[u8], keys: &[VerifierKey]) -> Checkpoint {
-    let n = Note::parse(note).unwrap();
-    n.verify(keys).unwrap();
-    Checkpoint::parse(n.text().as_bytes()).unwrap()
-}
-
-fn entry(i: u64) -> Vec<u8> {
-    format!("{{\"n\":{i}}}").into_bytes()
-}
+mod common;
+use common::{checkpoint, entry, Server};
 
 #[tokio::test]
 async fn write_prove_and_read_round_trip() {
@@ -579,97 +508,5 @@ async fn concurrent_writers_all_land_in_order_of_acknowledgement() {
         stored.extend(p.entries);
     }
     assert_eq!(stored, all.into_iter().map(|(_, e)| e).collect::<Vec<_>>());
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn follow_streams_deliver_new_checkpoints_and_entries() {
-    let s = Server::start(&["a.example/log"]).await;
-    let mut c = s.client.clone();
-    c.add_entries(AddEntriesRequest {
-        log: String::new(),
-        entries: (0..300).map(entry).collect(),
-        with_proof: false,
-    })
-    .await
-    .unwrap();
-    let mut checkpoints = c
-        .watch_checkpoints(GetCheckpointRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let first = checkpoints.message().await.unwrap().unwrap();
-    assert_eq!(checkpoint(&first.checkpoint, &s.keys).size(), 300);
-    let mut tail = c
-        .tail_entries(TailEntriesRequest {
-            log: String::new(),
-            start: 250,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    // What is there already.
-    let mut got = Vec::new();
-    while got.len() < 50 {
-        let page = tail.message().await.unwrap().unwrap();
-        assert_eq!(page.start, 250 + got.len() as u64);
-        assert!(
-            checkpoint(&page.checkpoint, &s.keys).size() >= page.start + page.entries.len() as u64
-        );
-        got.extend(page.entries);
-    }
-    // Then what arrives: no polling by the client.
-    c.add_entries(AddEntriesRequest {
-        log: String::new(),
-        entries: (300..310).map(entry).collect(),
-        with_proof: false,
-    })
-    .await
-    .unwrap();
-    while got.len() < 60 {
-        got.extend(tail.message().await.unwrap().unwrap().entries);
-    }
-    assert_eq!(got, (250..310).map(entry).collect::<Vec<_>>());
-    let next = checkpoints.message().await.unwrap().unwrap();
-    assert_eq!(checkpoint(&next.checkpoint, &s.keys).size(), 310);
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn health_and_reflection_are_served() {
-    let s = Server::start(&["a.example/log"]).await;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(s.channel().await);
-    let r = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "quire.v1.Log".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        r.status(),
-        tonic_health::pb::health_check_response::ServingStatus::Serving
-    );
-
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    let mut refl = ServerReflectionClient::new(s.channel().await);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = refl
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let resp = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("{resp:?}")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"quire.v1.Log".to_string()), "{names:?}");
     s.stop().await;
 }
