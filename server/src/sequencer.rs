@@ -77,7 +77,7 @@ impl<S: Storage> Sequencer<S> {
                 .set(batch[0].queued_at.elapsed().as_secs_f64());
             metrics::gauge!("quire_queue_depth", &label).set(crate::metrics::value_usize(rx.len()));
             let started = std::time::Instant::now();
-            let result = self.integrate(&batch);
+            let result = self.integrate(&mut batch);
             metrics::histogram!("quire_integration_seconds", &label)
                 .record(started.elapsed().as_secs_f64());
             metrics::histogram!("quire_batch_entries", &label)
@@ -105,7 +105,7 @@ impl<S: Storage> Sequencer<S> {
 
     fn integrate(
         &mut self,
-        batch: &[Request],
+        batch: &mut [Request],
     ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), WriteError> {
         let store_err = |e: StoreError| WriteError::Store(e.to_string());
         let reader = self.store.reader().map_err(store_err)?;
@@ -117,10 +117,11 @@ impl<S: Storage> Sequencer<S> {
         };
         let mut in_batch: HashMap<Hash, u64> = HashMap::new();
         let mut per_request = Vec::with_capacity(batch.len());
-        for req in batch {
+        for req in batch.iter_mut() {
             let mut added = Vec::with_capacity(req.entries.len());
-            for entry in &req.entries {
-                let leaf = leaf_hash(entry);
+            // The entries move into the commit: no copy on the write path.
+            for entry in std::mem::take(&mut req.entries) {
+                let leaf = leaf_hash(&entry);
                 let seen = match self.dedup {
                     DedupPolicy::Off => None,
                     DedupPolicy::BestEffort => in_batch
@@ -152,7 +153,7 @@ impl<S: Storage> Sequencer<S> {
                 }
                 // The leaf index serves proof-by-hash under every policy.
                 commit.leaf_index.push((leaf, index));
-                commit.entries.push(entry.clone());
+                commit.entries.push(entry);
                 added.push(Added {
                     index,
                     duplicate: false,

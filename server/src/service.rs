@@ -275,7 +275,8 @@ impl<S: Storage> LogApi for LogService<S> {
                 }
             }
         };
-        inclusion_plan(index, size).map_err(|e| request_status(&e))?;
+        // Impossible requests (index ≥ size) come back as OUT_OF_RANGE from
+        // the proof's own plan.
         let proof = inclusion_proofs(&log, vec![index], size)
             .await?
             .into_iter()
@@ -301,12 +302,12 @@ impl<S: Storage> LogApi for LogService<S> {
         let log = self.log(&req.log)?;
         let new = tree_size(req.new_size, log.latest().stored.size)?;
         let old = req.old_size;
-        let l = log.clone();
-        let proof = blocking(move || {
-            let r = read_view(&l)?;
+        // A consistency proof reads a few cached pages, like one inclusion
+        // proof: inline.
+        let proof = inline(|| {
+            let r = read_view(&log)?;
             prove_consistency(&r, old, new).map_err(prove_status)
-        })
-        .await?;
+        })?;
         Ok(Response::new(GetConsistencyProofResponse {
             old_size: old,
             new_size: new,

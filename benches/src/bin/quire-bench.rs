@@ -108,7 +108,6 @@ const MIB: f64 = 1_048_576.0;
 
 struct Shared {
     requests: AtomicU64,
-    entries: AtomicU64,
     failures: AtomicU64,
 }
 
@@ -272,7 +271,6 @@ async fn main() -> anyhow::Result<()> {
     let (before, _) = verified_checkpoint(&mut client, &keys).await?;
     let shared = Arc::new(Shared {
         requests: AtomicU64::new(0),
-        entries: AtomicU64::new(0),
         failures: AtomicU64::new(0),
     });
     // Proofs are checked against leaves fetched before the clock starts.
@@ -322,7 +320,7 @@ async fn main() -> anyhow::Result<()> {
                     next += iv;
                 }
                 let t0 = Instant::now();
-                let (result, n) = if args_scenario == Scenario::Proofs {
+                let result = if args_scenario == Scenario::Proofs {
                     {
                         let Some((cp, _)) = &cp else { break };
                         let Some(&(index, leaf)) =
@@ -350,7 +348,7 @@ async fn main() -> anyhow::Result<()> {
                                 shared.failures.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                        (r.map(|_| ()), 0)
+                        r.map(|_| ())
                     }
                 } else {
                     {
@@ -376,7 +374,7 @@ async fn main() -> anyhow::Result<()> {
                                 with_proof: false,
                             })
                             .await;
-                        (r.map(|_| ()), n as u64)
+                        r.map(|_| ())
                     }
                 };
                 match result {
@@ -385,7 +383,6 @@ async fn main() -> anyhow::Result<()> {
                             u64::try_from(t0.elapsed().as_micros().max(1)).unwrap_or(u64::MAX),
                         );
                         shared.requests.fetch_add(1, Ordering::Relaxed);
-                        shared.entries.fetch_add(n, Ordering::Relaxed);
                     }
                     Err(s) => {
                         *errors.entry(format!("{:?}", s.code())).or_default() += 1;
