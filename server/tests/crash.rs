@@ -11,10 +11,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use quire_core::{leaf_hash, verify_consistency, Checkpoint, CompactRange, Note, VerifierKey};
+use quire_core::{leaf_hash, verify_consistency, Checkpoint, CompactRange, VerifierKey};
 use quire_proto::hashes_from_wire;
 use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::*;
+
+mod common;
+use common::{all_entries, checkpoint as parse};
 
 /// Acknowledged (index, entry) pairs.
 type Acks = Vec<(u64, Vec<u8>)>;
@@ -52,12 +55,6 @@ fn entry(round: u64, writer: u64, i: u64) -> Vec<u8> {
     format!("{{\"round\":{round},\"writer\":{writer},\"i\":{i}}}").into_bytes()
 }
 
-fn parse(note: &[u8], keys: &[VerifierKey]) -> Checkpoint {
-    let n = Note::parse(note).unwrap();
-    n.verify(keys).unwrap();
-    Checkpoint::parse(n.text().as_bytes()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,21 +90,11 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
                 .checkpoint,
             &keys,
         );
-        let mut stored = Vec::new();
-        if latest.size() > 0 {
-            let mut s = client
-                .get_entries(GetEntriesRequest {
-                    log: String::new(),
-                    start: 0,
-                    end: 0,
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            while let Some(p) = s.message().await.unwrap() {
-                stored.extend(p.entries);
-            }
-        }
+        let stored = if latest.size() > 0 {
+            all_entries(&mut client, 0).await
+        } else {
+            Vec::new()
+        };
         assert_eq!(stored.len() as u64, latest.size());
         for (i, e) in &acked {
             assert_eq!(

@@ -9,7 +9,7 @@ use quire_proto::v1::*;
 use tonic::Code;
 
 mod common;
-use common::{checkpoint, entry, Server};
+use common::{all_entries, checkpoint, entry, Server};
 
 #[tokio::test]
 async fn write_prove_and_read_round_trip() {
@@ -493,20 +493,7 @@ async fn concurrent_writers_all_land_in_order_of_acknowledgement() {
     all.sort();
     let indexes: Vec<u64> = all.iter().map(|(i, _)| *i).collect();
     assert_eq!(indexes, (0..640).collect::<Vec<_>>());
-    let mut c = s.client.clone();
-    let mut stream = c
-        .get_entries(GetEntriesRequest {
-            log: String::new(),
-            start: 0,
-            end: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut stored = Vec::new();
-    while let Some(p) = stream.message().await.unwrap() {
-        stored.extend(p.entries);
-    }
+    let stored = all_entries(&mut s.client.clone(), 0).await;
     assert_eq!(stored, all.into_iter().map(|(_, e)| e).collect::<Vec<_>>());
     s.stop().await;
 }

@@ -3,6 +3,7 @@
 
 use quire_core::{Checkpoint, Note, VerifierKey};
 use quire_proto::v1::log_client::LogClient;
+use quire_proto::v1::GetEntriesRequest;
 use quire_server::config::{Config, LogConfig};
 use quire_server::service::LogService;
 use tonic::transport::Channel;
@@ -73,4 +74,22 @@ pub fn checkpoint(note: &[u8], keys: &[VerifierKey]) -> Checkpoint {
 
 pub fn entry(i: u64) -> Vec<u8> {
     format!("{{\"n\":{i}}}").into_bytes()
+}
+
+/// Every entry of the default log from `start` to the latest checkpoint.
+pub async fn all_entries(client: &mut LogClient<Channel>, start: u64) -> Vec<Vec<u8>> {
+    let mut stream = client
+        .get_entries(GetEntriesRequest {
+            log: String::new(),
+            start,
+            end: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(page) = stream.message().await.unwrap() {
+        out.extend(page.entries);
+    }
+    out
 }
