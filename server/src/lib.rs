@@ -96,12 +96,6 @@ pub fn open_redb_log(data_dir: &Path, cfg: &LogConfig) -> anyhow::Result<(Log<Re
     std::fs::create_dir_all(&logs_dir)?;
     let path = logs_dir.join(format!("{}.redb", keyfile::slug(&cfg.origin)));
     let store = RedbStore::open(&path, cfg.compress)?;
-    {
-        use crate::store::StorageReader as _;
-        if store.reader()?.meta("origin")?.is_none() {
-            store.set_meta("origin", cfg.origin.as_bytes())?;
-        }
-    }
     let log = Log::open(
         store,
         LogOptions {

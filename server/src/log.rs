@@ -246,8 +246,11 @@ impl<S: Storage> Log<S> {
                     signed_at_ms: (opts.clock)(),
                     note: sign(&opts.origin, 0, range.root(), &opts.signers)?,
                 };
+                // The origin is recorded with the first checkpoint, in one
+                // transaction, so a later start under another origin is refused.
                 store.commit(&Commit {
                     checkpoint: Some(stored.clone()),
+                    meta: vec![("origin".into(), opts.origin.as_bytes().to_vec())],
                     ..Commit::default()
                 })?;
                 let root = range.root();

@@ -54,6 +54,8 @@ pub struct Commit {
     pub leaf_index: Vec<(Hash, u64)>,
     /// The checkpoint that covers the new tree.
     pub checkpoint: Option<StoredCheckpoint>,
+    /// Metadata to set (the origin, on the first commit of a log).
+    pub meta: Vec<(String, Vec<u8>)>,
 }
 
 /// One log's storage.

@@ -58,19 +58,6 @@ impl RedbStore {
         txn.commit().map_err(engine)?;
         Ok(RedbStore { db, compress })
     }
-
-    /// Sets a metadata value in its own durable transaction.
-    ///
-    /// # Errors
-    /// [`StoreError::Engine`].
-    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(engine)?;
-        txn.open_table(META)
-            .map_err(engine)?
-            .insert(key, value)
-            .map_err(engine)?;
-        txn.commit().map_err(engine)
-    }
 }
 
 impl RedbStore {
@@ -111,6 +98,10 @@ impl Storage for RedbStore {
             let mut leaves = txn.open_multimap_table(LEAVES).map_err(engine)?;
             for (h, i) in &c.leaf_index {
                 leaves.insert(leaf_key(h), *i).map_err(engine)?;
+            }
+            let mut meta = txn.open_table(META).map_err(engine)?;
+            for (k, v) in &c.meta {
+                meta.insert(k.as_str(), v.as_slice()).map_err(engine)?;
             }
             if let Some(cp) = &c.checkpoint {
                 txn.open_table(CHECKPOINTS)
