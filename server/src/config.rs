@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::log::{DedupPolicy, LogLimits};
+use crate::store::redb::RedbOptions;
 
 /// Largest configuration file read, checked before parsing.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -131,6 +132,9 @@ pub struct LogConfig {
     /// Leaf hashes remembered under best-effort dedup.
     #[serde(default = "default_cache")]
     pub dedup_cache_entries: usize,
+    /// redb page cache of this log, MiB.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -163,6 +167,9 @@ fn default_queue() -> usize {
 fn default_cache() -> usize {
     LogLimits::default().dedup_cache_entries
 }
+fn default_cache_mib() -> usize {
+    RedbOptions::default().cache_bytes >> 20
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -189,6 +196,16 @@ impl LogConfig {
             max_batch: default_batch(),
             queue_depth: default_queue(),
             dedup_cache_entries: default_cache(),
+            cache_mib: default_cache_mib(),
+        }
+    }
+
+    /// How this log's redb file is opened.
+    pub fn store_options(&self) -> RedbOptions {
+        RedbOptions {
+            compress: self.compress,
+            cache_bytes: self.cache_mib.saturating_mul(1 << 20),
+            ..RedbOptions::default()
         }
     }
 

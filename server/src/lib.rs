@@ -95,7 +95,7 @@ pub fn open_redb_log(data_dir: &Path, cfg: &LogConfig) -> anyhow::Result<(Log<Re
     let logs_dir = data_dir.join("logs");
     std::fs::create_dir_all(&logs_dir)?;
     let path = logs_dir.join(format!("{}.redb", keyfile::slug(&cfg.origin)));
-    let store = RedbStore::open(&path, cfg.compress)?;
+    let store = RedbStore::open(&path, cfg.store_options())?;
     let log = Log::open(
         store,
         LogOptions {

@@ -115,23 +115,37 @@ impl<S: Storage> Sequencer<S> {
             first_index,
             ..Commit::default()
         };
+        let leaves: Vec<Hash> = batch
+            .iter()
+            .flat_map(|r| r.entries.iter().map(|e| leaf_hash(e)))
+            .collect();
+        // Strict dedup: one batched lookup of the whole batch in the index.
+        let stored = if self.dedup == DedupPolicy::Strict {
+            reader.find_leaves(&leaves).map_err(store_err)?
+        } else {
+            Vec::new()
+        };
+        let mut leaves = leaves
+            .into_iter()
+            .zip(stored.into_iter().chain(std::iter::repeat(None)));
         let mut in_batch: HashMap<Hash, u64> = HashMap::new();
         let mut per_request = Vec::with_capacity(batch.len());
         for req in batch.iter_mut() {
             let mut added = Vec::with_capacity(req.entries.len());
             // The entries move into the commit: no copy on the write path.
             for entry in std::mem::take(&mut req.entries) {
-                let leaf = leaf_hash(&entry);
+                let Some((leaf, in_store)) = leaves.next() else {
+                    return Err(WriteError::Invalid(
+                        "batch changed while integrating".into(),
+                    ));
+                };
                 let seen = match self.dedup {
                     DedupPolicy::Off => None,
                     DedupPolicy::BestEffort => in_batch
                         .get(&leaf)
                         .copied()
                         .or_else(|| self.recent.get(&leaf)),
-                    DedupPolicy::Strict => match in_batch.get(&leaf) {
-                        Some(i) => Some(*i),
-                        None => reader.find_leaf(&leaf).map_err(store_err)?,
-                    },
+                    DedupPolicy::Strict => in_store.or_else(|| in_batch.get(&leaf).copied()),
                 };
                 if let Some(index) = seen {
                     added.push(Added {

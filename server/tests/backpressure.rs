@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use quire_core::{LogKeyAlgorithm, LogSigner};
 use quire_server::log::{DedupPolicy, Log, LogLimits, LogOptions, WriteError};
-use quire_server::store::redb::RedbStore;
+use quire_server::store::redb::{RedbOptions, RedbStore};
 use quire_server::store::{Commit, Storage, StoreError};
 
 /// Storage whose commits wait at a gate the test opens.
@@ -42,7 +42,14 @@ async fn full_queue_is_resource_exhausted_and_nothing_is_lost() {
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
     let entered = Arc::new((Mutex::new(0u32), Condvar::new()));
     let store = Gated {
-        inner: RedbStore::open(&dir.path().join("log.redb"), false).unwrap(),
+        inner: RedbStore::open(
+            &dir.path().join("log.redb"),
+            RedbOptions {
+                compress: false,
+                ..RedbOptions::default()
+            },
+        )
+        .unwrap(),
         gate: Arc::clone(&gate),
         entered: Arc::clone(&entered),
     };

@@ -7,8 +7,10 @@ use quire_core::{
     Checkpoint, LogKeyAlgorithm, LogSigner, Note,
 };
 use quire_server::log::{DedupPolicy, Log, LogLimits, LogOptions, OpenError};
-use quire_server::store::redb::RedbStore;
+use quire_server::store::redb::{RedbOptions, RedbStore};
 use quire_server::store::{Storage, StorageReader};
+
+mod common;
 
 const ORIGIN: &str = "test.example/log";
 
@@ -23,16 +25,13 @@ fn open(
     origin: &str,
     signer: LogSigner,
 ) -> Result<Log<RedbStore>, OpenError> {
-    let store = RedbStore::open(&dir.join("log.redb"), true).unwrap();
-    Log::open(
-        store,
-        LogOptions {
-            origin: origin.into(),
-            signers: vec![signer],
-            dedup: DedupPolicy::Strict,
-            limits: LogLimits::default(),
-            clock: quire_server::log::system_clock(),
-        },
+    common::open_log(
+        dir,
+        RedbOptions::default(),
+        origin,
+        signer,
+        DedupPolicy::Strict,
+        LogLimits::default(),
     )
 }
 
@@ -91,6 +90,8 @@ async fn appends_are_signed_durable_and_provable() {
     assert_eq!((added[1].index, added[1].duplicate), (700, false));
     assert_eq!((added[2].index, added[2].duplicate), (700, true));
     assert_eq!(latest.stored.size, 701);
+    // A read view keeps the database open; the restart below needs it shut.
+    drop(reader);
     log.close();
     drop(log);
 
@@ -149,7 +150,7 @@ async fn start_refuses_changed_origin_key_or_corrupt_data() {
     }
     // Flip one byte of a stored entry in the newest bundle.
     {
-        let store = RedbStore::open(&dir.path().join("log.redb"), true).unwrap();
+        let store = RedbStore::open(&dir.path().join("log.redb"), RedbOptions::default()).unwrap();
         let mut entries = store.reader().unwrap().entries(256, 300).unwrap();
         entries[3][0] ^= 1;
         store.overwrite_bundle_unchecked(1, &entries).unwrap();
@@ -162,21 +163,15 @@ async fn start_refuses_changed_origin_key_or_corrupt_data() {
 }
 
 fn open_with(dir: &std::path::Path, dedup: DedupPolicy, cache: usize) -> Log<RedbStore> {
-    let store = RedbStore::open(&dir.join("log.redb"), false).unwrap();
-    Log::open(
-        store,
-        LogOptions {
-            origin: ORIGIN.into(),
-            signers: vec![key()],
-            dedup,
-            limits: LogLimits {
-                dedup_cache_entries: cache,
-                ..LogLimits::default()
-            },
-            clock: quire_server::log::system_clock(),
-        },
-    )
-    .unwrap()
+    let limits = LogLimits {
+        dedup_cache_entries: cache,
+        ..LogLimits::default()
+    };
+    let store = RedbOptions {
+        compress: false,
+        ..RedbOptions::default()
+    };
+    common::open_log(dir, store, ORIGIN, key(), dedup, limits).unwrap()
 }
 
 #[tokio::test]
@@ -213,7 +208,14 @@ async fn a_clock_that_goes_back_stops_signing() {
     let now = Arc::new(AtomicU64::new(1_000_000));
     let clock_now = Arc::clone(&now);
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(&dir.path().join("log.redb"), false).unwrap();
+    let store = RedbStore::open(
+        &dir.path().join("log.redb"),
+        RedbOptions {
+            compress: false,
+            ..RedbOptions::default()
+        },
+    )
+    .unwrap();
     let log = Log::open(
         store,
         LogOptions {

@@ -242,32 +242,45 @@ async fn main() -> anyhow::Result<()> {
         })
         .unwrap_or_default();
 
-    // Prefill.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let counter = Arc::new(AtomicU64::new(1 << 40));
-    let mut left = args.prefill;
-    while left > 0 {
-        let n = left.min(1000);
-        let entries = (0..n)
-            .map(|_| {
-                entry(
-                    &mut rng,
-                    args.payload,
-                    args.entry_bytes,
-                    counter.fetch_add(1, Ordering::Relaxed),
-                )
-            })
-            .collect();
-        client
-            .add_entries(AddEntriesRequest {
-                log: String::new(),
-                entries,
-                with_proof: false,
-            })
-            .await?;
-        left -= n;
+    // Prefill: 8 concurrent writers of 1000-entry batches (so commits group),
+    // topping up an existing log to `--prefill` entries.
+    let (have, _) = verified_checkpoint(&mut client, &keys).await?;
+    let left = Arc::new(AtomicU64::new(args.prefill.saturating_sub(have.size())));
+    let mut fill = Vec::new();
+    for w in 0..8u64 {
+        let mut c = client.clone();
+        let left = Arc::clone(&left);
+        let (payload, len) = (args.payload, args.entry_bytes);
+        fill.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(7 + w);
+            let mut n_seq = (w + 1) << 40;
+            loop {
+                let Ok(taken) = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                    (l > 0).then(|| l - l.min(1000))
+                }) else {
+                    return Ok::<(), tonic::Status>(());
+                };
+                let entries = (0..taken.min(1000))
+                    .map(|_| {
+                        n_seq += 1;
+                        entry(&mut rng, payload, len, n_seq)
+                    })
+                    .collect();
+                c.add_entries(AddEntriesRequest {
+                    log: String::new(),
+                    entries,
+                    with_proof: false,
+                })
+                .await?;
+            }
+        }));
+    }
+    for f in fill {
+        f.await??;
     }
 
+    // Entries written in the run are numbered apart from the prefill's.
+    let counter = Arc::new(AtomicU64::new(1 << 50));
     let (before, _) = verified_checkpoint(&mut client, &keys).await?;
     let shared = Arc::new(Shared {
         requests: AtomicU64::new(0),

@@ -5,12 +5,14 @@
 //! - entries in bundles of 256 ([`bundle`]), compressed when that saves space;
 //! - hashes in C2SP `tlog-tiles` rows: tile `(L, N)` holds up to 256 hashes
 //!   of tree level `8L`; the levels between rows are recomputed on read;
-//! - a leaf-hash → index map for dedup and proof-by-hash;
+//! - a leaf-hash → index map for dedup and proof-by-hash, as a small LSM tree
+//!   whose newest part is rebuilt from the tiles at start;
 //! - every signed checkpoint, with the time it was signed.
 //!
 //! A [`Commit`] lands in one durable transaction, or not at all.
 
 pub mod bundle;
+mod leaf_index;
 pub mod redb;
 
 use quire_core::{Hash, HashReader, NodeId};
@@ -96,11 +98,24 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// [`StoreError::Missing`] past the stored entries.
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
 
-    /// The index of the entry with this leaf hash, if stored.
+    /// For each leaf hash, the lowest index of an entry in this view with
+    /// that leaf hash, if any (under strict dedup, the only one). One call
+    /// per batch: lookups share their reads.
     ///
     /// # Errors
     /// [`StoreError`] from the engine.
-    fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError>;
+    fn find_leaves(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError>;
+
+    /// [`StorageReader::find_leaves`] for one leaf hash.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .find_leaves(std::slice::from_ref(leaf))?
+            .pop()
+            .flatten())
+    }
 
     /// A metadata value.
     ///

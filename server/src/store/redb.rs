@@ -2,65 +2,125 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use quire_core::node::{TileId, TileSpan, TILE_HEIGHT};
 use quire_core::{perfect_root, Hash, HashReader, NodeId};
-use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::bundle::{self, BUNDLE_SIZE};
+use super::leaf_index::{self, IndexState, Memtable, RUN_BLOCKS, STATE_KEY};
 use super::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
 /// Bundle index → bundle record.
 const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("bundles");
 /// (tile level, tile index) → row hashes, 32 bytes each.
 const TILES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("tiles");
-/// First 8 bytes of a leaf hash → entry indexes. The full hash is checked
-/// against the tile row on lookup, so a prefix shared by two leaves only
-/// costs an extra read; 16 bytes per entry instead of 40.
-const LEAVES: MultimapTableDefinition<u64, u64> = MultimapTableDefinition::new("leaves");
-
-fn leaf_key(leaf: &Hash) -> u64 {
-    u64::from_be_bytes([
-        leaf.0[0], leaf.0[1], leaf.0[2], leaf.0[3], leaf.0[4], leaf.0[5], leaf.0[6], leaf.0[7],
-    ])
-}
 /// Tree size → (signed at, Unix ms; signed note).
 const CHECKPOINTS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("checkpoints");
 /// Named metadata (origin, format version).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-fn engine<E: std::fmt::Display>(e: E) -> StoreError {
+pub(crate) fn engine<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Engine(e.to_string())
+}
+
+/// How a [`RedbStore`] is opened.
+#[derive(Clone, Copy, Debug)]
+pub struct RedbOptions {
+    /// LZ4 for entry bundles where it saves space.
+    pub compress: bool,
+    /// redb's page cache, bytes (its own default is 1 GiB).
+    pub cache_bytes: usize,
+    /// Leaves kept in memory before the leaf index writes them as a run.
+    pub leaf_flush: usize,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        RedbOptions {
+            compress: true,
+            cache_bytes: 64 << 20,
+            leaf_flush: leaf_index::DEFAULT_FLUSH,
+        }
+    }
 }
 
 /// A log stored in a redb file.
 pub struct RedbStore {
-    db: Database,
-    compress: bool,
+    db: Arc<Database>,
+    opts: RedbOptions,
+    /// The newest leaves of the leaf index (see [`leaf_index`]).
+    mem: Arc<RwLock<Memtable>>,
 }
 
 impl RedbStore {
-    /// Opens (or creates) the store at `path`. `compress` chooses LZ4 for
-    /// entry bundles where it saves space.
+    /// Opens (or creates) the store at `path`, and rebuilds the in-memory
+    /// part of the leaf index from the stored tile rows.
     ///
     /// # Errors
-    /// [`StoreError::Engine`] when the file cannot be opened or created.
-    pub fn open(path: &Path, compress: bool) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(engine)?;
+    /// [`StoreError::Engine`] when the file cannot be opened or created;
+    /// [`StoreError::Corrupt`] or [`StoreError::Missing`] when the leaf index
+    /// or the tiles it is rebuilt from are damaged.
+    pub fn open(path: &Path, opts: RedbOptions) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(opts.cache_bytes)
+            .create(path)
+            .map_err(engine)?;
         let txn = db.begin_write().map_err(engine)?;
         {
             txn.open_table(BUNDLES).map_err(engine)?;
             txn.open_table(TILES).map_err(engine)?;
-            txn.open_multimap_table(LEAVES).map_err(engine)?;
+            txn.open_table(RUN_BLOCKS).map_err(engine)?;
             txn.open_table(CHECKPOINTS).map_err(engine)?;
             txn.open_table(META).map_err(engine)?;
         }
         txn.commit().map_err(engine)?;
-        Ok(RedbStore { db, compress })
+        let db = Arc::new(db);
+        let reader = RedbReader {
+            txn: db.begin_read().map_err(engine)?,
+            db: Arc::clone(&db),
+            mem: Arc::new(RwLock::new(Memtable::default())),
+        };
+        let covered = reader.index_state()?.covered();
+        let size = reader.latest_checkpoint()?.map_or(0, |c| c.size);
+        let mut mem = Memtable::new(covered);
+        let mut at = covered;
+        while at < size {
+            let tile = TileId {
+                level: 0,
+                index: at / 256,
+            };
+            let row = reader.tile(tile)?;
+            let upto = ((tile.index + 1) * 256).min(size);
+            for i in at..upto {
+                let off = usize::try_from(i % 256).unwrap_or(0) * 32;
+                let h = row
+                    .get(off..off + 32)
+                    .and_then(|b| Hash::from_slice(b).ok())
+                    .ok_or_else(|| StoreError::Missing(format!("leaf hash {i}")))?;
+                mem.push(leaf_index::key(&h), i);
+            }
+            at = upto;
+        }
+        Ok(RedbStore {
+            db,
+            opts,
+            mem: Arc::new(RwLock::new(mem)),
+        })
     }
 }
 
 impl RedbStore {
+    /// Sorted runs the leaf index holds on disk now (few: merges keep them
+    /// near log2 of the tree size over the flush size).
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine or a damaged index state.
+    pub fn leaf_index_runs(&self) -> Result<usize, StoreError> {
+        Ok(self.reader()?.index_state()?.runs.len())
+    }
+
     /// Overwrites entry bundle `bundle` with `entries`, without any check.
     /// For fault-injection tests only: it breaks the log on purpose.
     ///
@@ -75,7 +135,10 @@ impl RedbStore {
         let txn = self.db.begin_write().map_err(engine)?;
         txn.open_table(BUNDLES)
             .map_err(engine)?
-            .insert(bundle, bundle::encode(entries, self.compress).as_slice())
+            .insert(
+                bundle,
+                bundle::encode(entries, self.opts.compress).as_slice(),
+            )
             .map_err(engine)?;
         txn.commit().map_err(engine)
     }
@@ -87,19 +150,37 @@ impl Storage for RedbStore {
     fn reader(&self) -> Result<RedbReader, StoreError> {
         Ok(RedbReader {
             txn: self.db.begin_read().map_err(engine)?,
+            db: Arc::clone(&self.db),
+            mem: Arc::clone(&self.mem),
         })
     }
 
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
+        if c.leaf_index.len() != c.entries.len() {
+            return Err(StoreError::Corrupt(format!(
+                "commit of {} entries carries {} leaf hashes",
+                c.entries.len(),
+                c.leaf_index.len()
+            )));
+        }
         let txn = self.db.begin_write().map_err(engine)?;
+        let step;
         {
-            write_bundles(&txn, c, self.compress)?;
+            write_bundles(&txn, c, self.opts.compress)?;
             write_tiles(&txn, &c.row_hashes)?;
-            let mut leaves = txn.open_multimap_table(LEAVES).map_err(engine)?;
-            for (h, i) in &c.leaf_index {
-                leaves.insert(leaf_key(h), *i).map_err(engine)?;
-            }
             let mut meta = txn.open_table(META).map_err(engine)?;
+            let state = match meta.get(STATE_KEY).map_err(engine)? {
+                Some(v) => IndexState::decode(v.value())?,
+                None => IndexState::default(),
+            };
+            // The sequencer is the only writer: the memtable does not change
+            // while this commit is built.
+            step = {
+                let mem = self.mem.read().unwrap_or_else(PoisonError::into_inner);
+                leaf_index::write_step(&txn, state, &mem, &c.leaf_index, self.opts.leaf_flush)?
+            };
+            meta.insert(STATE_KEY, step.state.encode().as_slice())
+                .map_err(engine)?;
             for (k, v) in &c.meta {
                 meta.insert(k.as_str(), v.as_slice()).map_err(engine)?;
             }
@@ -110,7 +191,17 @@ impl Storage for RedbStore {
                     .map_err(engine)?;
             }
         }
-        txn.commit().map_err(engine)
+        txn.commit().map_err(engine)?;
+        // Only after the runs are durable may the memtable forget leaves.
+        let mut mem = self.mem.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(end) = step.flushed_to {
+            *mem = Memtable::new(end);
+        } else {
+            for (h, i) in &c.leaf_index {
+                mem.push(leaf_index::key(h), *i);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -187,9 +278,18 @@ fn write_tiles(txn: &redb::WriteTransaction, rows: &[(NodeId, Hash)]) -> Result<
 /// A read view of a [`RedbStore`].
 pub struct RedbReader {
     txn: redb::ReadTransaction,
+    db: Arc<Database>,
+    mem: Arc<RwLock<Memtable>>,
 }
 
 impl RedbReader {
+    fn index_state(&self) -> Result<IndexState, StoreError> {
+        match self.meta(STATE_KEY)? {
+            Some(v) => IndexState::decode(&v),
+            None => Ok(IndexState::default()),
+        }
+    }
+
     fn tile(&self, tile: TileId) -> Result<Vec<u8>, StoreError> {
         let table = self.txn.open_table(TILES).map_err(engine)?;
         let value = table
@@ -278,20 +378,52 @@ impl StorageReader for RedbReader {
         Ok(out)
     }
 
-    fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
-        let table = self.txn.open_multimap_table(LEAVES).map_err(engine)?;
-        let mut candidates = Vec::new();
-        for v in table.get(leaf_key(leaf)).map_err(engine)? {
-            candidates.push(v.map_err(engine)?.value());
-        }
-        // Lowest index first: under strict dedup that is the original.
-        for index in candidates {
-            let stored = self.read_hashes(&[NodeId::leaf(index)])?;
-            if stored.first() == Some(leaf) {
-                return Ok(Some(index));
+    fn find_leaves(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        let size = self.latest_checkpoint()?.map_or(0, |c| c.size);
+        let keys: Vec<u64> = leaves.iter().map(leaf_index::key).collect();
+        let mut candidates: Vec<Vec<u64>> = vec![Vec::new(); leaves.len()];
+        {
+            let mem = self.mem.read().unwrap_or_else(PoisonError::into_inner);
+            for (k, c) in keys.iter().zip(&mut candidates) {
+                mem.get(*k, c);
             }
         }
-        Ok(None)
+        // Runs are read from a transaction begun after the memtable: leaves
+        // leave the memtable only once their run is committed, so together
+        // the two hold every leaf (some twice). Leaf index facts never change,
+        // so a newer view is a superset; indexes past this view's size are
+        // dropped below.
+        let fresh = RedbReader {
+            txn: self.db.begin_read().map_err(engine)?,
+            db: Arc::clone(&self.db),
+            mem: Arc::clone(&self.mem),
+        };
+        let state = fresh.index_state()?;
+        let table = fresh.txn.open_table(RUN_BLOCKS).map_err(engine)?;
+        for run in &state.runs {
+            if run.start >= size {
+                break;
+            }
+            for (k, c) in keys.iter().zip(&mut candidates) {
+                leaf_index::probe(&table, run, *k, c)?;
+            }
+        }
+        let mut out = Vec::with_capacity(leaves.len());
+        for (leaf, mut c) in leaves.iter().zip(candidates) {
+            c.retain(|i| *i < size);
+            c.sort_unstable();
+            c.dedup();
+            // Lowest index first: under strict dedup that is the original.
+            let nodes: Vec<NodeId> = c.iter().map(|i| NodeId::leaf(*i)).collect();
+            let stored = self.read_hashes(&nodes)?;
+            out.push(
+                c.into_iter()
+                    .zip(stored)
+                    .find(|(_, h)| h == leaf)
+                    .map(|(i, _)| i),
+            );
+        }
+        Ok(out)
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -1,11 +1,13 @@
 //! A server in-process on 127.0.0.1:0, and helpers shared by the gRPC tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
-use quire_core::{Checkpoint, Note, VerifierKey};
+use quire_core::{Checkpoint, LogSigner, Note, VerifierKey};
 use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::GetEntriesRequest;
 use quire_server::config::{Config, LogConfig};
+use quire_server::log::{DedupPolicy, Log, LogLimits, LogOptions, OpenError};
 use quire_server::service::LogService;
+use quire_server::store::redb::{RedbOptions, RedbStore};
 use tonic::transport::Channel;
 
 pub struct Server {
@@ -92,4 +94,26 @@ pub async fn all_entries(client: &mut LogClient<Channel>, start: u64) -> Vec<Vec
         out.extend(page.entries);
     }
     out
+}
+
+/// A log over `dir/log.redb`, opened in-process (no gRPC).
+pub fn open_log(
+    dir: &std::path::Path,
+    store: RedbOptions,
+    origin: &str,
+    signer: LogSigner,
+    dedup: DedupPolicy,
+    limits: LogLimits,
+) -> Result<Log<RedbStore>, OpenError> {
+    let store = RedbStore::open(&dir.join("log.redb"), store).unwrap();
+    Log::open(
+        store,
+        LogOptions {
+            origin: origin.into(),
+            signers: vec![signer],
+            dedup,
+            limits,
+            clock: quire_server::log::system_clock(),
+        },
+    )
 }
