@@ -75,7 +75,8 @@ pub async fn serve<S: Storage>(
         .add_optional_service(reflection)
         .add_service(api)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // No Nagle delay: small answers (proofs, acks) go out at once.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await;

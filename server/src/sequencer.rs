@@ -157,7 +157,8 @@ impl<S: Storage> Sequencer<S> {
                 let index = range.size();
                 range
                     .append(leaf, |node, h| {
-                        if node.level % quire_core::node::TILE_HEIGHT == 0 {
+                        // Tile rows and mid rows (see store::redb).
+                        if node.level % (quire_core::node::TILE_HEIGHT / 2) == 0 {
                             commit.row_hashes.push((node, *h));
                         }
                     })

@@ -516,6 +516,9 @@ async fn leaf_sample(
             .first()
             .ok_or_else(|| anyhow::anyhow!("no entry {index}"))?;
         out.push((index, quire_core::leaf_hash(e)));
+        // Read the stream to its end: dropping thousands of unfinished
+        // streams trips h2's limit on locally reset streams.
+        while s.message().await?.is_some() {}
     }
     Ok(out)
 }

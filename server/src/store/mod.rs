@@ -4,7 +4,9 @@
 //! What is stored:
 //! - entries in bundles of 256 ([`bundle`]), compressed when that saves space;
 //! - hashes in C2SP `tlog-tiles` rows: tile `(L, N)` holds up to 256 hashes
-//!   of tree level `8L`; the levels between rows are recomputed on read;
+//!   of tree level `8L`, beside a mid row of its (up to 16) hashes of level
+//!   `8L+4`; the levels between are recomputed on read from at most 8
+//!   stored hashes;
 //! - a leaf-hash → index map for dedup and proof-by-hash, as a small LSM tree
 //!   whose newest part is rebuilt from the tiles at start;
 //! - every signed checkpoint, with the time it was signed.
@@ -49,8 +51,8 @@ pub struct Commit {
     pub first_index: u64,
     /// New entries, in index order.
     pub entries: Vec<Vec<u8>>,
-    /// New hashes of tile rows (nodes at levels divisible by 8), in the order
-    /// the compact range completed them.
+    /// New hashes of tile rows and mid rows (nodes at levels divisible by
+    /// 4), in the order the compact range completed them.
     pub row_hashes: Vec<(NodeId, Hash)>,
     /// New leaf hash → index pairs for the dedup index.
     pub leaf_index: Vec<(Hash, u64)>,

@@ -16,6 +16,49 @@ use super::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("bundles");
 /// (tile level, tile index) → row hashes, 32 bytes each.
 const TILES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("tiles");
+/// (tile level L, tile index) → the tile's mid row: its up to 16 hashes of
+/// tree level 8L+4. With it no node is more than 8 stored hashes away, so a
+/// proof step costs at most 7 hashes instead of up to 127; 2 bytes per entry.
+const MIDS: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("mid_rows");
+/// Tree level of a mid row within its tile.
+const MID: u8 = TILE_HEIGHT / 2;
+/// Hashes in a full mid row.
+const MID_WIDTH: u64 = 1 << MID;
+
+/// Where a node's hash is computed from: a run of `count` hashes from
+/// `offset` in the main row (`mid` false) or the mid row of `tile`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct RowSpan {
+    mid: bool,
+    tile: TileId,
+    offset: u64,
+    count: u64,
+}
+
+impl RowSpan {
+    fn of(node: NodeId) -> RowSpan {
+        let span = TileSpan::of(node);
+        let sub = node.level % TILE_HEIGHT;
+        if sub < MID {
+            return RowSpan {
+                mid: false,
+                tile: span.tile,
+                offset: u64::from(span.offset),
+                count: u64::from(span.count),
+            };
+        }
+        let first = node.index << (sub - MID);
+        RowSpan {
+            mid: true,
+            tile: TileId {
+                level: span.tile.level,
+                index: first / MID_WIDTH,
+            },
+            offset: first % MID_WIDTH,
+            count: 1 << (sub - MID),
+        }
+    }
+}
 /// Tree size → (signed at, Unix ms; signed note).
 const CHECKPOINTS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("checkpoints");
 /// Named metadata (origin, format version).
@@ -71,6 +114,7 @@ impl RedbStore {
         {
             txn.open_table(BUNDLES).map_err(engine)?;
             txn.open_table(TILES).map_err(engine)?;
+            txn.open_table(MIDS).map_err(engine)?;
             txn.open_table(RUN_BLOCKS).map_err(engine)?;
             txn.open_table(CHECKPOINTS).map_err(engine)?;
             txn.open_table(META).map_err(engine)?;
@@ -243,28 +287,31 @@ fn write_bundles(
 }
 
 fn write_tiles(txn: &redb::WriteTransaction, rows: &[(NodeId, Hash)]) -> Result<(), StoreError> {
-    let mut by_tile: BTreeMap<TileId, Vec<(u16, Hash)>> = BTreeMap::new();
+    let mut by_row: BTreeMap<(bool, TileId), Vec<(u64, Hash)>> = BTreeMap::new();
     for (node, hash) in rows {
-        if node.level % TILE_HEIGHT != 0 {
+        if node.level % MID != 0 {
             continue;
         }
-        let span = TileSpan::of(*node);
-        by_tile
-            .entry(span.tile)
+        let span = RowSpan::of(*node);
+        by_row
+            .entry((span.mid, span.tile))
             .or_default()
             .push((span.offset, *hash));
     }
-    let mut table = txn.open_table(TILES).map_err(engine)?;
-    for (tile, hashes) in by_tile {
+    let mut tiles = txn.open_table(TILES).map_err(engine)?;
+    let mut mids = txn.open_table(MIDS).map_err(engine)?;
+    for ((mid, tile), hashes) in by_row {
+        let table = if mid { &mut mids } else { &mut tiles };
         let key = (tile.level, tile.index);
         let mut bytes = match table.get(key).map_err(engine)? {
             Some(v) => v.value().to_vec(),
             None => Vec::new(),
         };
         for (offset, h) in hashes {
-            if bytes.len() != usize::from(offset) * 32 {
+            if bytes.len() as u64 != offset * 32 {
                 return Err(StoreError::Corrupt(format!(
-                    "tile {key:?} holds {} hashes, the next is at {offset}",
+                    "{} row {key:?} holds {} hashes, the next is at {offset}",
+                    if mid { "mid" } else { "tile" },
                     bytes.len() / 32
                 )));
             }
@@ -291,11 +338,25 @@ impl RedbReader {
     }
 
     fn tile(&self, tile: TileId) -> Result<Vec<u8>, StoreError> {
-        let table = self.txn.open_table(TILES).map_err(engine)?;
+        self.row(false, tile)
+    }
+
+    fn row(&self, mid: bool, tile: TileId) -> Result<Vec<u8>, StoreError> {
+        let table = self
+            .txn
+            .open_table(if mid { MIDS } else { TILES })
+            .map_err(engine)?;
         let value = table
             .get((tile.level, tile.index))
             .map_err(engine)?
-            .ok_or_else(|| StoreError::Missing(format!("tile {}/{}", tile.level, tile.index)))?;
+            .ok_or_else(|| {
+                StoreError::Missing(format!(
+                    "{} {}/{}",
+                    if mid { "mid row" } else { "tile" },
+                    tile.level,
+                    tile.index
+                ))
+            })?;
         Ok(value.value().to_vec())
     }
 }
@@ -304,21 +365,21 @@ impl HashReader for RedbReader {
     type Error = StoreError;
 
     fn read_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
-        let mut tiles: HashMap<TileId, Vec<u8>> = HashMap::new();
+        let mut rows: HashMap<(bool, TileId), Vec<u8>> = HashMap::new();
         let mut out = Vec::with_capacity(nodes.len());
         for &node in nodes {
-            let span = TileSpan::of(node);
-            let bytes = match tiles.entry(span.tile) {
+            let span = RowSpan::of(node);
+            let bytes = match rows.entry((span.mid, span.tile)) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(self.tile(span.tile)?),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(self.row(span.mid, span.tile)?)
+                }
             };
-            let (start, end) = (
-                usize::from(span.offset) * 32,
-                (usize::from(span.offset) + usize::from(span.count)) * 32,
-            );
+            let start = usize::try_from(span.offset * 32).unwrap_or(usize::MAX);
+            let end = usize::try_from((span.offset + span.count) * 32).unwrap_or(usize::MAX);
             let Some(row) = bytes.get(start..end) else {
                 return Err(StoreError::Missing(format!(
-                    "node {node:?} beyond its tile"
+                    "node {node:?} beyond its stored row"
                 )));
             };
             let row: Vec<Hash> = row
@@ -326,7 +387,7 @@ impl HashReader for RedbReader {
                 .map(|c| Hash::from_slice(c).unwrap_or_default())
                 .collect();
             let h = perfect_root(&row)
-                .ok_or_else(|| StoreError::Corrupt(format!("tile row for {node:?}")))?;
+                .ok_or_else(|| StoreError::Corrupt(format!("stored row for {node:?}")))?;
             out.push(h);
         }
         Ok(out)
