@@ -119,6 +119,9 @@ async fn an_older_read_view_never_sees_later_leaves() {
         let want = (n < 10).then_some(n as u64);
         assert_eq!(*g, want, "entry {n} in the old view");
     }
+    // Runs written by this process have their filters at once.
+    assert!(log.store().leaf_index_runs().unwrap() > 0);
+    assert!(log.store().leaf_index_filter_bytes() > 0);
     let now = log.store().reader().unwrap().find_leaves(&leaves).unwrap();
     assert_eq!(now, (0..200).map(Some).collect::<Vec<_>>());
 }

@@ -245,14 +245,16 @@ async fn main() -> anyhow::Result<()> {
     // Prefill: 8 concurrent writers of 1000-entry batches (so commits group),
     // topping up an existing log to `--prefill` entries.
     let (have, _) = verified_checkpoint(&mut client, &keys).await?;
-    let left = Arc::new(AtomicU64::new(args.prefill.saturating_sub(have.size())));
+    let have_size = have.size();
+    let left = Arc::new(AtomicU64::new(args.prefill.saturating_sub(have_size)));
     let mut fill = Vec::new();
     for w in 0..8u64 {
         let mut c = client.clone();
         let left = Arc::clone(&left);
         let (payload, len) = (args.payload, args.entry_bytes);
         fill.push(tokio::spawn(async move {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(7 + w);
+            // Seeded by the size already stored: a top-up writes new entries.
+            let mut rng = rand::rngs::StdRng::seed_from_u64(have_size ^ (7 + w));
             let mut n_seq = (w + 1) << 40;
             loop {
                 let Ok(taken) = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
@@ -282,6 +284,7 @@ async fn main() -> anyhow::Result<()> {
     // Entries written in the run are numbered apart from the prefill's.
     let counter = Arc::new(AtomicU64::new(1 << 50));
     let (before, _) = verified_checkpoint(&mut client, &keys).await?;
+    let start_size = before.size();
     let shared = Arc::new(Shared {
         requests: AtomicU64::new(0),
         failures: AtomicU64::new(0),
@@ -317,7 +320,9 @@ async fn main() -> anyhow::Result<()> {
         let (payload, len, batch) = (args.payload, args.entry_bytes, args.batch);
         let sample = Arc::clone(&sample);
         tasks.push(tokio::spawn(async move {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(w as u64 + 100);
+            // Seeded by the starting size: a run on a kept log writes new
+            // entries, not duplicates of an earlier run's.
+            let mut rng = rand::rngs::StdRng::seed_from_u64(start_size ^ ((w as u64 + 100) << 40));
             let mut next = Instant::now() + Duration::from_micros(rng.gen_range(0..1000));
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let mut errors = std::collections::BTreeMap::<String, u64>::new();

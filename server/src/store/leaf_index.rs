@@ -23,6 +23,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use quire_core::Hash;
 use redb::{ReadableTable, TableDefinition};
 
+use super::bloom::Bloom;
 use super::StoreError;
 
 /// Blocks of sorted pairs: (run id, first key, first index) → pairs of
@@ -396,7 +397,24 @@ pub(crate) struct Step {
     pub(crate) state: IndexState,
     /// The memtable was written out as a run: clear it from `start`.
     pub(crate) flushed_to: Option<u64>,
+    /// The filter of the run just flushed.
+    pub(crate) flushed: Option<(u64, Bloom)>,
+    /// A merge finished.
+    pub(crate) merged: Option<Merged>,
 }
+
+/// A finished merge: `inputs` are gone, `output` replaces them.
+pub(crate) struct Merged {
+    pub(crate) inputs: [u64; 2],
+    pub(crate) output: u64,
+    /// Its filter, when every pair went through this process (not after a
+    /// restart in the middle of the merge).
+    pub(crate) bloom: Option<Bloom>,
+}
+
+/// The filter of the merge in progress, kept by the writer: present only
+/// while it has seen every pair written to that merge's output.
+pub(crate) type MergeBloom = Option<(u64, Bloom)>;
 
 /// Writes this commit's share of the index into `txn`: a flush when the
 /// memtable (plus `new_pairs`) reaches `flush`, then a bounded merge step
@@ -411,6 +429,7 @@ pub(crate) fn write_step(
     mem: &Memtable,
     new_pairs: &[(Hash, u64)],
     flush: usize,
+    merge_bloom: &mut MergeBloom,
 ) -> Result<Step, StoreError> {
     let engine = super::redb::engine;
     let mut table = txn.open_table(RUN_BLOCKS).map_err(engine)?;
@@ -424,6 +443,7 @@ pub(crate) fn write_step(
     }
     let end = mem.end + new_pairs.len() as u64;
     let mut flushed_to = None;
+    let mut flushed = None;
     if mem.len() + new_pairs.len() as u64 >= flush as u64 && end > mem.start {
         let mut pairs = mem.sorted_pairs();
         pairs.extend(new_pairs.iter().map(|(h, i)| (key(h), *i)));
@@ -431,6 +451,11 @@ pub(crate) fn write_step(
         let id = state.next_id;
         state.next_id += 1;
         write_blocks(&mut table, id, &pairs)?;
+        let mut bloom = Bloom::with_capacity(pairs.len() as u64);
+        for (k, _) in &pairs {
+            bloom.insert(*k);
+        }
+        flushed = Some((id, bloom));
         state.runs.push(Run {
             id,
             start: mem.start,
@@ -441,12 +466,63 @@ pub(crate) fn write_step(
     let budget = (4 * new_pairs.len()).max(16 * BLOCK_PAIRS);
     if state.merge.is_none() {
         state.merge = pick_merge(&mut state);
+        if let Some(m) = &state.merge {
+            *merge_bloom = Some((
+                m.output,
+                Bloom::with_capacity(m.older.len() + m.newer.len()),
+            ));
+        }
     }
+    let mut merged = None;
     if let Some(m) = state.merge {
-        state.merge = merge_step(&mut table, &mut state, m, budget)?;
+        let mut bloom = match merge_bloom.take() {
+            Some((id, b)) if id == m.output => Some(b),
+            _ => None,
+        };
+        state.merge = merge_step(&mut table, &mut state, m, budget, bloom.as_mut())?;
+        if state.merge.is_none() {
+            merged = Some(Merged {
+                inputs: [m.older.id, m.newer.id],
+                output: m.output,
+                bloom,
+            });
+        } else {
+            *merge_bloom = bloom.map(|b| (m.output, b));
+        }
     }
     delete_step(&mut table, &mut state, budget)?;
-    Ok(Step { state, flushed_to })
+    Ok(Step {
+        state,
+        flushed_to,
+        flushed,
+        merged,
+    })
+}
+
+/// The filter of one stored run, built by reading all its blocks.
+///
+/// # Errors
+/// [`StoreError::Engine`].
+pub(crate) fn build_bloom(
+    table: &impl ReadableTable<(u64, u64, u64), &'static [u8]>,
+    run: &Run,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Option<Bloom>, StoreError> {
+    let engine = super::redb::engine;
+    let mut bloom = Bloom::with_capacity(run.len());
+    for row in table
+        .range((run.id, 0, 0)..=(run.id, u64::MAX, u64::MAX))
+        .map_err(engine)?
+    {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let (_, v) = row.map_err(engine)?;
+        for (k, _) in pairs_of(v.value()) {
+            bloom.insert(k);
+        }
+    }
+    Ok(Some(bloom))
 }
 
 /// The newest two adjacent runs of similar size (the older at most twice
@@ -470,6 +546,7 @@ fn merge_step(
     state: &mut IndexState,
     mut merge: Merge,
     budget: usize,
+    bloom: Option<&mut Bloom>,
 ) -> Result<Option<Merge>, StoreError> {
     let (older, older_done) = read_after(&*table, merge.older.id, merge.last, budget)?;
     let (newer, newer_done) = read_after(&*table, merge.newer.id, merge.last, budget)?;
@@ -500,6 +577,11 @@ fn merge_step(
         out.push(next);
     }
     write_blocks(table, merge.output, &out)?;
+    if let Some(bloom) = bloom {
+        for (k, _) in &out {
+            bloom.insert(*k);
+        }
+    }
     if let Some(last) = out.last() {
         merge.last = Some(*last);
     }

@@ -13,7 +13,9 @@
 //!
 //! A [`Commit`] lands in one durable transaction, or not at all.
 
+mod bloom;
 pub mod bundle;
+mod index_cache;
 mod leaf_index;
 pub mod redb;
 

@@ -2,14 +2,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use quire_core::node::{TileId, TileSpan, TILE_HEIGHT};
 use quire_core::{perfect_root, Hash, HashReader, NodeId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::bundle::{self, BUNDLE_SIZE};
-use super::leaf_index::{self, IndexState, Memtable, RUN_BLOCKS, STATE_KEY};
+use super::index_cache::{Builder, IndexCache, SharedCache};
+use super::leaf_index::{self, IndexState, Memtable, MergeBloom, RUN_BLOCKS, STATE_KEY};
 use super::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
 /// Bundle index → bundle record.
@@ -93,8 +94,12 @@ impl Default for RedbOptions {
 pub struct RedbStore {
     db: Arc<Database>,
     opts: RedbOptions,
-    /// The newest leaves of the leaf index (see [`leaf_index`]).
-    mem: Arc<RwLock<Memtable>>,
+    /// The in-memory part of the leaf index (see [`leaf_index`]).
+    cache: SharedCache,
+    /// The filter of the merge in progress (writer only).
+    merge_bloom: Mutex<MergeBloom>,
+    /// Builds the filters of runs that have none.
+    builder: Builder,
 }
 
 impl RedbStore {
@@ -121,12 +126,14 @@ impl RedbStore {
         }
         txn.commit().map_err(engine)?;
         let db = Arc::new(db);
+        let txn = db.begin_read().map_err(engine)?;
+        let state = index_state(&txn)?;
         let reader = RedbReader {
-            txn: db.begin_read().map_err(engine)?,
+            txn,
             db: Arc::clone(&db),
-            mem: Arc::new(RwLock::new(Memtable::default())),
+            cache: Arc::new(RwLock::new(IndexCache::new(Memtable::default(), &state))),
         };
-        let covered = reader.index_state()?.covered();
+        let covered = state.covered();
         let size = reader.latest_checkpoint()?.map_or(0, |c| c.size);
         let mut mem = Memtable::new(covered);
         let mut at = covered;
@@ -147,10 +154,18 @@ impl RedbStore {
             }
             at = upto;
         }
+        drop(reader);
+        let cache = Arc::new(RwLock::new(IndexCache::new(mem, &state)));
+        let builder = Builder::spawn(Arc::clone(&db), Arc::clone(&cache))?;
+        for run in &state.runs {
+            builder.queue(run.id);
+        }
         Ok(RedbStore {
             db,
             opts,
-            mem: Arc::new(RwLock::new(mem)),
+            cache,
+            merge_bloom: Mutex::new(None),
+            builder,
         })
     }
 }
@@ -162,7 +177,16 @@ impl RedbStore {
     /// # Errors
     /// [`StoreError`] from the engine or a damaged index state.
     pub fn leaf_index_runs(&self) -> Result<usize, StoreError> {
-        Ok(self.reader()?.index_state()?.runs.len())
+        Ok(index_state(&self.reader()?.txn)?.runs.len())
+    }
+
+    /// Bytes held by the leaf index's in-memory filters (about one byte
+    /// per indexed leaf once built).
+    pub fn leaf_index_filter_bytes(&self) -> usize {
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bloom_bytes()
     }
 
     /// Overwrites entry bundle `bundle` with `entries`, without any check.
@@ -195,7 +219,7 @@ impl Storage for RedbStore {
         Ok(RedbReader {
             txn: self.db.begin_read().map_err(engine)?,
             db: Arc::clone(&self.db),
-            mem: Arc::clone(&self.mem),
+            cache: Arc::clone(&self.cache),
         })
     }
 
@@ -220,8 +244,19 @@ impl Storage for RedbStore {
             // The sequencer is the only writer: the memtable does not change
             // while this commit is built.
             step = {
-                let mem = self.mem.read().unwrap_or_else(PoisonError::into_inner);
-                leaf_index::write_step(&txn, state, &mem, &c.leaf_index, self.opts.leaf_flush)?
+                let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+                let mut merge_bloom = self
+                    .merge_bloom
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                leaf_index::write_step(
+                    &txn,
+                    state,
+                    &cache.mem,
+                    &c.leaf_index,
+                    self.opts.leaf_flush,
+                    &mut merge_bloom,
+                )?
             };
             meta.insert(STATE_KEY, step.state.encode().as_slice())
                 .map_err(engine)?;
@@ -237,13 +272,13 @@ impl Storage for RedbStore {
         }
         txn.commit().map_err(engine)?;
         // Only after the runs are durable may the memtable forget leaves.
-        let mut mem = self.mem.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(end) = step.flushed_to {
-            *mem = Memtable::new(end);
-        } else {
-            for (h, i) in &c.leaf_index {
-                mem.push(leaf_index::key(h), *i);
-            }
+        let build = self
+            .cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(step, &c.leaf_index);
+        if let Some(id) = build {
+            self.builder.queue(id);
         }
         Ok(())
     }
@@ -326,17 +361,19 @@ fn write_tiles(txn: &redb::WriteTransaction, rows: &[(NodeId, Hash)]) -> Result<
 pub struct RedbReader {
     txn: redb::ReadTransaction,
     db: Arc<Database>,
-    mem: Arc<RwLock<Memtable>>,
+    cache: SharedCache,
+}
+
+/// The leaf index state of a read view.
+pub(crate) fn index_state(txn: &redb::ReadTransaction) -> Result<IndexState, StoreError> {
+    let table = txn.open_table(META).map_err(engine)?;
+    match table.get(STATE_KEY).map_err(engine)? {
+        Some(v) => IndexState::decode(v.value()),
+        None => Ok(IndexState::default()),
+    }
 }
 
 impl RedbReader {
-    fn index_state(&self) -> Result<IndexState, StoreError> {
-        match self.meta(STATE_KEY)? {
-            Some(v) => IndexState::decode(&v),
-            None => Ok(IndexState::default()),
-        }
-    }
-
     fn tile(&self, tile: TileId) -> Result<Vec<u8>, StoreError> {
         self.row(false, tile)
     }
@@ -443,12 +480,13 @@ impl StorageReader for RedbReader {
         let size = self.latest_checkpoint()?.map_or(0, |c| c.size);
         let keys: Vec<u64> = leaves.iter().map(leaf_index::key).collect();
         let mut candidates: Vec<Vec<u64>> = vec![Vec::new(); leaves.len()];
-        {
-            let mem = self.mem.read().unwrap_or_else(PoisonError::into_inner);
+        let blooms = {
+            let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
             for (k, c) in keys.iter().zip(&mut candidates) {
-                mem.get(*k, c);
+                cache.mem.get(*k, c);
             }
-        }
+            cache.blooms()
+        };
         // Runs are read from a transaction begun after the memtable: leaves
         // leave the memtable only once their run is committed, so together
         // the two hold every leaf (some twice). Leaf index facts never change,
@@ -457,16 +495,20 @@ impl StorageReader for RedbReader {
         let fresh = RedbReader {
             txn: self.db.begin_read().map_err(engine)?,
             db: Arc::clone(&self.db),
-            mem: Arc::clone(&self.mem),
+            cache: Arc::clone(&self.cache),
         };
-        let state = fresh.index_state()?;
+        let state = index_state(&fresh.txn)?;
         let table = fresh.txn.open_table(RUN_BLOCKS).map_err(engine)?;
         for run in &state.runs {
             if run.start >= size {
                 break;
             }
+            // A run without a filter (being built) is probed for every key.
+            let bloom = blooms.get(&run.id);
             for (k, c) in keys.iter().zip(&mut candidates) {
-                leaf_index::probe(&table, run, *k, c)?;
+                if bloom.is_none_or(|b| b.may_contain(*k)) {
+                    leaf_index::probe(&table, run, *k, c)?;
+                }
             }
         }
         let mut out = Vec::with_capacity(leaves.len());
