@@ -205,6 +205,8 @@ impl LogConfig {
         RedbOptions {
             compress: self.compress,
             cache_bytes: self.cache_mib.saturating_mul(1 << 20),
+            // Filters pay for themselves only when every write looks up.
+            leaf_filters: self.dedup == DedupPolicy::Strict,
             ..RedbOptions::default()
         }
     }

@@ -15,11 +15,14 @@ mod common;
 
 const ORIGIN: &str = "test.example/index";
 
+/// Filters are on under strict dedup (as the server configures them), off
+/// otherwise: the model runs cover both.
 fn open(dir: &std::path::Path, flush: usize, dedup: DedupPolicy) -> Log<RedbStore> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let signer = LogSigner::generate_with(LogKeyAlgorithm::Ed25519, ORIGIN, &mut rng).unwrap();
     let store = RedbOptions {
         leaf_flush: flush,
+        leaf_filters: dedup == DedupPolicy::Strict,
         ..RedbOptions::default()
     };
     common::open_log(dir, store, ORIGIN, signer, dedup, LogLimits::default()).unwrap()

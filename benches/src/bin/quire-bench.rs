@@ -43,6 +43,9 @@ enum Scenario {
     Single,
     Rate,
     Proofs,
+    /// Time from start until the server at `--addr` serves a verified
+    /// checkpoint (start this beside the server to time a restart).
+    Ready,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -102,6 +105,12 @@ struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Origin of the in-process server's log (to reopen a kept data dir).
+    #[arg(long, default_value = "bench.example/log")]
+    origin: String,
+    /// Report the resident memory of this process (an external server).
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 const MIB: f64 = 1_048_576.0;
@@ -177,10 +186,15 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
 }
 
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_status_bytes("self", "VmRSS:")
+}
+
+/// A size field (`VmRSS:`, `VmHWM:`) of /proc/PID/status, in bytes.
+fn proc_status_bytes(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
                 l.split_whitespace()
                     .nth(1)
                     .and_then(|v| v.parse::<u64>().ok())
@@ -198,10 +212,11 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| tmp.path().to_owned());
     let mut stop = None;
+    let mut local_log = None;
     let addr = if let Some(a) = &args.addr {
         a.clone()
     } else {
-        let mut cfg = LogConfig::new("bench.example/log");
+        let mut cfg = LogConfig::new(&args.origin);
         cfg.dedup = match args.dedup {
             Dedup::Strict => DedupPolicy::Strict,
             Dedup::BestEffort => DedupPolicy::BestEffort,
@@ -210,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
         cfg.max_batch = args.batch.max(1000);
         cfg.queue_depth = 100_000;
         let (log, _) = quire_server::open_redb_log(&data_dir, &cfg)?;
+        local_log = Some(log.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -223,6 +239,9 @@ async fn main() -> anyhow::Result<()> {
         stop = Some((tx, task));
         format!("http://{addr}")
     };
+    if args.scenario == Scenario::Ready {
+        return ready(&addr).await;
+    }
     let channel = Channel::from_shared(addr.clone())?.connect().await?;
     let mut client = LogClient::new(channel.clone())
         .max_decoding_message_size(256 << 20)
@@ -427,6 +446,14 @@ async fn main() -> anyhow::Result<()> {
 
     let grown = after.size() - before.size();
     let disk = dir_bytes(&data_dir);
+    let space = local_log.as_ref().and_then(|l| l.store().space().ok());
+    let per_entry = |b: u64| {
+        if after.size() > 0 {
+            b as f64 / after.size() as f64
+        } else {
+            0.0
+        }
+    };
     let report = serde_json::json!({
         "scenario": format!("{:?}", args.scenario),
         "cores": std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
@@ -445,8 +472,12 @@ async fn main() -> anyhow::Result<()> {
         "errors": &errors,
         "verification_failures": shared.failures.load(Ordering::Relaxed),
         "process_rss_bytes": rss_bytes(),
+        "server_rss_bytes": args.server_pid.map(|p| proc_status_bytes(&p.to_string(), "VmRSS:")),
+        "server_peak_rss_bytes": args.server_pid.map(|p| proc_status_bytes(&p.to_string(), "VmHWM:")),
         "disk_bytes": disk,
-        "disk_bytes_per_entry": if after.size() > 0 { disk as f64 / after.size() as f64 } else { 0.0 },
+        "disk_bytes_per_entry": per_entry(disk),
+        "stored_bytes_per_entry": space.map(|s| per_entry(s.stored_bytes + s.metadata_bytes + s.fragmented_bytes)),
+        "redb_space": space,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -478,11 +509,27 @@ async fn main() -> anyhow::Result<()> {
             "process RSS            {:.1} MiB (client and server)",
             rss_bytes() as f64 / MIB
         );
+        if let Some(p) = args.server_pid {
+            println!(
+                "server RSS             {:.1} MiB now, {:.1} MiB peak (pid {p})",
+                proc_status_bytes(&p.to_string(), "VmRSS:") as f64 / MIB,
+                proc_status_bytes(&p.to_string(), "VmHWM:") as f64 / MIB
+            );
+        }
         println!(
             "disk                   {:.1} MiB, {:.1} bytes/entry",
             disk as f64 / MIB,
             report["disk_bytes_per_entry"].as_f64().unwrap_or(0.0)
         );
+        if let Some(sp) = space {
+            println!(
+                "redb pages in use     {:.1} bytes/entry (stored {:.1}, metadata {:.1}, fragmented {:.1})",
+                per_entry(sp.stored_bytes + sp.metadata_bytes + sp.fragmented_bytes),
+                per_entry(sp.stored_bytes),
+                per_entry(sp.metadata_bytes),
+                per_entry(sp.fragmented_bytes)
+            );
+        }
     }
     if let Some((tx, task)) = stop {
         let _ = tx.send(());
@@ -526,4 +573,41 @@ async fn leaf_sample(
         while s.message().await?.is_some() {}
     }
     Ok(out)
+}
+
+/// Polls `addr` until it answers with a checkpoint that verifies under the
+/// keys it lists, and prints how long that took.
+async fn ready(addr: &str) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let attempt = async {
+            let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
+            let mut c = LogClient::new(channel);
+            let logs = c.list_logs(ListLogsRequest {}).await?.into_inner().logs;
+            let keys: Vec<VerifierKey> = logs
+                .first()
+                .map(|l| {
+                    l.verifier_keys
+                        .iter()
+                        .filter_map(|k| VerifierKey::parse(k).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            verified_checkpoint(&mut c, &keys).await
+        };
+        match attempt.await {
+            Ok((cp, _)) => {
+                println!(
+                    "serving a verified checkpoint of size {} after {} ms",
+                    cp.size(),
+                    start.elapsed().as_millis()
+                );
+                return Ok(());
+            }
+            Err(e) if start.elapsed() > Duration::from_secs(120) => {
+                anyhow::bail!("not serving after 120 s: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+        }
+    }
 }

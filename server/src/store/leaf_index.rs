@@ -429,7 +429,7 @@ pub(crate) fn write_step(
     mem: &Memtable,
     new_pairs: &[(Hash, u64)],
     flush: usize,
-    merge_bloom: &mut MergeBloom,
+    mut merge_bloom: Option<&mut MergeBloom>,
 ) -> Result<Step, StoreError> {
     let engine = super::redb::engine;
     let mut table = txn.open_table(RUN_BLOCKS).map_err(engine)?;
@@ -451,11 +451,13 @@ pub(crate) fn write_step(
         let id = state.next_id;
         state.next_id += 1;
         write_blocks(&mut table, id, &pairs)?;
-        let mut bloom = Bloom::with_capacity(pairs.len() as u64);
-        for (k, _) in &pairs {
-            bloom.insert(*k);
+        if merge_bloom.is_some() {
+            let mut bloom = Bloom::with_capacity(pairs.len() as u64);
+            for (k, _) in &pairs {
+                bloom.insert(*k);
+            }
+            flushed = Some((id, bloom));
         }
-        flushed = Some((id, bloom));
         state.runs.push(Run {
             id,
             start: mem.start,
@@ -466,8 +468,8 @@ pub(crate) fn write_step(
     let budget = (4 * new_pairs.len()).max(16 * BLOCK_PAIRS);
     if state.merge.is_none() {
         state.merge = pick_merge(&mut state);
-        if let Some(m) = &state.merge {
-            *merge_bloom = Some((
+        if let (Some(m), Some(mb)) = (&state.merge, merge_bloom.as_deref_mut()) {
+            *mb = Some((
                 m.output,
                 Bloom::with_capacity(m.older.len() + m.newer.len()),
             ));
@@ -475,7 +477,7 @@ pub(crate) fn write_step(
     }
     let mut merged = None;
     if let Some(m) = state.merge {
-        let mut bloom = match merge_bloom.take() {
+        let mut bloom = match merge_bloom.as_deref_mut().and_then(Option::take) {
             Some((id, b)) if id == m.output => Some(b),
             _ => None,
         };
@@ -486,8 +488,8 @@ pub(crate) fn write_step(
                 output: m.output,
                 bloom,
             });
-        } else {
-            *merge_bloom = bloom.map(|b| (m.output, b));
+        } else if let Some(mb) = merge_bloom {
+            *mb = bloom.map(|b| (m.output, b));
         }
     }
     delete_step(&mut table, &mut state, budget)?;

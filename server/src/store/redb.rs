@@ -1,6 +1,6 @@
 //! The embedded default storage: one redb file per log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -78,16 +78,34 @@ pub struct RedbOptions {
     pub cache_bytes: usize,
     /// Leaves kept in memory before the leaf index writes them as a run.
     pub leaf_flush: usize,
+    /// Keep a Bloom filter per leaf-index run in memory (about one byte per
+    /// leaf), so that strict dedup reads nothing from disk for a new entry.
+    /// Without them, lookups (proof by hash) probe every run.
+    pub leaf_filters: bool,
 }
 
 impl Default for RedbOptions {
     fn default() -> Self {
         RedbOptions {
             compress: true,
-            cache_bytes: 64 << 20,
+            cache_bytes: 32 << 20,
             leaf_flush: leaf_index::DEFAULT_FLUSH,
+            leaf_filters: true,
         }
     }
+}
+
+/// Space use of a [`RedbStore`] (see [`RedbStore::space`]).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Space {
+    /// Keys and values stored.
+    pub stored_bytes: u64,
+    /// redb's B-tree metadata.
+    pub metadata_bytes: u64,
+    /// Unused space inside allocated pages.
+    pub fragmented_bytes: u64,
+    /// Pages allocated, in bytes.
+    pub allocated_bytes: u64,
 }
 
 /// A log stored in a redb file.
@@ -157,8 +175,10 @@ impl RedbStore {
         drop(reader);
         let cache = Arc::new(RwLock::new(IndexCache::new(mem, &state)));
         let builder = Builder::spawn(Arc::clone(&db), Arc::clone(&cache))?;
-        for run in &state.runs {
-            builder.queue(run.id);
+        if opts.leaf_filters {
+            for run in &state.runs {
+                builder.queue(run.id);
+            }
         }
         Ok(RedbStore {
             db,
@@ -178,6 +198,24 @@ impl RedbStore {
     /// [`StoreError`] from the engine or a damaged index state.
     pub fn leaf_index_runs(&self) -> Result<usize, StoreError> {
         Ok(index_state(&self.reader()?.txn)?.runs.len())
+    }
+
+    /// How the file's space is used: bytes of stored keys and values, of
+    /// redb's own metadata and of fragmentation inside allocated pages, and
+    /// the pages allocated (the file grows in large steps ahead of use).
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`].
+    pub fn space(&self) -> Result<Space, StoreError> {
+        let txn = self.db.begin_write().map_err(engine)?;
+        let stats = txn.stats().map_err(engine)?;
+        txn.abort().map_err(engine)?;
+        Ok(Space {
+            stored_bytes: stats.stored_bytes(),
+            metadata_bytes: stats.metadata_bytes(),
+            fragmented_bytes: stats.fragmented_bytes(),
+            allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
+        })
     }
 
     /// Bytes held by the leaf index's in-memory filters (about one byte
@@ -255,7 +293,7 @@ impl Storage for RedbStore {
                     &cache.mem,
                     &c.leaf_index,
                     self.opts.leaf_flush,
-                    &mut merge_bloom,
+                    self.opts.leaf_filters.then_some(&mut *merge_bloom),
                 )?
             };
             meta.insert(STATE_KEY, step.state.encode().as_slice())
@@ -277,7 +315,7 @@ impl Storage for RedbStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .apply(step, &c.leaf_index);
-        if let Some(id) = build {
+        if let (Some(id), true) = (build, self.opts.leaf_filters) {
             self.builder.queue(id);
         }
         Ok(())
@@ -402,30 +440,49 @@ impl HashReader for RedbReader {
     type Error = StoreError;
 
     fn read_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
-        let mut rows: HashMap<(bool, TileId), Vec<u8>> = HashMap::new();
-        let mut out = Vec::with_capacity(nodes.len());
-        for &node in nodes {
-            let span = RowSpan::of(node);
-            let bytes = match rows.entry((span.mid, span.tile)) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(self.row(span.mid, span.tile)?)
+        // Group the nodes by stored row: each row is read once, and only the
+        // hashes a node needs are copied out of it.
+        let spans: Vec<RowSpan> = nodes.iter().map(|n| RowSpan::of(*n)).collect();
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        order.sort_unstable_by_key(|&k| (spans[k].mid, spans[k].tile));
+        let tiles = self.txn.open_table(TILES).map_err(engine)?;
+        let mids = self.txn.open_table(MIDS).map_err(engine)?;
+        let mut out = vec![Hash::default(); nodes.len()];
+        let mut at = 0;
+        while at < order.len() {
+            let first = spans[order[at]];
+            let table = if first.mid { &mids } else { &tiles };
+            let key = (first.tile.level, first.tile.index);
+            let guard = table.get(key).map_err(engine)?.ok_or_else(|| {
+                StoreError::Missing(format!(
+                    "{} {}/{}",
+                    if first.mid { "mid row" } else { "tile" },
+                    key.0,
+                    key.1
+                ))
+            })?;
+            let bytes = guard.value();
+            while let Some(&k) = order.get(at) {
+                let span = spans[k];
+                if (span.mid, span.tile) != (first.mid, first.tile) {
+                    break;
                 }
-            };
-            let start = usize::try_from(span.offset * 32).unwrap_or(usize::MAX);
-            let end = usize::try_from((span.offset + span.count) * 32).unwrap_or(usize::MAX);
-            let Some(row) = bytes.get(start..end) else {
-                return Err(StoreError::Missing(format!(
-                    "node {node:?} beyond its stored row"
-                )));
-            };
-            let row: Vec<Hash> = row
-                .chunks_exact(32)
-                .map(|c| Hash::from_slice(c).unwrap_or_default())
-                .collect();
-            let h = perfect_root(&row)
-                .ok_or_else(|| StoreError::Corrupt(format!("stored row for {node:?}")))?;
-            out.push(h);
+                let start = usize::try_from(span.offset * 32).unwrap_or(usize::MAX);
+                let end = usize::try_from((span.offset + span.count) * 32).unwrap_or(usize::MAX);
+                let Some(run) = bytes.get(start..end) else {
+                    return Err(StoreError::Missing(format!(
+                        "node {:?} beyond its stored row",
+                        nodes[k]
+                    )));
+                };
+                let run: Vec<Hash> = run
+                    .chunks_exact(32)
+                    .map(|c| Hash::from_slice(c).unwrap_or_default())
+                    .collect();
+                out[k] = perfect_root(&run)
+                    .ok_or_else(|| StoreError::Corrupt(format!("stored row for {:?}", nodes[k])))?;
+                at += 1;
+            }
         }
         Ok(out)
     }
