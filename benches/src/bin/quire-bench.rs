@@ -158,6 +158,20 @@ fn entry(rng: &mut rand::rngs::StdRng, payload: Payload, len: usize, n: u64) -> 
     }
 }
 
+/// The verifier keys of the server's (first) log, as it lists them.
+async fn log_keys(c: &mut LogClient<Channel>) -> anyhow::Result<Vec<VerifierKey>> {
+    let logs = c.list_logs(ListLogsRequest {}).await?.into_inner().logs;
+    Ok(logs
+        .first()
+        .map(|l| {
+            l.verifier_keys
+                .iter()
+                .filter_map(|k| VerifierKey::parse(k).ok())
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 async fn verified_checkpoint(
     c: &mut LogClient<Channel>,
     keys: &[VerifierKey],
@@ -246,20 +260,7 @@ async fn main() -> anyhow::Result<()> {
     let mut client = LogClient::new(channel.clone())
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
-    let logs = client
-        .list_logs(ListLogsRequest {})
-        .await?
-        .into_inner()
-        .logs;
-    let keys: Vec<VerifierKey> = logs
-        .first()
-        .map(|l| {
-            l.verifier_keys
-                .iter()
-                .filter_map(|k| VerifierKey::parse(k).ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let keys = log_keys(&mut client).await?;
 
     // Prefill: 8 concurrent writers of 1000-entry batches (so commits group),
     // topping up an existing log to `--prefill` entries.
@@ -583,16 +584,7 @@ async fn ready(addr: &str) -> anyhow::Result<()> {
         let attempt = async {
             let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
             let mut c = LogClient::new(channel);
-            let logs = c.list_logs(ListLogsRequest {}).await?.into_inner().logs;
-            let keys: Vec<VerifierKey> = logs
-                .first()
-                .map(|l| {
-                    l.verifier_keys
-                        .iter()
-                        .filter_map(|k| VerifierKey::parse(k).ok())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let keys = log_keys(&mut c).await?;
             verified_checkpoint(&mut c, &keys).await
         };
         match attempt.await {
