@@ -32,6 +32,7 @@ pub mod keys;
 pub mod node;
 pub mod note;
 pub mod proof;
+pub mod tlog_proof;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError};

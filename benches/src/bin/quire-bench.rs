@@ -108,6 +108,11 @@ struct Args {
     /// Origin of the in-process server's log (to reopen a kept data dir).
     #[arg(long, default_value = "bench.example/log")]
     origin: String,
+    /// After the run, compact the in-process server's redb file and report
+    /// its size per entry (the file otherwise includes free space redb
+    /// reserved when it grew).
+    #[arg(long)]
+    compact: bool,
     /// Report the resident memory of this process (an external server).
     #[arg(long)]
     server_pid: Option<u32>,
@@ -535,6 +540,28 @@ async fn main() -> anyhow::Result<()> {
     if let Some((tx, task)) = stop {
         let _ = tx.send(());
         let _ = task.await;
+    }
+    drop(local_log);
+    if args.compact && args.addr.is_none() {
+        for e in std::fs::read_dir(data_dir.join("logs"))?.flatten() {
+            if e.path().extension().is_some_and(|x| x == "redb") {
+                let bytes = quire_server::store::redb::RedbStore::compact_file(&e.path())?;
+                let per = bytes as f64 / after.size().max(1) as f64;
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"compacted_bytes": bytes, "compacted_bytes_per_entry": per})
+                    );
+                } else {
+                    println!(
+                        "compacted file         {:.1} MiB, {per:.1} bytes/entry for {}-byte entries ({:.2}x the entry)",
+                        bytes as f64 / MIB,
+                        args.entry_bytes,
+                        per / args.entry_bytes as f64,
+                    );
+                }
+            }
+        }
     }
     if shared.failures.load(Ordering::Relaxed) > 0 {
         anyhow::bail!("verification failures");

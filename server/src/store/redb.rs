@@ -25,6 +25,11 @@ const MIDS: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("mid_rows")
 const MID: u8 = TILE_HEIGHT / 2;
 /// Hashes in a full mid row.
 const MID_WIDTH: u64 = 1 << MID;
+/// Hashes a tile record holds: all but the row's last, which is kept after
+/// the mid row instead. A full row of 256 hashes (8 KiB) and its key would
+/// need three pages, and redb allocates powers of two (16 KiB); 255 hashes
+/// fit two pages exactly. This saves 32 bytes per entry.
+const MAIN_SLOTS: u64 = 255;
 
 /// Where a node's hash is computed from: a run of `count` hashes from
 /// `offset` in the main row (`mid` false) or the mid row of `tile`.
@@ -36,7 +41,48 @@ struct RowSpan {
     count: u64,
 }
 
+/// One stored run of hashes: `count` from `slot` of a tile (`mid` false)
+/// or mid record (`mid` true).
+#[derive(Clone, Copy)]
+struct Part {
+    mid: bool,
+    tile: TileId,
+    slot: u64,
+    count: u64,
+}
+
 impl RowSpan {
+    /// Where this span's hashes are stored: the tile record, and for a span
+    /// that reaches the row's last hash, the slot after the mid row.
+    fn parts(self) -> (Part, Option<Part>) {
+        let main_end = (self.offset + self.count).min(MAIN_SLOTS);
+        if self.mid || self.offset + self.count <= MAIN_SLOTS {
+            return (
+                Part {
+                    mid: self.mid,
+                    tile: self.tile,
+                    slot: self.offset,
+                    count: self.count,
+                },
+                None,
+            );
+        }
+        (
+            Part {
+                mid: false,
+                tile: self.tile,
+                slot: self.offset,
+                count: main_end.saturating_sub(self.offset),
+            },
+            Some(Part {
+                mid: true,
+                tile: self.tile,
+                slot: MID_WIDTH,
+                count: 1,
+            }),
+        )
+    }
+
     fn of(node: NodeId) -> RowSpan {
         let span = TileSpan::of(node);
         let sub = node.level % TILE_HEIGHT;
@@ -156,18 +202,9 @@ impl RedbStore {
         let mut mem = Memtable::new(covered);
         let mut at = covered;
         while at < size {
-            let tile = TileId {
-                level: 0,
-                index: at / 256,
-            };
-            let row = reader.tile(tile)?;
-            let upto = ((tile.index + 1) * 256).min(size);
-            for i in at..upto {
-                let off = usize::try_from(i % 256).unwrap_or(0) * 32;
-                let h = row
-                    .get(off..off + 32)
-                    .and_then(|b| Hash::from_slice(b).ok())
-                    .ok_or_else(|| StoreError::Missing(format!("leaf hash {i}")))?;
+            let upto = (at + 4096).min(size);
+            let leaves: Vec<NodeId> = (at..upto).map(NodeId::leaf).collect();
+            for (i, h) in (at..upto).zip(reader.read_hashes(&leaves)?) {
                 mem.push(leaf_index::key(&h), i);
             }
             at = upto;
@@ -216,6 +253,19 @@ impl RedbStore {
             fragmented_bytes: stats.fragmented_bytes(),
             allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
         })
+    }
+
+    /// Compacts the closed store at `path` (no process may have it open)
+    /// and returns its size afterwards: the bytes the log really occupies,
+    /// without the free space redb keeps after growing its file.
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`].
+    pub fn compact_file(path: &Path) -> Result<u64, StoreError> {
+        let mut db = Database::open(path).map_err(engine)?;
+        while db.compact().map_err(engine)? {}
+        drop(db);
+        Ok(std::fs::metadata(path).map_err(engine)?.len())
     }
 
     /// Bytes held by the leaf index's in-memory filters (about one byte
@@ -365,11 +415,12 @@ fn write_tiles(txn: &redb::WriteTransaction, rows: &[(NodeId, Hash)]) -> Result<
         if node.level % MID != 0 {
             continue;
         }
-        let span = RowSpan::of(*node);
+        let (part, tail) = RowSpan::of(*node).parts();
+        let part = tail.unwrap_or(part);
         by_row
-            .entry((span.mid, span.tile))
+            .entry((part.mid, part.tile))
             .or_default()
-            .push((span.offset, *hash));
+            .push((part.slot, *hash));
     }
     let mut tiles = txn.open_table(TILES).map_err(engine)?;
     let mut mids = txn.open_table(MIDS).map_err(engine)?;
@@ -380,6 +431,10 @@ fn write_tiles(txn: &redb::WriteTransaction, rows: &[(NodeId, Hash)]) -> Result<
             Some(v) => v.value().to_vec(),
             None => Vec::new(),
         };
+        // A row's last hash (slot 16 of the mid record) is reported before
+        // the level-4 node that completes with it (slot 15).
+        let mut hashes = hashes;
+        hashes.sort_by_key(|(slot, _)| *slot);
         for (offset, h) in hashes {
             if bytes.len() as u64 != offset * 32 {
                 return Err(StoreError::Corrupt(format!(
@@ -411,46 +466,29 @@ pub(crate) fn index_state(txn: &redb::ReadTransaction) -> Result<IndexState, Sto
     }
 }
 
-impl RedbReader {
-    fn tile(&self, tile: TileId) -> Result<Vec<u8>, StoreError> {
-        self.row(false, tile)
-    }
-
-    fn row(&self, mid: bool, tile: TileId) -> Result<Vec<u8>, StoreError> {
-        let table = self
-            .txn
-            .open_table(if mid { MIDS } else { TILES })
-            .map_err(engine)?;
-        let value = table
-            .get((tile.level, tile.index))
-            .map_err(engine)?
-            .ok_or_else(|| {
-                StoreError::Missing(format!(
-                    "{} {}/{}",
-                    if mid { "mid row" } else { "tile" },
-                    tile.level,
-                    tile.index
-                ))
-            })?;
-        Ok(value.value().to_vec())
-    }
-}
-
 impl HashReader for RedbReader {
     type Error = StoreError;
 
     fn read_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
-        // Group the nodes by stored row: each row is read once, and only the
-        // hashes a node needs are copied out of it.
-        let spans: Vec<RowSpan> = nodes.iter().map(|n| RowSpan::of(*n)).collect();
-        let mut order: Vec<usize> = (0..nodes.len()).collect();
-        order.sort_unstable_by_key(|&k| (spans[k].mid, spans[k].tile));
+        // Each node's hashes are one stored run, or two when it reaches the
+        // last hash of its row. Parts are grouped by record so that each is
+        // read once, and only the needed hashes are copied out of it.
+        let mut parts: Vec<(usize, Part)> = Vec::with_capacity(nodes.len() + 1);
+        for (k, node) in nodes.iter().enumerate() {
+            let (part, tail) = RowSpan::of(*node).parts();
+            parts.push((k, part));
+            if let Some(t) = tail {
+                parts.push((k, t));
+            }
+        }
+        // Tile records sort before mid records, so a node's main part is
+        // appended before its tail.
+        parts.sort_by_key(|(k, p)| (p.mid, p.tile, *k));
         let tiles = self.txn.open_table(TILES).map_err(engine)?;
         let mids = self.txn.open_table(MIDS).map_err(engine)?;
-        let mut out = vec![Hash::default(); nodes.len()];
+        let mut runs: Vec<Vec<Hash>> = vec![Vec::new(); nodes.len()];
         let mut at = 0;
-        while at < order.len() {
-            let first = spans[order[at]];
+        while let Some(&(_, first)) = parts.get(at) {
             let table = if first.mid { &mids } else { &tiles };
             let key = (first.tile.level, first.tile.index);
             let guard = table.get(key).map_err(engine)?.ok_or_else(|| {
@@ -462,29 +500,34 @@ impl HashReader for RedbReader {
                 ))
             })?;
             let bytes = guard.value();
-            while let Some(&k) = order.get(at) {
-                let span = spans[k];
-                if (span.mid, span.tile) != (first.mid, first.tile) {
+            while let Some(&(k, part)) = parts.get(at) {
+                if (part.mid, part.tile) != (first.mid, first.tile) {
                     break;
                 }
-                let start = usize::try_from(span.offset * 32).unwrap_or(usize::MAX);
-                let end = usize::try_from((span.offset + span.count) * 32).unwrap_or(usize::MAX);
-                let Some(run) = bytes.get(start..end) else {
+                let start = usize::try_from(part.slot * 32).unwrap_or(usize::MAX);
+                let end = usize::try_from((part.slot + part.count) * 32).unwrap_or(usize::MAX);
+                let Some(stored) = bytes.get(start..end) else {
                     return Err(StoreError::Missing(format!(
                         "node {:?} beyond its stored row",
                         nodes[k]
                     )));
                 };
-                let run: Vec<Hash> = run
-                    .chunks_exact(32)
-                    .map(|c| Hash::from_slice(c).unwrap_or_default())
-                    .collect();
-                out[k] = perfect_root(&run)
-                    .ok_or_else(|| StoreError::Corrupt(format!("stored row for {:?}", nodes[k])))?;
+                runs[k].extend(
+                    stored
+                        .chunks_exact(32)
+                        .map(|c| Hash::from_slice(c).unwrap_or_default()),
+                );
                 at += 1;
             }
         }
-        Ok(out)
+        nodes
+            .iter()
+            .zip(runs)
+            .map(|(node, run)| {
+                perfect_root(&run)
+                    .ok_or_else(|| StoreError::Corrupt(format!("stored row for {node:?}")))
+            })
+            .collect()
     }
 }
 
