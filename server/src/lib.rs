@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod keyfile;
+pub mod local;
 pub mod log;
 pub mod metrics;
 mod sequencer;

@@ -6,7 +6,6 @@ use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::GetEntriesRequest;
 use quire_server::config::{Config, LogConfig};
 use quire_server::log::{DedupPolicy, Log, LogLimits, LogOptions, OpenError};
-use quire_server::service::LogService;
 use quire_server::store::redb::{RedbOptions, RedbStore};
 use tonic::transport::Channel;
 
@@ -14,42 +13,30 @@ pub struct Server {
     pub client: LogClient<Channel>,
     addr: std::net::SocketAddr,
     pub keys: Vec<VerifierKey>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    local: quire_server::local::LocalServer,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
     pub async fn start(origins: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        let mut logs = Vec::new();
-        let mut keys = Vec::new();
-        for o in origins {
-            let mut cfg = LogConfig::new(o);
-            cfg.max_batch = 1000;
-            config.logs.push(cfg.clone());
-            let (log, _) = quire_server::open_redb_log(dir.path(), &cfg).unwrap();
-            keys.extend(log.verifiers().iter().cloned());
-            logs.push(log);
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            quire_server::serve(listener, LogService::new(logs), &config, async {
-                let _ = stopped.await;
+        let logs = origins
+            .iter()
+            .map(|o| {
+                let mut cfg = LogConfig::new(o);
+                cfg.max_batch = 1000;
+                cfg
             })
+            .collect();
+        let local = quire_server::local::LocalServer::start(dir.path(), logs, Config::default())
             .await
             .unwrap();
-        });
-        let client = LogClient::connect(format!("http://{addr}")).await.unwrap();
+        let client = LogClient::connect(local.url()).await.unwrap();
         Server {
             client,
-            addr,
-            keys,
-            stop: Some(stop),
-            task: Some(task),
+            addr: local.addr,
+            keys: local.keys.clone(),
+            local,
             _dir: dir,
         }
     }
@@ -62,9 +49,8 @@ impl Server {
             .unwrap()
     }
 
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
+    pub async fn stop(self) {
+        self.local.stop().await;
     }
 }
 

@@ -1,0 +1,514 @@
+//! `quire`: submit to a Quire log, get proofs, and verify them offline.
+//!
+//! Exit codes: 0 success; 1 verification failed (the material is not what
+//! it claims); 2 bad input (missing or malformed files, flags); 3 the log
+//! could not be reached or refused the request.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use quire_client::bundle::{BundleVerifier, Subject};
+use quire_client::policy::LogTrust;
+use quire_client::rpc::{Endpoint, LogRpc, RpcError};
+use quire_core::tlog_proof::TlogProof;
+use quire_core::{LogKeyAlgorithm, LogSigner, Note, VerifierKey, WitnessSigner};
+
+/// Largest file `quire` reads as an entry (the server's default limit).
+const MAX_ENTRY_FILE: u64 = 64 * 1024;
+
+#[derive(Parser)]
+#[command(
+    name = "quire",
+    version,
+    about = "Submit to a Quire transparency log and verify what it says"
+)]
+struct Cli {
+    /// Machine-readable output (64-bit numbers as strings).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Trust {
+    /// The log's origin (default: the only log of the server, or the
+    /// checkpoint's origin when verifying offline with --log-key).
+    #[arg(long)]
+    origin: Option<String>,
+    /// A verifier key of the log (C2SP vkey text, or @FILE). Repeatable.
+    #[arg(long = "log-key")]
+    log_keys: Vec<String>,
+    /// A witness verifier key (vkey text or @FILE). Repeatable.
+    #[arg(long = "witness-key")]
+    witness_keys: Vec<String>,
+    /// Witness cosignatures required before a checkpoint is trusted.
+    #[arg(long, default_value_t = 0)]
+    quorum: usize,
+}
+
+#[derive(clap::Args, Clone)]
+struct Net {
+    /// Server address: http://HOST:PORT, or https:// for TLS.
+    #[arg(long, default_value = "http://127.0.0.1:7400", env = "QUIRE_ADDR")]
+    addr: String,
+    /// PEM file of the CA that signed the server's certificate (https).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for servers that require mTLS.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Key of --client-cert.
+    #[arg(long)]
+    client_key: Option<PathBuf>,
+    /// Seconds before a call gives up.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyKind {
+    /// A log key, Ed25519.
+    LogEd25519,
+    /// A log key, ECDSA P-256.
+    LogP256,
+    /// A witness key (cosignature/v1, Ed25519).
+    Witness,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate a key: writes the private key (mode 0600), prints the vkey.
+    Keygen {
+        /// What the key is for.
+        #[arg(long, value_enum, default_value = "witness")]
+        kind: KeyKind,
+        /// Key name (the log's origin, or the witness's name).
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add an entry (a file, or - for stdin). With --wait, write a proof
+    /// bundle verified against the log's keys.
+    Add {
+        /// The entry.
+        file: PathBuf,
+        /// Wait for the signed checkpoint and write a proof bundle here.
+        #[arg(long)]
+        wait: Option<PathBuf>,
+        #[command(flatten)]
+        net: Net,
+        #[command(flatten)]
+        trust: Trust,
+    },
+    /// Write a proof bundle for the entry at an index, verified first.
+    Prove {
+        /// Entry index.
+        #[arg(long)]
+        index: u64,
+        /// Where to write the bundle.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        net: Net,
+        #[command(flatten)]
+        trust: Trust,
+    },
+    /// Print the log's latest checkpoint, verified.
+    Checkpoint {
+        #[command(flatten)]
+        net: Net,
+        #[command(flatten)]
+        trust: Trust,
+    },
+    /// Verify a proof bundle offline.
+    Verify {
+        /// The bundle (a C2SP tlog-proof file).
+        bundle: PathBuf,
+        /// Check this entry file instead of the one the bundle carries.
+        #[arg(long)]
+        entry: Option<PathBuf>,
+        #[command(flatten)]
+        trust: Trust,
+    },
+}
+
+/// A failure, with the exit code it maps to.
+#[derive(Debug)]
+enum Failure {
+    Verify(String),
+    Input(String),
+    Unreachable(String),
+}
+
+impl Failure {
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Verify(_) => 1,
+            Failure::Input(_) => 2,
+            Failure::Unreachable(_) => 3,
+        }
+    }
+    fn message(&self) -> &str {
+        match self {
+            Failure::Verify(m) | Failure::Input(m) | Failure::Unreachable(m) => m,
+        }
+    }
+}
+
+impl From<RpcError> for Failure {
+    fn from(e: RpcError) -> Self {
+        match e {
+            RpcError::Verify(m) => Failure::Verify(m),
+            RpcError::Input(m) => Failure::Input(m),
+            // The request itself was wrong: an unknown log, an index past
+            // the tree, a limit.
+            RpcError::Status {
+                code:
+                    tonic::Code::InvalidArgument
+                    | tonic::Code::NotFound
+                    | tonic::Code::OutOfRange
+                    | tonic::Code::FailedPrecondition,
+                ..
+            } => Failure::Input(e.to_string()),
+            e => Failure::Unreachable(e.to_string()),
+        }
+    }
+}
+
+fn read_limited(path: &PathBuf, limit: u64, what: &str) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let taken = if path.as_os_str() == "-" {
+        std::io::stdin().take(limit + 1).read_to_end(&mut buf)
+    } else {
+        let f = std::fs::File::open(path)
+            .map_err(|e| Failure::Input(format!("{what} {}: {e}", path.display())))?;
+        f.take(limit + 1).read_to_end(&mut buf)
+    };
+    taken.map_err(|e| Failure::Input(format!("{what} {}: {e}", path.display())))?;
+    if buf.len() as u64 > limit {
+        return Err(Failure::Input(format!(
+            "{what} {} is over the {limit}-byte limit",
+            path.display()
+        )));
+    }
+    Ok(buf)
+}
+
+fn parse_keys(texts: &[String], what: &str) -> Result<Vec<VerifierKey>, Failure> {
+    texts
+        .iter()
+        .map(|t| {
+            let text = match t.strip_prefix('@') {
+                Some(path) => String::from_utf8(read_limited(&PathBuf::from(path), 4096, what)?)
+                    .map_err(|_| Failure::Input(format!("{what} file {path} is not text")))?,
+                None => t.clone(),
+            };
+            VerifierKey::parse(text.trim())
+                .map_err(|e| Failure::Input(format!("{what} {:?}: {e}", text.trim())))
+        })
+        .collect()
+}
+
+fn trust_of(t: &Trust, default_origin: Option<&str>) -> Result<LogTrust, Failure> {
+    let log_keys = parse_keys(&t.log_keys, "log key")?;
+    if log_keys.is_empty() {
+        return Err(Failure::Input(
+            "give the log's verifier key with --log-key (the server prints it at start)".into(),
+        ));
+    }
+    let witnesses = parse_keys(&t.witness_keys, "witness key")?;
+    if t.quorum > witnesses.len() {
+        return Err(Failure::Input(format!(
+            "--quorum {} but only {} witness keys given",
+            t.quorum,
+            witnesses.len()
+        )));
+    }
+    let origin = t
+        .origin
+        .clone()
+        .or_else(|| default_origin.map(str::to_owned))
+        .unwrap_or_else(|| log_keys[0].name().to_owned());
+    Ok(LogTrust {
+        origin,
+        log_keys,
+        witnesses,
+        quorum: t.quorum,
+    })
+}
+
+fn endpoint(n: &Net) -> Endpoint {
+    Endpoint {
+        addr: n.addr.clone(),
+        ca: n.ca.clone(),
+        client_cert: n.client_cert.clone().zip(n.client_key.clone()),
+        timeout: std::time::Duration::from_secs(n.timeout),
+    }
+}
+
+fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<(), Failure> {
+    std::fs::write(path, bytes)
+        .map_err(|e| Failure::Input(format!("writing {}: {e}", path.display())))
+}
+
+fn print(json: bool, human: &str, value: &serde_json::Value) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{human}");
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let json = cli.json;
+    match cli.cmd {
+        Cmd::Keygen { kind, name, out } => keygen(json, kind, &name, &out),
+        Cmd::Add {
+            file,
+            wait,
+            net,
+            trust,
+        } => add(json, &file, wait, &net, &trust).await,
+        Cmd::Prove {
+            index,
+            out,
+            net,
+            trust,
+        } => prove(json, index, &out, &net, &trust).await,
+        Cmd::Checkpoint { net, trust } => checkpoint(json, &net, &trust).await,
+        Cmd::Verify {
+            bundle,
+            entry,
+            trust,
+        } => verify(json, &bundle, entry, &trust),
+    }
+}
+
+fn keygen(json: bool, kind: KeyKind, name: &str, out: &PathBuf) -> Result<(), Failure> {
+    let (private, public) = match kind {
+        KeyKind::LogEd25519 | KeyKind::LogP256 => {
+            let alg = if matches!(kind, KeyKind::LogP256) {
+                LogKeyAlgorithm::EcdsaP256
+            } else {
+                LogKeyAlgorithm::Ed25519
+            };
+            let k = LogSigner::generate(alg, name).map_err(|e| Failure::Input(e.to_string()))?;
+            (k.to_private_text(), k.verifier())
+        }
+        KeyKind::Witness => {
+            let k = WitnessSigner::generate(name).map_err(|e| Failure::Input(e.to_string()))?;
+            (k.to_private_text(), k.verifier())
+        }
+    };
+    write_private(out, private.as_bytes())?;
+    let vkey = public.to_vkey();
+    print(
+        json,
+        &vkey,
+        &serde_json::json!({"vkey": vkey, "private_key_file": out}),
+    );
+    Ok(())
+}
+
+async fn add(
+    json: bool,
+    file: &PathBuf,
+    wait: Option<PathBuf>,
+    net: &Net,
+    trust: &Trust,
+) -> Result<(), Failure> {
+    let entry = read_limited(file, MAX_ENTRY_FILE, "entry")?;
+    let mut rpc = LogRpc::connect(&endpoint(net)).await?;
+    let origin = trust.origin.clone().unwrap_or_default();
+    match wait {
+        None => {
+            let added = rpc.add(&origin, entry).await?;
+            print(
+                json,
+                &format!(
+                    "index {}{}",
+                    added.index,
+                    if added.duplicate {
+                        " (duplicate: already in the log)"
+                    } else {
+                        ""
+                    }
+                ),
+                &serde_json::json!({"index": added.index.to_string(), "duplicate": added.duplicate}),
+            );
+        }
+        Some(out) => {
+            let t = trust_of(trust, rpc.default_origin(&origin).await?.as_deref())?;
+            let (added, proof) = rpc.add_and_prove(&t.origin, entry.clone()).await?;
+            let v = BundleVerifier::new(t)
+                .verify_parsed(&proof, Subject::Entry(&entry))
+                .map_err(|e| Failure::Verify(e.to_string()))?;
+            write_file(&out, &proof.to_bytes())?;
+            print(
+                json,
+                &format!(
+                    "index {}{}\nin checkpoint of size {}, root {}\nbundle written to {}",
+                    added.index,
+                    if added.duplicate {
+                        " (duplicate: already in the log)"
+                    } else {
+                        ""
+                    },
+                    v.checkpoint.size(),
+                    v.checkpoint.root(),
+                    out.display()
+                ),
+                &serde_json::json!({
+                    "index": added.index.to_string(),
+                    "duplicate": added.duplicate,
+                    "tree_size": v.checkpoint.size().to_string(),
+                    "root": v.checkpoint.root().to_base64(),
+                    "bundle": out,
+                }),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn prove(
+    json: bool,
+    index: u64,
+    out: &PathBuf,
+    net: &Net,
+    trust: &Trust,
+) -> Result<(), Failure> {
+    let mut rpc = LogRpc::connect(&endpoint(net)).await?;
+    let origin = trust.origin.clone().unwrap_or_default();
+    let t = trust_of(trust, rpc.default_origin(&origin).await?.as_deref())?;
+    let proof = rpc.entry_with_proof(&t.origin, index).await?;
+    let v = BundleVerifier::new(t)
+        .verify_parsed(&proof, Subject::Carried)
+        .map_err(|e| Failure::Verify(e.to_string()))?;
+    write_file(out, &proof.to_bytes())?;
+    print(
+        json,
+        &format!(
+            "entry {index} proven in checkpoint of size {}; bundle written to {}",
+            v.checkpoint.size(),
+            out.display()
+        ),
+        &serde_json::json!({"index": index.to_string(), "tree_size": v.checkpoint.size().to_string(), "bundle": out}),
+    );
+    Ok(())
+}
+
+async fn checkpoint(json: bool, net: &Net, trust: &Trust) -> Result<(), Failure> {
+    let mut rpc = LogRpc::connect(&endpoint(net)).await?;
+    let origin = trust.origin.clone().unwrap_or_default();
+    let t = trust_of(trust, rpc.default_origin(&origin).await?.as_deref())?;
+    let note_bytes = rpc.checkpoint(&t.origin).await?;
+    let note = Note::parse(&note_bytes)
+        .map_err(|e| Failure::Verify(format!("checkpoint from the log: {e}")))?;
+    let (cp, _) = t
+        .verify_note(&note)
+        .map_err(|e| Failure::Verify(e.to_string()))?;
+    print(
+        json,
+        String::from_utf8_lossy(&note_bytes).trim_end(),
+        &serde_json::json!({"origin": cp.origin(), "tree_size": cp.size().to_string(), "root": cp.root().to_base64(), "note": String::from_utf8_lossy(&note_bytes)}),
+    );
+    Ok(())
+}
+
+fn verify(
+    json: bool,
+    bundle: &PathBuf,
+    entry: Option<PathBuf>,
+    trust: &Trust,
+) -> Result<(), Failure> {
+    let bytes = read_limited(
+        bundle,
+        quire_core::tlog_proof::MAX_TLOG_PROOF_BYTES as u64,
+        "bundle",
+    )?;
+    let proof = TlogProof::parse(&bytes)
+        .map_err(|e| Failure::Input(format!("bundle {}: {e}", bundle.display())))?;
+    let origin = quire_core::Checkpoint::parse(proof.checkpoint.text().as_bytes())
+        .map(|c| c.origin().to_owned())
+        .ok();
+    let t = trust_of(trust, origin.as_deref())?;
+    let entry = entry
+        .map(|p| read_limited(&p, MAX_ENTRY_FILE, "entry"))
+        .transpose()?;
+    let subject = entry.as_deref().map_or(Subject::Carried, Subject::Entry);
+    let v = BundleVerifier::new(t)
+        .verify_parsed(&proof, subject)
+        .map_err(|e| Failure::Verify(format!("bundle {}: {e}", bundle.display())))?;
+    print(
+        json,
+        &format!(
+            "OK: entry {} (leaf {}) is in {} at size {}, root {}{}",
+            v.index,
+            v.leaf,
+            v.checkpoint.origin(),
+            v.checkpoint.size(),
+            v.checkpoint.root(),
+            if v.cosigned_by.is_empty() {
+                String::new()
+            } else {
+                format!("; cosigned by {}", v.cosigned_by.join(", "))
+            }
+        ),
+        &serde_json::json!({
+            "verified": true,
+            "index": v.index.to_string(),
+            "leaf_hash": v.leaf.to_base64(),
+            "origin": v.checkpoint.origin(),
+            "tree_size": v.checkpoint.size().to_string(),
+            "root": v.checkpoint.root().to_base64(),
+            "cosigned_by": v.cosigned_by,
+        }),
+    );
+    Ok(())
+}
+
+fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        Failure::Input(format!(
+            "private key file {}: {e} (it is never overwritten)",
+            path.display()
+        ))
+    })?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Failure::Input(format!("writing {}: {e}", path.display())))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": f.message(), "exit_code": f.code()})
+                );
+            } else {
+                eprintln!("quire: {}", f.message());
+            }
+            ExitCode::from(f.code())
+        }
+    }
+}

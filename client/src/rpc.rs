@@ -1,0 +1,356 @@
+//! A typed client of the `quire.v1.Log` service: deadlines on every call,
+//! retries with backoff for calls that are safe to repeat (reads), TLS when
+//! the address is `https://`. It returns what the server said; checking it
+//! is the caller's job ([`crate::bundle`], [`crate::policy`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use quire_core::tlog_proof::TlogProof;
+use quire_core::Note;
+use quire_proto::hashes_from_wire;
+use quire_proto::v1::log_client::LogClient;
+use quire_proto::v1::{
+    AddEntriesRequest, GetCheckpointRequest, GetEntryWithProofRequest, ListLogsRequest,
+};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::Code;
+
+/// Where and how to reach a server.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// `http://HOST:PORT` or `https://HOST:PORT`.
+    pub addr: String,
+    /// CA certificate (PEM) for `https://`.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mTLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Deadline of each call.
+    pub timeout: Duration,
+}
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The server could not be reached.
+    #[error("cannot reach {addr}: {why}")]
+    Connect {
+        /// Address.
+        addr: String,
+        /// Why.
+        why: String,
+    },
+    /// The server answered with an error status.
+    #[error("{method}: {code:?}: {message}")]
+    Status {
+        /// The call.
+        method: &'static str,
+        /// gRPC code.
+        code: Code,
+        /// The server's message.
+        message: String,
+    },
+    /// The answer is malformed or does not verify.
+    #[error("{0}")]
+    Verify(String),
+    /// The request cannot be made as given.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// An entry the log took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Added {
+    /// Its index.
+    pub index: u64,
+    /// It was already in the log (strict dedup): the original index.
+    pub duplicate: bool,
+}
+
+/// A connection to one server.
+pub struct LogRpc {
+    client: LogClient<Channel>,
+    timeout: Duration,
+}
+
+const ATTEMPTS: u32 = 4;
+
+fn retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted
+    )
+}
+
+fn read_pem(path: &PathBuf, what: &str) -> Result<Vec<u8>, RpcError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| RpcError::Input(format!("{what} {}: {e}", path.display())))?;
+    if meta.len() > 1 << 20 {
+        return Err(RpcError::Input(format!(
+            "{what} {} is over 1 MiB",
+            path.display()
+        )));
+    }
+    std::fs::read(path).map_err(|e| RpcError::Input(format!("{what} {}: {e}", path.display())))
+}
+
+impl LogRpc {
+    /// Connects (TLS for `https://`).
+    ///
+    /// # Errors
+    /// [`RpcError::Input`] for a bad address or unreadable PEM files,
+    /// [`RpcError::Connect`] when the server cannot be reached.
+    pub async fn connect(ep: &Endpoint) -> Result<Self, RpcError> {
+        let connect_err = |why: String| RpcError::Connect {
+            addr: ep.addr.clone(),
+            why,
+        };
+        let mut channel = Channel::from_shared(ep.addr.clone())
+            .map_err(|e| RpcError::Input(format!("address {:?}: {e}", ep.addr)))?
+            .timeout(ep.timeout)
+            .connect_timeout(ep.timeout.min(Duration::from_secs(10)));
+        if ep.addr.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new();
+            if let Some(ca) = &ep.ca {
+                tls = tls.ca_certificate(Certificate::from_pem(read_pem(ca, "CA file")?));
+            }
+            if let Some((cert, key)) = &ep.client_cert {
+                tls = tls.identity(Identity::from_pem(
+                    read_pem(cert, "client certificate")?,
+                    read_pem(key, "client key")?,
+                ));
+            }
+            channel = channel
+                .tls_config(tls)
+                .map_err(|e| RpcError::Input(format!("TLS settings: {e}")))?;
+        }
+        let channel = channel
+            .connect()
+            .await
+            .map_err(|e| connect_err(format!("{e}: {}", source_chain(&e))))?;
+        Ok(LogRpc {
+            client: LogClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+            timeout: ep.timeout,
+        })
+    }
+
+    /// `origin` when given, else the server's only log.
+    ///
+    /// # Errors
+    /// [`RpcError::Input`] when the server hosts several logs.
+    pub async fn default_origin(&mut self, origin: &str) -> Result<Option<String>, RpcError> {
+        if !origin.is_empty() {
+            return Ok(Some(origin.to_owned()));
+        }
+        let logs = self.list_logs().await?;
+        match logs.as_slice() {
+            [one] => Ok(Some(one.clone())),
+            [] => Err(RpcError::Verify("the server hosts no log".into())),
+            many => Err(RpcError::Input(format!(
+                "the server hosts {} logs; give --origin, one of: {}",
+                many.len(),
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// The origins of the server's logs.
+    ///
+    /// # Errors
+    /// [`RpcError`].
+    pub async fn list_logs(&mut self) -> Result<Vec<String>, RpcError> {
+        let c = self.client.clone();
+        let r = self
+            .retry("ListLogs", || {
+                let mut c = c.clone();
+                async move { c.list_logs(ListLogsRequest {}).await }
+            })
+            .await?;
+        Ok(r.logs.into_iter().map(|l| l.origin).collect())
+    }
+
+    /// The latest signed checkpoint note, as the server sent it.
+    ///
+    /// # Errors
+    /// [`RpcError`].
+    pub async fn checkpoint(&mut self, origin: &str) -> Result<Vec<u8>, RpcError> {
+        let c = self.client.clone();
+        let log = origin.to_owned();
+        let r = self
+            .retry("GetCheckpoint", || {
+                let mut c = c.clone();
+                let log = log.clone();
+                async move { c.get_checkpoint(GetCheckpointRequest { log }).await }
+            })
+            .await?;
+        Ok(r.checkpoint)
+    }
+
+    /// Adds one entry (not retried: a retry could append it twice under a
+    /// policy without strict dedup).
+    ///
+    /// # Errors
+    /// [`RpcError`].
+    pub async fn add(&mut self, origin: &str, entry: Vec<u8>) -> Result<Added, RpcError> {
+        let (added, _) = self.add_inner(origin, entry, false).await?;
+        Ok(added)
+    }
+
+    /// Adds one entry and waits for it to be in a signed checkpoint; returns
+    /// its proof bundle (entry carried in `extra`), not yet verified.
+    ///
+    /// # Errors
+    /// [`RpcError`]; [`RpcError::Verify`] for a malformed answer.
+    pub async fn add_and_prove(
+        &mut self,
+        origin: &str,
+        entry: Vec<u8>,
+    ) -> Result<(Added, TlogProof), RpcError> {
+        let (added, resp) = self.add_inner(origin, entry.clone(), true).await?;
+        let first = resp
+            .entries
+            .into_iter()
+            .next()
+            .ok_or_else(|| RpcError::Verify("AddEntries answered with no entry".into()))?;
+        let proof = bundle(
+            Some(entry),
+            added.index,
+            &first.inclusion_proof,
+            &resp.checkpoint,
+        )?;
+        Ok((added, proof))
+    }
+
+    async fn add_inner(
+        &mut self,
+        origin: &str,
+        entry: Vec<u8>,
+        with_proof: bool,
+    ) -> Result<(Added, quire_proto::v1::AddEntriesResponse), RpcError> {
+        let mut req = tonic::Request::new(AddEntriesRequest {
+            log: origin.to_owned(),
+            entries: vec![entry],
+            with_proof,
+        });
+        req.set_timeout(self.timeout);
+        let resp = self
+            .client
+            .add_entries(req)
+            .await
+            .map_err(|s| status("AddEntries", &s))?
+            .into_inner();
+        let first = resp
+            .entries
+            .first()
+            .ok_or_else(|| RpcError::Verify("AddEntries answered with no entry".into()))?;
+        Ok((
+            Added {
+                index: first.index,
+                duplicate: first.duplicate,
+            },
+            resp,
+        ))
+    }
+
+    /// The entry at `index` with its inclusion proof and the checkpoint, as
+    /// a proof bundle (not yet verified).
+    ///
+    /// # Errors
+    /// [`RpcError`]; [`RpcError::Verify`] for a malformed answer.
+    pub async fn entry_with_proof(
+        &mut self,
+        origin: &str,
+        index: u64,
+    ) -> Result<TlogProof, RpcError> {
+        let c = self.client.clone();
+        let log = origin.to_owned();
+        let r = self
+            .retry("GetEntryWithProof", || {
+                let mut c = c.clone();
+                let log = log.clone();
+                async move {
+                    c.get_entry_with_proof(GetEntryWithProofRequest { log, index })
+                        .await
+                }
+            })
+            .await?;
+        if r.index != index {
+            return Err(RpcError::Verify(format!(
+                "asked for entry {index}, the server answered with entry {}",
+                r.index
+            )));
+        }
+        bundle(Some(r.entry), index, &r.inclusion_proof, &r.checkpoint)
+    }
+
+    async fn retry<T, F, Fut>(&self, method: &'static str, mut call: F) -> Result<T, RpcError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        let mut attempt = 1;
+        loop {
+            match tokio::time::timeout(self.timeout, call()).await {
+                Ok(Ok(r)) => return Ok(r.into_inner()),
+                Ok(Err(s)) if attempt < ATTEMPTS && retryable(s.code()) => {}
+                Ok(Err(s)) => return Err(status(method, &s)),
+                Err(_) if attempt < ATTEMPTS => {}
+                Err(_) => {
+                    return Err(RpcError::Status {
+                        method,
+                        code: Code::DeadlineExceeded,
+                        message: format!("no answer within {:?}", self.timeout),
+                    })
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            attempt += 1;
+        }
+    }
+}
+
+fn status(method: &'static str, s: &tonic::Status) -> RpcError {
+    match s.code() {
+        Code::Unavailable => RpcError::Connect {
+            addr: String::new(),
+            why: format!("{method}: {}", s.message()),
+        },
+        code => RpcError::Status {
+            method,
+            code,
+            message: s.message().to_owned(),
+        },
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push(s.to_string());
+        cur = s.source();
+    }
+    out.join(": ")
+}
+
+fn bundle(
+    entry: Option<Vec<u8>>,
+    index: u64,
+    proof: &[Vec<u8>],
+    checkpoint: &[u8],
+) -> Result<TlogProof, RpcError> {
+    let proof =
+        hashes_from_wire(proof).map_err(|e| RpcError::Verify(format!("inclusion proof: {e}")))?;
+    let checkpoint = Note::parse(checkpoint)
+        .map_err(|e| RpcError::Verify(format!("checkpoint from the log: {e}")))?;
+    Ok(TlogProof {
+        extra: entry,
+        index,
+        proof,
+        checkpoint,
+    })
+}

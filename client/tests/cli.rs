@@ -1,0 +1,193 @@
+//! The `quire` binary against a real server in-process: submit, wait, prove,
+//! verify offline; and its answers to bad input, wrong keys, an unknown log
+//! and an unreachable server, with the documented exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::path::Path;
+use std::process::Output;
+
+use quire_server::config::{Config, LogConfig};
+use quire_server::local::LocalServer;
+
+const ORIGIN: &str = "cli.example/log";
+
+/// Runs `quire` with the words of `line` (paths and keys have no spaces).
+async fn quire(line: String) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+            .args(line.split_whitespace())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs `line` and checks its exit code; returns the output.
+async fn expect(code: i32, line: String) -> Output {
+    let o = quire(line.clone()).await;
+    assert_eq!(o.status.code(), Some(code), "quire {line}\n{}", text(&o));
+    o
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_prove_and_verify_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(
+        &dir.path().join("data"),
+        vec![LogConfig::new(ORIGIN)],
+        Config::default(),
+    )
+    .await
+    .unwrap();
+    let net = format!(
+        "--addr {} --log-key {}",
+        server.url(),
+        server.keys[0].to_vkey()
+    );
+    let key = format!("--log-key {}", server.keys[0].to_vkey());
+    let path = |name: &str| p(&dir.path().join(name));
+    std::fs::write(path("event.json"), br#"{"user":"alice","action":"login"}"#).unwrap();
+    let (entry, bundle) = (path("event.json"), path("event.tlog-proof"));
+
+    let o = expect(0, format!("add {entry} --wait {bundle} {net}")).await;
+    assert!(text(&o).contains("index 0"), "{}", text(&o));
+    assert!(std::fs::read(&bundle)
+        .unwrap()
+        .starts_with(b"c2sp.org/tlog-proof@v1\n"));
+
+    // The same entry again: strict dedup answers with its original index.
+    let o = expect(0, format!("add {entry} --addr {} --json", server.url())).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["index"].as_str(), v["duplicate"].as_bool()),
+        (Some("0"), Some(true))
+    );
+
+    // Offline: no address, nothing but the key.
+    let o = expect(0, format!("verify {bundle} {key} --json")).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["index"], "0");
+    assert_eq!(v["origin"], ORIGIN);
+    assert_eq!(v["tree_size"], "1");
+
+    // More entries, then a bundle for an older one from `prove`.
+    for i in 0..5 {
+        std::fs::write(path(&format!("e{i}")), format!("entry {i}")).unwrap();
+        expect(
+            0,
+            format!("add {} --addr {}", path(&format!("e{i}")), server.url()),
+        )
+        .await;
+    }
+    let proved = path("proved.tlog-proof");
+    expect(0, format!("prove --index 0 --out {proved} {net}")).await;
+    let o = expect(0, format!("verify {proved} {key} --entry {entry}")).await;
+    assert!(text(&o).contains("size 6"), "{}", text(&o));
+    let o = expect(0, format!("checkpoint {net}")).await;
+    assert!(
+        text(&o).starts_with(&format!("{ORIGIN}\n6\n")),
+        "{}",
+        text(&o)
+    );
+
+    // Verification failures exit 1 and say why: another entry, another
+    // key, another log, an edited proof.
+    std::fs::write(path("other"), b"another event").unwrap();
+    let o = expect(
+        1,
+        format!("verify {proved} {key} --entry {}", path("other")),
+    )
+    .await;
+    assert!(text(&o).contains("not proven"), "{}", text(&o));
+    let k = expect(
+        0,
+        format!(
+            "keygen --kind log-ed25519 --name {ORIGIN} --out {}",
+            path("stranger.key")
+        ),
+    )
+    .await;
+    let stranger = String::from_utf8(k.stdout).unwrap();
+    expect(1, format!("verify {bundle} --log-key {}", stranger.trim())).await;
+    expect(
+        1,
+        format!("verify {bundle} {key} --origin other.example/log"),
+    )
+    .await;
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes.iter().position(|b| *b == b'\n').unwrap() + 10;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(path("edited"), &bytes).unwrap();
+    expect(1, format!("verify {} {key}", path("edited"))).await;
+
+    // Bad input exits 2: a missing file, a truncated bundle, a bad or no
+    // key, an unknown log, an index past the tree, a key file that exists.
+    expect(2, format!("verify {} {key}", path("missing"))).await;
+    let all = std::fs::read(&bundle).unwrap();
+    std::fs::write(path("truncated"), &all[..all.len() / 2]).unwrap();
+    expect(2, format!("verify {} {key}", path("truncated"))).await;
+    expect(2, format!("verify {bundle} --log-key not-a-key")).await;
+    expect(2, format!("verify {bundle}")).await;
+    let o = expect(
+        2,
+        format!("prove --index 0 --out {proved} {net} --origin unknown.example/log"),
+    )
+    .await;
+    assert!(text(&o).contains("unknown.example/log"), "{}", text(&o));
+    expect(2, format!("prove --index 99 --out {proved} {net}")).await;
+    expect(
+        2,
+        format!(
+            "keygen --kind witness --name w.example --out {}",
+            path("stranger.key")
+        ),
+    )
+    .await;
+
+    server.stop().await;
+    // Unreachable exits 3.
+    expect(3, format!("checkpoint {net} --timeout 2")).await;
+}
+
+#[tokio::test]
+async fn keygen_writes_private_keys_only_the_owner_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, name) in [
+        ("log-ed25519", "a.example/log"),
+        ("log-p256", "b.example/log"),
+        ("witness", "w.example"),
+    ] {
+        let out = dir.path().join(kind);
+        let o = expect(
+            0,
+            format!("keygen --kind {kind} --name {name} --out {}", p(&out)),
+        )
+        .await;
+        let vkey = String::from_utf8(o.stdout).unwrap();
+        let parsed = quire_core::VerifierKey::parse(vkey.trim()).unwrap();
+        assert_eq!(parsed.name(), name);
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let private = std::fs::read_to_string(&out).unwrap();
+        assert!(private.starts_with("PRIVATE+KEY+"));
+        assert!(
+            !vkey.contains("PRIVATE"),
+            "the private key is never printed"
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! A server on `127.0.0.1:0` inside this process, over redb logs in a given
+//! directory: what tests, benchmarks and embedding applications start.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use quire_core::VerifierKey;
+
+use crate::config::{Config, LogConfig};
+use crate::service::LogService;
+use crate::store::redb::RedbStore;
+
+/// A running in-process server. [`LocalServer::stop`] shuts it down
+/// gracefully; dropping it stops it too, without waiting.
+pub struct LocalServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The verifier keys of its logs, in the order of the configurations.
+    pub keys: Vec<VerifierKey>,
+    /// The logs, to reach storage directly.
+    pub logs: Vec<crate::log::Log<RedbStore>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LocalServer {
+    /// Opens (creating) the logs under `data_dir` and serves them on an
+    /// ephemeral port of 127.0.0.1.
+    ///
+    /// # Errors
+    /// Key, storage and start-up check failures; a port that cannot be bound.
+    pub async fn start(
+        data_dir: &Path,
+        logs: Vec<LogConfig>,
+        mut config: Config,
+    ) -> anyhow::Result<Self> {
+        let mut opened = Vec::new();
+        let mut keys = Vec::new();
+        for cfg in &logs {
+            let (log, _) = crate::open_redb_log(data_dir, cfg)?;
+            keys.extend(log.verifiers().iter().cloned());
+            opened.push(log);
+        }
+        config.logs = logs;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = LogService::new(opened.clone());
+        let task = tokio::spawn(async move {
+            let result = crate::serve(listener, service, &config, async {
+                let _ = stopped.await;
+            })
+            .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "local server failed");
+            }
+        });
+        Ok(LocalServer {
+            addr,
+            keys,
+            logs: opened,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, drains the logs and waits until storage is closed.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        self.logs.clear();
+    }
+}
