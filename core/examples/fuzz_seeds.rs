@@ -91,4 +91,22 @@ fn main() {
         data.extend(h.0);
     }
     write("proof", "consistency_6_to_13", &data);
+
+    // A tlog-proof of entry 5 of the 13 above, signed by the fixed keys.
+    let text = Checkpoint::new("fuzz.example/log", 13, roots[13])
+        .unwrap()
+        .to_text();
+    let mut note = Note::new(&text).unwrap();
+    note.add_signature(ed.sign(text.as_bytes())).unwrap();
+    note.add_signature(w.cosign(text.as_bytes(), 1_700_000_000).unwrap())
+        .unwrap();
+    let p = quire_core::tlog_proof::TlogProof {
+        extra: Some(5u64.to_be_bytes().to_vec()),
+        index: 5,
+        proof: quire_core::prove_inclusion(&nodes, 5, 13).unwrap(),
+        checkpoint: note,
+    };
+    write("tlog_proof", "entry_5_of_13", &p.to_bytes());
+    let bare = quire_core::tlog_proof::TlogProof { extra: None, ..p };
+    write("tlog_proof", "no_extra", &bare.to_bytes());
 }

@@ -6,6 +6,7 @@ use crate::checkpoint::Checkpoint;
 use crate::hash::{Hash, HASH_LEN};
 use crate::keys::{LogSigner, VerifierKey, WitnessSigner};
 use crate::note::Note;
+use crate::tlog_proof::TlogProof;
 use crate::verify::{verify_consistency, verify_inclusion};
 
 /// Checkpoint parsing: what parses formats back to the same bytes.
@@ -144,3 +145,17 @@ impl rand_core::RngCore for FixedRng {
 }
 
 impl rand_core::CryptoRng for FixedRng {}
+
+/// `tlog-proof` parsing and verification against the fixed keys: what parses
+/// formats back to the same bytes, and verifying never panics.
+///
+/// # Panics
+/// When the round trip fails: a parser bug for the fuzzer to report.
+pub fn tlog_proof(data: &[u8]) {
+    if let Ok(p) = TlogProof::parse(data) {
+        let again = TlogProof::parse(&p.to_bytes());
+        assert_eq!(again.as_ref(), Ok(&p), "tlog-proof round trip");
+        let keys = fixed_verifiers();
+        let _ = p.verify(None, "fuzz.example/log", keys, keys);
+    }
+}

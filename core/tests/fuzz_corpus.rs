@@ -57,6 +57,31 @@ fn proof_corpus() {
 }
 
 #[test]
+fn tlog_proof_corpus() {
+    replay("tlog_proof", fuzz_targets::tlog_proof);
+}
+
+#[test]
+fn seed_tlog_proof_verifies() {
+    let bytes = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/tlog_proof/entry_5_of_13"),
+    )
+    .unwrap();
+    let (logs, witness) = fuzz_targets::fixed_signers().unwrap();
+    let proof = quire_core::tlog_proof::TlogProof::parse(&bytes).unwrap();
+    let v = proof
+        .verify(
+            None,
+            "fuzz.example/log",
+            &[logs[0].verifier()],
+            &[witness.verifier()],
+        )
+        .unwrap();
+    assert_eq!(v.checkpoint.size(), 13);
+    assert_eq!(v.signatures.len(), 2);
+}
+
+#[test]
 fn seed_note_reaches_every_signature_check() {
     let bytes = std::fs::read(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/note/three_signatures"),
