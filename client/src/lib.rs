@@ -11,9 +11,18 @@
 //! - [`bundle`]: proof bundles as C2SP `tlog-proof` files carrying the entry,
 //!   verified offline with only public keys.
 //!
-//! Not yet: the verifying client with a persistent trusted state, offline
-//! audit of checkpoint chains and entry dumps, and the monitor.
+//! - [`state`] and [`verifier`]: a verifying client that keeps a trusted
+//!   checkpoint per log in a state file and moves it only forward along
+//!   proven consistency, returning split-view evidence on a fork.
+//!
+//! - [`audit`]: offline audit of checkpoint chains, entries dumps and
+//!   split-view evidence.
+//!
+//! Not yet: the monitor.
 
+pub mod audit;
 pub mod bundle;
 pub mod policy;
 pub mod rpc;
+pub mod state;
+pub mod verifier;

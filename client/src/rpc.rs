@@ -11,7 +11,8 @@ use quire_core::Note;
 use quire_proto::hashes_from_wire;
 use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::{
-    AddEntriesRequest, GetCheckpointRequest, GetEntryWithProofRequest, ListLogsRequest,
+    AddEntriesRequest, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
+    GetEntryWithProofRequest, ListLogsRequest,
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Code;
@@ -283,6 +284,97 @@ impl LogRpc {
             )));
         }
         bundle(Some(r.entry), index, &r.inclusion_proof, &r.checkpoint)
+    }
+
+    /// A consistency proof between two sizes, as the server sent it.
+    ///
+    /// # Errors
+    /// [`RpcError`]; [`RpcError::Verify`] for malformed hashes or an answer
+    /// about other sizes.
+    pub async fn consistency(
+        &mut self,
+        origin: &str,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<Vec<quire_core::Hash>, RpcError> {
+        let c = self.client.clone();
+        let log = origin.to_owned();
+        let r = self
+            .retry("GetConsistencyProof", || {
+                let mut c = c.clone();
+                let log = log.clone();
+                async move {
+                    c.get_consistency_proof(GetConsistencyProofRequest {
+                        log,
+                        old_size,
+                        new_size,
+                    })
+                    .await
+                }
+            })
+            .await?;
+        if (r.old_size, r.new_size) != (old_size, new_size) {
+            return Err(RpcError::Verify(format!(
+                "asked for a consistency proof {old_size} -> {new_size}, got {} -> {}",
+                r.old_size, r.new_size
+            )));
+        }
+        hashes_from_wire(&r.proof).map_err(|e| RpcError::Verify(format!("consistency proof: {e}")))
+    }
+
+    /// Entries `[start, end)` in order, handed to `each` with their index.
+    /// A stream that skips, repeats or stops early is an error.
+    ///
+    /// # Errors
+    /// [`RpcError`]; [`RpcError::Verify`] for a stream out of order.
+    pub async fn entries(
+        &mut self,
+        origin: &str,
+        start: u64,
+        end: u64,
+        mut each: impl FnMut(u64, &[u8]) -> Result<(), RpcError>,
+    ) -> Result<(), RpcError> {
+        let mut next = start;
+        while next < end {
+            let mut stream = self
+                .client
+                .get_entries(GetEntriesRequest {
+                    log: origin.to_owned(),
+                    start: next,
+                    end,
+                })
+                .await
+                .map_err(|s| status("GetEntries", &s))?
+                .into_inner();
+            let before = next;
+            while let Some(page) = stream
+                .message()
+                .await
+                .map_err(|s| status("GetEntries", &s))?
+            {
+                if page.start != next {
+                    return Err(RpcError::Verify(format!(
+                        "entries stream jumped to {} while {next} was expected",
+                        page.start
+                    )));
+                }
+                for e in &page.entries {
+                    if next >= end {
+                        return Err(RpcError::Verify(format!(
+                            "entries stream went past the requested end {end}"
+                        )));
+                    }
+                    each(next, e)?;
+                    next += 1;
+                }
+            }
+            if next == before {
+                return Err(RpcError::Verify(format!(
+                    "entries stream ended at {next}, before the requested end {end}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn retry<T, F, Fut>(&self, method: &'static str, mut call: F) -> Result<T, RpcError>

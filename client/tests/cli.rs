@@ -84,6 +84,15 @@ async fn submit_wait_prove_and_verify_offline() {
     assert_eq!(v["origin"], ORIGIN);
     assert_eq!(v["tree_size"], "1");
 
+    // Save what a size-1 log looked like: its entries and checkpoint.
+    let (dump1, cp1) = (path("dump1"), path("cp1.note"));
+    expect(
+        0,
+        format!("entries --out {dump1} --checkpoint-out {cp1} {net}"),
+    )
+    .await;
+    expect(0, format!("audit entries {dump1} --checkpoint {cp1} {key}")).await;
+
     // More entries, then a bundle for an older one from `prove`.
     for i in 0..5 {
         std::fs::write(path(&format!("e{i}")), format!("entry {i}")).unwrap();
@@ -103,6 +112,63 @@ async fn submit_wait_prove_and_verify_offline() {
         "{}",
         text(&o)
     );
+
+    // Consistency from the saved checkpoint, appended to a chain; the dump
+    // of all six entries rebuilds the signed root.
+    let (chain, cp6, dump6) = (path("chain.jsonl"), path("cp6.note"), path("dump6"));
+    let o = expect(
+        0,
+        format!("consistency --from {cp1} --chain {chain} --save {cp6} {net}"),
+    )
+    .await;
+    assert!(text(&o).contains("size 6 extends size 1"), "{}", text(&o));
+    let o = expect(0, format!("audit chain {chain} {key}")).await;
+    assert!(text(&o).contains("size 6"), "{}", text(&o));
+    expect(
+        0,
+        format!(
+            "entries --out {dump6} --checkpoint-out {} {net}",
+            path("cp6b.note")
+        ),
+    )
+    .await;
+    expect(0, format!("audit entries {dump6} --checkpoint {cp6} {key}")).await;
+    // An altered, a dropped or a reordered entry fails the audit (exit 1).
+    let lines: Vec<String> = std::fs::read_to_string(&dump6)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 6);
+    let bad_dumps = [
+        {
+            let mut l = lines.clone();
+            l[2] = "QUxURVJFRA==".into();
+            l
+        },
+        lines[..5].to_vec(),
+        {
+            let mut l = lines.clone();
+            l.swap(1, 2);
+            l
+        },
+    ];
+    for (k, bad) in bad_dumps.iter().enumerate() {
+        let f = path(&format!("bad-dump{k}"));
+        std::fs::write(&f, bad.join("\n") + "\n").unwrap();
+        let o = expect(1, format!("audit entries {f} --checkpoint {cp6} {key}")).await;
+        assert!(text(&o).contains("FAILED"), "{}", text(&o));
+    }
+    // A chain whose order was reversed is a rollback.
+    let links: Vec<String> = std::fs::read_to_string(&chain)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    std::fs::write(path("reversed"), format!("{}\n{}\n", links[1], links[0])).unwrap();
+    let o = expect(1, format!("audit chain {} {key}", path("reversed"))).await;
+    assert!(text(&o).contains("rollback"), "{}", text(&o));
+    expect(2, format!("audit chain {} {key}", path("missing"))).await;
 
     // Verification failures exit 1 and say why: another entry, another
     // key, another log, an edited proof.
@@ -190,4 +256,54 @@ async fn keygen_writes_private_keys_only_the_owner_can_read() {
             "the private key is never printed"
         );
     }
+}
+
+#[tokio::test]
+async fn audit_accepts_real_evidence_and_only_with_the_log_key() {
+    use quire_core::{Checkpoint, LogKeyAlgorithm, LogSigner, Note, SplitViewEvidence};
+    use rand::SeedableRng;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let log = LogSigner::generate_with(LogKeyAlgorithm::Ed25519, ORIGIN, &mut rng).unwrap();
+    let other = LogSigner::generate_with(LogKeyAlgorithm::Ed25519, ORIGIN, &mut rng).unwrap();
+    let note = |root: u8| {
+        let text = Checkpoint::new(ORIGIN, 7, quire_core::Hash([root; 32]))
+            .unwrap()
+            .to_text();
+        let mut n = Note::new(&text).unwrap();
+        n.add_signature(log.sign(text.as_bytes())).unwrap();
+        n.to_bytes()
+    };
+    let (ev, _) = SplitViewEvidence::new(&note(1), &note(2), &[], &[log.verifier()]).unwrap();
+    let file = dir.path().join("evidence.json");
+    std::fs::write(&file, ev.to_json()).unwrap();
+    let o = expect(
+        0,
+        format!(
+            "audit evidence {} --log-key {}",
+            p(&file),
+            log.verifier().to_vkey()
+        ),
+    )
+    .await;
+    assert!(text(&o).contains("PROVEN"), "{}", text(&o));
+    expect(
+        1,
+        format!(
+            "audit evidence {} --log-key {}",
+            p(&file),
+            other.verifier().to_vkey()
+        ),
+    )
+    .await;
+    std::fs::write(&file, b"{not json").unwrap();
+    expect(
+        2,
+        format!(
+            "audit evidence {} --log-key {}",
+            p(&file),
+            log.verifier().to_vkey()
+        ),
+    )
+    .await;
 }

@@ -124,6 +124,46 @@ enum Cmd {
         #[command(flatten)]
         trust: Trust,
     },
+    /// Prove that the log's latest checkpoint extends a saved one; with
+    /// --chain, append both to a chain file that `quire audit chain` checks.
+    Consistency {
+        /// The saved, older checkpoint (a signed note file).
+        #[arg(long)]
+        from: PathBuf,
+        /// Chain file to append to (JSON lines).
+        #[arg(long)]
+        chain: Option<PathBuf>,
+        /// Also save the new checkpoint here.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        #[command(flatten)]
+        net: Net,
+        #[command(flatten)]
+        trust: Trust,
+    },
+    /// Download entries [start, end) as base64 lines (to stdout or --out),
+    /// with the signed checkpoint they are checked against.
+    Entries {
+        /// First index.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// End (exclusive); default: the latest checkpoint's size.
+        #[arg(long)]
+        end: Option<u64>,
+        /// Write the entries here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Save the verified checkpoint here (for `quire audit entries`).
+        #[arg(long)]
+        checkpoint_out: Option<PathBuf>,
+        #[command(flatten)]
+        net: Net,
+        #[command(flatten)]
+        trust: Trust,
+    },
+    /// Audit saved material offline: a verdict, and exit 1 on any failure.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Verify a proof bundle offline.
     Verify {
         /// The bundle (a C2SP tlog-proof file).
@@ -131,6 +171,34 @@ enum Cmd {
         /// Check this entry file instead of the one the bundle carries.
         #[arg(long)]
         entry: Option<PathBuf>,
+        #[command(flatten)]
+        trust: Trust,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// A chain of checkpoints with consistency proofs (from `quire consistency --chain`).
+    Chain {
+        /// The chain file.
+        file: PathBuf,
+        #[command(flatten)]
+        trust: Trust,
+    },
+    /// An entries dump (from `quire entries`, starting at 0) against a signed checkpoint.
+    Entries {
+        /// The dump.
+        dump: PathBuf,
+        /// The signed checkpoint of the dump's size.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        trust: Trust,
+    },
+    /// A split-view evidence file.
+    Evidence {
+        /// The evidence (JSON).
+        file: PathBuf,
         #[command(flatten)]
         trust: Trust,
     },
@@ -281,6 +349,33 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             trust,
         } => prove(json, index, &out, &net, &trust).await,
         Cmd::Checkpoint { net, trust } => checkpoint(json, &net, &trust).await,
+        Cmd::Consistency {
+            from,
+            chain,
+            save,
+            net,
+            trust,
+        } => consistency(json, &from, chain.as_ref(), save.as_ref(), &net, &trust).await,
+        Cmd::Entries {
+            start,
+            end,
+            out,
+            checkpoint_out,
+            net,
+            trust,
+        } => {
+            entries(
+                json,
+                start,
+                end,
+                out.as_ref(),
+                checkpoint_out.as_ref(),
+                &net,
+                &trust,
+            )
+            .await
+        }
+        Cmd::Audit(a) => audit(json, a),
         Cmd::Verify {
             bundle,
             entry,
@@ -383,9 +478,7 @@ async fn prove(
     net: &Net,
     trust: &Trust,
 ) -> Result<(), Failure> {
-    let mut rpc = LogRpc::connect(&endpoint(net)).await?;
-    let origin = trust.origin.clone().unwrap_or_default();
-    let t = trust_of(trust, rpc.default_origin(&origin).await?.as_deref())?;
+    let (mut rpc, t) = connect_trusted(net, trust).await?;
     let proof = rpc.entry_with_proof(&t.origin, index).await?;
     let v = BundleVerifier::new(t)
         .verify_parsed(&proof, Subject::Carried)
@@ -404,15 +497,9 @@ async fn prove(
 }
 
 async fn checkpoint(json: bool, net: &Net, trust: &Trust) -> Result<(), Failure> {
-    let mut rpc = LogRpc::connect(&endpoint(net)).await?;
-    let origin = trust.origin.clone().unwrap_or_default();
-    let t = trust_of(trust, rpc.default_origin(&origin).await?.as_deref())?;
-    let note_bytes = rpc.checkpoint(&t.origin).await?;
-    let note = Note::parse(&note_bytes)
-        .map_err(|e| Failure::Verify(format!("checkpoint from the log: {e}")))?;
-    let (cp, _) = t
-        .verify_note(&note)
-        .map_err(|e| Failure::Verify(e.to_string()))?;
+    let (mut rpc, t) = connect_trusted(net, trust).await?;
+    let (note, cp) = latest_verified(&mut rpc, &t).await?;
+    let note_bytes = note.to_bytes();
     print(
         json,
         String::from_utf8_lossy(&note_bytes).trim_end(),
@@ -511,4 +598,230 @@ async fn main() -> ExitCode {
             ExitCode::from(f.code())
         }
     }
+}
+
+/// Largest checkpoint note file read (the signed-note limit).
+const MAX_NOTE_FILE: u64 = 64 * 1024;
+
+fn load_note(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+    read_limited(path, MAX_NOTE_FILE, "checkpoint")
+}
+
+async fn consistency(
+    json: bool,
+    from: &PathBuf,
+    chain: Option<&PathBuf>,
+    save: Option<&PathBuf>,
+    net: &Net,
+    trust: &Trust,
+) -> Result<(), Failure> {
+    use std::io::Write;
+    let old_bytes = load_note(from)?;
+    let old_note = Note::parse(&old_bytes)
+        .map_err(|e| Failure::Input(format!("checkpoint {}: {e}", from.display())))?;
+    let (mut rpc, t) = connect_trusted(net, trust).await?;
+    let (old, _) = t
+        .verify_note(&old_note)
+        .map_err(|e| Failure::Verify(format!("saved checkpoint {}: {e}", from.display())))?;
+    let (new_note, new) = latest_verified(&mut rpc, &t).await?;
+    if new.size() < old.size() {
+        return Err(Failure::Verify(format!(
+            "the log's checkpoint (size {}) is smaller than the saved one (size {}): a rollback",
+            new.size(),
+            old.size()
+        )));
+    }
+    let proof = if new.size() == old.size() {
+        if new.root() != old.root() {
+            return Err(Failure::Verify(format!(
+                "size {} signed with two roots: a fork",
+                new.size()
+            )));
+        }
+        Vec::new()
+    } else {
+        rpc.consistency(&t.origin, old.size(), new.size()).await?
+    };
+    quire_core::verify_consistency(old.size(), new.size(), &proof, old.root(), new.root())
+        .map_err(|e| {
+            Failure::Verify(format!(
+                "size {} does not extend size {}: {e}",
+                new.size(),
+                old.size()
+            ))
+        })?;
+    if let Some(path) = chain {
+        let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Failure::Input(format!("chain {}: {e}", path.display())))?;
+        let mut text = String::new();
+        if fresh {
+            let first = quire_client::audit::ChainLink {
+                checkpoint: old_note.to_bytes(),
+                proof: vec![],
+            };
+            text.push_str(&first.to_json_line());
+            text.push('\n');
+        }
+        let link = quire_client::audit::ChainLink {
+            checkpoint: new_note.to_bytes(),
+            proof: proof.clone(),
+        };
+        text.push_str(&link.to_json_line());
+        text.push('\n');
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Failure::Input(format!("chain {}: {e}", path.display())))?;
+    }
+    if let Some(path) = save {
+        write_file(path, &new_note.to_bytes())?;
+    }
+    print(
+        json,
+        &format!(
+            "OK: size {} extends size {} ({} proof hashes)",
+            new.size(),
+            old.size(),
+            proof.len()
+        ),
+        &serde_json::json!({"consistent": true, "old_size": old.size().to_string(), "new_size": new.size().to_string(), "proof": proof.iter().map(quire_core::Hash::to_base64).collect::<Vec<_>>()}),
+    );
+    Ok(())
+}
+
+async fn entries(
+    json: bool,
+    start: u64,
+    end: Option<u64>,
+    out: Option<&PathBuf>,
+    checkpoint_out: Option<&PathBuf>,
+    net: &Net,
+    trust: &Trust,
+) -> Result<(), Failure> {
+    use base64::Engine as _;
+    use std::io::Write;
+    let (mut rpc, t) = connect_trusted(net, trust).await?;
+    let (note, cp) = latest_verified(&mut rpc, &t).await?;
+    let end = end.unwrap_or(cp.size());
+    if end > cp.size() || start > end {
+        return Err(Failure::Input(format!(
+            "range {start}..{end} is not within the tree of size {}",
+            cp.size()
+        )));
+    }
+    let mut sink: Box<dyn Write> = match out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut written = 0u64;
+    rpc.entries(&t.origin, start, end, |_, e| {
+        written += 1;
+        writeln!(sink, "{}", b64.encode(e))
+            .map_err(|e| quire_client::rpc::RpcError::Input(format!("writing entries: {e}")))
+    })
+    .await?;
+    sink.flush()
+        .map_err(|e| Failure::Input(format!("writing entries: {e}")))?;
+    drop(sink);
+    if let Some(p) = checkpoint_out {
+        write_file(p, &note.to_bytes())?;
+    }
+    if out.is_some() || json {
+        print(
+            json,
+            &format!(
+                "{written} entries ({start}..{end}) of a tree of size {}",
+                cp.size()
+            ),
+            &serde_json::json!({"entries": written.to_string(), "start": start.to_string(), "end": end.to_string(), "tree_size": cp.size().to_string()}),
+        );
+    }
+    Ok(())
+}
+
+fn audit(json: bool, cmd: AuditCmd) -> Result<(), Failure> {
+    use quire_client::audit::{audit_chain, audit_entries, audit_evidence, AuditError};
+    let open = |p: &PathBuf| {
+        std::fs::File::open(p)
+            .map(std::io::BufReader::new)
+            .map_err(|e| Failure::Input(format!("{}: {e}", p.display())))
+    };
+    let fail = |e: AuditError| match e {
+        AuditError::Malformed { .. } => Failure::Input(format!("FAILED: {e}")),
+        AuditError::Failed { .. } => Failure::Verify(format!("FAILED: {e}")),
+    };
+    match cmd {
+        AuditCmd::Chain { file, trust } => {
+            let t = trust_of(&trust, None)?;
+            let cp = audit_chain(open(&file)?, &t).map_err(fail)?;
+            print(
+                json,
+                &format!(
+                    "OK: the chain is signed and consistent up to size {}, root {}",
+                    cp.size(),
+                    cp.root()
+                ),
+                &serde_json::json!({"verified": true, "tree_size": cp.size().to_string(), "root": cp.root().to_base64()}),
+            );
+        }
+        AuditCmd::Entries {
+            dump,
+            checkpoint,
+            trust,
+        } => {
+            let t = trust_of(&trust, None)?;
+            let note = load_note(&checkpoint)?;
+            let cp = audit_entries(open(&dump)?, &note, &t).map_err(fail)?;
+            print(
+                json,
+                &format!(
+                    "OK: the {} entries rebuild the signed root {}",
+                    cp.size(),
+                    cp.root()
+                ),
+                &serde_json::json!({"verified": true, "tree_size": cp.size().to_string(), "root": cp.root().to_base64()}),
+            );
+        }
+        AuditCmd::Evidence { file, trust } => {
+            let t = trust_of(&trust, None)?;
+            let bytes = read_limited(&file, 256 * 1024, "evidence")?;
+            let conflict = audit_evidence(&bytes, &t).map_err(fail)?;
+            print(
+                json,
+                &format!("PROVEN: the log signed two histories: {conflict:?}"),
+                &serde_json::json!({"proven": true, "conflict": format!("{conflict:?}")}),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Connects and settles what is trusted: the given origin or the server's
+/// only log, with the keys and policy from the flags.
+async fn connect_trusted(net: &Net, trust: &Trust) -> Result<(LogRpc, LogTrust), Failure> {
+    let mut rpc = LogRpc::connect(&endpoint(net)).await?;
+    let origin = trust.origin.clone().unwrap_or_default();
+    let t = trust_of(trust, rpc.default_origin(&origin).await?.as_deref())?;
+    Ok((rpc, t))
+}
+
+/// The log's latest checkpoint, verified against `t`.
+async fn latest_verified(
+    rpc: &mut LogRpc,
+    t: &LogTrust,
+) -> Result<(Note, quire_core::Checkpoint), Failure> {
+    let note_bytes = rpc.checkpoint(&t.origin).await?;
+    let note = Note::parse(&note_bytes)
+        .map_err(|e| Failure::Verify(format!("checkpoint from the log: {e}")))?;
+    let (cp, _) = t
+        .verify_note(&note)
+        .map_err(|e| Failure::Verify(e.to_string()))?;
+    Ok((note, cp))
 }

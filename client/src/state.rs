@@ -1,0 +1,132 @@
+//! The trusted state of a verifying client: per log, the latest checkpoint
+//! it has verified, in a JSON file. A checkpoint is written only after it
+//! verified, with a write to a temporary file, fsync and rename, so a crash
+//! leaves the old state or the new one.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Largest state file accepted (checked before parsing).
+pub const MAX_STATE_BYTES: u64 = 4 << 20;
+const FORMAT: &str = "quire-client-state/v1";
+
+/// A state file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error("state file {path}: {why}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// The file is not a state file of this format.
+    #[error("state file {path} is malformed: {why}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+}
+
+/// The trusted checkpoints, by origin.
+#[derive(Debug)]
+pub struct TrustedState {
+    path: PathBuf,
+    logs: BTreeMap<String, String>,
+}
+
+impl TrustedState {
+    /// Loads the state at `path`; a missing file is an empty state.
+    ///
+    /// # Errors
+    /// [`StateError`] for an unreadable, oversized or malformed file.
+    pub fn load(path: &Path) -> Result<Self, StateError> {
+        let io = |e: std::io::Error| StateError::Io {
+            path: path.to_owned(),
+            why: e.to_string(),
+        };
+        let bad = |why: String| StateError::Malformed {
+            path: path.to_owned(),
+            why,
+        };
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(TrustedState {
+                    path: path.to_owned(),
+                    logs: BTreeMap::new(),
+                })
+            }
+            Err(e) => return Err(io(e)),
+        };
+        if meta.len() > MAX_STATE_BYTES {
+            return Err(bad(format!(
+                "{} bytes, over the {MAX_STATE_BYTES}-byte limit",
+                meta.len()
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if v["format"] != FORMAT {
+            return Err(bad(format!("format must be {FORMAT:?}")));
+        }
+        let mut logs = BTreeMap::new();
+        if let Some(map) = v["logs"].as_object() {
+            for (origin, note) in map {
+                let note = note
+                    .as_str()
+                    .ok_or_else(|| bad(format!("log {origin:?}: checkpoint is not a string")))?;
+                logs.insert(origin.clone(), note.to_owned());
+            }
+        }
+        Ok(TrustedState {
+            path: path.to_owned(),
+            logs,
+        })
+    }
+
+    /// The trusted checkpoint note of `origin`, if any.
+    pub fn trusted(&self, origin: &str) -> Option<&[u8]> {
+        self.logs.get(origin).map(String::as_bytes)
+    }
+
+    /// Records `note` as the trusted checkpoint of `origin` and persists the
+    /// state durably. Call only with a checkpoint that verified.
+    ///
+    /// # Errors
+    /// [`StateError::Io`]; the file on disk is then unchanged.
+    pub fn set(&mut self, origin: &str, note: &[u8]) -> Result<(), StateError> {
+        let mut logs = self.logs.clone();
+        logs.insert(
+            origin.to_owned(),
+            String::from_utf8_lossy(note).into_owned(),
+        );
+        let json = serde_json::json!({ "format": FORMAT, "logs": logs });
+        let io = |e: std::io::Error| StateError::Io {
+            path: self.path.clone(),
+            why: e.to_string(),
+        };
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = self.path.with_extension("tmp");
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(json.to_string().as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        self.logs = logs;
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! The verifying client: it keeps a trusted checkpoint per log
+//! ([`crate::state`]) and moves it forward only to a checkpoint that is
+//! signed by the log, meets the witness policy and is proven consistent with
+//! the trusted one. It never moves backwards or onto a fork; on a fork it
+//! returns split-view evidence (quire-core's [`SplitViewEvidence`]) that
+//! anyone can check with the log's public key.
+
+use quire_core::tlog_proof::verify_checkpoint_note;
+use quire_core::{verify_consistency, Checkpoint, Note, SplitViewEvidence};
+
+use crate::policy::{LogTrust, TrustError};
+use crate::rpc::{LogRpc, RpcError};
+use crate::state::{StateError, TrustedState};
+
+/// Why the trusted checkpoint did not move.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The log could not be asked.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The offered checkpoint is not trusted (signature, origin, witnesses).
+    #[error("checkpoint from the log not trusted: {0}")]
+    Untrusted(#[from] TrustError),
+    /// The offered checkpoint is malformed.
+    #[error("checkpoint from the log is malformed: {0}")]
+    Malformed(String),
+    /// The log offered a smaller tree than the trusted one.
+    #[error("the log offered a tree of size {offered}, smaller than the trusted size {trusted}: a rollback")]
+    Rollback {
+        /// Trusted size.
+        trusted: u64,
+        /// Offered size.
+        offered: u64,
+    },
+    /// Two signed histories: evidence anyone can check.
+    #[error("the log signed two histories; the evidence checks with its key alone")]
+    Fork(Box<SplitViewEvidence>),
+    /// The consistency proof does not connect the two checkpoints (and does
+    /// not by itself prove a fork).
+    #[error("no valid consistency proof from the trusted size {trusted} to {offered}: {why}")]
+    Inconsistent {
+        /// Trusted size.
+        trusted: u64,
+        /// Offered size.
+        offered: u64,
+        /// What failed.
+        why: String,
+    },
+    /// The trusted state could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// A client that verifies before it trusts.
+pub struct VerifyingClient {
+    rpc: LogRpc,
+    trust: LogTrust,
+    state: TrustedState,
+}
+
+impl VerifyingClient {
+    /// A client of one log.
+    pub fn new(rpc: LogRpc, trust: LogTrust, state: TrustedState) -> Self {
+        VerifyingClient { rpc, trust, state }
+    }
+
+    /// The trusted checkpoint, if any.
+    pub fn trusted(&self) -> Option<Checkpoint> {
+        let note = Note::parse(self.state.trusted(&self.trust.origin)?).ok()?;
+        Checkpoint::parse(note.text().as_bytes()).ok()
+    }
+
+    /// Fetches the log's latest checkpoint and, if it verifies and extends
+    /// the trusted one, persists and returns it.
+    ///
+    /// # Errors
+    /// [`UpdateError`]; on a fork, [`UpdateError::Fork`] with the evidence.
+    /// The trusted state is unchanged on every error.
+    pub async fn update(&mut self) -> Result<Checkpoint, UpdateError> {
+        let origin = self.trust.origin.clone();
+        let offered_bytes = self.rpc.checkpoint(&origin).await?;
+        let offered_note =
+            Note::parse(&offered_bytes).map_err(|e| UpdateError::Malformed(e.to_string()))?;
+        let (offered, _) = self.trust.verify_note(&offered_note)?;
+        let Some(trusted_bytes) = self.state.trusted(&origin).map(<[u8]>::to_vec) else {
+            self.state.set(&origin, &offered_note.to_bytes())?;
+            return Ok(offered);
+        };
+        // The state file is re-checked: an edited file must not be trusted.
+        let trusted_note = Note::parse(&trusted_bytes)
+            .map_err(|e| UpdateError::Malformed(format!("trusted state: {e}")))?;
+        let (trusted, _) = verify_checkpoint_note(
+            &trusted_note,
+            &origin,
+            &self.trust.log_keys,
+            &self.trust.witnesses,
+        )
+        .map_err(|e| UpdateError::Malformed(format!("trusted state: {e}")))?;
+        let (old, new) = (trusted.size(), offered.size());
+        if new < old {
+            return Err(UpdateError::Rollback {
+                trusted: old,
+                offered: new,
+            });
+        }
+        let fork = |path: &[quire_core::Hash]| {
+            SplitViewEvidence::new(&trusted_bytes, &offered_bytes, path, &self.trust.log_keys)
+                .map(|(ev, _)| UpdateError::Fork(Box::new(ev)))
+        };
+        if new == old {
+            if trusted.root() == offered.root() {
+                return Ok(offered);
+            }
+            return Err(fork(&[]).unwrap_or_else(|e| UpdateError::Inconsistent {
+                trusted: old,
+                offered: new,
+                why: e.to_string(),
+            }));
+        }
+        let proof = self.rpc.consistency(&origin, old, new).await?;
+        if let Err(e) = verify_consistency(old, new, &proof, trusted.root(), offered.root()) {
+            // A proof that rebuilds the new signed root but implies another
+            // old root is evidence; one that merely fails is not.
+            return Err(fork(&proof).unwrap_or_else(|_| UpdateError::Inconsistent {
+                trusted: old,
+                offered: new,
+                why: e.to_string(),
+            }));
+        }
+        self.state.set(&origin, &offered_note.to_bytes())?;
+        Ok(offered)
+    }
+}

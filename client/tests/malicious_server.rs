@@ -1,0 +1,288 @@
+//! The verifying client against a test double of the log that serves forged
+//! data: a checkpoint signed by another key, a rollback, a fork at the same
+//! size, a fork at a larger size, a consistency proof that does not connect,
+//! a proof with trailing garbage. Each is refused, the trusted state stays as
+//! it was, and forks come back as evidence that checks with the log's key.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use quire_client::policy::{LogTrust, TrustError};
+use quire_client::rpc::{Endpoint, LogRpc};
+use quire_client::state::TrustedState;
+use quire_client::verifier::{UpdateError, VerifyingClient};
+use quire_core::{
+    leaf_hash, prove_consistency, Checkpoint, CompactRange, Conflict, Hash, LogKeyAlgorithm,
+    LogSigner, NodeId, Note,
+};
+use quire_proto::v1::log_server::{Log, LogServer};
+use quire_proto::v1::*;
+use rand::SeedableRng;
+use tonic::{Request, Response, Status};
+
+const ORIGIN: &str = "evil.example/log";
+
+/// A tree of `entries` with every node, to prove from.
+struct Tree {
+    nodes: HashMap<NodeId, Hash>,
+    roots: Vec<Hash>,
+}
+
+fn tree(entries: &[Vec<u8>]) -> Tree {
+    let mut nodes = HashMap::new();
+    let mut range = CompactRange::new();
+    let mut roots = vec![range.root()];
+    for e in entries {
+        range
+            .append(leaf_hash(e), |id, h| {
+                nodes.insert(id, *h);
+            })
+            .unwrap();
+        roots.push(range.root());
+    }
+    Tree { nodes, roots }
+}
+
+fn signed(key: &LogSigner, size: u64, root: Hash) -> Vec<u8> {
+    let text = Checkpoint::new(ORIGIN, size, root).unwrap().to_text();
+    let mut note = Note::new(&text).unwrap();
+    note.add_signature(key.sign(text.as_bytes())).unwrap();
+    note.to_bytes()
+}
+
+/// What the double answers now.
+#[derive(Default, Clone)]
+struct Script {
+    checkpoint: Vec<u8>,
+    proof: Vec<Vec<u8>>,
+}
+
+#[derive(Clone)]
+struct Double(Arc<Mutex<Script>>);
+
+type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Log for Double {
+    async fn add_entry(
+        &self,
+        _: Request<AddEntryRequest>,
+    ) -> Result<Response<AddEntryResponse>, Status> {
+        Err(Status::unimplemented("double"))
+    }
+    async fn add_entries(
+        &self,
+        _: Request<AddEntriesRequest>,
+    ) -> Result<Response<AddEntriesResponse>, Status> {
+        Err(Status::unimplemented("double"))
+    }
+    async fn get_checkpoint(
+        &self,
+        _: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        Ok(Response::new(GetCheckpointResponse {
+            checkpoint: self.0.lock().unwrap().checkpoint.clone(),
+        }))
+    }
+    async fn get_inclusion_proof(
+        &self,
+        _: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        Err(Status::unimplemented("double"))
+    }
+    async fn get_consistency_proof(
+        &self,
+        r: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        let r = r.into_inner();
+        Ok(Response::new(GetConsistencyProofResponse {
+            old_size: r.old_size,
+            new_size: r.new_size,
+            proof: self.0.lock().unwrap().proof.clone(),
+        }))
+    }
+    type GetEntriesStream = Stream<EntriesPage>;
+    async fn get_entries(
+        &self,
+        _: Request<GetEntriesRequest>,
+    ) -> Result<Response<Self::GetEntriesStream>, Status> {
+        Err(Status::unimplemented("double"))
+    }
+    async fn get_entry_with_proof(
+        &self,
+        _: Request<GetEntryWithProofRequest>,
+    ) -> Result<Response<GetEntryWithProofResponse>, Status> {
+        Err(Status::unimplemented("double"))
+    }
+    type WatchCheckpointsStream = Stream<GetCheckpointResponse>;
+    async fn watch_checkpoints(
+        &self,
+        _: Request<GetCheckpointRequest>,
+    ) -> Result<Response<Self::WatchCheckpointsStream>, Status> {
+        Err(Status::unimplemented("double"))
+    }
+    type TailEntriesStream = Stream<TailPage>;
+    async fn tail_entries(
+        &self,
+        _: Request<TailEntriesRequest>,
+    ) -> Result<Response<Self::TailEntriesStream>, Status> {
+        Err(Status::unimplemented("double"))
+    }
+    async fn list_logs(
+        &self,
+        _: Request<ListLogsRequest>,
+    ) -> Result<Response<ListLogsResponse>, Status> {
+        Ok(Response::new(ListLogsResponse {
+            logs: vec![LogInfo {
+                origin: ORIGIN.into(),
+                ..LogInfo::default()
+            }],
+        }))
+    }
+}
+
+async fn serve(script: Arc<Mutex<Script>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(LogServer::new(Double(script)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+fn wire(hashes: &[Hash]) -> Vec<Vec<u8>> {
+    hashes.iter().map(|h| h.0.to_vec()).collect()
+}
+
+#[tokio::test]
+async fn forged_views_are_refused_and_forks_become_evidence() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let key = LogSigner::generate_with(LogKeyAlgorithm::Ed25519, ORIGIN, &mut rng).unwrap();
+    let other = LogSigner::generate_with(LogKeyAlgorithm::Ed25519, ORIGIN, &mut rng).unwrap();
+    let honest: Vec<Vec<u8>> = (0..40).map(|i| format!("event {i}").into_bytes()).collect();
+    let mut forked = honest.clone();
+    forked[3] = b"rewritten history".to_vec();
+    let (h, f) = (tree(&honest), tree(&forked));
+
+    let script = Arc::new(Mutex::new(Script::default()));
+    let url = serve(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state_path = dir.path().join("state.json");
+    let trust = LogTrust {
+        origin: ORIGIN.into(),
+        log_keys: vec![key.verifier()],
+        witnesses: vec![],
+        quorum: 0,
+    };
+    let client = |trust: LogTrust| {
+        let url = url.clone();
+        let state_path = state_path.clone();
+        async move {
+            let rpc = LogRpc::connect(&Endpoint {
+                addr: url,
+                ca: None,
+                client_cert: None,
+                timeout: std::time::Duration::from_secs(10),
+            })
+            .await
+            .unwrap();
+            VerifyingClient::new(rpc, trust, TrustedState::load(&state_path).unwrap())
+        }
+    };
+    let set = |cp: Vec<u8>, proof: Vec<Vec<u8>>| {
+        *script.lock().unwrap() = Script {
+            checkpoint: cp,
+            proof,
+        };
+    };
+
+    // First contact: size 10, honest. Trusted and persisted.
+    set(signed(&key, 10, h.roots[10]), vec![]);
+    let mut c = client(trust.clone()).await;
+    assert_eq!(c.update().await.unwrap().size(), 10);
+    let state = std::fs::read(&state_path).unwrap();
+
+    // Signed by another key: refused.
+    set(signed(&other, 20, h.roots[20]), vec![]);
+    assert!(matches!(
+        c.update().await,
+        Err(UpdateError::Untrusted(TrustError::Checkpoint(_)))
+    ));
+    // A rollback to 5.
+    set(signed(&key, 5, h.roots[5]), vec![]);
+    assert!(matches!(
+        c.update().await,
+        Err(UpdateError::Rollback {
+            trusted: 10,
+            offered: 5
+        })
+    ));
+    // A consistency proof that does not connect (the proof for another size).
+    let wrong = prove_consistency(&h.nodes, 9, 20).unwrap();
+    set(signed(&key, 20, h.roots[20]), wire(&wrong));
+    assert!(c.update().await.is_err());
+    // The right proof with trailing garbage.
+    let mut long = prove_consistency(&h.nodes, 10, 20).unwrap();
+    long.push(Hash([7; 32]));
+    set(signed(&key, 20, h.roots[20]), wire(&long));
+    assert!(c.update().await.is_err());
+    // Nothing above moved the trusted state.
+    assert_eq!(std::fs::read(&state_path).unwrap(), state);
+    assert_eq!(c.trusted().unwrap().size(), 10);
+
+    // A fork at the same size: evidence.
+    set(signed(&key, 10, f.roots[10]), vec![]);
+    let Err(UpdateError::Fork(ev)) = c.update().await else {
+        panic!("same-size fork not caught")
+    };
+    assert!(matches!(
+        ev.check(&[key.verifier()]).unwrap(),
+        Conflict::SameSize { size: 10, .. }
+    ));
+    assert_eq!(std::fs::read(&state_path).unwrap(), state);
+
+    // Honest growth is accepted and persisted, across a restart.
+    let good = prove_consistency(&h.nodes, 10, 20).unwrap();
+    set(signed(&key, 20, h.roots[20]), wire(&good));
+    assert_eq!(c.update().await.unwrap().size(), 20);
+    drop(c);
+    let mut c = client(trust.clone()).await;
+    assert_eq!(c.trusted().unwrap().size(), 20);
+
+    // A fork at a larger size (size 20 is not a power of two, so the proof
+    // carries its seed): the forked tree's proof rebuilds its own signed
+    // root and implies another root for 20, which is evidence.
+    let forked_proof = prove_consistency(&f.nodes, 20, 40).unwrap();
+    set(signed(&key, 40, f.roots[40]), wire(&forked_proof));
+    let Err(UpdateError::Fork(ev)) = c.update().await else {
+        panic!("fork across sizes not caught")
+    };
+    assert!(matches!(
+        ev.check(&[key.verifier()]).unwrap(),
+        Conflict::Inconsistent {
+            old: 20,
+            new: 40,
+            ..
+        }
+    ));
+    // The evidence survives its JSON form.
+    let again = quire_core::SplitViewEvidence::from_json(ev.to_json().as_bytes()).unwrap();
+    assert!(again.check(&[key.verifier()]).is_ok());
+    assert_eq!(c.trusted().unwrap().size(), 20);
+
+    // An edited state file is not trusted.
+    let text = std::fs::read_to_string(&state_path).unwrap();
+    std::fs::write(&state_path, text.replace("\\n20\\n", "\\n21\\n")).unwrap();
+    let mut c = client(trust).await;
+    set(
+        signed(&key, 40, h.roots[40]),
+        wire(&prove_consistency(&h.nodes, 21, 40).unwrap()),
+    );
+    assert!(matches!(c.update().await, Err(UpdateError::Malformed(_))));
+}
