@@ -17,11 +17,11 @@
 //!
 //! - [`audit`]: offline audit of checkpoint chains, entries dumps and
 //!   split-view evidence.
-//!
-//! Not yet: the monitor.
+//! - [`monitor`]: follows a log, re-deriving its tree from every entry.
 
 pub mod audit;
 pub mod bundle;
+pub mod monitor;
 pub mod policy;
 pub mod rpc;
 pub mod state;

@@ -133,6 +133,16 @@ async fn submit_wait_prove_and_verify_offline() {
     )
     .await;
     expect(0, format!("audit entries {dump6} --checkpoint {cp6} {key}")).await;
+    // The monitor downloads all six, rebuilds the root, and keeps state.
+    let mon = path("monitor.json");
+    let o = expect(0, format!("monitor --state {mon} --once {net}")).await;
+    assert!(text(&o).contains("OK: size 6"), "{}", text(&o));
+    std::fs::write(path("e6"), "entry 6").unwrap();
+    expect(0, format!("add {} --addr {}", path("e6"), server.url())).await;
+    let o = expect(0, format!("monitor --state {mon} --once {net} --json")).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["tree_size"], "7");
+
     // An altered, a dropped or a reordered entry fails the audit (exit 1).
     let lines: Vec<String> = std::fs::read_to_string(&dump6)
         .unwrap()

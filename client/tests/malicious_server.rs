@@ -57,6 +57,10 @@ fn signed(key: &LogSigner, size: u64, root: Hash) -> Vec<u8> {
 struct Script {
     checkpoint: Vec<u8>,
     proof: Vec<Vec<u8>>,
+    /// The entries the double serves.
+    entries: Vec<Vec<u8>>,
+    /// Serve the page of entries one index late (a skipped entry).
+    skip: bool,
 }
 
 #[derive(Clone)]
@@ -106,9 +110,17 @@ impl Log for Double {
     type GetEntriesStream = Stream<EntriesPage>;
     async fn get_entries(
         &self,
-        _: Request<GetEntriesRequest>,
+        r: Request<GetEntriesRequest>,
     ) -> Result<Response<Self::GetEntriesStream>, Status> {
-        Err(Status::unimplemented("double"))
+        let r = r.into_inner();
+        let s = self.0.lock().unwrap().clone();
+        let from = r.start + u64::from(s.skip);
+        let end = r.end.min(s.entries.len() as u64);
+        let page = EntriesPage {
+            start: from,
+            entries: s.entries[from as usize..end as usize].to_vec(),
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(vec![Ok(page)]))))
     }
     async fn get_entry_with_proof(
         &self,
@@ -156,6 +168,17 @@ async fn serve(script: Arc<Mutex<Script>>) -> String {
     format!("http://{addr}")
 }
 
+async fn connect(addr: String) -> LogRpc {
+    LogRpc::connect(&Endpoint {
+        addr,
+        ca: None,
+        client_cert: None,
+        timeout: std::time::Duration::from_secs(10),
+    })
+    .await
+    .unwrap()
+}
+
 fn wire(hashes: &[Hash]) -> Vec<Vec<u8>> {
     hashes.iter().map(|h| h.0.to_vec()).collect()
 }
@@ -184,22 +207,14 @@ async fn forged_views_are_refused_and_forks_become_evidence() {
         let url = url.clone();
         let state_path = state_path.clone();
         async move {
-            let rpc = LogRpc::connect(&Endpoint {
-                addr: url,
-                ca: None,
-                client_cert: None,
-                timeout: std::time::Duration::from_secs(10),
-            })
-            .await
-            .unwrap();
+            let rpc = connect(url).await;
             VerifyingClient::new(rpc, trust, TrustedState::load(&state_path).unwrap())
         }
     };
     let set = |cp: Vec<u8>, proof: Vec<Vec<u8>>| {
-        *script.lock().unwrap() = Script {
-            checkpoint: cp,
-            proof,
-        };
+        let mut s = script.lock().unwrap();
+        s.checkpoint = cp;
+        s.proof = proof;
     };
 
     // First contact: size 10, honest. Trusted and persisted.
@@ -285,4 +300,91 @@ async fn forged_views_are_refused_and_forks_become_evidence() {
         wire(&prove_consistency(&h.nodes, 21, 40).unwrap()),
     );
     assert!(matches!(c.update().await, Err(UpdateError::Malformed(_))));
+}
+
+#[tokio::test]
+async fn the_monitor_rebuilds_the_tree_and_refuses_altered_skipped_or_forked_histories() {
+    use quire_client::monitor::{step, MonitorError, MonitorState};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let key = LogSigner::generate_with(LogKeyAlgorithm::Ed25519, ORIGIN, &mut rng).unwrap();
+    let honest: Vec<Vec<u8>> = (0..300)
+        .map(|i| format!("event {i}").into_bytes())
+        .collect();
+    let h = tree(&honest);
+    let script = Arc::new(Mutex::new(Script::default()));
+    let url = serve(Arc::clone(&script)).await;
+    let mut rpc = connect(url).await;
+    let trust = LogTrust {
+        origin: ORIGIN.into(),
+        log_keys: vec![key.verifier()],
+        witnesses: vec![],
+        quorum: 0,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("monitor.json");
+    let set = |size: usize, root: Hash, proof: &[Hash], entries: &[Vec<u8>], skip: bool| {
+        *script.lock().unwrap() = Script {
+            checkpoint: signed(&key, size as u64, root),
+            proof: wire(proof),
+            entries: entries.to_vec(),
+            skip,
+        };
+    };
+
+    // First run: every entry up to 100 downloaded and the root rebuilt.
+    set(100, h.roots[100], &[], &honest, false);
+    let mut seen = 0;
+    let (state, cp) = step(
+        &mut rpc,
+        &trust,
+        &MonitorState::load(&path).unwrap(),
+        |done, _| seen = done,
+    )
+    .await
+    .unwrap();
+    assert_eq!((cp.size(), state.range.size(), seen), (100, 100, 100));
+    state.save(&path).unwrap();
+    let state = MonitorState::load(&path).unwrap();
+    assert_eq!(state.range.root(), h.roots[100]);
+
+    // An altered entry between 100 and 200 under an honest checkpoint and
+    // proof: the rebuilt root differs.
+    let mut altered = honest.clone();
+    altered[150] = b"altered".to_vec();
+    let proof = prove_consistency(&h.nodes, 100, 200).unwrap();
+    set(200, h.roots[200], &proof, &altered, false);
+    assert!(matches!(
+        step(&mut rpc, &trust, &state, |_, _| {}).await,
+        Err(MonitorError::EntriesMismatch { size: 200, .. })
+    ));
+    // A stream that skips an entry.
+    set(200, h.roots[200], &proof, &honest, true);
+    assert!(matches!(
+        step(&mut rpc, &trust, &state, |_, _| {}).await,
+        Err(MonitorError::Rpc(_))
+    ));
+    // A rollback.
+    set(50, h.roots[50], &[], &honest, false);
+    assert!(matches!(
+        step(&mut rpc, &trust, &state, |_, _| {}).await,
+        Err(MonitorError::Rollback {
+            accepted: 100,
+            offered: 50
+        })
+    ));
+    // A fork: another history of 300 whose proof rebuilds its own root.
+    let mut forked = honest.clone();
+    forked[42] = b"rewritten".to_vec();
+    let f = tree(&forked);
+    let fproof = prove_consistency(&f.nodes, 100, 300).unwrap();
+    set(300, f.roots[300], &fproof, &forked, false);
+    match step(&mut rpc, &trust, &state, |_, _| {}).await {
+        Err(MonitorError::Fork(ev)) => assert!(ev.check(&[key.verifier()]).is_ok()),
+        other => panic!("fork not caught: {other:?}"),
+    }
+    // The honest continuation is still accepted from the saved state.
+    let hproof = prove_consistency(&h.nodes, 100, 300).unwrap();
+    set(300, h.roots[300], &hproof, &honest, false);
+    let (state, cp) = step(&mut rpc, &trust, &state, |_, _| {}).await.unwrap();
+    assert_eq!((cp.size(), state.range.root()), (300, h.roots[300]));
 }

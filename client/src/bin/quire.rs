@@ -161,6 +161,30 @@ enum Cmd {
         #[command(flatten)]
         trust: Trust,
     },
+    /// Follow a log: download every new entry, recompute the tree, verify
+    /// each checkpoint and its consistency, persist state only after that.
+    /// On misbehaviour: write the evidence (for a split view) and exit 1.
+    Monitor {
+        /// State file (created on first run; resumed after).
+        #[arg(long)]
+        state: PathBuf,
+        /// Where split-view evidence is written.
+        #[arg(long, default_value = "quire-evidence.json")]
+        evidence_out: PathBuf,
+        /// Check once and exit instead of following.
+        #[arg(long)]
+        once: bool,
+        /// Milliseconds between polls.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Report misbehaviour and keep following instead of exiting.
+        #[arg(long)]
+        keep_going: bool,
+        #[command(flatten)]
+        net: Net,
+        #[command(flatten)]
+        trust: Trust,
+    },
     /// Audit saved material offline: a verdict, and exit 1 on any failure.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -376,6 +400,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .await
         }
         Cmd::Audit(a) => audit(json, a),
+        Cmd::Monitor {
+            state,
+            evidence_out,
+            once,
+            interval_ms,
+            keep_going,
+            net,
+            trust,
+        } => {
+            let opts = MonitorOpts {
+                state,
+                evidence_out,
+                once,
+                interval: std::time::Duration::from_millis(interval_ms),
+                keep_going,
+            };
+            monitor(json, &opts, &net, &trust).await
+        }
         Cmd::Verify {
             bundle,
             entry,
@@ -824,4 +866,68 @@ async fn latest_verified(
         .verify_note(&note)
         .map_err(|e| Failure::Verify(e.to_string()))?;
     Ok((note, cp))
+}
+
+struct MonitorOpts {
+    state: PathBuf,
+    evidence_out: PathBuf,
+    once: bool,
+    interval: std::time::Duration,
+    keep_going: bool,
+}
+
+async fn monitor(json: bool, o: &MonitorOpts, net: &Net, trust: &Trust) -> Result<(), Failure> {
+    use quire_client::monitor::{step, MonitorError, MonitorState};
+    let (mut rpc, t) = connect_trusted(net, trust).await?;
+    let mut state = MonitorState::load(&o.state).map_err(|e| Failure::Input(e.to_string()))?;
+    let mut failed = None;
+    loop {
+        let progress = |done: u64, end: u64| {
+            if !json {
+                eprintln!("checked {done} of {end} entries");
+            }
+        };
+        match step(&mut rpc, &t, &state, progress).await {
+            Ok((updated, cp)) => {
+                if updated.range.size() != state.range.size() || state.checkpoint.is_none() {
+                    updated
+                        .save(&o.state)
+                        .map_err(|e| Failure::Input(e.to_string()))?;
+                    print(
+                        json,
+                        &format!(
+                            "OK: size {}, root {} (entries and consistency checked)",
+                            cp.size(),
+                            cp.root()
+                        ),
+                        &serde_json::json!({"verified": true, "tree_size": cp.size().to_string(), "root": cp.root().to_base64()}),
+                    );
+                }
+                state = updated;
+            }
+            Err(MonitorError::Rpc(e)) if !o.keep_going => return Err(e.into()),
+            Err(e) => {
+                if let MonitorError::Fork(ev) = &e {
+                    write_file(&o.evidence_out, ev.to_json().as_bytes())?;
+                }
+                let msg = match &e {
+                    MonitorError::Fork(_) => format!(
+                        "MISBEHAVIOUR: {e}; evidence written to {}",
+                        o.evidence_out.display()
+                    ),
+                    _ => format!("MISBEHAVIOUR: {e}"),
+                };
+                if !o.keep_going {
+                    return Err(Failure::Verify(msg));
+                }
+                eprintln!("quire: {msg}");
+                failed = Some(msg);
+            }
+        }
+        if o.once {
+            break;
+        }
+        tokio::time::sleep(o.interval).await;
+    }
+    failed.map_or(Ok(()), |m| Err(Failure::Verify(m)))
 }
