@@ -11,8 +11,9 @@ use quire_core::Note;
 use quire_proto::hashes_from_wire;
 use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::{
-    AddEntriesRequest, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
-    GetEntryWithProofRequest, ListLogsRequest,
+    get_inclusion_proof_request, AddEntriesRequest, GetCheckpointRequest,
+    GetConsistencyProofRequest, GetEntriesRequest, GetEntryWithProofRequest,
+    GetInclusionProofRequest, ListLogsRequest,
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Code;
@@ -320,6 +321,51 @@ impl LogRpc {
             )));
         }
         hashes_from_wire(&r.proof).map_err(|e| RpcError::Verify(format!("consistency proof: {e}")))
+    }
+
+    /// An inclusion proof of the entry at `index`, or of the entry with
+    /// leaf hash `leaf` (when `index` is `None`), in the tree of `tree_size`.
+    /// Returns the entry's index and the proof, not yet verified.
+    ///
+    /// # Errors
+    /// [`RpcError`]; [`RpcError::Verify`] for an answer about another size
+    /// or index, or malformed hashes.
+    pub async fn inclusion(
+        &mut self,
+        origin: &str,
+        index: Option<u64>,
+        leaf: quire_core::Hash,
+        tree_size: u64,
+    ) -> Result<(u64, Vec<quire_core::Hash>), RpcError> {
+        let c = self.client.clone();
+        let log = origin.to_owned();
+        let want = match index {
+            Some(i) => get_inclusion_proof_request::Leaf::Index(i),
+            None => get_inclusion_proof_request::Leaf::LeafHash(leaf.0.to_vec()),
+        };
+        let r = self
+            .retry("GetInclusionProof", || {
+                let mut c = c.clone();
+                let (log, want) = (log.clone(), want.clone());
+                async move {
+                    c.get_inclusion_proof(GetInclusionProofRequest {
+                        log,
+                        leaf: Some(want),
+                        tree_size,
+                    })
+                    .await
+                }
+            })
+            .await?;
+        if r.tree_size != tree_size || index.is_some_and(|i| i != r.index) {
+            return Err(RpcError::Verify(format!(
+                "asked for a proof in the tree of size {tree_size}, got one for entry {} in size {}",
+                r.index, r.tree_size
+            )));
+        }
+        let proof = hashes_from_wire(&r.proof)
+            .map_err(|e| RpcError::Verify(format!("inclusion proof: {e}")))?;
+        Ok((r.index, proof))
     }
 
     /// Entries `[start, end)` in order, handed to `each` with their index.

@@ -6,7 +6,7 @@
 //! anyone can check with the log's public key.
 
 use quire_core::tlog_proof::verify_checkpoint_note;
-use quire_core::{verify_consistency, Checkpoint, Note, SplitViewEvidence};
+use quire_core::{verify_consistency, verify_inclusion, Checkpoint, Hash, Note, SplitViewEvidence};
 
 use crate::policy::{LogTrust, TrustError};
 use crate::rpc::{LogRpc, RpcError};
@@ -49,6 +49,16 @@ pub enum UpdateError {
     /// The trusted state could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// An inclusion proof that does not lead to the trusted root.
+    #[error("entry {index} is not proven in the trusted checkpoint of size {size}: {why}")]
+    NotIncluded {
+        /// The index the log claimed.
+        index: u64,
+        /// Trusted size.
+        size: u64,
+        /// Why.
+        why: String,
+    },
 }
 
 /// A client that verifies before it trusts.
@@ -68,6 +78,29 @@ impl VerifyingClient {
     pub fn trusted(&self) -> Option<Checkpoint> {
         let note = Note::parse(self.state.trusted(&self.trust.origin)?).ok()?;
         Checkpoint::parse(note.text().as_bytes()).ok()
+    }
+
+    /// Proves that the entry with leaf hash `leaf` is in the log: updates the
+    /// trusted checkpoint, asks the log for an inclusion proof in exactly
+    /// that tree, and verifies it against the trusted root. Returns the
+    /// entry's index and the checkpoint it is proven in.
+    ///
+    /// # Errors
+    /// [`UpdateError`] from the update, or [`UpdateError::NotIncluded`].
+    pub async fn prove(&mut self, leaf: Hash) -> Result<(u64, Checkpoint), UpdateError> {
+        let cp = self.update().await?;
+        let (index, proof) = self
+            .rpc
+            .inclusion(&self.trust.origin, None, leaf, cp.size())
+            .await?;
+        verify_inclusion(&leaf, index, cp.size(), &proof, cp.root()).map_err(|e| {
+            UpdateError::NotIncluded {
+                index,
+                size: cp.size(),
+                why: e.to_string(),
+            }
+        })?;
+        Ok((index, cp))
     }
 
     /// Fetches the log's latest checkpoint and, if it verifies and extends

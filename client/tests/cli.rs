@@ -106,6 +106,23 @@ async fn submit_wait_prove_and_verify_offline() {
     expect(0, format!("prove --index 0 --out {proved} {net}")).await;
     let o = expect(0, format!("verify {proved} {key} --entry {entry}")).await;
     assert!(text(&o).contains("size 6"), "{}", text(&o));
+    // By the entry itself, and by its leaf hash alone.
+    let by_entry = path("by-entry.tlog-proof");
+    let o = expect(0, format!("prove --entry {entry} --out {by_entry} {net}")).await;
+    assert!(text(&o).contains("entry 0 proven"), "{}", text(&o));
+    expect(0, format!("verify {by_entry} {key}")).await;
+    let leaf = quire_core::leaf_hash(&std::fs::read(&entry).unwrap()).to_base64();
+    let by_leaf = path("by-leaf.tlog-proof");
+    expect(0, format!("prove --leaf-hash {leaf} --out {by_leaf} {net}")).await;
+    expect(0, format!("verify {by_leaf} {key} --entry {entry}")).await;
+    expect(2, format!("verify {by_leaf} {key}")).await;
+    expect(0, format!("verify {by_leaf} {key} --leaf-hash {leaf}")).await;
+    let unknown = quire_core::leaf_hash(b"never added").to_base64();
+    expect(
+        2,
+        format!("prove --leaf-hash {unknown} --out {by_leaf} {net}"),
+    )
+    .await;
     let o = expect(0, format!("checkpoint {net}")).await;
     assert!(
         text(&o).starts_with(&format!("{ORIGIN}\n6\n")),

@@ -61,6 +61,8 @@ struct Script {
     entries: Vec<Vec<u8>>,
     /// Serve the page of entries one index late (a skipped entry).
     skip: bool,
+    /// The inclusion proof answered: index, tree size, hashes.
+    inclusion: (u64, u64, Vec<Vec<u8>>),
 }
 
 #[derive(Clone)]
@@ -94,7 +96,13 @@ impl Log for Double {
         &self,
         _: Request<GetInclusionProofRequest>,
     ) -> Result<Response<GetInclusionProofResponse>, Status> {
-        Err(Status::unimplemented("double"))
+        let (index, tree_size, proof) = self.0.lock().unwrap().inclusion.clone();
+        Ok(Response::new(GetInclusionProofResponse {
+            index,
+            tree_size,
+            proof,
+            checkpoint: Vec::new(),
+        }))
     }
     async fn get_consistency_proof(
         &self,
@@ -270,6 +278,36 @@ async fn forged_views_are_refused_and_forks_become_evidence() {
     let mut c = client(trust.clone()).await;
     assert_eq!(c.trusted().unwrap().size(), 20);
 
+    // Inclusion proofs are checked against the trusted checkpoint (size 20).
+    let leaf5 = leaf_hash(&honest[5]);
+    let incl = |index: u64, size: u64, proof: Vec<Hash>| {
+        script.lock().unwrap().inclusion = (index, size, wire(&proof));
+    };
+    incl(5, 20, quire_core::prove_inclusion(&h.nodes, 5, 20).unwrap());
+    assert_eq!(c.prove(leaf5).await.unwrap().0, 5);
+    // A proof made for another tree size, labelled as size 20.
+    incl(5, 20, quire_core::prove_inclusion(&h.nodes, 5, 19).unwrap());
+    assert!(matches!(
+        c.prove(leaf5).await,
+        Err(UpdateError::NotIncluded { .. })
+    ));
+    // An answer about another tree size.
+    incl(5, 19, quire_core::prove_inclusion(&h.nodes, 5, 19).unwrap());
+    assert!(matches!(c.prove(leaf5).await, Err(UpdateError::Rpc(_))));
+    // Trailing garbage, and another index for the same leaf.
+    let mut padded = quire_core::prove_inclusion(&h.nodes, 5, 20).unwrap();
+    padded.push(Hash([1; 32]));
+    incl(5, 20, padded);
+    assert!(matches!(
+        c.prove(leaf5).await,
+        Err(UpdateError::NotIncluded { .. })
+    ));
+    incl(6, 20, quire_core::prove_inclusion(&h.nodes, 6, 20).unwrap());
+    assert!(matches!(
+        c.prove(leaf5).await,
+        Err(UpdateError::NotIncluded { .. })
+    ));
+
     // A fork at a larger size (size 20 is not a power of two, so the proof
     // carries its seed): the forked tree's proof rebuilds its own signed
     // root and implies another root for 20, which is evidence.
@@ -328,6 +366,7 @@ async fn the_monitor_rebuilds_the_tree_and_refuses_altered_skipped_or_forked_his
             proof: wire(proof),
             entries: entries.to_vec(),
             skip,
+            ..Script::default()
         };
     };
 

@@ -105,10 +105,17 @@ enum Cmd {
         trust: Trust,
     },
     /// Write a proof bundle for the entry at an index, verified first.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["index", "entry", "leaf_hash"])))]
     Prove {
         /// Entry index.
         #[arg(long)]
-        index: u64,
+        index: Option<u64>,
+        /// The entry (a file): proven by its leaf hash, carried in the bundle.
+        #[arg(long)]
+        entry: Option<PathBuf>,
+        /// The entry's leaf hash (base64), when the entry is not at hand.
+        #[arg(long)]
+        leaf_hash: Option<String>,
         /// Where to write the bundle.
         #[arg(long)]
         out: PathBuf,
@@ -193,8 +200,11 @@ enum Cmd {
         /// The bundle (a C2SP tlog-proof file).
         bundle: PathBuf,
         /// Check this entry file instead of the one the bundle carries.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "leaf_hash")]
         entry: Option<PathBuf>,
+        /// Check this leaf hash (base64) instead.
+        #[arg(long)]
+        leaf_hash: Option<String>,
         #[command(flatten)]
         trust: Trust,
     },
@@ -368,10 +378,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         } => add(json, &file, wait, &net, &trust).await,
         Cmd::Prove {
             index,
+            entry,
+            leaf_hash,
             out,
             net,
             trust,
-        } => prove(json, index, &out, &net, &trust).await,
+        } => {
+            let which = match (index, entry, leaf_hash) {
+                (Some(i), _, _) => Which::Index(i),
+                (_, Some(e), _) => Which::Entry(read_limited(&e, MAX_ENTRY_FILE, "entry")?),
+                (_, _, Some(h)) => Which::Leaf(
+                    quire_core::Hash::from_base64(&h)
+                        .map_err(|e| Failure::Input(format!("--leaf-hash: {e}")))?,
+                ),
+                _ => {
+                    return Err(Failure::Input(
+                        "give --index, --entry or --leaf-hash".into(),
+                    ))
+                }
+            };
+            prove(json, which, &out, &net, &trust).await
+        }
         Cmd::Checkpoint { net, trust } => checkpoint(json, &net, &trust).await,
         Cmd::Consistency {
             from,
@@ -421,8 +448,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Verify {
             bundle,
             entry,
+            leaf_hash,
             trust,
-        } => verify(json, &bundle, entry, &trust),
+        } => verify(json, &bundle, entry, leaf_hash.as_deref(), &trust),
     }
 }
 
@@ -513,17 +541,51 @@ async fn add(
     Ok(())
 }
 
+/// A bundle for the entry with leaf hash `leaf`, in the latest verified
+/// checkpoint (not yet verified itself).
+async fn by_leaf(
+    rpc: &mut LogRpc,
+    t: &LogTrust,
+    leaf: quire_core::Hash,
+    entry: Option<Vec<u8>>,
+) -> Result<TlogProof, Failure> {
+    let (note, cp) = latest_verified(rpc, t).await?;
+    let (index, proof) = rpc.inclusion(&t.origin, None, leaf, cp.size()).await?;
+    Ok(TlogProof {
+        extra: entry,
+        index,
+        proof,
+        checkpoint: note,
+    })
+}
+
+/// Which entry to prove.
+enum Which {
+    Index(u64),
+    Entry(Vec<u8>),
+    Leaf(quire_core::Hash),
+}
+
 async fn prove(
     json: bool,
-    index: u64,
+    which: Which,
     out: &PathBuf,
     net: &Net,
     trust: &Trust,
 ) -> Result<(), Failure> {
     let (mut rpc, t) = connect_trusted(net, trust).await?;
-    let proof = rpc.entry_with_proof(&t.origin, index).await?;
+    let (proof, subject_leaf) = match which {
+        Which::Index(i) => (rpc.entry_with_proof(&t.origin, i).await?, None),
+        Which::Entry(entry) => {
+            let leaf = quire_core::leaf_hash(&entry);
+            (by_leaf(&mut rpc, &t, leaf, Some(entry)).await?, Some(leaf))
+        }
+        Which::Leaf(leaf) => (by_leaf(&mut rpc, &t, leaf, None).await?, Some(leaf)),
+    };
+    let index = proof.index;
+    let subject = subject_leaf.map_or(Subject::Carried, Subject::Leaf);
     let v = BundleVerifier::new(t)
-        .verify_parsed(&proof, Subject::Carried)
+        .verify_parsed(&proof, subject)
         .map_err(|e| Failure::Verify(e.to_string()))?;
     write_file(out, &proof.to_bytes())?;
     print(
@@ -554,6 +616,7 @@ fn verify(
     json: bool,
     bundle: &PathBuf,
     entry: Option<PathBuf>,
+    leaf_hash: Option<&str>,
     trust: &Trust,
 ) -> Result<(), Failure> {
     let bytes = read_limited(
@@ -570,7 +633,23 @@ fn verify(
     let entry = entry
         .map(|p| read_limited(&p, MAX_ENTRY_FILE, "entry"))
         .transpose()?;
-    let subject = entry.as_deref().map_or(Subject::Carried, Subject::Entry);
+    let leaf = leaf_hash
+        .map(|h| {
+            quire_core::Hash::from_base64(h)
+                .map_err(|e| Failure::Input(format!("--leaf-hash: {e}")))
+        })
+        .transpose()?;
+    let subject = match (entry.as_deref(), leaf) {
+        (Some(e), _) => Subject::Entry(e),
+        (None, Some(h)) => Subject::Leaf(h),
+        (None, None) if proof.extra.is_none() => {
+            return Err(Failure::Input(format!(
+                "bundle {} carries no entry: give --entry FILE or --leaf-hash",
+                bundle.display()
+            )))
+        }
+        (None, None) => Subject::Carried,
+    };
     let v = BundleVerifier::new(t)
         .verify_parsed(&proof, subject)
         .map_err(|e| Failure::Verify(format!("bundle {}: {e}", bundle.display())))?;
