@@ -13,7 +13,7 @@ use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::{
     get_inclusion_proof_request, AddEntriesRequest, GetCheckpointRequest,
     GetConsistencyProofRequest, GetEntriesRequest, GetEntryWithProofRequest,
-    GetInclusionProofRequest, ListLogsRequest,
+    GetInclusionProofRequest, ListLogsRequest, TailEntriesRequest,
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Code;
@@ -200,6 +200,72 @@ impl LogRpc {
         Ok(added)
     }
 
+    /// Adds a batch of entries in one request (not retried); with
+    /// `with_proof`, the answer carries each entry's inclusion proof and the
+    /// checkpoint they are bound to (not yet verified).
+    ///
+    /// # Errors
+    /// [`RpcError`].
+    pub async fn add_batch(
+        &mut self,
+        origin: &str,
+        entries: Vec<Vec<u8>>,
+        with_proof: bool,
+    ) -> Result<quire_proto::v1::AddEntriesResponse, RpcError> {
+        let mut req = tonic::Request::new(AddEntriesRequest {
+            log: origin.to_owned(),
+            entries,
+            with_proof,
+        });
+        req.set_timeout(self.timeout);
+        Ok(self
+            .client
+            .add_entries(req)
+            .await
+            .map_err(|s| status("AddEntries", &s))?
+            .into_inner())
+    }
+
+    /// Follows the log's checkpoints as they are signed (a server stream;
+    /// each note still has to be verified).
+    ///
+    /// # Errors
+    /// [`RpcError`] when the stream cannot be opened.
+    pub async fn watch_checkpoints(
+        &mut self,
+        origin: &str,
+    ) -> Result<tonic::Streaming<quire_proto::v1::GetCheckpointResponse>, RpcError> {
+        Ok(self
+            .client
+            .watch_checkpoints(GetCheckpointRequest {
+                log: origin.to_owned(),
+            })
+            .await
+            .map_err(|s| status("WatchCheckpoints", &s))?
+            .into_inner())
+    }
+
+    /// Follows the log's entries from `start` as they are integrated, each
+    /// page with the checkpoint that contains it (unverified).
+    ///
+    /// # Errors
+    /// [`RpcError`] when the stream cannot be opened.
+    pub async fn tail(
+        &mut self,
+        origin: &str,
+        start: u64,
+    ) -> Result<tonic::Streaming<quire_proto::v1::TailPage>, RpcError> {
+        Ok(self
+            .client
+            .tail_entries(TailEntriesRequest {
+                log: origin.to_owned(),
+                start,
+            })
+            .await
+            .map_err(|s| status("TailEntries", &s))?
+            .into_inner())
+    }
+
     /// Adds one entry and waits for it to be in a signed checkpoint; returns
     /// its proof bundle (entry carried in `extra`), not yet verified.
     ///
@@ -231,18 +297,7 @@ impl LogRpc {
         entry: Vec<u8>,
         with_proof: bool,
     ) -> Result<(Added, quire_proto::v1::AddEntriesResponse), RpcError> {
-        let mut req = tonic::Request::new(AddEntriesRequest {
-            log: origin.to_owned(),
-            entries: vec![entry],
-            with_proof,
-        });
-        req.set_timeout(self.timeout);
-        let resp = self
-            .client
-            .add_entries(req)
-            .await
-            .map_err(|s| status("AddEntries", &s))?
-            .into_inner();
+        let resp = self.add_batch(origin, vec![entry], with_proof).await?;
         let first = resp
             .entries
             .first()

@@ -324,9 +324,29 @@ async fn forged_views_are_refused_and_forks_become_evidence() {
             ..
         }
     ));
-    // The evidence survives its JSON form.
+    // The evidence survives its JSON form, and `quire audit` accepts it
+    // with nothing but the log's public key.
     let again = quire_core::SplitViewEvidence::from_json(ev.to_json().as_bytes()).unwrap();
     assert!(again.check(&[key.verifier()]).is_ok());
+    let file = dir.path().join("evidence.json");
+    std::fs::write(&file, ev.to_json()).unwrap();
+    let vkey = key.verifier().to_vkey();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+            .args([
+                "audit",
+                "evidence",
+                file.to_str().unwrap(),
+                "--log-key",
+                &vkey,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PROVEN"));
     assert_eq!(c.trusted().unwrap().size(), 20);
 
     // An edited state file is not trusted.

@@ -842,8 +842,12 @@ async fn entries(
     };
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut written = 0u64;
-    rpc.entries(&t.origin, start, end, |_, e| {
+    let show_progress = out.is_some() && !json;
+    rpc.entries(&t.origin, start, end, |i, e| {
         written += 1;
+        if show_progress && written % 65_536 == 0 {
+            eprintln!("{} of {} entries written", i + 1 - start, end - start);
+        }
         writeln!(sink, "{}", b64.encode(e))
             .map_err(|e| quire_client::rpc::RpcError::Input(format!("writing entries: {e}")))
     })
