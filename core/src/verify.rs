@@ -128,7 +128,9 @@ pub struct ConsistencyMismatch {
 fn inclusion_len(index: u64, size: u64) -> usize {
     let last = size - 1;
     let inner = 64 - (index ^ last).leading_zeros();
-    let border = (index >> inner).count_ones();
+    // `inner` is 64 when the sizes straddle 2^63 (past MAX_TREE_SIZE, but a
+    // verifier must still answer): nothing is left above the split then.
+    let border = index.checked_shr(inner).map_or(0, u64::count_ones);
     (inner + border) as usize
 }
 

@@ -228,3 +228,23 @@ proptest! {
         check_consistency(&tree, old, new, true);
     }
 }
+
+/// Sizes past 2^63 (beyond any tree Quire builds) are still answered with an
+/// error, never a panic: the fuzzer found a shift by 64 there.
+#[test]
+fn sizes_above_2_63_are_errors_not_panics() {
+    let h = quire_core::Hash([3; 32]);
+    for size in [1u64 << 63, (1 << 63) + 1, u64::MAX] {
+        for index in [0, 1, (1 << 63) - 1, 1 << 63, size - 1] {
+            let path = vec![h; 63];
+            assert!(quire_core::verify_inclusion(&h, index, size, &path, &h).is_err());
+            assert!(quire_core::verify_inclusion(&h, index, size, &path[..10], &h).is_err());
+        }
+        for old in [1u64, 5, 0x00ff_ffff_ffff_ffff, (1 << 63) - 1, 1 << 63] {
+            if old < size {
+                let path = vec![h; 40];
+                assert!(quire_core::verify_consistency(old, size, &path, &h, &h).is_err());
+            }
+        }
+    }
+}
