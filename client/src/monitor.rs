@@ -8,9 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use quire_core::{
-    leaf_hash, verify_consistency, Checkpoint, CompactRange, Hash, Note, SplitViewEvidence,
-};
+use quire_core::{leaf_hash, Checkpoint, CompactRange, Hash, Note, SplitViewEvidence};
+
+use crate::extend::{check_extension, ExtendError, Signed};
 
 use crate::policy::LogTrust;
 use crate::rpc::{LogRpc, RpcError};
@@ -128,25 +128,18 @@ impl MonitorState {
     /// # Errors
     /// [`MonitorError::State`].
     pub fn save(&self, path: &Path) -> Result<(), MonitorError> {
-        use std::io::Write;
-        let bad = |e: std::io::Error| MonitorError::State {
-            path: path.to_owned(),
-            why: e.to_string(),
-        };
         let json = serde_json::json!({
             "format": FORMAT,
             "size": self.range.size().to_string(),
             "edge": self.range.edge().iter().map(Hash::to_base64).collect::<Vec<_>>(),
             "checkpoint": self.checkpoint.as_ref().map(|c| String::from_utf8_lossy(c).into_owned()),
         });
-        let tmp = path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(bad)?;
-            f.write_all(json.to_string().as_bytes()).map_err(bad)?;
-            f.sync_all().map_err(bad)?;
-        }
-        std::fs::rename(&tmp, path).map_err(bad)?;
-        Ok(())
+        crate::extend::write_durably(path, json.to_string().as_bytes()).map_err(|e| {
+            MonitorError::State {
+                path: path.to_owned(),
+                why: e.to_string(),
+            }
+        })
     }
 }
 
@@ -182,40 +175,37 @@ pub async fn step(
         ),
         None => None,
     };
-    if cp.size() < accepted {
+    if let (Some(old_bytes), Some(old)) = (&old_note, &old_cp) {
+        let new_bytes = note.to_bytes();
+        let old = Signed {
+            note: old_bytes,
+            checkpoint: old,
+        };
+        let new = Signed {
+            note: &new_bytes,
+            checkpoint: &cp,
+        };
+        check_extension(rpc, &trust.origin, &trust.log_keys, old, new)
+            .await
+            .map_err(|e| match e {
+                ExtendError::Rpc(e) => MonitorError::Rpc(e),
+                ExtendError::Rollback { old, new } => MonitorError::Rollback {
+                    accepted: old,
+                    offered: new,
+                },
+                ExtendError::Fork(ev) => MonitorError::Fork(ev),
+                ExtendError::Inconsistent { old, new, why } => {
+                    MonitorError::Inconsistent { old, new, why }
+                }
+            })?;
+        if cp.size() == old.checkpoint.size() {
+            return Ok((state.clone(), cp));
+        }
+    } else if cp.size() < accepted {
         return Err(MonitorError::Rollback {
             accepted,
             offered: cp.size(),
         });
-    }
-    let fork = |path: &[Hash]| {
-        old_note.as_ref().and_then(|old| {
-            SplitViewEvidence::new(old, &note.to_bytes(), path, &trust.log_keys)
-                .ok()
-                .map(|(ev, _)| MonitorError::Fork(Box::new(ev)))
-        })
-    };
-    if let Some(old) = &old_cp {
-        if cp.size() == old.size() {
-            if cp.root() != old.root() {
-                return Err(fork(&[]).unwrap_or(MonitorError::Inconsistent {
-                    old: old.size(),
-                    new: cp.size(),
-                    why: "same size, another root".into(),
-                }));
-            }
-            return Ok((state.clone(), cp));
-        }
-        let proof = rpc
-            .consistency(&trust.origin, old.size(), cp.size())
-            .await?;
-        if let Err(e) = verify_consistency(old.size(), cp.size(), &proof, old.root(), cp.root()) {
-            return Err(fork(&proof).unwrap_or(MonitorError::Inconsistent {
-                old: old.size(),
-                new: cp.size(),
-                why: e.to_string(),
-            }));
-        }
     }
     let mut range = state.range.clone();
     let end = cp.size();

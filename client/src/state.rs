@@ -4,7 +4,6 @@
 //! leaves the old state or the new one.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Largest state file accepted (checked before parsing).
@@ -107,25 +106,12 @@ impl TrustedState {
             String::from_utf8_lossy(note).into_owned(),
         );
         let json = serde_json::json!({ "format": FORMAT, "logs": logs });
-        let io = |e: std::io::Error| StateError::Io {
-            path: self.path.clone(),
-            why: e.to_string(),
-        };
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(json.to_string().as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        crate::extend::write_durably(&self.path, json.to_string().as_bytes()).map_err(|e| {
+            StateError::Io {
+                path: self.path.clone(),
+                why: e.to_string(),
+            }
+        })?;
         self.logs = logs;
         Ok(())
     }

@@ -6,7 +6,9 @@
 //! anyone can check with the log's public key.
 
 use quire_core::tlog_proof::verify_checkpoint_note;
-use quire_core::{verify_consistency, verify_inclusion, Checkpoint, Hash, Note, SplitViewEvidence};
+use quire_core::{verify_inclusion, Checkpoint, Hash, Note, SplitViewEvidence};
+
+use crate::extend::{check_extension, ExtendError, Signed};
 
 use crate::policy::{LogTrust, TrustError};
 use crate::rpc::{LogRpc, RpcError};
@@ -129,36 +131,32 @@ impl VerifyingClient {
             &self.trust.witnesses,
         )
         .map_err(|e| UpdateError::Malformed(format!("trusted state: {e}")))?;
-        let (old, new) = (trusted.size(), offered.size());
-        if new < old {
-            return Err(UpdateError::Rollback {
-                trusted: old,
-                offered: new,
-            });
-        }
-        let fork = |path: &[quire_core::Hash]| {
-            SplitViewEvidence::new(&trusted_bytes, &offered_bytes, path, &self.trust.log_keys)
-                .map(|(ev, _)| UpdateError::Fork(Box::new(ev)))
+        let offered_signed = offered_note.to_bytes();
+        let old = Signed {
+            note: &trusted_bytes,
+            checkpoint: &trusted,
         };
-        if new == old {
-            if trusted.root() == offered.root() {
-                return Ok(offered);
-            }
-            return Err(fork(&[]).unwrap_or_else(|e| UpdateError::Inconsistent {
-                trusted: old,
-                offered: new,
-                why: e.to_string(),
-            }));
-        }
-        let proof = self.rpc.consistency(&origin, old, new).await?;
-        if let Err(e) = verify_consistency(old, new, &proof, trusted.root(), offered.root()) {
-            // A proof that rebuilds the new signed root but implies another
-            // old root is evidence; one that merely fails is not.
-            return Err(fork(&proof).unwrap_or_else(|_| UpdateError::Inconsistent {
-                trusted: old,
-                offered: new,
-                why: e.to_string(),
-            }));
+        let new = Signed {
+            note: &offered_signed,
+            checkpoint: &offered,
+        };
+        check_extension(&mut self.rpc, &origin, &self.trust.log_keys, old, new)
+            .await
+            .map_err(|e| match e {
+                ExtendError::Rpc(e) => UpdateError::Rpc(e),
+                ExtendError::Rollback { old, new } => UpdateError::Rollback {
+                    trusted: old,
+                    offered: new,
+                },
+                ExtendError::Fork(ev) => UpdateError::Fork(ev),
+                ExtendError::Inconsistent { old, new, why } => UpdateError::Inconsistent {
+                    trusted: old,
+                    offered: new,
+                    why,
+                },
+            })?;
+        if trusted.size() == offered.size() {
+            return Ok(offered);
         }
         self.state.set(&origin, &offered_note.to_bytes())?;
         Ok(offered)
