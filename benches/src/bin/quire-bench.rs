@@ -32,8 +32,8 @@ use quire_proto::v1::{
     AddEntriesRequest, GetCheckpointRequest, GetInclusionProofRequest, ListLogsRequest,
 };
 use quire_server::config::{Config, LogConfig};
+use quire_server::local::LocalServer;
 use quire_server::log::DedupPolicy;
-use quire_server::service::LogService;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
@@ -230,8 +230,7 @@ async fn main() -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| tmp.path().to_owned());
-    let mut stop = None;
-    let mut local_log = None;
+    let mut local = None;
     let addr = if let Some(a) = &args.addr {
         a.clone()
     } else {
@@ -243,20 +242,10 @@ async fn main() -> anyhow::Result<()> {
         };
         cfg.max_batch = args.batch.max(1000);
         cfg.queue_depth = 100_000;
-        let (log, _) = quire_server::open_redb_log(&data_dir, &cfg)?;
-        local_log = Some(log.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let config = Config::default();
-        let task = tokio::spawn(async move {
-            let _ = quire_server::serve(listener, LogService::new(vec![log]), &config, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-        stop = Some((tx, task));
-        format!("http://{addr}")
+        let server = LocalServer::start(&data_dir, vec![cfg], Config::default()).await?;
+        let url = server.url();
+        local = Some(server);
+        url
     };
     if args.scenario == Scenario::Ready {
         return ready(&addr).await;
@@ -452,7 +441,10 @@ async fn main() -> anyhow::Result<()> {
 
     let grown = after.size() - before.size();
     let disk = dir_bytes(&data_dir);
-    let space = local_log.as_ref().and_then(|l| l.store().space().ok());
+    let space = local
+        .as_ref()
+        .and_then(|l| l.logs.first())
+        .and_then(|l| l.store().space().ok());
     let per_entry = |b: u64| {
         if after.size() > 0 {
             b as f64 / after.size() as f64
@@ -537,11 +529,10 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    if let Some((tx, task)) = stop {
-        let _ = tx.send(());
-        let _ = task.await;
+    // Stopped and its storage closed before the file is compacted.
+    if let Some(server) = local {
+        server.stop().await;
     }
-    drop(local_log);
     if args.compact && args.addr.is_none() {
         for e in std::fs::read_dir(data_dir.join("logs"))?.flatten() {
             if e.path().extension().is_some_and(|x| x == "redb") {
