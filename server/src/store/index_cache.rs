@@ -5,6 +5,7 @@
 //! directly, which is slower but never wrong.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -13,8 +14,86 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableDatabase};
 
 use super::bloom::Bloom;
-use super::leaf_index::{self, IndexState, Memtable, Step, RUN_BLOCKS};
+use super::leaf_index::{self, IndexState, Step, RUN_BLOCKS};
 use super::StoreError;
+
+/// Keys are already uniformly random: hash them by identity.
+#[derive(Default)]
+pub(crate) struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
+
+/// Leaves `[start, end)` not yet written as a run.
+#[derive(Default)]
+pub(crate) struct Memtable {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    first: KeyMap<u64>,
+    /// Further indexes of a key (a shared prefix, or a duplicate under a
+    /// policy that appends duplicates). Rare.
+    more: KeyMap<Vec<u64>>,
+}
+
+impl Memtable {
+    pub(crate) fn new(start: u64) -> Self {
+        Memtable {
+            start,
+            end: start,
+            ..Memtable::default()
+        }
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Adds the next leaf; `index` must be `end`.
+    pub(crate) fn push(&mut self, key: u64, index: u64) {
+        debug_assert_eq!(index, self.end);
+        match self.first.entry(key) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(index);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more.entry(key).or_default().push(index);
+            }
+        }
+        self.end = index + 1;
+    }
+
+    /// Indexes stored under `key`, lowest first.
+    pub(crate) fn get(&self, key: u64, out: &mut Vec<u64>) {
+        if let Some(i) = self.first.get(&key) {
+            out.push(*i);
+            if let Some(more) = self.more.get(&key) {
+                out.extend_from_slice(more);
+            }
+        }
+    }
+
+    pub(crate) fn sorted_pairs(&self) -> Vec<(u64, u64)> {
+        let mut pairs: Vec<(u64, u64)> = self.first.iter().map(|(k, i)| (*k, *i)).collect();
+        for (k, more) in &self.more {
+            pairs.extend(more.iter().map(|i| (*k, *i)));
+        }
+        pairs.sort_unstable();
+        pairs
+    }
+}
 
 /// The in-memory part of the leaf index.
 pub(crate) struct IndexCache {
@@ -159,4 +238,22 @@ fn build_one(
         cache.blooms.insert(id, Arc::new(bloom));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memtable_keeps_every_index_of_a_key() {
+        let mut m = Memtable::new(10);
+        m.push(7, 10);
+        m.push(3, 11);
+        m.push(7, 12);
+        let mut got = Vec::new();
+        m.get(7, &mut got);
+        assert_eq!(got, vec![10, 12]);
+        assert_eq!(m.sorted_pairs(), vec![(3, 11), (7, 10), (7, 12)]);
+        assert_eq!(m.len(), 3);
+    }
 }

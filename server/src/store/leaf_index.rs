@@ -3,7 +3,7 @@
 //!
 //! Random keys inserted one at a time into redb's copy-on-write B-tree
 //! rewrite about one page per entry, which bounded writes. Here:
-//! - the newest leaves live in a [`Memtable`]. It needs no write of its own:
+//! - the newest leaves live in a memtable ([`super::index_cache`]). It needs no write of its own:
 //!   at start it is rebuilt from the level-0 tile rows, which every commit
 //!   stores anyway;
 //! - when it holds `flush` leaves, the commit that crosses the mark writes
@@ -17,13 +17,11 @@
 //! to delete) is stored in the same transaction as the blocks it describes,
 //! so a crash leaves either the old or the new state, never a mix.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use quire_core::Hash;
 use redb::{ReadableTable, TableDefinition};
 
 use super::bloom::Bloom;
+use super::index_cache::Memtable;
 use super::StoreError;
 
 /// Blocks of sorted pairs: (run id, first key, first index) → pairs of
@@ -46,84 +44,6 @@ pub(crate) fn key(leaf: &Hash) -> u64 {
     let mut k = [0u8; 8];
     k.copy_from_slice(&leaf.0[..8]);
     u64::from_be_bytes(k)
-}
-
-/// Keys are already uniformly random: hash them by identity.
-#[derive(Default)]
-pub(crate) struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
-
-/// Leaves `[start, end)` not yet written as a run.
-#[derive(Default)]
-pub(crate) struct Memtable {
-    pub(crate) start: u64,
-    pub(crate) end: u64,
-    first: KeyMap<u64>,
-    /// Further indexes of a key (a shared prefix, or a duplicate under a
-    /// policy that appends duplicates). Rare.
-    more: KeyMap<Vec<u64>>,
-}
-
-impl Memtable {
-    pub(crate) fn new(start: u64) -> Self {
-        Memtable {
-            start,
-            end: start,
-            ..Memtable::default()
-        }
-    }
-
-    pub(crate) fn len(&self) -> u64 {
-        self.end - self.start
-    }
-
-    /// Adds the next leaf; `index` must be `end`.
-    pub(crate) fn push(&mut self, key: u64, index: u64) {
-        debug_assert_eq!(index, self.end);
-        match self.first.entry(key) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(index);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.more.entry(key).or_default().push(index);
-            }
-        }
-        self.end = index + 1;
-    }
-
-    /// Indexes stored under `key`, lowest first.
-    pub(crate) fn get(&self, key: u64, out: &mut Vec<u64>) {
-        if let Some(i) = self.first.get(&key) {
-            out.push(*i);
-            if let Some(more) = self.more.get(&key) {
-                out.extend_from_slice(more);
-            }
-        }
-    }
-
-    fn sorted_pairs(&self) -> Vec<(u64, u64)> {
-        let mut pairs: Vec<(u64, u64)> = self.first.iter().map(|(k, i)| (*k, *i)).collect();
-        for (k, more) in &self.more {
-            pairs.extend(more.iter().map(|i| (*k, *i)));
-        }
-        pairs.sort_unstable();
-        pairs
-    }
 }
 
 /// One sorted run: the pairs of leaves `[start, end)`.
@@ -688,18 +608,5 @@ mod tests {
         gap.runs[1].start = 11;
         assert!(IndexState::decode(&gap.encode()).is_err());
         assert!(IndexState::decode(&vec![1u8; MAX_STATE_BYTES + 1]).is_err());
-    }
-
-    #[test]
-    fn memtable_keeps_every_index_of_a_key() {
-        let mut m = Memtable::new(10);
-        m.push(7, 10);
-        m.push(3, 11);
-        m.push(7, 12);
-        let mut got = Vec::new();
-        m.get(7, &mut got);
-        assert_eq!(got, vec![10, 12]);
-        assert_eq!(m.sorted_pairs(), vec![(3, 11), (7, 10), (7, 12)]);
-        assert_eq!(m.len(), 3);
     }
 }

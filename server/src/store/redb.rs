@@ -9,8 +9,8 @@ use quire_core::{perfect_root, Hash, HashReader, NodeId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::bundle::{self, BUNDLE_SIZE};
-use super::index_cache::{Builder, IndexCache, SharedCache};
-use super::leaf_index::{self, IndexState, Memtable, MergeBloom, RUN_BLOCKS, STATE_KEY};
+use super::index_cache::{Builder, IndexCache, Memtable, SharedCache};
+use super::leaf_index::{self, IndexState, MergeBloom, RUN_BLOCKS, STATE_KEY};
 use super::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
 /// Bundle index → bundle record.
