@@ -31,6 +31,19 @@ pub struct Endpoint {
     pub timeout: Duration,
 }
 
+impl Endpoint {
+    /// A plain (or, for `https://`, system-trusted TLS) endpoint with a
+    /// 30-second deadline per call.
+    pub fn new(addr: &str) -> Self {
+        Endpoint {
+            addr: addr.to_owned(),
+            ca: None,
+            client_cert: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A failed call.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -73,6 +86,7 @@ pub struct Added {
 pub struct LogRpc {
     client: LogClient<Channel>,
     timeout: Duration,
+    witnessed: bool,
 }
 
 const ATTEMPTS: u32 = 4;
@@ -135,7 +149,16 @@ impl LogRpc {
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
             timeout: ep.timeout,
+            witnessed: false,
         })
+    }
+
+    /// Asks for witnessed checkpoints from now on: [`Self::checkpoint`],
+    /// [`Self::watch_checkpoints`] and writes with proofs then answer with a
+    /// checkpoint carrying the log's witness quorum of cosignatures. Turn it
+    /// on when the trust policy needs cosignatures.
+    pub fn set_witnessed(&mut self, on: bool) {
+        self.witnessed = on;
     }
 
     /// `origin` when given, else the server's only log.
@@ -180,11 +203,15 @@ impl LogRpc {
     pub async fn checkpoint(&mut self, origin: &str) -> Result<Vec<u8>, RpcError> {
         let c = self.client.clone();
         let log = origin.to_owned();
+        let witnessed = self.witnessed;
         let r = self
             .retry("GetCheckpoint", || {
                 let mut c = c.clone();
                 let log = log.clone();
-                async move { c.get_checkpoint(GetCheckpointRequest { log }).await }
+                async move {
+                    c.get_checkpoint(GetCheckpointRequest { log, witnessed })
+                        .await
+                }
             })
             .await?;
         Ok(r.checkpoint)
@@ -216,6 +243,7 @@ impl LogRpc {
             log: origin.to_owned(),
             entries,
             with_proof,
+            witnessed: with_proof && self.witnessed,
         });
         req.set_timeout(self.timeout);
         Ok(self
@@ -239,6 +267,7 @@ impl LogRpc {
             .client
             .watch_checkpoints(GetCheckpointRequest {
                 log: origin.to_owned(),
+                witnessed: self.witnessed,
             })
             .await
             .map_err(|s| status("WatchCheckpoints", &s))?
@@ -364,6 +393,7 @@ impl LogRpc {
                         log,
                         old_size,
                         new_size,
+                        with_seed: false,
                     })
                     .await
                 }

@@ -113,6 +113,7 @@ impl Log for Double {
             old_size: r.old_size,
             new_size: r.new_size,
             proof: self.0.lock().unwrap().proof.clone(),
+            seed: Vec::new(),
         }))
     }
     type GetEntriesStream = Stream<EntriesPage>;

@@ -14,6 +14,12 @@
 //! max_batch = 1000
 //! queue_depth = 4096
 //!
+//! witness_quorum = 2      # cosignatures that make a checkpoint witnessed
+//! witness_fail = "open"   # or "closed": see the README
+//! [[logs.witnesses]]      # optional, repeated: where new checkpoints go
+//! url = "http://127.0.0.1:7410"
+//! key = "witness.example/w1+01234567+BA…"
+//!
 //! [tls]                   # optional: serve gRPC over TLS (rustls)
 //! cert = "server.pem"     # certificate chain, PEM
 //! key = "server.key"      # private key, PEM
@@ -27,6 +33,7 @@ use serde::Deserialize;
 
 use crate::log::{DedupPolicy, LogLimits};
 use crate::store::redb::RedbOptions;
+use crate::witnessing::{FailMode, WitnessEndpoint, WitnessPolicy};
 
 /// Largest configuration file read, checked before parsing.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -135,6 +142,40 @@ pub struct LogConfig {
     /// redb page cache of this log, MiB.
     #[serde(default = "default_cache_mib")]
     pub cache_mib: usize,
+    /// Witnesses to send each new checkpoint to.
+    #[serde(default)]
+    pub witnesses: Vec<WitnessEntry>,
+    /// Cosignatures that make a checkpoint witnessed (default: a majority
+    /// of the witnesses).
+    #[serde(default)]
+    pub witness_quorum: Option<usize>,
+    /// Deadline of each call to a witness, milliseconds.
+    #[serde(default = "default_witness_timeout")]
+    pub witness_timeout_ms: u64,
+    /// How long a witnessed write or read waits for the quorum, milliseconds.
+    #[serde(default = "default_witness_wait")]
+    pub witness_wait_ms: u64,
+    /// `open`: after the wait, answer with the cosignatures there are;
+    /// `closed`: fail the call instead.
+    #[serde(default)]
+    pub witness_fail: FailMode,
+}
+
+/// One witness of a log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessEntry {
+    /// Its gRPC address.
+    pub url: String,
+    /// Its cosignature/v1 verifier key.
+    pub key: String,
+}
+
+fn default_witness_timeout() -> u64 {
+    2000
+}
+fn default_witness_wait() -> u64 {
+    5000
 }
 
 fn default_listen() -> SocketAddr {
@@ -197,7 +238,76 @@ impl LogConfig {
             queue_depth: default_queue(),
             dedup_cache_entries: default_cache(),
             cache_mib: default_cache_mib(),
+            witnesses: Vec::new(),
+            witness_quorum: None,
+            witness_timeout_ms: default_witness_timeout(),
+            witness_wait_ms: default_witness_wait(),
+            witness_fail: FailMode::Open,
         }
+    }
+
+    /// The witness policy, `None` without witnesses.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a bad key, URL or quorum.
+    pub fn witness_policy(&self) -> Result<Option<WitnessPolicy>, ConfigError> {
+        if self.witnesses.is_empty() {
+            return Ok(None);
+        }
+        let n = self.witnesses.len();
+        let quorum = self.witness_quorum.unwrap_or(n / 2 + 1);
+        if !(1..=n).contains(&quorum) {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: witness_quorum {quorum} must be 1 to the {n} witnesses configured",
+                self.origin
+            )));
+        }
+        for (what, v) in [
+            ("witness_timeout_ms", self.witness_timeout_ms),
+            ("witness_wait_ms", self.witness_wait_ms),
+        ] {
+            if !(1..=600_000).contains(&v) {
+                return Err(ConfigError::Invalid(format!(
+                    "log {:?}: {what} = {v} must be 1 to 600000",
+                    self.origin
+                )));
+            }
+        }
+        let witnesses = self
+            .witnesses
+            .iter()
+            .map(|w| {
+                let key = quire_core::VerifierKey::parse(&w.key).map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "log {:?}: witness {}: key: {e}",
+                        self.origin, w.url
+                    ))
+                })?;
+                if key.key_type() != quire_core::KeyType::CosignatureV1 {
+                    return Err(ConfigError::Invalid(format!(
+                        "log {:?}: witness {}: not a cosignature/v1 key",
+                        self.origin, w.url
+                    )));
+                }
+                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                    return Err(ConfigError::Invalid(format!(
+                        "log {:?}: witness address {:?} must start with http:// or https://",
+                        self.origin, w.url
+                    )));
+                }
+                Ok(WitnessEndpoint {
+                    url: w.url.clone(),
+                    key,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(WitnessPolicy {
+            witnesses,
+            quorum,
+            timeout: std::time::Duration::from_millis(self.witness_timeout_ms),
+            wait: std::time::Duration::from_millis(self.witness_wait_ms),
+            fail: self.witness_fail,
+        }))
     }
 
     /// How this log's redb file is opened.
@@ -314,6 +424,7 @@ impl Config {
                     l.origin
                 )));
             }
+            l.witness_policy()?;
             if l.dedup_cache_entries > 100_000_000 {
                 return Err(ConfigError::Invalid(format!(
                     "log {:?}: dedup_cache_entries {} exceeds 100000000",

@@ -8,7 +8,7 @@
 //!
 //! In scope: RFC 9162 trees and proofs (via `quire-core`), C2SP checkpoints
 //! signed with ECDSA P-256 and Ed25519, TLS and mTLS, health and reflection
-//! services. Not yet: witness cosignatures (issue 5).
+//! services, and witness cosignature collection ([`witnessing`]).
 
 pub mod config;
 pub mod keyfile;
@@ -18,6 +18,7 @@ pub mod metrics;
 mod sequencer;
 pub mod service;
 pub mod store;
+pub mod witnessing;
 
 use std::future::Future;
 use std::path::Path;
@@ -43,6 +44,7 @@ pub async fn serve<S: Storage>(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let service = service.start_witnessing(&config.logs)?;
     let logs: Vec<Log<S>> = service.logs().cloned().collect();
     let streams = service.clone();
     let shutdown = async move {

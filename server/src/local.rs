@@ -32,6 +32,22 @@ impl LocalServer {
     pub async fn start(
         data_dir: &Path,
         logs: Vec<LogConfig>,
+        config: Config,
+    ) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(listener, data_dir, logs, config)
+    }
+
+    /// As [`Self::start`], on a listener bound beforehand (so that others,
+    /// witnesses say, can be told the address before the server starts).
+    /// Call it inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// Key, storage and start-up check failures.
+    pub fn start_on(
+        listener: tokio::net::TcpListener,
+        data_dir: &Path,
+        logs: Vec<LogConfig>,
         mut config: Config,
     ) -> anyhow::Result<Self> {
         let mut opened = Vec::new();
@@ -42,7 +58,6 @@ impl LocalServer {
             opened.push(log);
         }
         config.logs = logs;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = LogService::new(opened.clone());

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use quire_core::{inclusion_plan, prove_consistency, Hash, ProofRequestError, ProveError};
+use quire_core::{inclusion_plan, prove_consistency, root_at, Hash, ProofRequestError, ProveError};
 use quire_proto::v1::get_inclusion_proof_request::Leaf;
 use quire_proto::v1::log_server::Log as LogApi;
 use quire_proto::v1::{
@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::log::{Log, WriteError};
 use crate::store::{Storage, StorageReader, StoreError};
+use crate::witnessing::Witnessing;
 
 /// Entries per page of `GetEntries` (one bundle).
 pub const PAGE_ENTRIES: u64 = 256;
@@ -27,6 +28,8 @@ pub const PAGE_ENTRIES: u64 = 256;
 /// The service: logs by origin.
 pub struct LogService<S: Storage> {
     logs: Arc<BTreeMap<String, Log<S>>>,
+    /// Witness collection of the logs that have witnesses.
+    witnessing: Arc<BTreeMap<String, Witnessing>>,
     /// Turns true when the server shuts down: follow streams end then.
     stopping: tokio::sync::watch::Receiver<bool>,
     stop: Arc<tokio::sync::watch::Sender<bool>>,
@@ -36,6 +39,7 @@ impl<S: Storage> Clone for LogService<S> {
     fn clone(&self) -> Self {
         LogService {
             logs: Arc::clone(&self.logs),
+            witnessing: Arc::clone(&self.witnessing),
             stopping: self.stopping.clone(),
             stop: Arc::clone(&self.stop),
         }
@@ -115,9 +119,44 @@ impl<S: Storage> LogService<S> {
                     .map(|l| (l.origin().to_owned(), l))
                     .collect(),
             ),
+            witnessing: Arc::default(),
             stopping,
             stop: Arc::new(stop),
         }
+    }
+
+    /// Starts witness collection for each log of `configs` that has
+    /// witnesses (on the current runtime; it stops with the streams).
+    ///
+    /// # Errors
+    /// An invalid witness configuration.
+    pub fn start_witnessing(
+        mut self,
+        configs: &[crate::config::LogConfig],
+    ) -> anyhow::Result<Self> {
+        let mut map = BTreeMap::new();
+        for cfg in configs {
+            let Some(policy) = cfg.witness_policy()? else {
+                continue;
+            };
+            let Some(log) = self.logs.get(&cfg.origin) else {
+                continue;
+            };
+            let w = Witnessing::start(log, policy, self.stopping.clone())
+                .map_err(anyhow::Error::msg)?;
+            map.insert(cfg.origin.clone(), w);
+        }
+        self.witnessing = Arc::new(map);
+        Ok(self)
+    }
+
+    fn witnessing_of(&self, log: &Log<S>) -> Result<&Witnessing, Status> {
+        self.witnessing.get(log.origin()).ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "log {:?} has no witnesses configured: ask without `witnessed`",
+                log.origin()
+            ))
+        })
     }
 
     /// Ends every follow stream (the server is shutting down).
@@ -183,6 +222,11 @@ impl<S: Storage> LogApi for LogService<S> {
     ) -> Result<Response<AddEntryResponse>, Status> {
         let req = req.into_inner();
         let log = self.log(&req.log)?;
+        let witnessing = if req.with_proof && req.witnessed {
+            Some(self.witnessing_of(&log)?)
+        } else {
+            None
+        };
         let (added, latest) = log.add(vec![req.entry]).await.map_err(write_status)?;
         let Some(a) = added.first().copied() else {
             return Err(Status::internal("no result for the entry"));
@@ -193,9 +237,12 @@ impl<S: Storage> LogApi for LogService<S> {
             ..AddEntryResponse::default()
         };
         if req.with_proof {
-            let size = latest.stored.size;
+            let (size, note) = match witnessing {
+                Some(w) => w.for_write(&latest, a.index).await?,
+                None => (latest.stored.size, latest.stored.note.clone()),
+            };
             let proofs = inclusion_proofs(&log, vec![a.index], size).await?;
-            resp.checkpoint.clone_from(&latest.stored.note);
+            resp.checkpoint = note;
             resp.inclusion_proof = proofs.into_iter().next().unwrap_or_default();
         }
         Ok(Response::new(resp))
@@ -207,16 +254,21 @@ impl<S: Storage> LogApi for LogService<S> {
     ) -> Result<Response<AddEntriesResponse>, Status> {
         let req = req.into_inner();
         let log = self.log(&req.log)?;
+        let witnessing = if req.with_proof && req.witnessed {
+            Some(self.witnessing_of(&log)?)
+        } else {
+            None
+        };
         let (added, latest) = log.add(req.entries).await.map_err(write_status)?;
         let mut resp = AddEntriesResponse::default();
         let proofs = if req.with_proof {
-            resp.checkpoint.clone_from(&latest.stored.note);
-            inclusion_proofs(
-                &log,
-                added.iter().map(|a| a.index).collect(),
-                latest.stored.size,
-            )
-            .await?
+            let last = added.iter().map(|a| a.index).max().unwrap_or(0);
+            let (size, note) = match witnessing {
+                Some(w) => w.for_write(&latest, last).await?,
+                None => (latest.stored.size, latest.stored.note.clone()),
+            };
+            resp.checkpoint = note;
+            inclusion_proofs(&log, added.iter().map(|a| a.index).collect(), size).await?
         } else {
             Vec::new()
         };
@@ -236,10 +288,14 @@ impl<S: Storage> LogApi for LogService<S> {
         &self,
         req: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
-        let log = self.log(&req.into_inner().log)?;
-        Ok(Response::new(GetCheckpointResponse {
-            checkpoint: log.latest().stored.note.clone(),
-        }))
+        let req = req.into_inner();
+        let log = self.log(&req.log)?;
+        let checkpoint = if req.witnessed {
+            self.witnessing_of(&log)?.for_read(&log.latest()).await?
+        } else {
+            log.latest().stored.note.clone()
+        };
+        Ok(Response::new(GetCheckpointResponse { checkpoint }))
     }
 
     async fn get_inclusion_proof(
@@ -304,14 +360,23 @@ impl<S: Storage> LogApi for LogService<S> {
         let old = req.old_size;
         // A consistency proof reads a few cached pages, like one inclusion
         // proof: inline.
-        let proof = inline(|| {
+        let (proof, seed) = inline(|| {
             let r = read_view(&log)?;
-            prove_consistency(&r, old, new).map_err(prove_status)
+            let proof = prove_consistency(&r, old, new).map_err(prove_status)?;
+            // The seed: the old root itself when old is a power of two
+            // (RFC 9162 leaves it out then), else the proof's first hash.
+            let seed = match proof.first() {
+                _ if !req.with_seed || old == 0 || old >= new => None,
+                _ if old.is_power_of_two() => Some(root_at(&r, old).map_err(prove_status)?),
+                first => first.copied(),
+            };
+            Ok((proof, seed))
         })?;
         Ok(Response::new(GetConsistencyProofResponse {
             old_size: old,
             new_size: new,
             proof: hashes_to_wire(&proof),
+            seed: seed.map(|h| h.as_bytes().to_vec()).unwrap_or_default(),
         }))
     }
 
@@ -399,7 +464,12 @@ impl<S: Storage> LogApi for LogService<S> {
         &self,
         req: Request<GetCheckpointRequest>,
     ) -> Result<Response<CheckpointStream>, Status> {
-        let log = self.log(&req.into_inner().log)?;
+        let req = req.into_inner();
+        let log = self.log(&req.log)?;
+        if req.witnessed {
+            let w = self.witnessing_of(&log)?;
+            return Ok(stream(w.watch(self.stopping.clone())));
+        }
         let mut watch = log.subscribe();
         let mut stopping = self.stopping.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);

@@ -119,6 +119,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
                     log: String::new(),
                     old_size: old.size(),
                     new_size: latest.size(),
+                    with_seed: false,
                 })
                 .await
                 .unwrap()
@@ -160,6 +161,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
                             log: String::new(),
                             entries: batch.clone(),
                             with_proof: false,
+                            witnessed: false,
                         })
                         .await;
                     let Ok(r) = r else { return };

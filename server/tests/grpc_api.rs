@@ -22,6 +22,7 @@ async fn write_prove_and_read_round_trip() {
             log: String::new(),
             entry: entry(0),
             with_proof: true,
+            witnessed: false,
         })
         .await
         .unwrap()
@@ -45,6 +46,7 @@ async fn write_prove_and_read_round_trip() {
             log: "a.example/log".into(),
             entries: batch.clone(),
             with_proof: true,
+            witnessed: false,
         })
         .await
         .unwrap()
@@ -62,6 +64,7 @@ async fn write_prove_and_read_round_trip() {
             log: String::new(),
             entry: entry(7),
             with_proof: false,
+            witnessed: false,
         })
         .await
         .unwrap()
@@ -114,6 +117,7 @@ async fn write_prove_and_read_round_trip() {
             log: String::new(),
             old_size: 1,
             new_size: 0,
+            with_seed: false,
         })
         .await
         .unwrap()
@@ -205,6 +209,7 @@ async fn bad_requests_get_the_right_status() {
         log: a.clone(),
         entries: (0..10).map(entry).collect(),
         with_proof: false,
+        witnessed: false,
     })
     .await
     .unwrap();
@@ -214,8 +219,11 @@ async fn bad_requests_get_the_right_status() {
             Code::InvalidArgument,
             "name one",
             code_of(
-                c.get_checkpoint(GetCheckpointRequest { log: String::new() })
-                    .await,
+                c.get_checkpoint(GetCheckpointRequest {
+                    log: String::new(),
+                    witnessed: false,
+                })
+                .await,
             )
             .await,
         ),
@@ -223,8 +231,11 @@ async fn bad_requests_get_the_right_status() {
             Code::NotFound,
             "no log with origin",
             code_of(
-                c.get_checkpoint(GetCheckpointRequest { log: "nope".into() })
-                    .await,
+                c.get_checkpoint(GetCheckpointRequest {
+                    log: "nope".into(),
+                    witnessed: false,
+                })
+                .await,
             )
             .await,
         ),
@@ -236,6 +247,7 @@ async fn bad_requests_get_the_right_status() {
                     log: a.clone(),
                     entry: vec![1; 65537],
                     with_proof: false,
+                    witnessed: false,
                 })
                 .await,
             )
@@ -249,6 +261,7 @@ async fn bad_requests_get_the_right_status() {
                     log: a.clone(),
                     entry: Vec::new(),
                     with_proof: false,
+                    witnessed: false,
                 })
                 .await,
             )
@@ -262,6 +275,7 @@ async fn bad_requests_get_the_right_status() {
                     log: a.clone(),
                     entries: vec![vec![1]; 1001],
                     with_proof: false,
+                    witnessed: false,
                 })
                 .await,
             )
@@ -366,6 +380,7 @@ async fn bad_requests_get_the_right_status() {
                     log: a.clone(),
                     old_size: 0,
                     new_size: 5,
+                    with_seed: false,
                 })
                 .await,
             )
@@ -379,6 +394,7 @@ async fn bad_requests_get_the_right_status() {
                     log: a.clone(),
                     old_size: 6,
                     new_size: 5,
+                    with_seed: false,
                 })
                 .await,
             )
@@ -392,6 +408,7 @@ async fn bad_requests_get_the_right_status() {
                     log: a.clone(),
                     old_size: 1,
                     new_size: 11,
+                    with_seed: false,
                 })
                 .await,
             )
@@ -446,6 +463,7 @@ async fn bad_requests_get_the_right_status() {
             log: a.clone(),
             old_size: 10,
             new_size: 10,
+            with_seed: false,
         })
         .await
         .unwrap()
@@ -454,6 +472,7 @@ async fn bad_requests_get_the_right_status() {
     let b = c
         .get_checkpoint(GetCheckpointRequest {
             log: "b.example/log".into(),
+            witnessed: false,
         })
         .await
         .unwrap()
@@ -477,6 +496,7 @@ async fn concurrent_writers_all_land_in_order_of_acknowledgement() {
                         log: String::new(),
                         entry: e.clone(),
                         with_proof: false,
+                        witnessed: false,
                     })
                     .await
                     .unwrap()

@@ -14,6 +14,7 @@ async fn follow_streams_deliver_new_checkpoints_and_entries() {
         log: String::new(),
         entries: (0..300).map(entry).collect(),
         with_proof: false,
+        witnessed: false,
     })
     .await
     .unwrap();
@@ -47,6 +48,7 @@ async fn follow_streams_deliver_new_checkpoints_and_entries() {
         log: String::new(),
         entries: (300..310).map(entry).collect(),
         with_proof: false,
+        witnessed: false,
     })
     .await
     .unwrap();

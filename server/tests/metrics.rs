@@ -47,11 +47,15 @@ async fn metrics_count_entries_and_rpcs_by_code() {
         log: String::new(),
         entries,
         with_proof: false,
+        witnessed: false,
     })
     .await
     .unwrap();
     assert!(c
-        .get_checkpoint(GetCheckpointRequest { log: "nope".into() })
+        .get_checkpoint(GetCheckpointRequest {
+            log: "nope".into(),
+            witnessed: false
+        })
         .await
         .is_err());
 

@@ -1,6 +1,109 @@
 //! # quire-witness
 //!
-//! The witness process: durable per-log state, cosigning (C2SP
-//! `tlog-witness`), gossip and split-view evidence. Not built yet: it follows
-//! the log server and client. Cosignatures and evidence already exist in
-//! `quire-core`.
+//! A witness for Quire logs and any C2SP log: it cosigns checkpoints that
+//! extend the last one it cosigned, keeps that state durably, gossips with
+//! other witnesses, and keeps split-view evidence.
+//!
+//! - [`check`]: the pure C2SP `tlog-witness` add-checkpoint decision.
+//! - [`state`]: redb state; one writer thread commits batches of checks and
+//!   updates atomically and durably before anything is answered
+//!   (DESIGN.md invariant 3).
+//! - [`witness`]: add-checkpoint, cosigning (C2SP `tlog-cosignature`
+//!   cosignature/v1), and the check of checkpoints others were shown.
+//! - [`service`]: the `quire.v1.Witness` gRPC service.
+//! - [`http`]: C2SP `tlog-witness` HTTP (`POST /add-checkpoint`) and
+//!   `GET /metrics`.
+//! - [`peers`]: pull mode and gossip.
+//!
+//! Out of scope: the C2SP monitoring prefix (still TBD in the
+//! specification) and ML-DSA cosignatures.
+
+pub mod check;
+pub mod config;
+pub mod http;
+pub mod keyfile;
+pub mod local;
+pub mod peers;
+pub mod service;
+pub mod state;
+pub mod witness;
+
+use std::future::Future;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use quire_core::WitnessSigner;
+use quire_proto::v1::witness_server::WitnessServer;
+use tokio::net::TcpListener;
+
+pub use crate::config::WitnessConfig;
+pub use crate::witness::{Verdict, Witness};
+
+/// Opens the state under the configuration's data directory and builds the
+/// witness.
+///
+/// # Errors
+/// An invalid configuration or state that cannot be opened.
+pub fn open(cfg: &WitnessConfig, signer: WitnessSigner) -> anyhow::Result<Witness> {
+    let (logs, _) = cfg.validate()?;
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let state = state::State::open(&cfg.data_dir.join("witness.redb"))?;
+    Witness::new(signer, logs, state, cfg.timeout()).map_err(anyhow::Error::msg)
+}
+
+/// Runs the witness: gRPC on `grpc`, C2SP HTTP on `http` when given, pull
+/// mode and gossip, until `shutdown` completes.
+///
+/// # Errors
+/// An invalid configuration and transport errors.
+pub async fn run(
+    cfg: &WitnessConfig,
+    witness: Witness,
+    grpc: TcpListener,
+    http: Option<TcpListener>,
+    metrics: Option<PrometheusHandle>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let (_, peers) = cfg.validate()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(peers::pull_loop(
+        witness.clone(),
+        std::time::Duration::from_millis(cfg.poll_interval_ms),
+        stop_rx.clone(),
+    ));
+    for peer in peers {
+        tasks.spawn(peers::gossip_loop(
+            witness.clone(),
+            peer,
+            std::time::Duration::from_millis(cfg.gossip_interval_ms),
+            cfg.timeout(),
+            stop_rx.clone(),
+        ));
+    }
+    if let Some(l) = http {
+        let mut stop = stop_rx.clone();
+        let w = witness.clone();
+        tasks.spawn(async move {
+            let r = http::serve(l, w, metrics, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "witness HTTP server failed");
+            }
+        });
+    }
+    let api = WitnessServer::new(service::WitnessService::new(witness))
+        .max_decoding_message_size(service::MAX_REQUEST_BYTES);
+    let result = tonic::transport::Server::builder()
+        .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        .add_service(api)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await;
+    stop_tx.send_replace(true);
+    while tasks.join_next().await.is_some() {}
+    Ok(result?)
+}

@@ -286,6 +286,7 @@ async fn main() -> anyhow::Result<()> {
                     log: String::new(),
                     entries,
                     with_proof: false,
+                    witnessed: false,
                 })
                 .await?;
             }
@@ -404,6 +405,7 @@ async fn main() -> anyhow::Result<()> {
                                 log: String::new(),
                                 entries,
                                 with_proof: false,
+                                witnessed: false,
                             })
                             .await;
                         r.map(|_| ())

@@ -483,6 +483,8 @@ async fn connect_trusted(net: &Net, trust: &Trust) -> Result<(LogRpc, LogTrust),
     let mut rpc = LogRpc::connect(&endpoint(net)).await?;
     let origin = trust.origin.clone().unwrap_or_default();
     let t = trust_of(trust, rpc.default_origin(&origin).await?.as_deref())?;
+    // A policy that needs cosignatures asks the log for witnessed checkpoints.
+    rpc.set_witnessed(t.quorum > 0);
     Ok((rpc, t))
 }
 

@@ -1,0 +1,504 @@
+//! Collecting witness cosignatures for a log's checkpoints.
+//!
+//! In rounds: a round takes the latest signed checkpoint and sends it to
+//! every witness that is free, each with a consistency proof from the size
+//! that witness last cosigned (learnt from a C2SP 409 answer and retried).
+//! A round ends as soon as the quorum has cosigned or every witness has
+//! answered or failed; then the next round takes the newest checkpoint. A
+//! witness still busy (slow or dead) joins the round after its call ends, so
+//! it costs its own timeout and nothing more, and integration never waits
+//! for any of this: the sequencer runs on its own thread.
+//!
+//! A checkpoint with the quorum of cosignatures is published as the
+//! *witnessed* checkpoint; cosignatures that arrive later for it are added.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quire_core::{prove_consistency, Note, NoteSignature, VerifierKey};
+use quire_proto::v1::witness_client::WitnessClient;
+use quire_proto::v1::AddCheckpointRequest;
+use tokio::sync::{watch, Notify};
+use tonic::transport::Channel;
+
+use crate::log::{Latest, Log};
+use crate::store::Storage;
+
+/// What a witnessed wait does when the quorum does not come in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailMode {
+    /// Answer with the signed checkpoint and the cosignatures it has (the
+    /// quorum only delays).
+    #[default]
+    Open,
+    /// Fail the wait with UNAVAILABLE (the entry stays stored): no answer
+    /// carries a checkpoint short of the quorum.
+    Closed,
+}
+
+/// One witness the log asks.
+#[derive(Clone, Debug)]
+pub struct WitnessEndpoint {
+    /// gRPC address.
+    pub url: String,
+    /// Its cosignature/v1 key.
+    pub key: VerifierKey,
+}
+
+/// How a log is witnessed.
+#[derive(Clone, Debug)]
+pub struct WitnessPolicy {
+    /// The witnesses.
+    pub witnesses: Vec<WitnessEndpoint>,
+    /// Cosignatures that make a checkpoint witnessed.
+    pub quorum: usize,
+    /// Deadline of each call to a witness.
+    pub timeout: Duration,
+    /// How long a witnessed write or read waits for the quorum.
+    pub wait: Duration,
+    /// What happens when the wait ends without the quorum.
+    pub fail: FailMode,
+}
+
+/// A checkpoint with cosignatures.
+#[derive(Clone, Debug)]
+pub struct Witnessed {
+    /// Tree size.
+    pub size: u64,
+    /// The log's note with the cosignature lines appended.
+    pub note: Vec<u8>,
+    /// Cosignatures on it.
+    pub cosignatures: usize,
+}
+
+struct Round {
+    id: u64,
+    latest: Arc<Latest>,
+    sigs: Vec<Option<NoteSignature>>,
+    finished: usize,
+    published: bool,
+    /// The coordinator was told the round is over (once).
+    ended: bool,
+}
+
+/// A checkpoint and the cosignature of each witness (by position).
+type Cosigned = (Arc<Latest>, Vec<Option<NoteSignature>>);
+
+struct Shared {
+    policy: WitnessPolicy,
+    origin: String,
+    round: Mutex<Option<Round>>,
+    /// The newest published witnessed checkpoint and its cosignatures.
+    witnessed_sigs: Mutex<Option<Cosigned>>,
+    witnessed: watch::Sender<Option<Arc<Witnessed>>>,
+    round_done: Notify,
+    target: watch::Sender<Option<(u64, Arc<Latest>)>>,
+}
+
+/// A log's witness collection. Cheap to clone.
+#[derive(Clone)]
+pub struct Witnessing {
+    shared: Arc<Shared>,
+}
+
+fn note_with(latest: &Latest, sigs: &[Option<NoteSignature>]) -> Witnessed {
+    let mut note = latest.stored.note.clone();
+    let mut n = 0;
+    for s in sigs.iter().flatten() {
+        note.extend_from_slice(s.to_line().as_bytes());
+        n += 1;
+    }
+    Witnessed {
+        size: latest.stored.size,
+        note,
+        cosignatures: n,
+    }
+}
+
+impl Witnessing {
+    /// Starts collecting for `log` (spawns tasks on the current runtime).
+    ///
+    /// # Errors
+    /// A witness address that is not a valid URL.
+    pub fn start<S: Storage>(
+        log: &Log<S>,
+        policy: WitnessPolicy,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Self, String> {
+        let (witnessed, _) = watch::channel(None);
+        let (target, _) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            origin: log.origin().to_owned(),
+            round: Mutex::new(None),
+            witnessed_sigs: Mutex::new(None),
+            witnessed,
+            round_done: Notify::new(),
+            target,
+            policy,
+        });
+        for (i, w) in shared.policy.witnesses.iter().enumerate() {
+            let ep = tonic::transport::Endpoint::from_shared(w.url.clone())
+                .map_err(|e| format!("witness address {:?}: {e}", w.url))?
+                .connect_timeout(shared.policy.timeout)
+                .timeout(shared.policy.timeout)
+                .tcp_nodelay(true);
+            let client = WitnessClient::new(ep.connect_lazy());
+            tokio::spawn(witness_task(
+                Arc::clone(&shared),
+                log.clone(),
+                i,
+                client,
+                stop.clone(),
+            ));
+        }
+        tokio::spawn(coordinator(Arc::clone(&shared), log.subscribe(), stop));
+        Ok(Witnessing { shared })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &WitnessPolicy {
+        &self.shared.policy
+    }
+
+    /// The newest witnessed checkpoint, if any reached the quorum yet.
+    pub fn witnessed(&self) -> Option<Arc<Witnessed>> {
+        self.shared.witnessed.borrow().clone()
+    }
+
+    /// A watch of the witnessed checkpoint.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Witnessed>>> {
+        self.shared.witnessed.subscribe()
+    }
+
+    /// `latest` with the cosignatures collected for it so far (fail-open
+    /// answers).
+    pub fn partial(&self, latest: &Arc<Latest>) -> Witnessed {
+        let round = self.shared.round.lock().ok();
+        match round.as_ref().and_then(|r| r.as_ref()) {
+            Some(r) if r.latest.stored.size == latest.stored.size => note_with(latest, &r.sigs),
+            _ => note_with(latest, &[]),
+        }
+    }
+
+    /// Waits until a witnessed checkpoint of at least `size` exists, up to
+    /// the policy's wait. `None` when the wait ended first.
+    pub async fn wait_for(&self, size: u64) -> Option<Arc<Witnessed>> {
+        let mut rx = self.subscribe();
+        let wait = async move {
+            rx.wait_for(|w| w.as_ref().is_some_and(|w| w.size >= size))
+                .await
+                .ok()
+                .and_then(|w| w.clone())
+        };
+        tokio::time::timeout(self.shared.policy.wait, wait)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// Starts a round on the newest checkpoint whenever the previous one is over
+/// and the log has signed something newer.
+async fn coordinator(
+    shared: Arc<Shared>,
+    mut latest: watch::Receiver<Arc<Latest>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut id = 0u64;
+    let mut last_size = None;
+    loop {
+        let current = Arc::clone(&latest.borrow_and_update());
+        if last_size != Some(current.stored.size) {
+            id += 1;
+            last_size = Some(current.stored.size);
+            let n = shared.policy.witnesses.len();
+            if let Ok(mut r) = shared.round.lock() {
+                *r = Some(Round {
+                    id,
+                    latest: Arc::clone(&current),
+                    sigs: vec![None; n],
+                    finished: 0,
+                    published: false,
+                    ended: false,
+                });
+            }
+            let done = shared.round_done.notified();
+            shared.target.send_replace(Some((id, current)));
+            tokio::select! {
+                () = done => {}
+                _ = stop.changed() => return,
+            }
+        }
+        tokio::select! {
+            r = latest.changed() => if r.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Records one witness's answer for round `id`.
+fn report(shared: &Shared, id: u64, latest: &Arc<Latest>, i: usize, sig: Option<NoteSignature>) {
+    let quorum = shared.policy.quorum;
+    let mut publish = None;
+    let mut done = false;
+    if let Ok(mut guard) = shared.round.lock() {
+        if let Some(r) = guard.as_mut().filter(|r| r.id == id) {
+            r.finished += 1;
+            r.sigs[i].clone_from(&sig);
+            let have = r.sigs.iter().flatten().count();
+            if have >= quorum && quorum > 0 {
+                publish = Some(r.sigs.clone());
+                if !r.published {
+                    r.published = true;
+                    let signed = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                    let ms = signed.saturating_sub(latest.stored.signed_at_ms);
+                    #[allow(clippy::cast_precision_loss)]
+                    metrics::histogram!("quire_witnessed_seconds", "log" => shared.origin.clone())
+                        .record(ms as f64 / 1000.0);
+                }
+            }
+            if !r.ended && (r.published || r.finished == r.sigs.len()) {
+                r.ended = true;
+                done = true;
+            }
+        }
+    }
+    // A late cosignature for the published checkpoint is added to it.
+    if publish.is_none() {
+        if let (Some(sig), Ok(mut w)) = (sig, shared.witnessed_sigs.lock()) {
+            if let Some((l, sigs)) = w.as_mut() {
+                if l.stored.size == latest.stored.size && l.stored.note == latest.stored.note {
+                    sigs[i] = Some(sig);
+                    let n = note_with(l, sigs);
+                    shared.witnessed.send_replace(Some(Arc::new(n)));
+                }
+            }
+        }
+    }
+    if let Some(sigs) = publish {
+        let n = note_with(latest, &sigs);
+        if let Ok(mut w) = shared.witnessed_sigs.lock() {
+            *w = Some((Arc::clone(latest), sigs));
+        }
+        shared.witnessed.send_if_modified(|cur| {
+            if cur.as_ref().is_some_and(|c| c.size > n.size) {
+                return false;
+            }
+            *cur = Some(Arc::new(n));
+            true
+        });
+    }
+    if done {
+        shared.round_done.notify_one();
+    }
+}
+
+async fn witness_task<S: Storage>(
+    shared: Arc<Shared>,
+    log: Log<S>,
+    i: usize,
+    mut client: WitnessClient<Channel>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut target = shared.target.subscribe();
+    let mut known: Option<u64> = None;
+    let mut last_id = 0;
+    loop {
+        let next = target.borrow_and_update().clone();
+        if let Some((id, latest)) = next.filter(|(id, _)| *id != last_id) {
+            last_id = id;
+            let sig = push(&shared, &log, i, &mut client, &latest, &mut known).await;
+            let sig = match sig {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let url = &shared.policy.witnesses[i].url;
+                    tracing::warn!(log = %shared.origin, witness = %url, size = latest.stored.size, error = %e, "no cosignature");
+                    metrics::counter!("quire_witness_failures_total", "log" => shared.origin.clone(), "witness" => url.clone()).increment(1);
+                    None
+                }
+            };
+            report(&shared, id, &latest, i, sig);
+            continue;
+        }
+        tokio::select! {
+            r = target.changed() => if r.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Sends `latest` to witness `i` with a proof from the size it holds,
+/// learning that size from a conflict answer; returns its verified
+/// cosignature.
+async fn push<S: Storage>(
+    shared: &Shared,
+    log: &Log<S>,
+    i: usize,
+    client: &mut WitnessClient<Channel>,
+    latest: &Latest,
+    known: &mut Option<u64>,
+) -> Result<NoteSignature, String> {
+    let key = &shared.policy.witnesses[i].key;
+    let size = latest.stored.size;
+    for _ in 0..3 {
+        let old = known.unwrap_or(0);
+        if old > size {
+            return Err(format!("the witness holds size {old}, newer than {size}"));
+        }
+        let proof = if old == 0 || old == size {
+            Vec::new()
+        } else {
+            let reader = log.store().reader().map_err(|e| e.to_string())?;
+            prove_consistency(&reader, old, size).map_err(|e| e.to_string())?
+        };
+        let mut req = tonic::Request::new(AddCheckpointRequest {
+            old_size: old,
+            proof: quire_proto::hashes_to_wire(&proof),
+            checkpoint: latest.stored.note.clone(),
+        });
+        req.set_timeout(shared.policy.timeout);
+        match client.add_checkpoint(req).await {
+            Ok(resp) => {
+                *known = Some(size);
+                return verify_cosignature(
+                    &latest.stored.note,
+                    &resp.into_inner().cosignatures,
+                    key,
+                );
+            }
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                let theirs = s
+                    .metadata()
+                    .get("quire-witness-size")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| format!("conflict without a size: {}", s.message()))?;
+                if *known == Some(theirs) {
+                    return Err(format!("conflict at size {theirs}: {}", s.message()));
+                }
+                *known = Some(theirs);
+            }
+            Err(s) => {
+                *known = None;
+                return Err(format!("{:?}: {}", s.code(), s.message()));
+            }
+        }
+    }
+    Err("the witness's size kept changing".into())
+}
+
+/// The cosignature by `key` among `lines`, verified over the checkpoint.
+fn verify_cosignature(
+    note: &[u8],
+    lines: &[String],
+    key: &VerifierKey,
+) -> Result<NoteSignature, String> {
+    let parsed = Note::parse(note).map_err(|e| e.to_string())?;
+    let mut with = parsed.text().as_bytes().to_vec();
+    with.push(b'\n');
+    for l in lines.iter().take(16) {
+        if l.len() > 1024 || !l.ends_with('\n') {
+            return Err("malformed cosignature line".into());
+        }
+        with.extend_from_slice(l.as_bytes());
+    }
+    let n = Note::parse(&with).map_err(|e| format!("cosignature lines: {e}"))?;
+    n.verify(std::slice::from_ref(key))
+        .map_err(|e| format!("cosignature: {e}"))?;
+    n.signatures()
+        .iter()
+        .find(|s| s.key_id() == key.key_id() && s.name() == key.name())
+        .cloned()
+        .ok_or_else(|| "no cosignature by the witness's key".into())
+}
+
+impl Witnessing {
+    /// The checkpoint a witnessed write answers with, covering `index`: the
+    /// witnessed one, or after the wait the signed one with the cosignatures
+    /// it has (fail open) or UNAVAILABLE (fail closed). Returns its size and
+    /// note.
+    ///
+    /// # Errors
+    /// UNAVAILABLE under fail closed when the quorum did not come in time.
+    pub async fn for_write(
+        &self,
+        latest: &Arc<Latest>,
+        index: u64,
+    ) -> Result<(u64, Vec<u8>), tonic::Status> {
+        let p = &self.shared.policy;
+        if let Some(w) = self.wait_for(index.saturating_add(1)).await {
+            return Ok((w.size, w.note.clone()));
+        }
+        match p.fail {
+            FailMode::Open => {
+                let w = self.partial(latest);
+                Ok((w.size, w.note))
+            }
+            FailMode::Closed => Err(tonic::Status::unavailable(format!(
+                "entry {index} is stored and signed at size {}, but no checkpoint covering it \
+                 reached the witness quorum of {} of {} within {} ms (fail closed)",
+                latest.stored.size,
+                p.quorum,
+                p.witnesses.len(),
+                p.wait.as_millis()
+            ))),
+        }
+    }
+
+    /// The checkpoint a witnessed read answers with: the newest witnessed
+    /// one (waiting for the first, up to the policy's wait), else as
+    /// [`Self::for_write`].
+    ///
+    /// # Errors
+    /// UNAVAILABLE under fail closed when no checkpoint has the quorum.
+    pub async fn for_read(&self, latest: &Arc<Latest>) -> Result<Vec<u8>, tonic::Status> {
+        if let Some(w) = self.witnessed() {
+            return Ok(w.note.clone());
+        }
+        let p = &self.shared.policy;
+        if let Some(w) = self.wait_for(0).await {
+            return Ok(w.note.clone());
+        }
+        match p.fail {
+            FailMode::Open => Ok(self.partial(latest).note),
+            FailMode::Closed => Err(tonic::Status::unavailable(format!(
+                "no checkpoint has reached the witness quorum of {} of {} yet (fail closed)",
+                p.quorum,
+                p.witnesses.len()
+            ))),
+        }
+    }
+
+    /// A stream of witnessed checkpoints (the current one first) until
+    /// `stopping` turns true or the receiver goes away.
+    pub fn watch(
+        &self,
+        mut stopping: watch::Receiver<bool>,
+    ) -> tokio::sync::mpsc::Receiver<Result<quire_proto::v1::GetCheckpointResponse, tonic::Status>>
+    {
+        let mut rx = self.subscribe();
+        let (tx, out) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let current = rx.borrow_and_update().clone();
+                if let Some(w) = current {
+                    let msg = quire_proto::v1::GetCheckpointResponse {
+                        checkpoint: w.note.clone(),
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        out
+    }
+}

@@ -1,0 +1,66 @@
+//! The witness's key file: `witness.key` (mode 0600, C2SP private key text)
+//! in the data directory, created on first start, and `witness.vkey`, its
+//! public verifier key, for operators to hand to logs and clients.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use quire_core::WitnessSigner;
+
+/// Largest key file read, checked before parsing.
+const MAX_KEY_BYTES: u64 = 4096;
+
+/// Loads the key from `dir`, or creates it (named `name`) when absent.
+/// Returns the key and whether it was created.
+///
+/// # Errors
+/// An unreadable or invalid key file, a key of another name, or I/O.
+pub fn load_or_create(dir: &Path, name: &str) -> anyhow::Result<(WitnessSigner, bool)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("witness.key");
+    if path.exists() {
+        let len = std::fs::metadata(&path)?.len();
+        if len > MAX_KEY_BYTES {
+            anyhow::bail!(
+                "{} is {len} bytes; the limit is {MAX_KEY_BYTES}",
+                path.display()
+            );
+        }
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path)?);
+        let signer = WitnessSigner::from_private_text(text.trim())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if signer.name() != name {
+            anyhow::bail!(
+                "{} holds the key of {:?}, but the configured name is {name:?}",
+                path.display(),
+                signer.name()
+            );
+        }
+        write_vkey(dir, &signer)?;
+        return Ok((signer, false));
+    }
+    let signer = WitnessSigner::generate(name)?;
+    let tmp = dir.join("witness.key.tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = opts.open(&tmp)?;
+        f.write_all(signer.to_private_text().as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    write_vkey(dir, &signer)?;
+    Ok((signer, true))
+}
+
+fn write_vkey(dir: &Path, signer: &WitnessSigner) -> std::io::Result<()> {
+    std::fs::write(
+        dir.join("witness.vkey"),
+        format!("{}\n", signer.verifier().to_vkey()),
+    )
+}
