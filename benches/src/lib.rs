@@ -1,5 +1,37 @@
 //! # quire-benches
 //!
 //! Criterion micro-benchmarks (`cargo bench -p quire-benches`) that put
-//! `quire-core` beside peer crates in the same run. The `quire-bench` load
-//! generator arrives with the log server.
+//! `quire-core` beside peer crates in the same run, and the parts of the
+//! `quire-bench` load generator that are more than its argument handling
+//! ([`witness`]: the witness scenarios).
+
+pub mod witness;
+
+/// p50/p90/p99/max of a latency histogram, as JSON.
+pub fn percentiles(h: &hdrhistogram::Histogram<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "p50": h.value_at_quantile(0.5),
+        "p90": h.value_at_quantile(0.9),
+        "p99": h.value_at_quantile(0.99),
+        "max": h.max(),
+    })
+}
+
+/// The resident memory of this process, bytes.
+pub fn rss_bytes() -> u64 {
+    proc_status_bytes("self", "VmRSS:")
+}
+
+/// A size field (`VmRSS:`, `VmHWM:`) of /proc/PID/status, in bytes.
+pub fn proc_status_bytes(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kb| kb * 1024)
+}

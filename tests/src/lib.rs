@@ -3,7 +3,8 @@
 //! End-to-end tests across real servers, witnesses and clients (in
 //! `tests/tests/`), and the helpers they share: the workspace's binaries
 //! (built on first use, so `cargo test -p quire-tests` works alone), witness
-//! processes, and a minimal HTTP/1.1 client for the C2SP witness endpoint.
+//! processes, an in-memory log ([`memlog`]) and a minimal HTTP/1.1 client
+//! for the C2SP witness endpoint.
 
 pub mod memlog;
 
@@ -14,8 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-/// The path of a workspace binary, after building the binaries once per
-/// test process (a no-op when they are up to date).
+/// The path of a workspace binary. `cargo test --workspace` (the README's
+/// test command) builds every binary before any test runs; when one is
+/// missing (`cargo test -p quire-tests` on a fresh tree) it is built here,
+/// once per test process. A binary left from an older build is used as it
+/// is: run the workspace's tests after changing a binary's crate.
 ///
 /// # Panics
 /// When the build fails: the test cannot run without the binary.
@@ -30,6 +34,12 @@ pub fn binary(name: &str) -> PathBuf {
             .and_then(Path::parent)
             .expect("target/<profile>/deps")
             .to_owned();
+        let all_there = ["quire-witness", "quire", "quire-server"]
+            .iter()
+            .all(|b| profile_dir.join(b).exists());
+        if all_there {
+            return profile_dir;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args([

@@ -16,6 +16,9 @@ use crate::check::{self, seeded_path, AddError, Latest, Verified};
 use crate::config::WitnessedLog;
 use crate::state::{self, EvidenceRecord, State};
 
+/// The source name of what pull mode fetched from the log itself.
+const PULL: &str = "pull";
+
 /// What a checked checkpoint turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -213,8 +216,9 @@ impl Witness {
     }
 
     /// Checks a signed checkpoint someone was shown against this witness's
-    /// view. A newer consistent one is cosigned (that is how pull mode
-    /// advances); a conflict becomes evidence.
+    /// view. A newer one that the log proves consistent is cosigned (that is
+    /// how pull mode advances); a conflict becomes evidence. Only pull mode
+    /// may give the witness its first view of a log.
     pub async fn observe(&self, note: &[u8], source: &str) -> (Verdict, String) {
         let shown = match self.verify(note) {
             Ok(v) => v,
@@ -225,8 +229,16 @@ impl Witness {
             return (Verdict::Rejected, format!("unknown log {origin:?}"));
         };
         let Some(own) = self.inner.state.latest(&origin) else {
-            // Nothing shown yet: trust on first use, like a first push.
-            return self.adopt(0, Vec::new(), shown, keys, source).await;
+            if source == PULL {
+                // The log itself, polled: trust on first use, like a push.
+                return self.adopt(0, Vec::new(), shown, keys, source).await;
+            }
+            // A first view never comes from gossip: what others were shown
+            // is compared with this witness's own view, never adopted as it.
+            return (
+                Verdict::Unchecked,
+                "this witness has no view of the log yet to compare with".into(),
+            );
         };
         let (p, v) = (shown.checkpoint.size(), own.size);
         if p == v {
@@ -276,6 +288,18 @@ impl Witness {
     ) -> (Verdict, String) {
         let origin = shown.origin.clone();
         let (p, v) = (shown.checkpoint.size(), own.size);
+        if v == 0 {
+            // From the empty tree there is nothing to prove, so nothing ties
+            // a gossiped checkpoint to what the log showed this witness:
+            // only the log itself (pull mode) moves it from there.
+            if source == PULL {
+                return self.adopt(0, Vec::new(), shown, keys, source).await;
+            }
+            return (
+                Verdict::Unchecked,
+                "this witness has only the empty tree of the log to compare with".into(),
+            );
+        }
         // Ask for the proof from our size.
         match self.proof(&mut client, &origin, v, p).await {
             Ok((seed, proof)) => {
@@ -475,7 +499,7 @@ impl Witness {
         });
         req.set_timeout(self.inner.timeout);
         match client.get_checkpoint(req).await {
-            Ok(r) => self.observe(&r.into_inner().checkpoint, "pull").await,
+            Ok(r) => self.observe(&r.into_inner().checkpoint, PULL).await,
             Err(s) => (
                 Verdict::Unchecked,
                 format!("polling the log: {}", s.message()),

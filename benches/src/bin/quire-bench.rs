@@ -46,6 +46,17 @@ enum Scenario {
     /// Time from start until the server at `--addr` serves a verified
     /// checkpoint (start this beside the server to time a restart).
     Ready,
+    /// C2SP add-checkpoint against one in-process witness with durable
+    /// state, spread over `--logs` logs.
+    WitnessAdd,
+    /// Signed → witnessed by 3 local witnesses (quorum 3) under `--rate`.
+    Witnessed,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum LogKey {
+    P256,
+    Ed25519,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -116,6 +127,15 @@ struct Args {
     /// Report the resident memory of this process (an external server).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// witness-add: logs the witness knows.
+    #[arg(long, default_value_t = 1000)]
+    logs: usize,
+    /// witness-add: checkpoints prepared per log.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// witness-add: the logs' key algorithm.
+    #[arg(long, value_enum, default_value = "p256")]
+    log_key: LogKey,
 }
 
 const MIB: f64 = 1_048_576.0;
@@ -204,23 +224,7 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
         .sum()
 }
 
-fn rss_bytes() -> u64 {
-    proc_status_bytes("self", "VmRSS:")
-}
-
-/// A size field (`VmRSS:`, `VmHWM:`) of /proc/PID/status, in bytes.
-fn proc_status_bytes(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
-}
+use quire_benches::{proc_status_bytes, rss_bytes};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -230,6 +234,31 @@ async fn main() -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| tmp.path().to_owned());
+    if matches!(args.scenario, Scenario::WitnessAdd | Scenario::Witnessed) {
+        let report = if args.scenario == Scenario::WitnessAdd {
+            quire_benches::witness::add_checkpoint(quire_benches::witness::AddOptions {
+                logs: args.logs,
+                steps: args.steps,
+                concurrency: args.concurrency,
+                duration: args.duration,
+                alg: match args.log_key {
+                    LogKey::P256 => quire_core::LogKeyAlgorithm::EcdsaP256,
+                    LogKey::Ed25519 => quire_core::LogKeyAlgorithm::Ed25519,
+                },
+                data_dir: data_dir.clone(),
+            })
+            .await?
+        } else {
+            quire_benches::witness::witnessed(quire_benches::witness::WitnessedOptions {
+                rate: args.rate,
+                duration: args.duration,
+                data_dir: data_dir.clone(),
+            })
+            .await?
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let mut local = None;
     let addr = if let Some(a) = &args.addr {
         a.clone()
@@ -468,7 +497,7 @@ async fn main() -> anyhow::Result<()> {
         "entries_per_s_signed": grown as f64 / elapsed,
         "offered_per_s": if args.scenario == Scenario::Rate { Some(args.rate) } else { None },
         "requests_per_s": shared.requests.load(Ordering::Relaxed) as f64 / elapsed,
-        "latency_us": { "p50": h.value_at_quantile(0.5), "p90": h.value_at_quantile(0.9), "p99": h.value_at_quantile(0.99), "max": h.max() },
+        "latency_us": quire_benches::percentiles(&h),
         "errors": &errors,
         "verification_failures": shared.failures.load(Ordering::Relaxed),
         "process_rss_bytes": rss_bytes(),

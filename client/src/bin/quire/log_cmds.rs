@@ -50,6 +50,8 @@ pub(crate) async fn add(
     let entry = read_limited(file, MAX_ENTRY_FILE, "entry")?;
     let mut rpc = LogRpc::connect(&endpoint(net)).await?;
     let origin = trust.origin.clone().unwrap_or_default();
+    // A policy that needs cosignatures waits for a witnessed checkpoint.
+    rpc.set_witnessed(trust.quorum > 0);
     match wait {
         None => {
             let added = rpc.add(&origin, entry).await?;
