@@ -399,3 +399,49 @@ fn cosignature_timestamps_are_bounded() {
     assert!(w.cosign(b"o\n1\nAA==\n", 1 << 63).is_err());
     assert!(w.cosign(b"o\n1\nAA==\n", (1 << 63) - 1).is_ok());
 }
+
+/// P-256 signatures are verified with `ring`; the keys and signatures come
+/// from the `p256` crate, which must agree on every verdict: valid, altered,
+/// and the high-S twin of each valid signature (which ECDSA accepts).
+#[test]
+fn p256_verdicts_agree_with_the_p256_crate() {
+    use base64::Engine as _;
+    use p256::ecdsa::signature::{Signer as _, Verifier as _};
+    use p256::pkcs8::EncodePublicKey as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut r = rng(256);
+    for i in 0..24u64 {
+        let sk = p256::ecdsa::SigningKey::random(&mut r);
+        let vk = *sk.verifying_key();
+        let spki = vk.to_public_key_der().unwrap().as_bytes().to_vec();
+        let name = format!("p256-{i}.example");
+        let id = key_id(&name, KeyType::EcdsaP256, &spki);
+        let mut vkey_bytes = vec![0x02];
+        vkey_bytes.extend_from_slice(&spki);
+        let ours =
+            VerifierKey::parse(&format!("{name}+{id:08x}+{}", b64.encode(&vkey_bytes))).unwrap();
+        let text = format!("{name}\n{i}\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n");
+        let sig: p256::ecdsa::Signature = sk.sign(text.as_bytes());
+        let (rr, ss) = sig.split_scalars();
+        let high = p256::ecdsa::Signature::from_scalars(*rr, -*ss).unwrap();
+        let mut candidates = vec![
+            sig.to_der().as_bytes().to_vec(),
+            high.to_der().as_bytes().to_vec(),
+        ];
+        let mut flipped = candidates[0].clone();
+        let at = 8 + (i as usize % (flipped.len() - 8));
+        flipped[at] ^= 1 << (i % 8);
+        candidates.push(flipped);
+        for der in candidates {
+            let theirs = p256::ecdsa::Signature::from_der(&der)
+                .is_ok_and(|s| vk.verify(text.as_bytes(), &s).is_ok());
+            let mut payload = id.to_be_bytes().to_vec();
+            payload.extend_from_slice(&der);
+            let note = format!("{text}\n— {name} {}\n", b64.encode(&payload));
+            let verdict = Note::parse(note.as_bytes())
+                .ok()
+                .is_some_and(|n| n.verify(std::slice::from_ref(&ours)).is_ok());
+            assert_eq!(verdict, theirs, "key {i}, signature {}", b64.encode(&der));
+        }
+    }
+}

@@ -20,6 +20,7 @@
 
 pub mod check;
 pub mod config;
+pub mod fuzz_target;
 pub mod http;
 pub mod keyfile;
 pub mod local;

@@ -181,8 +181,10 @@ fn ed25519_public(ty: KeyType, bytes: &[u8]) -> Result<VerifyingKey, KeyError> {
 enum PublicKey {
     Ed25519(VerifyingKey),
     EcdsaP256 {
-        key: p256::ecdsa::VerifyingKey,
+        /// The `SubjectPublicKeyInfo`, as the vkey carries it.
         spki: Vec<u8>,
+        /// The uncompressed point, for verification.
+        point: Vec<u8>,
     },
     CosignatureV1(VerifyingKey),
 }
@@ -223,8 +225,8 @@ impl VerifierKey {
                 let key = p256::ecdsa::VerifyingKey::from_public_key_der(material)
                     .map_err(|_| KeyError::BadKey(ty))?;
                 PublicKey::EcdsaP256 {
-                    key,
                     spki: material.to_vec(),
+                    point: key.to_encoded_point(false).as_bytes().to_vec(),
                 }
             }
         };
@@ -281,32 +283,27 @@ impl VerifierKey {
 
     /// Checks `sig` (without the key ID prefix) over note `text`.
     pub(crate) fn check(&self, text: &[u8], sig: &[u8]) -> SignatureCheck {
-        let ok =
-            match &self.key {
-                PublicKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(sig)
-                    .is_ok_and(|s| k.verify(text, &s).is_ok()),
-                PublicKey::EcdsaP256 { key, .. } => p256::ecdsa::Signature::from_der(sig)
-                    .is_ok_and(|s| signature_verify(key, text, &s)),
-                PublicKey::CosignatureV1(k) => {
-                    return match cosignature::check(k, text, sig) {
-                        Some(ts) => SignatureCheck::Cosigned(ts),
-                        None => SignatureCheck::Invalid,
-                    };
-                }
-            };
+        let ok = match &self.key {
+            PublicKey::Ed25519(k) => {
+                ed25519_dalek::Signature::from_slice(sig).is_ok_and(|s| k.verify(text, &s).is_ok())
+            }
+            PublicKey::EcdsaP256 { point, .. } => ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_ASN1,
+                point,
+            )
+            .verify(text, sig)
+            .is_ok(),
+            PublicKey::CosignatureV1(k) => {
+                return match cosignature::check(k, text, sig) {
+                    Some(ts) => SignatureCheck::Cosigned(ts),
+                    None => SignatureCheck::Invalid,
+                };
+            }
+        };
         if ok {
             SignatureCheck::Valid
         } else {
             SignatureCheck::Invalid
         }
     }
-}
-
-fn signature_verify(
-    key: &p256::ecdsa::VerifyingKey,
-    text: &[u8],
-    sig: &p256::ecdsa::Signature,
-) -> bool {
-    use p256::ecdsa::signature::Verifier as _;
-    key.verify(text, sig).is_ok()
 }

@@ -169,7 +169,10 @@ impl LogSigner {
                     .to_public_key_der()
                     .map(|d| d.as_bytes().to_vec())
                     .unwrap_or_default();
-                PublicKey::EcdsaP256 { key, spki }
+                PublicKey::EcdsaP256 {
+                    spki,
+                    point: key.to_encoded_point(false).as_bytes().to_vec(),
+                }
             }
         };
         let mut v = VerifierKey {

@@ -1,0 +1,50 @@
+//! The body of the `witness_request` fuzz target (`fuzz/`), which the test
+//! suite also replays over `fuzz/corpus/witness_request`: a C2SP
+//! add-checkpoint HTTP body through the parser, the note check and the
+//! decision against a stored checkpoint. Nothing may panic.
+
+use quire_core::{LogSigner, VerifierKey};
+
+use crate::check::{decide, verify_note, Latest};
+use crate::http::parse_body;
+
+/// Go's `sumdb/note` test key: seeds are signed with it.
+pub const SEED_KEY: &str =
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+
+/// The stored state the fuzzer's requests are decided against: size 3 of
+/// the seed log (entries "0", "1", "2").
+pub fn stored() -> Option<(LogSigner, Latest)> {
+    let signer = LogSigner::from_private_text(SEED_KEY).ok()?;
+    let mut range = quire_core::CompactRange::new();
+    for e in [b"0", b"1", b"2"] {
+        range.append(quire_core::leaf_hash(e), |_, _| {}).ok()?;
+    }
+    let text = quire_core::Checkpoint::new("PeterNeumann", 3, range.root())
+        .ok()?
+        .to_text();
+    let mut note = quire_core::Note::new(&text).ok()?;
+    note.add_signature(signer.sign(text.as_bytes())).ok()?;
+    let latest = Latest {
+        size: 3,
+        root: range.root(),
+        note: note.to_bytes(),
+    };
+    Some((signer, latest))
+}
+
+/// Runs one input.
+pub fn witness_request(data: &[u8]) {
+    let Some((signer, latest)) = stored() else {
+        return;
+    };
+    let keys: Vec<VerifierKey> = vec![signer.verifier()];
+    let Ok((old, proof, note)) = parse_body(data) else {
+        return;
+    };
+    let Ok(verified) = verify_note(note, |_| Some(&keys[..])) else {
+        return;
+    };
+    let _ = decide(Some(&latest), old, &proof, &verified, &keys);
+    let _ = decide(None, old, &proof, &verified, &keys);
+}
