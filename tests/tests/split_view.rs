@@ -171,6 +171,31 @@ async fn split_view_is_caught_by_gossip_with_evidence_anyone_can_check() {
         r.results
     );
 
+    // The same with the CLI: Y's view conflicts (exit 1), X's fits (0).
+    let y_file = dir.path().join("y.note");
+    let x_file = dir.path().join("x.note");
+    std::fs::write(&y_file, &y_note).unwrap();
+    std::fs::write(&x_file, &x_note).unwrap();
+    let (code, out, err) = run_bin(
+        "quire",
+        &["gossip", y_file.to_str().unwrap(), "--witness", &urls[1]],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("conflict"), "{out}");
+    let (code, out, err) = run_bin(
+        "quire",
+        &[
+            "gossip",
+            x_file.to_str().unwrap(),
+            "--witness",
+            &urls[0],
+            "--witness",
+            &urls[1],
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches("consistent").count(), 2, "{out}");
+
     // Every witness comes to hold evidence, through gossip.
     let start = Instant::now();
     let mut held = Vec::new();

@@ -250,6 +250,26 @@ async fn hostile_grpc_input_is_refused_and_never_poisons_the_state() {
         "only the log's signature and the witness's cosignature"
     );
 
+    // Reads of unknown logs, and a message over the 8 MiB request limit.
+    let e = c
+        .get_latest(GetLatestRequest {
+            origin: "nope.example/log".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = c
+        .gossip(GossipRequest {
+            checkpoints: vec![vec![b'x'; 9 << 20]],
+            source: "t".into(),
+            evidence: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    // The witness still serves.
+    assert_eq!(size_of(&latest(&mut c).await), 12);
+
     // Gossip limits and garbage.
     let e = c
         .gossip(GossipRequest {

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod gossip;
 mod log_cmds;
 mod saved;
 
@@ -198,6 +199,19 @@ enum Cmd {
     /// Audit saved material offline: a verdict, and exit 1 on any failure.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Hand a signed checkpoint you were shown (as `quire checkpoint`
+    /// prints it) to witnesses, which check it against their own view of
+    /// the log and keep evidence of a split view. Exit 1 when one finds one.
+    Gossip {
+        /// The signed checkpoint (a note file, or - for stdin).
+        checkpoint: PathBuf,
+        /// A witness's gRPC address (http://HOST:PORT). Repeatable.
+        #[arg(long = "witness", required = true)]
+        witnesses: Vec<String>,
+        /// Seconds before a call gives up.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Verify a proof bundle offline.
     Verify {
         /// The bundle (a C2SP tlog-proof file).
@@ -430,6 +444,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .await
         }
         Cmd::Audit(a) => audit(json, a),
+        Cmd::Gossip {
+            checkpoint,
+            witnesses,
+            timeout,
+        } => {
+            gossip::gossip(
+                json,
+                &checkpoint,
+                &witnesses,
+                std::time::Duration::from_secs(timeout),
+            )
+            .await
+        }
         Cmd::Monitor {
             state,
             evidence_out,
