@@ -6,7 +6,7 @@
 //! fails proves nothing about the log (anyone could forge it) and is
 //! reported as inconsistent.
 
-use quire_core::{verify_consistency, Checkpoint, SplitViewEvidence, VerifierKey};
+use quire_core::{seeded_path, verify_consistency, Checkpoint, SplitViewEvidence, VerifierKey};
 
 use crate::rpc::{LogRpc, RpcError};
 
@@ -76,14 +76,18 @@ pub async fn check_extension(
         }
         return Err(conflict(&[], format!("size {m} signed with two roots")));
     }
-    let proof = rpc
-        .consistency(origin, m, n)
+    let (proof, seed) = rpc
+        .consistency_seeded(origin, m, n)
         .await
         .map_err(ExtendError::Rpc)?;
     verify_consistency(m, n, &proof, old.checkpoint.root(), new.checkpoint.root())
         // A proof that rebuilds the new signed root but implies another old
-        // root is evidence; one that merely fails is not.
-        .map_err(|e| conflict(&proof, e.to_string()))
+        // root is evidence (with the seed when m is a power of two); one
+        // that merely fails is not.
+        .map_err(|e| {
+            let path = seeded_path(m, seed, &proof).unwrap_or_default();
+            conflict(&path, e.to_string())
+        })
 }
 
 /// Writes `bytes` to `path` durably: a temporary file, fsync, rename, and

@@ -382,6 +382,36 @@ impl LogRpc {
         old_size: u64,
         new_size: u64,
     ) -> Result<Vec<quire_core::Hash>, RpcError> {
+        Ok(self
+            .consistency_inner(origin, old_size, new_size, false)
+            .await?
+            .0)
+    }
+
+    /// [`Self::consistency`] with the seed (the root of the largest
+    /// complete subtree ending at `old_size`), which split-view evidence
+    /// needs when `old_size` is a power of two. The seed is `None` when the
+    /// server sent none.
+    ///
+    /// # Errors
+    /// As [`Self::consistency`].
+    pub async fn consistency_seeded(
+        &mut self,
+        origin: &str,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<(Vec<quire_core::Hash>, Option<quire_core::Hash>), RpcError> {
+        self.consistency_inner(origin, old_size, new_size, true)
+            .await
+    }
+
+    async fn consistency_inner(
+        &mut self,
+        origin: &str,
+        old_size: u64,
+        new_size: u64,
+        with_seed: bool,
+    ) -> Result<(Vec<quire_core::Hash>, Option<quire_core::Hash>), RpcError> {
         let c = self.client.clone();
         let log = origin.to_owned();
         let r = self
@@ -393,7 +423,7 @@ impl LogRpc {
                         log,
                         old_size,
                         new_size,
-                        with_seed: false,
+                        with_seed,
                     })
                     .await
                 }
@@ -405,7 +435,17 @@ impl LogRpc {
                 r.old_size, r.new_size
             )));
         }
-        hashes_from_wire(&r.proof).map_err(|e| RpcError::Verify(format!("consistency proof: {e}")))
+        let proof = hashes_from_wire(&r.proof)
+            .map_err(|e| RpcError::Verify(format!("consistency proof: {e}")))?;
+        let seed = if r.seed.is_empty() {
+            None
+        } else {
+            Some(
+                quire_proto::hash_from_wire(&r.seed)
+                    .map_err(|e| RpcError::Verify(format!("consistency seed: {e}")))?,
+            )
+        };
+        Ok((proof, seed))
     }
 
     /// An inclusion proof of the entry at `index`, or of the entry with

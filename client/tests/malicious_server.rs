@@ -63,6 +63,8 @@ struct Script {
     skip: bool,
     /// The inclusion proof answered: index, tree size, hashes.
     inclusion: (u64, u64, Vec<Vec<u8>>),
+    /// The seed sent with a consistency proof when asked for one.
+    seed: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -109,11 +111,16 @@ impl Log for Double {
         r: Request<GetConsistencyProofRequest>,
     ) -> Result<Response<GetConsistencyProofResponse>, Status> {
         let r = r.into_inner();
+        let s = self.0.lock().unwrap();
         Ok(Response::new(GetConsistencyProofResponse {
             old_size: r.old_size,
             new_size: r.new_size,
-            proof: self.0.lock().unwrap().proof.clone(),
-            seed: Vec::new(),
+            proof: s.proof.clone(),
+            seed: if r.with_seed {
+                s.seed.clone()
+            } else {
+                Vec::new()
+            },
         }))
     }
     type GetEntriesStream = Stream<EntriesPage>;
@@ -447,4 +454,64 @@ async fn the_monitor_rebuilds_the_tree_and_refuses_altered_skipped_or_forked_his
     set(300, h.roots[300], &hproof, &honest, false);
     let (state, cp) = step(&mut rpc, &trust, &state, |_, _| {}).await.unwrap();
     assert_eq!((cp.size(), state.range.root()), (300, h.roots[300]));
+}
+
+/// A fork from a power-of-two size: RFC 9162 leaves the old root out of the
+/// proof, so only the seed the log sends with it (`with_seed`) turns the
+/// fork into evidence; without the seed it is still refused, as
+/// inconsistent.
+#[tokio::test]
+async fn a_fork_from_a_power_of_two_size_becomes_evidence_with_the_seed() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let key = LogSigner::generate_with(LogKeyAlgorithm::Ed25519, ORIGIN, &mut rng).unwrap();
+    let honest: Vec<Vec<u8>> = (0..32).map(|i| format!("event {i}").into_bytes()).collect();
+    let mut forked = honest.clone();
+    forked[9] = b"rewritten".to_vec();
+    let (h, f) = (tree(&honest), tree(&forked));
+    let script = Arc::new(Mutex::new(Script::default()));
+    let url = serve(Arc::clone(&script)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let trust = LogTrust {
+        origin: ORIGIN.into(),
+        log_keys: vec![key.verifier()],
+        witnesses: vec![],
+        quorum: 0,
+    };
+    for with_seed in [false, true] {
+        let state_path = dir.path().join(format!("state-{with_seed}.json"));
+        {
+            let mut s = script.lock().unwrap();
+            s.checkpoint = signed(&key, 16, h.roots[16]);
+            s.proof = vec![];
+        }
+        let rpc = connect(url.clone()).await;
+        let mut c =
+            VerifyingClient::new(rpc, trust.clone(), TrustedState::load(&state_path).unwrap());
+        assert_eq!(c.update().await.unwrap().size(), 16);
+        {
+            let mut s = script.lock().unwrap();
+            s.checkpoint = signed(&key, 32, f.roots[32]);
+            s.proof = wire(&prove_consistency(&f.nodes, 16, 32).unwrap());
+            s.seed = if with_seed {
+                quire_core::root_at(&f.nodes, 16).unwrap().0.to_vec()
+            } else {
+                Vec::new()
+            };
+        }
+        match c.update().await {
+            Err(UpdateError::Fork(ev)) => {
+                assert!(with_seed, "no evidence can be made without the seed");
+                assert!(matches!(
+                    ev.check(&[key.verifier()]).unwrap(),
+                    Conflict::Inconsistent {
+                        old: 16,
+                        new: 32,
+                        ..
+                    }
+                ));
+            }
+            Err(e) => assert!(!with_seed, "with the seed this is evidence, got {e:?}"),
+            Ok(cp) => panic!("a fork was accepted at size {}", cp.size()),
+        }
+    }
 }

@@ -259,3 +259,17 @@ impl SplitViewEvidence {
         serde_json::from_slice(bytes).map_err(|e| EvidenceError::Malformed(e.to_string()))
     }
 }
+
+/// The consistency path from `old`, seed first, as evidence wants it: the
+/// RFC 9162 `proof` when `old` is not a power of two (its first hash is the
+/// seed), else `seed` (the old root, which RFC 9162 leaves out) followed by
+/// the proof. `None` when `old` is a power of two and no seed is given.
+pub fn seeded_path(old: u64, seed: Option<Hash>, proof: &[Hash]) -> Option<Vec<Hash>> {
+    if old.is_power_of_two() {
+        let mut path = vec![seed?];
+        path.extend_from_slice(proof);
+        Some(path)
+    } else {
+        Some(proof.to_vec())
+    }
+}

@@ -37,7 +37,7 @@ pub mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use compact::{CompactRange, CompactRangeError};
-pub use evidence::{Conflict, EvidenceError, SplitViewEvidence};
+pub use evidence::{seeded_path, Conflict, EvidenceError, SplitViewEvidence};
 pub use hash::{empty_root, leaf_hash, node_hash, perfect_root, Hash, HashLengthError, HASH_LEN};
 pub use keys::{KeyError, KeyType, LogKeyAlgorithm, LogSigner, VerifierKey, WitnessSigner};
 pub use node::{NodeId, TileId, TileSpan, MAX_TREE_SIZE};

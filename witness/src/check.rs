@@ -241,15 +241,3 @@ fn proof_evidence(
         .ok()
         .map(|(e, _)| Box::new(e))
 }
-
-/// The path of a consistency proof with its seed first, as evidence wants
-/// it: RFC 9162 omits the seed when `old` is a power of two.
-pub fn seeded_path(old: u64, seed: Option<Hash>, proof: &[Hash]) -> Option<Vec<Hash>> {
-    if old.is_power_of_two() {
-        let mut path = vec![seed?];
-        path.extend_from_slice(proof);
-        Some(path)
-    } else {
-        Some(proof.to_vec())
-    }
-}

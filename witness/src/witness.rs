@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quire_core::verify::consistency_roots;
-use quire_core::{Hash, NoteSignature, SplitViewEvidence, VerifierKey, WitnessSigner};
+use quire_core::{seeded_path, Hash, NoteSignature, SplitViewEvidence, VerifierKey, WitnessSigner};
 use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::{GetCheckpointRequest, GetConsistencyProofRequest};
 use tonic::transport::Channel;
 
-use crate::check::{self, seeded_path, AddError, Latest, Verified};
+use crate::check::{self, AddError, Latest, Verified};
 use crate::config::WitnessedLog;
 use crate::state::{self, EvidenceRecord, State};
 
