@@ -251,6 +251,13 @@ impl WitnessConfig {
                     Ok(key)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            if let Some(u) = l.url.as_deref().filter(|u| !u.starts_with("http://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "log {:?}: address {u:?} must start with http:// \
+                     (TLS to logs is not supported yet)",
+                    l.origin
+                )));
+            }
             logs.push(WitnessedLog {
                 origin: l.origin.clone(),
                 keys,
@@ -266,6 +273,13 @@ impl WitnessConfig {
                 if key.key_type() != KeyType::CosignatureV1 {
                     return Err(ConfigError::Invalid(format!(
                         "peer {}: key is not a cosignature/v1 witness key",
+                        p.url
+                    )));
+                }
+                if !p.url.starts_with("http://") {
+                    return Err(ConfigError::Invalid(format!(
+                        "peer address {:?} must start with http:// \
+                         (TLS to peers is not supported yet)",
                         p.url
                     )));
                 }
