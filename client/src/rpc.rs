@@ -576,17 +576,14 @@ impl LogRpc {
     }
 }
 
+/// An error status as [`RpcError::Status`] (UNAVAILABLE included: it may
+/// come from the transport or from the server, a fail-closed witness quorum
+/// say, and the message says which).
 fn status(method: &'static str, s: &tonic::Status) -> RpcError {
-    match s.code() {
-        Code::Unavailable => RpcError::Connect {
-            addr: String::new(),
-            why: format!("{method}: {}", s.message()),
-        },
-        code => RpcError::Status {
-            method,
-            code,
-            message: s.message().to_owned(),
-        },
+    RpcError::Status {
+        method,
+        code: s.code(),
+        message: s.message().to_owned(),
     }
 }
 
