@@ -190,15 +190,7 @@ pub async fn add_checkpoint(opts: AddOptions) -> anyhow::Result<serde_json::Valu
 }
 
 fn cosignature_ok(text: &str, lines: &[String], key: &VerifierKey) -> bool {
-    let mut note = text.as_bytes().to_vec();
-    note.push(b'\n');
-    for l in lines {
-        note.extend_from_slice(l.as_bytes());
-    }
-    Note::parse(&note)
-        .ok()
-        .and_then(|n| n.verify(std::slice::from_ref(key)).ok())
-        .is_some_and(|v| v.iter().any(|s| s.timestamp.is_some()))
+    quire_core::cosignature::verify_answer(text, lines, key).is_ok()
 }
 
 /// Options of `witnessed`.

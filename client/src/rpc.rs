@@ -437,14 +437,8 @@ impl LogRpc {
         }
         let proof = hashes_from_wire(&r.proof)
             .map_err(|e| RpcError::Verify(format!("consistency proof: {e}")))?;
-        let seed = if r.seed.is_empty() {
-            None
-        } else {
-            Some(
-                quire_proto::hash_from_wire(&r.seed)
-                    .map_err(|e| RpcError::Verify(format!("consistency seed: {e}")))?,
-            )
-        };
+        let seed = quire_proto::optional_hash_from_wire(&r.seed)
+            .map_err(|e| RpcError::Verify(format!("consistency seed: {e}")))?;
         Ok((proof, seed))
     }
 

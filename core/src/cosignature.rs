@@ -63,3 +63,67 @@ pub(crate) fn check(key: &VerifyingKey, checkpoint_text: &[u8], sig: &[u8]) -> O
         .ok()
         .map(|()| timestamp)
 }
+
+/// Most signature lines read from a witness's answer.
+pub const MAX_ANSWER_LINES: usize = 16;
+/// Longest signature line read from a witness's answer, bytes.
+pub const MAX_ANSWER_LINE: usize = 1024;
+
+/// Signature lines from a witness that do not hold a cosignature by its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// More lines than [`MAX_ANSWER_LINES`], a line over
+    /// [`MAX_ANSWER_LINE`] or without its newline, or lines that do not
+    /// parse as signature lines.
+    #[error("malformed cosignature lines: {0}")]
+    Malformed(String),
+    /// A line by the key does not verify, or none is there, or the key is
+    /// not a cosignature/v1 key.
+    #[error("no valid cosignature by {0}")]
+    NotCosigned(String),
+}
+
+/// The cosignature by `key` among the signature `lines` a witness answered
+/// (C2SP `tlog-witness`: "— name base64\n" each), verified over
+/// `checkpoint_text`, with its timestamp. Lines by other keys are ignored.
+///
+/// # Errors
+/// [`AnswerError`], the limits checked before parsing.
+pub fn verify_answer(
+    checkpoint_text: &str,
+    lines: &[String],
+    key: &crate::VerifierKey,
+) -> Result<(crate::NoteSignature, u64), AnswerError> {
+    if lines.len() > MAX_ANSWER_LINES {
+        return Err(AnswerError::Malformed(format!(
+            "{} lines; the limit is {MAX_ANSWER_LINES}",
+            lines.len()
+        )));
+    }
+    let mut note = checkpoint_text.as_bytes().to_vec();
+    note.push(b'\n');
+    for l in lines {
+        if l.len() > MAX_ANSWER_LINE || !l.ends_with('\n') {
+            return Err(AnswerError::Malformed(format!(
+                "a line must end in a newline and be at most {MAX_ANSWER_LINE} bytes"
+            )));
+        }
+        note.extend_from_slice(l.as_bytes());
+    }
+    let parsed = crate::Note::parse(&note).map_err(|e| AnswerError::Malformed(e.to_string()))?;
+    let who = || format!("{}+{:08x}", key.name(), key.key_id());
+    let verified = parsed
+        .verify(std::slice::from_ref(key))
+        .map_err(|e| AnswerError::NotCosigned(format!("{}: {e}", who())))?;
+    let timestamp = verified
+        .first()
+        .and_then(|v| v.timestamp)
+        .ok_or_else(|| AnswerError::NotCosigned(format!("{} (not a cosignature/v1 key)", who())))?;
+    let sig = parsed
+        .signatures()
+        .iter()
+        .find(|s| s.key_id() == key.key_id() && s.name() == key.name())
+        .cloned()
+        .ok_or_else(|| AnswerError::NotCosigned(who()))?;
+    Ok((sig, timestamp))
+}

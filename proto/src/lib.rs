@@ -28,6 +28,19 @@ pub fn hash_from_wire(bytes: &[u8]) -> Result<Hash, HashLengthError> {
     Hash::from_slice(bytes)
 }
 
+/// An optional hash from its wire form: empty means none (proto3 `bytes`
+/// fields such as a consistency proof's seed).
+///
+/// # Errors
+/// [`HashLengthError`] when it is neither empty nor 32 bytes.
+pub fn optional_hash_from_wire(bytes: &[u8]) -> Result<Option<Hash>, HashLengthError> {
+    if bytes.is_empty() {
+        Ok(None)
+    } else {
+        hash_from_wire(bytes).map(Some)
+    }
+}
+
 /// A list of hashes that did not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireHashesError {

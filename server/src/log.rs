@@ -192,7 +192,8 @@ struct Inner<S> {
     latest: watch::Receiver<Arc<Latest>>,
 }
 
-fn now_ms() -> u64 {
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

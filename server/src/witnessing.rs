@@ -251,10 +251,7 @@ fn report(shared: &Shared, id: u64, latest: &Arc<Latest>, i: usize, sig: Option<
                 publish = Some(r.sigs.clone());
                 if !r.published {
                     r.published = true;
-                    let signed = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                    let ms = signed.saturating_sub(latest.stored.signed_at_ms);
+                    let ms = crate::log::now_ms().saturating_sub(latest.stored.signed_at_ms);
                     #[allow(clippy::cast_precision_loss)]
                     metrics::histogram!("quire_witnessed_seconds", "log" => shared.origin.clone())
                         .record(ms as f64 / 1000.0);
@@ -397,22 +394,9 @@ fn verify_cosignature(
     key: &VerifierKey,
 ) -> Result<NoteSignature, String> {
     let parsed = Note::parse(note).map_err(|e| e.to_string())?;
-    let mut with = parsed.text().as_bytes().to_vec();
-    with.push(b'\n');
-    for l in lines.iter().take(16) {
-        if l.len() > 1024 || !l.ends_with('\n') {
-            return Err("malformed cosignature line".into());
-        }
-        with.extend_from_slice(l.as_bytes());
-    }
-    let n = Note::parse(&with).map_err(|e| format!("cosignature lines: {e}"))?;
-    n.verify(std::slice::from_ref(key))
-        .map_err(|e| format!("cosignature: {e}"))?;
-    n.signatures()
-        .iter()
-        .find(|s| s.key_id() == key.key_id() && s.name() == key.name())
-        .cloned()
-        .ok_or_else(|| "no cosignature by the witness's key".into())
+    quire_core::cosignature::verify_answer(parsed.text(), lines, key)
+        .map(|(sig, _)| sig)
+        .map_err(|e| e.to_string())
 }
 
 impl Witnessing {

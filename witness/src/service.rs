@@ -43,9 +43,8 @@ pub fn add_status(e: &AddError) -> Status {
         AddError::BadSignature(_) => Status::permission_denied(msg),
         AddError::Conflict { size, .. } => {
             let mut s = Status::failed_precondition(msg);
-            if let Ok(v) = size.to_string().parse() {
-                s.metadata_mut().insert(SIZE_TRAILER, v);
-            }
+            s.metadata_mut()
+                .insert(SIZE_TRAILER, tonic::metadata::MetadataValue::from(*size));
             s
         }
         AddError::BadProof { .. } => Status::out_of_range(msg),

@@ -462,12 +462,26 @@ impl Witness {
             })?
             .into_inner();
         let proof = quire_proto::hashes_from_wire(&resp.proof).map_err(|e| e.to_string())?;
-        let seed = if resp.seed.is_empty() {
-            None
-        } else {
-            Some(quire_proto::hash_from_wire(&resp.seed).map_err(|e| e.to_string())?)
-        };
+        let seed = quire_proto::optional_hash_from_wire(&resp.seed).map_err(|e| e.to_string())?;
         Ok((seed, proof))
+    }
+
+    /// The log's latest checkpoint note, as it sent it.
+    async fn fetch_checkpoint(
+        &self,
+        client: &mut LogClient<Channel>,
+        origin: &str,
+    ) -> Result<Vec<u8>, String> {
+        let mut req = tonic::Request::new(GetCheckpointRequest {
+            log: origin.to_owned(),
+            witnessed: false,
+        });
+        req.set_timeout(self.inner.timeout);
+        client
+            .get_checkpoint(req)
+            .await
+            .map(|r| r.into_inner().checkpoint)
+            .map_err(|s| format!("checkpoint from the log: {}", s.message()))
     }
 
     async fn log_checkpoint(
@@ -475,16 +489,8 @@ impl Witness {
         client: &mut LogClient<Channel>,
         origin: &str,
     ) -> Result<Verified, String> {
-        let mut req = tonic::Request::new(GetCheckpointRequest {
-            log: origin.to_owned(),
-            witnessed: false,
-        });
-        req.set_timeout(self.inner.timeout);
-        let resp = client
-            .get_checkpoint(req)
-            .await
-            .map_err(|s| format!("checkpoint from the log: {}", s.message()))?;
-        self.verify(&resp.into_inner().checkpoint)
+        let note = self.fetch_checkpoint(client, origin).await?;
+        self.verify(&note)
             .map_err(|e| format!("the log's checkpoint: {e}"))
     }
 
@@ -493,17 +499,9 @@ impl Witness {
         let Some(mut client) = self.inner.logs.get(origin).and_then(|l| l.client.clone()) else {
             return (Verdict::Unchecked, "no address".into());
         };
-        let mut req = tonic::Request::new(GetCheckpointRequest {
-            log: origin.to_owned(),
-            witnessed: false,
-        });
-        req.set_timeout(self.inner.timeout);
-        match client.get_checkpoint(req).await {
-            Ok(r) => self.observe(&r.into_inner().checkpoint, PULL).await,
-            Err(s) => (
-                Verdict::Unchecked,
-                format!("polling the log: {}", s.message()),
-            ),
+        match self.fetch_checkpoint(&mut client, origin).await {
+            Ok(note) => self.observe(&note, PULL).await,
+            Err(e) => (Verdict::Unchecked, format!("polling the log: {e}")),
         }
     }
 }
