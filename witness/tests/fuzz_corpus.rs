@@ -17,7 +17,7 @@ fn witness_request_corpus() {
     files.sort();
     assert!(
         files.len() >= 7,
-        "seeds missing: cargo run -p quire-witness --example fuzz_seeds"
+        "seeds missing: cargo run -p quire-witness --example witness_fuzz_seeds"
     );
     for f in files {
         let input = std::fs::read(&f).unwrap();
