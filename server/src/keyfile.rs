@@ -28,7 +28,8 @@ pub fn slug(origin: &str) -> String {
 /// # Errors
 /// I/O errors and unusable key files, with the path.
 pub fn load_or_create(dir: &Path, origin: &str) -> anyhow::Result<(Vec<LogSigner>, bool)> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("creating the key directory {}: {e}", dir.display()))?;
     let mut created = false;
     let mut signers = Vec::new();
     for (alg, ext) in [
@@ -58,7 +59,8 @@ pub fn load_or_create(dir: &Path, origin: &str) -> anyhow::Result<(Vec<LogSigner
             signer
         } else {
             let signer = LogSigner::generate(alg, origin)?;
-            write_private(&path, &signer.to_private_text())?;
+            write_private(&path, &signer.to_private_text())
+                .map_err(|e| anyhow::anyhow!("writing the new key {}: {e}", path.display()))?;
             created = true;
             signer
         };
@@ -67,16 +69,32 @@ pub fn load_or_create(dir: &Path, origin: &str) -> anyhow::Result<(Vec<LogSigner
     Ok((signers, created))
 }
 
+/// Writes a new key file all at once: into a temporary file that is synced,
+/// then linked to its name (which fails if the name exists), so a failed
+/// write (a full disk) never leaves a truncated key behind.
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
     }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
+    Ok(())
 }

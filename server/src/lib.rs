@@ -97,9 +97,11 @@ pub async fn serve<S: Storage>(
 pub fn open_redb_log(data_dir: &Path, cfg: &LogConfig) -> anyhow::Result<(Log<RedbStore>, bool)> {
     let (signers, created) = keyfile::load_or_create(&data_dir.join("keys"), &cfg.origin)?;
     let logs_dir = data_dir.join("logs");
-    std::fs::create_dir_all(&logs_dir)?;
+    std::fs::create_dir_all(&logs_dir)
+        .map_err(|e| anyhow::anyhow!("creating the data directory {}: {e}", logs_dir.display()))?;
     let path = logs_dir.join(format!("{}.redb", keyfile::slug(&cfg.origin)));
-    let store = RedbStore::open(&path, cfg.store_options())?;
+    let store = RedbStore::open(&path, cfg.store_options())
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
     let log = Log::open(
         store,
         LogOptions {

@@ -136,9 +136,27 @@ pub enum WriteError {
         /// Last signing time.
         last_ms: u64,
     },
-    /// Storage failed; nothing was acknowledged.
-    #[error("storage failed, nothing was written: {0}")]
+    /// Storage failed; the batch was not acknowledged (it may or may not
+    /// have reached the disk, so a retry may find it stored).
+    #[error("storage failed; the batch is not acknowledged: {0}")]
     Store(String),
+    /// The disk is full (or a quota or file size limit was reached); the
+    /// batch was not acknowledged.
+    #[error(
+        "storage is full; the batch is not acknowledged: {0}; free space and restart the server"
+    )]
+    StorageFull(String),
+    /// An earlier storage failure stopped this log's writes until restart;
+    /// reads go on from what is stored.
+    #[error("log {origin} stopped writing after a storage failure ({cause}); entries up to size {size} are stored and signed and reads go on; fix the disk and restart the server")]
+    Stopped {
+        /// The log.
+        origin: String,
+        /// The size of the last signed checkpoint.
+        size: u64,
+        /// The failure that stopped writes.
+        cause: String,
+    },
 }
 
 /// One appended entry.
@@ -280,6 +298,7 @@ impl<S: Storage> Log<S> {
             store: Arc::clone(&store),
             range,
             latest: latest_tx,
+            stopped: None,
         };
         let handle = std::thread::Builder::new()
             .name(format!("sequencer {}", opts.origin))

@@ -10,6 +10,7 @@
 //! | `quire_batch_entries` | histogram | log |
 //! | `quire_integration_seconds` | histogram | log |
 //! | `quire_tree_size` | gauge | log |
+//! | `quire_writes_stopped` | gauge (1 after a storage failure stopped the log's writes) | log |
 //! | `quire_rpc_requests_total` | counter | method, code |
 //! | `quire_rpc_seconds` | histogram | method, code |
 

@@ -56,6 +56,10 @@ pub(crate) struct Sequencer<S> {
     pub(crate) store: Arc<S>,
     pub(crate) range: CompactRange,
     pub(crate) latest: watch::Sender<Arc<Latest>>,
+    /// The storage failure that stopped writes. After one, redb must be
+    /// reopened, and what reached the disk is only known after that: every
+    /// later batch is refused until restart, without touching storage.
+    pub(crate) stopped: Option<String>,
 }
 
 impl<S: Storage> Sequencer<S> {
@@ -77,7 +81,26 @@ impl<S: Storage> Sequencer<S> {
                 .set(batch[0].queued_at.elapsed().as_secs_f64());
             metrics::gauge!("quire_queue_depth", &label).set(crate::metrics::value_usize(rx.len()));
             let started = std::time::Instant::now();
-            let result = self.integrate(&mut batch);
+            let result = match &self.stopped {
+                Some(cause) => Err(WriteError::Stopped {
+                    origin: self.origin.clone(),
+                    size: self.range.size(),
+                    cause: cause.clone(),
+                }),
+                None => self.integrate(&mut batch),
+            };
+            if let (None, Err(WriteError::Store(cause) | WriteError::StorageFull(cause))) =
+                (&self.stopped, &result)
+            {
+                tracing::error!(
+                    origin = %self.origin,
+                    size = self.range.size(),
+                    cause = %cause,
+                    "storage failed: this log stops writing until restart; reads go on"
+                );
+                metrics::gauge!("quire_writes_stopped", &label).set(1.0);
+                self.stopped = Some(cause.clone());
+            }
             metrics::histogram!("quire_integration_seconds", &label)
                 .record(started.elapsed().as_secs_f64());
             metrics::histogram!("quire_batch_entries", &label)
@@ -107,7 +130,10 @@ impl<S: Storage> Sequencer<S> {
         &mut self,
         batch: &mut [Request],
     ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), WriteError> {
-        let store_err = |e: StoreError| WriteError::Store(e.to_string());
+        let store_err = |e: StoreError| match e {
+            StoreError::Full(m) => WriteError::StorageFull(m),
+            e => WriteError::Store(e.to_string()),
+        };
         let reader = self.store.reader().map_err(store_err)?;
         let mut range = self.range.clone();
         let first_index = range.size();

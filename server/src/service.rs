@@ -49,8 +49,12 @@ impl<S: Storage> Clone for LogService<S> {
 fn write_status(e: WriteError) -> Status {
     match e {
         WriteError::Invalid(m) => Status::invalid_argument(m),
-        e @ WriteError::QueueFull { .. } => Status::resource_exhausted(e.to_string()),
-        e @ WriteError::ShuttingDown => Status::unavailable(e.to_string()),
+        e @ (WriteError::QueueFull { .. } | WriteError::StorageFull(_)) => {
+            Status::resource_exhausted(e.to_string())
+        }
+        e @ (WriteError::ShuttingDown | WriteError::Stopped { .. }) => {
+            Status::unavailable(e.to_string())
+        }
         e @ WriteError::ClockBackwards { .. } => Status::failed_precondition(e.to_string()),
         e @ WriteError::Store(_) => Status::internal(e.to_string()),
     }
@@ -614,7 +618,19 @@ mod tests {
                 },
                 tonic::Code::FailedPrecondition,
             ),
-            (WriteError::Store("disk full".into()), tonic::Code::Internal),
+            (WriteError::Store("engine".into()), tonic::Code::Internal),
+            (
+                WriteError::StorageFull("No space left on device (os error 28)".into()),
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                WriteError::Stopped {
+                    origin: "o".into(),
+                    size: 7,
+                    cause: "disk full".into(),
+                },
+                tonic::Code::Unavailable,
+            ),
         ];
         for (e, code) in cases {
             let text = e.to_string();

@@ -16,7 +16,8 @@ const MAX_KEY_BYTES: u64 = 4096;
 /// # Errors
 /// An unreadable or invalid key file, a key of another name, or I/O.
 pub fn load_or_create(dir: &Path, name: &str) -> anyhow::Result<(WitnessSigner, bool)> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("creating the data directory {}: {e}", dir.display()))?;
     let path = dir.join("witness.key");
     if path.exists() {
         let len = std::fs::metadata(&path)?.len();

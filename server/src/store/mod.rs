@@ -27,6 +27,10 @@ pub enum StoreError {
     /// The engine failed.
     #[error("storage engine: {0}")]
     Engine(String),
+    /// The disk is full, a quota is reached or a file hit its size limit
+    /// (ENOSPC, EDQUOT, EFBIG).
+    #[error("storage is full: {0}")]
+    Full(String),
     /// Stored data is not what it must be.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -111,8 +111,21 @@ const CHECKPOINTS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("ch
 /// Named metadata (origin, format version).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-pub(crate) fn engine<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Engine(e.to_string())
+/// A redb error as a [`StoreError`]: a full disk, a reached quota or a file
+/// size limit become [`StoreError::Full`], so that callers can say so.
+pub(crate) fn engine<E: Into<redb::Error>>(e: E) -> StoreError {
+    match e.into() {
+        redb::Error::Io(io) if is_full(&io) => StoreError::Full(io.to_string()),
+        other => StoreError::Engine(other.to_string()),
+    }
+}
+
+fn is_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
 }
 
 /// How a [`RedbStore`] is opened.

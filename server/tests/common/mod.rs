@@ -1,6 +1,8 @@
 //! A server in-process on 127.0.0.1:0, and helpers shared by the gRPC tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
+pub mod process;
+
 use quire_core::{Checkpoint, LogSigner, Note, VerifierKey};
 use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::GetEntriesRequest;

@@ -1,0 +1,202 @@
+//! The real `quire-server` binary as a child process, optionally with a file
+//! size limit, and the check that a restarted server still holds everything
+//! it acknowledged.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::io::{BufRead, BufReader, Read as _};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use quire_core::{leaf_hash, verify_consistency, Checkpoint, CompactRange, VerifierKey};
+use quire_proto::hashes_from_wire;
+use quire_proto::v1::log_client::LogClient;
+use quire_proto::v1::{GetCheckpointRequest, GetConsistencyProofRequest, ListLogsRequest};
+use tonic::transport::Channel;
+
+use super::{all_entries, checkpoint};
+
+/// Acknowledged (index, entry) pairs.
+pub type Acks = Vec<(u64, Vec<u8>)>;
+
+/// The command that starts the server on `data`. With `file_size_limit`,
+/// it runs under `prlimit --fsize` with SIGXFSZ ignored: every write that
+/// would grow a file past the limit fails with EFBIG, where a full disk
+/// fails with ENOSPC, with no privileges needed.
+fn command(data: &Path, file_size_limit: Option<u64>) -> Command {
+    let server = env!("CARGO_BIN_EXE_quire-server");
+    let mut cmd = match file_size_limit {
+        Some(bytes) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("trap '' XFSZ; exec prlimit --fsize=\"$0\" -- \"$@\"")
+                .arg(bytes.to_string())
+                .arg(server);
+            c
+        }
+        None => Command::new(server),
+    };
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// A running server.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: String,
+    /// Every line the server wrote to stderr so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts the server and waits until it listens.
+    pub fn start(data: &Path, file_size_limit: Option<u64>) -> Self {
+        let mut child = command(data, file_size_limit)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr: Arc<Mutex<Vec<String>>> = Arc::default();
+        let err_lines = Arc::clone(&stderr);
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                err_lines.lock().unwrap().push(line);
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let Some(line) = lines.next() else {
+                panic!(
+                    "server exited before listening: {:?}",
+                    stderr.lock().unwrap()
+                );
+            };
+            if let Some(a) = line.unwrap().strip_prefix("listening on ") {
+                break a.to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// A client of it.
+    pub async fn client(&self) -> LogClient<Channel> {
+        LogClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    /// Whether any stderr line so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.stderr.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a server that must fail to start; returns its exit code and stderr.
+pub fn run_failing(data: &Path, file_size_limit: Option<u64>) -> (Option<i32>, String) {
+    let mut child = command(data, file_size_limit)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    (status.code(), err)
+}
+
+/// The log's verifier keys, as the server lists them.
+pub async fn log_keys(client: &mut LogClient<Channel>) -> Vec<VerifierKey> {
+    let logs = client
+        .list_logs(ListLogsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .logs;
+    logs[0]
+        .verifier_keys
+        .iter()
+        .map(|k| VerifierKey::parse(k).unwrap())
+        .collect()
+}
+
+/// Checks a (restarted) server against what it acknowledged and signed
+/// before: every acknowledged entry is present with its index and bytes, the
+/// stored entries hash to the latest signed root, and every checkpoint seen
+/// before is proven a prefix of it. Returns the latest checkpoint.
+pub async fn check_holds(
+    client: &mut LogClient<Channel>,
+    keys: &[VerifierKey],
+    acked: &[(u64, Vec<u8>)],
+    seen: &[Checkpoint],
+) -> Checkpoint {
+    let latest = checkpoint(
+        &client
+            .get_checkpoint(GetCheckpointRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .checkpoint,
+        keys,
+    );
+    let stored = if latest.size() > 0 {
+        all_entries(client, 0).await
+    } else {
+        Vec::new()
+    };
+    assert_eq!(stored.len() as u64, latest.size());
+    for (i, e) in acked {
+        assert_eq!(
+            stored.get(*i as usize),
+            Some(e),
+            "acknowledged entry {i} lost or changed"
+        );
+    }
+    let mut cr = CompactRange::new();
+    for e in &stored {
+        cr.append(leaf_hash(e), |_, _| {}).unwrap();
+    }
+    assert_eq!(cr.root(), *latest.root(), "entries do not hash to the root");
+    for old in seen.iter().filter(|c| c.size() > 0) {
+        let p = client
+            .get_consistency_proof(GetConsistencyProofRequest {
+                log: String::new(),
+                old_size: old.size(),
+                new_size: latest.size(),
+                with_seed: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        verify_consistency(
+            old.size(),
+            latest.size(),
+            &hashes_from_wire(&p.proof).unwrap(),
+            old.root(),
+            latest.root(),
+        )
+        .unwrap();
+    }
+    latest
+}
