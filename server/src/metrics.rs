@@ -47,6 +47,8 @@ pub fn install() -> Option<PrometheusHandle> {
 
 /// Largest HTTP request head read.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// How long a connection may take to send its request head.
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves `GET /metrics` on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -67,26 +69,40 @@ pub async fn serve(
         tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_REQUEST_HEAD];
             let mut len = 0;
-            // Read until the end of the head or the limit.
-            while len < buf.len() {
-                match stream.read(&mut buf[len..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => len += n,
+            let mut complete = false;
+            // Read until the end of the head, the limit or the time limit.
+            let read = async {
+                while len < buf.len() {
+                    match stream.read(&mut buf[len..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => len += n,
+                    }
+                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        complete = true;
+                        break;
+                    }
                 }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
+            };
+            let timed_out = tokio::time::timeout(HEAD_TIMEOUT, read).await.is_err();
             let head = String::from_utf8_lossy(&buf[..len]);
-            let (status, body) =
-                if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
-                    ("200 OK", handle.render())
-                } else {
-                    (
-                        "404 Not Found",
-                        "only GET /metrics is served here\n".to_string(),
-                    )
-                };
+            let (status, body) = if timed_out {
+                (
+                    "408 Request Timeout",
+                    format!("no request head within {} s\n", HEAD_TIMEOUT.as_secs()),
+                )
+            } else if !complete && len == MAX_REQUEST_HEAD {
+                (
+                    "431 Request Header Fields Too Large",
+                    format!("the request head limit is {MAX_REQUEST_HEAD} bytes\n"),
+                )
+            } else if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
+                ("200 OK", handle.render())
+            } else {
+                (
+                    "404 Not Found",
+                    "only GET /metrics is served here\n".to_string(),
+                )
+            };
             let resp = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()

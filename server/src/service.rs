@@ -398,6 +398,12 @@ impl<S: Storage> LogApi for LogService<S> {
         } else {
             req.end.min(size)
         };
+        if req.end != 0 && req.start >= req.end {
+            return Err(Status::invalid_argument(format!(
+                "start {} is not below the end {} asked for",
+                req.start, req.end
+            )));
+        }
         if req.start >= end {
             return Err(Status::out_of_range(format!(
                 "start {} is not below the end {end} (the tree size is {size})",
@@ -505,6 +511,15 @@ impl<S: Storage> LogApi for LogService<S> {
     ) -> Result<Response<TailStream>, Status> {
         let req = req.into_inner();
         let log = self.log(&req.log)?;
+        let size = log.latest().stored.size;
+        if req.start > size {
+            // A stream parked far in the future would be held open for
+            // nothing: follow from at most the current size.
+            return Err(Status::out_of_range(format!(
+                "start {} is past the tree size {size}; tail from the size or below",
+                req.start
+            )));
+        }
         let mut watch = log.subscribe();
         let mut stopping = self.stopping.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);

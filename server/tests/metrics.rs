@@ -93,6 +93,18 @@ async fn metrics_count_entries_and_rpcs_by_code() {
         "{body}"
     );
     assert!(get(maddr, "/other").await.starts_with("HTTP/1.1 404"));
+    // A head that fills the 8 KiB limit without ending: refused, naming the
+    // limit. (Exactly the limit is sent, so nothing is left unread.)
+    let mut s = tokio::net::TcpStream::connect(maddr).await.unwrap();
+    let mut head = b"GET /metrics HTTP/1.1\r\nx: ".to_vec();
+    head.resize(8192, b'y');
+    s.write_all(&head).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 431") && out.contains("8192 bytes"),
+        "{out}"
+    );
     let _ = stop.send(());
     server.await.unwrap();
 }

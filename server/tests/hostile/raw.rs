@@ -1,0 +1,90 @@
+//! Raw bytes as gRPC messages (a codec that sends what it is given and
+//! returns what it gets), and the server's memory from `/proc`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use prost::bytes::{Buf as _, BufMut as _};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+use tonic::Status;
+
+#[derive(Clone, Copy, Default)]
+pub struct Raw;
+
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let n = src.remaining();
+        Ok(Some(src.copy_to_bytes(n).to_vec()))
+    }
+}
+
+fn path(method: &str) -> http::uri::PathAndQuery {
+    format!("/quire.v1.Log/{method}").parse().unwrap()
+}
+
+/// Calls a unary method of the log service with `body` as the message.
+pub async fn raw_unary(channel: Channel, method: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(tonic::Request::new(body), path(method), Raw)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Calls a server-streaming method with `body`; the first message, or the
+/// error, whether it comes as the answer or as the stream's first item.
+pub async fn server_streaming_first(
+    channel: Channel,
+    method: &str,
+    body: Vec<u8>,
+) -> Result<Option<Vec<u8>>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut stream = grpc
+        .server_streaming(tonic::Request::new(body), path(method), Raw)
+        .await?
+        .into_inner();
+    stream.message().await
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Resident memory of a process, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Peak resident memory of a process, KiB.
+pub fn hwm_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
