@@ -2,9 +2,20 @@
 //!
 //! Criterion micro-benchmarks (`cargo bench -p quire-benches`) that put
 //! `quire-core` beside peer crates in the same run, and the parts of the
-//! `quire-bench` load generator that are more than its argument handling
-//! ([`witness`]: the witness scenarios).
+//! `quire-bench` harness that are more than its argument handling:
+//! [`load`] (writers, proof readers and an auditor at once), [`verify`]
+//! (what is checked in everything received), [`machine`] (the machine's
+//! limits), [`postgres`] (the hash-chain baseline), [`witness`] (the witness
+//! scenarios) and [`suite`] (all of them in one run, as ratios).
 
+// A measurement crate: counts and byte totals become float rates.
+#![allow(clippy::cast_precision_loss)]
+
+pub mod load;
+pub mod machine;
+pub mod postgres;
+pub mod suite;
+pub mod verify;
 pub mod witness;
 
 /// p50/p90/p99/max of a latency histogram, as JSON.

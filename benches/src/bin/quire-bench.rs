@@ -1,19 +1,24 @@
-//! `quire-bench`: load generator for a Quire log server.
+//! `quire-bench`: load generator and benchmark harness for Quire.
 //!
 //! Starts a server in-process on 127.0.0.1 (redb, in a temporary directory
 //! unless `--data-dir` is given), or drives one at `--addr`, and runs one
 //! scenario:
 //!
-//! - `batched`: writers send `--batch` entries per request, flat out;
-//! - `single`: `--concurrency` writers send one entry per request, flat out;
+//! - `batched`, `single`: writers flat out, `--batch` or one entry per call;
 //! - `rate`: single-entry writes at an offered `--rate` per second;
-//! - `proofs`: inclusion proofs by random index, each verified against a
-//!   verified checkpoint.
+//! - `proofs`: inclusion proofs, each verified against a verified checkpoint;
+//! - `mixed`: writers and `--readers` proof readers at once;
+//! - `soak`: mixed load for `--duration` seconds with everything verified and
+//!   the server's memory sampled every second; reports memory growth;
+//! - `machine`: the machine's limits (fsyncs/s, write bandwidth, SHA-256);
+//! - `postgres`: the append-only hash-chain baseline (`--pg URL`);
+//! - `suite`: all of the above in one run, as a table of ratios and JSON;
+//! - `witness-add`, `witnessed`, `ready`: see `--help`.
 //!
-//! Throughput is the growth of the signed tree over the run (checkpoints are
-//! verified with the log's keys); latency is submit → acknowledged, which in
-//! Quire is also submit → in a signed checkpoint. Prints a table, or JSON
-//! with `--json`.
+//! Every checkpoint and proof received is verified; any failure fails the
+//! run. Throughput is the growth of the signed tree; in Quire an
+//! acknowledgement means in a signed checkpoint, so submit → acknowledged is
+//! submit → signed.
 
 // A measurement tool: counts become float rates, and `main` reads as one
 // scenario from start to report.
@@ -24,17 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use hdrhistogram::Histogram;
-use quire_core::{verify_inclusion, Checkpoint, Note, VerifierKey};
-use quire_proto::v1::get_inclusion_proof_request::Leaf;
+use quire_benches::load::{self, Load, Payload, Report};
+use quire_benches::{machine, postgres, suite};
 use quire_proto::v1::log_client::LogClient;
-use quire_proto::v1::{
-    AddEntriesRequest, GetCheckpointRequest, GetInclusionProofRequest, ListLogsRequest,
-};
+use quire_proto::v1::AddEntriesRequest;
 use quire_server::config::{Config, LogConfig};
 use quire_server::local::LocalServer;
 use quire_server::log::DedupPolicy;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use tonic::transport::Channel;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -43,6 +45,16 @@ enum Scenario {
     Single,
     Rate,
     Proofs,
+    /// Writers and `--readers` proof readers at once.
+    Mixed,
+    /// Mixed load for `--duration` s, everything verified, memory sampled.
+    Soak,
+    /// The machine's limits: fsyncs/s, write bandwidth, SHA-256.
+    Machine,
+    /// The PostgreSQL hash-chain baseline at `--pg`.
+    Postgres,
+    /// Everything, beside the machine's limits and the baseline.
+    Suite,
     /// Time from start until the server at `--addr` serves a verified
     /// checkpoint (start this beside the server to time a restart).
     Ready,
@@ -67,7 +79,7 @@ enum Dedup {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-enum Payload {
+enum PayloadArg {
     /// Incompressible random bytes.
     Random,
     /// JSON audit events.
@@ -77,45 +89,57 @@ enum Payload {
 #[derive(Parser, Debug)]
 #[command(
     name = "quire-bench",
-    about = "Load generator for the Quire log server"
+    about = "Load generator and benchmark harness for Quire"
 )]
 struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value = "batched")]
     scenario: Scenario,
-    /// Seconds to run.
+    /// Seconds to run (per scenario, for `suite`).
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Concurrent callers.
+    /// Concurrent callers (writers; readers for `proofs`).
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Entries per request (batched).
+    /// Entries per request (batched, mixed, soak, postgres).
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-    /// Offered entries per second (rate).
-    #[arg(long, default_value_t = 10_000)]
-    rate: u64,
+    /// Offered entries per second (rate: default 10000; mixed and soak:
+    /// flat out unless given).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Proof readers (mixed, soak).
+    #[arg(long, default_value_t = 4)]
+    readers: usize,
     /// Entry size in bytes.
     #[arg(long, default_value_t = 256)]
     entry_bytes: usize,
     /// Entry content.
     #[arg(long, value_enum, default_value = "random")]
-    payload: Payload,
+    payload: PayloadArg,
     /// Dedup policy of the in-process server.
     #[arg(long, value_enum, default_value = "strict")]
     dedup: Dedup,
     /// Entries to write before measuring (to measure on a larger log).
     #[arg(long, default_value_t = 0)]
     prefill: u64,
-    /// Data directory of the in-process server (default: a temporary one).
+    /// Data directory of the in-process server, of `machine`'s test files
+    /// and of `suite`'s server (default: a temporary one).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
     /// Drive an external server instead of starting one.
     #[arg(long)]
     addr: Option<String>,
+    /// PostgreSQL URL for `postgres` and `suite` (`scripts/postgres` starts
+    /// a server and prints it).
+    #[arg(long)]
+    pg: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
     /// Origin of the in-process server's log (to reopen a kept data dir).
     #[arg(long, default_value = "bench.example/log")]
     origin: String,
@@ -124,9 +148,12 @@ struct Args {
     /// reserved when it grew).
     #[arg(long)]
     compact: bool,
-    /// Report the resident memory of this process (an external server).
+    /// The external server's process id, for its memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// soak: fail when the server's memory grows by more than this.
+    #[arg(long)]
+    max_rss_growth_mib: Option<u64>,
     /// witness-add: logs the witness knows.
     #[arg(long, default_value_t = 1000)]
     logs: usize,
@@ -140,91 +167,16 @@ struct Args {
 
 const MIB: f64 = 1_048_576.0;
 
-struct Shared {
-    requests: AtomicU64,
-    failures: AtomicU64,
-}
-
-/// What one worker saw.
-struct WorkerReport {
-    latency: Histogram<u64>,
-    errors: std::collections::BTreeMap<String, u64>,
-}
-
-fn entry(rng: &mut rand::rngs::StdRng, payload: Payload, len: usize, n: u64) -> Vec<u8> {
-    match payload {
-        Payload::Random => {
-            let mut e = vec![0u8; len.max(8)];
-            rng.fill(&mut e[..]);
-            e[..8].copy_from_slice(&n.to_be_bytes());
-            e
-        }
-        Payload::Json => {
-            let users = ["alice", "bob", "carol", "dave"];
-            let actions = ["login", "logout", "read", "update", "delete"];
-            let mut s = format!(
-                "{{\"seq\":{n},\"time\":\"2026-11-21T10:{:02}:{:02}.{:03}Z\",\"user\":\"{}\",\"action\":\"{}\",\"resource\":\"/records/{}\",\"ip\":\"10.{}.{}.{}\",\"result\":\"ok\"",
-                rng.gen_range(0..60),
-                rng.gen_range(0..60),
-                rng.gen_range(0..1000),
-                users[rng.gen_range(0..users.len())],
-                actions[rng.gen_range(0..actions.len())],
-                rng.gen_range(0..100_000),
-                rng.gen_range(0..256),
-                rng.gen_range(0..256),
-                rng.gen_range(0..256)
-            );
-            while s.len() + 1 < len {
-                s.push(' ');
-            }
-            s.push('}');
-            s.into_bytes()
-        }
+fn emit(args: &Args, value: &serde_json::Value) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    if args.json {
+        println!("{text}");
     }
+    if let Some(path) = &args.out {
+        std::fs::write(path, format!("{text}\n"))?;
+    }
+    Ok(())
 }
-
-/// The verifier keys of the server's (first) log, as it lists them.
-async fn log_keys(c: &mut LogClient<Channel>) -> anyhow::Result<Vec<VerifierKey>> {
-    let logs = c.list_logs(ListLogsRequest {}).await?.into_inner().logs;
-    Ok(logs
-        .first()
-        .map(|l| {
-            l.verifier_keys
-                .iter()
-                .filter_map(|k| VerifierKey::parse(k).ok())
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-async fn verified_checkpoint(
-    c: &mut LogClient<Channel>,
-    keys: &[VerifierKey],
-) -> anyhow::Result<(Checkpoint, Vec<u8>)> {
-    let note = c
-        .get_checkpoint(GetCheckpointRequest::default())
-        .await?
-        .into_inner()
-        .checkpoint;
-    let n = Note::parse(&note)?;
-    n.verify(keys)?;
-    Ok((Checkpoint::parse(n.text().as_bytes())?, note))
-}
-
-fn dir_bytes(path: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-use quire_benches::{proc_status_bytes, rss_bytes};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -234,31 +186,81 @@ async fn main() -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| tmp.path().to_owned());
-    if matches!(args.scenario, Scenario::WitnessAdd | Scenario::Witnessed) {
-        let report = if args.scenario == Scenario::WitnessAdd {
-            quire_benches::witness::add_checkpoint(quire_benches::witness::AddOptions {
-                logs: args.logs,
-                steps: args.steps,
-                concurrency: args.concurrency,
-                duration: args.duration,
-                alg: match args.log_key {
-                    LogKey::P256 => quire_core::LogKeyAlgorithm::EcdsaP256,
-                    LogKey::Ed25519 => quire_core::LogKeyAlgorithm::Ed25519,
-                },
-                data_dir: data_dir.clone(),
-            })
-            .await?
-        } else {
-            quire_benches::witness::witnessed(quire_benches::witness::WitnessedOptions {
-                rate: args.rate,
-                duration: args.duration,
-                data_dir: data_dir.clone(),
-            })
-            .await?
-        };
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+    let payload = match args.payload {
+        PayloadArg::Random => Payload::Random,
+        PayloadArg::Json => Payload::Json,
+    };
+    match args.scenario {
+        Scenario::WitnessAdd | Scenario::Witnessed => {
+            let report = if args.scenario == Scenario::WitnessAdd {
+                quire_benches::witness::add_checkpoint(quire_benches::witness::AddOptions {
+                    logs: args.logs,
+                    steps: args.steps,
+                    concurrency: args.concurrency,
+                    duration: args.duration,
+                    alg: match args.log_key {
+                        LogKey::P256 => quire_core::LogKeyAlgorithm::EcdsaP256,
+                        LogKey::Ed25519 => quire_core::LogKeyAlgorithm::Ed25519,
+                    },
+                    data_dir: data_dir.clone(),
+                })
+                .await?
+            } else {
+                quire_benches::witness::witnessed(quire_benches::witness::WitnessedOptions {
+                    rate: args.rate.unwrap_or(1000),
+                    duration: args.duration,
+                    data_dir: data_dir.clone(),
+                })
+                .await?
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(());
+        }
+        Scenario::Machine => {
+            let limits = machine::measure(&data_dir, 3.0)?;
+            println!(
+                "{} cores; {:.0} fsyncs/s (4 KiB + fdatasync); {:.0} MiB/s sequential writes; {:.2} M leaf hashes/s; {:.0} MiB/s SHA-256 (one core)",
+                limits.cores,
+                limits.fsyncs_per_s,
+                limits.write_bytes_per_s / MIB,
+                limits.leaf_hashes_per_s / 1e6,
+                limits.sha256_bytes_per_s / MIB
+            );
+            return emit(&args, &serde_json::json!(limits));
+        }
+        Scenario::Postgres | Scenario::Suite => {
+            let url = args.pg.clone().ok_or_else(|| {
+                anyhow::anyhow!("give --pg URL (scripts/postgres starts a server and prints it)")
+            })?;
+            let value = if args.scenario == Scenario::Postgres {
+                let r = postgres::run(&postgres::PgLoad {
+                    url,
+                    writers: args.concurrency,
+                    batch: args.batch,
+                    duration: Duration::from_secs(args.duration),
+                    entry_bytes: args.entry_bytes,
+                    payload,
+                })
+                .await?;
+                println!(
+                    "postgres hash chain: {:.0} entries/s ({} writers x {} per transaction), p50 {} us p99 {} us, {} rows verified, {:.1} bytes/entry, errors {:?}",
+                    r.achieved_per_s, r.writers, r.batch, r.write_latency_us.p50, r.write_latency_us.p99, r.rows, r.bytes_per_entry, r.errors
+                );
+                serde_json::json!(r)
+            } else {
+                suite::run(&suite::SuiteOptions {
+                    data_dir: data_dir.clone(),
+                    pg_url: url,
+                    seconds: args.duration,
+                    entry_bytes: args.entry_bytes,
+                })
+                .await?
+            };
+            return emit(&args, &value);
+        }
+        _ => {}
     }
+
     let mut local = None;
     let addr = if let Some(a) = &args.addr {
         a.clone()
@@ -280,24 +282,187 @@ async fn main() -> anyhow::Result<()> {
         return ready(&addr).await;
     }
     let channel = Channel::from_shared(addr.clone())?.connect().await?;
-    let mut client = LogClient::new(channel.clone())
-        .max_decoding_message_size(256 << 20)
-        .max_encoding_message_size(256 << 20);
-    let keys = log_keys(&mut client).await?;
+    prefill(&channel, args.prefill, payload, args.entry_bytes).await?;
 
-    // Prefill: 8 concurrent writers of 1000-entry batches (so commits group),
-    // topping up an existing log to `--prefill` entries.
-    let (have, _) = verified_checkpoint(&mut client, &keys).await?;
-    let have_size = have.size();
-    let left = Arc::new(AtomicU64::new(args.prefill.saturating_sub(have_size)));
+    let base = Load {
+        writers: 0,
+        batch: 1,
+        rate: None,
+        readers: 0,
+        duration: Duration::from_secs(args.duration),
+        entry_bytes: args.entry_bytes,
+        payload,
+        server_pid: args.server_pid,
+        sample_every: Duration::from_millis(250),
+    };
+    let load = match args.scenario {
+        Scenario::Batched => Load {
+            writers: args.concurrency,
+            batch: args.batch,
+            ..base
+        },
+        Scenario::Single => Load {
+            writers: args.concurrency,
+            ..base
+        },
+        Scenario::Rate => Load {
+            writers: args.concurrency.max(64),
+            rate: Some(args.rate.unwrap_or(10_000)),
+            ..base
+        },
+        Scenario::Proofs => Load {
+            readers: args.concurrency,
+            ..base
+        },
+        Scenario::Soak => Load {
+            writers: args.concurrency,
+            batch: args.batch,
+            rate: args.rate,
+            readers: args.readers,
+            sample_every: Duration::from_secs(1),
+            ..base
+        },
+        _ => Load {
+            writers: args.concurrency,
+            batch: args.batch,
+            rate: args.rate,
+            readers: args.readers,
+            ..base
+        },
+    };
+    let report = load::run(channel, &load).await?;
+    let disk = suite::dir_bytes(&data_dir);
+    let per_entry = |b: u64| b as f64 / report.tree_size.1.max(1) as f64;
+    let space = local
+        .as_ref()
+        .and_then(|l| l.logs.first())
+        .and_then(|l| l.store().space().ok());
+    let growth = load::rss_growth(&report.rss_samples);
+    let value = serde_json::json!({
+        "scenario": format!("{:?}", args.scenario),
+        "cores": machine::cores(),
+        "dedup": format!("{:?}", args.dedup),
+        "payload": payload,
+        "report": report,
+        "rss_of": if args.server_pid.is_some() { "server" } else { "this process (client and in-process server)" },
+        "rss_growth_bytes": growth,
+        "disk_bytes": disk,
+        "disk_bytes_per_entry": per_entry(disk),
+        "stored_bytes_per_entry": space.map(|s| per_entry(s.stored_bytes + s.metadata_bytes + s.fragmented_bytes)),
+        "redb_space": space,
+    });
+    print_report(&args, &report, growth, disk);
+    emit(&args, &value)?;
+    // Stopped and its storage closed before the file is compacted.
+    if let Some(server) = local {
+        server.stop().await;
+    }
+    if args.compact && args.addr.is_none() {
+        compact(&data_dir, report.tree_size.1, args.entry_bytes)?;
+    }
+    if report.verification_failures > 0 {
+        anyhow::bail!(
+            "{} verification failures: {:?}",
+            report.verification_failures,
+            report.failure_examples
+        );
+    }
+    if let Some(max) = args.max_rss_growth_mib {
+        if growth > i64::try_from(max << 20).unwrap_or(i64::MAX) {
+            anyhow::bail!(
+                "memory grew by {:.1} MiB (limit {max})",
+                growth as f64 / MIB
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_report(args: &Args, r: &Report, growth: i64, disk: u64) {
+    if args.json {
+        return;
+    }
+    println!(
+        "scenario               {:?} ({} writers x {} per call, {} readers, {} cores)",
+        args.scenario,
+        r.writers,
+        r.batch,
+        r.readers,
+        machine::cores()
+    );
+    println!(
+        "tree size              {} -> {} ({} checkpoints verified, each consistent with the one before)",
+        r.tree_size.0, r.tree_size.1, r.checkpoints_verified
+    );
+    match r.offered_per_s {
+        Some(o) => println!(
+            "entries/s              {:.0} signed of {o} offered",
+            r.achieved_per_s
+        ),
+        None => println!("entries/s              {:.0} signed", r.achieved_per_s),
+    }
+    let l = &r.write_latency_us;
+    if l.count > 0 {
+        println!(
+            "submit -> signed us    p50 {} p90 {} p99 {} max {} ({} calls)",
+            l.p50, l.p90, l.p99, l.max, l.count
+        );
+    }
+    let l = &r.proof_latency_us;
+    if l.count > 0 {
+        println!(
+            "proofs/s               {:.0} verified; us p50 {} p90 {} p99 {} max {}",
+            r.proofs_per_s, l.p50, l.p90, l.p99, l.max
+        );
+    }
+    println!("errors                 {:?}", r.errors);
+    println!(
+        "verification failures  {} {:?}",
+        r.verification_failures, r.failure_examples
+    );
+    let of = if args.server_pid.is_some() {
+        "server"
+    } else {
+        "client and server"
+    };
+    println!(
+        "RSS ({of})    {:.1} MiB, peak {:.1} MiB, growth {:+.1} MiB (last quarter vs second quarter of {} samples)",
+        r.rss_bytes as f64 / MIB,
+        r.peak_rss_bytes as f64 / MIB,
+        growth as f64 / MIB,
+        r.rss_samples.len()
+    );
+    println!(
+        "cores used ({of}) {:.2} of {}",
+        r.server_cores_used,
+        machine::cores()
+    );
+    println!(
+        "disk                   {:.1} MiB, {:.1} bytes/entry",
+        disk as f64 / MIB,
+        disk as f64 / r.tree_size.1.max(1) as f64
+    );
+}
+
+/// Tops an existing log up to `target` entries: 8 concurrent writers of
+/// 1000-entry batches (so commits group).
+async fn prefill(
+    channel: &Channel,
+    target: u64,
+    payload: Payload,
+    len: usize,
+) -> anyhow::Result<()> {
+    let mut client = LogClient::new(channel.clone()).max_encoding_message_size(256 << 20);
+    let keys = load::log_keys(&mut client).await?;
+    let have = load::verified_checkpoint(&mut client, &keys).await?.size();
+    let left = Arc::new(AtomicU64::new(target.saturating_sub(have)));
     let mut fill = Vec::new();
     for w in 0..8u64 {
         let mut c = client.clone();
         let left = Arc::clone(&left);
-        let (payload, len) = (args.payload, args.entry_bytes);
         fill.push(tokio::spawn(async move {
             // Seeded by the size already stored: a top-up writes new entries.
-            let mut rng = rand::rngs::StdRng::seed_from_u64(have_size ^ (7 + w));
+            let mut rng = rand::rngs::StdRng::seed_from_u64(have ^ (7 + w));
             let mut n_seq = (w + 1) << 40;
             loop {
                 let Ok(taken) = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
@@ -308,7 +473,7 @@ async fn main() -> anyhow::Result<()> {
                 let entries = (0..taken.min(1000))
                     .map(|_| {
                         n_seq += 1;
-                        entry(&mut rng, payload, len, n_seq)
+                        load::entry(&mut rng, payload, len, n_seq)
                     })
                     .collect();
                 c.add_entries(AddEntriesRequest {
@@ -324,305 +489,22 @@ async fn main() -> anyhow::Result<()> {
     for f in fill {
         f.await??;
     }
-
-    // Entries written in the run are numbered apart from the prefill's.
-    let counter = Arc::new(AtomicU64::new(1 << 50));
-    let (before, _) = verified_checkpoint(&mut client, &keys).await?;
-    let start_size = before.size();
-    let shared = Arc::new(Shared {
-        requests: AtomicU64::new(0),
-        failures: AtomicU64::new(0),
-    });
-    // Proofs are checked against leaves fetched before the clock starts.
-    let sample: Arc<Vec<(u64, quire_core::Hash)>> =
-        Arc::new(if args.scenario == Scenario::Proofs {
-            leaf_sample(&mut client, before.size(), 4096).await?
-        } else {
-            Vec::new()
-        });
-    let deadline = Instant::now() + Duration::from_secs(args.duration);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    let workers = if args.scenario == Scenario::Rate {
-        args.concurrency.max(64)
-    } else {
-        args.concurrency
-    };
-    let per_worker_interval = if args.scenario == Scenario::Rate {
-        Some(Duration::from_secs_f64(workers as f64 / args.rate as f64))
-    } else {
-        None
-    };
-    for w in 0..workers {
-        let mut c = LogClient::new(channel.clone())
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20);
-        let shared = Arc::clone(&shared);
-        let counter = Arc::clone(&counter);
-        let keys = keys.clone();
-        let args_scenario = args.scenario;
-        let (payload, len, batch) = (args.payload, args.entry_bytes, args.batch);
-        let sample = Arc::clone(&sample);
-        tasks.push(tokio::spawn(async move {
-            // Seeded by the starting size: a run on a kept log writes new
-            // entries, not duplicates of an earlier run's.
-            let mut rng = rand::rngs::StdRng::seed_from_u64(start_size ^ ((w as u64 + 100) << 40));
-            let mut next = Instant::now() + Duration::from_micros(rng.gen_range(0..1000));
-            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let mut errors = std::collections::BTreeMap::<String, u64>::new();
-            // Proof workers verify against one verified checkpoint.
-            let cp = if args_scenario == Scenario::Proofs {
-                verified_checkpoint(&mut c, &keys).await.ok()
-            } else {
-                None
-            };
-            while Instant::now() < deadline {
-                if let Some(iv) = per_worker_interval {
-                    tokio::time::sleep_until(next.into()).await;
-                    next += iv;
-                }
-                let t0 = Instant::now();
-                let result = if args_scenario == Scenario::Proofs {
-                    {
-                        let Some((cp, _)) = &cp else { break };
-                        let Some(&(index, leaf)) =
-                            sample.get(rng.gen_range(0..sample.len().max(1)))
-                        else {
-                            break;
-                        };
-                        let r = c
-                            .get_inclusion_proof(GetInclusionProofRequest {
-                                log: String::new(),
-                                leaf: Some(Leaf::Index(index)),
-                                tree_size: cp.size(),
-                            })
-                            .await
-                            .map(tonic::Response::into_inner);
-                        if let Ok(p) = &r {
-                            let ok =
-                                quire_proto::hashes_from_wire(&p.proof)
-                                    .ok()
-                                    .is_some_and(|proof| {
-                                        verify_inclusion(&leaf, index, cp.size(), &proof, cp.root())
-                                            .is_ok()
-                                    });
-                            if !ok {
-                                shared.failures.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        r.map(|_| ())
-                    }
-                } else {
-                    {
-                        let n = if args_scenario == Scenario::Batched {
-                            batch
-                        } else {
-                            1
-                        };
-                        let entries: Vec<Vec<u8>> = (0..n)
-                            .map(|_| {
-                                entry(
-                                    &mut rng,
-                                    payload,
-                                    len,
-                                    counter.fetch_add(1, Ordering::Relaxed),
-                                )
-                            })
-                            .collect();
-                        let r = c
-                            .add_entries(AddEntriesRequest {
-                                log: String::new(),
-                                entries,
-                                with_proof: false,
-                                witnessed: false,
-                            })
-                            .await;
-                        r.map(|_| ())
-                    }
-                };
-                match result {
-                    Ok(()) => {
-                        let _ = local.record(
-                            u64::try_from(t0.elapsed().as_micros().max(1)).unwrap_or(u64::MAX),
-                        );
-                        shared.requests.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(s) => {
-                        *errors.entry(format!("{:?}", s.code())).or_default() += 1;
-                    }
-                }
-            }
-            anyhow::Ok(WorkerReport {
-                latency: local,
-                errors,
-            })
-        }));
-    }
-    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut errors = std::collections::BTreeMap::<String, u64>::new();
-    for t in tasks {
-        let r = t.await??;
-        h.add(&r.latency)?;
-        for (k, v) in r.errors {
-            *errors.entry(k).or_default() += v;
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let (after, _) = verified_checkpoint(&mut client, &keys).await?;
-
-    let grown = after.size() - before.size();
-    let disk = dir_bytes(&data_dir);
-    let space = local
-        .as_ref()
-        .and_then(|l| l.logs.first())
-        .and_then(|l| l.store().space().ok());
-    let per_entry = |b: u64| {
-        if after.size() > 0 {
-            b as f64 / after.size() as f64
-        } else {
-            0.0
-        }
-    };
-    let report = serde_json::json!({
-        "scenario": format!("{:?}", args.scenario),
-        "cores": std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        "duration_s": elapsed,
-        "concurrency": workers,
-        "batch": if args.scenario == Scenario::Batched { args.batch } else { 1 },
-        "entry_bytes": args.entry_bytes,
-        "payload": format!("{:?}", args.payload),
-        "dedup": format!("{:?}", args.dedup),
-        "tree_size_before": before.size().to_string(),
-        "tree_size_after": after.size().to_string(),
-        "entries_per_s_signed": grown as f64 / elapsed,
-        "offered_per_s": if args.scenario == Scenario::Rate { Some(args.rate) } else { None },
-        "requests_per_s": shared.requests.load(Ordering::Relaxed) as f64 / elapsed,
-        "latency_us": quire_benches::percentiles(&h),
-        "errors": &errors,
-        "verification_failures": shared.failures.load(Ordering::Relaxed),
-        "process_rss_bytes": rss_bytes(),
-        "server_rss_bytes": args.server_pid.map(|p| proc_status_bytes(&p.to_string(), "VmRSS:")),
-        "server_peak_rss_bytes": args.server_pid.map(|p| proc_status_bytes(&p.to_string(), "VmHWM:")),
-        "disk_bytes": disk,
-        "disk_bytes_per_entry": per_entry(disk),
-        "stored_bytes_per_entry": space.map(|s| per_entry(s.stored_bytes + s.metadata_bytes + s.fragmented_bytes)),
-        "redb_space": space,
-    });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "scenario               {:?} ({} callers, {} cores)",
-            args.scenario, workers, report["cores"]
-        );
-        println!(
-            "tree size              {} -> {} (checkpoints verified)",
-            before.size(),
-            after.size()
-        );
-        println!("signed entries/s       {:.0}", grown as f64 / elapsed);
-        println!(
-            "requests/s             {:.0}",
-            report["requests_per_s"].as_f64().unwrap_or(0.0)
-        );
-        println!(
-            "latency us             p50 {} p90 {} p99 {} max {}",
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.9),
-            h.value_at_quantile(0.99),
-            h.max()
-        );
-        println!("errors                 {}", report["errors"]);
-        println!("verification failures  {}", report["verification_failures"]);
-        println!(
-            "process RSS            {:.1} MiB (client and server)",
-            rss_bytes() as f64 / MIB
-        );
-        if let Some(p) = args.server_pid {
-            println!(
-                "server RSS             {:.1} MiB now, {:.1} MiB peak (pid {p})",
-                proc_status_bytes(&p.to_string(), "VmRSS:") as f64 / MIB,
-                proc_status_bytes(&p.to_string(), "VmHWM:") as f64 / MIB
-            );
-        }
-        println!(
-            "disk                   {:.1} MiB, {:.1} bytes/entry",
-            disk as f64 / MIB,
-            report["disk_bytes_per_entry"].as_f64().unwrap_or(0.0)
-        );
-        if let Some(sp) = space {
-            println!(
-                "redb pages in use     {:.1} bytes/entry (stored {:.1}, metadata {:.1}, fragmented {:.1})",
-                per_entry(sp.stored_bytes + sp.metadata_bytes + sp.fragmented_bytes),
-                per_entry(sp.stored_bytes),
-                per_entry(sp.metadata_bytes),
-                per_entry(sp.fragmented_bytes)
-            );
-        }
-    }
-    // Stopped and its storage closed before the file is compacted.
-    if let Some(server) = local {
-        server.stop().await;
-    }
-    if args.compact && args.addr.is_none() {
-        for e in std::fs::read_dir(data_dir.join("logs"))?.flatten() {
-            if e.path().extension().is_some_and(|x| x == "redb") {
-                let bytes = quire_server::store::redb::RedbStore::compact_file(&e.path())?;
-                let per = bytes as f64 / after.size().max(1) as f64;
-                if args.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"compacted_bytes": bytes, "compacted_bytes_per_entry": per})
-                    );
-                } else {
-                    println!(
-                        "compacted file         {:.1} MiB, {per:.1} bytes/entry for {}-byte entries ({:.2}x the entry)",
-                        bytes as f64 / MIB,
-                        args.entry_bytes,
-                        per / args.entry_bytes as f64,
-                    );
-                }
-            }
-        }
-    }
-    if shared.failures.load(Ordering::Relaxed) > 0 {
-        anyhow::bail!("verification failures");
-    }
     Ok(())
 }
 
-/// `n` random (index, leaf hash) pairs of the first `size` entries.
-async fn leaf_sample(
-    c: &mut LogClient<Channel>,
-    size: u64,
-    n: u64,
-) -> anyhow::Result<Vec<(u64, quire_core::Hash)>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
-    let mut out = Vec::new();
-    for _ in 0..n.min(size) {
-        let index = rng.gen_range(0..size);
-        let mut s = c
-            .get_entries(quire_proto::v1::GetEntriesRequest {
-                log: String::new(),
-                start: index,
-                end: index + 1,
-            })
-            .await?
-            .into_inner();
-        let page = s
-            .message()
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no entry {index}"))?;
-        let e = page
-            .entries
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("no entry {index}"))?;
-        out.push((index, quire_core::leaf_hash(e)));
-        // Read the stream to its end: dropping thousands of unfinished
-        // streams trips h2's limit on locally reset streams.
-        while s.message().await?.is_some() {}
+fn compact(data_dir: &std::path::Path, size: u64, entry_bytes: usize) -> anyhow::Result<()> {
+    for e in std::fs::read_dir(data_dir.join("logs"))?.flatten() {
+        if e.path().extension().is_some_and(|x| x == "redb") {
+            let bytes = quire_server::store::redb::RedbStore::compact_file(&e.path())?;
+            let per = bytes as f64 / size.max(1) as f64;
+            println!(
+                "compacted file         {:.1} MiB, {per:.1} bytes/entry for {entry_bytes}-byte entries ({:.2}x the entry)",
+                bytes as f64 / MIB,
+                per / entry_bytes as f64,
+            );
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Polls `addr` until it answers with a checkpoint that verifies under the
@@ -633,11 +515,11 @@ async fn ready(addr: &str) -> anyhow::Result<()> {
         let attempt = async {
             let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
             let mut c = LogClient::new(channel);
-            let keys = log_keys(&mut c).await?;
-            verified_checkpoint(&mut c, &keys).await
+            let keys = load::log_keys(&mut c).await?;
+            load::verified_checkpoint(&mut c, &keys).await
         };
         match attempt.await {
-            Ok((cp, _)) => {
+            Ok(cp) => {
                 println!(
                     "serving a verified checkpoint of size {} after {} ms",
                     cp.size(),
