@@ -61,6 +61,10 @@ fn write_status(e: WriteError) -> Status {
 }
 
 fn store_status(e: &StoreError) -> Status {
+    if let StoreError::Corrupt(_) = e {
+        tracing::error!(error = %e, "stored data is corrupt; not served");
+        return Status::data_loss(format!("reading storage: {e}"));
+    }
     Status::internal(format!("reading storage: {e}"))
 }
 
@@ -424,7 +428,7 @@ impl<S: Storage> LogApi for LogService<S> {
             while at < end {
                 let page_end = page_end(at, end);
                 let page = reader
-                    .entries(at, page_end)
+                    .checked_entries(at, page_end)
                     .map(|entries| EntriesPage { start: at, entries })
                     .map_err(|e| store_status(&e));
                 let failed = page.is_err();
@@ -452,7 +456,7 @@ impl<S: Storage> LogApi for LogService<S> {
         let (entry, proof) = blocking(move || {
             let r = read_view(&l)?;
             let entry = r
-                .entries(index, index + 1)
+                .checked_entries(index, index + 1)
                 .map_err(|e| store_status(&e))?
                 .pop()
                 .ok_or_else(|| Status::internal("entry missing from storage"))?;
@@ -533,7 +537,7 @@ impl<S: Storage> LogApi for LogService<S> {
                     let (l, from) = (log.clone(), at);
                     let page = blocking(move || {
                         let r = read_view(&l)?;
-                        r.entries(from, end).map_err(|e| store_status(&e))
+                        r.checked_entries(from, end).map_err(|e| store_status(&e))
                     })
                     .await
                     .map(|entries| TailPage {

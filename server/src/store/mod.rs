@@ -106,6 +106,27 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// [`StoreError::Missing`] past the stored entries.
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
 
+    /// [`StorageReader::entries`], each checked against its stored leaf
+    /// hash (one SHA-256 per entry, one read per tile), so that a damaged
+    /// entry is never served as if it were the logged one.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] naming the first entry that does not hash to
+    /// its stored leaf hash; otherwise as [`StorageReader::entries`].
+    fn checked_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let entries = self.entries(start, end)?;
+        let nodes: Vec<NodeId> = (start..end).map(NodeId::leaf).collect();
+        let leaves = self.read_hashes(&nodes)?;
+        for ((i, e), h) in (start..).zip(&entries).zip(&leaves) {
+            if quire_core::leaf_hash(e) != *h {
+                return Err(StoreError::Corrupt(format!(
+                    "entry {i} does not hash to its stored leaf hash"
+                )));
+            }
+        }
+        Ok(entries)
+    }
+
     /// For each leaf hash, the lowest index of an entry in this view with
     /// that leaf hash, if any (under strict dedup, the only one). One call
     /// per batch: lookups share their reads.

@@ -24,6 +24,10 @@ pub type Acks = Vec<(u64, Vec<u8>)>;
 /// would grow a file past the limit fails with EFBIG, where a full disk
 /// fails with ENOSPC, with no privileges needed.
 fn command(data: &Path, file_size_limit: Option<u64>) -> Command {
+    command_with(data, file_size_limit, &[])
+}
+
+fn command_with(data: &Path, file_size_limit: Option<u64>, extra: &[&str]) -> Command {
     let server = env!("CARGO_BIN_EXE_quire-server");
     let mut cmd = match file_size_limit {
         Some(bytes) => {
@@ -38,6 +42,7 @@ fn command(data: &Path, file_size_limit: Option<u64>) -> Command {
     };
     cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1");
     cmd
@@ -110,19 +115,44 @@ impl Drop for ServerProcess {
 
 /// Runs a server that must fail to start; returns its exit code and stderr.
 pub fn run_failing(data: &Path, file_size_limit: Option<u64>) -> (Option<i32>, String) {
-    let mut child = command(data, file_size_limit)
-        .stdout(Stdio::null())
+    run_failing_cmd(command(data, file_size_limit))
+}
+
+/// [`run_failing`] with more arguments.
+pub fn run_failing_with(data: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    run_failing_cmd(command_with(data, None, extra))
+}
+
+/// Runs a server that must not start. If it does start (prints "listening
+/// on"), it is killed at once and the answer says so, instead of waiting
+/// for a server that will not stop.
+fn run_failing_cmd(mut cmd: Command) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
+    let started = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("listening on "));
+    if started {
+        let _ = child.kill();
+    }
     let status = child.wait().unwrap();
+    let err = err.join().unwrap();
+    if started {
+        return (
+            None,
+            format!("the server started and listened; stderr: {err}"),
+        );
+    }
     (status.code(), err)
 }
 
