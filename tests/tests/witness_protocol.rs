@@ -209,6 +209,27 @@ async fn hostile_grpc_input_is_refused_and_never_poisons_the_state() {
         code(c.add_checkpoint(req(8, log.proof(8, 12), huge)).await),
         Code::InvalidArgument
     );
+    // 65 signature lines (the log's own and 64 copies): over the limit of
+    // 64, refused by name before any signature is checked.
+    let text = String::from_utf8(log.checkpoint(12)).unwrap();
+    let last = text
+        .trim_end_matches('\n')
+        .rsplit('\n')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut crowded = text;
+    for _ in 0..64 {
+        crowded.push_str(&last);
+        crowded.push('\n');
+    }
+    let crowded = crowded.into_bytes();
+    let e = c
+        .add_checkpoint(req(8, log.proof(8, 12), crowded))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("limit is 64"), "{}", e.message());
     // Nothing above moved or changed the state.
     assert_eq!(
         Note::parse(&latest(&mut c).await).unwrap().text(),
