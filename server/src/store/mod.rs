@@ -152,3 +152,20 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// [`StoreError`] from the engine.
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    #[test]
+    fn a_full_disk_a_quota_and_a_file_size_limit_are_full() {
+        for errno in [28, 122, 27] {
+            let e = super::redb::engine(redb::Error::Io(std::io::Error::from_raw_os_error(errno)));
+            assert!(matches!(e, StoreError::Full(_)), "errno {errno}: {e:?}");
+        }
+        let e = super::redb::engine(redb::Error::Io(std::io::Error::from_raw_os_error(5)));
+        assert!(matches!(e, StoreError::Engine(_)), "EIO: {e:?}");
+        let e = super::redb::engine(redb::Error::PreviousIo);
+        assert!(matches!(e, StoreError::Engine(_)), "{e:?}");
+    }
+}
