@@ -18,16 +18,6 @@ pub mod suite;
 pub mod verify;
 pub mod witness;
 
-/// p50/p90/p99/max of a latency histogram, as JSON.
-pub fn percentiles(h: &hdrhistogram::Histogram<u64>) -> serde_json::Value {
-    serde_json::json!({
-        "p50": h.value_at_quantile(0.5),
-        "p90": h.value_at_quantile(0.9),
-        "p99": h.value_at_quantile(0.99),
-        "max": h.max(),
-    })
-}
-
 /// The resident memory of this process, bytes.
 pub fn rss_bytes() -> u64 {
     proc_status_bytes("self", "VmRSS:")

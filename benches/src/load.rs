@@ -12,7 +12,7 @@
 //! Quire an acknowledgement means durable and in a signed checkpoint, so
 //! submit → acknowledged is also submit → signed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ use tonic::transport::Channel;
 pub use crate::verify::{check_extends, check_inclusion, log_keys, verified_checkpoint};
 
 /// Entry content.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 pub enum Payload {
     /// Incompressible random bytes.
     Random,
@@ -209,7 +209,7 @@ pub async fn leaf_sample(
 struct Shared {
     keys: Vec<VerifierKey>,
     /// Entries acknowledged in the run, newest last (bounded).
-    recent: Mutex<Vec<(u64, Hash)>>,
+    recent: Mutex<VecDeque<(u64, Hash)>>,
     failures: AtomicU64,
     examples: Mutex<Vec<String>>,
     counter: AtomicU64,
@@ -234,11 +234,13 @@ struct TaskReport {
     errors: BTreeMap<String, u64>,
 }
 
-fn histogram() -> anyhow::Result<Histogram<u64>> {
+/// A latency histogram, microseconds up to ten minutes.
+pub(crate) fn histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?)
 }
 
-fn micros(t: Instant) -> u64 {
+/// Microseconds since `t`, at least 1.
+pub(crate) fn micros(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_micros().max(1)).unwrap_or(u64::MAX)
 }
 
@@ -288,9 +290,9 @@ async fn writer(
                 if let (Some(added), Some(leaf)) = (r.entries.get(pick), leaf) {
                     if let Ok(mut recent) = shared.recent.lock() {
                         if recent.len() >= RECENT {
-                            recent.remove(0);
+                            recent.pop_front();
                         }
-                        recent.push((added.index, leaf));
+                        recent.push_back((added.index, leaf));
                     }
                 }
             }
@@ -317,9 +319,13 @@ async fn reader(
         let cp = latest.borrow_and_update().clone();
         // Half from what this run wrote, half from the older sample (either
         // when the other has nothing yet).
+        // One random recent entry, or else the oldest, whichever the
+        // checkpoint covers: O(1) under the lock the writers share.
         let from_recent = shared.recent.lock().ok().and_then(|recent| {
-            let fit: Vec<_> = recent.iter().filter(|(i, _)| *i < cp.size()).collect();
-            fit.get(rng.gen_range(0..fit.len().max(1))).map(|p| **p)
+            let any = recent.get(rng.gen_range(0..recent.len().max(1))).copied();
+            any.into_iter()
+                .chain(recent.front().copied())
+                .find(|(i, _)| *i < cp.size())
         });
         let from_sample = sample.get(rng.gen_range(0..sample.len().max(1))).copied();
         let Some((index, leaf)) = (if rng.gen_bool(0.5) {
@@ -397,7 +403,7 @@ pub async fn run(channel: Channel, load: &Load) -> anyhow::Result<Report> {
     });
     let shared = Arc::new(Shared {
         keys,
-        recent: Mutex::new(Vec::new()),
+        recent: Mutex::new(VecDeque::new()),
         failures: AtomicU64::new(0),
         examples: Mutex::new(Vec::new()),
         // Entries of this run are numbered apart from earlier ones.

@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use rand::SeedableRng as _;
 use serde::Serialize;
 use sha2::Digest as _;
@@ -112,7 +111,7 @@ pub async fn run(load: &PgLoad) -> anyhow::Result<PgReport> {
             let client = connect(&load.url).await?;
             let stmt = client.prepare("SELECT audit_append($1)").await?;
             let mut rng = rand::rngs::StdRng::seed_from_u64(7 + w as u64);
-            let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+            let mut h = crate::load::histogram()?;
             let mut errors = BTreeMap::<String, u64>::new();
             let mut n = (w as u64) << 40;
             while Instant::now() < deadline {
@@ -125,8 +124,7 @@ pub async fn run(load: &PgLoad) -> anyhow::Result<PgReport> {
                 let t0 = Instant::now();
                 match client.query_one(&stmt, &[&entries]).await {
                     Ok(_) => {
-                        let us = u64::try_from(t0.elapsed().as_micros().max(1)).unwrap_or(u64::MAX);
-                        let _ = h.record(us);
+                        let _ = h.record(crate::load::micros(t0));
                     }
                     Err(e) => {
                         let code = e.code().map_or("connection", |c| c.code()).to_owned();
@@ -137,7 +135,7 @@ pub async fn run(load: &PgLoad) -> anyhow::Result<PgReport> {
             anyhow::Ok((h, errors))
         }));
     }
-    let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut h = crate::load::histogram()?;
     let mut errors = BTreeMap::new();
     for t in tasks {
         let (th, te) = t.await??;

@@ -81,6 +81,23 @@ fn start_server(data: &Path) -> anyhow::Result<ServerProcess> {
     })
 }
 
+/// Compacts each log's redb file under `data_dir/logs` (stopped first):
+/// redb reserves free space as it grows, so only a compacted file says what
+/// is stored. Returns each file with its compacted size.
+///
+/// # Errors
+/// The directory cannot be read or a file cannot be compacted.
+pub fn compact_logs(data_dir: &Path) -> anyhow::Result<Vec<(PathBuf, u64)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(data_dir.join("logs"))?.flatten() {
+        if e.path().extension().is_some_and(|x| x == "redb") {
+            let bytes = quire_server::store::redb::RedbStore::compact_file(&e.path())?;
+            out.push((e.path(), bytes));
+        }
+    }
+    Ok(out)
+}
+
 /// Bytes of the files under `path`.
 pub fn dir_bytes(path: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(path) else {
@@ -130,62 +147,43 @@ pub async fn run(opts: &SuiteOptions) -> anyhow::Result<serde_json::Value> {
         server_pid: Some(pid),
         sample_every: Duration::from_millis(250),
     };
-    let mut runs: Vec<(&str, Report)> = Vec::new();
-    for (name, load) in [
-        (
-            "single",
-            Load {
-                writers: 64,
-                ..base.clone()
-            },
-        ),
-        (
-            "batched",
-            Load {
-                writers: 8,
-                batch: 1000,
-                ..base.clone()
-            },
-        ),
-        (
-            "rate",
-            Load {
-                writers: 64,
-                rate: Some(5000),
-                ..base.clone()
-            },
-        ),
-        (
-            "proofs",
-            Load {
-                readers: 16,
-                ..base.clone()
-            },
-        ),
-        (
-            "mixed",
-            Load {
-                writers: 8,
-                batch: 100,
-                readers: 8,
-                ..base.clone()
-            },
-        ),
-    ] {
+    let names = ["single", "batched", "rate", "proofs", "mixed"];
+    let mut reports: Vec<Report> = Vec::new();
+    for (name, load) in names.into_iter().zip([
+        Load {
+            writers: 64,
+            ..base.clone()
+        },
+        Load {
+            writers: 8,
+            batch: 1000,
+            ..base.clone()
+        },
+        Load {
+            writers: 64,
+            rate: Some(5000),
+            ..base.clone()
+        },
+        Load {
+            readers: 16,
+            ..base.clone()
+        },
+        Load {
+            writers: 8,
+            batch: 100,
+            readers: 8,
+            ..base.clone()
+        },
+    ]) {
         eprintln!("quire {name} ...");
-        runs.push((name, load::run(channel.clone(), &load).await?));
+        reports.push(load::run(channel.clone(), &load).await?);
     }
-    let size = runs.last().map_or(0, |(_, r)| r.tree_size.1);
+    let size = reports.last().map_or(0, |r| r.tree_size.1);
     let file_per_entry = dir_bytes(&data) as f64 / size.max(1) as f64;
     // Stopped first: the file is compacted (redb reserves free space as it
     // grows), so bytes per entry count what is stored.
     drop(server);
-    let mut compacted = 0;
-    for e in std::fs::read_dir(data.join("logs"))?.flatten() {
-        if e.path().extension().is_some_and(|x| x == "redb") {
-            compacted += quire_server::store::redb::RedbStore::compact_file(&e.path())?;
-        }
-    }
+    let compacted: u64 = compact_logs(&data)?.iter().map(|(_, b)| b).sum();
     let disk_per_entry = compacted as f64 / size.max(1) as f64;
     let _ = std::fs::remove_dir_all(&data);
 
@@ -223,19 +221,10 @@ pub async fn run(opts: &SuiteOptions) -> anyhow::Result<serde_json::Value> {
     .await?;
     let _ = std::fs::remove_dir_all(&wdir);
 
-    let get = |name: &str| {
-        runs.iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, r)| r.clone())
-            .unwrap_or_default()
+    let [single, batched, rate, proofs, mixed] = reports.as_slice() else {
+        anyhow::bail!("{} scenario reports, not {}", reports.len(), names.len());
     };
-    let (single, batched, rate, proofs, mixed) = (
-        get("single"),
-        get("batched"),
-        get("rate"),
-        get("proofs"),
-        get("mixed"),
-    );
+    let runs: Vec<(&str, &Report)> = names.into_iter().zip(&reports).collect();
     let witness_failures = witness_add["bad_cosignatures"].as_u64().unwrap_or(0)
         + witnessed["verification_failures"].as_u64().unwrap_or(0);
     let failures: u64 = runs

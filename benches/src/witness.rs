@@ -182,7 +182,7 @@ pub async fn add_checkpoint(opts: AddOptions) -> anyhow::Result<serde_json::Valu
         "seconds": secs,
         "calls": calls,
         "calls_per_s": rate,
-        "latency_us": crate::percentiles(&all),
+        "latency_us": crate::load::Latency::of(&all),
         "errors": errors,
         "bad_cosignatures": bad_cosignatures.load(Ordering::Relaxed),
         "rss_bytes": rss,
@@ -351,7 +351,7 @@ pub async fn witnessed(opts: WitnessedOptions) -> anyhow::Result<serde_json::Val
         "entries": final_size,
         "signed_checkpoints_seen": signed.len(),
         "witnessed_checkpoints_seen": cosigned.len(),
-        "signed_to_witnessed_us": crate::percentiles(&h),
+        "signed_to_witnessed_us": crate::load::Latency::of(&h),
         "signed_sizes_never_witnessed": never,
         "verification_failures": failures.load(Ordering::Relaxed),
     }))

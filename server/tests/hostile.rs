@@ -54,6 +54,47 @@ fn assert_status(
     );
 }
 
+fn inclusion(leaf: Option<Leaf>, tree_size: u64) -> GetInclusionProofRequest {
+    GetInclusionProofRequest {
+        log: String::new(),
+        leaf,
+        tree_size,
+    }
+}
+
+fn consistency(old_size: u64, new_size: u64, with_seed: bool) -> GetConsistencyProofRequest {
+    GetConsistencyProofRequest {
+        log: String::new(),
+        old_size,
+        new_size,
+        with_seed,
+    }
+}
+
+fn entries(start: u64, end: u64) -> GetEntriesRequest {
+    GetEntriesRequest {
+        log: String::new(),
+        start,
+        end,
+    }
+}
+
+fn add(entries: Vec<Vec<u8>>) -> AddEntriesRequest {
+    AddEntriesRequest {
+        log: String::new(),
+        entries,
+        ..Default::default()
+    }
+}
+
+fn add1(entry: Vec<u8>) -> AddEntryRequest {
+    AddEntryRequest {
+        log: String::new(),
+        entry,
+        ..Default::default()
+    }
+}
+
 /// An honest client: writes one entry and verifies its inclusion proof
 /// against the signed checkpoint it comes with.
 async fn honest_write(c: &mut LogClient<Channel>, keys: &[VerifierKey], n: u64) {
@@ -98,8 +139,7 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
         entries: (0..1000u32)
             .map(|i| format!("{{\"n\":{i}}}").into_bytes())
             .collect(),
-        with_proof: false,
-        witnessed: false,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -125,13 +165,7 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
     };
 
     // Not protobuf, and truncated protobuf, to every method.
-    let valid = AddEntriesRequest {
-        log: String::new(),
-        entries: vec![b"abcdefgh".to_vec(); 4],
-        with_proof: false,
-        witnessed: false,
-    }
-    .encode_to_vec();
+    let valid = add(vec![b"abcdefgh".to_vec(); 4]).encode_to_vec();
     let truncated = valid[..valid.len() - 3].to_vec();
     let garbage = vec![0xff_u8; 64];
     for method in UNARY {
@@ -164,12 +198,7 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
         "unknown method",
     );
     // One byte over the 64 MiB message limit: refused by its length prefix.
-    let huge = AddEntryRequest {
-        log: String::new(),
-        entry: vec![7; 64 * 1024 * 1024],
-        with_proof: false,
-        witnessed: false,
-    };
+    let huge = add1(vec![7; 64 * 1024 * 1024]);
     assert_status(
         c.add_entry(huge).await,
         Code::OutOfRange,
@@ -179,163 +208,130 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
 
     // Unknown logs, on every method that names one.
     let nope = || "nope.example/log".to_string();
-    assert_status(
-        c.add_entry(AddEntryRequest {
-            log: nope(),
-            entry: b"x".to_vec(),
-            with_proof: false,
-            witnessed: false,
-        })
-        .await,
-        Code::NotFound,
-        "nope.example/log",
-        "AddEntry unknown log",
-    );
-    assert_status(
-        c.add_entries(AddEntriesRequest {
-            log: nope(),
-            entries: vec![b"x".to_vec()],
-            with_proof: false,
-            witnessed: false,
-        })
-        .await,
-        Code::NotFound,
-        "nope.example/log",
-        "AddEntries unknown log",
-    );
-    assert_status(
-        c.get_checkpoint(GetCheckpointRequest {
-            log: nope(),
-            witnessed: false,
-        })
-        .await,
-        Code::NotFound,
-        "nope.example/log",
-        "GetCheckpoint unknown log",
-    );
-    assert_status(
-        c.get_inclusion_proof(GetInclusionProofRequest {
-            log: nope(),
-            leaf: Some(Leaf::Index(0)),
-            tree_size: 0,
-        })
-        .await,
-        Code::NotFound,
-        "nope.example/log",
-        "GetInclusionProof unknown log",
-    );
-    assert_status(
-        c.get_consistency_proof(GetConsistencyProofRequest {
-            log: nope(),
-            old_size: 1,
-            new_size: 2,
-            with_seed: false,
-        })
-        .await,
-        Code::NotFound,
-        "nope.example/log",
-        "GetConsistencyProof unknown log",
-    );
-    assert_status(
-        c.get_entry_with_proof(GetEntryWithProofRequest {
-            log: nope(),
-            index: 0,
-        })
-        .await,
-        Code::NotFound,
-        "nope.example/log",
-        "GetEntryWithProof unknown log",
-    );
-    assert_status(
-        c.get_entries(GetEntriesRequest {
-            log: nope(),
-            start: 0,
-            end: 1,
-        })
-        .await,
-        Code::NotFound,
-        "nope.example/log",
-        "GetEntries unknown log",
-    );
-    assert_status(
-        c.watch_checkpoints(GetCheckpointRequest {
-            log: nope(),
-            witnessed: false,
-        })
-        .await,
-        Code::NotFound,
-        "nope.example/log",
-        "WatchCheckpoints unknown log",
-    );
-    assert_status(
-        c.tail_entries(TailEntriesRequest {
-            log: nope(),
-            start: 0,
-        })
-        .await,
-        Code::NotFound,
-        "nope.example/log",
-        "TailEntries unknown log",
-    );
+    let unknown: [(&str, Vec<u8>); 9] = [
+        (
+            "AddEntry",
+            AddEntryRequest {
+                log: nope(),
+                entry: b"x".to_vec(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "AddEntries",
+            AddEntriesRequest {
+                log: nope(),
+                entries: vec![b"x".to_vec()],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "GetCheckpoint",
+            GetCheckpointRequest {
+                log: nope(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "GetInclusionProof",
+            GetInclusionProofRequest {
+                log: nope(),
+                leaf: Some(Leaf::Index(0)),
+                tree_size: 0,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "GetConsistencyProof",
+            GetConsistencyProofRequest {
+                log: nope(),
+                old_size: 1,
+                new_size: 2,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "GetEntryWithProof",
+            GetEntryWithProofRequest {
+                log: nope(),
+                index: 0,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "GetEntries",
+            GetEntriesRequest {
+                log: nope(),
+                start: 0,
+                end: 1,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "WatchCheckpoints",
+            GetCheckpointRequest {
+                log: nope(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TailEntries",
+            TailEntriesRequest {
+                log: nope(),
+                start: 0,
+            }
+            .encode_to_vec(),
+        ),
+    ];
+    for (method, body) in unknown {
+        let r = if STREAMING.contains(&method) {
+            server_streaming_first(channel.clone(), method, body)
+                .await
+                .map(|_| Vec::new())
+        } else {
+            raw_unary(channel.clone(), method, body).await
+        };
+        assert_status(
+            r,
+            Code::NotFound,
+            "nope.example/log",
+            &format!("{method} unknown log"),
+        );
+    }
 
     // Entries and batches: empty, oversized, too many. A batch with one bad
     // entry stores none of it.
     assert_status(
-        c.add_entry(AddEntryRequest {
-            log: String::new(),
-            entry: Vec::new(),
-            with_proof: false,
-            witnessed: false,
-        })
-        .await,
+        c.add_entry(add1(Vec::new())).await,
         Code::InvalidArgument,
         "empty",
         "empty entry",
     );
     assert_status(
-        c.add_entry(AddEntryRequest {
-            log: String::new(),
-            entry: vec![1; 65537],
-            with_proof: false,
-            witnessed: false,
-        })
-        .await,
+        c.add_entry(add1(vec![1; 65537])).await,
         Code::InvalidArgument,
         "65536",
         "entry over the limit",
     );
     assert_status(
-        c.add_entries(AddEntriesRequest {
-            log: String::new(),
-            entries: Vec::new(),
-            with_proof: false,
-            witnessed: false,
-        })
-        .await,
+        c.add_entries(add(Vec::new())).await,
         Code::InvalidArgument,
         "no entries",
         "empty batch",
     );
     assert_status(
-        c.add_entries(AddEntriesRequest {
-            log: String::new(),
-            entries: vec![b"ok".to_vec(), Vec::new()],
-            with_proof: false,
-            witnessed: false,
-        })
-        .await,
+        c.add_entries(add(vec![b"ok".to_vec(), Vec::new()])).await,
         Code::InvalidArgument,
         "entry 1",
         "batch with an empty entry",
     );
     assert_status(
-        c.add_entries(AddEntriesRequest {
-            log: String::new(),
-            entries: vec![b"ok".to_vec(); 1001],
-            with_proof: false,
-            witnessed: false,
-        })
-        .await,
+        c.add_entries(add(vec![b"ok".to_vec(); 1001])).await,
         Code::InvalidArgument,
         "1000",
         "batch over the limit",
@@ -346,11 +342,7 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
     let far = 1u64 << 40;
     for (index, ok) in [(0, true), (size - 1, true), (far, false), (u64::MAX, false)] {
         let r = c
-            .get_inclusion_proof(GetInclusionProofRequest {
-                log: String::new(),
-                leaf: Some(Leaf::Index(index)),
-                tree_size: size,
-            })
+            .get_inclusion_proof(inclusion(Some(Leaf::Index(index)), size))
             .await;
         if ok {
             let p = r.unwrap().into_inner();
@@ -381,150 +373,87 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
         }
     }
     assert_status(
-        c.get_inclusion_proof(GetInclusionProofRequest {
-            log: String::new(),
-            leaf: Some(Leaf::Index(size)),
-            tree_size: size,
-        })
-        .await,
+        c.get_inclusion_proof(inclusion(Some(Leaf::Index(size)), size))
+            .await,
         Code::OutOfRange,
         &format!("index {size}"),
         "index at the size",
     );
     assert_status(
-        c.get_inclusion_proof(GetInclusionProofRequest {
-            log: String::new(),
-            leaf: Some(Leaf::Index(0)),
-            tree_size: far,
-        })
-        .await,
+        c.get_inclusion_proof(inclusion(Some(Leaf::Index(0)), far))
+            .await,
         Code::OutOfRange,
         "beyond the latest",
         "size past",
     );
     assert_status(
-        c.get_inclusion_proof(GetInclusionProofRequest {
-            log: String::new(),
-            leaf: Some(Leaf::Index(0)),
-            tree_size: u64::MAX,
-        })
-        .await,
+        c.get_inclusion_proof(inclusion(Some(Leaf::Index(0)), u64::MAX))
+            .await,
         Code::OutOfRange,
         "beyond the latest",
         "size u64::MAX",
     );
     for len in [0usize, 31, 33, 64] {
         assert_status(
-            c.get_inclusion_proof(GetInclusionProofRequest {
-                log: String::new(),
-                leaf: Some(Leaf::LeafHash(vec![1; len])),
-                tree_size: 0,
-            })
-            .await,
+            c.get_inclusion_proof(inclusion(Some(Leaf::LeafHash(vec![1; len])), 0))
+                .await,
             Code::InvalidArgument,
             "32 bytes",
             &format!("leaf hash of {len} bytes"),
         );
     }
     assert_status(
-        c.get_consistency_proof(GetConsistencyProofRequest {
-            log: String::new(),
-            old_size: 0,
-            new_size: size,
-            with_seed: false,
-        })
-        .await,
+        c.get_consistency_proof(consistency(0, size, false)).await,
         Code::InvalidArgument,
         "size 0",
         "consistency from 0",
     );
     assert_status(
-        c.get_consistency_proof(GetConsistencyProofRequest {
-            log: String::new(),
-            old_size: 1,
-            new_size: far,
-            with_seed: false,
-        })
-        .await,
+        c.get_consistency_proof(consistency(1, far, false)).await,
         Code::OutOfRange,
         "beyond the latest",
         "consistency to far",
     );
     assert_status(
-        c.get_consistency_proof(GetConsistencyProofRequest {
-            log: String::new(),
-            old_size: u64::MAX,
-            new_size: u64::MAX,
-            with_seed: true,
-        })
-        .await,
+        c.get_consistency_proof(consistency(u64::MAX, u64::MAX, true))
+            .await,
         Code::OutOfRange,
         "beyond the latest",
         "consistency at u64::MAX",
     );
     assert_status(
-        c.get_consistency_proof(GetConsistencyProofRequest {
-            log: String::new(),
-            old_size: size,
-            new_size: size - 1,
-            with_seed: false,
-        })
-        .await,
+        c.get_consistency_proof(consistency(size, size - 1, false))
+            .await,
         Code::InvalidArgument,
         "smaller size",
         "consistency backwards",
     );
     let p = c
-        .get_consistency_proof(GetConsistencyProofRequest {
-            log: String::new(),
-            old_size: size,
-            new_size: size,
-            with_seed: false,
-        })
+        .get_consistency_proof(consistency(size, size, false))
         .await
         .unwrap()
         .into_inner();
     assert!(p.proof.is_empty());
     assert_status(
-        c.get_entries(GetEntriesRequest {
-            log: String::new(),
-            start: far,
-            end: 0,
-        })
-        .await,
+        c.get_entries(entries(far, 0)).await,
         Code::OutOfRange,
         &format!("start {far}"),
         "entries past",
     );
     assert_status(
-        c.get_entries(GetEntriesRequest {
-            log: String::new(),
-            start: u64::MAX,
-            end: 0,
-        })
-        .await,
+        c.get_entries(entries(u64::MAX, 0)).await,
         Code::OutOfRange,
         "start 18446744073709551615",
         "entries at u64::MAX",
     );
     assert_status(
-        c.get_entries(GetEntriesRequest {
-            log: String::new(),
-            start: u64::MAX,
-            end: u64::MAX,
-        })
-        .await,
+        c.get_entries(entries(u64::MAX, u64::MAX)).await,
         Code::InvalidArgument,
         "not below the end",
         "entries: an empty range",
     );
     assert_status(
-        c.get_entries(GetEntriesRequest {
-            log: String::new(),
-            start: 5,
-            end: 2,
-        })
-        .await,
+        c.get_entries(entries(5, 2)).await,
         Code::InvalidArgument,
         "end 2",
         "entries backwards",
@@ -548,15 +477,7 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
         cancelled.push(tokio::spawn(async move {
             match i % 3 {
                 0 => {
-                    let mut s = c
-                        .get_entries(GetEntriesRequest {
-                            log: String::new(),
-                            start: 0,
-                            end: 0,
-                        })
-                        .await
-                        .unwrap()
-                        .into_inner();
+                    let mut s = c.get_entries(entries(0, 0)).await.unwrap().into_inner();
                     assert!(s.message().await.unwrap().is_some());
                 }
                 1 => {
@@ -574,7 +495,7 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
                     let mut s = c
                         .watch_checkpoints(GetCheckpointRequest {
                             log: String::new(),
-                            witnessed: false,
+                            ..Default::default()
                         })
                         .await
                         .unwrap()
@@ -616,14 +537,7 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
             for _ in 0..4 {
                 let mut entries = vec![vec![9u8; 65536]; 900];
                 entries[899] = vec![9u8; 65537];
-                let r = c
-                    .add_entries(AddEntriesRequest {
-                        log: String::new(),
-                        entries,
-                        with_proof: false,
-                        witnessed: false,
-                    })
-                    .await;
+                let r = c.add_entries(add(entries)).await;
                 assert_eq!(r.unwrap_err().code(), Code::InvalidArgument);
             }
         }));
@@ -638,14 +552,7 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
 
     // Nothing hostile was stored: the tree holds exactly the prefill and the
     // honest writes, and it still verifies.
-    let cp = checkpoint(
-        &c.get_checkpoint(GetCheckpointRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .checkpoint,
-        &keys,
-    );
+    let cp = common::process::latest(&mut c, &keys).await;
     assert_eq!(cp.size(), size + honest_writes - 1);
     // Memory: back to where it was after the flood (no request is kept),
     // and the peak bounded by the four requests in flight, each 59 MB: at

@@ -13,7 +13,9 @@ use rand::RngCore as _;
 use tonic::Code;
 
 mod common;
-use common::process::{check_holds, log_keys, run_failing, Acks, ServerProcess};
+use common::process::{
+    assert_extends, check_holds, latest, log_keys, root_of, run_failing, Acks, ServerProcess,
+};
 
 /// Writes 700 incompressible 300-byte entries (three bundles, stored raw)
 /// and stops the server gracefully. Returns what was acknowledged.
@@ -166,14 +168,7 @@ async fn a_flipped_byte_is_refused_at_start_or_never_served() {
         .unwrap()
         .into_inner();
     assert_eq!(r.entry, acked[11].1);
-    let before = common::checkpoint(
-        &c.get_checkpoint(GetCheckpointRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .checkpoint,
-        &keys,
-    );
+    let before = latest(&mut c, &keys).await;
     c.add_entry(AddEntryRequest {
         log: String::new(),
         entry: b"after the flip".to_vec(),
@@ -182,37 +177,9 @@ async fn a_flipped_byte_is_refused_at_start_or_never_served() {
     })
     .await
     .unwrap();
-    let after = common::checkpoint(
-        &c.get_checkpoint(GetCheckpointRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .checkpoint,
-        &keys,
-    );
+    let after = latest(&mut c, &keys).await;
     assert_eq!(after.size(), before.size() + 1);
-    let p = c
-        .get_consistency_proof(GetConsistencyProofRequest {
-            log: String::new(),
-            old_size: before.size(),
-            new_size: after.size(),
-            with_seed: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    quire_core::verify_consistency(
-        before.size(),
-        after.size(),
-        &quire_proto::hashes_from_wire(&p.proof).unwrap(),
-        before.root(),
-        after.root(),
-    )
-    .unwrap();
+    assert_extends(&mut c, &before, &after).await;
     // The signed root is the one of the entries as acknowledged.
-    let mut cr = quire_core::CompactRange::new();
-    for (_, e) in &acked {
-        cr.append(quire_core::leaf_hash(e), |_, _| {}).unwrap();
-    }
-    assert_eq!(cr.root(), *before.root());
+    assert_eq!(root_of(acked.iter().map(|(_, e)| e)), *before.root());
 }

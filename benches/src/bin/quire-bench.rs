@@ -78,14 +78,6 @@ enum Dedup {
     Off,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-enum PayloadArg {
-    /// Incompressible random bytes.
-    Random,
-    /// JSON audit events.
-    Json,
-}
-
 #[derive(Parser, Debug)]
 #[command(
     name = "quire-bench",
@@ -116,7 +108,7 @@ struct Args {
     entry_bytes: usize,
     /// Entry content.
     #[arg(long, value_enum, default_value = "random")]
-    payload: PayloadArg,
+    payload: Payload,
     /// Dedup policy of the in-process server.
     #[arg(long, value_enum, default_value = "strict")]
     dedup: Dedup,
@@ -186,10 +178,7 @@ async fn main() -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| tmp.path().to_owned());
-    let payload = match args.payload {
-        PayloadArg::Random => Payload::Random,
-        PayloadArg::Json => Payload::Json,
-    };
+    let payload = args.payload;
     match args.scenario {
         Scenario::WitnessAdd | Scenario::Witnessed => {
             let report = if args.scenario == Scenario::WitnessAdd {
@@ -493,16 +482,13 @@ async fn prefill(
 }
 
 fn compact(data_dir: &std::path::Path, size: u64, entry_bytes: usize) -> anyhow::Result<()> {
-    for e in std::fs::read_dir(data_dir.join("logs"))?.flatten() {
-        if e.path().extension().is_some_and(|x| x == "redb") {
-            let bytes = quire_server::store::redb::RedbStore::compact_file(&e.path())?;
-            let per = bytes as f64 / size.max(1) as f64;
-            println!(
-                "compacted file         {:.1} MiB, {per:.1} bytes/entry for {entry_bytes}-byte entries ({:.2}x the entry)",
-                bytes as f64 / MIB,
-                per / entry_bytes as f64,
-            );
-        }
+    for (_, bytes) in suite::compact_logs(data_dir)? {
+        let per = bytes as f64 / size.max(1) as f64;
+        println!(
+            "compacted file         {:.1} MiB, {per:.1} bytes/entry for {entry_bytes}-byte entries ({:.2}x the entry)",
+            bytes as f64 / MIB,
+            per / entry_bytes as f64,
+        );
     }
     Ok(())
 }

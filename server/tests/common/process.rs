@@ -171,6 +171,47 @@ pub async fn log_keys(client: &mut LogClient<Channel>) -> Vec<VerifierKey> {
         .collect()
 }
 
+/// The latest checkpoint of the default log, its signature verified.
+pub async fn latest(client: &mut LogClient<Channel>, keys: &[VerifierKey]) -> Checkpoint {
+    let r = client
+        .get_checkpoint(GetCheckpointRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    checkpoint(&r.checkpoint, keys)
+}
+
+/// Asks for the consistency proof from `old` to `new` and verifies it.
+pub async fn assert_extends(client: &mut LogClient<Channel>, old: &Checkpoint, new: &Checkpoint) {
+    let p = client
+        .get_consistency_proof(GetConsistencyProofRequest {
+            log: String::new(),
+            old_size: old.size(),
+            new_size: new.size(),
+            with_seed: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    verify_consistency(
+        old.size(),
+        new.size(),
+        &hashes_from_wire(&p.proof).unwrap(),
+        old.root(),
+        new.root(),
+    )
+    .unwrap();
+}
+
+/// The RFC 9162 root of `entries`.
+pub fn root_of<'a>(entries: impl IntoIterator<Item = &'a Vec<u8>>) -> quire_core::Hash {
+    let mut cr = CompactRange::new();
+    for e in entries {
+        cr.append(leaf_hash(e), |_, _| {}).unwrap();
+    }
+    cr.root()
+}
+
 /// Checks a (restarted) server against what it acknowledged and signed
 /// before: every acknowledged entry is present with its index and bytes, the
 /// stored entries hash to the latest signed root, and every checkpoint seen
@@ -181,15 +222,7 @@ pub async fn check_holds(
     acked: &[(u64, Vec<u8>)],
     seen: &[Checkpoint],
 ) -> Checkpoint {
-    let latest = checkpoint(
-        &client
-            .get_checkpoint(GetCheckpointRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .checkpoint,
-        keys,
-    );
+    let latest = latest(client, keys).await;
     let stored = if latest.size() > 0 {
         all_entries(client, 0).await
     } else {
@@ -203,30 +236,13 @@ pub async fn check_holds(
             "acknowledged entry {i} lost or changed"
         );
     }
-    let mut cr = CompactRange::new();
-    for e in &stored {
-        cr.append(leaf_hash(e), |_, _| {}).unwrap();
-    }
-    assert_eq!(cr.root(), *latest.root(), "entries do not hash to the root");
+    assert_eq!(
+        root_of(&stored),
+        *latest.root(),
+        "entries do not hash to the root"
+    );
     for old in seen.iter().filter(|c| c.size() > 0) {
-        let p = client
-            .get_consistency_proof(GetConsistencyProofRequest {
-                log: String::new(),
-                old_size: old.size(),
-                new_size: latest.size(),
-                with_seed: false,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        verify_consistency(
-            old.size(),
-            latest.size(),
-            &hashes_from_wire(&p.proof).unwrap(),
-            old.root(),
-            latest.root(),
-        )
-        .unwrap();
+        assert_extends(client, old, &latest).await;
     }
     latest
 }
