@@ -213,7 +213,8 @@ pub async fn witnessed(opts: WitnessedOptions) -> anyhow::Result<serde_json::Val
     use quire_server::local::LocalServer;
     let origin = "bench.example/witnessed";
     let server_dir = opts.data_dir.join("server");
-    let (signers, _) = quire_server::keyfile::load_or_create(&server_dir.join("keys"), origin)?;
+    let (signers, _) =
+        quire_server::keyfile::load_or_create(&server_dir.join("keys"), origin, true)?;
     let vkeys: Vec<String> = signers.iter().map(|s| s.verifier().to_vkey()).collect();
     let mut witnesses = Vec::new();
     for i in 0..3 {

@@ -10,7 +10,7 @@
 //! dedup = "strict"        # or "best-effort" (bounded cache) or "off"
 //! dedup_cache_entries = 100000
 //! compress = true         # LZ4 entry bundles where it saves space
-//! max_entry_bytes = 65536
+//! max_entry_bytes = 65535
 //! max_batch = 1000
 //! queue_depth = 4096
 //!
@@ -66,6 +66,20 @@ pub struct Config {
     /// Where to serve Prometheus metrics (`GET /metrics`), when set.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Where each log's high-water record lives (the newest checkpoint it
+    /// published). Keep it out of the data directory's backups, best on
+    /// another volume: a restored data directory must not roll it back.
+    /// Default: beside the data directory, `<data_dir>.highwater`.
+    #[serde(default)]
+    pub high_water_dir: Option<PathBuf>,
+    /// Create configured logs that do not exist yet in a data directory
+    /// that already holds other logs (command line: `--new-log`).
+    #[serde(skip)]
+    pub new_logs: bool,
+    /// Take a database's latest checkpoint as the high-water mark of a log
+    /// that has no record (command line: `--adopt-database`).
+    #[serde(skip)]
+    pub adopt_database: bool,
 }
 
 /// TLS files.
@@ -85,18 +99,7 @@ pub struct TlsConfig {
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
 fn read_pem(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let read = |source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let len = std::fs::metadata(path).map_err(read)?.len();
-    if len > MAX_PEM_BYTES {
-        return Err(ConfigError::TooLarge {
-            path: path.to_owned(),
-            len,
-        });
-    }
-    std::fs::read(path).map_err(read)
+    Ok(quire_host::read_bounded(path, MAX_PEM_BYTES)?)
 }
 
 impl TlsConfig {
@@ -222,6 +225,9 @@ impl Default for Config {
             logs: Vec::new(),
             tls: None,
             metrics_listen: None,
+            high_water_dir: None,
+            new_logs: false,
+            adopt_database: false,
         }
     }
 }
@@ -337,22 +343,10 @@ impl LogConfig {
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is over the size limit.
-    #[error("{path} is {len} bytes; the limit is {MAX_CONFIG_BYTES}")]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-        /// Its size.
-        len: u64,
-    },
+    /// The file cannot be read: missing, not a regular file, or over its
+    /// size limit.
+    #[error("reading {0}")]
+    Read(#[from] quire_host::ReadError),
     /// Not valid TOML for this configuration.
     #[error("{path}: {message}")]
     Parse {
@@ -367,23 +361,49 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The directory of the logs' high-water records: as configured, or
+    /// beside the data directory (`<data_dir>.highwater`), so that a data
+    /// directory put back from a copy cannot roll the records back with it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the data directory has no name to put
+    /// a sibling beside (`/`): configure `high_water_dir` then.
+    pub fn high_water_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(d) = &self.high_water_dir {
+            return Ok(d.clone());
+        }
+        let data = std::path::absolute(&self.data_dir).map_err(|e| {
+            ConfigError::Invalid(format!("data directory {}: {e}", self.data_dir.display()))
+        })?;
+        let mut clean = PathBuf::new();
+        for c in data.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    clean.pop();
+                }
+                std::path::Component::CurDir => {}
+                c => clean.push(c),
+            }
+        }
+        match (clean.parent(), clean.file_name()) {
+            (Some(parent), Some(name)) => {
+                let mut name = name.to_owned();
+                name.push(".highwater");
+                Ok(parent.join(name))
+            }
+            _ => Err(ConfigError::Invalid(format!(
+                "data directory {} has no parent to keep the high-water records beside: set high_water_dir",
+                self.data_dir.display()
+            ))),
+        }
+    }
+
     /// Reads a configuration file.
     ///
     /// # Errors
     /// [`ConfigError`] naming the file and the problem.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let read = |source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let len = std::fs::metadata(path).map_err(read)?.len();
-        if len > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge {
-                path: path.to_owned(),
-                len,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(read)?;
+        let text = quire_host::read_bounded_text(path, MAX_CONFIG_BYTES)?;
         let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
@@ -413,9 +433,10 @@ impl Config {
                     l.origin
                 )));
             }
-            if !(1..=16 * 1024 * 1024).contains(&l.max_entry_bytes) {
+            let max = crate::store::bundle::MAX_ENTRY_BYTES;
+            if !(1..=max).contains(&l.max_entry_bytes) {
                 return Err(ConfigError::Invalid(format!(
-                    "log {:?}: max_entry_bytes {} must be 1 to 16777216",
+                    "log {:?}: max_entry_bytes {} must be 1 to {max} (C2SP tlog-tiles entry bundles give each entry a 16-bit length)",
                     l.origin, l.max_entry_bytes
                 )));
             }

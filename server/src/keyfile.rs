@@ -22,12 +22,20 @@ pub fn slug(origin: &str) -> String {
         .collect()
 }
 
-/// Loads the log's P-256 (primary) and Ed25519 keys from `dir`, creating any
-/// that are missing. Returns the signers and whether any key was created.
+/// Loads the log's P-256 (primary) and Ed25519 keys from `dir`, creating
+/// them when `may_create` (a log that has never signed). Returns the signers
+/// and whether any key was created. Each new key's verifier key is written
+/// beside it (`.vkey`), for `quire --log-key @FILE`.
 ///
 /// # Errors
-/// I/O errors and unusable key files, with the path.
-pub fn load_or_create(dir: &Path, origin: &str) -> anyhow::Result<(Vec<LogSigner>, bool)> {
+/// I/O errors and unusable key files, with the path; a missing key of a log
+/// that has signed (`may_create` false): a new key would be a new identity
+/// under the old name.
+pub fn load_or_create(
+    dir: &Path,
+    origin: &str,
+    may_create: bool,
+) -> anyhow::Result<(Vec<LogSigner>, bool)> {
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("creating the key directory {}: {e}", dir.display()))?;
     let mut created = false;
@@ -38,15 +46,7 @@ pub fn load_or_create(dir: &Path, origin: &str) -> anyhow::Result<(Vec<LogSigner
     ] {
         let path: PathBuf = dir.join(format!("{}.{ext}", slug(origin)));
         let signer = if path.exists() {
-            let meta = std::fs::metadata(&path)?;
-            if meta.len() > 4096 {
-                anyhow::bail!(
-                    "{}: {} bytes is too large for a key file (limit 4096)",
-                    path.display(),
-                    meta.len()
-                );
-            }
-            let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path)?);
+            let text = read_private(&path)?;
             let signer = LogSigner::from_private_text(text.trim())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             if signer.name() != origin {
@@ -57,6 +57,14 @@ pub fn load_or_create(dir: &Path, origin: &str) -> anyhow::Result<(Vec<LogSigner
                 );
             }
             signer
+        } else if !may_create {
+            anyhow::bail!(
+                "{}: the {} key of log {origin:?} is missing, and this log has signed checkpoints with it; \
+                 a new key would give the log a new identity under the same name, so none is created. \
+                 Restore the key file from your backup",
+                path.display(),
+                alg_name(alg)
+            );
         } else {
             let signer = LogSigner::generate(alg, origin)?;
             write_private(&path, &signer.to_private_text())
@@ -64,9 +72,63 @@ pub fn load_or_create(dir: &Path, origin: &str) -> anyhow::Result<(Vec<LogSigner
             created = true;
             signer
         };
+        let vkey = path.with_extension("vkey");
+        if !vkey.exists() {
+            write_public(&vkey, &signer.verifier().to_vkey())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", vkey.display()))?;
+        }
         signers.push(signer);
     }
     Ok((signers, created))
+}
+
+/// The algorithm's name as users see it.
+pub fn alg_name(alg: LogKeyAlgorithm) -> &'static str {
+    match alg {
+        LogKeyAlgorithm::EcdsaP256 => "ECDSA P-256",
+        LogKeyAlgorithm::Ed25519 => "Ed25519",
+    }
+}
+
+/// Largest private key file read.
+const MAX_KEY_BYTES: u64 = 4096;
+
+/// Reads a private key file: a regular file of at most [`MAX_KEY_BYTES`],
+/// counted as read (not by its metadata), readable by its owner only.
+fn read_private(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let file = quire_host::open_regular(path, false)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{}: a private key readable or writable by others (mode {:o}); run chmod 600 on it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    let bytes = zeroize::Zeroizing::new(
+        quire_host::read_all_bounded(file, MAX_KEY_BYTES).map_err(|e| match e {
+            quire_host::Bounded::Io(e) => anyhow::anyhow!("{}: {e}", path.display()),
+            quire_host::Bounded::TooLarge => anyhow::anyhow!(
+                "{}: too large for a key file (limit {MAX_KEY_BYTES} bytes)",
+                path.display()
+            ),
+        })?,
+    );
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| anyhow::anyhow!("{}: not a key file (not UTF-8 text)", path.display()))?;
+    Ok(zeroize::Zeroizing::new(text.to_owned()))
+}
+
+/// Writes a verifier key file (public).
+fn write_public(path: &Path, vkey: &str) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(vkey.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
 }
 
 /// Writes a new key file all at once: into a temporary file that is synced,

@@ -25,7 +25,11 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Opens (creating) the logs under `data_dir` and serves them on an
-    /// ephemeral port of 127.0.0.1.
+    /// ephemeral port of 127.0.0.1. Unless `config.high_water_dir` is set,
+    /// the logs' high-water records are kept inside `data_dir` (in
+    /// `high-water/`), so that one directory holds everything of a test or
+    /// an embedding application; the binary keeps them beside the data
+    /// directory instead.
     ///
     /// # Errors
     /// Key, storage and start-up check failures; a port that cannot be bound.
@@ -50,14 +54,18 @@ impl LocalServer {
         logs: Vec<LogConfig>,
         mut config: Config,
     ) -> anyhow::Result<Self> {
+        data_dir.clone_into(&mut config.data_dir);
+        config.logs = logs;
+        let high_water_dir = config
+            .high_water_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("high-water"));
         let mut opened = Vec::new();
         let mut keys = Vec::new();
-        for cfg in &logs {
-            let (log, _) = crate::open_redb_log(data_dir, cfg)?;
+        for (log, _) in crate::open_redb_logs(&config, &high_water_dir)? {
             keys.extend(log.verifiers().iter().cloned());
             opened.push(log);
         }
-        config.logs = logs;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = LogService::new(opened.clone());

@@ -11,7 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use quire_core::{Checkpoint, CompactRange, Hash, LogSigner, Note, VerifierKey};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::highwater::{HighWater, HighWaterError, Mark};
 use crate::sequencer::{RecentLeaves, Sequencer};
+pub use crate::signing::Signing;
+use crate::signing::SigningGate;
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
 /// How duplicates are treated.
@@ -47,7 +50,7 @@ pub struct LogLimits {
 impl Default for LogLimits {
     fn default() -> Self {
         LogLimits {
-            max_entry_bytes: 64 * 1024,
+            max_entry_bytes: crate::store::bundle::MAX_ENTRY_BYTES,
             max_batch: 1000,
             queue_depth: 4096,
             max_commit_entries: 16_384,
@@ -68,6 +71,13 @@ pub struct LogOptions {
     pub limits: LogLimits,
     /// The clock checkpoints are timed by (Unix milliseconds).
     pub clock: Clock,
+    /// The record of the newest checkpoint this log published, kept outside
+    /// its database.
+    pub high_water: HighWater,
+    /// When there is no high-water record but the database holds
+    /// checkpoints: take the database's latest as the high-water mark
+    /// (once, for a log that never had a record) instead of refusing.
+    pub adopt_database: bool,
 }
 
 /// A source of Unix time in milliseconds: the system clock, or another for
@@ -109,6 +119,79 @@ pub enum OpenError {
     /// Stored data does not match the latest checkpoint.
     #[error("stored tree does not match the latest signed checkpoint: {0}; refusing to sign over corrupt data")]
     Mismatch(String),
+    /// The high-water record cannot be read or written.
+    #[error(transparent)]
+    HighWater(#[from] HighWaterError),
+    /// Starting would fork the log: the database is behind, replaced or
+    /// missing against the high-water record.
+    #[error(transparent)]
+    Refused(#[from] Box<Refusal>),
+    /// An import was interrupted.
+    #[error("an import to size {target} stopped at {stored} entries; run the same `quire-server import` again to finish it before starting the log")]
+    ImportInProgress {
+        /// The checkpoint's size.
+        target: u64,
+        /// Entries stored so far.
+        stored: u64,
+    },
+    /// The database holds checkpoints but there is no high-water record.
+    #[error("log {origin}: the database holds checkpoints up to size {size} but there is no high-water record at {record}, so nothing shows that this is the newest tree the log published. Refusing to start. Restore the record; or, if you are sure this database holds the newest checkpoint the log ever published (a log first started before the record existed), start once with --adopt-database")]
+    NoHighWater {
+        /// The log.
+        origin: String,
+        /// The database's latest size.
+        size: u64,
+        /// The high-water file.
+        record: String,
+    },
+}
+
+/// Why a log refuses to start over its database: what it holds does not
+/// extend the newest checkpoint the log published.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The database is behind the newest checkpoint the log published.
+    #[error("log {origin}: the database holds size {db_size} (root {db_root}) but the log published size {hw_size} (root {hw_root}), recorded in {record}: the database is behind what the log published (a restored backup, or a commit lost to damage). Refusing to start: signing now would fork the log. Bring the database to size {hw_size} with `quire-server import` (README, \"Restoring a log\")")]
+    Behind {
+        /// The log.
+        origin: String,
+        /// The database's latest size.
+        db_size: u64,
+        /// Its root.
+        db_root: Hash,
+        /// The published size.
+        hw_size: u64,
+        /// Its root.
+        hw_root: Hash,
+        /// The high-water file.
+        record: String,
+    },
+    /// The database holds another tree at the published size.
+    #[error("log {origin}: at size {size} the database has root {db_root} but the log published root {hw_root}, recorded in {record}: the database holds another tree (replaced or damaged). Refusing to start: it would fork the log. Restore the database and bring it to the published size with `quire-server import` (README, \"Restoring a log\")")]
+    Diverged {
+        /// The log.
+        origin: String,
+        /// The size compared.
+        size: u64,
+        /// The database's root at that size.
+        db_root: Hash,
+        /// The published root.
+        hw_root: Hash,
+        /// The high-water file.
+        record: String,
+    },
+    /// The database holds nothing, but the log published checkpoints.
+    #[error("log {origin}: the database holds no checkpoint but the log published size {hw_size} (root {hw_root}), recorded in {record}: the database was deleted, truncated or replaced. Refusing to start an empty tree under this log's keys. Restore the database, or rebuild it from an entries dump with `quire-server import` (README, \"Restoring a log\")")]
+    DatabaseMissing {
+        /// The log.
+        origin: String,
+        /// The published size.
+        hw_size: u64,
+        /// Its root.
+        hw_root: Hash,
+        /// The high-water file.
+        record: String,
+    },
 }
 
 /// Why a write failed.
@@ -135,6 +218,22 @@ pub enum WriteError {
         now_ms: u64,
         /// Last signing time.
         last_ms: u64,
+    },
+    /// Signing is held until a start-up check finishes.
+    #[error("log {origin} does not sign yet: {why}; retry shortly")]
+    SigningHeld {
+        /// The log.
+        origin: String,
+        /// What it waits for.
+        why: String,
+    },
+    /// Signing stopped for good: what was found needs an operator.
+    #[error("log {origin} stopped signing: {why}")]
+    SigningStopped {
+        /// The log.
+        origin: String,
+        /// What was found.
+        why: String,
     },
     /// Storage failed; the batch was not acknowledged (it may or may not
     /// have reached the disk, so a retry may find it stored).
@@ -208,6 +307,7 @@ struct Inner<S> {
     queue: std::sync::Mutex<Option<mpsc::Sender<Request>>>,
     sequencer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     latest: watch::Receiver<Arc<Latest>>,
+    signing: Arc<SigningGate>,
 }
 
 /// Unix milliseconds now.
@@ -241,6 +341,7 @@ impl<S: Storage> Log<S> {
     ///
     /// # Errors
     /// [`OpenError`] saying what does not match.
+    #[allow(clippy::too_many_lines)]
     pub fn open(store: S, opts: LogOptions) -> Result<Self, OpenError> {
         let Some(primary) = opts.signers.first() else {
             return Err(OpenError::NoKey(opts.origin));
@@ -256,8 +357,26 @@ impl<S: Storage> Log<S> {
             }
             _ => {}
         }
-        let (range, latest) = match reader.latest_checkpoint()? {
-            None => {
+        if let Some((target, stored)) = crate::import::import_progress(&reader)? {
+            return Err(OpenError::ImportInProgress { target, stored });
+        }
+        let mark = opts.high_water.read()?;
+        if let Some(m) = &mark {
+            let note = Note::parse(&m.note)
+                .map_err(|e| OpenError::Mismatch(format!("high-water record: {e}")))?;
+            check_origin_and_key(&note, &opts.origin, primary)?;
+        }
+        let record = opts.high_water.path().display().to_string();
+        let (range, latest) = match (reader.latest_checkpoint()?, mark) {
+            (None, Some(m)) if m.size > 0 => {
+                return Err(OpenError::Refused(Box::new(Refusal::DatabaseMissing {
+                    origin: opts.origin,
+                    hw_size: m.size,
+                    hw_root: m.root,
+                    record,
+                })))
+            }
+            (None, _) => {
                 drop(reader);
                 let range = CompactRange::new();
                 let stored = StoredCheckpoint {
@@ -265,6 +384,9 @@ impl<S: Storage> Log<S> {
                     signed_at_ms: (opts.clock)(),
                     note: sign(&opts.origin, 0, range.root(), &opts.signers)?,
                 };
+                // The empty tree is a prefix of every tree: recording it
+                // before the database has it can never contradict it.
+                opts.high_water.write(&stored.note)?;
                 // The origin is recorded with the first checkpoint, in one
                 // transaction, so a later start under another origin is refused.
                 store.commit(&Commit {
@@ -275,15 +397,38 @@ impl<S: Storage> Log<S> {
                 let root = range.root();
                 (range, Latest { stored, root })
             }
-            Some(stored) => {
+            (Some(stored), mark) => {
                 let range = check_stored(&reader, &stored, &opts.origin, primary)?;
                 let root = range.root();
+                match mark {
+                    None if !opts.adopt_database => {
+                        return Err(OpenError::NoHighWater {
+                            origin: opts.origin,
+                            size: stored.size,
+                            record,
+                        })
+                    }
+                    None => {
+                        tracing::warn!(origin = %opts.origin, size = stored.size, record = %record, "no high-water record: adopting the database's latest checkpoint (--adopt-database)");
+                        opts.high_water.write(&stored.note)?;
+                    }
+                    Some(m) => {
+                        check_extends(&reader, &stored, root, &m, &opts.origin, &record)?;
+                        if stored.size > m.size {
+                            // Committed but not yet recorded when the server
+                            // stopped: proven to extend the record above.
+                            opts.high_water.write(&stored.note)?;
+                        }
+                    }
+                }
+                drop(reader);
                 (range, Latest { stored, root })
             }
         };
         let store = Arc::new(store);
         let (tx, rx) = mpsc::channel(opts.limits.queue_depth);
         let (latest_tx, latest_rx) = watch::channel(Arc::new(latest));
+        let signing = Arc::new(SigningGate::default());
         let seq = Sequencer {
             clock: opts.clock,
             origin: opts.origin.clone(),
@@ -299,6 +444,8 @@ impl<S: Storage> Log<S> {
             range,
             latest: latest_tx,
             stopped: None,
+            high_water: opts.high_water,
+            signing: Arc::clone(&signing),
         };
         let handle = std::thread::Builder::new()
             .name(format!("sequencer {}", opts.origin))
@@ -313,8 +460,36 @@ impl<S: Storage> Log<S> {
                 queue: std::sync::Mutex::new(Some(tx)),
                 sequencer: std::sync::Mutex::new(Some(handle)),
                 latest: latest_rx,
+                signing,
             }),
         })
+    }
+
+    /// Whether the log may sign now.
+    pub fn signing(&self) -> Signing {
+        self.inner.signing.get()
+    }
+
+    /// Holds signing until [`Log::open_signing`] (the sequencer waits, at
+    /// most [`crate::sequencer::MAX_HOLD`], and writers queue), unless
+    /// signing was stopped for good.
+    pub fn hold_signing(&self, why: &str) {
+        self.inner.signing.hold(why);
+    }
+
+    /// Lets a held log sign again; a stopped log stays stopped.
+    pub fn open_signing(&self) {
+        self.inner.signing.open();
+    }
+
+    /// Stops signing for good (until restart): writes answer
+    /// `FAILED_PRECONDITION` naming `why`, reads go on. Logged once as an
+    /// error and shown by the gauge `quire_signing_stopped`.
+    pub fn stop_signing(&self, why: &str) {
+        if self.inner.signing.stop(why) {
+            tracing::error!(origin = %self.inner.origin, reason = %why, "signing stopped: nothing more will be signed until an operator acts and the server restarts; reads go on");
+            metrics::gauge!("quire_signing_stopped", "log" => self.inner.origin.clone()).set(1.0);
+        }
     }
 
     /// The origin.
@@ -437,17 +612,15 @@ impl<S: Storage> Log<S> {
     }
 }
 
-/// Rebuilds the right edge from storage and checks it against the checkpoint.
-fn check_stored<R: StorageReader>(
-    reader: &R,
-    stored: &StoredCheckpoint,
+/// The checkpoint of `note`, checked to be of `origin` and signed by
+/// `primary`.
+fn check_origin_and_key(
+    note: &Note,
     origin: &str,
     primary: &LogSigner,
-) -> Result<CompactRange, OpenError> {
-    let note = Note::parse(&stored.note)
-        .map_err(|e| OpenError::Mismatch(format!("latest checkpoint: {e}")))?;
+) -> Result<Checkpoint, OpenError> {
     let cp = Checkpoint::parse(note.text().as_bytes())
-        .map_err(|e| OpenError::Mismatch(format!("latest checkpoint: {e}")))?;
+        .map_err(|e| OpenError::Mismatch(format!("checkpoint: {e}")))?;
     if cp.origin() != origin {
         return Err(OpenError::OriginChanged {
             stored: cp.origin().to_owned(),
@@ -460,6 +633,61 @@ fn check_stored<R: StorageReader>(
             key: primary.verifier().to_vkey(),
             why: e.to_string(),
         })?;
+    Ok(cp)
+}
+
+/// Checks that the database's latest checkpoint (`stored`, whose tree was
+/// rebuilt to `root`) is the high-water mark or extends it: the same root
+/// at the same size, or, for a larger size, stored hashes that give the
+/// mark's root at the mark's size.
+fn check_extends<R: StorageReader>(
+    reader: &R,
+    stored: &StoredCheckpoint,
+    root: Hash,
+    mark: &Mark,
+    origin: &str,
+    record: &str,
+) -> Result<(), OpenError> {
+    let diverged = |db_root| {
+        OpenError::Refused(Box::new(Refusal::Diverged {
+            origin: origin.to_owned(),
+            size: mark.size,
+            db_root,
+            hw_root: mark.root,
+            record: record.to_owned(),
+        }))
+    };
+    if stored.size < mark.size {
+        return Err(OpenError::Refused(Box::new(Refusal::Behind {
+            origin: origin.to_owned(),
+            db_size: stored.size,
+            db_root: root,
+            hw_size: mark.size,
+            hw_root: mark.root,
+            record: record.to_owned(),
+        })));
+    }
+    let at_mark = if stored.size == mark.size {
+        root
+    } else {
+        quire_core::root_at(reader, mark.size).map_err(|e| OpenError::Mismatch(e.to_string()))?
+    };
+    if at_mark != mark.root {
+        return Err(diverged(at_mark));
+    }
+    Ok(())
+}
+
+/// Rebuilds the right edge from storage and checks it against the checkpoint.
+fn check_stored<R: StorageReader>(
+    reader: &R,
+    stored: &StoredCheckpoint,
+    origin: &str,
+    primary: &LogSigner,
+) -> Result<CompactRange, OpenError> {
+    let note = Note::parse(&stored.note)
+        .map_err(|e| OpenError::Mismatch(format!("latest checkpoint: {e}")))?;
+    let cp = check_origin_and_key(&note, origin, primary)?;
     let size = cp.size();
     let edge = reader
         .read_hashes(&CompactRange::edge_nodes(size))

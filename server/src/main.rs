@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use quire_server::config::{Config, LogConfig, DEFAULT_ORIGIN};
 use quire_server::service::LogService;
 
+mod recovery;
+
 #[derive(Parser)]
 #[command(
     name = "quire-server",
@@ -26,22 +28,69 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Run(RunArgs),
+    /// Rebuild or extend a log's database from an entries dump (`quire
+    /// entries`), verified against a checkpoint the log signed; nothing is
+    /// signed. See the README, "Restoring a log".
+    Import(recovery::ImportArgs),
+    /// Check a log's storage offline: every entry, hash and checkpoint.
+    /// Exit 0 when clean, 1 when damage is found, 2 for bad arguments.
+    Fsck(recovery::FsckArgs),
+}
+
+/// Which logs, and where their files are.
+#[derive(clap::Args, Clone, Default)]
+struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "QUIRE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the file).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Origin of the log when the file configures none.
+    #[arg(long)]
+    origin: Option<String>,
+    /// Where the logs' high-water records live (overrides the file; default
+    /// beside the data directory, `DATA_DIR.highwater`). Keep it out of the
+    /// data directory's backups.
+    #[arg(long)]
+    high_water_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The configuration these arguments select, validated.
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        if let Some(d) = &self.data_dir {
+            config.data_dir.clone_from(d);
+        }
+        if let Some(d) = &self.high_water_dir {
+            config.high_water_dir = Some(d.clone());
+        }
+        match (&self.origin, config.logs.is_empty()) {
+            (Some(o), false) => anyhow::bail!(
+                "--origin {o:?} was given, but the configuration file names its logs in [[logs]]: \
+                 name the log there, or leave out one of the two"
+            ),
+            (o, true) => config
+                .logs
+                .push(LogConfig::new(o.as_deref().unwrap_or(DEFAULT_ORIGIN))),
+            (None, false) => {}
+        }
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 #[derive(clap::Args, Clone, Default)]
 struct RunArgs {
-    /// TOML configuration file.
-    #[arg(long, env = "QUIRE_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Address to listen on (overrides the file).
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
-    /// Data directory (overrides the file).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Origin of the log to serve when the file configures none.
-    #[arg(long)]
-    origin: Option<String>,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (overrides the file).
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -54,6 +103,15 @@ struct RunArgs {
     /// Require client certificates issued by this CA (mTLS).
     #[arg(long, requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Create configured logs that do not exist yet, in a data directory
+    /// that already holds other logs.
+    #[arg(long)]
+    new_log: bool,
+    /// For a log whose database holds checkpoints but that has no
+    /// high-water record (first started before the record existed): take
+    /// the database's latest checkpoint as the newest the log published.
+    #[arg(long)]
+    adopt_database: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,6 +125,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Run(a)) => a,
+        Some(Command::Import(a)) => return recovery::import(&a),
+        Some(Command::Fsck(a)) => return recovery::fsck(&a),
         None => cli.run,
     };
     let rt = match tokio::runtime::Runtime::new() {
@@ -86,15 +146,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
+    let mut config = args.store.config()?;
     if let Some(l) = args.listen {
         config.listen = l;
-    }
-    if let Some(d) = args.data_dir {
-        config.data_dir = d;
     }
     if let Some(m) = args.metrics_listen {
         config.metrics_listen = Some(m);
@@ -106,26 +160,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             client_ca: args.tls_client_ca,
         });
     }
-    if config.logs.is_empty() {
-        config.logs.push(LogConfig::new(
-            args.origin.as_deref().unwrap_or(DEFAULT_ORIGIN),
-        ));
-    }
-    config.validate()?;
+    config.new_logs = args.new_log;
+    config.adopt_database = args.adopt_database;
+    let high_water_dir = config.high_water_dir()?;
     let mut logs = Vec::new();
-    for cfg in &config.logs {
-        let (log, created) = quire_server::open_redb_log(&config.data_dir, cfg)?;
+    for (log, created) in quire_server::open_redb_logs(&config, &high_water_dir)? {
         println!(
             "log {} (size {}){}",
             log.origin(),
             log.latest().stored.size,
             if created { ", new keys created" } else { "" }
         );
+        let keys_dir = config.data_dir.join("keys");
+        let slug = quire_server::keyfile::slug(log.origin());
         for v in log.verifiers() {
-            println!("  verifier key {}", v.to_vkey());
+            let (alg, ext) = match v.key_type() {
+                quire_core::KeyType::EcdsaP256 => ("ECDSA P-256", "p256.vkey"),
+                quire_core::KeyType::Ed25519 => ("Ed25519", "ed25519.vkey"),
+                quire_core::KeyType::CosignatureV1 => ("cosignature/v1", "vkey"),
+            };
+            println!(
+                "  verifier key ({alg}, also in {}): {}",
+                keys_dir.join(format!("{slug}.{ext}")).display(),
+                v.to_vkey()
+            );
         }
         logs.push(log);
     }
+    println!("high-water records in {}", high_water_dir.display());
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = config.metrics_listen {
         let handle = quire_server::metrics::install()

@@ -9,8 +9,14 @@ use std::sync::Arc;
 use quire_core::{leaf_hash, CompactRange, Hash, LogSigner};
 use tokio::sync::{mpsc, watch};
 
+use crate::highwater::{HighWater, HighWaterError};
 use crate::log::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError};
+use crate::signing::{Signing, SigningGate};
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
+
+/// Longest a batch waits for a held gate (start-up checks finish within
+/// their own deadlines, far below this) before it is refused.
+pub const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A bounded map of recent leaf hashes (first in, first out).
 pub(crate) struct RecentLeaves {
@@ -46,6 +52,30 @@ impl RecentLeaves {
     }
 }
 
+/// Appends `entry` (whose leaf hash is `leaf`) to `range` and to `commit`:
+/// the entry, the leaf index pair, and the new hashes the store keeps (tile
+/// rows and mid rows, the levels divisible by 4). Returns its index.
+///
+/// # Errors
+/// A tree at its maximum size.
+pub(crate) fn append_entry(
+    range: &mut CompactRange,
+    commit: &mut Commit,
+    entry: Vec<u8>,
+    leaf: Hash,
+) -> Result<u64, quire_core::CompactRangeError> {
+    let index = range.size();
+    range.append(leaf, |node, h| {
+        if node.level % (quire_core::node::TILE_HEIGHT / 2) == 0 {
+            commit.row_hashes.push((node, *h));
+        }
+    })?;
+    // The leaf index serves proof-by-hash under every dedup policy.
+    commit.leaf_index.push((leaf, index));
+    commit.entries.push(entry);
+    Ok(index)
+}
+
 pub(crate) struct Sequencer<S> {
     pub(crate) clock: Clock,
     pub(crate) origin: String,
@@ -60,6 +90,11 @@ pub(crate) struct Sequencer<S> {
     /// reopened, and what reached the disk is only known after that: every
     /// later batch is refused until restart, without touching storage.
     pub(crate) stopped: Option<String>,
+    /// The record of the newest published checkpoint, written after each
+    /// commit and before anyone is answered.
+    pub(crate) high_water: HighWater,
+    /// Whether signing is allowed (start-up checks, witnesses ahead).
+    pub(crate) signing: Arc<SigningGate>,
 }
 
 impl<S: Storage> Sequencer<S> {
@@ -81,13 +116,22 @@ impl<S: Storage> Sequencer<S> {
                 .set(batch[0].queued_at.elapsed().as_secs_f64());
             metrics::gauge!("quire_queue_depth", &label).set(crate::metrics::value_usize(rx.len()));
             let started = std::time::Instant::now();
-            let result = match &self.stopped {
-                Some(cause) => Err(WriteError::Stopped {
+            let signing = self.signing.wait_while_held(MAX_HOLD);
+            let result = match (&self.stopped, signing) {
+                (Some(cause), _) => Err(WriteError::Stopped {
                     origin: self.origin.clone(),
                     size: self.range.size(),
                     cause: cause.clone(),
                 }),
-                None => self.integrate(&mut batch),
+                (None, Signing::Held(why)) => Err(WriteError::SigningHeld {
+                    origin: self.origin.clone(),
+                    why,
+                }),
+                (None, Signing::Stopped(why)) => Err(WriteError::SigningStopped {
+                    origin: self.origin.clone(),
+                    why,
+                }),
+                (None, Signing::Open) => self.integrate(&mut batch),
             };
             if let (None, Err(WriteError::Store(cause) | WriteError::StorageFull(cause))) =
                 (&self.stopped, &result)
@@ -180,21 +224,11 @@ impl<S: Storage> Sequencer<S> {
                     });
                     continue;
                 }
-                let index = range.size();
-                range
-                    .append(leaf, |node, h| {
-                        // Tile rows and mid rows (see store::redb).
-                        if node.level % (quire_core::node::TILE_HEIGHT / 2) == 0 {
-                            commit.row_hashes.push((node, *h));
-                        }
-                    })
+                let index = append_entry(&mut range, &mut commit, entry, leaf)
                     .map_err(|e| WriteError::Invalid(e.to_string()))?;
                 if self.dedup != DedupPolicy::Off {
                     in_batch.insert(leaf, index);
                 }
-                // The leaf index serves proof-by-hash under every policy.
-                commit.leaf_index.push((leaf, index));
-                commit.entries.push(entry);
                 added.push(Added {
                     index,
                     duplicate: false,
@@ -222,6 +256,14 @@ impl<S: Storage> Sequencer<S> {
         };
         commit.checkpoint = Some(stored.clone());
         self.store.commit(&commit).map_err(store_err)?;
+        // Recorded outside the database before anyone sees it: from now on
+        // the log can never start over a tree that does not extend it.
+        self.high_water.write(&stored.note).map_err(|e| match &e {
+            HighWaterError::Io { source, .. } if crate::store::is_full(source) => {
+                WriteError::StorageFull(e.to_string())
+            }
+            _ => WriteError::Store(e.to_string()),
+        })?;
         if self.dedup == DedupPolicy::BestEffort {
             for (h, i) in &commit.leaf_index {
                 self.recent.insert(*h, *i);

@@ -52,10 +52,12 @@ fn write_status(e: WriteError) -> Status {
         e @ (WriteError::QueueFull { .. } | WriteError::StorageFull(_)) => {
             Status::resource_exhausted(e.to_string())
         }
-        e @ (WriteError::ShuttingDown | WriteError::Stopped { .. }) => {
-            Status::unavailable(e.to_string())
+        e @ (WriteError::ShuttingDown
+        | WriteError::Stopped { .. }
+        | WriteError::SigningHeld { .. }) => Status::unavailable(e.to_string()),
+        e @ (WriteError::SigningStopped { .. } | WriteError::ClockBackwards { .. }) => {
+            Status::failed_precondition(e.to_string())
         }
-        e @ WriteError::ClockBackwards { .. } => Status::failed_precondition(e.to_string()),
         e @ WriteError::Store(_) => Status::internal(e.to_string()),
     }
 }
@@ -619,7 +621,7 @@ mod tests {
     fn write_errors_map_to_statuses_naming_the_problem() {
         let cases = [
             (
-                WriteError::Invalid("entry 0 is 70000 bytes; the entry size limit is 65536".into()),
+                WriteError::Invalid("entry 0 is 70000 bytes; the entry size limit is 65535".into()),
                 tonic::Code::InvalidArgument,
             ),
             (

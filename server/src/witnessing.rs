@@ -137,6 +137,9 @@ impl Witnessing {
             target,
             policy,
         });
+        // No signature before the witnesses were asked what they hold.
+        log.hold_signing("checking the witnesses before the first signature");
+        let mut clients = Vec::new();
         for (i, w) in shared.policy.witnesses.iter().enumerate() {
             let ep = tonic::transport::Endpoint::from_shared(w.url.clone())
                 .map_err(|e| format!("witness address {:?}: {e}", w.url))?
@@ -144,6 +147,7 @@ impl Witnessing {
                 .timeout(shared.policy.timeout)
                 .tcp_nodelay(true);
             let client = WitnessClient::new(ep.connect_lazy());
+            clients.push(client.clone());
             tokio::spawn(witness_task(
                 Arc::clone(&shared),
                 log.clone(),
@@ -152,6 +156,11 @@ impl Witnessing {
                 stop.clone(),
             ));
         }
+        tokio::spawn(crate::witness_check::check_at_start(
+            log.clone(),
+            shared.policy.clone(),
+            clients,
+        ));
         tokio::spawn(coordinator(Arc::clone(&shared), log.subscribe(), stop));
         Ok(Witnessing { shared })
     }
@@ -373,6 +382,23 @@ async fn push<S: Storage>(
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok())
                     .ok_or_else(|| format!("conflict without a size: {}", s.message()))?;
+                if theirs > log.latest().stored.size {
+                    // The witness cosigned more than this log has: its
+                    // storage is behind what it published. Ask for the
+                    // checkpoint itself to say so with the roots.
+                    let mut get = tonic::Request::new(quire_proto::v1::GetLatestRequest {
+                        origin: shared.origin.clone(),
+                    });
+                    get.set_timeout(shared.policy.timeout);
+                    let url = &shared.policy.witnesses[i].url;
+                    let verdict = match client.get_latest(get).await {
+                        Ok(r) => crate::witness_check::judge(log, url, &r.into_inner().checkpoint),
+                        Err(e) => crate::witness_check::Verdict::Unknown(e.message().to_owned()),
+                    };
+                    return Err(format!(
+                        "the witness holds size {theirs}, beyond this log's {size}: {verdict:?}"
+                    ));
+                }
                 if *known == Some(theirs) {
                     return Err(format!("conflict at size {theirs}: {}", s.message()));
                 }

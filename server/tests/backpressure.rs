@@ -64,6 +64,8 @@ async fn full_queue_is_resource_exhausted_and_nothing_is_lost() {
                 ..LogLimits::default()
             },
             clock: quire_server::log::system_clock(),
+            high_water: quire_server::highwater::HighWater::at(dir.path().join("log.highwater")),
+            adopt_database: false,
         },
     )
     .unwrap();

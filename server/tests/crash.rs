@@ -26,7 +26,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let mut seen: Vec<Checkpoint> = Vec::new();
     let mut keys: Vec<VerifierKey> = Vec::new();
     for round in 0..4u64 {
-        let mut server = ServerProcess::start(dir.path(), None);
+        let mut server = ServerProcess::start(&dir.path().join("data"), None);
         let client = server.client().await;
         if keys.is_empty() {
             keys = log_keys(&mut client.clone()).await;

@@ -51,7 +51,7 @@ fn a_data_directory_that_cannot_be_created_is_named() {
 #[test]
 fn a_full_disk_at_start_leaves_nothing_half_written() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
+    let data = &dir.path().join("data");
 
     // Not even a key fits: no key file (not even an empty one) is left.
     let (code, err) = run_failing(data, Some(0));
@@ -117,7 +117,7 @@ struct Ended {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_fills_under_load_acknowledges_only_what_is_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), Some(4 << 20));
+    let mut server = ServerProcess::start(&dir.path().join("data"), Some(4 << 20));
     let client = server.client().await;
     let keys = log_keys(&mut client.clone()).await;
 
@@ -239,7 +239,7 @@ async fn a_disk_that_fills_under_load_acknowledges_only_what_is_stored() {
 
     // With room again: everything acknowledged is there, the checkpoint
     // extends the one signed while full, and writes go on after it.
-    let server = ServerProcess::start(dir.path(), None);
+    let server = ServerProcess::start(&dir.path().join("data"), None);
     let mut client = server.client().await;
     let after = check_holds(&mut client, &keys, &acked, &[during]).await;
     let r = client

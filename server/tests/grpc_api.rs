@@ -241,11 +241,11 @@ async fn bad_requests_get_the_right_status() {
         ),
         (
             Code::InvalidArgument,
-            "65536",
+            "65535",
             code_of(
                 c.add_entry(AddEntryRequest {
                     log: a.clone(),
-                    entry: vec![1; 65537],
+                    entry: vec![1; 65536],
                     with_proof: false,
                     witnessed: false,
                 })

@@ -123,7 +123,7 @@ async fn honest_write(c: &mut LogClient<Channel>, keys: &[VerifierKey], n: u64) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(dir.path(), None);
+    let server = ServerProcess::start(&dir.path().join("data"), None);
     let url = format!("http://{}", server.addr);
     let channel = Channel::from_shared(url.clone())
         .unwrap()
@@ -313,9 +313,9 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
         "empty entry",
     );
     assert_status(
-        c.add_entry(add1(vec![1; 65537])).await,
+        c.add_entry(add1(vec![1; 65536])).await,
         Code::InvalidArgument,
-        "65536",
+        "65535",
         "entry over the limit",
     );
     assert_status(
@@ -535,8 +535,8 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
         let mut c = LogClient::new(ch).max_encoding_message_size(usize::MAX);
         floods.push(tokio::spawn(async move {
             for _ in 0..4 {
-                let mut entries = vec![vec![9u8; 65536]; 900];
-                entries[899] = vec![9u8; 65537];
+                let mut entries = vec![vec![9u8; 65535]; 900];
+                entries[899] = vec![9u8; 65536];
                 let r = c.add_entries(add(entries)).await;
                 assert_eq!(r.unwrap_err().code(), Code::InvalidArgument);
             }

@@ -107,11 +107,11 @@ async fn limits_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), ORIGIN, key()).unwrap();
     let err = log
-        .add(vec![vec![0u8; 64 * 1024 + 1]])
+        .add(vec![vec![0u8; 65_536]])
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("65537") && err.contains("65536"), "{err}");
+    assert!(err.contains("65536") && err.contains("65535"), "{err}");
     let err = log
         .add(vec![vec![1u8]; 1001])
         .await
@@ -224,6 +224,8 @@ async fn a_clock_that_goes_back_stops_signing() {
             dedup: DedupPolicy::Strict,
             limits: LogLimits::default(),
             clock: Arc::new(move || clock_now.load(Ordering::SeqCst)),
+            high_water: quire_server::highwater::HighWater::at(dir.path().join("log.highwater")),
+            adopt_database: false,
         },
     )
     .unwrap();

@@ -22,7 +22,12 @@ async fn metrics_count_entries_and_rpcs_by_code() {
     let handle = quire_server::metrics::install().expect("first recorder in this test binary");
     let dir = tempfile::tempdir().unwrap();
     let cfg = LogConfig::new("m.example/log");
-    let (log, _) = quire_server::open_redb_log(dir.path(), &cfg).unwrap();
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let (log, _) =
+        quire_server::open_redb_log(&config, &dir.path().join("high-water"), &cfg, true).unwrap();
     let config = Config::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

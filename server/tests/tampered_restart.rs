@@ -14,7 +14,8 @@ use tonic::Code;
 
 mod common;
 use common::process::{
-    assert_extends, check_holds, latest, log_keys, root_of, run_failing, Acks, ServerProcess,
+    add_batch, assert_extends, check_holds, latest, log_keys, root_of, run_failing, Acks,
+    ServerProcess,
 };
 
 /// Writes 700 incompressible 300-byte entries (three bundles, stored raw)
@@ -32,31 +33,10 @@ async fn fill(data: &Path) -> Acks {
                 e
             })
             .collect();
-        let r = c
-            .add_entries(AddEntriesRequest {
-                log: String::new(),
-                entries: entries.clone(),
-                with_proof: false,
-                witnessed: false,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for (a, e) in r.entries.iter().zip(entries) {
-            acked.push((a.index, e));
-        }
+        acked.extend(add_batch(&mut c, entries).await);
     }
-    stop(&mut server);
+    server.stop();
     acked
-}
-
-fn stop(server: &mut ServerProcess) {
-    let s = std::process::Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(s.success());
-    assert!(server.child.wait().unwrap().success());
 }
 
 fn db(data: &Path) -> std::path::PathBuf {
@@ -82,7 +62,7 @@ fn flip(data: &Path, entry: &[u8]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_origin_or_key_over_the_same_data_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
+    let data = &dir.path().join("data");
     let acked = fill(data).await;
 
     // "localhost_quire" maps to the same file as "localhost/quire".
@@ -98,6 +78,10 @@ async fn another_origin_or_key_over_the_same_data_is_refused_by_name() {
     let original = std::fs::read(&key).unwrap();
     let other = LogSigner::generate(LogKeyAlgorithm::EcdsaP256, "localhost/quire").unwrap();
     std::fs::write(&key, format!("{}\n", other.to_private_text().as_str())).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let (code, err) = run_failing(data, None);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("key") && err.contains("700"), "{err}");
@@ -114,7 +98,7 @@ async fn another_origin_or_key_over_the_same_data_is_refused_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_is_refused_at_start_or_never_served() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
+    let data = &dir.path().join("data");
     let acked = fill(data).await;
     let pristine = std::fs::read(db(data)).unwrap();
 

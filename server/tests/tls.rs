@@ -76,10 +76,12 @@ async fn mtls_admits_only_clients_of_the_ca() {
             key: write("server.key", &p.server.1),
             client_ca: Some(write("ca.pem", &p.ca)),
         }),
+        data_dir: dir.path().to_owned(),
         ..Config::default()
     };
     let cfg = LogConfig::new("tls.example/log");
-    let (log, _) = quire_server::open_redb_log(dir.path(), &cfg).unwrap();
+    let (log, _) =
+        quire_server::open_redb_log(&config, &dir.path().join("high-water"), &cfg, true).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -39,7 +39,7 @@ async fn dead_witnesses_cost_their_timeout_and_fail_modes_hold() {
     // A live witness for the third log.
     let server_dir = dir.path().join("server");
     let (signers, _) =
-        quire_server::keyfile::load_or_create(&server_dir.join("keys"), one_live).unwrap();
+        quire_server::keyfile::load_or_create(&server_dir.join("keys"), one_live, true).unwrap();
     let mut wcfg = WitnessConfig::new("live.witness.example", &dir.path().join("w"));
     wcfg.logs.push(LogEntryConfig {
         origin: one_live.into(),

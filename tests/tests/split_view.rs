@@ -36,7 +36,8 @@ async fn split_view_is_caught_by_gossip_with_evidence_anyone_can_check() {
     let dir = tempfile::tempdir().unwrap();
     // One key, two histories: X and Y share keys and origin.
     let (x_dir, y_dir) = (dir.path().join("x"), dir.path().join("y"));
-    let (signers, _) = quire_server::keyfile::load_or_create(&x_dir.join("keys"), ORIGIN).unwrap();
+    let (signers, _) =
+        quire_server::keyfile::load_or_create(&x_dir.join("keys"), ORIGIN, true).unwrap();
     std::fs::create_dir_all(y_dir.join("keys")).unwrap();
     for f in std::fs::read_dir(x_dir.join("keys")).unwrap() {
         let f = f.unwrap();

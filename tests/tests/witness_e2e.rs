@@ -53,7 +53,7 @@ async fn three_witnesses_cosign_and_2_of_3_clients_verify() {
     let dir = tempfile::tempdir().unwrap();
     let server_dir = dir.path().join("server");
     let (signers, _) =
-        quire_server::keyfile::load_or_create(&server_dir.join("keys"), ORIGIN).unwrap();
+        quire_server::keyfile::load_or_create(&server_dir.join("keys"), ORIGIN, true).unwrap();
     let log_keys: Vec<String> = signers.iter().map(|s| s.verifier().to_vkey()).collect();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let log_url = format!("http://{}", listener.local_addr().unwrap());

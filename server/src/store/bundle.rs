@@ -10,6 +10,17 @@ use super::StoreError;
 /// Entries per bundle.
 pub const BUNDLE_SIZE: u64 = 256;
 
+/// Largest entry a log stores: C2SP `tlog-tiles` entry bundles prefix each
+/// entry with a 16-bit length, so every stored entry can be served by a
+/// tiles face.
+pub const MAX_ENTRY_BYTES: usize = 65_535;
+
+/// Largest decoded bundle payload: 256 entries of the largest size, each
+/// with its 4-byte length. A stored LZ4 size prefix above it is damage, and
+/// is refused before anything is allocated.
+#[allow(clippy::cast_possible_truncation)] // 256
+pub const MAX_PAYLOAD_BYTES: usize = BUNDLE_SIZE as usize * (4 + MAX_ENTRY_BYTES);
+
 const RAW: u8 = 0;
 const LZ4: u8 = 1;
 
@@ -48,8 +59,17 @@ pub fn decode(record: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut payload = match *codec {
         RAW => body,
         LZ4 => {
-            unpacked = lz4_flex::block::decompress_size_prepended(body)
-                .map_err(|e| corrupt(&e.to_string()))?;
+            let Some((prefix, packed)) = body.split_first_chunk::<4>() else {
+                return Err(corrupt("LZ4 record without its size"));
+            };
+            let size = u32::from_le_bytes(*prefix) as usize;
+            if size > MAX_PAYLOAD_BYTES {
+                return Err(corrupt(&format!(
+                    "LZ4 size {size} is over the {MAX_PAYLOAD_BYTES} bytes a bundle can hold"
+                )));
+            }
+            unpacked =
+                lz4_flex::block::decompress(packed, size).map_err(|e| corrupt(&e.to_string()))?;
             unpacked.as_slice()
         }
         other => return Err(corrupt(&format!("unknown codec {other}"))),
@@ -105,5 +125,9 @@ mod tests {
         assert!(decode(&[9]).is_err());
         assert!(decode(&[RAW, 5, 0, 0, 0, 1]).is_err());
         assert!(decode(&[LZ4, 1, 2, 3]).is_err());
+        // A damaged size prefix asking for 4 GiB is refused before any
+        // allocation.
+        let e = decode(&[LZ4, 0xff, 0xff, 0xff, 0xff, 0]).unwrap_err();
+        assert!(e.to_string().contains("over the"), "{e}");
     }
 }

@@ -39,6 +39,16 @@ pub enum StoreError {
     Missing(String),
 }
 
+/// Whether an I/O error means a full disk, a reached quota or a file size
+/// limit (ENOSPC, EDQUOT, EFBIG).
+pub(crate) fn is_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
+}
+
 /// A signed checkpoint as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -99,6 +109,13 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// # Errors
     /// [`StoreError`] from the engine.
     fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Up to `limit` stored checkpoints of size `from` and above, in size
+    /// order.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<StoredCheckpoint>, StoreError>;
 
     /// Entries `[start, end)`; all must be stored.
     ///

@@ -11,7 +11,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use super::bundle::{self, BUNDLE_SIZE};
 use super::index_cache::{Builder, IndexCache, Memtable, SharedCache};
 use super::leaf_index::{self, IndexState, MergeBloom, RUN_BLOCKS, STATE_KEY};
-use super::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
+use super::{is_full, Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
 /// Bundle index → bundle record.
 const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("bundles");
@@ -120,12 +120,24 @@ pub(crate) fn engine<E: Into<redb::Error>>(e: E) -> StoreError {
     }
 }
 
-fn is_full(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind;
-    matches!(
-        e.kind(),
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
-    )
+/// Runs `f`, turning a panic inside the storage engine into
+/// [`StoreError::Corrupt`]. redb trusts its own pages: a damaged file can
+/// make it panic (an assertion, an index out of bounds). Every call into the
+/// engine goes through here, so damage is a clear error, never a crash.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(StoreError::Corrupt(format!(
+                "{what}: the storage engine failed on damaged data ({msg})"
+            )))
+        }
+    }
 }
 
 /// How a [`RedbStore`] is opened.
@@ -188,6 +200,10 @@ impl RedbStore {
     /// [`StoreError::Corrupt`] or [`StoreError::Missing`] when the leaf index
     /// or the tiles it is rebuilt from are damaged.
     pub fn open(path: &Path, opts: RedbOptions) -> Result<Self, StoreError> {
+        guarded("opening the database", || Self::open_unguarded(path, opts))
+    }
+
+    fn open_unguarded(path: &Path, opts: RedbOptions) -> Result<Self, StoreError> {
         let db = Database::builder()
             .set_cache_size(opts.cache_bytes)
             .create(path)
@@ -211,7 +227,12 @@ impl RedbStore {
             cache: Arc::new(RwLock::new(IndexCache::new(Memtable::default(), &state))),
         };
         let covered = state.covered();
-        let size = reader.latest_checkpoint()?.map_or(0, |c| c.size);
+        // Every stored leaf, also those of an interrupted import beyond the
+        // latest checkpoint, so that the import's later chunks index them.
+        let size = reader
+            .latest_checkpoint()?
+            .map_or(0, |c| c.size)
+            .max(crate::import::import_progress(&reader)?.map_or(0, |(_, stored)| stored));
         let mut mem = Memtable::new(covered);
         let mut at = covered;
         while at < size {
@@ -317,14 +338,22 @@ impl Storage for RedbStore {
     type Reader = RedbReader;
 
     fn reader(&self) -> Result<RedbReader, StoreError> {
-        Ok(RedbReader {
-            txn: self.db.begin_read().map_err(engine)?,
-            db: Arc::clone(&self.db),
-            cache: Arc::clone(&self.cache),
+        guarded("opening a read view", || {
+            Ok(RedbReader {
+                txn: self.db.begin_read().map_err(engine)?,
+                db: Arc::clone(&self.db),
+                cache: Arc::clone(&self.cache),
+            })
         })
     }
 
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
+        guarded("committing", || self.commit_unguarded(c))
+    }
+}
+
+impl RedbStore {
+    fn commit_unguarded(&self, c: &Commit) -> Result<(), StoreError> {
         if c.leaf_index.len() != c.entries.len() {
             return Err(StoreError::Corrupt(format!(
                 "commit of {} entries carries {} leaf hashes",
@@ -483,6 +512,12 @@ impl HashReader for RedbReader {
     type Error = StoreError;
 
     fn read_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+        guarded("reading hashes", || self.read_hashes_unguarded(nodes))
+    }
+}
+
+impl RedbReader {
+    fn read_hashes_unguarded(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
         // Each node's hashes are one stored run, or two when it reaches the
         // last hash of its row. Parts are grouped by record so that each is
         // read once, and only the needed hashes are copied out of it.
@@ -554,20 +589,34 @@ fn stored(row: (u64, redb::AccessGuard<'_, (u64, &[u8])>)) -> StoredCheckpoint {
     }
 }
 
-impl StorageReader for RedbReader {
-    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+impl RedbReader {
+    fn latest_checkpoint_unguarded(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         let table = self.txn.open_table(CHECKPOINTS).map_err(engine)?;
         let last = table.last().map_err(engine)?;
         Ok(last.map(|(k, v)| stored((k.value(), v))))
     }
 
-    fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+    fn checkpoint_at_unguarded(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
         let table = self.txn.open_table(CHECKPOINTS).map_err(engine)?;
         let got = table.get(size).map_err(engine)?;
         Ok(got.map(|v| stored((size, v))))
     }
 
-    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    fn checkpoints_unguarded(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let table = self.txn.open_table(CHECKPOINTS).map_err(engine)?;
+        let mut out = Vec::new();
+        for row in table.range(from..).map_err(engine)?.take(limit) {
+            let (k, v) = row.map_err(engine)?;
+            out.push(stored((k.value(), v)));
+        }
+        Ok(out)
+    }
+
+    fn entries_unguarded(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let table = self.txn.open_table(BUNDLES).map_err(engine)?;
         let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(start)).unwrap_or(0));
         let mut i = start;
@@ -589,7 +638,7 @@ impl StorageReader for RedbReader {
         Ok(out)
     }
 
-    fn find_leaves(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+    fn find_leaves_unguarded(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
         let size = self.latest_checkpoint()?.map_or(0, |c| c.size);
         let keys: Vec<u64> = leaves.iter().map(leaf_index::key).collect();
         let mut candidates: Vec<Vec<u64>> = vec![Vec::new(); leaves.len()];
@@ -642,8 +691,42 @@ impl StorageReader for RedbReader {
         Ok(out)
     }
 
-    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn meta_unguarded(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let table = self.txn.open_table(META).map_err(engine)?;
         Ok(table.get(key).map_err(engine)?.map(|v| v.value().to_vec()))
+    }
+}
+
+impl StorageReader for RedbReader {
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        guarded("reading the latest checkpoint", || {
+            self.latest_checkpoint_unguarded()
+        })
+    }
+
+    fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        guarded("reading a checkpoint", || {
+            self.checkpoint_at_unguarded(size)
+        })
+    }
+
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        guarded("reading checkpoints", || {
+            self.checkpoints_unguarded(from, limit)
+        })
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        guarded("reading entries", || self.entries_unguarded(start, end))
+    }
+
+    fn find_leaves(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        guarded("looking up leaf hashes", || {
+            self.find_leaves_unguarded(leaves)
+        })
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        guarded("reading metadata", || self.meta_unguarded(key))
     }
 }

@@ -102,6 +102,8 @@ pub fn open_log(
             dedup,
             limits,
             clock: quire_server::log::system_clock(),
+            high_water: quire_server::highwater::HighWater::at(dir.join("log.highwater")),
+            adopt_database: false,
         },
     )
 }

@@ -59,7 +59,16 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the server and waits until it listens.
     pub fn start(data: &Path, file_size_limit: Option<u64>) -> Self {
-        let mut child = command(data, file_size_limit)
+        Self::start_cmd(command(data, file_size_limit))
+    }
+
+    /// [`ServerProcess::start`] with more arguments.
+    pub fn start_with(data: &Path, extra: &[&str]) -> Self {
+        Self::start_cmd(command_with(data, None, extra))
+    }
+
+    fn start_cmd(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -91,6 +100,16 @@ impl ServerProcess {
             addr,
             stderr,
         }
+    }
+
+    /// Stops it with SIGTERM and checks that it exits cleanly.
+    pub fn stop(&mut self) {
+        let s = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(s.success());
+        assert!(self.child.wait().unwrap().success());
     }
 
     /// A client of it.
@@ -154,6 +173,22 @@ fn run_failing_cmd(mut cmd: Command) -> (Option<i32>, String) {
         );
     }
     (status.code(), err)
+}
+
+/// Adds `entries` to the default log in one call; returns them with their
+/// acknowledged indexes.
+pub async fn add_batch(client: &mut LogClient<Channel>, entries: Vec<Vec<u8>>) -> Acks {
+    let r = client
+        .add_entries(quire_proto::v1::AddEntriesRequest {
+            log: String::new(),
+            entries: entries.clone(),
+            with_proof: false,
+            witnessed: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    r.entries.iter().map(|a| a.index).zip(entries).collect()
 }
 
 /// The log's verifier keys, as the server lists them.
