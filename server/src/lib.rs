@@ -19,6 +19,7 @@ pub mod keyfile;
 pub mod local;
 pub mod log;
 pub mod metrics;
+pub mod proofs;
 pub mod sequencer;
 pub mod service;
 pub mod signing;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use quire_core::{inclusion_plan, prove_consistency, root_at, Hash, ProofRequestError, ProveError};
+use quire_core::{inclusion_plan, root_at, Hash, ProofRequestError, ProveError};
 use quire_proto::v1::get_inclusion_proof_request::Leaf;
 use quire_proto::v1::log_server::Log as LogApi;
 use quire_proto::v1::{
@@ -18,7 +18,8 @@ use quire_proto::{hash_from_wire, hashes_to_wire};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::log::{Log, WriteError};
+use crate::log::{Latest, Log, WriteError};
+use crate::proofs::{checked_consistency, checked_inclusion, signed_root, ProofError};
 use crate::store::{Storage, StorageReader, StoreError};
 use crate::witnessing::Witnessing;
 
@@ -90,6 +91,17 @@ fn prove_status(e: ProveError<StoreError>) -> Status {
         ProveError::Request(r) => request_status(&r),
         ProveError::Read(e) => store_status(&e),
         ProveError::Combine(e) => Status::internal(e.to_string()),
+    }
+}
+
+fn proof_status(e: ProofError) -> Status {
+    match e {
+        ProofError::Request(r) => request_status(&r),
+        ProofError::Store(e) => store_status(&e),
+        e @ ProofError::Damaged(_) => {
+            tracing::error!(error = %e, "a proof built from storage does not verify; not served");
+            Status::data_loss(e.to_string())
+        }
     }
 }
 
@@ -366,13 +378,14 @@ impl<S: Storage> LogApi for LogService<S> {
     ) -> Result<Response<GetConsistencyProofResponse>, Status> {
         let req = req.into_inner();
         let log = self.log(&req.log)?;
-        let new = tree_size(req.new_size, log.latest().stored.size)?;
+        let latest = log.latest();
+        let new = tree_size(req.new_size, latest.stored.size)?;
         let old = req.old_size;
         // A consistency proof reads a few cached pages, like one inclusion
         // proof: inline.
         let (proof, seed) = inline(|| {
             let r = read_view(&log)?;
-            let proof = prove_consistency(&r, old, new).map_err(prove_status)?;
+            let proof = checked_consistency(&r, &latest, old, new).map_err(proof_status)?;
             // The seed: the old root itself when old is a power of two
             // (RFC 9162 leaves it out then), else the proof's first hash.
             let seed = match proof.first() {
@@ -455,14 +468,16 @@ impl<S: Storage> LogApi for LogService<S> {
         let index = req.index;
         inclusion_plan(index, size).map_err(|e| request_status(&e))?;
         let l = log.clone();
+        let latest_root = Arc::clone(&latest);
         let (entry, proof) = blocking(move || {
+            let latest = latest_root;
             let r = read_view(&l)?;
             let entry = r
                 .checked_entries(index, index + 1)
                 .map_err(|e| store_status(&e))?
                 .pop()
                 .ok_or_else(|| Status::internal("entry missing from storage"))?;
-            let proof = quire_core::prove_inclusion(&r, index, size).map_err(prove_status)?;
+            let proof = checked_inclusion(&r, index, size, &latest.root).map_err(proof_status)?;
             Ok((entry, proof))
         })
         .await?;
@@ -594,14 +609,21 @@ async fn inclusion_proofs<S: Storage>(
 ) -> Result<Vec<Vec<Vec<u8>>>, Status> {
     let indexes_len = indexes.len();
     let l = log.clone();
+    let latest: Arc<Latest> = log.latest();
     let work = move || {
         let r = read_view(&l)?;
+        // Impossible requests (index ≥ size) are OUT_OF_RANGE from the
+        // proof's own plan, before the root is looked up.
+        for &i in &indexes {
+            inclusion_plan(i, size).map_err(|e| request_status(&e))?;
+        }
+        let root = signed_root(&r, &latest, size).map_err(proof_status)?;
         indexes
             .iter()
             .map(|&i| {
-                quire_core::prove_inclusion(&r, i, size)
+                checked_inclusion(&r, i, size, &root)
                     .map(|p: Vec<Hash>| hashes_to_wire(&p))
-                    .map_err(prove_status)
+                    .map_err(proof_status)
             })
             .collect()
     };

@@ -132,6 +132,41 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Starts the server if it will start: the running server, or its exit code
+/// and stderr when it exits before listening.
+pub fn try_start(data: &Path, extra: &[&str]) -> Result<ServerProcess, (Option<i32>, String)> {
+    let mut child = command_with(data, None, extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr: Arc<Mutex<Vec<String>>> = Arc::default();
+    let err_lines = Arc::clone(&stderr);
+    let err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            err_lines.lock().unwrap().push(line);
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned));
+    let Some(addr) = addr else {
+        let status = child.wait().unwrap();
+        reader.join().unwrap();
+        let text = stderr.lock().unwrap().join("\n");
+        return Err((status.code(), text));
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok(ServerProcess {
+        child,
+        addr,
+        stderr,
+    })
+}
+
 /// Runs a server that must fail to start; returns its exit code and stderr.
 pub fn run_failing(data: &Path, file_size_limit: Option<u64>) -> (Option<i32>, String) {
     run_failing_cmd(command(data, file_size_limit))
