@@ -124,7 +124,11 @@ impl LogRpc {
         let mut channel = Channel::from_shared(ep.addr.clone())
             .map_err(|e| RpcError::Input(format!("address {:?}: {e}", ep.addr)))?
             .timeout(ep.timeout)
-            .connect_timeout(ep.timeout.min(Duration::from_secs(10)));
+            .connect_timeout(ep.timeout.min(Duration::from_secs(10)))
+            // Pings keep a quiet follow stream above the server's idle
+            // timeout, and find a dead server.
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
         if ep.addr.starts_with("https://") {
             let mut tls = ClientTlsConfig::new();
             if let Some(ca) = &ep.ca {

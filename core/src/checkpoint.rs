@@ -50,6 +50,10 @@ pub enum CheckpointError {
     /// Empty origin line.
     #[error("checkpoint origin line is empty")]
     EmptyOrigin,
+    /// A tree size above [`crate::MAX_TREE_SIZE`], the largest tree any
+    /// proof can be computed or verified for.
+    #[error("checkpoint size {0} exceeds the limit of 2^63 - 1")]
+    SizeTooLarge(u64),
     /// Size line not a canonical decimal u64.
     #[error("checkpoint size line {0:?} is not a decimal number without leading zeros below 2^64")]
     BadSize(String),
@@ -97,6 +101,9 @@ impl Checkpoint {
     ) -> Result<Self, CheckpointError> {
         if origin.is_empty() {
             return Err(CheckpointError::EmptyOrigin);
+        }
+        if size > crate::MAX_TREE_SIZE {
+            return Err(CheckpointError::SizeTooLarge(size));
         }
         if origin.contains('\n') || !is_note_text(origin) {
             return Err(CheckpointError::NotText);
@@ -214,7 +221,11 @@ fn parse_size(line: &str) -> Result<u64, CheckpointError> {
     if !canonical {
         return Err(bad());
     }
-    line.parse::<u64>().map_err(|_| bad())
+    let size = line.parse::<u64>().map_err(|_| bad())?;
+    if size > crate::MAX_TREE_SIZE {
+        return Err(CheckpointError::SizeTooLarge(size));
+    }
+    Ok(size)
 }
 
 #[cfg(test)]
@@ -259,8 +270,21 @@ mod tests {
         }
         let text = format!("o\n0\n{root}\n");
         assert_eq!(Checkpoint::parse(text.as_bytes()).unwrap().size(), 0);
-        let text = format!("o\n18446744073709551615\n{root}\n");
-        assert_eq!(Checkpoint::parse(text.as_bytes()).unwrap().size(), u64::MAX);
+        let max = crate::MAX_TREE_SIZE;
+        let text = format!("o\n{max}\n{root}\n");
+        assert_eq!(Checkpoint::parse(text.as_bytes()).unwrap().size(), max);
+        // Sizes no proof can serve: 2^63 and 2^64 - 1.
+        for size in [max + 1, u64::MAX] {
+            let text = format!("o\n{size}\n{root}\n");
+            assert_eq!(
+                Checkpoint::parse(text.as_bytes()),
+                Err(CheckpointError::SizeTooLarge(size))
+            );
+            assert_eq!(
+                Checkpoint::new("o", size, leaf_hash(b"x")),
+                Err(CheckpointError::SizeTooLarge(size))
+            );
+        }
     }
 
     #[test]

@@ -7,10 +7,18 @@
 //!   metadata can lie: `/dev/zero` has length 0, a FIFO blocks an ordinary
 //!   open, a file can grow while it is read);
 //! - [`open_regular`]: the non-blocking open and the regular-file check
-//!   behind it.
+//!   behind it;
+//! - [`grpc`]: a layer answering malformed requests `INVALID_ARGUMENT`;
+//! - [`logging`]: the binaries' log set-up, which never panics;
+//! - [`net`]: listeners with a connection cap, handshake and idle
+//!   timeouts, and accept errors that back off instead of spinning.
 //!
 //! Out of scope: parsing (each caller parses what it reads, after this
 //! bound) and anything asynchronous.
+
+pub mod grpc;
+pub mod logging;
+pub mod net;
 
 use std::fs::File;
 use std::io::Read as _;

@@ -57,6 +57,27 @@ pub struct Config {
     /// Most concurrent requests per connection.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_requests: usize,
+    /// Most HTTP/2 streams open on one connection.
+    #[serde(default = "default_streams")]
+    pub max_streams_per_connection: u32,
+    /// Most client connections open at once (gRPC and metrics each).
+    #[serde(default = "default_connections")]
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed (clients
+    /// that follow streams send HTTP/2 pings), milliseconds.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_ms: u64,
+    /// Longest a request may take before its answer starts (a stalled
+    /// request body included), milliseconds.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// Server-wide budget of entry-page bytes read and queued for readers,
+    /// MiB.
+    #[serde(default = "default_stream_budget")]
+    pub stream_budget_mib: usize,
+    /// Most entry streams (`GetEntries`, `TailEntries`) open at once.
+    #[serde(default = "default_entry_streams")]
+    pub max_entry_streams: usize,
     /// The logs to host.
     #[serde(default)]
     pub logs: Vec<LogConfig>,
@@ -193,6 +214,24 @@ fn default_max_message() -> usize {
 fn default_concurrency() -> usize {
     1024
 }
+fn default_streams() -> u32 {
+    128
+}
+fn default_connections() -> usize {
+    4096
+}
+fn default_idle() -> u64 {
+    300_000
+}
+fn default_request_timeout() -> u64 {
+    60_000
+}
+fn default_stream_budget() -> usize {
+    crate::service::DEFAULT_STREAM_BUDGET >> 20
+}
+fn default_entry_streams() -> usize {
+    crate::service::DEFAULT_ENTRY_STREAMS
+}
 fn default_dedup() -> DedupPolicy {
     DedupPolicy::Strict
 }
@@ -222,6 +261,12 @@ impl Default for Config {
             data_dir: default_data_dir(),
             max_message_bytes: default_max_message(),
             max_concurrent_requests: default_concurrency(),
+            max_streams_per_connection: default_streams(),
+            max_connections: default_connections(),
+            idle_timeout_ms: default_idle(),
+            request_timeout_ms: default_request_timeout(),
+            stream_budget_mib: default_stream_budget(),
+            max_entry_streams: default_entry_streams(),
             logs: Vec::new(),
             tls: None,
             metrics_listen: None,
@@ -361,6 +406,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The connection bounds of the server's faces.
+    pub fn net_limits(&self) -> quire_host::net::NetLimits {
+        quire_host::net::NetLimits {
+            max_connections: self.max_connections,
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            ..quire_host::net::NetLimits::default()
+        }
+    }
+
     /// The directory of the logs' high-water records: as configured, or
     /// beside the data directory (`<data_dir>.highwater`), so that a data
     /// directory put back from a copy cannot roll the records back with it.
@@ -417,6 +471,47 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the value and its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            (
+                "max_entry_streams",
+                self.max_entry_streams as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "max_concurrent_requests",
+                self.max_concurrent_requests as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "max_streams_per_connection",
+                u64::from(self.max_streams_per_connection),
+                1,
+                100_000,
+            ),
+            ("max_connections", self.max_connections as u64, 1, 1_000_000),
+            ("idle_timeout_ms", self.idle_timeout_ms, 1_000, 86_400_000),
+            (
+                "request_timeout_ms",
+                self.request_timeout_ms,
+                1_000,
+                3_600_000,
+            ),
+            (
+                "stream_budget_mib",
+                self.stream_budget_mib as u64,
+                16,
+                1 << 20,
+            ),
+        ];
+        for (name, v, lo, hi) in ranges {
+            if !(lo..=hi).contains(&v) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} = {v} must be {lo} to {hi}"
+                )));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for l in &self.logs {
             quire_core::Checkpoint::new(&l.origin, 0, quire_core::empty_root())
@@ -444,6 +539,21 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "log {:?}: max_batch must be 1 to 100000 and queue_depth 1 to 1000000",
                     l.origin
+                )));
+            }
+            // The largest valid request must fit one message: a full batch
+            // of the largest entries, with protobuf's few bytes per entry.
+            let largest = l.max_batch.saturating_mul(l.max_entry_bytes + 8) + 1024;
+            if self.max_message_bytes < largest {
+                return Err(ConfigError::Invalid(format!(
+                    "max_message_bytes = {} is smaller than the largest valid request of log {:?} ({largest} bytes: max_batch {} of max_entry_bytes {}); raise it or lower those",
+                    self.max_message_bytes, l.origin, l.max_batch, l.max_entry_bytes
+                )));
+            }
+            if l.witness_wait_ms + 1_000 > self.request_timeout_ms {
+                return Err(ConfigError::Invalid(format!(
+                    "log {:?}: witness_wait_ms = {} must be at least 1000 below request_timeout_ms = {}",
+                    l.origin, l.witness_wait_ms, self.request_timeout_ms
                 )));
             }
             l.witness_policy()?;

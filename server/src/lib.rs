@@ -10,6 +10,7 @@
 //! signed with ECDSA P-256 and Ed25519, TLS and mTLS, health and reflection
 //! services, and witness cosignature collection ([`witnessing`]).
 
+pub mod budget;
 pub mod config;
 pub mod fsck;
 pub mod fuzz_targets;
@@ -51,7 +52,10 @@ pub async fn serve<S: Storage>(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let service = service.start_witnessing(&config.logs)?;
+    let service = service
+        .with_stream_budget(config.stream_budget_mib.saturating_mul(1 << 20))
+        .with_entry_streams(config.max_entry_streams)
+        .start_witnessing(&config.logs)?;
     let logs: Vec<Log<S>> = service.logs().cloned().collect();
     let streams = service.clone();
     let shutdown = async move {
@@ -65,28 +69,43 @@ pub async fn serve<S: Storage>(
         .max_encoding_message_size(config.max_message_bytes);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LogServer<LogService<S>>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(quire_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
+    let reflection = quire_host::grpc::reflection(
+        &[
+            quire_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ],
+        &["quire.v1.Log", "grpc.health.v1.Health"],
+    );
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
         builder = builder.tls_config(tls.load()?)?;
     }
     let mut builder = builder
         .concurrency_limit_per_connection(config.max_concurrent_requests)
+        .max_concurrent_streams(config.max_streams_per_connection)
+        .timeout(std::time::Duration::from_millis(config.request_timeout_ms))
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
-        .layer(metrics::RpcMetricsLayer);
-    let reflection = reflection
-        .map_err(|e| tracing::warn!(error = %e, "server reflection unavailable"))
-        .ok();
+        // The first layer is the outermost: metrics count the status the
+        // client gets.
+        .layer(metrics::RpcMetricsLayer)
+        .layer(quire_host::grpc::InvalidRequestLayer);
+    let (reflection_v1, reflection_v1alpha) = match reflection {
+        Ok((a, b)) => (Some(a), Some(b)),
+        Err(e) => {
+            tracing::warn!(error = %e, "server reflection unavailable");
+            (None, None)
+        }
+    };
     let result = builder
         .add_service(health_service)
-        .add_optional_service(reflection)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .add_service(api)
         .serve_with_incoming_shutdown(
-            // No Nagle delay: small answers (proofs, acks) go out at once.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            // Bounded connections (no Nagle delay: small answers, proofs
+            // and acks, go out at once).
+            quire_host::net::BoundedListener::new(listener, config.net_limits(), "gRPC")
+                .into_stream(),
             shutdown,
         )
         .await;

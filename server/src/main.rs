@@ -115,13 +115,7 @@ struct RunArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    quire_host::logging::init();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Run(a)) => a,

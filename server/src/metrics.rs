@@ -50,20 +50,23 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// How long a connection may take to send its request head.
 const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+/// Serves `GET /metrics` on `listener` until `shutdown` completes, with at
+/// most [`quire_host::net::NetLimits::default`]'s connections at once.
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     shutdown: impl Future<Output = ()>,
 ) {
+    let mut listener = quire_host::net::BoundedListener::new(
+        listener,
+        quire_host::net::NetLimits::default(),
+        "metrics",
+    );
     tokio::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
+        let (mut stream, _) = tokio::select! {
             a = listener.accept() => a,
             () = &mut shutdown => return,
-        };
-        let Ok((mut stream, _)) = accepted else {
-            continue;
         };
         let handle = handle.clone();
         tokio::spawn(async move {

@@ -18,13 +18,21 @@ use quire_proto::{hash_from_wire, hashes_to_wire};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::budget::{split_pages, PageSender, ResponseBudget, StreamSlots};
 use crate::log::{Latest, Log, WriteError};
 use crate::proofs::{checked_consistency, checked_inclusion, signed_root, ProofError};
 use crate::store::{Storage, StorageReader, StoreError};
 use crate::witnessing::Witnessing;
 
-/// Entries per page of `GetEntries` (one bundle).
+/// Most entries per page of `GetEntries` (one bundle); pages are also at
+/// most [`crate::budget::PAGE_BYTES`].
 pub const PAGE_ENTRIES: u64 = 256;
+
+/// The default budget of entry-page bytes read and queued for clients.
+pub const DEFAULT_STREAM_BUDGET: usize = 256 << 20;
+
+/// The default cap on open entry streams.
+pub const DEFAULT_ENTRY_STREAMS: usize = 1024;
 
 /// The service: logs by origin.
 pub struct LogService<S: Storage> {
@@ -34,6 +42,10 @@ pub struct LogService<S: Storage> {
     /// Turns true when the server shuts down: follow streams end then.
     stopping: tokio::sync::watch::Receiver<bool>,
     stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Bytes of entry pages in flight to clients, server-wide.
+    budget: ResponseBudget,
+    /// Open entry streams, server-wide.
+    slots: StreamSlots,
 }
 
 impl<S: Storage> Clone for LogService<S> {
@@ -43,6 +55,8 @@ impl<S: Storage> Clone for LogService<S> {
             witnessing: Arc::clone(&self.witnessing),
             stopping: self.stopping.clone(),
             stop: Arc::clone(&self.stop),
+            budget: self.budget.clone(),
+            slots: self.slots.clone(),
         }
     }
 }
@@ -144,7 +158,24 @@ impl<S: Storage> LogService<S> {
             witnessing: Arc::default(),
             stopping,
             stop: Arc::new(stop),
+            budget: ResponseBudget::new(DEFAULT_STREAM_BUDGET),
+            slots: StreamSlots::new(DEFAULT_ENTRY_STREAMS),
         }
+    }
+
+    /// Sets the cap on open entry streams (`GetEntries`, `TailEntries`).
+    #[must_use]
+    pub fn with_entry_streams(mut self, max: usize) -> Self {
+        self.slots = StreamSlots::new(max);
+        self
+    }
+
+    /// Sets the server-wide budget of entry-page bytes in flight to clients
+    /// (see [`crate::budget`]).
+    #[must_use]
+    pub fn with_stream_budget(mut self, bytes: usize) -> Self {
+        self.budget = ResponseBudget::new(bytes);
+        self
     }
 
     /// Starts witness collection for each log of `configs` that has
@@ -429,32 +460,24 @@ impl<S: Storage> LogApi for LogService<S> {
                 req.start
             )));
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (mut tx, rx) = crate::budget::channel(self.slots.take()?);
+        let budget = self.budget.clone();
         let start = req.start;
-        tokio::task::spawn_blocking(move || {
-            let reader = match log.store().reader() {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(store_status(&e)));
-                    return;
-                }
-            };
+        tokio::spawn(async move {
             let mut at = start;
             while at < end {
-                let page_end = page_end(at, end);
-                let page = reader
-                    .checked_entries(at, page_end)
-                    .map(|entries| EntriesPage { start: at, entries })
-                    .map_err(|e| store_status(&e));
-                let failed = page.is_err();
-                // A closed channel means the client went away: stop reading.
-                if tx.blocking_send(page).is_err() || failed {
+                let to = page_end(at, end);
+                if !send_entries(&log, &budget, &mut tx, at, to, |start, entries| {
+                    EntriesPage { start, entries }
+                })
+                .await
+                {
                     return;
                 }
-                at = page_end;
+                at = to;
             }
         });
-        Ok(stream(rx))
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn get_entry_with_proof(
@@ -543,30 +566,26 @@ impl<S: Storage> LogApi for LogService<S> {
         }
         let mut watch = log.subscribe();
         let mut stopping = self.stopping.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (mut tx, rx) = crate::budget::channel(self.slots.take()?);
+        let budget = self.budget.clone();
         let mut at = req.start;
         tokio::spawn(async move {
             loop {
                 let latest = Arc::clone(&watch.borrow_and_update());
                 let size = latest.stored.size;
                 while at < size {
-                    let end = page_end(at, size);
-                    let (l, from) = (log.clone(), at);
-                    let page = blocking(move || {
-                        let r = read_view(&l)?;
-                        r.checked_entries(from, end).map_err(|e| store_status(&e))
+                    let to = page_end(at, size);
+                    let note = &latest.stored.note;
+                    if !send_entries(&log, &budget, &mut tx, at, to, |start, entries| TailPage {
+                        start,
+                        entries,
+                        checkpoint: note.clone(),
                     })
                     .await
-                    .map(|entries| TailPage {
-                        start: from,
-                        entries,
-                        checkpoint: latest.stored.note.clone(),
-                    });
-                    let failed = page.is_err();
-                    if tx.send(page).await.is_err() || failed {
+                    {
                         return;
                     }
-                    at = end;
+                    at = to;
                 }
                 tokio::select! {
                     changed = watch.changed() => if changed.is_err() { return },
@@ -575,7 +594,7 @@ impl<S: Storage> LogApi for LogService<S> {
                 }
             }
         });
-        Ok(stream(rx))
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn list_logs(
@@ -599,6 +618,70 @@ impl<S: Storage> LogApi for LogService<S> {
                 .collect(),
         }))
     }
+}
+
+/// Sends entries `[from, to)` (one bundle at most) as pages of at most
+/// [`crate::budget::PAGE_BYTES`], each produced only when the transport asks
+/// for it: read on the blocking pool, checked against the leaf hashes, with
+/// its bytes reserved from `budget` while it is read and queued. What does
+/// not fit the page is dropped and read again for the next one, so a stream
+/// whose client stops reading holds nothing here. Returns false when the
+/// stream is over (client gone, or a failure sent).
+async fn send_entries<S: Storage, T: Send + 'static>(
+    log: &Log<S>,
+    budget: &ResponseBudget,
+    tx: &mut PageSender<T>,
+    from: u64,
+    to: u64,
+    page: impl Fn(u64, Vec<Vec<u8>>) -> T,
+) -> bool {
+    let mut at = from;
+    while at < to {
+        if !tx.wanted().await {
+            return false;
+        }
+        // The read's worst case, reserved before it is read; the page then
+        // holds what it really is.
+        let worst = usize::try_from(to - at)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(crate::store::bundle::MAX_ENTRY_BYTES + 8);
+        let reading = match budget.reserve(worst).await {
+            Ok(p) => p,
+            Err(s) => {
+                tx.fail(s);
+                return false;
+            }
+        };
+        let l = log.clone();
+        let read = blocking(move || {
+            let r = read_view(&l)?;
+            r.checked_entries(at, to).map_err(|e| store_status(&e))
+        })
+        .await;
+        let entries = match read {
+            Ok(e) => e,
+            Err(s) => {
+                tx.fail(s);
+                return false;
+            }
+        };
+        let Some((start, entries, bytes)) = split_pages(at, entries).into_iter().next() else {
+            return true;
+        };
+        drop(reading);
+        let permit = match budget.reserve(bytes).await {
+            Ok(p) => p,
+            Err(s) => {
+                tx.fail(s);
+                return false;
+            }
+        };
+        at = start + entries.len() as u64;
+        if !tx.send(page(start, entries), permit).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Inclusion proofs of `indexes` in the tree of `size`, from one read view.

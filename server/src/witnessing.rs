@@ -144,6 +144,8 @@ impl Witnessing {
             let ep = tonic::transport::Endpoint::from_shared(w.url.clone())
                 .map_err(|e| format!("witness address {:?}: {e}", w.url))?
                 .connect_timeout(shared.policy.timeout)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_while_idle(true)
                 .timeout(shared.policy.timeout)
                 .tcp_nodelay(true);
             let client = WitnessClient::new(ep.connect_lazy());

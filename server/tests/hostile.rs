@@ -173,7 +173,7 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
             let r = raw_unary(channel.clone(), method, body.clone()).await;
             assert_status(
                 r,
-                Code::Internal,
+                Code::InvalidArgument,
                 "failed to decode Protobuf message",
                 &format!("{method} {what}"),
             );
@@ -184,7 +184,7 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
             let r = server_streaming_first(channel.clone(), method, body.clone()).await;
             assert_status(
                 r,
-                Code::Internal,
+                Code::InvalidArgument,
                 "failed to decode Protobuf message",
                 &format!("{method} {what}"),
             );

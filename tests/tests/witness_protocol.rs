@@ -478,3 +478,63 @@ async fn concurrent_add_checkpoints_never_roll_back() {
     }
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_checkpoints_beyond_the_size_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = MemLog::new(ORIGIN);
+    let (w, mut c) = witness(dir.path(), &log).await;
+    let root = quire_core::empty_root().to_base64();
+    for size in [1u64 << 63, u64::MAX] {
+        // Signed by the log's own key: only the size is wrong.
+        let text = format!("{ORIGIN}\n{size}\n{root}\n");
+        let mut n = Note::new(&text).unwrap();
+        n.add_signature(log.signer().sign(text.as_bytes())).unwrap();
+        let e = c
+            .add_checkpoint(req(0, vec![], n.to_bytes()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{size}: {e:?}");
+        assert!(e.message().contains("2^63 - 1"), "{size}: {e:?}");
+        // Over HTTP too: 400.
+        let body = format!("old 0\n\n{}", String::from_utf8(n.to_bytes()).unwrap());
+        let a = quire_tests::http_post(w.http_addr, "/add-checkpoint", body.as_bytes()).unwrap();
+        assert_eq!(
+            a.status,
+            400,
+            "{size}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+    assert!(latest(&mut c).await.is_empty(), "nothing was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_witness_serves_health_and_both_reflection_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = MemLog::new(ORIGIN);
+    let (w, _) = witness(dir.path(), &log).await;
+    let channel = Channel::from_shared(w.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let r = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "quire.v1.Witness".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    let (v1, v1alpha) = quire_host::grpc::advertised_services(channel)
+        .await
+        .unwrap();
+    for names in [v1, v1alpha] {
+        assert!(names.contains(&"quire.v1.Witness".to_string()), "{names:?}");
+        assert!(!names.contains(&"quire.v1.Log".to_string()), "{names:?}");
+    }
+}

@@ -160,7 +160,29 @@ pub async fn serve(
             witness,
             metrics: metrics_handle,
         });
+    let listener = Bounded(quire_host::net::BoundedListener::new(
+        listener,
+        quire_host::net::NetLimits::default(),
+        "witness HTTP",
+    ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// A listener with a connection cap and handshake and idle timeouts
+/// (see [`quire_host::net`]).
+struct Bounded(quire_host::net::BoundedListener);
+
+impl axum::serve::Listener for Bounded {
+    type Io = quire_host::net::Guarded;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.0.accept().await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
 }

@@ -96,11 +96,37 @@ pub async fn run(
     }
     let api = WitnessServer::new(service::WitnessService::new(witness))
         .max_decoding_message_size(service::MAX_REQUEST_BYTES);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<WitnessServer<service::WitnessService>>()
+        .await;
+    let (reflection_v1, reflection_v1alpha) = match quire_host::grpc::reflection(
+        &[
+            quire_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ],
+        &["quire.v1.Witness", "grpc.health.v1.Health"],
+    ) {
+        Ok((a, b)) => (Some(a), Some(b)),
+        Err(e) => {
+            tracing::warn!(error = %e, "server reflection unavailable");
+            (None, None)
+        }
+    };
     let result = tonic::transport::Server::builder()
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        .layer(quire_host::grpc::InvalidRequestLayer)
+        .add_service(health_service)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .add_service(api)
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            quire_host::net::BoundedListener::new(
+                grpc,
+                quire_host::net::NetLimits::default(),
+                "witness gRPC",
+            )
+            .into_stream(),
             shutdown,
         )
         .await;

@@ -59,6 +59,8 @@ pub fn lazy_channel(url: &str, timeout: Duration) -> Result<Channel, String> {
     let ep = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("address {url:?}: {e}"))?
         .connect_timeout(timeout)
+        .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+        .keep_alive_while_idle(true)
         .timeout(timeout)
         .tcp_nodelay(true);
     Ok(ep.connect_lazy())

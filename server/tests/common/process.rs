@@ -62,6 +62,20 @@ impl ServerProcess {
         Self::start_cmd(command(data, file_size_limit))
     }
 
+    /// [`ServerProcess::start`] under `prlimit LIMIT` (for example
+    /// `--nofile=64`).
+    pub fn start_limited(data: &Path, limit: &str) -> Self {
+        let mut c = Command::new("prlimit");
+        c.arg(limit)
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_quire-server"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1");
+        Self::start_cmd(c)
+    }
+
     /// [`ServerProcess::start`] with more arguments.
     pub fn start_with(data: &Path, extra: &[&str]) -> Self {
         Self::start_cmd(command_with(data, None, extra))

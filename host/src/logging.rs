@@ -1,0 +1,23 @@
+//! Log set-up for the binaries: structured lines on stderr, filtered by
+//! `RUST_LOG` (default `info`), with colours only when stderr is a
+//! terminal (and `NO_COLOR` is unset). A log line that cannot be written (a
+//! full disk, stderr on `/dev/full`) is dropped: logging never panics and
+//! never stops the thread that logs.
+
+use std::io::IsTerminal as _;
+
+/// Installs the global subscriber (once; later calls do nothing).
+pub fn init() {
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        // Its default reports a failed write with eprintln!, which panics
+        // when stderr itself is what failed.
+        .log_internal_errors(false)
+        .try_init();
+}
