@@ -88,9 +88,11 @@ impl MonitorState {
             path: path.to_owned(),
             why,
         };
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let bytes = match quire_host::read_bounded(path, MAX_STATE_BYTES) {
+            Ok(b) => b,
+            Err(quire_host::ReadError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 return Ok(MonitorState {
                     checkpoint: None,
                     range: CompactRange::new(),
@@ -98,10 +100,6 @@ impl MonitorState {
             }
             Err(e) => return Err(bad(e.to_string())),
         };
-        if meta.len() > MAX_STATE_BYTES {
-            return Err(bad(format!("over the {MAX_STATE_BYTES}-byte limit")));
-        }
-        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if v["format"] != FORMAT {

@@ -98,16 +98,8 @@ fn retryable(code: Code) -> bool {
     )
 }
 
-fn read_pem(path: &PathBuf, what: &str) -> Result<Vec<u8>, RpcError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| RpcError::Input(format!("{what} {}: {e}", path.display())))?;
-    if meta.len() > 1 << 20 {
-        return Err(RpcError::Input(format!(
-            "{what} {} is over 1 MiB",
-            path.display()
-        )));
-    }
-    std::fs::read(path).map_err(|e| RpcError::Input(format!("{what} {}: {e}", path.display())))
+fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>, RpcError> {
+    quire_host::read_bounded(path, 1 << 20).map_err(|e| RpcError::Input(format!("{what}: {e}")))
 }
 
 impl LogRpc {
@@ -585,11 +577,18 @@ fn status(method: &'static str, s: &tonic::Status) -> RpcError {
     }
 }
 
+/// The causes under `e`, each said once: layers that repeat their source's
+/// text ("tcp connect error: tcp connect error") are left out.
 fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    let top = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
-        out.push(s.to_string());
+        let text = s.to_string();
+        let repeated = top.contains(&text) || out.iter().any(|o| o.contains(&text));
+        if !repeated && !text.is_empty() {
+            out.push(text);
+        }
         cur = s.source();
     }
     out.join(": ")

@@ -52,23 +52,19 @@ impl TrustedState {
             path: path.to_owned(),
             why,
         };
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let bytes = match quire_host::read_bounded(path, MAX_STATE_BYTES) {
+            Ok(b) => b,
+            Err(quire_host::ReadError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 return Ok(TrustedState {
                     path: path.to_owned(),
                     logs: BTreeMap::new(),
                 })
             }
-            Err(e) => return Err(io(e)),
+            Err(quire_host::ReadError::Io { source, .. }) => return Err(io(source)),
+            Err(e) => return Err(bad(e.to_string())),
         };
-        if meta.len() > MAX_STATE_BYTES {
-            return Err(bad(format!(
-                "{} bytes, over the {MAX_STATE_BYTES}-byte limit",
-                meta.len()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if v["format"] != FORMAT {

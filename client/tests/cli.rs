@@ -64,6 +64,17 @@ async fn submit_wait_prove_and_verify_offline() {
 
     let o = expect(0, format!("add {entry} --wait {bundle} {net}")).await;
     assert!(text(&o).contains("index 0"), "{}", text(&o));
+    // Without --wait or a key, the answer is said to be unverified.
+    let o = expect(0, format!("add {entry} --addr {}", server.url())).await;
+    assert!(text(&o).contains("not verified"), "{}", text(&o));
+    // An address without its scheme is bad input, said once and plainly.
+    let bare = server.url().trim_start_matches("http://").to_owned();
+    let o = expect(2, format!("checkpoint --addr {bare}")).await;
+    assert!(
+        text(&o).contains("has no scheme: write http://"),
+        "{}",
+        text(&o)
+    );
     assert!(std::fs::read(&bundle)
         .unwrap()
         .starts_with(b"c2sp.org/tlog-proof@v1\n"));
@@ -305,7 +316,7 @@ async fn audit_accepts_real_evidence_and_only_with_the_log_key() {
     let file = dir.path().join("evidence.json");
     std::fs::write(&file, ev.to_json()).unwrap();
     let o = expect(
-        0,
+        1,
         format!(
             "audit evidence {} --log-key {}",
             p(&file),
@@ -313,7 +324,13 @@ async fn audit_accepts_real_evidence_and_only_with_the_log_key() {
         ),
     )
     .await;
-    assert!(text(&o).contains("PROVEN"), "{}", text(&o));
+    // Proven misbehaviour exits 1 with a verdict a person reads.
+    assert!(
+        text(&o).contains("PROVEN: the log signed two checkpoints of size"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("SameSize"), "{}", text(&o));
     expect(
         1,
         format!(

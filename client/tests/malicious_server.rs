@@ -353,8 +353,9 @@ async fn forged_views_are_refused_and_forks_become_evidence() {
     })
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("PROVEN"));
+    // Proven misbehaviour exits 1.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PROVEN: the log signed size 20"));
     assert_eq!(c.trusted().unwrap().size(), 20);
 
     // An edited state file is not trusted.

@@ -237,8 +237,10 @@ async fn split_view_is_caught_by_gossip_with_evidence_anyone_can_check() {
                     &log_vkeys[0],
                 ],
             );
-            assert_eq!(code, 0, "witness {i} evidence {j}: {out}{err}");
-            assert!(out.contains("PROVEN"), "{out}");
+            // Proven misbehaviour exits 1, with a verdict a person reads.
+            assert_eq!(code, 1, "witness {i} evidence {j}: {out}{err}");
+            assert!(out.contains("PROVEN: the log signed"), "{out}");
+            assert!(!out.contains("Conflict"), "a debug dump: {out}");
         }
     }
     // And `quire-witness evidence` exports the same files.

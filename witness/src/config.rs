@@ -102,22 +102,10 @@ fn default_timeout() -> u64 {
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Over [`MAX_CONFIG_BYTES`].
-    #[error("{path} is {len} bytes; the limit is {MAX_CONFIG_BYTES}")]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-        /// Its size.
-        len: u64,
-    },
+    /// The file cannot be read: missing, not a regular file, or over
+    /// [`MAX_CONFIG_BYTES`] (counted as read).
+    #[error("reading {0}")]
+    Read(#[from] quire_host::ReadError),
     /// Not valid TOML for this schema.
     #[error("{path}: {message}")]
     Parse {
@@ -172,18 +160,7 @@ impl WitnessConfig {
     /// # Errors
     /// [`ConfigError`] naming the file and the problem.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let read = |source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let len = std::fs::metadata(path).map_err(read)?.len();
-        if len > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge {
-                path: path.to_owned(),
-                len,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(read)?;
+        let text = quire_host::read_bounded_text(path, MAX_CONFIG_BYTES)?;
         let config: WitnessConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),

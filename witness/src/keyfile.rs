@@ -20,14 +20,9 @@ pub fn load_or_create(dir: &Path, name: &str) -> anyhow::Result<(WitnessSigner, 
         .map_err(|e| anyhow::anyhow!("creating the data directory {}: {e}", dir.display()))?;
     let path = dir.join("witness.key");
     if path.exists() {
-        let len = std::fs::metadata(&path)?.len();
-        if len > MAX_KEY_BYTES {
-            anyhow::bail!(
-                "{} is {len} bytes; the limit is {MAX_KEY_BYTES}",
-                path.display()
-            );
-        }
-        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path)?);
+        // A regular file, bounded by the bytes read (a key that is
+        // /dev/zero or a FIFO is refused, not read forever).
+        let text = zeroize::Zeroizing::new(quire_host::read_bounded_text(&path, MAX_KEY_BYTES)?);
         let signer = WitnessSigner::from_private_text(text.trim())
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if signer.name() != name {

@@ -74,5 +74,14 @@ fn bad_configurations_are_refused_by_name() {
     let err = WitnessConfig::load(&write(dir.path(), &big))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("the limit is"), "{err}");
+    assert!(
+        err.contains("more than 4194304 bytes") && err.contains("limit"),
+        "{err}"
+    );
+    // Counted by bytes read: a device whose metadata says 0 bytes is not
+    // read forever, and a FIFO is not waited on.
+    let err = WitnessConfig::load(std::path::Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a regular file"), "{err}");
 }

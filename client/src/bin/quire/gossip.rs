@@ -3,7 +3,7 @@
 //! consistency proof when the sizes differ) and keep evidence of a split
 //! view. A view shown to one client alone is caught this way too.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use quire_proto::v1::witness_client::WitnessClient;
@@ -15,7 +15,7 @@ use super::{read_limited, Failure};
 /// 2 when one rejects the checkpoint, 3 when one cannot be reached.
 pub(crate) async fn gossip(
     json: bool,
-    checkpoint: &PathBuf,
+    checkpoint: &Path,
     witnesses: &[String],
     timeout: Duration,
 ) -> Result<(), Failure> {
@@ -68,7 +68,7 @@ pub(crate) async fn gossip(
 
 fn rank(f: &Failure) -> u8 {
     match f {
-        Failure::Verify(_) => 3,
+        Failure::Verify(_) | Failure::Proven => 3,
         Failure::Input(_) => 2,
         Failure::Unreachable(_) => 1,
     }

@@ -42,7 +42,7 @@ pub(crate) fn keygen(json: bool, kind: KeyKind, name: &str, out: &PathBuf) -> Re
 
 pub(crate) async fn add(
     json: bool,
-    file: &PathBuf,
+    file: &std::path::Path,
     wait: Option<PathBuf>,
     net: &Net,
     trust: &Trust,
@@ -55,10 +55,16 @@ pub(crate) async fn add(
     match wait {
         None => {
             let added = rpc.add(&origin, entry).await?;
+            // Nothing here checked the log's answer: say so, and how.
+            let unverified = if trust.log_keys.is_empty() {
+                "; not verified: the log's answer was taken as given (use --wait FILE --log-key KEY for a verified proof)"
+            } else {
+                "; not verified yet: --wait FILE writes a proof verified against --log-key"
+            };
             print(
                 json,
                 &format!(
-                    "index {}{}",
+                    "index {}{}{unverified}",
                     added.index,
                     if added.duplicate {
                         " (duplicate: already in the log)"
@@ -66,7 +72,7 @@ pub(crate) async fn add(
                         ""
                     }
                 ),
-                &serde_json::json!({"index": added.index.to_string(), "duplicate": added.duplicate}),
+                &serde_json::json!({"index": added.index.to_string(), "duplicate": added.duplicate, "verified": false}),
             );
         }
         Some(out) => {
@@ -176,7 +182,7 @@ pub(crate) async fn checkpoint(json: bool, net: &Net, trust: &Trust) -> Result<(
 
 pub(crate) fn verify(
     json: bool,
-    bundle: &PathBuf,
+    bundle: &std::path::Path,
     entry: Option<PathBuf>,
     leaf_hash: Option<&str>,
     trust: &Trust,

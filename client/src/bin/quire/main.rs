@@ -55,7 +55,7 @@ struct Trust {
 #[derive(clap::Args, Clone)]
 struct Net {
     /// Server address: http://HOST:PORT, or https:// for TLS.
-    #[arg(long, default_value = "http://127.0.0.1:7400", env = "QUIRE_ADDR")]
+    #[arg(long, default_value = "http://127.0.0.1:7400", env = "QUIRE_ADDR", value_parser = parse_addr)]
     addr: String,
     /// PEM file of the CA that signed the server's certificate (https).
     #[arg(long)]
@@ -261,12 +261,15 @@ enum Failure {
     Verify(String),
     Input(String),
     Unreachable(String),
+    /// Misbehaviour proven and already reported on stdout: exit 1, and
+    /// nothing more to print.
+    Proven,
 }
 
 impl Failure {
     fn code(&self) -> u8 {
         match self {
-            Failure::Verify(_) => 1,
+            Failure::Verify(_) | Failure::Proven => 1,
             Failure::Input(_) => 2,
             Failure::Unreachable(_) => 3,
         }
@@ -274,6 +277,7 @@ impl Failure {
     fn message(&self) -> &str {
         match self {
             Failure::Verify(m) | Failure::Input(m) | Failure::Unreachable(m) => m,
+            Failure::Proven => "",
         }
     }
 }
@@ -298,14 +302,27 @@ impl From<RpcError> for Failure {
     }
 }
 
-fn read_limited(path: &PathBuf, limit: u64, what: &str) -> Result<Vec<u8>, Failure> {
+/// An address with its scheme; without one, bad input (exit 2) in one
+/// sentence that shows the fix.
+fn parse_addr(s: &str) -> Result<String, String> {
+    if s.starts_with("http://") || s.starts_with("https://") {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} has no scheme: write http://{s} (or https://{s} for TLS)"
+        ))
+    }
+}
+
+fn read_limited(path: &std::path::Path, limit: u64, what: &str) -> Result<Vec<u8>, Failure> {
     use std::io::Read;
     let mut buf = Vec::new();
     let taken = if path.as_os_str() == "-" {
         std::io::stdin().take(limit + 1).read_to_end(&mut buf)
     } else {
-        let f = std::fs::File::open(path)
-            .map_err(|e| Failure::Input(format!("{what} {}: {e}", path.display())))?;
+        // A regular file: a FIFO or a device is refused, never waited on.
+        let f = quire_host::open_regular(path, false)
+            .map_err(|e| Failure::Input(format!("{what}: {e}")))?;
         f.take(limit + 1).read_to_end(&mut buf)
     };
     taken.map_err(|e| Failure::Input(format!("{what} {}: {e}", path.display())))?;
@@ -490,6 +507,7 @@ async fn main() -> ExitCode {
     let json = cli.json;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Proven) => ExitCode::from(1),
         Err(f) => {
             if json {
                 println!(

@@ -15,13 +15,13 @@ use super::{
 /// Largest checkpoint note file read (the signed-note limit).
 const MAX_NOTE_FILE: u64 = 64 * 1024;
 
-fn load_note(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+fn load_note(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
     read_limited(path, MAX_NOTE_FILE, "checkpoint")
 }
 
 pub(crate) async fn consistency(
     json: bool,
-    from: &PathBuf,
+    from: &std::path::Path,
     chain: Option<&PathBuf>,
     save: Option<&PathBuf>,
     net: &Net,
@@ -209,11 +209,39 @@ pub(crate) fn audit(json: bool, cmd: AuditCmd) -> Result<(), Failure> {
             let t = trust_of(&trust, None)?;
             let bytes = read_limited(&file, 256 * 1024, "evidence")?;
             let conflict = audit_evidence(&bytes, &t).map_err(fail)?;
-            print(
-                json,
-                &format!("PROVEN: the log signed two histories: {conflict:?}"),
-                &serde_json::json!({"proven": true, "conflict": format!("{conflict:?}")}),
-            );
+            let (text, detail) = match &conflict {
+                quire_core::Conflict::SameSize {
+                    size,
+                    first_root,
+                    second_root,
+                } => (
+                    format!(
+                        "PROVEN: the log signed two checkpoints of size {size} with different roots, {first_root} and {second_root}; both signatures verify with the log's key"
+                    ),
+                    serde_json::json!({"kind": "same-size", "size": size.to_string(), "first_root": first_root.to_base64(), "second_root": second_root.to_base64()}),
+                ),
+                quire_core::Conflict::Inconsistent {
+                    old,
+                    new,
+                    signed_old_root,
+                    implied_old_root,
+                } => (
+                    format!(
+                        "PROVEN: the log signed size {old} with root {signed_old_root}, and size {new} whose tree has root {implied_old_root} at size {old} (the consistency path in the file rebuilds the signed root of {new}); both signatures verify with the log's key"
+                    ),
+                    serde_json::json!({"kind": "inconsistent", "old_size": old.to_string(), "new_size": new.to_string(), "signed_old_root": signed_old_root.to_base64(), "implied_old_root": implied_old_root.to_base64()}),
+                ),
+            };
+            // Proven misbehaviour: the README's rule, exit 1.
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"proven": true, "conflict": detail})
+                );
+            } else {
+                println!("{text}");
+            }
+            return Err(Failure::Proven);
         }
     }
     Ok(())
