@@ -21,3 +21,29 @@ pub fn init() {
         .log_internal_errors(false)
         .try_init();
 }
+
+/// A future that completes on SIGTERM or SIGINT (Ctrl-C). The handlers are
+/// installed when this is called, not when the future is first polled, so
+/// a signal that arrives right after the process said it listens stops it
+/// gracefully instead of killing it. Call it inside a Tokio runtime, before
+/// announcing that the process listens.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Ok(mut s), Err(_)) | (Err(_), Ok(mut s)) => {
+                s.recv().await;
+            }
+            (Err(_), Err(_)) => std::future::pending::<()>().await,
+        }
+        tracing::info!("shutdown requested");
+    }
+}

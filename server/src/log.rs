@@ -442,9 +442,10 @@ impl<S: Storage> Log<S> {
             }),
             store: Arc::clone(&store),
             range,
-            latest: latest_tx,
-            stopped: None,
-            high_water: opts.high_water,
+            newest: Arc::clone(&latest_rx.borrow()),
+            latest: Some(latest_tx),
+            stopped: Arc::default(),
+            high_water: Some(opts.high_water),
             signing: Arc::clone(&signing),
         };
         let handle = std::thread::Builder::new()

@@ -193,6 +193,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }));
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    // Before "listening on": a SIGTERM from then on is a graceful stop.
+    let shutdown = quire_host::logging::shutdown_signal();
     println!(
         "listening on {}{}",
         listener.local_addr()?,
@@ -204,30 +206,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     println!("data in {}", config.data_dir.display());
     let service = LogService::new(logs);
-    quire_server::serve(listener, service, &config, shutdown_signal()).await?;
+    quire_server::serve(listener, service, &config, shutdown).await?;
     let _ = metrics_stop.send(());
     println!("stopped: queued entries integrated, storage closed");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown requested");
 }

@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use quire_core::{leaf_hash, CompactRange, Hash, LogSigner};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::highwater::{HighWater, HighWaterError};
-use crate::log::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError};
+use std::sync::Mutex;
+
+use crate::log::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError, WriteResult};
 use crate::signing::{Signing, SigningGate};
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
@@ -85,20 +87,145 @@ pub(crate) struct Sequencer<S> {
     pub(crate) recent: RecentLeaves,
     pub(crate) store: Arc<S>,
     pub(crate) range: CompactRange,
-    pub(crate) latest: watch::Sender<Arc<Latest>>,
+    /// The newest committed state (published once the publisher has
+    /// recorded it).
+    pub(crate) newest: Arc<Latest>,
+    /// Where published state goes; taken by the publisher thread.
+    pub(crate) latest: Option<watch::Sender<Arc<Latest>>>,
     /// The storage failure that stopped writes. After one, redb must be
     /// reopened, and what reached the disk is only known after that: every
     /// later batch is refused until restart, without touching storage.
-    pub(crate) stopped: Option<String>,
-    /// The record of the newest published checkpoint, written after each
-    /// commit and before anyone is answered.
-    pub(crate) high_water: HighWater,
+    /// Shared with the publisher, whose record writes can fail too.
+    pub(crate) stopped: Arc<Mutex<Option<String>>>,
+    /// The record of the newest published checkpoint; taken by the
+    /// publisher thread.
+    pub(crate) high_water: Option<HighWater>,
     /// Whether signing is allowed (start-up checks, witnesses ahead).
     pub(crate) signing: Arc<SigningGate>,
 }
 
+/// A committed batch on its way to the publisher: its checkpoint and the
+/// answers it owes.
+struct Committed {
+    latest: Arc<Latest>,
+    replies: Vec<(oneshot::Sender<WriteResult>, Vec<Added>)>,
+}
+
+/// Batches committed and not yet recorded: the sequencer commits the next
+/// batch while the publisher syncs the record of the previous ones.
+const PUBLISH_QUEUE: usize = 2;
+
+fn stopped_cause(stopped: &Mutex<Option<String>>) -> Option<String> {
+    stopped
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// Records `cause` as the failure that stopped writes (the first one wins),
+/// logging it once.
+fn stop_writes(stopped: &Mutex<Option<String>>, origin: &str, size: u64, cause: &str) {
+    let mut s = stopped
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if s.is_none() {
+        tracing::error!(
+            origin = %origin,
+            size,
+            cause = %cause,
+            "storage failed: this log stops writing until restart; reads go on"
+        );
+        metrics::gauge!("quire_writes_stopped", "log" => origin.to_owned()).set(1.0);
+        *s = Some(cause.to_owned());
+    }
+}
+
+/// The publisher: records each committed batch's checkpoint in the
+/// high-water record (one sync for all batches waiting), then publishes
+/// the newest and answers the writers. Nothing is answered or published
+/// before the record covers it.
+fn publish(
+    rx: &std::sync::mpsc::Receiver<Committed>,
+    high_water: &HighWater,
+    latest: &watch::Sender<Arc<Latest>>,
+    stopped: &Mutex<Option<String>>,
+    origin: &str,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while let Ok(c) = rx.try_recv() {
+            group.push(c);
+        }
+        let newest = group
+            .iter()
+            .map(|c| &c.latest)
+            .max_by_key(|l| l.stored.size)
+            .map(Arc::clone);
+        let outcome = match (stopped_cause(stopped), newest) {
+            (Some(cause), _) => Err(WriteError::Stopped {
+                origin: origin.to_owned(),
+                size: latest.borrow().stored.size,
+                cause,
+            }),
+            (None, None) => Ok(()),
+            (None, Some(newest)) => {
+                let recorded = if newest.stored.size > latest.borrow().stored.size {
+                    high_water.write(&newest.stored.note)
+                } else {
+                    Ok(())
+                };
+                match recorded {
+                    Ok(()) => {
+                        metrics::gauge!("quire_tree_size", "log" => origin.to_owned())
+                            .set(crate::metrics::value(newest.stored.size));
+                        latest.send_replace(newest);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let full = matches!(&e, HighWaterError::Io { source, .. } if crate::store::is_full(source));
+                        stop_writes(stopped, origin, newest.stored.size, &e.to_string());
+                        Err(if full {
+                            WriteError::StorageFull(e.to_string())
+                        } else {
+                            WriteError::Store(e.to_string())
+                        })
+                    }
+                }
+            }
+        };
+        for c in group {
+            for (reply, added) in c.replies {
+                let _ = reply.send(match &outcome {
+                    Ok(()) => Ok((added, Arc::clone(&c.latest))),
+                    Err(e) => Err(e.clone()),
+                });
+            }
+        }
+    }
+}
+
 impl<S: Storage> Sequencer<S> {
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let (publish_tx, publish_rx) = std::sync::mpsc::sync_channel::<Committed>(PUBLISH_QUEUE);
+        let (Some(high_water), Some(latest)) = (self.high_water.take(), self.latest.take()) else {
+            return;
+        };
+        let (stopped, origin) = (Arc::clone(&self.stopped), self.origin.clone());
+        let publisher = std::thread::Builder::new()
+            .name(format!("publisher {}", self.origin))
+            .spawn(move || publish(&publish_rx, &high_water, &latest, &stopped, &origin));
+        let publisher = match publisher {
+            Ok(p) => p,
+            Err(e) => {
+                stop_writes(
+                    &self.stopped,
+                    &self.origin,
+                    self.range.size(),
+                    &format!("starting the publisher: {e}"),
+                );
+                return;
+            }
+        };
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
             let mut count = batch[0].entries.len();
@@ -117,11 +244,11 @@ impl<S: Storage> Sequencer<S> {
             metrics::gauge!("quire_queue_depth", &label).set(crate::metrics::value_usize(rx.len()));
             let started = std::time::Instant::now();
             let signing = self.signing.wait_while_held(MAX_HOLD);
-            let result = match (&self.stopped, signing) {
+            let result = match (stopped_cause(&self.stopped), signing) {
                 (Some(cause), _) => Err(WriteError::Stopped {
                     origin: self.origin.clone(),
                     size: self.range.size(),
-                    cause: cause.clone(),
+                    cause,
                 }),
                 (None, Signing::Held(why)) => Err(WriteError::SigningHeld {
                     origin: self.origin.clone(),
@@ -133,30 +260,27 @@ impl<S: Storage> Sequencer<S> {
                 }),
                 (None, Signing::Open) => self.integrate(&mut batch),
             };
-            if let (None, Err(WriteError::Store(cause) | WriteError::StorageFull(cause))) =
-                (&self.stopped, &result)
-            {
-                tracing::error!(
-                    origin = %self.origin,
-                    size = self.range.size(),
-                    cause = %cause,
-                    "storage failed: this log stops writing until restart; reads go on"
-                );
-                metrics::gauge!("quire_writes_stopped", &label).set(1.0);
-                self.stopped = Some(cause.clone());
+            if let Err(WriteError::Store(cause) | WriteError::StorageFull(cause)) = &result {
+                stop_writes(&self.stopped, &self.origin, self.range.size(), cause);
             }
             metrics::histogram!("quire_integration_seconds", &label)
                 .record(started.elapsed().as_secs_f64());
             metrics::histogram!("quire_batch_entries", &label)
                 .record(crate::metrics::value_usize(count));
-            if let Ok((_, latest)) = &result {
-                metrics::gauge!("quire_tree_size", &label)
-                    .set(crate::metrics::value(latest.stored.size));
-            }
             match result {
                 Ok((per_request, latest)) => {
-                    for (req, added) in batch.into_iter().zip(per_request) {
-                        let _ = req.reply.send(Ok((added, Arc::clone(&latest))));
+                    let replies = batch
+                        .into_iter()
+                        .map(|r| r.reply)
+                        .zip(per_request)
+                        .collect();
+                    // Answered by the publisher once the record covers it.
+                    if let Err(std::sync::mpsc::SendError(c)) =
+                        publish_tx.send(Committed { latest, replies })
+                    {
+                        for (reply, _) in c.replies {
+                            let _ = reply.send(Err(WriteError::ShuttingDown));
+                        }
                     }
                 }
                 Err(e) => {
@@ -166,6 +290,10 @@ impl<S: Storage> Sequencer<S> {
                     }
                 }
             }
+        }
+        drop(publish_tx);
+        if publisher.join().is_err() {
+            tracing::error!(origin = %self.origin, "publisher thread panicked");
         }
         tracing::info!(origin = %self.origin, "sequencer stopped");
     }
@@ -238,9 +366,11 @@ impl<S: Storage> Sequencer<S> {
         }
         drop(reader);
         if commit.entries.is_empty() {
-            return Ok((per_request, Arc::clone(&self.latest.borrow())));
+            // Only duplicates: answered with the newest committed state,
+            // which covers them, once it is recorded.
+            return Ok((per_request, Arc::clone(&self.newest)));
         }
-        let last_ms = self.latest.borrow().stored.signed_at_ms;
+        let last_ms = self.newest.stored.signed_at_ms;
         let now = (self.clock)();
         if now < last_ms {
             return Err(WriteError::ClockBackwards {
@@ -256,14 +386,6 @@ impl<S: Storage> Sequencer<S> {
         };
         commit.checkpoint = Some(stored.clone());
         self.store.commit(&commit).map_err(store_err)?;
-        // Recorded outside the database before anyone sees it: from now on
-        // the log can never start over a tree that does not extend it.
-        self.high_water.write(&stored.note).map_err(|e| match &e {
-            HighWaterError::Io { source, .. } if crate::store::is_full(source) => {
-                WriteError::StorageFull(e.to_string())
-            }
-            _ => WriteError::Store(e.to_string()),
-        })?;
         if self.dedup == DedupPolicy::BestEffort {
             for (h, i) in &commit.leaf_index {
                 self.recent.insert(*h, *i);
@@ -271,7 +393,7 @@ impl<S: Storage> Sequencer<S> {
         }
         self.range = range;
         let latest = Arc::new(Latest { stored, root });
-        self.latest.send_replace(Arc::clone(&latest));
+        self.newest = Arc::clone(&latest);
         metrics::counter!("quire_entries_integrated_total", "log" => self.origin.clone())
             .increment(commit.entries.len() as u64);
         tracing::debug!(origin = %self.origin, size = self.range.size(), entries = commit.entries.len(), "integrated");

@@ -117,6 +117,8 @@ async fn run(
         None
     };
     // Tests and scripts read the bound addresses from stdout.
+    // Before "listening on": a SIGTERM from then on is a graceful stop.
+    let shutdown = quire_host::logging::shutdown_signal();
     println!("listening on {}", grpc.local_addr()?);
     if let Some(h) = &http {
         println!("http on {}", h.local_addr()?);
@@ -132,31 +134,9 @@ async fn run(
         peers = cfg.peers.len(),
         "witness serving"
     );
-    quire_witness::run(&cfg, witness, grpc, http, metrics, shutdown_signal()).await?;
+    quire_witness::run(&cfg, witness, grpc, http, metrics, shutdown).await?;
     tracing::info!("witness stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-        match term {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 async fn evidence(witness: String, origin: String, out: Option<PathBuf>) -> anyhow::Result<()> {
