@@ -52,9 +52,12 @@ fn start_server(data: &Path) -> anyhow::Result<ServerProcess> {
             bin.display()
         );
     }
+    // A throwaway log: its high-water record lives (and is removed) with it.
     let mut child = Command::new(&bin)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .arg("--high-water-dir")
+        .arg(data.join("high-water"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

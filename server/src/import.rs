@@ -18,7 +18,7 @@ use std::io::BufRead;
 use quire_core::{leaf_hash, Checkpoint, CompactRange, Hash, HashReader as _, LogSigner, Note};
 
 use crate::highwater::{HighWater, HighWaterError};
-use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
+use crate::store::{Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint};
 
 /// Metadata key of an import in progress: `"<target size> <stored size>"`,
 /// empty when none is.
@@ -195,7 +195,10 @@ pub fn import<S: Storage>(
     let mut index = dump_start;
     let mut line = Vec::new();
     let mut commit = Commit {
-        first_index: from,
+        base: Head {
+            size: from,
+            root: range.root(),
+        },
         ..Commit::default()
     };
     while range.size() < target {
@@ -231,10 +234,14 @@ pub fn import<S: Storage>(
                 IMPORT_META.into(),
                 format!("{target} {}", range.size()).into_bytes(),
             )];
+            commit.head = Head {
+                size: range.size(),
+                root: range.root(),
+            };
             store.commit(&commit)?;
             progress(range.size(), target);
             commit = Commit {
-                first_index: range.size(),
+                base: commit.head,
                 ..Commit::default()
             };
         }
@@ -251,6 +258,10 @@ pub fn import<S: Storage>(
         signed_at_ms: crate::log::now_ms(),
         note: checkpoint_note.to_vec(),
     });
+    commit.head = Head {
+        size: target,
+        root: range.root(),
+    };
     commit.meta = vec![(IMPORT_META.into(), Vec::new())];
     if latest.is_none() {
         commit

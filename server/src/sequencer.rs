@@ -55,8 +55,8 @@ impl RecentLeaves {
 }
 
 /// Appends `entry` (whose leaf hash is `leaf`) to `range` and to `commit`:
-/// the entry, the leaf index pair, and the new hashes the store keeps (tile
-/// rows and mid rows, the levels divisible by 4). Returns its index.
+/// the entry, the leaf index pair, and every node the append completes (the
+/// engine keeps what its layout needs). Returns its index.
 ///
 /// # Errors
 /// A tree at its maximum size.
@@ -67,11 +67,7 @@ pub(crate) fn append_entry(
     leaf: Hash,
 ) -> Result<u64, quire_core::CompactRangeError> {
     let index = range.size();
-    range.append(leaf, |node, h| {
-        if node.level % (quire_core::node::TILE_HEIGHT / 2) == 0 {
-            commit.row_hashes.push((node, *h));
-        }
-    })?;
+    range.append(leaf, |node, h| commit.nodes.push((node, *h)))?;
     // The leaf index serves proof-by-hash under every dedup policy.
     commit.leaf_index.push((leaf, index));
     commit.entries.push(entry);
@@ -310,7 +306,10 @@ impl<S: Storage> Sequencer<S> {
         let mut range = self.range.clone();
         let first_index = range.size();
         let mut commit = Commit {
-            first_index,
+            base: crate::store::Head {
+                size: first_index,
+                root: self.newest.root,
+            },
             ..Commit::default()
         };
         let leaves: Vec<Hash> = batch
@@ -385,6 +384,10 @@ impl<S: Storage> Sequencer<S> {
             note: sign(&self.origin, range.size(), root, &self.signers).map_err(store_err)?,
         };
         commit.checkpoint = Some(stored.clone());
+        commit.head = crate::store::Head {
+            size: range.size(),
+            root,
+        };
         self.store.commit(&commit).map_err(store_err)?;
         if self.dedup == DedupPolicy::BestEffort {
             for (h, i) in &commit.leaf_index {

@@ -17,6 +17,7 @@ mod bloom;
 pub mod bundle;
 mod index_cache;
 mod leaf_index;
+pub mod memory;
 pub mod redb;
 
 use quire_core::{Hash, HashReader, NodeId};
@@ -37,6 +38,15 @@ pub enum StoreError {
     /// A node or entry that must exist is absent.
     #[error("not stored: {0}")]
     Missing(String),
+    /// The store's head is not the one the commit extends: another writer
+    /// committed, or this one's view is stale. Nothing was written.
+    #[error("the log's storage holds size {} (root {}), not the size {} (root {}) this commit extends: another writer committed; nothing was written", found.size, found.root, expected.size, expected.root)]
+    Conflict {
+        /// The head the commit extends.
+        expected: Head,
+        /// The head the store holds.
+        found: Head,
+    },
 }
 
 /// Whether an I/O error means a full disk, a reached quota or a file size
@@ -60,16 +70,63 @@ pub struct StoredCheckpoint {
     pub note: Vec<u8>,
 }
 
-/// Everything one sequencer batch writes, committed atomically.
+/// A log's tree as its storage holds it: the compare-and-swap value of
+/// every commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Entries stored.
+    pub size: u64,
+    /// The root of their tree.
+    pub root: Hash,
+}
+
+impl Head {
+    /// The empty tree: what a new store extends.
+    pub fn empty() -> Self {
+        Head {
+            size: 0,
+            root: quire_core::empty_root(),
+        }
+    }
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+/// The compare-and-swap of a commit: the store's head must be `c.base`
+/// (an empty store's head is the empty tree).
+///
+/// # Errors
+/// [`StoreError::Conflict`] naming both heads.
+pub fn check_head(stored: Option<Head>, c: &Commit) -> Result<(), StoreError> {
+    let stored = stored.unwrap_or_default();
+    if stored == c.base {
+        return Ok(());
+    }
+    Err(StoreError::Conflict {
+        expected: c.base,
+        found: stored,
+    })
+}
+
+/// Everything one sequencer batch writes, committed atomically, or not at
+/// all when the store's head is not the one it extends.
 #[derive(Debug, Default)]
 pub struct Commit {
-    /// Index of the first new entry (the tree size before the commit).
-    pub first_index: u64,
+    /// The tree the commit extends; its size is the index of the first new
+    /// entry.
+    pub base: Head,
+    /// The tree after the commit.
+    pub head: Head,
     /// New entries, in index order.
     pub entries: Vec<Vec<u8>>,
-    /// New hashes of tile rows and mid rows (nodes at levels divisible by
-    /// 4), in the order the compact range completed them.
-    pub row_hashes: Vec<(NodeId, Hash)>,
+    /// Every node the appends completed, at every level, in completion
+    /// order. Each engine keeps what its layout needs (redb: the levels
+    /// divisible by 4, its tile and mid rows).
+    pub nodes: Vec<(NodeId, Hash)>,
     /// New leaf hash → index pairs for the dedup index.
     pub leaf_index: Vec<(Hash, u64)>,
     /// The checkpoint that covers the new tree.
@@ -168,6 +225,13 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// # Errors
     /// [`StoreError`] from the engine.
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The head of this view: entries stored and their root (`None` for a
+    /// store never committed to).
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn head(&self) -> Result<Option<Head>, StoreError>;
 }
 
 #[cfg(test)]

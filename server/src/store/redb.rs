@@ -110,6 +110,41 @@ impl RowSpan {
 const CHECKPOINTS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("checkpoints");
 /// Named metadata (origin, format version).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Metadata key of the head: size (8 bytes, big-endian) and root.
+const HEAD_KEY: &str = "head";
+
+fn encode_head(h: super::Head) -> [u8; 40] {
+    let mut b = [0u8; 40];
+    b[..8].copy_from_slice(&h.size.to_be_bytes());
+    b[8..].copy_from_slice(h.root.as_bytes());
+    b
+}
+
+/// The head of a store written before the head record existed: its latest
+/// checkpoint's size and root.
+fn legacy_head(note: &[u8]) -> Result<super::Head, StoreError> {
+    let cp = quire_core::Note::parse(note)
+        .ok()
+        .and_then(|n| quire_core::Checkpoint::parse(n.text().as_bytes()).ok())
+        .ok_or_else(|| StoreError::Corrupt("the latest checkpoint does not parse".into()))?;
+    Ok(super::Head {
+        size: cp.size(),
+        root: *cp.root(),
+    })
+}
+
+fn decode_head(b: &[u8]) -> Result<super::Head, StoreError> {
+    let (Some(size), Some(root)) = (b.get(..8), b.get(8..)) else {
+        return Err(StoreError::Corrupt("head record".into()));
+    };
+    let root = Hash::from_slice(root).map_err(|_| StoreError::Corrupt("head record".into()))?;
+    let mut s = [0u8; 8];
+    s.copy_from_slice(size);
+    Ok(super::Head {
+        size: u64::from_be_bytes(s),
+        root,
+    })
+}
 
 /// A redb error as a [`StoreError`]: a full disk, a reached quota or a file
 /// size limit become [`StoreError::Full`], so that callers can say so.
@@ -364,9 +399,23 @@ impl RedbStore {
         let txn = self.db.begin_write().map_err(engine)?;
         let step;
         {
+            // The compare-and-swap, inside the transaction that writes.
+            {
+                let meta = txn.open_table(META).map_err(engine)?;
+                let stored = if let Some(v) = meta.get(HEAD_KEY).map_err(engine)? {
+                    Some(decode_head(v.value())?)
+                } else {
+                    let cps = txn.open_table(CHECKPOINTS).map_err(engine)?;
+                    let last = cps.last().map_err(engine)?;
+                    last.map(|(_, v)| legacy_head(v.value().1)).transpose()?
+                };
+                super::check_head(stored, c)?;
+            }
             write_bundles(&txn, c, self.opts.compress)?;
-            write_tiles(&txn, &c.row_hashes)?;
+            write_tiles(&txn, &c.nodes)?;
             let mut meta = txn.open_table(META).map_err(engine)?;
+            meta.insert(HEAD_KEY, encode_head(c.head).as_slice())
+                .map_err(engine)?;
             let state = match meta.get(STATE_KEY).map_err(engine)? {
                 Some(v) => IndexState::decode(v.value())?,
                 None => IndexState::default(),
@@ -420,7 +469,7 @@ fn write_bundles(
     compress: bool,
 ) -> Result<(), StoreError> {
     let mut table = txn.open_table(BUNDLES).map_err(engine)?;
-    let mut index = c.first_index;
+    let mut index = c.base.size;
     let mut pending = c.entries.as_slice();
     while !pending.is_empty() {
         let b = index / BUNDLE_SIZE;
@@ -728,5 +777,17 @@ impl StorageReader for RedbReader {
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         guarded("reading metadata", || self.meta_unguarded(key))
+    }
+
+    fn head(&self) -> Result<Option<super::Head>, StoreError> {
+        guarded("reading the head", || {
+            match self.meta_unguarded(HEAD_KEY)? {
+                Some(v) => decode_head(&v).map(Some),
+                None => self
+                    .latest_checkpoint_unguarded()?
+                    .map(|c| legacy_head(&c.note))
+                    .transpose(),
+            }
+        })
     }
 }

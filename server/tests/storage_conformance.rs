@@ -1,0 +1,266 @@
+//! What every storage engine promises, run on redb and on the in-memory
+//! engine alike: commits land whole or not at all, a commit whose base is
+//! not the store's head is refused (the compare-and-swap a replicated
+//! engine needs), a read view is a snapshot, and entries, every node's hash,
+//! checkpoints, leaf lookups and metadata read back as committed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::collections::HashMap;
+
+use quire_core::{leaf_hash, CompactRange, Hash, HashReader, NodeId};
+use quire_server::store::memory::MemoryStore;
+use quire_server::store::redb::{RedbOptions, RedbStore};
+use quire_server::store::{Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint};
+
+/// Builds commits the way the sequencer does, and remembers every node for
+/// comparison.
+struct Writer {
+    range: CompactRange,
+    nodes: HashMap<NodeId, Hash>,
+    entries: Vec<Vec<u8>>,
+}
+
+impl Writer {
+    fn new() -> Self {
+        Writer {
+            range: CompactRange::new(),
+            nodes: HashMap::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    fn head(&self) -> Head {
+        Head {
+            size: self.range.size(),
+            root: self.range.root(),
+        }
+    }
+
+    /// A commit of `entries` (not applied to the writer until `done`).
+    fn commit(&self, entries: &[Vec<u8>], checkpoint: bool) -> (Commit, Writer) {
+        let mut next = Writer {
+            range: self.range.clone(),
+            nodes: self.nodes.clone(),
+            entries: self.entries.clone(),
+        };
+        let mut c = Commit {
+            base: self.head(),
+            ..Commit::default()
+        };
+        for e in entries {
+            let leaf = leaf_hash(e);
+            let index = next.range.size();
+            let nodes = &mut next.nodes;
+            next.range
+                .append(leaf, |n, h| {
+                    c.nodes.push((n, *h));
+                    nodes.insert(n, *h);
+                })
+                .unwrap();
+            c.leaf_index.push((leaf, index));
+            c.entries.push(e.clone());
+            next.entries.push(e.clone());
+        }
+        c.head = next.head();
+        if checkpoint {
+            c.checkpoint = Some(StoredCheckpoint {
+                size: next.range.size(),
+                signed_at_ms: next.range.size() * 10,
+                note: format!("note of size {}", next.range.size()).into_bytes(),
+            });
+        }
+        (c, next)
+    }
+}
+
+fn entries(from: usize, n: usize) -> Vec<Vec<u8>> {
+    (from..from + n)
+        .map(|i| format!("entry {i} {}", "x".repeat(i % 7)).into_bytes())
+        .collect()
+}
+
+fn conformance<S: Storage>(store: &S) {
+    // A new store: nothing, and its head is the empty tree's.
+    let r = store.reader().unwrap();
+    assert!(r.latest_checkpoint().unwrap().is_none());
+    assert_eq!(r.head().unwrap().unwrap_or_default(), Head::empty());
+    drop(r);
+
+    let mut w = Writer::new();
+    let mut seen_sizes = Vec::new();
+    // Batches that cross bundle (256) and tile (256) boundaries.
+    for (from, n) in [(0, 3), (3, 250), (253, 10), (263, 600)] {
+        let (c, next) = w.commit(&entries(from, n), true);
+        let before = store.reader().unwrap();
+        store.commit(&c).unwrap();
+        // A view opened before the commit does not see it.
+        assert_eq!(
+            before.latest_checkpoint().unwrap().map(|c| c.size),
+            seen_sizes.last().copied()
+        );
+        w = next;
+        seen_sizes.push(w.range.size());
+    }
+    let size = w.range.size();
+    assert_eq!(size, 863);
+    let r = store.reader().unwrap();
+    assert_eq!(r.head().unwrap(), Some(w.head()));
+    // Entries, over any range.
+    for (a, b) in [
+        (0, 1),
+        (0, 863),
+        (250, 260),
+        (255, 257),
+        (512, 863),
+        (862, 863),
+    ] {
+        assert_eq!(r.entries(a, b).unwrap(), w.entries[a as usize..b as usize]);
+        assert_eq!(
+            r.checked_entries(a, b).unwrap(),
+            w.entries[a as usize..b as usize]
+        );
+    }
+    assert!(r.entries(860, 864).is_err(), "past the stored entries");
+    // Every complete node's hash, at every level.
+    let mut nodes: Vec<NodeId> = w.nodes.keys().copied().collect();
+    nodes.sort_by_key(|n| (n.level, n.index));
+    let got = r.read_hashes(&nodes).unwrap();
+    for (n, h) in nodes.iter().zip(got) {
+        assert_eq!(h, w.nodes[n], "node {n:?}");
+    }
+    assert_eq!(quire_core::root_at(&r, size).unwrap(), w.range.root());
+    // Checkpoints.
+    assert_eq!(r.latest_checkpoint().unwrap().unwrap().size, size);
+    assert_eq!(r.checkpoint_at(263).unwrap().unwrap().signed_at_ms, 2630);
+    assert!(r.checkpoint_at(100).unwrap().is_none());
+    let all: Vec<u64> = r
+        .checkpoints(0, 100)
+        .unwrap()
+        .iter()
+        .map(|c| c.size)
+        .collect();
+    assert_eq!(all, seen_sizes);
+    let page: Vec<u64> = r
+        .checkpoints(4, 2)
+        .unwrap()
+        .iter()
+        .map(|c| c.size)
+        .collect();
+    assert_eq!(page, [253, 263]);
+    // Leaf lookups, present and absent, in one call.
+    let found = r
+        .find_leaves(&[
+            leaf_hash(&w.entries[0]),
+            leaf_hash(b"never logged"),
+            leaf_hash(&w.entries[700]),
+        ])
+        .unwrap();
+    assert_eq!(found, [Some(0), None, Some(700)]);
+    drop(r);
+
+    // The compare-and-swap: a commit from a stale head, or from the right
+    // size with another root, is refused and writes nothing.
+    let stale = Writer {
+        range: {
+            let mut cr = CompactRange::new();
+            for e in &w.entries[..263] {
+                cr.append(leaf_hash(e), |_, _| {}).unwrap();
+            }
+            cr
+        },
+        nodes: HashMap::new(),
+        entries: w.entries[..263].to_vec(),
+    };
+    let (c, _) = stale.commit(&entries(9000, 5), true);
+    let e = store.commit(&c).unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict { expected, found } if expected.size == 263 && found == w.head()),
+        "{e:?}"
+    );
+    let (mut c, _) = w.commit(&entries(9100, 5), true);
+    c.base.root = leaf_hash(b"another tree");
+    assert!(matches!(store.commit(&c), Err(StoreError::Conflict { .. })));
+    let r = store.reader().unwrap();
+    assert_eq!(r.head().unwrap(), Some(w.head()));
+    assert_eq!(r.latest_checkpoint().unwrap().unwrap().size, size);
+    assert!(
+        r.entries(size, size + 1).is_err(),
+        "nothing of a refused commit"
+    );
+    drop(r);
+
+    // Metadata, and a commit of metadata alone.
+    let c = Commit {
+        base: w.head(),
+        head: w.head(),
+        meta: vec![("origin".into(), b"conformance.example/log".to_vec())],
+        ..Commit::default()
+    };
+    store.commit(&c).unwrap();
+    let r = store.reader().unwrap();
+    assert_eq!(
+        r.meta("origin").unwrap().as_deref(),
+        Some(b"conformance.example/log".as_slice())
+    );
+    assert!(r.meta("absent").unwrap().is_none());
+}
+
+#[test]
+fn redb_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("log.redb"), RedbOptions::default()).unwrap();
+    conformance(&store);
+}
+
+#[test]
+fn the_memory_engine_conforms() {
+    conformance(&MemoryStore::new());
+}
+
+#[tokio::test]
+async fn a_commit_by_another_writer_stops_the_sequencer_without_signing() {
+    use quire_core::{LogKeyAlgorithm, LogSigner};
+    use quire_server::log::{DedupPolicy, Log, LogLimits, LogOptions, WriteError};
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    let log = Log::open(
+        store.clone(),
+        LogOptions {
+            origin: "cas.example/log".into(),
+            signers: vec![
+                LogSigner::generate(LogKeyAlgorithm::Ed25519, "cas.example/log").unwrap(),
+            ],
+            dedup: DedupPolicy::Strict,
+            limits: LogLimits::default(),
+            clock: quire_server::log::system_clock(),
+            high_water: quire_server::highwater::HighWater::at(dir.path().join("hw")),
+            adopt_database: false,
+        },
+    )
+    .unwrap();
+    log.add(entries(0, 5)).await.unwrap();
+    // Another writer extends the same store behind the sequencer's back.
+    let r = store.reader().unwrap();
+    let mut w = Writer::new();
+    w.entries = r.entries(0, 5).unwrap();
+    for e in &w.entries {
+        let nodes = &mut w.nodes;
+        w.range
+            .append(leaf_hash(e), |n, h| {
+                nodes.insert(n, *h);
+            })
+            .unwrap();
+    }
+    assert_eq!(Some(w.head()), r.head().unwrap());
+    let (c, _) = w.commit(&entries(100, 3), false);
+    store.commit(&c).unwrap();
+    // The sequencer's next commit no longer extends the store's head.
+    let e = log.add(entries(200, 1)).await.unwrap_err();
+    assert!(matches!(e, WriteError::Store(_)), "{e:?}");
+    assert!(e.to_string().contains("another writer committed"), "{e}");
+    // Nothing was signed over it, and writes stay stopped.
+    assert_eq!(log.latest().stored.size, 5);
+    let e = log.add(entries(300, 1)).await.unwrap_err();
+    assert!(matches!(e, WriteError::Stopped { .. }), "{e:?}");
+    log.close();
+}
