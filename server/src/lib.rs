@@ -181,7 +181,21 @@ pub fn open_redb_log(
         .into());
     }
     let (signers, created) =
-        keyfile::load_or_create(&data_dir.join("keys"), &cfg.origin, !signed_before)?;
+        keyfile::load_or_create(&data_dir.join("keys"), &cfg.origin, !signed_before).map_err(
+            |e| {
+                // Say what shows that the log has signed: a user who removed
+                // the data directory to start over left the record behind.
+                if !path.exists() && high_water.path().exists() {
+                    e.context(format!(
+                        "log {:?} has published checkpoints (its high-water record {} exists, its database does not): restore the data directory; only to start over with a new log nobody relies on, remove that record too",
+                        cfg.origin,
+                        high_water.path().display()
+                    ))
+                } else {
+                    e
+                }
+            },
+        )?;
     std::fs::create_dir_all(&logs_dir)
         .map_err(|e| anyhow::anyhow!("creating the data directory {}: {e}", logs_dir.display()))?;
     let store = RedbStore::open(&path, cfg.store_options())

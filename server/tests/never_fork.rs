@@ -253,6 +253,17 @@ async fn a_deleted_or_truncated_database_or_key_is_refused_never_recreated() {
     let mut c = server.client().await;
     let keys = log_keys(&mut c).await;
     assert_eq!(check_holds(&mut c, &keys, &acked, &[]).await.size(), 200);
+    drop(server);
+
+    // The whole data directory gone, the record left: not a new log under
+    // the old name, and the error says what remains.
+    std::fs::rename(data, dir.path().join("gone")).unwrap();
+    let (code, err) = run_failing(data, None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("has published checkpoints") && err.contains("data.highwater"),
+        "{err}"
+    );
 }
 
 #[test]
