@@ -164,12 +164,24 @@ async fn submit_wait_prove_and_verify_offline() {
     // The monitor downloads all six, rebuilds the root, and keeps state.
     let mon = path("monitor.json");
     let o = expect(0, format!("monitor --state {mon} --once {net}")).await;
-    assert!(text(&o).contains("OK: size 6"), "{}", text(&o));
+    assert!(
+        text(&o).contains("OK: size 6") && text(&o).contains("6 new entries downloaded"),
+        "{}",
+        text(&o)
+    );
     std::fs::write(path("e6"), "entry 6").unwrap();
     expect(0, format!("add {} --addr {}", path("e6"), server.url())).await;
     let o = expect(0, format!("monitor --state {mon} --once {net} --json")).await;
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["tree_size"], "7");
+    assert_eq!(v["new_entries"], "1");
+    // Nothing new: --once still says what it checked.
+    let o = expect(0, format!("monitor --state {mon} --once {net}")).await;
+    assert!(
+        text(&o).contains("OK: size 7") && text(&o).contains("no new entries"),
+        "{}",
+        text(&o)
+    );
 
     // An altered, a dropped or a reordered entry fails the audit (exit 1).
     let lines: Vec<String> = std::fs::read_to_string(&dump6)

@@ -1,5 +1,5 @@
-//! Crash safety of the real binary: SIGKILL under concurrent load, several
-//! times, then check that every acknowledged entry is present with its index
+//! Crash safety of the real binary: SIGKILL under concurrent load, eight
+//! times, each after thousands of acknowledgements, then check that every acknowledged entry is present with its index
 //! and bytes, that the tree matches the latest signed checkpoint, and that
 //! every checkpoint is consistent with those seen before.
 //!
@@ -25,7 +25,8 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let mut acked: Acks = Vec::new();
     let mut seen: Vec<Checkpoint> = Vec::new();
     let mut keys: Vec<VerifierKey> = Vec::new();
-    for round in 0..4u64 {
+    // Eight kills, each after thousands of acknowledgements.
+    for round in 0..9u64 {
         let mut server = ServerProcess::start(&dir.path().join("data"), None);
         let client = server.client().await;
         if keys.is_empty() {
@@ -35,7 +36,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
         // every checkpoint seen before is a prefix of the latest.
         let latest = check_holds(&mut client.clone(), &keys, &acked, &seen).await;
         seen.push(latest);
-        if round == 3 {
+        if round == 8 {
             server.child.kill().unwrap();
             server.child.wait().unwrap();
             break;
@@ -43,7 +44,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
 
         // Load: 16 writers, single entries and small batches.
         let round_acks: Arc<Mutex<Acks>> = Arc::default();
-        let kill_after = 150 + 97 * round as usize;
+        let kill_after = 2000 + 397 * round as usize;
         let (enough_tx, mut enough_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
         for w in 0..16u64 {

@@ -272,18 +272,28 @@ pub(crate) async fn monitor(
         };
         match step(&mut rpc, &t, &state, progress).await {
             Ok((updated, cp)) => {
-                if updated.range.size() != state.range.size() || state.checkpoint.is_none() {
+                let old = state.range.size();
+                let changed = updated.range.size() != old || state.checkpoint.is_none();
+                if changed {
                     updated
                         .save(&o.state)
                         .map_err(|e| Failure::Input(e.to_string()))?;
+                }
+                // Say what was checked: always once, and on news when following.
+                if changed || o.once {
+                    let new = cp.size() - old;
+                    let what = if changed {
+                        format!(
+                            "{new} new entries downloaded and hashed into the saved tree, the checkpoint's signature and its consistency with size {old} checked; state saved to {}",
+                            o.state.display()
+                        )
+                    } else {
+                        "no new entries since the saved state; the latest checkpoint's signature and its consistency with the saved one checked".to_owned()
+                    };
                     print(
                         json,
-                        &format!(
-                            "OK: size {}, root {} (entries and consistency checked)",
-                            cp.size(),
-                            cp.root()
-                        ),
-                        &serde_json::json!({"verified": true, "tree_size": cp.size().to_string(), "root": cp.root().to_base64()}),
+                        &format!("OK: size {}, root {}: {what}", cp.size(), cp.root()),
+                        &serde_json::json!({"verified": true, "tree_size": cp.size().to_string(), "root": cp.root().to_base64(), "new_entries": new.to_string(), "previous_size": old.to_string()}),
                     );
                 }
                 state = updated;
