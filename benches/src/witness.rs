@@ -233,6 +233,7 @@ pub async fn witnessed(opts: WitnessedOptions) -> anyhow::Result<serde_json::Val
     lc.witnesses = witnesses
         .iter()
         .map(|w| WitnessEntry {
+            protocol: quire_server::witnessing::WitnessProtocol::Grpc,
             url: w.url(),
             key: w.key.to_vkey(),
         })

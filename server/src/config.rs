@@ -189,8 +189,13 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WitnessEntry {
-    /// Its gRPC address.
+    /// Its address: the gRPC endpoint, or for `protocol = "http"` the URL
+    /// under which C2SP `tlog-witness` serves `/add-checkpoint`.
     pub url: String,
+    /// `grpc` (Quire's witness service, the default) or `http` (C2SP
+    /// `tlog-witness`, as the public witness ecosystem speaks it).
+    #[serde(default)]
+    pub protocol: crate::witnessing::WitnessProtocol,
     /// Its cosignature/v1 verifier key.
     pub key: String,
 }
@@ -349,6 +354,7 @@ impl LogConfig {
                 }
                 Ok(WitnessEndpoint {
                     url: w.url.clone(),
+                    protocol: w.protocol,
                     key,
                 })
             })

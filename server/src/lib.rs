@@ -26,6 +26,7 @@ pub mod service;
 pub mod signing;
 pub mod store;
 pub mod witness_check;
+pub mod witness_transport;
 pub mod witnessing;
 
 use std::future::Future;

@@ -10,12 +10,11 @@
 //! and holds, opens or stops the log's signing.
 
 use quire_core::{Checkpoint, Hash, Note, VerifierKey};
-use quire_proto::v1::witness_client::WitnessClient;
-use quire_proto::v1::GetLatestRequest;
-use tonic::transport::Channel;
+use std::sync::Arc;
 
 use crate::log::{Latest, Log};
 use crate::store::{Storage, StorageReader};
+use crate::witness_transport::{Answer, WitnessTransport};
 use crate::witnessing::WitnessPolicy;
 
 /// What one witness's latest cosigned checkpoint says about this log.
@@ -29,6 +28,12 @@ pub enum Verdict {
         size: u64,
         /// Its root.
         root: Hash,
+    },
+    /// A witness that answered add-checkpoint with a size larger than the
+    /// log's tree (C2SP HTTP says only the size).
+    AheadBySize {
+        /// Its size.
+        size: u64,
     },
     /// A checkpoint this log signed whose root differs from the log's tree
     /// at that size.
@@ -109,6 +114,10 @@ fn stop_reason(url: &str, latest: &Latest, v: &Verdict) -> Option<String> {
             "witness {url} holds this log's checkpoint of size {size} (root {root}), but the log's storage has only size {} (root {}): the storage is behind what the log published. Signing would fork the log; restore the storage to size {size} (`quire-server import`, README \"Restoring a log\") and restart",
             latest.stored.size, latest.root
         )),
+        Verdict::AheadBySize { size } => Some(format!(
+            "witness {url} answered that it holds this log's checkpoint of size {size}, but the log's storage has only size {} (root {}): the storage is behind what the log published. Signing would fork the log; restore the storage to size {size} (`quire-server import`, README \"Restoring a log\") and restart",
+            latest.stored.size, latest.root
+        )),
         Verdict::Diverged { size, theirs, ours } => Some(format!(
             "witness {url} holds this log's checkpoint of size {size} with root {theirs}, but the log's storage has root {ours} at that size: the storage holds another tree. Signing would fork the log; restore the storage (README \"Restoring a log\") and restart"
         )),
@@ -124,11 +133,56 @@ pub fn judge<S: Storage>(log: &Log<S>, url: &str, note: &[u8]) -> Verdict {
         Ok(r) => compare(&r, &latest, log.origin(), log.verifiers(), note),
         Err(e) => Verdict::Unknown(format!("reading storage: {e}")),
     };
+    act_on(log, url, verdict)
+}
+
+/// Stops `log`'s signing when `verdict` says signing would fork it.
+fn act_on<S: Storage>(log: &Log<S>, url: &str, verdict: Verdict) -> Verdict {
+    let latest = log.latest();
     if let Some(why) = stop_reason(url, &latest, &verdict) {
         metrics::counter!("quire_witness_ahead_total", "log" => log.origin().to_owned(), "witness" => url.to_owned()).increment(1);
         log.stop_signing(&why);
     }
     verdict
+}
+
+/// A witness said (a 409) that it holds `size`, beyond the log's tree:
+/// asks it for the checkpoint itself where the protocol can, to judge it
+/// with the roots; where it cannot (C2SP HTTP), the configured witness's
+/// word on its own size is taken. Returns the verdict.
+pub async fn judge_claim<S: Storage>(
+    log: &Log<S>,
+    url: &str,
+    client: &dyn WitnessTransport,
+    size: u64,
+) -> Verdict {
+    match client.latest(log.origin()).await {
+        Ok(Some(note)) => judge(log, url, &note),
+        Ok(None) => act_on(log, url, Verdict::AheadBySize { size }),
+        Err(e) => Verdict::Unknown(e.to_string()),
+    }
+}
+
+/// What one witness holds of `log`, asked at start: its latest cosigned
+/// checkpoint where the protocol can say, else (C2SP HTTP) the size its
+/// add-checkpoint answer gives for the log's latest checkpoint.
+async fn ask<S: Storage>(log: &Log<S>, url: &str, client: &dyn WitnessTransport) -> Verdict {
+    match client.latest(log.origin()).await {
+        Ok(Some(note)) => judge(log, url, &note),
+        Ok(None) => {
+            let latest = log.latest();
+            match client.add_checkpoint(0, &[], &latest.stored.note).await {
+                Ok(Answer::Conflict(size)) if size > latest.stored.size => {
+                    judge_claim(log, url, client, size).await
+                }
+                // It held nothing and now holds our latest, or it holds a
+                // size at or below ours (collection proves the rest).
+                Ok(Answer::Cosigned(_) | Answer::Conflict(_)) => Verdict::Consistent,
+                Err(e) => Verdict::Unknown(e.to_string()),
+            }
+        }
+        Err(e) => Verdict::Unknown(e.to_string()),
+    }
 }
 
 /// Asks every witness of `policy` (all at once, each call with its own
@@ -140,37 +194,32 @@ pub fn judge<S: Storage>(log: &Log<S>, url: &str, note: &[u8]) -> Verdict {
 pub async fn check_at_start<S: Storage>(
     log: Log<S>,
     policy: WitnessPolicy,
-    clients: Vec<WitnessClient<Channel>>,
+    clients: Vec<Arc<dyn WitnessTransport>>,
 ) {
     let mut calls = tokio::task::JoinSet::new();
-    for (i, mut c) in clients.into_iter().enumerate() {
-        let origin = log.origin().to_owned();
-        let timeout = policy.timeout;
+    for (i, client) in clients.into_iter().enumerate() {
+        let (log, url, timeout) = (log.clone(), policy.witnesses[i].url.clone(), policy.timeout);
         calls.spawn(async move {
-            let mut req = tonic::Request::new(GetLatestRequest { origin });
-            req.set_timeout(timeout);
-            let answer = match tokio::time::timeout(timeout, c.get_latest(req)).await {
-                Ok(Ok(r)) => Ok(r.into_inner().checkpoint),
-                Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
-                Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+            let verdict = match tokio::time::timeout(timeout, ask(&log, &url, client.as_ref()))
+                .await
+            {
+                Ok(v) => v,
+                Err(_) => Verdict::Unknown(format!("no answer within {} ms", timeout.as_millis())),
             };
-            (i, answer)
+            (url, verdict)
         });
     }
     let mut confirmed = 0;
     while let Some(joined) = calls.join_next().await {
-        let Ok((i, answer)) = joined else { continue };
-        let url = &policy.witnesses[i].url;
-        let verdict = match answer {
-            Ok(note) => judge(&log, url, &note),
-            Err(e) => Verdict::Unknown(e),
-        };
+        let Ok((url, verdict)) = joined else { continue };
         match verdict {
             Verdict::Consistent => confirmed += 1,
             Verdict::Unknown(why) => {
                 tracing::warn!(log = %log.origin(), witness = %url, reason = %why, "a witness could not be asked what it holds before the first signature");
             }
-            Verdict::Ahead { .. } | Verdict::Diverged { .. } => return,
+            Verdict::Ahead { .. } | Verdict::AheadBySize { .. } | Verdict::Diverged { .. } => {
+                return
+            }
         }
     }
     tracing::info!(log = %log.origin(), confirmed, witnesses = policy.witnesses.len(), "witnesses asked before the first signature");

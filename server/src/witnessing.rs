@@ -16,13 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quire_core::{prove_consistency, Note, NoteSignature, VerifierKey};
-use quire_proto::v1::witness_client::WitnessClient;
-use quire_proto::v1::AddCheckpointRequest;
 use tokio::sync::{watch, Notify};
-use tonic::transport::Channel;
 
 use crate::log::{Latest, Log};
 use crate::store::Storage;
+use crate::witness_transport::{Answer, GrpcWitness, HttpWitness, WitnessTransport};
 
 /// What a witnessed wait does when the quorum does not come in time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Default)]
@@ -37,11 +35,25 @@ pub enum FailMode {
     Closed,
 }
 
+/// The wire a witness speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WitnessProtocol {
+    /// Quire's `quire.v1.Witness` gRPC service.
+    #[default]
+    Grpc,
+    /// C2SP `tlog-witness` over HTTP (`POST <url>/add-checkpoint`), as the
+    /// public witness ecosystem speaks it.
+    Http,
+}
+
 /// One witness the log asks.
 #[derive(Clone, Debug)]
 pub struct WitnessEndpoint {
-    /// gRPC address.
+    /// Its address.
     pub url: String,
+    /// The wire it speaks.
+    pub protocol: WitnessProtocol,
     /// Its cosignature/v1 key.
     pub key: VerifierKey,
 }
@@ -139,17 +151,14 @@ impl Witnessing {
         });
         // No signature before the witnesses were asked what they hold.
         log.hold_signing("checking the witnesses before the first signature");
-        let mut clients = Vec::new();
+        let mut clients: Vec<Arc<dyn WitnessTransport>> = Vec::new();
         for (i, w) in shared.policy.witnesses.iter().enumerate() {
-            let ep = tonic::transport::Endpoint::from_shared(w.url.clone())
-                .map_err(|e| format!("witness address {:?}: {e}", w.url))?
-                .connect_timeout(shared.policy.timeout)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_while_idle(true)
-                .timeout(shared.policy.timeout)
-                .tcp_nodelay(true);
-            let client = WitnessClient::new(ep.connect_lazy());
-            clients.push(client.clone());
+            let timeout = shared.policy.timeout;
+            let client: Arc<dyn WitnessTransport> = match w.protocol {
+                WitnessProtocol::Grpc => Arc::new(GrpcWitness::new(&w.url, timeout)?),
+                WitnessProtocol::Http => Arc::new(HttpWitness::new(&w.url, timeout)?),
+            };
+            clients.push(Arc::clone(&client));
             tokio::spawn(witness_task(
                 Arc::clone(&shared),
                 log.clone(),
@@ -308,7 +317,7 @@ async fn witness_task<S: Storage>(
     shared: Arc<Shared>,
     log: Log<S>,
     i: usize,
-    mut client: WitnessClient<Channel>,
+    client: Arc<dyn WitnessTransport>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut target = shared.target.subscribe();
@@ -318,7 +327,7 @@ async fn witness_task<S: Storage>(
         let next = target.borrow_and_update().clone();
         if let Some((id, latest)) = next.filter(|(id, _)| *id != last_id) {
             last_id = id;
-            let sig = push(&shared, &log, i, &mut client, &latest, &mut known).await;
+            let sig = push(&shared, &log, i, client.as_ref(), &latest, &mut known).await;
             let sig = match sig {
                 Ok(s) => Some(s),
                 Err(e) => {
@@ -345,7 +354,7 @@ async fn push<S: Storage>(
     shared: &Shared,
     log: &Log<S>,
     i: usize,
-    client: &mut WitnessClient<Channel>,
+    client: &dyn WitnessTransport,
     latest: &Latest,
     known: &mut Option<u64>,
 ) -> Result<NoteSignature, String> {
@@ -362,53 +371,32 @@ async fn push<S: Storage>(
             let reader = log.store().reader().map_err(|e| e.to_string())?;
             prove_consistency(&reader, old, size).map_err(|e| e.to_string())?
         };
-        let mut req = tonic::Request::new(AddCheckpointRequest {
-            old_size: old,
-            proof: quire_proto::hashes_to_wire(&proof),
-            checkpoint: latest.stored.note.clone(),
-        });
-        req.set_timeout(shared.policy.timeout);
-        match client.add_checkpoint(req).await {
-            Ok(resp) => {
+        match client
+            .add_checkpoint(old, &proof, &latest.stored.note)
+            .await
+        {
+            Ok(Answer::Cosigned(lines)) => {
                 *known = Some(size);
-                return verify_cosignature(
-                    &latest.stored.note,
-                    &resp.into_inner().cosignatures,
-                    key,
-                );
+                return verify_cosignature(&latest.stored.note, &lines, key);
             }
-            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                let theirs = s
-                    .metadata()
-                    .get("quire-witness-size")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .ok_or_else(|| format!("conflict without a size: {}", s.message()))?;
+            Ok(Answer::Conflict(theirs)) => {
                 if theirs > log.latest().stored.size {
                     // The witness cosigned more than this log has: its
-                    // storage is behind what it published. Ask for the
-                    // checkpoint itself to say so with the roots.
-                    let mut get = tonic::Request::new(quire_proto::v1::GetLatestRequest {
-                        origin: shared.origin.clone(),
-                    });
-                    get.set_timeout(shared.policy.timeout);
+                    // storage is behind what it published.
                     let url = &shared.policy.witnesses[i].url;
-                    let verdict = match client.get_latest(get).await {
-                        Ok(r) => crate::witness_check::judge(log, url, &r.into_inner().checkpoint),
-                        Err(e) => crate::witness_check::Verdict::Unknown(e.message().to_owned()),
-                    };
+                    let verdict = crate::witness_check::judge_claim(log, url, client, theirs).await;
                     return Err(format!(
                         "the witness holds size {theirs}, beyond this log's {size}: {verdict:?}"
                     ));
                 }
                 if *known == Some(theirs) {
-                    return Err(format!("conflict at size {theirs}: {}", s.message()));
+                    return Err(format!("conflict at size {theirs}, again"));
                 }
                 *known = Some(theirs);
             }
-            Err(s) => {
+            Err(e) => {
                 *known = None;
-                return Err(format!("{:?}: {}", s.code(), s.message()));
+                return Err(e.to_string());
             }
         }
     }

@@ -173,7 +173,7 @@ async fn damaged_leaf_hashes_are_never_served_as_proofs() {
         }
     }
     assert!(refused >= 1, "proofs over the damaged hashes are refused");
-    assert!(server.logged("stored hashes are damaged"));
+    assert!(server.wait_logged("stored hashes are damaged"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -200,7 +200,7 @@ async fn a_disk_that_fills_under_load_acknowledges_only_what_is_stored() {
         .await
         .unwrap_err();
     assert_eq!(later.code(), Code::Unavailable, "{later:?}");
-    assert!(server.logged("this log stops writing until restart"));
+    assert!(server.wait_logged("this log stops writing until restart"));
 
     // Reads go on: the signed checkpoint covers every acknowledged entry,
     // and each of them is proven in it.

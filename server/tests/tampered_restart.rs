@@ -141,7 +141,7 @@ async fn a_flipped_byte_is_refused_at_start_or_never_served() {
         }
     };
     assert_eq!(e.code(), Code::DataLoss, "{e:?}");
-    assert!(server.logged("stored data is corrupt"));
+    assert!(server.wait_logged("stored data is corrupt"));
     // Entries around it are served, and new writes extend the same tree.
     let r = c
         .get_entry_with_proof(GetEntryWithProofRequest {

@@ -51,11 +51,13 @@ async fn dead_witnesses_cost_their_timeout_and_fail_modes_hold() {
     let config = |origin: &str, fail: FailMode, live_too: bool| {
         let mut lc = LogConfig::new(origin);
         lc.witnesses = vec![WitnessEntry {
+            protocol: Default::default(),
             url: dead_url.clone(),
             key: dead_key.clone(),
         }];
         if live_too {
             lc.witnesses.push(WitnessEntry {
+                protocol: Default::default(),
                 url: live.url(),
                 key: live.key.to_vkey(),
             });

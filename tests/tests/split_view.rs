@@ -84,6 +84,7 @@ async fn split_view_is_caught_by_gossip_with_evidence_anyone_can_check() {
         lc.witnesses = ws
             .iter()
             .map(|&i| WitnessEntry {
+                protocol: Default::default(),
                 url: urls[i].clone(),
                 key: wkeys[i].to_vkey(),
             })

@@ -1,5 +1,6 @@
 //! A witness ahead of the log's storage stops signing (design invariant 7),
-//! whatever the witness fail mode: a whole data directory (database and
+//! whatever the witness fail mode and whether it is reached over gRPC or
+//! C2SP tlog-witness HTTP: a whole data directory (database and
 //! high-water record together) put back from an older copy cannot be caught
 //! by the log alone, but its witness still holds the newer checkpoint. The
 //! log asks before its first signature, refuses every write by name, signs
@@ -15,7 +16,7 @@ use quire_proto::v1::*;
 use quire_server::config::{Config, LogConfig, WitnessEntry};
 use quire_server::local::LocalServer;
 use quire_server::log::Signing;
-use quire_server::witnessing::FailMode;
+use quire_server::witnessing::{FailMode, WitnessProtocol};
 use quire_witness::config::{LogEntryConfig, WitnessConfig};
 use quire_witness::local::LocalWitness;
 use tonic::Code;
@@ -58,7 +59,12 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_ahead_of_a_restored_log_stops_signing_in_either_fail_mode() {
-    for fail in [FailMode::Open, FailMode::Closed] {
+    for (fail, protocol) in [
+        (FailMode::Open, WitnessProtocol::Grpc),
+        (FailMode::Closed, WitnessProtocol::Grpc),
+        (FailMode::Open, WitnessProtocol::Http),
+        (FailMode::Closed, WitnessProtocol::Http),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let server_dir = dir.path().join("server");
         let backup = dir.path().join("backup");
@@ -72,8 +78,14 @@ async fn a_witness_ahead_of_a_restored_log_stops_signing_in_either_fail_mode() {
         });
         let witness = LocalWitness::start(wcfg).await.unwrap();
         let mut lc = LogConfig::new(ORIGIN);
+        // Over gRPC, or C2SP tlog-witness HTTP (which says only sizes).
+        let url = match protocol {
+            WitnessProtocol::Grpc => witness.url(),
+            WitnessProtocol::Http => format!("http://{}", witness.http_addr),
+        };
         lc.witnesses = vec![WitnessEntry {
-            url: witness.url(),
+            protocol,
+            url: url.clone(),
             key: witness.key.to_vkey(),
         }];
         lc.witness_quorum = Some(1);
@@ -105,10 +117,10 @@ async fn a_witness_ahead_of_a_restored_log_stops_signing_in_either_fail_mode() {
         assert_eq!(e.code(), Code::FailedPrecondition, "{fail:?}: {e:?}");
         assert!(
             e.message().contains("stopped signing")
-                && e.message().contains(&witness.url())
+                && e.message().contains(&url)
                 && e.message().contains("size 20")
                 && e.message().contains("only size 10"),
-            "{fail:?}: {}",
+            "{fail:?} {protocol:?}: {}",
             e.message()
         );
         assert!(matches!(server.logs[0].signing(), Signing::Stopped(_)));

@@ -78,6 +78,7 @@ async fn three_witnesses_cosign_and_2_of_3_clients_verify() {
     lc.witnesses = witnesses
         .iter()
         .map(|w| WitnessEntry {
+            protocol: Default::default(),
             url: w.url(),
             key: w.vkey.clone(),
         })

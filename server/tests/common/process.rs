@@ -137,6 +137,19 @@ impl ServerProcess {
     pub fn logged(&self, text: &str) -> bool {
         self.stderr.lock().unwrap().iter().any(|l| l.contains(text))
     }
+
+    /// Whether a stderr line contains `text`, waiting for the reader thread
+    /// to catch up (bounded: 1,000 polls of 10 ms). The server writes the
+    /// line before it answers, but the test reads stderr on its own thread.
+    pub fn wait_logged(&self, text: &str) -> bool {
+        for _ in 0..1000 {
+            if self.logged(text) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
 }
 
 impl Drop for ServerProcess {
