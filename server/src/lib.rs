@@ -24,6 +24,7 @@ pub mod proofs;
 pub mod sequencer;
 pub mod service;
 pub mod signing;
+pub mod startup;
 pub mod store;
 pub mod witness_check;
 pub mod witness_transport;

@@ -11,10 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use quire_core::{Checkpoint, CompactRange, Hash, LogSigner, Note, VerifierKey};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::highwater::{HighWater, HighWaterError, Mark};
+use crate::highwater::HighWater;
 use crate::sequencer::{RecentLeaves, Sequencer};
 pub use crate::signing::Signing;
 use crate::signing::SigningGate;
+use crate::startup::{check_extends, check_origin_and_key, check_stored};
+pub use crate::startup::{OpenError, Refusal};
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
 /// How duplicates are treated.
@@ -87,111 +89,6 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// The system clock.
 pub fn system_clock() -> Clock {
     Arc::new(now_ms)
-}
-
-/// Why a log refused to open.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// No signing key configured.
-    #[error("log {0:?} has no signing key")]
-    NoKey(String),
-    /// The stored origin differs from the configured one.
-    #[error("storage belongs to log {stored:?}, the configuration says {configured:?}: refusing to start")]
-    OriginChanged {
-        /// Origin in storage.
-        stored: String,
-        /// Origin configured.
-        configured: String,
-    },
-    /// The latest checkpoint is not signed by the configured primary key.
-    #[error("latest checkpoint (size {size}) is not signed by the configured key {key}: {why}; refusing to start with a different key")]
-    WrongKey {
-        /// Checkpoint size.
-        size: u64,
-        /// The configured primary key.
-        key: String,
-        /// Verification error.
-        why: String,
-    },
-    /// Stored data does not match the latest checkpoint.
-    #[error("stored tree does not match the latest signed checkpoint: {0}; refusing to sign over corrupt data")]
-    Mismatch(String),
-    /// The high-water record cannot be read or written.
-    #[error(transparent)]
-    HighWater(#[from] HighWaterError),
-    /// Starting would fork the log: the database is behind, replaced or
-    /// missing against the high-water record.
-    #[error(transparent)]
-    Refused(#[from] Box<Refusal>),
-    /// An import was interrupted.
-    #[error("an import to size {target} stopped at {stored} entries; run the same `quire-server import` again to finish it before starting the log")]
-    ImportInProgress {
-        /// The checkpoint's size.
-        target: u64,
-        /// Entries stored so far.
-        stored: u64,
-    },
-    /// The database holds checkpoints but there is no high-water record.
-    #[error("log {origin}: the database holds checkpoints up to size {size} but there is no high-water record at {record}, so nothing shows that this is the newest tree the log published. Refusing to start. Restore the record; or, if you are sure this database holds the newest checkpoint the log ever published (a log first started before the record existed), start once with --adopt-database")]
-    NoHighWater {
-        /// The log.
-        origin: String,
-        /// The database's latest size.
-        size: u64,
-        /// The high-water file.
-        record: String,
-    },
-}
-
-/// Why a log refuses to start over its database: what it holds does not
-/// extend the newest checkpoint the log published.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    /// The database is behind the newest checkpoint the log published.
-    #[error("log {origin}: the database holds size {db_size} (root {db_root}) but the log published size {hw_size} (root {hw_root}), recorded in {record}: the database is behind what the log published (a restored backup, or a commit lost to damage). Refusing to start: signing now would fork the log. Bring the database to size {hw_size} with `quire-server import` (README, \"Restoring a log\")")]
-    Behind {
-        /// The log.
-        origin: String,
-        /// The database's latest size.
-        db_size: u64,
-        /// Its root.
-        db_root: Hash,
-        /// The published size.
-        hw_size: u64,
-        /// Its root.
-        hw_root: Hash,
-        /// The high-water file.
-        record: String,
-    },
-    /// The database holds another tree at the published size.
-    #[error("log {origin}: at size {size} the database has root {db_root} but the log published root {hw_root}, recorded in {record}: the database holds another tree (replaced or damaged). Refusing to start: it would fork the log. Restore the database and bring it to the published size with `quire-server import` (README, \"Restoring a log\")")]
-    Diverged {
-        /// The log.
-        origin: String,
-        /// The size compared.
-        size: u64,
-        /// The database's root at that size.
-        db_root: Hash,
-        /// The published root.
-        hw_root: Hash,
-        /// The high-water file.
-        record: String,
-    },
-    /// The database holds nothing, but the log published checkpoints.
-    #[error("log {origin}: the database holds no checkpoint but the log published size {hw_size} (root {hw_root}), recorded in {record}: the database was deleted, truncated or replaced. Refusing to start an empty tree under this log's keys. Restore the database, or rebuild it from an entries dump with `quire-server import` (README, \"Restoring a log\")")]
-    DatabaseMissing {
-        /// The log.
-        origin: String,
-        /// The published size.
-        hw_size: u64,
-        /// Its root.
-        hw_root: Hash,
-        /// The high-water file.
-        record: String,
-    },
 }
 
 /// Why a write failed.
@@ -611,104 +508,4 @@ impl<S: Storage> Log<S> {
             }
         }
     }
-}
-
-/// The checkpoint of `note`, checked to be of `origin` and signed by
-/// `primary`.
-fn check_origin_and_key(
-    note: &Note,
-    origin: &str,
-    primary: &LogSigner,
-) -> Result<Checkpoint, OpenError> {
-    let cp = Checkpoint::parse(note.text().as_bytes())
-        .map_err(|e| OpenError::Mismatch(format!("checkpoint: {e}")))?;
-    if cp.origin() != origin {
-        return Err(OpenError::OriginChanged {
-            stored: cp.origin().to_owned(),
-            configured: origin.to_owned(),
-        });
-    }
-    note.verify(&[primary.verifier()])
-        .map_err(|e| OpenError::WrongKey {
-            size: cp.size(),
-            key: primary.verifier().to_vkey(),
-            why: e.to_string(),
-        })?;
-    Ok(cp)
-}
-
-/// Checks that the database's latest checkpoint (`stored`, whose tree was
-/// rebuilt to `root`) is the high-water mark or extends it: the same root
-/// at the same size, or, for a larger size, stored hashes that give the
-/// mark's root at the mark's size.
-fn check_extends<R: StorageReader>(
-    reader: &R,
-    stored: &StoredCheckpoint,
-    root: Hash,
-    mark: &Mark,
-    origin: &str,
-    record: &str,
-) -> Result<(), OpenError> {
-    let diverged = |db_root| {
-        OpenError::Refused(Box::new(Refusal::Diverged {
-            origin: origin.to_owned(),
-            size: mark.size,
-            db_root,
-            hw_root: mark.root,
-            record: record.to_owned(),
-        }))
-    };
-    if stored.size < mark.size {
-        return Err(OpenError::Refused(Box::new(Refusal::Behind {
-            origin: origin.to_owned(),
-            db_size: stored.size,
-            db_root: root,
-            hw_size: mark.size,
-            hw_root: mark.root,
-            record: record.to_owned(),
-        })));
-    }
-    let at_mark = if stored.size == mark.size {
-        root
-    } else {
-        quire_core::root_at(reader, mark.size).map_err(|e| OpenError::Mismatch(e.to_string()))?
-    };
-    if at_mark != mark.root {
-        return Err(diverged(at_mark));
-    }
-    Ok(())
-}
-
-/// Rebuilds the right edge from storage and checks it against the checkpoint.
-fn check_stored<R: StorageReader>(
-    reader: &R,
-    stored: &StoredCheckpoint,
-    origin: &str,
-    primary: &LogSigner,
-) -> Result<CompactRange, OpenError> {
-    let note = Note::parse(&stored.note)
-        .map_err(|e| OpenError::Mismatch(format!("latest checkpoint: {e}")))?;
-    let cp = check_origin_and_key(&note, origin, primary)?;
-    let size = cp.size();
-    let edge = reader
-        .read_hashes(&CompactRange::edge_nodes(size))
-        .map_err(|e| OpenError::Mismatch(e.to_string()))?;
-    let range =
-        CompactRange::from_parts(size, edge).map_err(|e| OpenError::Mismatch(e.to_string()))?;
-    if range.root() != *cp.root() {
-        return Err(OpenError::Mismatch(format!(
-            "size {size}: stored hashes give root {}, the checkpoint says {}",
-            range.root(),
-            cp.root()
-        )));
-    }
-    // The newest entries (the last bundle) must hash to the stored leaves.
-    if size > 0 {
-        let start =
-            (size - 1) / crate::store::bundle::BUNDLE_SIZE * crate::store::bundle::BUNDLE_SIZE;
-        reader
-            .checked_entries(start, size)
-            .map_err(|e| OpenError::Mismatch(e.to_string()))?;
-    }
-    Ok(range)
 }
