@@ -164,6 +164,14 @@ async fn out_of_descriptors_is_logged_and_survived() {
 async fn unwritable_stderr_never_stops_writes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    /// Killed when dropped, so a failing assertion leaves no server behind.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_quire-server"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
@@ -179,6 +187,7 @@ async fn unwritable_stderr_never_stops_writes() {
         .unwrap();
     use std::io::BufRead as _;
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = Killed(child);
     let addr = lines
         .by_ref()
         .map_while(Result::ok)
@@ -190,7 +199,5 @@ async fn unwritable_stderr_never_stops_writes() {
     for i in 0..50 {
         add_batch(&mut c, vec![format!("entry {i}").into_bytes()]).await;
     }
-    assert!(child.try_wait().unwrap().is_none(), "the server died");
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(child.0.try_wait().unwrap().is_none(), "the server died");
 }
