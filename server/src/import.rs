@@ -160,10 +160,9 @@ pub fn import<S: Storage>(
     // The stored prefix must be the log's: its own latest checkpoint's root
     // (when nothing was imported on top of it yet), and the mark's root.
     if let (Some(l), true) = (&latest, from == latest.as_ref().map_or(0, |c| c.size)) {
-        let stored_root = Note::parse(&l.note)
+        let stored_root = crate::highwater::Mark::from_note(&l.note)
             .ok()
-            .and_then(|n| Checkpoint::parse(n.text().as_bytes()).ok())
-            .map(|c| *c.root());
+            .map(|m| m.root);
         if stored_root != Some(range.root()) {
             return Err(ImportError::Mismatch(format!(
                 "the database's hashes at size {from} do not give its own latest checkpoint's root: it is damaged; start from an empty database"

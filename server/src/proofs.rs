@@ -14,8 +14,7 @@
 //! latest signed root verifies.
 
 use quire_core::{
-    prove_consistency, prove_inclusion, root_at, Checkpoint, Hash, NodeId, Note, ProofRequestError,
-    ProveError,
+    prove_consistency, prove_inclusion, root_at, Hash, NodeId, ProofRequestError, ProveError,
 };
 
 use crate::log::Latest;
@@ -59,11 +58,10 @@ pub fn signed_root<R: StorageReader>(
         return Ok(latest.root);
     }
     if let Some(cp) = r.checkpoint_at(size)? {
-        let root = Note::parse(&cp.note)
+        let root = crate::highwater::Mark::from_note(&cp.note)
             .ok()
-            .and_then(|n| Checkpoint::parse(n.text().as_bytes()).ok())
-            .filter(|c| c.size() == size)
-            .map(|c| *c.root());
+            .filter(|m| m.size == size)
+            .map(|m| m.root);
         if let Some(root) = root {
             return Ok(root);
         }

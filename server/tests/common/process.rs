@@ -81,39 +81,10 @@ impl ServerProcess {
         Self::start_cmd(command_with(data, None, extra))
     }
 
-    fn start_cmd(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr: Arc<Mutex<Vec<String>>> = Arc::default();
-        let err_lines = Arc::clone(&stderr);
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                err_lines.lock().unwrap().push(line);
-            }
-        });
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let Some(line) = lines.next() else {
-                panic!(
-                    "server exited before listening: {:?}",
-                    stderr.lock().unwrap()
-                );
-            };
-            if let Some(a) = line.unwrap().strip_prefix("listening on ") {
-                break a.to_string();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        ServerProcess {
-            child,
-            addr,
-            stderr,
-        }
+    fn start_cmd(cmd: Command) -> Self {
+        try_start_cmd(cmd).unwrap_or_else(|(code, err)| {
+            panic!("server exited ({code:?}) before listening: {err}")
+        })
     }
 
     /// Stops it with SIGTERM and checks that it exits cleanly.
@@ -162,7 +133,11 @@ impl Drop for ServerProcess {
 /// Starts the server if it will start: the running server, or its exit code
 /// and stderr when it exits before listening.
 pub fn try_start(data: &Path, extra: &[&str]) -> Result<ServerProcess, (Option<i32>, String)> {
-    let mut child = command_with(data, None, extra)
+    try_start_cmd(command_with(data, None, extra))
+}
+
+fn try_start_cmd(mut cmd: Command) -> Result<ServerProcess, (Option<i32>, String)> {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
