@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
-use tonic::Status;
+
+use crate::api::ApiError;
 
 /// Largest page of entries, bytes (at least one entry): well within the
 /// 4 MiB a standard gRPC client accepts, and what an unread stream can hold.
@@ -60,12 +61,12 @@ impl ResponseBudget {
     ///
     /// # Errors
     /// `RESOURCE_EXHAUSTED` naming the budget when no room came in time.
-    pub async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Status> {
+    pub async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
         let n = u32::try_from(bytes.clamp(1, self.bytes)).unwrap_or(u32::MAX);
         let acquire = Arc::clone(&self.sem).acquire_many_owned(n);
         match tokio::time::timeout(self.wait, acquire).await {
             Ok(Ok(p)) => Ok(p),
-            _ => Err(Status::resource_exhausted(format!(
+            _ => Err(ApiError::Exhausted(format!(
                 "the server's budget of {} MiB for entry pages in flight to clients is in use; retry later",
                 self.bytes >> 20
             ))),
@@ -93,9 +94,9 @@ impl StreamSlots {
     ///
     /// # Errors
     /// `RESOURCE_EXHAUSTED` naming the cap when all are taken.
-    pub fn take(&self) -> Result<OwnedSemaphorePermit, Status> {
+    pub fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         Arc::clone(&self.sem).try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
+            ApiError::Exhausted(format!(
                 "{} entry streams are open, the server's limit; retry later",
                 self.max
             ))
@@ -103,13 +104,13 @@ impl StreamSlots {
     }
 }
 
-type Item<T> = (Result<T, Status>, Option<OwnedSemaphorePermit>);
+type Item<T> = (Result<T, ApiError>, Option<OwnedSemaphorePermit>);
 
 /// The sending side of an entry stream.
 pub struct PageSender<T> {
     tx: mpsc::Sender<Item<T>>,
     want: Arc<Notify>,
-    abort: Arc<Mutex<Option<Status>>>,
+    abort: Arc<Mutex<Option<ApiError>>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -142,7 +143,7 @@ impl<T> PageSender<T> {
         tokio::select! {
             r = tokio::time::timeout(SEND_TIMEOUT, self.want.notified()) => {
                 if r.is_err() {
-                    self.fail(Status::resource_exhausted(format!(
+                    self.fail(ApiError::Exhausted(format!(
                         "the client read nothing for {} s; the stream is closed",
                         SEND_TIMEOUT.as_secs()
                     )));
@@ -161,9 +162,10 @@ impl<T> PageSender<T> {
         self.tx.send((Ok(page), Some(permit))).await.is_ok()
     }
 
-    /// Ends the stream with `status` after what was sent.
-    pub fn fail(&mut self, status: Status) {
-        *self.abort.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
+    /// Ends the stream with `error` after what was sent.
+    pub fn fail(&mut self, error: ApiError) {
+        error.report();
+        *self.abort.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
     }
 
     /// Resolves when the client goes away.
@@ -177,11 +179,11 @@ pub struct PageStream<T> {
     rx: mpsc::Receiver<Item<T>>,
     want: Arc<Notify>,
     asked: bool,
-    abort: Arc<Mutex<Option<Status>>>,
+    abort: Arc<Mutex<Option<ApiError>>>,
 }
 
 impl<T> Stream for PageStream<T> {
-    type Item = Result<T, Status>;
+    type Item = Result<T, ApiError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if !self.asked {
@@ -257,24 +259,26 @@ mod tests {
         let b = ResponseBudget::new(10 << 20).with_wait(Duration::from_millis(10));
         let held = b.reserve(10 << 20).await.unwrap();
         let e = b.reserve(1).await.unwrap_err();
-        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
-        assert!(e.message().contains("10 MiB"), "{e:?}");
+        assert_eq!(e.kind(), crate::api::Kind::ResourceExhausted);
+        assert!(e.to_string().contains("10 MiB"), "{e:?}");
         drop(held);
         let slots = StreamSlots::new(1);
         let (mut tx, mut rx) = channel::<u32>(slots.take().unwrap());
         let e = slots.take().unwrap_err();
-        assert!(e.message().contains("1 entry streams are open"), "{e:?}");
+        assert!(e.to_string().contains("1 entry streams are open"), "{e:?}");
         let producer = tokio::spawn(async move {
             // Nothing is produced before it is asked for.
             assert!(tx.wanted().await);
             assert!(tx.send(1, b.reserve(1).await.unwrap()).await);
-            tx.fail(Status::data_loss("x"));
+            tx.fail(ApiError::from(crate::proofs::ProofError::Damaged(
+                "x".into(),
+            )));
         });
         assert_eq!(rx.next().await.unwrap().unwrap(), 1);
         producer.await.unwrap();
         assert_eq!(
-            rx.next().await.unwrap().unwrap_err().code(),
-            tonic::Code::DataLoss
+            rx.next().await.unwrap().unwrap_err().kind(),
+            crate::api::Kind::DataLoss
         );
         assert!(rx.next().await.is_none());
     }

@@ -232,10 +232,10 @@ fn default_request_timeout() -> u64 {
     60_000
 }
 fn default_stream_budget() -> usize {
-    crate::service::DEFAULT_STREAM_BUDGET >> 20
+    crate::api::DEFAULT_STREAM_BUDGET >> 20
 }
 fn default_entry_streams() -> usize {
-    crate::service::DEFAULT_ENTRY_STREAMS
+    crate::api::DEFAULT_ENTRY_STREAMS
 }
 fn default_dedup() -> DedupPolicy {
     DedupPolicy::Strict

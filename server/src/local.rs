@@ -7,7 +7,6 @@ use std::path::Path;
 use quire_core::VerifierKey;
 
 use crate::config::{Config, LogConfig};
-use crate::service::LogService;
 use crate::store::redb::RedbStore;
 
 /// A running in-process server. [`LocalServer::stop`] shuts it down
@@ -60,20 +59,24 @@ impl LocalServer {
             .high_water_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("high-water"));
-        let mut opened = Vec::new();
-        let mut keys = Vec::new();
-        for (log, _) in crate::open_redb_logs(&config, &high_water_dir)? {
-            keys.extend(log.verifiers().iter().cloned());
-            opened.push(log);
-        }
+        let server = crate::Server::open(config, &high_water_dir)?;
+        let opened: Vec<_> = server.logs().map(|(l, _)| l.clone()).collect();
+        let keys = opened
+            .iter()
+            .flat_map(|l| l.verifiers().iter().cloned())
+            .collect();
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let service = LogService::new(opened.clone());
+        let faces = crate::Faces {
+            grpc: listener,
+            metrics: None,
+        };
         let task = tokio::spawn(async move {
-            let result = crate::serve(listener, service, &config, async {
-                let _ = stopped.await;
-            })
-            .await;
+            let result = server
+                .run(faces, async {
+                    let _ = stopped.await;
+                })
+                .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "local server failed");
             }

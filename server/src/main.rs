@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use quire_server::config::{Config, LogConfig, DEFAULT_ORIGIN};
-use quire_server::service::LogService;
 
 mod recovery;
 
@@ -157,8 +156,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     config.new_logs = args.new_log;
     config.adopt_database = args.adopt_database;
     let high_water_dir = config.high_water_dir()?;
-    let mut logs = Vec::new();
-    for (log, created) in quire_server::open_redb_logs(&config, &high_water_dir)? {
+    let server = quire_server::Server::open(config, &high_water_dir)?;
+    let config = server.config();
+    for (log, created) in server.logs() {
         println!(
             "log {} (size {}){}",
             log.origin(),
@@ -179,25 +179,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 v.to_vkey()
             );
         }
-        logs.push(log);
     }
     println!("high-water records in {}", high_water_dir.display());
-    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    if let Some(addr) = config.metrics_listen {
-        let handle = quire_server::metrics::install()
-            .ok_or_else(|| anyhow::anyhow!("cannot install the metrics recorder"))?;
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        println!("metrics on http://{}/metrics", listener.local_addr()?);
-        tokio::spawn(quire_server::metrics::serve(listener, handle, async {
-            let _ = metrics_stopped.await;
-        }));
-    }
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            println!("metrics on http://{}/metrics", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
+    let grpc = tokio::net::TcpListener::bind(config.listen).await?;
     // Before "listening on": a SIGTERM from then on is a graceful stop.
     let shutdown = quire_host::logging::shutdown_signal();
     println!(
         "listening on {}{}",
-        listener.local_addr()?,
+        grpc.local_addr()?,
         match &config.tls {
             Some(t) if t.client_ca.is_some() => " (TLS, client certificates required)",
             Some(_) => " (TLS)",
@@ -205,9 +202,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     );
     println!("data in {}", config.data_dir.display());
-    let service = LogService::new(logs);
-    quire_server::serve(listener, service, &config, shutdown).await?;
-    let _ = metrics_stop.send(());
+    server
+        .run(quire_server::Faces { grpc, metrics }, shutdown)
+        .await?;
     println!("stopped: queued entries integrated, storage closed");
     Ok(())
 }

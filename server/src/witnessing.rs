@@ -427,7 +427,7 @@ impl Witnessing {
         &self,
         latest: &Arc<Latest>,
         index: u64,
-    ) -> Result<(u64, Vec<u8>), tonic::Status> {
+    ) -> Result<(u64, Vec<u8>), crate::api::ApiError> {
         let p = &self.shared.policy;
         if let Some(w) = self.wait_for(index.saturating_add(1)).await {
             return Ok((w.size, w.note.clone()));
@@ -437,7 +437,7 @@ impl Witnessing {
                 let w = self.partial(latest);
                 Ok((w.size, w.note))
             }
-            FailMode::Closed => Err(tonic::Status::unavailable(format!(
+            FailMode::Closed => Err(crate::api::ApiError::Unavailable(format!(
                 "entry {index} is stored and signed at size {}, but no checkpoint covering it \
                  reached the witness quorum of {} of {} within {} ms (fail closed)",
                 latest.stored.size,
@@ -454,7 +454,7 @@ impl Witnessing {
     ///
     /// # Errors
     /// UNAVAILABLE under fail closed when no checkpoint has the quorum.
-    pub async fn for_read(&self, latest: &Arc<Latest>) -> Result<Vec<u8>, tonic::Status> {
+    pub async fn for_read(&self, latest: &Arc<Latest>) -> Result<Vec<u8>, crate::api::ApiError> {
         if let Some(w) = self.witnessed() {
             return Ok(w.note.clone());
         }
@@ -464,7 +464,7 @@ impl Witnessing {
         }
         match p.fail {
             FailMode::Open => Ok(self.partial(latest).note),
-            FailMode::Closed => Err(tonic::Status::unavailable(format!(
+            FailMode::Closed => Err(crate::api::ApiError::Unavailable(format!(
                 "no checkpoint has reached the witness quorum of {} of {} yet (fail closed)",
                 p.quorum,
                 p.witnesses.len()
@@ -472,23 +472,19 @@ impl Witnessing {
         }
     }
 
-    /// A stream of witnessed checkpoints (the current one first) until
+    /// The notes of the witnessed checkpoints (the current one first) until
     /// `stopping` turns true or the receiver goes away.
     pub fn watch(
         &self,
         mut stopping: watch::Receiver<bool>,
-    ) -> tokio::sync::mpsc::Receiver<Result<quire_proto::v1::GetCheckpointResponse, tonic::Status>>
-    {
+    ) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
         let mut rx = self.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             loop {
                 let current = rx.borrow_and_update().clone();
                 if let Some(w) = current {
-                    let msg = quire_proto::v1::GetCheckpointResponse {
-                        checkpoint: w.note.clone(),
-                    };
-                    if tx.send(Ok(msg)).await.is_err() {
+                    if tx.send(w.note.clone()).await.is_err() {
                         return;
                     }
                 }

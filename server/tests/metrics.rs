@@ -3,8 +3,8 @@
 
 use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::{AddEntriesRequest, GetCheckpointRequest};
+use quire_server::api::LogApi;
 use quire_server::config::{Config, LogConfig};
-use quire_server::service::LogService;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -40,7 +40,7 @@ async fn metrics_count_entries_and_rpcs_by_code() {
         std::future::pending(),
     ));
     let server = tokio::spawn(async move {
-        quire_server::serve(listener, LogService::new(vec![log]), &config, async {
+        quire_server::serve(listener, LogApi::new(vec![log]), &config, async {
             let _ = stopped.await;
         })
         .await

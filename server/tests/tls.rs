@@ -4,15 +4,18 @@
 
 use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::GetCheckpointRequest;
+use quire_server::api::{Access, Action, ApiError, Caller, LogApi};
 use quire_server::config::{Config, LogConfig, TlsConfig};
-use quire_server::service::LogService;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use std::sync::{Arc, Mutex};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 struct Pki {
     ca: String,
     server: (String, String),
     client: (String, String),
+    /// The client certificate, DER.
+    client_der: Vec<u8>,
     stranger: (String, String),
 }
 
@@ -26,17 +29,20 @@ fn pki() -> Pki {
             .unwrap()
             .signed_by(&key, issuer)
             .unwrap();
-        (cert.pem(), key.serialize_pem())
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
     };
     let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let other_ca =
         CertifiedIssuer::self_signed(other_params, KeyPair::generate().unwrap()).unwrap();
+    let pair = |(c, k, _): (String, String, Vec<u8>)| (c, k);
+    let client = leaf(&ca, "client.example");
     Pki {
         ca: ca.pem(),
-        server: leaf(&ca, "localhost"),
-        client: leaf(&ca, "client.example"),
-        stranger: leaf(&other_ca, "stranger.example"),
+        server: pair(leaf(&ca, "localhost")),
+        client_der: client.2.clone(),
+        client: pair(client),
+        stranger: pair(leaf(&other_ca, "stranger.example")),
     }
 }
 
@@ -84,9 +90,12 @@ async fn mtls_admits_only_clients_of_the_ca() {
         quire_server::open_redb_log(&config, &dir.path().join("high-water"), &cfg, true).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen_by_access = Recorder(Arc::clone(&seen));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        quire_server::serve(listener, LogService::new(vec![log]), &config, async {
+        let api = LogApi::new(vec![log]).with_access(seen_by_access);
+        quire_server::serve(listener, api, &config, async {
             let _ = stopped.await;
         })
         .await
@@ -100,6 +109,35 @@ async fn mtls_admits_only_clients_of_the_ca() {
         .unwrap()
         .into_inner();
     assert!(!cp.checkpoint.is_empty());
+    // The access policy saw the caller the handshake proved: the client's
+    // own certificate, and its address.
+    {
+        let seen = seen.lock().unwrap();
+        let (caller, origin, action) = seen.last().unwrap();
+        assert_eq!(origin, "tls.example/log");
+        assert_eq!(*action, Action::Audit);
+        match &caller.identity {
+            quire_server::api::Identity::Certificate(chain) => {
+                assert_eq!(chain.first().unwrap(), &p.client_der)
+            }
+            other => panic!("the caller reached the policy as {other:?}"),
+        }
+        assert_eq!(caller.peer.unwrap().ip(), addr.ip());
+    }
+    // A refusal of the policy is PERMISSION_DENIED naming what was refused.
+    let e = ok
+        .add_entry(quire_proto::v1::AddEntryRequest {
+            entry: b"x".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert!(
+        e.message()
+            .contains("may not write to log \"tls.example/log\": the test grants no writer role"),
+        "{e:?}"
+    );
 
     for id in [None, Some(&p.stranger)] {
         let refused = match connect(addr, &p.ca, id).await {
@@ -124,4 +162,25 @@ async fn mtls_admits_only_clients_of_the_ca() {
     }
     let _ = stop.send(());
     server.await.unwrap();
+}
+
+/// Records every question put to it; refuses writes.
+struct Recorder(Arc<Mutex<Vec<(Caller, String, Action)>>>);
+
+impl Access for Recorder {
+    fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((caller.clone(), origin.to_owned(), action));
+        if action == Action::Write {
+            return Err(ApiError::Denied {
+                caller: caller.to_string(),
+                action: action.words(),
+                origin: origin.to_owned(),
+                why: "the test grants no writer role".into(),
+            });
+        }
+        Ok(())
+    }
 }

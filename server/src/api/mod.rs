@@ -1,0 +1,293 @@
+//! The log API: the rules of every request, whatever the transport.
+//!
+//! [`LogApi`] holds the logs of a server by origin and answers each request
+//! of the `quire.v1.Log` service in domain terms: which log (an empty origin
+//! names the only one), "0 means the latest size", page bounds, the seed of
+//! a consistency proof, entries checked against their leaf hashes, proofs
+//! checked against the signed root before they are served (RFC 9162
+//! §2.1.3.2, §2.1.4.2), the follow loops of the streams, and witnessed or
+//! signed-only answers. Every call takes the [`Caller`] and asks the
+//! server's [`Access`] whether it may; every failure is an [`ApiError`] of
+//! a transport-neutral [`Kind`].
+//!
+//! Out of scope: wire encodings and statuses (the gRPC face, `grpc.rs`,
+//! maps requests in and errors out; an HTTP tiles face will do the same),
+//! authentication (a face builds the [`Caller`] from what its transport
+//! proved) and the access policy itself (the default [`OpenAccess`] lets
+//! everyone do everything, as before roles existed).
+
+mod error;
+mod reads;
+mod streams;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use error::{ApiError, Kind};
+pub use reads::{Consistency, EntryWithProof, Inclusion, LeafRef, LogState, LogSummary, Written};
+pub use streams::{CheckpointStream, EntryPage, TailPage};
+
+use crate::budget::{ResponseBudget, StreamSlots};
+use crate::log::Log;
+use crate::store::Storage;
+use crate::witnessing::Witnessing;
+
+/// Most entries per page of an entry stream (one bundle); pages are also at
+/// most [`crate::budget::PAGE_BYTES`].
+pub const PAGE_ENTRIES: u64 = 256;
+
+/// The default budget of entry-page bytes read and queued for clients.
+pub const DEFAULT_STREAM_BUDGET: usize = 256 << 20;
+
+/// The default cap on open entry streams.
+pub const DEFAULT_ENTRY_STREAMS: usize = 1024;
+
+/// Who is asking, as the transport proved it.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    /// The peer's address, when the transport knows it.
+    pub peer: Option<SocketAddr>,
+    /// What the transport proved of the caller's identity.
+    pub identity: Identity,
+}
+
+/// What a transport proved of who the caller is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Identity {
+    /// Nothing: no client certificate, no token.
+    #[default]
+    Anonymous,
+    /// A TLS client certificate chain the server's client CA verified
+    /// (DER, leaf first).
+    Certificate(Arc<Vec<Vec<u8>>>),
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.identity {
+            Identity::Anonymous => f.write_str("an anonymous caller")?,
+            Identity::Certificate(_) => f.write_str("a caller with a client certificate")?,
+        }
+        if let Some(p) = self.peer {
+            write!(f, " ({p})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a request does to a log, as the access policy sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Append entries.
+    Write,
+    /// Read entry contents.
+    ReadEntries,
+    /// Read checkpoints and proofs (what auditors and witnesses need).
+    Audit,
+}
+
+impl Action {
+    /// The action in words, for refusals.
+    pub fn words(self) -> &'static str {
+        match self {
+            Action::Write => "write to",
+            Action::ReadEntries => "read the entries of",
+            Action::Audit => "read checkpoints and proofs of",
+        }
+    }
+}
+
+/// Who may do what: asked before every request touches a log.
+pub trait Access: Send + Sync + 'static {
+    /// Whether `caller` may do `action` to the log `origin`.
+    ///
+    /// # Errors
+    /// [`ApiError::Denied`] naming what is missing.
+    fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError>;
+}
+
+/// Everyone may do everything (the server's behaviour before roles).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenAccess;
+
+impl Access for OpenAccess {
+    fn check(&self, _: &Caller, _: &str, _: Action) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// The log API over the logs of one server. Cheap to clone.
+pub struct LogApi<S: Storage> {
+    logs: Arc<BTreeMap<String, Log<S>>>,
+    /// Witness collection of the logs that have witnesses.
+    witnessing: Arc<BTreeMap<String, Witnessing>>,
+    access: Arc<dyn Access>,
+    /// Turns true when the server shuts down: follow streams end then.
+    stopping: tokio::sync::watch::Receiver<bool>,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Bytes of entry pages in flight to clients, server-wide.
+    budget: ResponseBudget,
+    /// Open entry streams, server-wide.
+    slots: StreamSlots,
+}
+
+impl<S: Storage> Clone for LogApi<S> {
+    fn clone(&self) -> Self {
+        LogApi {
+            logs: Arc::clone(&self.logs),
+            witnessing: Arc::clone(&self.witnessing),
+            access: Arc::clone(&self.access),
+            stopping: self.stopping.clone(),
+            stop: Arc::clone(&self.stop),
+            budget: self.budget.clone(),
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+impl<S: Storage> LogApi<S> {
+    /// The API over `logs`, open to everyone, without witnesses, with the
+    /// default stream bounds.
+    pub fn new(logs: Vec<Log<S>>) -> Self {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        LogApi {
+            logs: Arc::new(
+                logs.into_iter()
+                    .map(|l| (l.origin().to_owned(), l))
+                    .collect(),
+            ),
+            witnessing: Arc::default(),
+            access: Arc::new(OpenAccess),
+            stopping,
+            stop: Arc::new(stop),
+            budget: ResponseBudget::new(DEFAULT_STREAM_BUDGET),
+            slots: StreamSlots::new(DEFAULT_ENTRY_STREAMS),
+        }
+    }
+
+    /// Sets who may do what.
+    #[must_use]
+    pub fn with_access(mut self, access: impl Access) -> Self {
+        self.access = Arc::new(access);
+        self
+    }
+
+    /// Sets the cap on open entry streams.
+    #[must_use]
+    pub fn with_entry_streams(mut self, max: usize) -> Self {
+        self.slots = StreamSlots::new(max);
+        self
+    }
+
+    /// Sets the server-wide budget of entry-page bytes in flight to clients
+    /// (see [`crate::budget`]).
+    #[must_use]
+    pub fn with_stream_budget(mut self, bytes: usize) -> Self {
+        self.budget = ResponseBudget::new(bytes);
+        self
+    }
+
+    /// Starts witness collection for each log of `configs` that has
+    /// witnesses (on the current runtime; it stops with the streams).
+    ///
+    /// # Errors
+    /// An invalid witness configuration.
+    pub fn start_witnessing(
+        mut self,
+        configs: &[crate::config::LogConfig],
+    ) -> anyhow::Result<Self> {
+        let mut map = BTreeMap::new();
+        for cfg in configs {
+            let Some(policy) = cfg.witness_policy()? else {
+                continue;
+            };
+            let Some(log) = self.logs.get(&cfg.origin) else {
+                continue;
+            };
+            let w = Witnessing::start(log, policy, self.stopping.clone())
+                .map_err(anyhow::Error::msg)?;
+            map.insert(cfg.origin.clone(), w);
+        }
+        self.witnessing = Arc::new(map);
+        Ok(self)
+    }
+
+    /// Ends every follow stream (the server is shutting down).
+    pub fn stop_streams(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// The logs served.
+    pub fn logs(&self) -> impl Iterator<Item = &Log<S>> {
+        self.logs.values()
+    }
+
+    /// The log named `origin` (empty: the only one), once `caller` may do
+    /// `action` to it.
+    fn log(&self, caller: &Caller, origin: &str, action: Action) -> Result<Log<S>, ApiError> {
+        let log = self.find(origin)?;
+        self.access.check(caller, log.origin(), action)?;
+        Ok(log)
+    }
+
+    fn find(&self, origin: &str) -> Result<Log<S>, ApiError> {
+        if origin.is_empty() && self.logs.len() == 1 {
+            if let Some(l) = self.logs.values().next() {
+                return Ok(l.clone());
+            }
+        }
+        self.logs.get(origin).cloned().ok_or_else(|| {
+            let known = self
+                .logs
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if origin.is_empty() {
+                ApiError::NoLogNamed {
+                    count: self.logs.len(),
+                    known,
+                }
+            } else {
+                ApiError::UnknownLog {
+                    origin: origin.chars().take(256).collect(),
+                    known,
+                }
+            }
+        })
+    }
+
+    fn witnessing_of(&self, log: &Log<S>) -> Result<&Witnessing, ApiError> {
+        self.witnessing
+            .get(log.origin())
+            .ok_or_else(|| ApiError::NotWitnessed {
+                origin: log.origin().to_owned(),
+            })
+    }
+}
+
+/// Resolves a requested size (0 = latest) against the latest size.
+fn tree_size(requested: u64, latest: u64) -> Result<u64, ApiError> {
+    match requested {
+        0 => Ok(latest),
+        n if n > latest => Err(ApiError::OutOfRange(format!(
+            "tree size {n} is beyond the latest checkpoint size {latest}"
+        ))),
+        n => Ok(n),
+    }
+}
+
+/// Runs a long storage read on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
+}
+
+/// A read view of the log's storage.
+fn read_view<S: Storage>(log: &Log<S>) -> Result<S::Reader, ApiError> {
+    Ok(log.store().reader()?)
+}

@@ -1,0 +1,320 @@
+//! Writes, checkpoints and proofs: the requests with one answer.
+
+use std::sync::Arc;
+
+use quire_core::{inclusion_plan, root_at, Hash, VerifierKey};
+
+use super::{blocking, read_view, tree_size, Action, ApiError, Caller, LogApi};
+use crate::log::{Added, Latest, Log};
+use crate::proofs::{checked_consistency, checked_inclusion, signed_root};
+use crate::store::{Storage, StorageReader};
+
+/// What a write gets back.
+#[derive(Clone, Debug, Default)]
+pub struct Written {
+    /// One per entry, in the order given.
+    pub entries: Vec<Added>,
+    /// The checkpoint the proofs are against (when proofs were asked for).
+    pub checkpoint: Option<Vec<u8>>,
+    /// The inclusion proof of each entry (when asked for), in the order
+    /// given.
+    pub proofs: Vec<Vec<Hash>>,
+}
+
+/// Which leaf an inclusion proof is of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeafRef {
+    /// By index.
+    Index(u64),
+    /// By leaf hash (the log's leaf index finds it).
+    Hash(Hash),
+}
+
+/// An inclusion proof.
+#[derive(Clone, Debug)]
+pub struct Inclusion {
+    /// The leaf's index.
+    pub index: u64,
+    /// The tree size it is proven in.
+    pub tree_size: u64,
+    /// RFC 9162 §2.1.3 audit path.
+    pub proof: Vec<Hash>,
+    /// The latest checkpoint, when the latest size was asked for (size 0).
+    pub checkpoint: Option<Vec<u8>>,
+}
+
+/// A consistency proof.
+#[derive(Clone, Debug)]
+pub struct Consistency {
+    /// The older size.
+    pub old_size: u64,
+    /// The newer size.
+    pub new_size: u64,
+    /// RFC 9162 §2.1.4 proof.
+    pub proof: Vec<Hash>,
+    /// When asked for and there is one: the old root itself when the old
+    /// size is a power of two (RFC 9162 leaves it out of the proof then),
+    /// else the proof's first hash.
+    pub seed: Option<Hash>,
+}
+
+/// An entry with its inclusion proof in the latest checkpoint.
+#[derive(Clone, Debug)]
+pub struct EntryWithProof {
+    /// Its index.
+    pub index: u64,
+    /// Its bytes, checked against the leaf hash.
+    pub entry: Vec<u8>,
+    /// Its inclusion proof in the tree of the checkpoint.
+    pub proof: Vec<Hash>,
+    /// The latest checkpoint.
+    pub checkpoint: Vec<u8>,
+}
+
+/// The state of a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogState {
+    /// Takes writes.
+    Active,
+}
+
+impl LogState {
+    /// The state's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogState::Active => "ACTIVE",
+        }
+    }
+}
+
+/// A log as `ListLogs` shows it.
+#[derive(Clone, Debug)]
+pub struct LogSummary {
+    /// Its origin.
+    pub origin: String,
+    /// The keys its checkpoints are signed with.
+    pub verifier_keys: Vec<VerifierKey>,
+    /// Its state.
+    pub state: LogState,
+    /// Its latest signed size.
+    pub size: u64,
+}
+
+impl<S: Storage> LogApi<S> {
+    /// Appends `entries` to the log `origin` and waits until they are
+    /// durable and signed; with `proofs`, answers with each entry's
+    /// inclusion proof and the checkpoint they are against: the witnessed
+    /// one when `witnessed` (waiting for the quorum as the policy says).
+    ///
+    /// # Errors
+    /// The log's [`crate::log::WriteError`], an unknown log, a refusal of
+    /// access, a witnessed write to a log without witnesses, or the
+    /// witnesses' quorum missing under fail closed (UNAVAILABLE; the
+    /// entries are stored).
+    pub async fn add(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        entries: Vec<Vec<u8>>,
+        proofs: bool,
+        witnessed: bool,
+    ) -> Result<Written, ApiError> {
+        let log = self.log(caller, origin, Action::Write)?;
+        let witnessing = if proofs && witnessed {
+            Some(self.witnessing_of(&log)?)
+        } else {
+            None
+        };
+        let (added, latest) = log.add(entries).await?;
+        if !proofs {
+            return Ok(Written {
+                entries: added,
+                ..Written::default()
+            });
+        }
+        let last = added.iter().map(|a| a.index).max().unwrap_or(0);
+        let (size, note) = match witnessing {
+            Some(w) => w.for_write(&latest, last).await?,
+            None => (latest.stored.size, latest.stored.note.clone()),
+        };
+        let proofs = inclusion_proofs(&log, added.iter().map(|a| a.index).collect(), size).await?;
+        Ok(Written {
+            entries: added,
+            checkpoint: Some(note),
+            proofs,
+        })
+    }
+
+    /// The latest checkpoint of `origin`: the witnessed one when
+    /// `witnessed`.
+    ///
+    /// # Errors
+    /// An unknown log, a refusal of access, no witnesses, or no quorum under
+    /// fail closed.
+    pub async fn checkpoint(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        witnessed: bool,
+    ) -> Result<Vec<u8>, ApiError> {
+        let log = self.log(caller, origin, Action::Audit)?;
+        if witnessed {
+            self.witnessing_of(&log)?.for_read(&log.latest()).await
+        } else {
+            Ok(log.latest().stored.note.clone())
+        }
+    }
+
+    /// The inclusion proof of `leaf` in the tree of `tree_size` (0: the
+    /// latest, whose checkpoint comes with it).
+    ///
+    /// # Errors
+    /// An unknown leaf hash (`NOT_FOUND`), an index or size out of range,
+    /// damaged storage (`DATA_LOSS`), an unknown log, a refusal of access.
+    pub async fn inclusion_proof(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        leaf: LeafRef,
+        tree_size_asked: u64,
+    ) -> Result<Inclusion, ApiError> {
+        let log = self.log(caller, origin, Action::Audit)?;
+        let latest = log.latest();
+        let size = tree_size(tree_size_asked, latest.stored.size)?;
+        let index = match leaf {
+            LeafRef::Index(i) => i,
+            // A lookup in the leaf index touches a few cached pages: inline.
+            LeafRef::Hash(h) => read_view(&log)?.find_leaf(&h)?.ok_or_else(|| {
+                ApiError::NotFound(format!("no entry with leaf hash {h} in this log"))
+            })?,
+        };
+        let proof = inclusion_proofs(&log, vec![index], size)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        Ok(Inclusion {
+            index,
+            tree_size: size,
+            proof,
+            checkpoint: (tree_size_asked == 0).then(|| latest.stored.note.clone()),
+        })
+    }
+
+    /// The consistency proof from `old` to `new` (0: the latest), with its
+    /// seed when `with_seed`.
+    ///
+    /// # Errors
+    /// Sizes out of range or in the wrong order, damaged storage, an unknown
+    /// log, a refusal of access.
+    pub fn consistency_proof(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        old: u64,
+        new: u64,
+        with_seed: bool,
+    ) -> Result<Consistency, ApiError> {
+        let log = self.log(caller, origin, Action::Audit)?;
+        let latest = log.latest();
+        let new = tree_size(new, latest.stored.size)?;
+        // A consistency proof reads a few cached pages, like one inclusion
+        // proof: inline.
+        let r = read_view(&log)?;
+        let proof = checked_consistency(&r, &latest, old, new)?;
+        let seed = match proof.first() {
+            _ if !with_seed || old == 0 || old >= new => None,
+            _ if old.is_power_of_two() => {
+                Some(root_at(&r, old).map_err(crate::proofs::ProofError::from)?)
+            }
+            first => first.copied(),
+        };
+        Ok(Consistency {
+            old_size: old,
+            new_size: new,
+            proof,
+            seed,
+        })
+    }
+
+    /// Entry `index` with its inclusion proof in the latest checkpoint.
+    ///
+    /// # Errors
+    /// An index out of range, damaged storage, an unknown log, a refusal of
+    /// access.
+    pub async fn entry_with_proof(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        index: u64,
+    ) -> Result<EntryWithProof, ApiError> {
+        let log = self.log(caller, origin, Action::ReadEntries)?;
+        let latest = log.latest();
+        let size = latest.stored.size;
+        inclusion_plan(index, size)?;
+        let l = log.clone();
+        let signed = Arc::clone(&latest);
+        let (entry, proof) = blocking(move || {
+            let r = read_view(&l)?;
+            let entry = r
+                .checked_entries(index, index + 1)?
+                .pop()
+                .ok_or_else(|| ApiError::Internal("entry missing from storage".into()))?;
+            let proof = checked_inclusion(&r, index, size, &signed.root)?;
+            Ok((entry, proof))
+        })
+        .await?;
+        Ok(EntryWithProof {
+            index,
+            entry,
+            proof,
+            checkpoint: latest.stored.note.clone(),
+        })
+    }
+
+    /// The logs `caller` may audit.
+    pub fn list(&self, caller: &Caller) -> Vec<LogSummary> {
+        self.logs
+            .values()
+            .filter(|l| self.access.check(caller, l.origin(), Action::Audit).is_ok())
+            .map(|l| LogSummary {
+                origin: l.origin().to_owned(),
+                verifier_keys: l.verifiers().to_vec(),
+                state: LogState::Active,
+                size: l.latest().stored.size,
+            })
+            .collect()
+    }
+}
+
+/// Inclusion proofs of `indexes` in the tree of `size`, from one read view,
+/// each checked against the signed root of `size`.
+async fn inclusion_proofs<S: Storage>(
+    log: &Log<S>,
+    indexes: Vec<u64>,
+    size: u64,
+) -> Result<Vec<Vec<Hash>>, ApiError> {
+    let many = indexes.len() > 4;
+    let l = log.clone();
+    let latest: Arc<Latest> = log.latest();
+    let work = move || {
+        // Impossible requests (index ≥ size) are OUT_OF_RANGE from the
+        // proof's own plan, before the root is looked up.
+        for &i in &indexes {
+            inclusion_plan(i, size)?;
+        }
+        let r = read_view(&l)?;
+        let root = signed_root(&r, &latest, size)?;
+        indexes
+            .iter()
+            .map(|&i| Ok(checked_inclusion(&r, i, size, &root)?))
+            .collect()
+    };
+    // One proof is a few cached page reads, and a thread-pool hop costs
+    // more than the read: inline. Many go to a worker.
+    if many {
+        blocking(work).await
+    } else {
+        work()
+    }
+}

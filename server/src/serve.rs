@@ -1,0 +1,160 @@
+//! Running a server: its logs behind the log API, the gRPC face, health,
+//! reflection and metrics, until a shutdown future completes.
+
+use std::future::Future;
+
+use quire_proto::v1::log_server::LogServer;
+use tokio::net::TcpListener;
+
+use crate::api::LogApi;
+use crate::config::Config;
+use crate::grpc::GrpcLog;
+use crate::log::Log;
+use crate::metrics;
+use crate::store::Storage;
+
+/// Serves `api` over gRPC on `listener` until `shutdown` completes; then
+/// stops accepting, lets the sequencers integrate and answer what was
+/// queued, and closes every log's storage. The stream bounds and witnessing
+/// come from `config`.
+///
+/// # Errors
+/// TLS files that cannot be read or used, an invalid witness
+/// configuration, and transport errors.
+pub async fn serve<S: Storage>(
+    listener: TcpListener,
+    api: LogApi<S>,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let service = api
+        .with_stream_budget(config.stream_budget_mib.saturating_mul(1 << 20))
+        .with_entry_streams(config.max_entry_streams)
+        .start_witnessing(&config.logs)?;
+    let logs: Vec<Log<S>> = service.logs().cloned().collect();
+    let streams = service.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Follow streams never end by themselves: end them so that the
+        // graceful shutdown can finish.
+        streams.stop_streams();
+    };
+    let api = LogServer::new(GrpcLog::new(service))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<LogServer<GrpcLog<S>>>().await;
+    let reflection = quire_host::grpc::reflection(
+        &[
+            quire_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ],
+        &["quire.v1.Log", "grpc.health.v1.Health"],
+    );
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls.load()?)?;
+    }
+    let mut builder = builder
+        .concurrency_limit_per_connection(config.max_concurrent_requests)
+        .max_concurrent_streams(config.max_streams_per_connection)
+        .timeout(std::time::Duration::from_millis(config.request_timeout_ms))
+        .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        // The first layer is the outermost: metrics count the status the
+        // client gets.
+        .layer(metrics::RpcMetricsLayer)
+        .layer(quire_host::grpc::InvalidRequestLayer);
+    let (reflection_v1, reflection_v1alpha) = match reflection {
+        Ok((a, b)) => (Some(a), Some(b)),
+        Err(e) => {
+            tracing::warn!(error = %e, "server reflection unavailable");
+            (None, None)
+        }
+    };
+    let result = builder
+        .add_service(health_service)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .add_service(api)
+        .serve_with_incoming_shutdown(
+            // Bounded connections (no Nagle delay: small answers, proofs
+            // and acks, go out at once).
+            quire_host::net::BoundedListener::new(listener, config.net_limits(), "gRPC")
+                .into_stream(),
+            shutdown,
+        )
+        .await;
+    for log in logs {
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
+    Ok(result?)
+}
+
+/// The listeners a [`Server`] serves on.
+pub struct Faces {
+    /// The gRPC face (`quire.v1.Log`, health, reflection).
+    pub grpc: TcpListener,
+    /// Prometheus metrics at `/metrics`, when wanted. Installs the
+    /// process's metrics recorder, so at most one server of a process
+    /// serves metrics.
+    pub metrics: Option<TcpListener>,
+}
+
+/// A server: the opened logs of a configuration, ready to serve.
+pub struct Server<S: Storage> {
+    config: Config,
+    logs: Vec<(Log<S>, bool)>,
+}
+
+impl Server<crate::store::redb::RedbStore> {
+    /// Opens (creating where allowed) every log of `config` on redb, with
+    /// their high-water records in `high_water_dir`, running every check a
+    /// log passes before it may sign ([`crate::open_redb_logs`]).
+    ///
+    /// # Errors
+    /// As [`crate::open_redb_logs`].
+    pub fn open(config: Config, high_water_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let logs = crate::open_redb_logs(&config, high_water_dir)?;
+        Ok(Server { config, logs })
+    }
+}
+
+impl<S: Storage> Server<S> {
+    /// The logs, each with whether its keys were created by this start.
+    pub fn logs(&self) -> impl Iterator<Item = (&Log<S>, bool)> {
+        self.logs.iter().map(|(l, c)| (l, *c))
+    }
+
+    /// The configuration it runs.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serves every face until `shutdown` completes, then drains the logs
+    /// and closes their storage.
+    ///
+    /// # Errors
+    /// A metrics recorder already installed in this process, TLS files that
+    /// cannot be used, an invalid witness configuration, transport errors.
+    pub async fn run(
+        self,
+        faces: Faces,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(listener) = faces.metrics {
+            let handle = metrics::install().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cannot install the metrics recorder (another is installed in this process)"
+                )
+            })?;
+            tokio::spawn(metrics::serve(listener, handle, async {
+                let _ = metrics_stopped.await;
+            }));
+        }
+        let api = LogApi::new(self.logs.into_iter().map(|(l, _)| l).collect());
+        let result = serve(faces.grpc, api, &self.config, shutdown).await;
+        let _ = metrics_stop.send(());
+        result
+    }
+}
