@@ -139,7 +139,7 @@ impl LogRpc {
         let channel = channel
             .connect()
             .await
-            .map_err(|e| connect_err(format!("{e}: {}", source_chain(&e))))?;
+            .map_err(|e| connect_err(format!("{e}: {}", quire_host::error::causes(&e))))?;
         Ok(LogRpc {
             client: LogClient::new(channel)
                 .max_decoding_message_size(64 << 20)
@@ -575,23 +575,6 @@ fn status(method: &'static str, s: &tonic::Status) -> RpcError {
         code: s.code(),
         message: s.message().to_owned(),
     }
-}
-
-/// The causes under `e`, each said once: layers that repeat their source's
-/// text ("tcp connect error: tcp connect error") are left out.
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let top = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        let repeated = top.contains(&text) || out.iter().any(|o| o.contains(&text));
-        if !repeated && !text.is_empty() {
-            out.push(text);
-        }
-        cur = s.source();
-    }
-    out.join(": ")
 }
 
 fn bundle(

@@ -6,7 +6,8 @@
 //! **In scope**
 //! - RFC 9162 §2.1 Merkle tree hashing ([`hash`]), node addressing with dense
 //!   post-order numbers and C2SP `tlog-tiles` tile mapping ([`node`]), the
-//!   compact range of a growing tree ([`compact`]).
+//!   compact range of a growing tree ([`compact`]), and the bytes of C2SP
+//!   `tlog-tiles` tiles and entry bundles ([`tiles`]).
 //! - Inclusion and consistency proofs, RFC 9162 §2.1.3 and §2.1.4: built in
 //!   three steps, plan → one batched read → combine ([`proof`]), and verified
 //!   with errors that carry both roots ([`verify`]).
@@ -32,6 +33,7 @@ pub mod keys;
 pub mod node;
 pub mod note;
 pub mod proof;
+pub mod tiles;
 pub mod tlog_proof;
 pub mod verify;
 

@@ -8,6 +8,7 @@
 //!   open, a file can grow while it is read);
 //! - [`open_regular`]: the non-blocking open and the regular-file check
 //!   behind it;
+//! - [`error`]: an error and its causes, each said once;
 //! - [`grpc`]: a layer answering malformed requests `INVALID_ARGUMENT`;
 //! - [`logging`]: the binaries' log set-up, which never panics;
 //! - [`net`]: listeners with a connection cap, handshake and idle
@@ -16,6 +17,7 @@
 //! Out of scope: parsing (each caller parses what it reads, after this
 //! bound) and anything asynchronous.
 
+pub mod error;
 pub mod grpc;
 pub mod logging;
 pub mod net;

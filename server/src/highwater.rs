@@ -302,7 +302,7 @@ mod tests {
 
     fn note(size: u64) -> Vec<u8> {
         let s = LogSigner::generate(LogKeyAlgorithm::Ed25519, "hw.example/log").unwrap();
-        crate::log::sign("hw.example/log", size, quire_core::empty_root(), &[s]).unwrap()
+        crate::batch::sign("hw.example/log", size, quire_core::empty_root(), &[s]).unwrap()
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! signed: the checkpoint is the log's own, and every size below it keeps
 //! the one root it always had.
 //!
-//! Long imports commit in chunks; the metadata key [`IMPORT_META`] records
+//! Long imports commit in chunks; the metadata key [`crate::store::IMPORT_META`] records
 //! how far an import got, so a log never starts over a half-imported store
 //! and a new run of the same import continues where it stopped.
 
@@ -19,10 +19,6 @@ use quire_core::{leaf_hash, Checkpoint, CompactRange, Hash, HashReader as _, Log
 
 use crate::highwater::{HighWater, HighWaterError};
 use crate::store::{Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint};
-
-/// Metadata key of an import in progress: `"<target size> <stored size>"`,
-/// empty when none is.
-pub const IMPORT_META: &str = "import";
 
 /// Entries per chunk commit.
 const CHUNK: usize = 16_384;
@@ -58,27 +54,6 @@ pub struct ImportReport {
     pub from: u64,
     /// The size it has now: the checkpoint's.
     pub to: u64,
-}
-
-/// Where an import starts: the stored size, and the progress of an
-/// interrupted import, if any.
-pub(crate) fn import_progress<R: StorageReader>(r: &R) -> Result<Option<(u64, u64)>, StoreError> {
-    let Some(v) = r.meta(IMPORT_META)? else {
-        return Ok(None);
-    };
-    if v.is_empty() {
-        return Ok(None);
-    }
-    let text = String::from_utf8_lossy(&v);
-    let mut parts = text.split(' ').map(str::parse::<u64>);
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(Ok(target)), Some(Ok(stored)), None) if stored <= target => {
-            Ok(Some((target, stored)))
-        }
-        _ => Err(StoreError::Corrupt(format!(
-            "import progress record {text:?}"
-        ))),
-    }
 }
 
 /// An entries dump: base64 lines, one entry each, the first of index
@@ -140,7 +115,7 @@ pub fn import<S: Storage>(
     }
     let reader = store.reader()?;
     let latest = reader.latest_checkpoint()?;
-    let from = match import_progress(&reader)? {
+    let from = match crate::store::import_progress(&reader)? {
         Some((t, stored)) if t == target => stored,
         Some((t, _)) => {
             return Err(ImportError::Checkpoint(format!(
@@ -230,7 +205,7 @@ pub fn import<S: Storage>(
         }
         if commit.entries.len() >= CHUNK && range.size() < target {
             commit.meta = vec![(
-                IMPORT_META.into(),
+                crate::store::IMPORT_META.into(),
                 format!("{target} {}", range.size()).into_bytes(),
             )];
             commit.head = Head {
@@ -261,7 +236,7 @@ pub fn import<S: Storage>(
         size: target,
         root: range.root(),
     };
-    commit.meta = vec![(IMPORT_META.into(), Vec::new())];
+    commit.meta = vec![(crate::store::IMPORT_META.into(), Vec::new())];
     if latest.is_none() {
         commit
             .meta

@@ -19,7 +19,7 @@
 //! [`api::Access`], the C2SP `tlog-tiles` HTTP face and replicated storage.
 
 pub mod api;
-pub mod budget;
+mod batch;
 pub mod config;
 pub mod fsck;
 pub mod fuzz_targets;
@@ -37,8 +37,6 @@ pub mod serve;
 pub mod signing;
 pub mod startup;
 pub mod store;
-pub mod witness_check;
-pub mod witness_transport;
 pub mod witnessing;
 
 pub use open::{open_redb_log, open_redb_logs, StartError};

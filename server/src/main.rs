@@ -132,7 +132,7 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("quire-server: {e:#}");
+            eprintln!("quire-server: {}", quire_host::error::Report(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -68,7 +68,9 @@ fn progress(what: &'static str) -> impl FnMut(u64, u64) {
 
 /// The configuration and the one log chosen.
 fn select(store: &StoreArgs, log: Option<&str>) -> Result<(Config, LogConfig), String> {
-    let config = store.config().map_err(|e| format!("{e:#}"))?;
+    let config = store
+        .config()
+        .map_err(|e| quire_host::error::Report(e.as_ref()).to_string())?;
     let chosen = match log {
         Some(o) => config.logs.iter().find(|l| l.origin == o),
         None if config.logs.len() == 1 => config.logs.first(),
@@ -107,7 +109,7 @@ pub(crate) fn import(args: &ImportArgs) -> ExitCode {
     // The log's own keys, never new ones: the checkpoint must be theirs.
     let signers = match keyfile::load_or_create(&config.data_dir.join("keys"), &cfg.origin, false) {
         Ok((s, _)) => s,
-        Err(e) => return fail(2, &format!("{e:#}")),
+        Err(e) => return fail(2, &quire_host::error::Report(e.as_ref()).to_string()),
     };
     let Some(primary) = signers.first() else {
         return fail(2, "the log has no key");
@@ -171,7 +173,7 @@ pub(crate) fn import(args: &ImportArgs) -> ExitCode {
 pub(crate) fn fsck(args: &FsckArgs) -> ExitCode {
     let config = match args.store.config() {
         Ok(c) => c,
-        Err(e) => return fail(2, &format!("{e:#}")),
+        Err(e) => return fail(2, &quire_host::error::Report(e.as_ref()).to_string()),
     };
     let mut damaged = false;
     for cfg in &config.logs {
@@ -191,7 +193,7 @@ pub(crate) fn fsck(args: &FsckArgs) -> ExitCode {
                 .iter()
                 .map(quire_core::LogSigner::verifier)
                 .collect::<Vec<_>>(),
-            Err(e) => return fail(2, &format!("{e:#}")),
+            Err(e) => return fail(2, &quire_host::error::Report(e.as_ref()).to_string()),
         };
         let store = match RedbStore::open(&path, cfg.store_options()) {
             Ok(s) => s,

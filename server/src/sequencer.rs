@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::highwater::{HighWater, HighWaterError};
 use std::sync::Mutex;
 
-use crate::log::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError, WriteResult};
+use crate::batch::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError, WriteResult};
 use crate::signing::{Signing, SigningGate};
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
@@ -299,7 +299,7 @@ impl<S: Storage> Sequencer<S> {
         batch: &mut [Request],
     ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), WriteError> {
         let store_err = |e: StoreError| match e {
-            StoreError::Full(m) => WriteError::StorageFull(m),
+            StoreError::Full(m) => WriteError::StorageFull(m.to_string()),
             e => WriteError::Store(e.to_string()),
         };
         let reader = self.store.reader().map_err(store_err)?;

@@ -30,7 +30,8 @@ pub async fn serve<S: Storage>(
     let service = api
         .with_stream_budget(config.stream_budget_mib.saturating_mul(1 << 20))
         .with_entry_streams(config.max_entry_streams)
-        .start_witnessing(&config.logs)?;
+        .start_witnessing(witness_policies(config)?)
+        .map_err(anyhow::Error::msg)?;
     let logs: Vec<Log<S>> = service.logs().cloned().collect();
     let streams = service.clone();
     let shutdown = async move {
@@ -88,6 +89,19 @@ pub async fn serve<S: Storage>(
         let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }
     Ok(result?)
+}
+
+/// Each configured log's witness policy, for the logs that have witnesses.
+fn witness_policies(
+    config: &Config,
+) -> anyhow::Result<Vec<(String, crate::witnessing::WitnessPolicy)>> {
+    let mut out = Vec::new();
+    for cfg in &config.logs {
+        if let Some(p) = cfg.witness_policy()? {
+            out.push((cfg.origin.clone(), p));
+        }
+    }
+    Ok(out)
 }
 
 /// The listeners a [`Server`] serves on.

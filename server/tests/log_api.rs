@@ -114,6 +114,11 @@ async fn every_request_asks_the_policy_with_its_action_and_a_refusal_names_it() 
         api.watch_checkpoints(&who, B, false).map(drop),
         Action::Audit,
     );
+    denied(api.tile(&who, B, 0, 0, Some(1)).map(drop), Action::Audit);
+    denied(
+        api.entry_bundle(&who, B, 0, Some(1)).await.map(drop),
+        Action::ReadEntries,
+    );
     // Every question about B carried the action of its request.
     let asked: Vec<Action> = policy
         .0
@@ -133,7 +138,9 @@ async fn every_request_asks_the_policy_with_its_action_and_a_refusal_names_it() 
             Action::ReadEntries,
             Action::ReadEntries,
             Action::ReadEntries,
-            Action::Audit
+            Action::Audit,
+            Action::Audit,
+            Action::ReadEntries
         ]
     );
     // The list shows only what the caller may audit.

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use quire_core::node::TileId;
 use quire_core::{leaf_hash, CompactRange, Hash, HashReader, NodeId};
 use quire_server::store::memory::MemoryStore;
 use quire_server::store::redb::{RedbOptions, RedbStore};
@@ -70,6 +71,17 @@ impl Writer {
             });
         }
         (c, next)
+    }
+}
+
+/// RFC 9162 §2.1.1 MTH, straight from the definition.
+fn mth(leaves: &[Vec<u8>]) -> Hash {
+    match leaves.len() {
+        1 => leaf_hash(&leaves[0]),
+        n => {
+            let k = n.next_power_of_two() / 2;
+            quire_core::node_hash(&mth(&leaves[..k]), &mth(&leaves[k..]))
+        }
     }
 }
 
@@ -147,6 +159,35 @@ fn conformance<S: Storage>(store: &S) {
         .map(|c| c.size)
         .collect();
     assert_eq!(page, [253, 263]);
+    // C2SP tiles: level 0 holds leaf hashes, level 1 the roots of each 256
+    // leaves (RFC 9162 MTH), full or partial; entry bundles hold entries.
+    let leaves = |a: usize, b: usize| -> Vec<Hash> {
+        w.entries[a..b].iter().map(|e| leaf_hash(e)).collect()
+    };
+    assert_eq!(
+        r.tile_hashes(TileId { level: 0, index: 0 }, 256).unwrap(),
+        leaves(0, 256)
+    );
+    assert_eq!(
+        r.tile_hashes(TileId { level: 0, index: 3 }, 95).unwrap(),
+        leaves(768, 863)
+    );
+    assert_eq!(
+        r.tile_hashes(TileId { level: 0, index: 3 }, 10).unwrap(),
+        leaves(768, 778),
+        "a narrower partial tile is a prefix"
+    );
+    assert_eq!(
+        r.tile_hashes(TileId { level: 1, index: 0 }, 3).unwrap(),
+        [0, 256, 512].map(|a| mth(&w.entries[a..a + 256]))
+    );
+    assert!(
+        r.tile_hashes(TileId { level: 0, index: 3 }, 96).is_err(),
+        "a hash not stored"
+    );
+    assert_eq!(r.bundle_entries(1, 256).unwrap(), w.entries[256..512]);
+    assert_eq!(r.bundle_entries(3, 95).unwrap(), w.entries[768..863]);
+    assert!(r.bundle_entries(3, 96).is_err(), "an entry not stored");
     // Leaf lookups, present and absent, in one call.
     let found = r
         .find_leaves(&[

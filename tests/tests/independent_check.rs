@@ -163,3 +163,124 @@ impl tlog_tiles::HashReader for HashesOf<'_> {
             .collect()
     }
 }
+
+/// Serves tiles from the log API (no face in between), as a tiles client
+/// would fetch them.
+struct ApiTiles<'a> {
+    api: &'a quire_server::api::LogApi<quire_server::store::redb::RedbStore>,
+    origin: &'a str,
+}
+
+impl tlog_tiles::TileReader for ApiTiles<'_> {
+    fn height(&self) -> u8 {
+        8
+    }
+
+    fn read_tiles(&self, tiles: &[tlog_tiles::Tile]) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
+        let who = quire_server::api::Caller::default();
+        Ok(tiles
+            .iter()
+            .map(|t| {
+                let width = (t.width() < 256).then(|| t.width() as u16);
+                self.api
+                    .tile(&who, self.origin, t.level(), t.level_index(), width)
+                    .unwrap()
+            })
+            .collect())
+    }
+
+    fn save_tiles(&self, _: &[tlog_tiles::Tile], _: &[Vec<u8>]) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_and_entry_bundles_are_c2sp_as_tlog_tiles_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = "tiles.example/log";
+    let server = LocalServer::start(dir.path(), vec![LogConfig::new(origin)], Config::default())
+        .await
+        .unwrap();
+    let mut c = LogClient::connect(server.url()).await.unwrap();
+    // Past one level-1 tile's worth of level-0 tiles: 70,000 entries have
+    // full and partial tiles at levels 0 and 1, and level 2.
+    let n: u64 = 70_000;
+    let entries: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("tile entry {i}").into_bytes())
+        .collect();
+    for chunk in entries.chunks(1000) {
+        c.add_entries(AddEntriesRequest {
+            entries: chunk.to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let logs = c.list_logs(ListLogsRequest {}).await.unwrap().into_inner();
+    let vkey = logs.logs[0]
+        .verifier_keys
+        .iter()
+        .find(|k| signed_note::StandardVerifier::new(k).is_ok())
+        .unwrap()
+        .clone();
+    let note = c
+        .get_checkpoint(GetCheckpointRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint;
+    let (_, size, root) = read_checkpoint(&note, &vkey);
+    assert_eq!(size, n);
+
+    let api = quire_server::api::LogApi::new(server.logs.clone());
+    let tiles = ApiTiles { api: &api, origin };
+    // TileHashReader authenticates every tile it loads against the signed
+    // root before it answers; the record proofs it builds then check.
+    let reader = tlog_tiles::TileHashReader::new(size, root, &tiles);
+    assert_eq!(tlog_tiles::tree_hash(size, &reader).unwrap(), root);
+    for i in [0, 255, 256, 65_535, 65_536, 69_999] {
+        let proof = tlog_tiles::prove_record(size, i, &reader).unwrap();
+        tlog_tiles::check_record(&proof, size, root, i, leaf(&entries[i as usize])).unwrap();
+    }
+
+    // Entry bundles: big-endian uint16 lengths, full and partial; each
+    // entry is the one whose leaf hash the level-0 tile holds.
+    let who = quire_server::api::Caller::default();
+    for (index, width) in [(0u64, None), (273, Some(112u16)), (273, Some(5))] {
+        let bytes = api.entry_bundle(&who, origin, index, width).await.unwrap();
+        let tile = api.tile(&who, origin, 0, index, width).unwrap();
+        let mut at = 0;
+        let mut got = Vec::new();
+        while at < bytes.len() {
+            let len = u16::from_be_bytes([bytes[at], bytes[at + 1]]) as usize;
+            got.push(bytes[at + 2..at + 2 + len].to_vec());
+            at += 2 + len;
+        }
+        let first = (index * 256) as usize;
+        assert_eq!(got, entries[first..first + got.len()]);
+        assert_eq!(got.len(), width.map_or(256, usize::from));
+        for (k, e) in got.iter().enumerate() {
+            assert_eq!(tile[k * 32..k * 32 + 32], leaf(e).0);
+        }
+    }
+    // What the signed tree does not hold is refused by name.
+    let e = api.tile(&who, origin, 0, 273, Some(113)).unwrap_err();
+    assert_eq!(e.kind(), quire_server::api::Kind::NotFound);
+    assert_eq!(
+        e.to_string(),
+        "tile 0/273 holds 112 at the latest signed size 70000, not 113: ask for a partial one of width 112 or less"
+    );
+    let e = api.tile(&who, origin, 0, 273, None).unwrap_err();
+    assert_eq!(e.kind(), quire_server::api::Kind::NotFound);
+    let e = api
+        .entry_bundle(&who, origin, 274, Some(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "entry bundle 274 does not exist at the latest signed size 70000"
+    );
+    for (level, width) in [(8u8, None), (0, Some(0u16)), (0, Some(256))] {
+        let e = api.tile(&who, origin, level, 0, width).unwrap_err();
+        assert_eq!(e.kind(), quire_server::api::Kind::InvalidArgument, "{e}");
+    }
+    server.stop().await;
+}

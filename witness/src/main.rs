@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("quire-witness: {e:#}");
+            eprintln!("quire-witness: {}", quire_host::error::Report(e.as_ref()));
             ExitCode::from(2)
         }
     }

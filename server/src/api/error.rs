@@ -83,6 +83,9 @@ pub enum ApiError {
     /// Not now; retry.
     #[error("{0}")]
     Unavailable(String),
+    /// Fail closed: the witnesses' quorum did not come in time.
+    #[error(transparent)]
+    NoQuorum(#[from] crate::witnessing::NoQuorum),
     /// A write failed.
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -107,7 +110,7 @@ impl ApiError {
             ApiError::Denied { .. } => Kind::PermissionDenied,
             ApiError::OutOfRange(_) => Kind::OutOfRange,
             ApiError::Exhausted(_) => Kind::ResourceExhausted,
-            ApiError::Unavailable(_) => Kind::Unavailable,
+            ApiError::Unavailable(_) | ApiError::NoQuorum(_) => Kind::Unavailable,
             ApiError::Write(e) => write_kind(e),
             ApiError::Proof(ProofError::Request(r)) => request_kind(r),
             ApiError::Proof(ProofError::Store(s)) | ApiError::Store(s) => store_kind(s),
@@ -224,7 +227,7 @@ mod tests {
             Kind::DataLoss
         );
         assert_eq!(
-            ApiError::from(StoreError::Engine("io".into())).kind(),
+            ApiError::from(StoreError::engine("io")).kind(),
             Kind::Internal
         );
         assert_eq!(

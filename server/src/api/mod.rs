@@ -6,7 +6,8 @@
 //! a consistency proof, entries checked against their leaf hashes, proofs
 //! checked against the signed root before they are served (RFC 9162
 //! §2.1.3.2, §2.1.4.2), the follow loops of the streams, and witnessed or
-//! signed-only answers. Every call takes the [`Caller`] and asks the
+//! signed-only answers, and the C2SP `tlog-tiles` tiles and entry bundles
+//! a tiles face will serve. Every call takes the [`Caller`] and asks the
 //! server's [`Access`] whether it may; every failure is an [`ApiError`] of
 //! a transport-neutral [`Kind`].
 //!
@@ -16,9 +17,11 @@
 //! proved) and the access policy itself (the default [`OpenAccess`] lets
 //! everyone do everything, as before roles existed).
 
+pub mod budget;
 mod error;
 mod reads;
 mod streams;
+mod tiles;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,14 +30,15 @@ use std::sync::Arc;
 pub use error::{ApiError, Kind};
 pub use reads::{Consistency, EntryWithProof, Inclusion, LeafRef, LogState, LogSummary, Written};
 pub use streams::{CheckpointStream, EntryPage, TailPage};
+pub use tiles::MAX_TILE_LEVEL;
 
-use crate::budget::{ResponseBudget, StreamSlots};
 use crate::log::Log;
 use crate::store::Storage;
 use crate::witnessing::Witnessing;
+use budget::{ResponseBudget, StreamSlots};
 
 /// Most entries per page of an entry stream (one bundle); pages are also at
-/// most [`crate::budget::PAGE_BYTES`].
+/// most [`crate::api::budget::PAGE_BYTES`].
 pub const PAGE_ENTRIES: u64 = 256;
 
 /// The default budget of entry-page bytes read and queued for clients.
@@ -188,26 +192,22 @@ impl<S: Storage> LogApi<S> {
         self
     }
 
-    /// Starts witness collection for each log of `configs` that has
-    /// witnesses (on the current runtime; it stops with the streams).
+    /// Starts witness collection for each `(origin, policy)` of a log
+    /// served here (on the current runtime; it stops with the streams).
     ///
     /// # Errors
-    /// An invalid witness configuration.
+    /// A witness address that is not a valid URL.
     pub fn start_witnessing(
         mut self,
-        configs: &[crate::config::LogConfig],
-    ) -> anyhow::Result<Self> {
+        policies: impl IntoIterator<Item = (String, crate::witnessing::WitnessPolicy)>,
+    ) -> Result<Self, String> {
         let mut map = BTreeMap::new();
-        for cfg in configs {
-            let Some(policy) = cfg.witness_policy()? else {
+        for (origin, policy) in policies {
+            let Some(log) = self.logs.get(&origin) else {
                 continue;
             };
-            let Some(log) = self.logs.get(&cfg.origin) else {
-                continue;
-            };
-            let w = Witnessing::start(log, policy, self.stopping.clone())
-                .map_err(anyhow::Error::msg)?;
-            map.insert(cfg.origin.clone(), w);
+            let w = Witnessing::start(log, policy, self.stopping.clone())?;
+            map.insert(origin, w);
         }
         self.witnessing = Arc::new(map);
         Ok(self)

@@ -159,7 +159,7 @@ impl<S: Storage> LogApi<S> {
     ) -> Result<Vec<u8>, ApiError> {
         let log = self.log(caller, origin, Action::Audit)?;
         if witnessed {
-            self.witnessing_of(&log)?.for_read(&log.latest()).await
+            Ok(self.witnessing_of(&log)?.for_read(&log.latest()).await?)
         } else {
             Ok(log.latest().stored.note.clone())
         }

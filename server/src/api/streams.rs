@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{blocking, read_view, Action, ApiError, Caller, LogApi, PAGE_ENTRIES};
-use crate::budget::{split_pages, PageSender, PageStream, ResponseBudget};
+use crate::api::budget::{split_pages, PageSender, PageStream, ResponseBudget};
 use crate::log::Log;
 use crate::store::{Storage, StorageReader};
 
@@ -40,7 +40,7 @@ fn page_end(at: u64, end: u64) -> u64 {
 impl<S: Storage> LogApi<S> {
     /// Entries `[start, end)` (`end` 0 or beyond the latest size: up to the
     /// latest size), in pages of at most one bundle and
-    /// [`crate::budget::PAGE_BYTES`].
+    /// [`crate::api::budget::PAGE_BYTES`].
     ///
     /// # Errors
     /// `start` not below the end (`INVALID_ARGUMENT` when below the end asked
@@ -66,7 +66,7 @@ impl<S: Storage> LogApi<S> {
                 "start {start} is not below the end {end} (the tree size is {size})"
             )));
         }
-        let (mut tx, rx) = crate::budget::channel(self.slots.take()?);
+        let (mut tx, rx) = crate::api::budget::channel(self.slots.take()?);
         let budget = self.budget.clone();
         tokio::spawn(async move {
             let mut at = start;
@@ -109,7 +109,7 @@ impl<S: Storage> LogApi<S> {
         }
         let mut watch = log.subscribe();
         let mut stopping = self.stopping.clone();
-        let (mut tx, rx) = crate::budget::channel(self.slots.take()?);
+        let (mut tx, rx) = crate::api::budget::channel(self.slots.take()?);
         let budget = self.budget.clone();
         let mut at = start;
         tokio::spawn(async move {
@@ -186,7 +186,7 @@ fn watch_signed<S: Storage>(
 }
 
 /// Sends entries `[from, to)` (one bundle at most) as pages of at most
-/// [`crate::budget::PAGE_BYTES`], each produced only when the transport asks
+/// [`crate::api::budget::PAGE_BYTES`], each produced only when the transport asks
 /// for it: read on the blocking pool, checked against the leaf hashes, with
 /// its bytes reserved from `budget` while it is read and queued. What does
 /// not fit the page is dropped and read again for the next one, so a stream

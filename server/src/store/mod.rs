@@ -13,13 +13,11 @@
 //!
 //! A [`Commit`] lands in one durable transaction, or not at all.
 
-mod bloom;
 pub mod bundle;
-mod index_cache;
-mod leaf_index;
 pub mod memory;
 pub mod redb;
 
+use quire_core::node::{TileId, TILE_HEIGHT, TILE_WIDTH};
 use quire_core::{Hash, HashReader, NodeId};
 
 /// A storage failure.
@@ -27,11 +25,11 @@ use quire_core::{Hash, HashReader, NodeId};
 pub enum StoreError {
     /// The engine failed.
     #[error("storage engine: {0}")]
-    Engine(String),
+    Engine(#[source] Cause),
     /// The disk is full, a quota is reached or a file hit its size limit
     /// (ENOSPC, EDQUOT, EFBIG).
     #[error("storage is full: {0}")]
-    Full(String),
+    Full(#[source] Cause),
     /// Stored data is not what it must be.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -47,6 +45,51 @@ pub enum StoreError {
         /// The head the store holds.
         found: Head,
     },
+}
+
+/// The error an engine failed with, kept whole: its text, its causes, and
+/// its type for a caller that looks into it ([`Cause::get`]).
+#[derive(Clone, Debug)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// The cause `e`.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(std::sync::Arc::new(e))
+    }
+
+    /// A cause that is only words (a failure found by Quire itself).
+    pub fn msg(text: impl Into<String>) -> Self {
+        Cause(std::sync::Arc::new(Words(text.into())))
+    }
+
+    /// The error itself.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Words(String);
+
+impl StoreError {
+    /// [`StoreError::Engine`] with a cause that is only words.
+    pub fn engine(text: impl Into<String>) -> Self {
+        StoreError::Engine(Cause::msg(text))
+    }
 }
 
 /// Whether an I/O error means a full disk, a reached quota or a file size
@@ -135,6 +178,34 @@ pub struct Commit {
     pub meta: Vec<(String, Vec<u8>)>,
 }
 
+/// Metadata key of an import in progress: `"<target size> <stored size>"`,
+/// empty when none is.
+pub const IMPORT_META: &str = "import";
+
+/// The progress of an interrupted import (`quire-server import`), if any:
+/// the size it brings the log to and the size stored so far.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] for a damaged progress record.
+pub fn import_progress<R: StorageReader>(r: &R) -> Result<Option<(u64, u64)>, StoreError> {
+    let Some(v) = r.meta(IMPORT_META)? else {
+        return Ok(None);
+    };
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let text = String::from_utf8_lossy(&v);
+    let mut parts = text.split(' ').map(str::parse::<u64>);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(target)), Some(Ok(stored)), None) if stored <= target => {
+            Ok(Some((target, stored)))
+        }
+        _ => Err(StoreError::Corrupt(format!(
+            "import progress record {text:?}"
+        ))),
+    }
+}
+
 /// One log's storage.
 pub trait Storage: Send + Sync + 'static {
     /// A consistent read view.
@@ -201,6 +272,37 @@ pub trait StorageReader: HashReader<Error = StoreError> {
         Ok(entries)
     }
 
+    /// The first `width` hashes (1 to 256) of C2SP `tlog-tiles` tile
+    /// `tile`: nodes `256 × index` and on of tree level `8 × level`. All
+    /// must be stored; a prefix of a row never changes once stored, so a
+    /// partial tile of any width up to what is stored is served the same.
+    ///
+    /// # Errors
+    /// [`StoreError::Missing`] for a node not stored; otherwise as
+    /// [`HashReader::read_hashes`].
+    fn tile_hashes(&self, tile: TileId, width: u16) -> Result<Vec<Hash>, StoreError> {
+        let level = tile.level.saturating_mul(TILE_HEIGHT);
+        let first = tile.index.saturating_mul(TILE_WIDTH);
+        let nodes: Vec<NodeId> = (0..u64::from(width))
+            .map(|i| NodeId {
+                level,
+                index: first.saturating_add(i),
+            })
+            .collect();
+        self.read_hashes(&nodes)
+    }
+
+    /// The first `width` entries (1 to 256) of C2SP `tlog-tiles` entry
+    /// bundle `index`, each checked against its leaf hash
+    /// ([`StorageReader::checked_entries`]).
+    ///
+    /// # Errors
+    /// As [`StorageReader::checked_entries`].
+    fn bundle_entries(&self, index: u64, width: u16) -> Result<Vec<Vec<u8>>, StoreError> {
+        let start = index.saturating_mul(TILE_WIDTH);
+        self.checked_entries(start, start.saturating_add(u64::from(width)))
+    }
+
     /// For each leaf hash, the lowest index of an entry in this view with
     /// that leaf hash, if any (under strict dedup, the only one). One call
     /// per batch: lookups share their reads.
@@ -246,6 +348,15 @@ mod tests {
         }
         let e = super::redb::engine(redb::Error::Io(std::io::Error::from_raw_os_error(5)));
         assert!(matches!(e, StoreError::Engine(_)), "EIO: {e:?}");
+        // The engine's error is kept, not flattened into words.
+        let StoreError::Engine(cause) = &e else {
+            unreachable!()
+        };
+        let kept = cause.get().downcast_ref::<redb::Error>();
+        assert!(
+            matches!(kept, Some(redb::Error::Io(io)) if io.raw_os_error() == Some(5)),
+            "{e:?}"
+        );
         let e = super::redb::engine(redb::Error::PreviousIo);
         assert!(matches!(e, StoreError::Engine(_)), "{e:?}");
     }

@@ -1,8 +1,8 @@
 //! How the log reaches a witness: the C2SP `tlog-witness` add-checkpoint
 //! call over Quire's gRPC service or over HTTP exactly as the specification
 //! gives it (`POST <url>/add-checkpoint`), which is what the public witness
-//! ecosystem speaks. Collection ([`crate::witnessing`]) and the start-up
-//! check ([`crate::witness_check`]) use the [`WitnessTransport`] trait and
+//! ecosystem speaks. Collection ([`super`]) and the start-up
+//! check ([`super::check`]) use the [`WitnessTransport`] trait and
 //! never see the wire.
 
 use std::future::Future;

@@ -12,66 +12,31 @@
 //! A checkpoint with the quorum of cosignatures is published as the
 //! *witnessed* checkpoint; cosignatures that arrive later for it are added.
 
+//!
+//! Files: [`policy`] (who witnesses, quorum, fail mode), [`transport`] (the
+//! gRPC and C2SP `tlog-witness` HTTP wires), [`check`] (the start-up check
+//! before the first signature); this file is the collection.
+
+pub mod check;
+mod policy;
+pub mod transport;
+
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use quire_core::{prove_consistency, Note, NoteSignature, VerifierKey};
 use tokio::sync::{watch, Notify};
 
+pub use policy::{FailMode, WitnessEndpoint, WitnessPolicy, WitnessProtocol};
+use transport::{Answer, GrpcWitness, HttpWitness, WitnessTransport};
+
 use crate::log::{Latest, Log};
 use crate::store::Storage;
-use crate::witness_transport::{Answer, GrpcWitness, HttpWitness, WitnessTransport};
 
-/// What a witnessed wait does when the quorum does not come in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailMode {
-    /// Answer with the signed checkpoint and the cosignatures it has (the
-    /// quorum only delays).
-    #[default]
-    Open,
-    /// Fail the wait with UNAVAILABLE (the entry stays stored): no answer
-    /// carries a checkpoint short of the quorum.
-    Closed,
-}
-
-/// The wire a witness speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WitnessProtocol {
-    /// Quire's `quire.v1.Witness` gRPC service.
-    #[default]
-    Grpc,
-    /// C2SP `tlog-witness` over HTTP (`POST <url>/add-checkpoint`), as the
-    /// public witness ecosystem speaks it.
-    Http,
-}
-
-/// One witness the log asks.
-#[derive(Clone, Debug)]
-pub struct WitnessEndpoint {
-    /// Its address.
-    pub url: String,
-    /// The wire it speaks.
-    pub protocol: WitnessProtocol,
-    /// Its cosignature/v1 key.
-    pub key: VerifierKey,
-}
-
-/// How a log is witnessed.
-#[derive(Clone, Debug)]
-pub struct WitnessPolicy {
-    /// The witnesses.
-    pub witnesses: Vec<WitnessEndpoint>,
-    /// Cosignatures that make a checkpoint witnessed.
-    pub quorum: usize,
-    /// Deadline of each call to a witness.
-    pub timeout: Duration,
-    /// How long a witnessed write or read waits for the quorum.
-    pub wait: Duration,
-    /// What happens when the wait ends without the quorum.
-    pub fail: FailMode,
-}
+/// A witnessed answer was asked for under fail closed, and the quorum did
+/// not come in time; says which checkpoint and quorum.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoQuorum(pub String);
 
 /// A checkpoint with cosignatures.
 #[derive(Clone, Debug)]
@@ -167,7 +132,7 @@ impl Witnessing {
                 stop.clone(),
             ));
         }
-        tokio::spawn(crate::witness_check::check_at_start(
+        tokio::spawn(check::check_at_start(
             log.clone(),
             shared.policy.clone(),
             clients,
@@ -384,7 +349,7 @@ async fn push<S: Storage>(
                     // The witness cosigned more than this log has: its
                     // storage is behind what it published.
                     let url = &shared.policy.witnesses[i].url;
-                    let verdict = crate::witness_check::judge_claim(log, url, client, theirs).await;
+                    let verdict = check::judge_claim(log, url, client, theirs).await;
                     return Err(format!(
                         "the witness holds size {theirs}, beyond this log's {size}: {verdict:?}"
                     ));
@@ -427,7 +392,7 @@ impl Witnessing {
         &self,
         latest: &Arc<Latest>,
         index: u64,
-    ) -> Result<(u64, Vec<u8>), crate::api::ApiError> {
+    ) -> Result<(u64, Vec<u8>), NoQuorum> {
         let p = &self.shared.policy;
         if let Some(w) = self.wait_for(index.saturating_add(1)).await {
             return Ok((w.size, w.note.clone()));
@@ -437,7 +402,7 @@ impl Witnessing {
                 let w = self.partial(latest);
                 Ok((w.size, w.note))
             }
-            FailMode::Closed => Err(crate::api::ApiError::Unavailable(format!(
+            FailMode::Closed => Err(NoQuorum(format!(
                 "entry {index} is stored and signed at size {}, but no checkpoint covering it \
                  reached the witness quorum of {} of {} within {} ms (fail closed)",
                 latest.stored.size,
@@ -454,7 +419,7 @@ impl Witnessing {
     ///
     /// # Errors
     /// UNAVAILABLE under fail closed when no checkpoint has the quorum.
-    pub async fn for_read(&self, latest: &Arc<Latest>) -> Result<Vec<u8>, crate::api::ApiError> {
+    pub async fn for_read(&self, latest: &Arc<Latest>) -> Result<Vec<u8>, NoQuorum> {
         if let Some(w) = self.witnessed() {
             return Ok(w.note.clone());
         }
@@ -464,7 +429,7 @@ impl Witnessing {
         }
         match p.fail {
             FailMode::Open => Ok(self.partial(latest).note),
-            FailMode::Closed => Err(crate::api::ApiError::Unavailable(format!(
+            FailMode::Closed => Err(NoQuorum(format!(
                 "no checkpoint has reached the witness quorum of {} of {} yet (fail closed)",
                 p.quorum,
                 p.witnesses.len()

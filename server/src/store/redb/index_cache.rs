@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase};
 
 use super::bloom::Bloom;
 use super::leaf_index::{self, IndexState, Step, RUN_BLOCKS};
-use super::StoreError;
+use crate::store::StoreError;
 
 /// Keys are already uniformly random: hash them by identity.
 #[derive(Default)]
@@ -180,7 +180,7 @@ impl Builder {
                     }
                 }
             })
-            .map_err(|e| StoreError::Engine(format!("starting the filter builder: {e}")))?;
+            .map_err(|e| StoreError::engine(format!("starting the filter builder: {e}")))?;
         Ok(Builder {
             tx: Mutex::new(Some(tx)),
             stop,
@@ -224,12 +224,12 @@ fn build_one(
     id: u64,
     stop: &AtomicBool,
 ) -> Result<(), StoreError> {
-    let txn = db.begin_read().map_err(super::redb::engine)?;
-    let state = super::redb::index_state(&txn)?;
+    let txn = db.begin_read().map_err(super::error::engine)?;
+    let state = super::read::index_state(&txn)?;
     let Some(run) = state.runs.iter().find(|r| r.id == id).copied() else {
         return Ok(());
     };
-    let table = txn.open_table(RUN_BLOCKS).map_err(super::redb::engine)?;
+    let table = txn.open_table(RUN_BLOCKS).map_err(super::error::engine)?;
     let Some(bloom) = leaf_index::build_bloom(&table, &run, stop)? else {
         return Ok(());
     };

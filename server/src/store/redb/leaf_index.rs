@@ -22,7 +22,7 @@ use redb::{ReadableTable, TableDefinition};
 
 use super::bloom::Bloom;
 use super::index_cache::Memtable;
-use super::StoreError;
+use crate::store::StoreError;
 
 /// Blocks of sorted pairs: (run id, first key, first index) → pairs of
 /// (key, index), 16 bytes each, big-endian, sorted.
@@ -224,7 +224,7 @@ fn write_blocks(
         let (k, i) = chunk[0];
         table
             .insert((run, k, i), bytes.as_slice())
-            .map_err(super::redb::engine)?;
+            .map_err(super::error::engine)?;
     }
     Ok(())
 }
@@ -237,7 +237,7 @@ fn read_after(
     after: Option<(u64, u64)>,
     max: usize,
 ) -> Result<(Vec<(u64, u64)>, bool), StoreError> {
-    let engine = super::redb::engine;
+    let engine = super::error::engine;
     let mut out = Vec::with_capacity(max.min(1 << 16));
     let (k0, i0) = after.unwrap_or((0, 0));
     // The block holding `after` starts at or before it.
@@ -276,7 +276,7 @@ pub(crate) fn probe(
     key: u64,
     out: &mut Vec<u64>,
 ) -> Result<(), StoreError> {
-    let engine = super::redb::engine;
+    let engine = super::error::engine;
     let blocks = table
         .range((run.id, 0, 0)..=(run.id, key, u64::MAX))
         .map_err(engine)?;
@@ -351,7 +351,7 @@ pub(crate) fn write_step(
     flush: usize,
     mut merge_bloom: Option<&mut MergeBloom>,
 ) -> Result<Step, StoreError> {
-    let engine = super::redb::engine;
+    let engine = super::error::engine;
     let mut table = txn.open_table(RUN_BLOCKS).map_err(engine)?;
     if let Some((_, i)) = new_pairs.first() {
         if *i != mem.end {
@@ -430,7 +430,7 @@ pub(crate) fn build_bloom(
     run: &Run,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<Bloom>, StoreError> {
-    let engine = super::redb::engine;
+    let engine = super::error::engine;
     let mut bloom = Bloom::with_capacity(run.len());
     for row in table
         .range((run.id, 0, 0)..=(run.id, u64::MAX, u64::MAX))
@@ -538,7 +538,7 @@ fn delete_step(
     state: &mut IndexState,
     budget: usize,
 ) -> Result<(), StoreError> {
-    let engine = super::redb::engine;
+    let engine = super::error::engine;
     let mut blocks = budget / BLOCK_PAIRS + 1;
     while let Some(&id) = state.garbage.first() {
         let keys: Vec<(u64, u64, u64)> = table

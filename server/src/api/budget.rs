@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 
-use crate::api::ApiError;
+use super::ApiError;
 
 /// Largest page of entries, bytes (at least one entry): well within the
 /// 4 MiB a standard gRPC client accepts, and what an unread stream can hold.

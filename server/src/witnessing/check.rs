@@ -12,10 +12,10 @@
 use quire_core::{Checkpoint, Hash, Note, VerifierKey};
 use std::sync::Arc;
 
+use super::policy::WitnessPolicy;
+use super::transport::{Answer, WitnessTransport};
 use crate::log::{Latest, Log};
 use crate::store::{Storage, StorageReader};
-use crate::witness_transport::{Answer, WitnessTransport};
-use crate::witnessing::WitnessPolicy;
 
 /// What one witness's latest cosigned checkpoint says about this log.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,153 @@
+//! What writers, the log and its sequencer share: a write request and its
+//! result, why a write fails, the dedup policy, the clock checkpoints are
+//! timed by, and the signing of a checkpoint note (C2SP `tlog-checkpoint`
+//! in a `signed-note`).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use quire_core::{Checkpoint, Hash, LogSigner, Note};
+use tokio::sync::oneshot;
+
+use crate::store::{StoreError, StoredCheckpoint};
+
+/// How duplicates are treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DedupPolicy {
+    /// Every entry is checked against a durable index: a duplicate always
+    /// gets its original index.
+    Strict,
+    /// Entries are checked against a bounded cache of recent leaf hashes
+    /// (`dedup_cache_entries`): recent duplicates get their original index,
+    /// older ones are appended again.
+    BestEffort,
+    /// No dedup: every entry is appended.
+    Off,
+}
+
+/// A source of Unix time in milliseconds: the system clock, or another for
+/// tests.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(now_ms)
+}
+
+/// Why a write failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The request breaks a limit.
+    #[error("{0}")]
+    Invalid(String),
+    /// The queue is full.
+    #[error("log {origin} queue is full ({depth} requests waiting, the limit); retry later")]
+    QueueFull {
+        /// The log.
+        origin: String,
+        /// The limit.
+        depth: usize,
+    },
+    /// The log is shutting down.
+    #[error("log is shutting down")]
+    ShuttingDown,
+    /// Signing stopped because the clock went backwards.
+    #[error("clock went backwards: now {now_ms} ms < last checkpoint signed at {last_ms} ms; signing stopped")]
+    ClockBackwards {
+        /// Now.
+        now_ms: u64,
+        /// Last signing time.
+        last_ms: u64,
+    },
+    /// Signing is held until a start-up check finishes.
+    #[error("log {origin} does not sign yet: {why}; retry shortly")]
+    SigningHeld {
+        /// The log.
+        origin: String,
+        /// What it waits for.
+        why: String,
+    },
+    /// Signing stopped for good: what was found needs an operator.
+    #[error("log {origin} stopped signing: {why}")]
+    SigningStopped {
+        /// The log.
+        origin: String,
+        /// What was found.
+        why: String,
+    },
+    /// Storage failed; the batch was not acknowledged (it may or may not
+    /// have reached the disk, so a retry may find it stored).
+    #[error("storage failed; the batch is not acknowledged: {0}")]
+    Store(String),
+    /// The disk is full (or a quota or file size limit was reached); the
+    /// batch was not acknowledged.
+    #[error(
+        "storage is full; the batch is not acknowledged: {0}; free space and restart the server"
+    )]
+    StorageFull(String),
+    /// An earlier storage failure stopped this log's writes until restart;
+    /// reads go on from what is stored.
+    #[error("log {origin} stopped writing after a storage failure ({cause}); entries up to size {size} are stored and signed and reads go on; fix the disk and restart the server")]
+    Stopped {
+        /// The log.
+        origin: String,
+        /// The size of the last signed checkpoint.
+        size: u64,
+        /// The failure that stopped writes.
+        cause: String,
+    },
+}
+
+/// One appended entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Added {
+    /// Its index.
+    pub index: u64,
+    /// Whether it was already in the log.
+    pub duplicate: bool,
+}
+
+/// The latest signed state.
+#[derive(Clone, Debug)]
+pub struct Latest {
+    /// The checkpoint as stored.
+    pub stored: StoredCheckpoint,
+    /// Its root.
+    pub root: Hash,
+}
+
+/// What a write gets back: one [`Added`] per entry and the checkpoint that
+/// covers them all.
+pub type WriteResult = Result<(Vec<Added>, Arc<Latest>), WriteError>;
+
+/// A write queued for the sequencer.
+pub(crate) struct Request {
+    pub(crate) entries: Vec<Vec<u8>>,
+    pub(crate) queued_at: std::time::Instant,
+    pub(crate) reply: oneshot::Sender<WriteResult>,
+}
+
+/// Now, Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn sign(
+    origin: &str,
+    size: u64,
+    root: Hash,
+    signers: &[LogSigner],
+) -> Result<Vec<u8>, StoreError> {
+    let text = Checkpoint::new(origin, size, root)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .to_text();
+    let mut note = Note::new(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    for s in signers {
+        note.add_signature(s.sign(text.as_bytes()))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    }
+    Ok(note.to_bytes())
+}

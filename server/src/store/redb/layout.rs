@@ -1,0 +1,143 @@
+//! The redb file's layout: its tables, where a node's hash is stored
+//! (tile rows and mid rows, C2SP `tlog-tiles` levels), and the head record.
+
+use quire_core::node::{TileId, TileSpan, TILE_HEIGHT};
+use quire_core::{Hash, NodeId};
+use redb::TableDefinition;
+
+use crate::store::{Head, StoreError};
+
+/// Bundle index → bundle record.
+pub(super) const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("bundles");
+/// (tile level, tile index) → row hashes, 32 bytes each.
+pub(super) const TILES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("tiles");
+/// (tile level L, tile index) → the tile's mid row: its up to 16 hashes of
+/// tree level 8L+4. With it no node is more than 8 stored hashes away, so a
+/// proof step costs at most 7 hashes instead of up to 127; 2 bytes per entry.
+pub(super) const MIDS: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("mid_rows");
+/// Tree level of a mid row within its tile.
+pub(super) const MID: u8 = TILE_HEIGHT / 2;
+/// Hashes in a full mid row.
+pub(super) const MID_WIDTH: u64 = 1 << MID;
+/// Hashes a tile record holds: all but the row's last, which is kept after
+/// the mid row instead. A full row of 256 hashes (8 KiB) and its key would
+/// need three pages, and redb allocates powers of two (16 KiB); 255 hashes
+/// fit two pages exactly. This saves 32 bytes per entry.
+pub(super) const MAIN_SLOTS: u64 = 255;
+
+/// Where a node's hash is computed from: a run of `count` hashes from
+/// `offset` in the main row (`mid` false) or the mid row of `tile`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct RowSpan {
+    pub(super) mid: bool,
+    pub(super) tile: TileId,
+    pub(super) offset: u64,
+    pub(super) count: u64,
+}
+
+/// One stored run of hashes: `count` from `slot` of a tile (`mid` false)
+/// or mid record (`mid` true).
+#[derive(Clone, Copy)]
+pub(super) struct Part {
+    pub(super) mid: bool,
+    pub(super) tile: TileId,
+    pub(super) slot: u64,
+    pub(super) count: u64,
+}
+
+impl RowSpan {
+    /// Where this span's hashes are stored: the tile record, and for a span
+    /// that reaches the row's last hash, the slot after the mid row.
+    pub(super) fn parts(self) -> (Part, Option<Part>) {
+        let main_end = (self.offset + self.count).min(MAIN_SLOTS);
+        if self.mid || self.offset + self.count <= MAIN_SLOTS {
+            return (
+                Part {
+                    mid: self.mid,
+                    tile: self.tile,
+                    slot: self.offset,
+                    count: self.count,
+                },
+                None,
+            );
+        }
+        (
+            Part {
+                mid: false,
+                tile: self.tile,
+                slot: self.offset,
+                count: main_end.saturating_sub(self.offset),
+            },
+            Some(Part {
+                mid: true,
+                tile: self.tile,
+                slot: MID_WIDTH,
+                count: 1,
+            }),
+        )
+    }
+
+    pub(super) fn of(node: NodeId) -> RowSpan {
+        let span = TileSpan::of(node);
+        let sub = node.level % TILE_HEIGHT;
+        if sub < MID {
+            return RowSpan {
+                mid: false,
+                tile: span.tile,
+                offset: u64::from(span.offset),
+                count: u64::from(span.count),
+            };
+        }
+        let first = node.index << (sub - MID);
+        RowSpan {
+            mid: true,
+            tile: TileId {
+                level: span.tile.level,
+                index: first / MID_WIDTH,
+            },
+            offset: first % MID_WIDTH,
+            count: 1 << (sub - MID),
+        }
+    }
+}
+
+/// Tree size → (signed at, Unix ms; signed note).
+pub(super) const CHECKPOINTS: TableDefinition<u64, (u64, &[u8])> =
+    TableDefinition::new("checkpoints");
+/// Named metadata (origin, format version).
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Metadata key of the head: size (8 bytes, big-endian) and root.
+pub(super) const HEAD_KEY: &str = "head";
+
+pub(super) fn encode_head(h: Head) -> [u8; 40] {
+    let mut b = [0u8; 40];
+    b[..8].copy_from_slice(&h.size.to_be_bytes());
+    b[8..].copy_from_slice(h.root.as_bytes());
+    b
+}
+
+/// The head of a store written before the head record existed: its latest
+/// checkpoint's size and root.
+pub(super) fn legacy_head(note: &[u8]) -> Result<Head, StoreError> {
+    let cp = quire_core::Note::parse(note)
+        .ok()
+        .and_then(|n| quire_core::Checkpoint::parse(n.text().as_bytes()).ok())
+        .ok_or_else(|| StoreError::Corrupt("the latest checkpoint does not parse".into()))?;
+    Ok(Head {
+        size: cp.size(),
+        root: *cp.root(),
+    })
+}
+
+pub(super) fn decode_head(b: &[u8]) -> Result<Head, StoreError> {
+    let (Some(size), Some(root)) = (b.get(..8), b.get(8..)) else {
+        return Err(StoreError::Corrupt("head record".into()));
+    };
+    let root = Hash::from_slice(root).map_err(|_| StoreError::Corrupt("head record".into()))?;
+    let mut s = [0u8; 8];
+    s.copy_from_slice(size);
+    Ok(Head {
+        size: u64::from_be_bytes(s),
+        root,
+    })
+}

@@ -1,0 +1,244 @@
+//! The embedded default storage: one redb file per log.
+//!
+//! Files: [`layout`] (tables, where each hash is stored, the head record),
+//! [`write`] (a commit in one transaction), [`read`] (a snapshot's reads),
+//! the leaf index ([`leaf_index`], its in-memory part and filters in
+//! [`index_cache`] and [`bloom`]), and [`error`] (redb's failures and the
+//! guard against its panics on damaged pages).
+
+mod bloom;
+mod error;
+mod index_cache;
+mod layout;
+mod leaf_index;
+mod read;
+mod write;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use quire_core::{HashReader, NodeId};
+use redb::{Database, ReadableDatabase};
+
+pub(crate) use error::engine;
+use error::guarded;
+use index_cache::{Builder, IndexCache, Memtable, SharedCache};
+use layout::{BUNDLES, CHECKPOINTS, META, MIDS, TILES};
+use leaf_index::{MergeBloom, RUN_BLOCKS};
+pub(crate) use read::index_state;
+pub use read::RedbReader;
+
+use crate::store::bundle;
+use crate::store::{Commit, Storage, StorageReader, StoreError};
+
+/// How a [`RedbStore`] is opened.
+#[derive(Clone, Copy, Debug)]
+pub struct RedbOptions {
+    /// LZ4 for entry bundles where it saves space.
+    pub compress: bool,
+    /// redb's page cache, bytes (its own default is 1 GiB).
+    pub cache_bytes: usize,
+    /// Leaves kept in memory before the leaf index writes them as a run.
+    pub leaf_flush: usize,
+    /// Keep a Bloom filter per leaf-index run in memory (about one byte per
+    /// leaf), so that strict dedup reads nothing from disk for a new entry.
+    /// Without them, lookups (proof by hash) probe every run.
+    pub leaf_filters: bool,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        RedbOptions {
+            compress: true,
+            cache_bytes: 32 << 20,
+            leaf_flush: leaf_index::DEFAULT_FLUSH,
+            leaf_filters: true,
+        }
+    }
+}
+
+/// Space use of a [`RedbStore`] (see [`RedbStore::space`]).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Space {
+    /// Keys and values stored.
+    pub stored_bytes: u64,
+    /// redb's B-tree metadata.
+    pub metadata_bytes: u64,
+    /// Unused space inside allocated pages.
+    pub fragmented_bytes: u64,
+    /// Pages allocated, in bytes.
+    pub allocated_bytes: u64,
+}
+
+/// A log stored in a redb file.
+pub struct RedbStore {
+    db: Arc<Database>,
+    opts: RedbOptions,
+    /// The in-memory part of the leaf index (see [`leaf_index`]).
+    cache: SharedCache,
+    /// The filter of the merge in progress (writer only).
+    merge_bloom: Mutex<MergeBloom>,
+    /// Builds the filters of runs that have none.
+    builder: Builder,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store at `path`, and rebuilds the in-memory
+    /// part of the leaf index from the stored tile rows.
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`] when the file cannot be opened or created;
+    /// [`StoreError::Corrupt`] or [`StoreError::Missing`] when the leaf index
+    /// or the tiles it is rebuilt from are damaged.
+    pub fn open(path: &Path, opts: RedbOptions) -> Result<Self, StoreError> {
+        guarded("opening the database", || Self::open_unguarded(path, opts))
+    }
+
+    fn open_unguarded(path: &Path, opts: RedbOptions) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(opts.cache_bytes)
+            .create(path)
+            .map_err(engine)?;
+        let txn = db.begin_write().map_err(engine)?;
+        {
+            txn.open_table(BUNDLES).map_err(engine)?;
+            txn.open_table(TILES).map_err(engine)?;
+            txn.open_table(MIDS).map_err(engine)?;
+            txn.open_table(RUN_BLOCKS).map_err(engine)?;
+            txn.open_table(CHECKPOINTS).map_err(engine)?;
+            txn.open_table(META).map_err(engine)?;
+        }
+        txn.commit().map_err(engine)?;
+        let db = Arc::new(db);
+        let txn = db.begin_read().map_err(engine)?;
+        let state = index_state(&txn)?;
+        let reader = RedbReader {
+            txn,
+            db: Arc::clone(&db),
+            cache: Arc::new(RwLock::new(IndexCache::new(Memtable::default(), &state))),
+        };
+        let covered = state.covered();
+        // Every stored leaf, also those of an interrupted import beyond the
+        // latest checkpoint, so that the import's later chunks index them.
+        let size = reader
+            .latest_checkpoint()?
+            .map_or(0, |c| c.size)
+            .max(crate::store::import_progress(&reader)?.map_or(0, |(_, stored)| stored));
+        let mut mem = Memtable::new(covered);
+        let mut at = covered;
+        while at < size {
+            let upto = (at + 4096).min(size);
+            let leaves: Vec<NodeId> = (at..upto).map(NodeId::leaf).collect();
+            for (i, h) in (at..upto).zip(reader.read_hashes(&leaves)?) {
+                mem.push(leaf_index::key(&h), i);
+            }
+            at = upto;
+        }
+        drop(reader);
+        let cache = Arc::new(RwLock::new(IndexCache::new(mem, &state)));
+        let builder = Builder::spawn(Arc::clone(&db), Arc::clone(&cache))?;
+        if opts.leaf_filters {
+            for run in &state.runs {
+                builder.queue(run.id);
+            }
+        }
+        Ok(RedbStore {
+            db,
+            opts,
+            cache,
+            merge_bloom: Mutex::new(None),
+            builder,
+        })
+    }
+}
+
+impl RedbStore {
+    /// Sorted runs the leaf index holds on disk now (few: merges keep them
+    /// near log2 of the tree size over the flush size).
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine or a damaged index state.
+    pub fn leaf_index_runs(&self) -> Result<usize, StoreError> {
+        Ok(index_state(&self.reader()?.txn)?.runs.len())
+    }
+
+    /// How the file's space is used: bytes of stored keys and values, of
+    /// redb's own metadata and of fragmentation inside allocated pages, and
+    /// the pages allocated (the file grows in large steps ahead of use).
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`].
+    pub fn space(&self) -> Result<Space, StoreError> {
+        let txn = self.db.begin_write().map_err(engine)?;
+        let stats = txn.stats().map_err(engine)?;
+        txn.abort().map_err(engine)?;
+        Ok(Space {
+            stored_bytes: stats.stored_bytes(),
+            metadata_bytes: stats.metadata_bytes(),
+            fragmented_bytes: stats.fragmented_bytes(),
+            allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
+        })
+    }
+
+    /// Compacts the closed store at `path` (no process may have it open)
+    /// and returns its size afterwards: the bytes the log really occupies,
+    /// without the free space redb keeps after growing its file.
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`].
+    pub fn compact_file(path: &Path) -> Result<u64, StoreError> {
+        let mut db = Database::open(path).map_err(engine)?;
+        while db.compact().map_err(engine)? {}
+        drop(db);
+        Ok(std::fs::metadata(path).map_err(engine)?.len())
+    }
+
+    /// Bytes held by the leaf index's in-memory filters (about one byte
+    /// per indexed leaf once built).
+    pub fn leaf_index_filter_bytes(&self) -> usize {
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bloom_bytes()
+    }
+
+    /// Overwrites entry bundle `bundle` with `entries`, without any check.
+    /// For fault-injection tests only: it breaks the log on purpose.
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`].
+    #[doc(hidden)]
+    pub fn overwrite_bundle_unchecked(
+        &self,
+        bundle: u64,
+        entries: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(engine)?;
+        txn.open_table(BUNDLES)
+            .map_err(engine)?
+            .insert(
+                bundle,
+                bundle::encode(entries, self.opts.compress).as_slice(),
+            )
+            .map_err(engine)?;
+        txn.commit().map_err(engine)
+    }
+}
+
+impl Storage for RedbStore {
+    type Reader = RedbReader;
+
+    fn reader(&self) -> Result<RedbReader, StoreError> {
+        guarded("opening a read view", || {
+            Ok(RedbReader {
+                txn: self.db.begin_read().map_err(engine)?,
+                db: Arc::clone(&self.db),
+                cache: Arc::clone(&self.cache),
+            })
+        })
+    }
+
+    fn commit(&self, c: &Commit) -> Result<(), StoreError> {
+        guarded("committing", || self.commit_unguarded(c))
+    }
+}

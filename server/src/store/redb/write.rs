@@ -1,0 +1,170 @@
+//! Writing a commit: the compare-and-swap on the head, entry bundles, tile
+//! and mid rows, the leaf index step, checkpoints and metadata, in one
+//! transaction.
+
+use std::collections::BTreeMap;
+use std::sync::PoisonError;
+
+use quire_core::node::TileId;
+use quire_core::{Hash, NodeId};
+use redb::{ReadableTable, WriteTransaction};
+
+use super::error::engine;
+use super::layout::{
+    decode_head, encode_head, legacy_head, RowSpan, BUNDLES, CHECKPOINTS, HEAD_KEY, META, MID,
+    MIDS, TILES,
+};
+use super::leaf_index::{self, IndexState, STATE_KEY};
+use super::RedbStore;
+use crate::store::bundle::{self, BUNDLE_SIZE};
+use crate::store::{Commit, StoreError};
+
+impl RedbStore {
+    pub(super) fn commit_unguarded(&self, c: &Commit) -> Result<(), StoreError> {
+        if c.leaf_index.len() != c.entries.len() {
+            return Err(StoreError::Corrupt(format!(
+                "commit of {} entries carries {} leaf hashes",
+                c.entries.len(),
+                c.leaf_index.len()
+            )));
+        }
+        let txn = self.db.begin_write().map_err(engine)?;
+        let step;
+        {
+            // The compare-and-swap, inside the transaction that writes.
+            {
+                let meta = txn.open_table(META).map_err(engine)?;
+                let stored = if let Some(v) = meta.get(HEAD_KEY).map_err(engine)? {
+                    Some(decode_head(v.value())?)
+                } else {
+                    let cps = txn.open_table(CHECKPOINTS).map_err(engine)?;
+                    let last = cps.last().map_err(engine)?;
+                    last.map(|(_, v)| legacy_head(v.value().1)).transpose()?
+                };
+                crate::store::check_head(stored, c)?;
+            }
+            write_bundles(&txn, c, self.opts.compress)?;
+            write_tiles(&txn, &c.nodes)?;
+            let mut meta = txn.open_table(META).map_err(engine)?;
+            meta.insert(HEAD_KEY, encode_head(c.head).as_slice())
+                .map_err(engine)?;
+            let state = match meta.get(STATE_KEY).map_err(engine)? {
+                Some(v) => IndexState::decode(v.value())?,
+                None => IndexState::default(),
+            };
+            // The sequencer is the only writer: the memtable does not change
+            // while this commit is built.
+            step = {
+                let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+                let mut merge_bloom = self
+                    .merge_bloom
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                leaf_index::write_step(
+                    &txn,
+                    state,
+                    &cache.mem,
+                    &c.leaf_index,
+                    self.opts.leaf_flush,
+                    self.opts.leaf_filters.then_some(&mut *merge_bloom),
+                )?
+            };
+            meta.insert(STATE_KEY, step.state.encode().as_slice())
+                .map_err(engine)?;
+            for (k, v) in &c.meta {
+                meta.insert(k.as_str(), v.as_slice()).map_err(engine)?;
+            }
+            if let Some(cp) = &c.checkpoint {
+                txn.open_table(CHECKPOINTS)
+                    .map_err(engine)?
+                    .insert(cp.size, (cp.signed_at_ms, cp.note.as_slice()))
+                    .map_err(engine)?;
+            }
+        }
+        txn.commit().map_err(engine)?;
+        // Only after the runs are durable may the memtable forget leaves.
+        let build = self
+            .cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(step, &c.leaf_index);
+        if let (Some(id), true) = (build, self.opts.leaf_filters) {
+            self.builder.queue(id);
+        }
+        Ok(())
+    }
+}
+
+fn write_bundles(txn: &WriteTransaction, c: &Commit, compress: bool) -> Result<(), StoreError> {
+    let mut table = txn.open_table(BUNDLES).map_err(engine)?;
+    let mut index = c.base.size;
+    let mut pending = c.entries.as_slice();
+    while !pending.is_empty() {
+        let b = index / BUNDLE_SIZE;
+        let have = index % BUNDLE_SIZE;
+        let mut entries = if have == 0 {
+            Vec::new()
+        } else {
+            let rec = table
+                .get(b)
+                .map_err(engine)?
+                .ok_or_else(|| StoreError::Missing(format!("entry bundle {b}")))?;
+            bundle::decode(rec.value())?
+        };
+        if entries.len() as u64 != have {
+            return Err(StoreError::Corrupt(format!(
+                "entry bundle {b} holds {} entries, expected {have}",
+                entries.len()
+            )));
+        }
+        let take = usize::try_from((BUNDLE_SIZE - have).min(pending.len() as u64)).unwrap_or(0);
+        entries.extend_from_slice(&pending[..take]);
+        table
+            .insert(b, bundle::encode(&entries, compress).as_slice())
+            .map_err(engine)?;
+        pending = &pending[take..];
+        index += take as u64;
+    }
+    Ok(())
+}
+
+fn write_tiles(txn: &WriteTransaction, rows: &[(NodeId, Hash)]) -> Result<(), StoreError> {
+    let mut by_row: BTreeMap<(bool, TileId), Vec<(u64, Hash)>> = BTreeMap::new();
+    for (node, hash) in rows {
+        if node.level % MID != 0 {
+            continue;
+        }
+        let (part, tail) = RowSpan::of(*node).parts();
+        let part = tail.unwrap_or(part);
+        by_row
+            .entry((part.mid, part.tile))
+            .or_default()
+            .push((part.slot, *hash));
+    }
+    let mut tiles = txn.open_table(TILES).map_err(engine)?;
+    let mut mids = txn.open_table(MIDS).map_err(engine)?;
+    for ((mid, tile), hashes) in by_row {
+        let table = if mid { &mut mids } else { &mut tiles };
+        let key = (tile.level, tile.index);
+        let mut bytes = match table.get(key).map_err(engine)? {
+            Some(v) => v.value().to_vec(),
+            None => Vec::new(),
+        };
+        // A row's last hash (slot 16 of the mid record) is reported before
+        // the level-4 node that completes with it (slot 15).
+        let mut hashes = hashes;
+        hashes.sort_by_key(|(slot, _)| *slot);
+        for (offset, h) in hashes {
+            if bytes.len() as u64 != offset * 32 {
+                return Err(StoreError::Corrupt(format!(
+                    "{} row {key:?} holds {} hashes, the next is at {offset}",
+                    if mid { "mid" } else { "tile" },
+                    bytes.len() / 32
+                )));
+            }
+            bytes.extend_from_slice(&h.0);
+        }
+        table.insert(key, bytes.as_slice()).map_err(engine)?;
+    }
+    Ok(())
+}
