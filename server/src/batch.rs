@@ -49,6 +49,12 @@ pub enum WriteError {
         /// The limit.
         depth: usize,
     },
+    /// This server follows the log from storage and does not sequence it.
+    #[error("this server follows log {origin} from storage and does not sequence it; send writes to the server that sequences it")]
+    NotSequencing {
+        /// The log.
+        origin: String,
+    },
     /// The log is shutting down.
     #[error("log is shutting down")]
     ShuttingDown,

@@ -21,6 +21,7 @@
 pub mod api;
 mod batch;
 pub mod config;
+pub mod follow;
 pub mod fsck;
 pub mod fuzz_targets;
 pub mod grpc;

@@ -71,7 +71,7 @@ pub struct LogOptions {
 
 /// A running log. Cheap to clone.
 pub struct Log<S: Storage> {
-    inner: Arc<Inner<S>>,
+    pub(crate) inner: Arc<Inner<S>>,
 }
 
 impl<S: Storage> Clone for Log<S> {
@@ -82,18 +82,20 @@ impl<S: Storage> Clone for Log<S> {
     }
 }
 
-struct Inner<S> {
-    origin: String,
-    verifiers: Vec<VerifierKey>,
-    limits: LogLimits,
-    store: Arc<S>,
-    queue: std::sync::Mutex<Option<mpsc::Sender<Request>>>,
-    sequencer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
-    latest: watch::Receiver<Arc<Latest>>,
-    signing: Arc<SigningGate>,
+pub(crate) struct Inner<S> {
+    pub(crate) origin: String,
+    pub(crate) verifiers: Vec<VerifierKey>,
+    pub(crate) limits: LogLimits,
+    pub(crate) store: Arc<S>,
+    pub(crate) queue: std::sync::Mutex<Option<mpsc::Sender<Request>>>,
+    pub(crate) sequencer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub(crate) latest: watch::Receiver<Arc<Latest>>,
+    pub(crate) signing: Arc<SigningGate>,
+    /// A log followed from storage ([`crate::follow`]): where what was
+    /// read and checked is published. `None` for the sequencing log.
+    pub(crate) follower: Option<watch::Sender<Arc<Latest>>>,
 }
 
-/// Unix milliseconds now.
 impl<S: Storage> Log<S> {
     /// Opens the log over `store`, checking the stored tree against the latest
     /// signed checkpoint and the configured keys and origin, and starts its
@@ -124,7 +126,7 @@ impl<S: Storage> Log<S> {
         if let Some(m) = &mark {
             let note = Note::parse(&m.note)
                 .map_err(|e| OpenError::Mismatch(format!("high-water record: {e}")))?;
-            check_origin_and_key(&note, &opts.origin, primary)?;
+            check_origin_and_key(&note, &opts.origin, &primary.verifier())?;
         }
         let record = opts.high_water.path().display().to_string();
         let (range, latest) = match (reader.latest_checkpoint()?, mark) {
@@ -158,7 +160,7 @@ impl<S: Storage> Log<S> {
                 (range, Latest { stored, root })
             }
             (Some(stored), mark) => {
-                let range = check_stored(&reader, &stored, &opts.origin, primary)?;
+                let range = check_stored(&reader, &stored, &opts.origin, &primary.verifier())?;
                 let root = range.root();
                 match mark {
                     None if !opts.adopt_database => {
@@ -222,6 +224,7 @@ impl<S: Storage> Log<S> {
                 sequencer: std::sync::Mutex::new(Some(handle)),
                 latest: latest_rx,
                 signing,
+                follower: None,
             }),
         })
     }
@@ -293,6 +296,11 @@ impl<S: Storage> Log<S> {
         entries: Vec<Vec<u8>>,
     ) -> Result<(Vec<Added>, Arc<Latest>), WriteError> {
         let limits = &self.inner.limits;
+        if self.inner.follower.is_some() {
+            return Err(WriteError::NotSequencing {
+                origin: self.inner.origin.clone(),
+            });
+        }
         if entries.is_empty() {
             return Err(WriteError::Invalid("no entries in the request".into()));
         }

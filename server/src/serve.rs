@@ -34,6 +34,7 @@ pub async fn serve<S: Storage>(
         .map_err(anyhow::Error::msg)?;
     let logs: Vec<Log<S>> = service.logs().cloned().collect();
     let streams = service.clone();
+    let stopped = service.clone();
     let shutdown = async move {
         shutdown.await;
         // Follow streams never end by themselves: end them so that the
@@ -85,6 +86,9 @@ pub async fn serve<S: Storage>(
             shutdown,
         )
         .await;
+    // Witness collection ends within its calls' deadlines; then nothing
+    // else holds the logs.
+    stopped.stopped().await;
     for log in logs {
         let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }

@@ -4,7 +4,7 @@
 //! origin, and that checkpoint must be the high-water mark or extend it.
 //! [`OpenError`] and [`Refusal`] say what does not match.
 
-use quire_core::{Checkpoint, CompactRange, Hash, LogSigner, Note};
+use quire_core::{Checkpoint, CompactRange, Hash, Note, VerifierKey};
 
 use crate::highwater::{HighWaterError, Mark};
 use crate::store::{StorageReader, StoreError, StoredCheckpoint};
@@ -119,7 +119,7 @@ pub enum Refusal {
 pub(crate) fn check_origin_and_key(
     note: &Note,
     origin: &str,
-    primary: &LogSigner,
+    primary: &VerifierKey,
 ) -> Result<Checkpoint, OpenError> {
     let cp = Checkpoint::parse(note.text().as_bytes())
         .map_err(|e| OpenError::Mismatch(format!("checkpoint: {e}")))?;
@@ -129,10 +129,10 @@ pub(crate) fn check_origin_and_key(
             configured: origin.to_owned(),
         });
     }
-    note.verify(&[primary.verifier()])
+    note.verify(std::slice::from_ref(primary))
         .map_err(|e| OpenError::WrongKey {
             size: cp.size(),
-            key: primary.verifier().to_vkey(),
+            key: primary.to_vkey(),
             why: e.to_string(),
         })?;
     Ok(cp)
@@ -185,7 +185,7 @@ pub(crate) fn check_stored<R: StorageReader>(
     reader: &R,
     stored: &StoredCheckpoint,
     origin: &str,
-    primary: &LogSigner,
+    primary: &VerifierKey,
 ) -> Result<CompactRange, OpenError> {
     let note = Note::parse(&stored.note)
         .map_err(|e| OpenError::Mismatch(format!("latest checkpoint: {e}")))?;

@@ -34,6 +34,9 @@ impl Storage for Gated {
         }
         self.inner.commit(c)
     }
+    fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
+        self.inner.keep_cosignatures(size, lines)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -230,6 +230,28 @@ fn conformance<S: Storage>(store: &S) {
     );
     drop(r);
 
+    // Cosignatures kept beside checkpoints: the newest size wins, a size
+    // kept again is replaced, and the tree is untouched.
+    assert!(store
+        .reader()
+        .unwrap()
+        .latest_cosignatures()
+        .unwrap()
+        .is_none());
+    store.keep_cosignatures(253, b"- w1 abc\n").unwrap();
+    store.keep_cosignatures(863, b"- w1 def\n").unwrap();
+    store
+        .keep_cosignatures(863, b"- w1 def\n- w2 ghi\n")
+        .unwrap();
+    store.keep_cosignatures(263, b"- w1 older\n").unwrap();
+    let r = store.reader().unwrap();
+    assert_eq!(
+        r.latest_cosignatures().unwrap(),
+        Some((863, b"- w1 def\n- w2 ghi\n".to_vec()))
+    );
+    assert_eq!(r.head().unwrap(), Some(w.head()));
+    drop(r);
+
     // Metadata, and a commit of metadata alone.
     let c = Commit {
         base: w.head(),

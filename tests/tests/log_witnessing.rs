@@ -292,3 +292,128 @@ async fn pull_mode_watches_a_log_that_never_pushes() {
     w.stop().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosignatures_are_kept_beside_their_checkpoint_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = "kept.example/log";
+    let server_dir = dir.path().join("server");
+    let (signers, _) =
+        quire_server::keyfile::load_or_create(&server_dir.join("keys"), origin, true).unwrap();
+    let mut wcfg = WitnessConfig::new("kept.witness.example", &dir.path().join("w"));
+    wcfg.logs.push(LogEntryConfig {
+        origin: origin.into(),
+        keys: signers.iter().map(|s| s.verifier().to_vkey()).collect(),
+        url: None,
+    });
+    let live = LocalWitness::start(wcfg).await.unwrap();
+    let witness_key = live.key.clone();
+    // After the restart the witness is gone: its address accepts and never
+    // answers.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    let config = |url: String, key: String| {
+        let mut lc = LogConfig::new(origin);
+        lc.witnesses = vec![WitnessEntry {
+            protocol: Default::default(),
+            url,
+            key,
+        }];
+        lc.witness_quorum = Some(1);
+        lc.witness_timeout_ms = 200;
+        lc.witness_wait_ms = 400;
+        lc.witness_fail = FailMode::Closed;
+        lc
+    };
+    let server = LocalServer::start(
+        &server_dir,
+        vec![config(live.url(), witness_key.to_vkey())],
+        Config::default(),
+    )
+    .await
+    .unwrap();
+    let mut c = LogClient::connect(server.url()).await.unwrap();
+    let r = c
+        .add_entry(AddEntryRequest {
+            log: origin.into(),
+            entry: b"witnessed before the restart".to_vec(),
+            with_proof: true,
+            witnessed: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cosignatures(&r.checkpoint, origin), 1);
+    let witnessed_size = parse(&r.checkpoint).size();
+    // The witnessed checkpoint is kept (bounded wait for the keeper task),
+    // then the server and the witness stop.
+    let mut tries = 0;
+    loop {
+        use quire_server::store::{Storage as _, StorageReader as _};
+        let kept = server.logs[0]
+            .store()
+            .reader()
+            .unwrap()
+            .latest_cosignatures()
+            .unwrap();
+        if kept.is_some_and(|(size, _)| size == witnessed_size) {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 1000, "the cosignatures were never kept");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    server.stop().await;
+    live.stop().await;
+
+    // Restarted with the witness dead: the witnessed checkpoint is served
+    // at once, with its cosignature verifying under the witness's key.
+    let server = LocalServer::start(
+        &server_dir,
+        vec![config(dead_url.clone(), witness_key.to_vkey())],
+        Config::default(),
+    )
+    .await
+    .unwrap();
+    let mut c = LogClient::connect(server.url()).await.unwrap();
+    let w = c
+        .get_checkpoint(GetCheckpointRequest {
+            log: origin.into(),
+            witnessed: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint;
+    assert_eq!(parse(&w).size(), witnessed_size);
+    assert_eq!(cosignatures(&w, origin), 1);
+    Note::parse(&w)
+        .unwrap()
+        .verify(std::slice::from_ref(&witness_key))
+        .unwrap();
+    server.stop().await;
+
+    // What was kept is verified again, never trusted: under another
+    // witness key it counts for nothing, and fail closed says so.
+    let other = quire_core::WitnessSigner::generate("other.witness.example")
+        .unwrap()
+        .verifier()
+        .to_vkey();
+    let server = LocalServer::start(
+        &server_dir,
+        vec![config(dead_url, other)],
+        Config::default(),
+    )
+    .await
+    .unwrap();
+    let mut c = LogClient::connect(server.url()).await.unwrap();
+    let e = c
+        .get_checkpoint(GetCheckpointRequest {
+            log: origin.into(),
+            witnessed: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    server.stop().await;
+}

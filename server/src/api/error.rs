@@ -140,9 +140,10 @@ fn write_kind(e: &WriteError) -> Kind {
     match e {
         WriteError::Invalid(_) => Kind::InvalidArgument,
         WriteError::QueueFull { .. } | WriteError::StorageFull(_) => Kind::ResourceExhausted,
-        WriteError::ShuttingDown | WriteError::Stopped { .. } | WriteError::SigningHeld { .. } => {
-            Kind::Unavailable
-        }
+        WriteError::ShuttingDown
+        | WriteError::Stopped { .. }
+        | WriteError::SigningHeld { .. }
+        | WriteError::NotSequencing { .. } => Kind::Unavailable,
         WriteError::SigningStopped { .. } | WriteError::ClockBackwards { .. } => {
             Kind::FailedPrecondition
         }

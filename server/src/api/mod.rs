@@ -213,9 +213,18 @@ impl<S: Storage> LogApi<S> {
         Ok(self)
     }
 
-    /// Ends every follow stream (the server is shutting down).
+    /// Ends every follow stream and witness collection (the server is
+    /// shutting down).
     pub fn stop_streams(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// After [`Self::stop_streams`]: waits until witness collection has
+    /// let go of every log, so that their storage can close.
+    pub async fn stopped(&self) {
+        for w in self.witnessing.values() {
+            w.finished().await;
+        }
     }
 
     /// The logs served.

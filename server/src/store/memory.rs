@@ -19,6 +19,7 @@ struct State {
     checkpoints: BTreeMap<u64, StoredCheckpoint>,
     meta: BTreeMap<String, Vec<u8>>,
     head: Option<Head>,
+    cosignatures: BTreeMap<u64, Vec<u8>>,
 }
 
 /// A log kept in memory.
@@ -57,6 +58,12 @@ impl Storage for MemoryStore {
             meta: s.meta.clone(),
             head: s.head,
         })
+    }
+
+    fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
+        let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        s.cosignatures.insert(size, lines.to_vec());
+        Ok(())
     }
 
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
@@ -179,5 +186,14 @@ impl StorageReader for MemoryReader {
 
     fn head(&self) -> Result<Option<Head>, StoreError> {
         Ok(self.head)
+    }
+
+    fn latest_cosignatures(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        // Cosignatures are not part of the snapshot: the newest kept.
+        let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(s.cosignatures
+            .iter()
+            .next_back()
+            .map(|(k, v)| (*k, v.clone())))
     }
 }

@@ -9,7 +9,8 @@
 //!   stored hashes;
 //! - a leaf-hash → index map for dedup and proof-by-hash, as a small LSM tree
 //!   whose newest part is rebuilt from the tiles at start;
-//! - every signed checkpoint, with the time it was signed.
+//! - every signed checkpoint, with the time it was signed, and the witness
+//!   cosignatures collected for it.
 //!
 //! A [`Commit`] lands in one durable transaction, or not at all.
 
@@ -222,6 +223,17 @@ pub trait Storage: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`]; nothing is written then.
     fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
+
+    /// Keeps `lines`, the witness cosignature lines collected for the
+    /// checkpoint of `size` (C2SP `tlog-cosignature` note signature lines),
+    /// replacing what was kept for that size. Not part of the tree and not
+    /// under the compare-and-swap; an engine may make them durable with its
+    /// next commit rather than at once: cosignatures lost in a crash are
+    /// collected again.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError>;
 }
 
 /// A consistent read view of one log's storage.
@@ -327,6 +339,13 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// # Errors
     /// [`StoreError`] from the engine.
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The newest checkpoint size with cosignatures kept
+    /// ([`Storage::keep_cosignatures`]), and those lines.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn latest_cosignatures(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
 
     /// The head of this view: entries stored and their root (`None` for a
     /// store never committed to).

@@ -45,6 +45,9 @@ pub struct Witnessed {
     pub size: u64,
     /// The log's note with the cosignature lines appended.
     pub note: Vec<u8>,
+    /// The cosignature lines alone (what storage keeps beside the
+    /// checkpoint).
+    pub lines: Vec<u8>,
     /// Cosignatures on it.
     pub cosignatures: usize,
 }
@@ -77,19 +80,91 @@ struct Shared {
 #[derive(Clone)]
 pub struct Witnessing {
     shared: Arc<Shared>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 fn note_with(latest: &Latest, sigs: &[Option<NoteSignature>]) -> Witnessed {
-    let mut note = latest.stored.note.clone();
+    let mut lines = Vec::new();
     let mut n = 0;
     for s in sigs.iter().flatten() {
-        note.extend_from_slice(s.to_line().as_bytes());
+        lines.extend_from_slice(s.to_line().as_bytes());
         n += 1;
     }
+    let mut note = latest.stored.note.clone();
+    note.extend_from_slice(&lines);
     Witnessed {
         size: latest.stored.size,
         note,
+        lines,
         cosignatures: n,
+    }
+}
+
+/// The newest checkpoint whose kept cosignatures ([`Storage::keep_cosignatures`])
+/// still make the quorum: each line verified again with the configured
+/// witness keys, so what was kept is never trusted as it is.
+fn kept<S: Storage>(log: &Log<S>, policy: &WitnessPolicy) -> Option<Cosigned> {
+    use crate::store::StorageReader as _;
+    let read = || -> Result<Option<Cosigned>, String> {
+        let r = log.store().reader().map_err(|e| e.to_string())?;
+        let Some((size, lines)) = r.latest_cosignatures().map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let Some(stored) = r.checkpoint_at(size).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let mark = crate::highwater::Mark::from_note(&stored.note)?;
+        let text = String::from_utf8_lossy(&lines);
+        let lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
+        let sigs: Vec<Option<NoteSignature>> = policy
+            .witnesses
+            .iter()
+            .map(|w| verify_cosignature(&stored.note, &lines, &w.key).ok())
+            .collect();
+        if sigs.iter().flatten().count() < policy.quorum.max(1) {
+            return Ok(None);
+        }
+        Ok(Some((
+            Arc::new(Latest {
+                stored,
+                root: mark.root,
+            }),
+            sigs,
+        )))
+    };
+    match read() {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(log = %log.origin(), error = %e, "kept cosignatures not read; collecting again");
+            None
+        }
+    }
+}
+
+/// Keeps every published witnessed checkpoint's cosignatures in storage,
+/// until `stop`.
+async fn keep<S: Storage>(
+    log: Log<S>,
+    mut witnessed: watch::Receiver<Option<Arc<Witnessed>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last: Option<(u64, usize)> = None;
+    loop {
+        let current = witnessed.borrow_and_update().clone();
+        if let Some(w) = current.filter(|w| last != Some((w.size, w.cosignatures))) {
+            last = Some((w.size, w.cosignatures));
+            let l = log.clone();
+            let kept =
+                tokio::task::spawn_blocking(move || l.store().keep_cosignatures(w.size, &w.lines))
+                    .await;
+            if let Ok(Err(e)) = kept {
+                tracing::warn!(log = %log.origin(), error = %e, "cosignatures not kept");
+            }
+        }
+        tokio::select! {
+            changed = witnessed.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 
@@ -103,12 +178,19 @@ impl Witnessing {
         policy: WitnessPolicy,
         stop: watch::Receiver<bool>,
     ) -> Result<Self, String> {
-        let (witnessed, _) = watch::channel(None);
+        // What was witnessed before a restart is served again at once, once
+        // its cosignatures verify again.
+        let before = kept(log, &policy);
+        let (witnessed, _) = watch::channel(
+            before
+                .as_ref()
+                .map(|(latest, sigs)| Arc::new(note_with(latest, sigs))),
+        );
         let (target, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             origin: log.origin().to_owned(),
             round: Mutex::new(None),
-            witnessed_sigs: Mutex::new(None),
+            witnessed_sigs: Mutex::new(before),
             witnessed,
             round_done: Notify::new(),
             target,
@@ -117,6 +199,7 @@ impl Witnessing {
         // No signature before the witnesses were asked what they hold.
         log.hold_signing("checking the witnesses before the first signature");
         let mut clients: Vec<Arc<dyn WitnessTransport>> = Vec::new();
+        let mut tasks = Vec::new();
         for (i, w) in shared.policy.witnesses.iter().enumerate() {
             let timeout = shared.policy.timeout;
             let client: Arc<dyn WitnessTransport> = match w.protocol {
@@ -124,21 +207,48 @@ impl Witnessing {
                 WitnessProtocol::Http => Arc::new(HttpWitness::new(&w.url, timeout)?),
             };
             clients.push(Arc::clone(&client));
-            tokio::spawn(witness_task(
+            tasks.push(tokio::spawn(witness_task(
                 Arc::clone(&shared),
                 log.clone(),
                 i,
                 client,
                 stop.clone(),
-            ));
+            )));
         }
-        tokio::spawn(check::check_at_start(
+        tasks.push(tokio::spawn(check::check_at_start(
             log.clone(),
             shared.policy.clone(),
             clients,
-        ));
-        tokio::spawn(coordinator(Arc::clone(&shared), log.subscribe(), stop));
-        Ok(Witnessing { shared })
+        )));
+        tasks.push(tokio::spawn(keep(
+            log.clone(),
+            shared.witnessed.subscribe(),
+            stop.clone(),
+        )));
+        tasks.push(tokio::spawn(coordinator(
+            Arc::clone(&shared),
+            log.subscribe(),
+            stop,
+        )));
+        Ok(Witnessing {
+            shared,
+            tasks: Arc::new(Mutex::new(tasks)),
+        })
+    }
+
+    /// Waits until every task of this collection has ended (after the stop
+    /// it was started with turned true): then none holds the log, and its
+    /// storage can close. Each ends within its witness's call deadline.
+    pub async fn finished(&self) {
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     /// The policy.

@@ -104,6 +104,8 @@ impl RowSpan {
 /// Tree size → (signed at, Unix ms; signed note).
 pub(super) const CHECKPOINTS: TableDefinition<u64, (u64, &[u8])> =
     TableDefinition::new("checkpoints");
+/// Tree size → the witness cosignature lines collected for its checkpoint.
+pub(super) const COSIGNATURES: TableDefinition<u64, &[u8]> = TableDefinition::new("cosignatures");
 /// Named metadata (origin, format version).
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Metadata key of the head: size (8 bytes, big-endian) and root.

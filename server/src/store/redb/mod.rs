@@ -23,7 +23,7 @@ use redb::{Database, ReadableDatabase};
 pub(crate) use error::engine;
 use error::guarded;
 use index_cache::{Builder, IndexCache, Memtable, SharedCache};
-use layout::{BUNDLES, CHECKPOINTS, META, MIDS, TILES};
+use layout::{BUNDLES, CHECKPOINTS, COSIGNATURES, META, MIDS, TILES};
 use leaf_index::{MergeBloom, RUN_BLOCKS};
 pub(crate) use read::index_state;
 pub use read::RedbReader;
@@ -107,6 +107,7 @@ impl RedbStore {
             txn.open_table(RUN_BLOCKS).map_err(engine)?;
             txn.open_table(CHECKPOINTS).map_err(engine)?;
             txn.open_table(META).map_err(engine)?;
+            txn.open_table(COSIGNATURES).map_err(engine)?;
         }
         txn.commit().map_err(engine)?;
         let db = Arc::new(db);
@@ -240,5 +241,20 @@ impl Storage for RedbStore {
 
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
         guarded("committing", || self.commit_unguarded(c))
+    }
+
+    fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
+        guarded("keeping cosignatures", || {
+            let mut txn = self.db.begin_write().map_err(engine)?;
+            // Made durable by the sequencer's next commit: no fsync of its
+            // own beside every batch's.
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::engine(e.to_string()))?;
+            txn.open_table(COSIGNATURES)
+                .map_err(engine)?
+                .insert(size, lines)
+                .map_err(engine)?;
+            txn.commit().map_err(engine)
+        })
     }
 }

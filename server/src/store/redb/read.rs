@@ -9,7 +9,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use super::error::{engine, guarded};
 use super::index_cache::SharedCache;
 use super::layout::{
-    decode_head, legacy_head, Part, RowSpan, BUNDLES, CHECKPOINTS, HEAD_KEY, META, MIDS, TILES,
+    decode_head, legacy_head, Part, RowSpan, BUNDLES, CHECKPOINTS, COSIGNATURES, HEAD_KEY, META,
+    MIDS, TILES,
 };
 use super::leaf_index::{self, IndexState, RUN_BLOCKS, STATE_KEY};
 use crate::store::bundle::{self, BUNDLE_SIZE};
@@ -251,6 +252,19 @@ impl StorageReader for RedbReader {
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         guarded("reading metadata", || self.meta_unguarded(key))
+    }
+
+    fn latest_cosignatures(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        guarded("reading cosignatures", || {
+            // A store written before cosignatures were kept has no table.
+            let table = match self.txn.open_table(COSIGNATURES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(engine(e)),
+            };
+            let last = table.last().map_err(engine)?;
+            Ok(last.map(|(k, v)| (k.value(), v.value().to_vec())))
+        })
     }
 
     fn head(&self) -> Result<Option<Head>, StoreError> {

@@ -1,0 +1,206 @@
+//! A log followed from storage: a server that shares a log's storage with
+//! the server that sequences it serves the log's reads from what that
+//! server committed, taking the latest checkpoint from storage instead of
+//! from a sequencer of its own (the read replicas of a replicated engine).
+//!
+//! A checkpoint read from storage is served only once it is proven: the
+//! note parses, names the log's origin and verifies with the log's primary
+//! key; the stored hashes give its root at its size; the newest entries hash
+//! to their leaves; and it is consistent (RFC 9162 §2.1.4) with the one
+//! served before. Storage that went back, or a checkpoint that fails any of
+//! these, is an error and the checkpoint served before stays: a follower
+//! never serves a fork it could detect. A follower never signs and refuses
+//! writes by name.
+//!
+//! Out of scope: forwarding writes to the sequencing server, and leases.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quire_core::{prove_consistency, VerifierKey};
+use tokio::sync::watch;
+
+use crate::log::{Inner, Latest, Log, LogLimits};
+use crate::signing::SigningGate;
+use crate::startup::{check_stored, OpenError};
+use crate::store::{Storage, StorageReader, StoreError};
+
+/// What a follower needs to open.
+pub struct FollowOptions {
+    /// The log's origin.
+    pub origin: String,
+    /// The log's verifier keys; the first is the primary, which signs every
+    /// checkpoint.
+    pub verifiers: Vec<VerifierKey>,
+    /// Limits (for what reads report; a follower takes no writes).
+    pub limits: LogLimits,
+}
+
+/// Why a checkpoint in storage is not followed.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Storage holds no checkpoint yet.
+    #[error("storage holds no checkpoint of log {origin:?} yet: start the server that sequences it first")]
+    Empty {
+        /// The log.
+        origin: String,
+    },
+    /// Storage is behind what was served from it.
+    #[error("log {origin:?}: storage's latest checkpoint has size {found}, but size {served} was served from it before; storage went back, the checkpoint of size {served} stays")]
+    Behind {
+        /// The log.
+        origin: String,
+        /// The size served.
+        served: u64,
+        /// The size storage holds now.
+        found: u64,
+    },
+    /// The checkpoint in storage is not one to serve.
+    #[error("log {origin:?}: the checkpoint of size {size} in storage is not followed: {why}")]
+    Invalid {
+        /// The log.
+        origin: String,
+        /// Its size.
+        size: u64,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+impl<S: Storage> Log<S> {
+    /// Opens a follower of the log over `store`: its latest checkpoint is
+    /// the store's, proven as the module says; it has no sequencer.
+    ///
+    /// # Errors
+    /// [`OpenError::NoKey`] without keys, [`FollowError`] as an
+    /// [`OpenError::Mismatch`] for a store without a checkpoint or with one
+    /// that does not hold up.
+    pub fn open_follower(store: S, opts: FollowOptions) -> Result<Self, OpenError> {
+        let Some(primary) = opts.verifiers.first() else {
+            return Err(OpenError::NoKey(opts.origin));
+        };
+        let reader = store.reader()?;
+        let Some(stored) = reader.latest_checkpoint()? else {
+            return Err(OpenError::Mismatch(
+                FollowError::Empty {
+                    origin: opts.origin,
+                }
+                .to_string(),
+            ));
+        };
+        let range = check_stored(&reader, &stored, &opts.origin, primary)?;
+        drop(reader);
+        let latest = Arc::new(Latest {
+            stored,
+            root: range.root(),
+        });
+        let (tx, rx) = watch::channel(latest);
+        Ok(Log {
+            inner: Arc::new(Inner {
+                origin: opts.origin,
+                verifiers: opts.verifiers,
+                limits: opts.limits,
+                store: Arc::new(store),
+                queue: std::sync::Mutex::new(None),
+                sequencer: std::sync::Mutex::new(None),
+                latest: rx,
+                signing: Arc::new(SigningGate::default()),
+                follower: Some(tx),
+            }),
+        })
+    }
+
+    /// Whether this log is followed from storage (it does not sequence).
+    pub fn is_follower(&self) -> bool {
+        self.inner.follower.is_some()
+    }
+
+    /// Takes the store's latest checkpoint if it is newer than the one
+    /// served and holds up; returns whether it was newer. On a sequencing
+    /// log it does nothing.
+    ///
+    /// # Errors
+    /// [`FollowError`]: storage behind what was served, or a checkpoint that
+    /// does not verify, does not match the stored tree, or is not
+    /// consistent with the one served. The one served stays.
+    pub fn refresh(&self) -> Result<bool, FollowError> {
+        let Some(publish) = &self.inner.follower else {
+            return Ok(false);
+        };
+        let origin = &self.inner.origin;
+        let served = self.latest();
+        let reader = self.inner.store.reader()?;
+        let Some(stored) = reader.latest_checkpoint()? else {
+            return Err(FollowError::Empty {
+                origin: origin.clone(),
+            });
+        };
+        if stored.size < served.stored.size {
+            return Err(FollowError::Behind {
+                origin: origin.clone(),
+                served: served.stored.size,
+                found: stored.size,
+            });
+        }
+        if stored.note == served.stored.note {
+            return Ok(false);
+        }
+        let invalid = |why: String| FollowError::Invalid {
+            origin: origin.clone(),
+            size: stored.size,
+            why,
+        };
+        let primary = &self.inner.verifiers[0];
+        let range = check_stored(&reader, &stored, origin, primary).map_err(|e| match e {
+            OpenError::WrongKey { key, why, .. } => {
+                invalid(format!("it is not signed by the log's key {key}: {why}"))
+            }
+            e => invalid(e.to_string()),
+        })?;
+        let root = range.root();
+        let (old, new) = (served.stored.size, stored.size);
+        if old == new && root != served.root {
+            return Err(invalid(format!(
+                "its root {root} is not the root {} served for that size",
+                served.root
+            )));
+        }
+        if old > 0 && old < new {
+            let proof = prove_consistency(&reader, old, new).map_err(|e| invalid(e.to_string()))?;
+            quire_core::verify_consistency(old, new, &proof, &served.root, &root).map_err(|e| {
+                invalid(format!(
+                    "it is not consistent with the size {old} served: {e}"
+                ))
+            })?;
+        }
+        drop(reader);
+        publish.send_replace(Arc::new(Latest { stored, root }));
+        Ok(true)
+    }
+
+    /// Refreshes every `every` until `stop` turns true (spawned on the
+    /// current runtime, each read on the blocking pool): a checkpoint the
+    /// sequencing server committed is served here within `every` plus one
+    /// read. Failures are logged and retried; the checkpoint served before
+    /// stays until one holds up.
+    pub fn follow(&self, every: Duration, mut stop: watch::Receiver<bool>) {
+        let log = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let l = log.clone();
+                match tokio::task::spawn_blocking(move || l.refresh()).await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "not following storage"),
+                    Err(e) => tracing::error!(error = %e, "follower read failed"),
+                    Ok(Ok(_)) => {}
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+}
