@@ -230,7 +230,7 @@ pub async fn witnessed(opts: WitnessedOptions) -> anyhow::Result<serde_json::Val
         witnesses.push(LocalWitness::start(cfg).await?);
     }
     let mut lc = LogConfig::new(origin);
-    lc.witnesses = witnesses
+    lc.witnessing.witnesses = witnesses
         .iter()
         .map(|w| WitnessEntry {
             protocol: quire_server::witnessing::WitnessProtocol::Grpc,
@@ -238,7 +238,7 @@ pub async fn witnessed(opts: WitnessedOptions) -> anyhow::Result<serde_json::Val
             key: w.key.to_vkey(),
         })
         .collect();
-    lc.witness_quorum = Some(3);
+    lc.witnessing.quorum = Some(3);
     let server = LocalServer::start(&server_dir, vec![lc], Config::default()).await?;
     let channel = tonic::transport::Endpoint::from_shared(server.url())?
         .tcp_nodelay(true)

@@ -8,7 +8,12 @@
 //!   open, a file can grow while it is read);
 //! - [`open_regular`]: the non-blocking open and the regular-file check
 //!   behind it;
+//! - [`budget`]: one budget of bytes in flight, and the layer that puts
+//!   request bodies under it and under a stall timeout;
+//! - [`config`]: configuration files, bounded and parsed as TOML;
 //! - [`error`]: an error and its causes, each said once;
+//! - [`keyfile`]: private keys written once, mode 0600, read only from
+//!   their owner's regular files;
 //! - [`grpc`]: a layer answering malformed requests `INVALID_ARGUMENT`;
 //! - [`logging`]: the binaries' log set-up, which never panics;
 //! - [`net`]: listeners with a connection cap, handshake and idle
@@ -17,8 +22,11 @@
 //! Out of scope: parsing (each caller parses what it reads, after this
 //! bound) and anything asynchronous.
 
+pub mod budget;
+pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod keyfile;
 pub mod logging;
 pub mod net;
 

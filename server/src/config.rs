@@ -9,15 +9,23 @@
 //! origin = "audit.example.com/prod/2026"
 //! dedup = "strict"        # or "best-effort" (bounded cache) or "off"
 //! dedup_cache_entries = 100000
-//! compress = true         # LZ4 entry bundles where it saves space
 //! max_entry_bytes = 65535
 //! max_batch = 1000
 //! queue_depth = 4096
 //!
-//! witness_quorum = 2      # cosignatures that make a checkpoint witnessed
-//! witness_fail = "open"   # or "closed": see the README
-//! [[logs.witnesses]]      # optional, repeated: where new checkpoints go
+//! [logs.storage]          # optional: how this log is stored
+//! engine = "redb"         # the embedded default
+//! compress = true         # LZ4 entry bundles where it saves space
+//! cache_mib = 32
+//!
+//! [logs.witnessing]       # optional: who witnesses this log
+//! quorum = 2              # cosignatures that make a checkpoint witnessed
+//! fail = "open"           # or "closed": see the README
+//! timeout_ms = 2000       # each call to a witness
+//! wait_ms = 5000          # a witnessed answer waits this long for the quorum
+//! [[logs.witnessing.witnesses]]  # repeated: where new checkpoints go
 //! url = "http://127.0.0.1:7410"
+//! protocol = "grpc"       # or "http" (C2SP tlog-witness)
 //! key = "witness.example/w1+01234567+BA…"
 //!
 //! [tls]                   # optional: serve gRPC over TLS (rustls)
@@ -71,10 +79,15 @@ pub struct Config {
     /// request body included), milliseconds.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_ms: u64,
-    /// Server-wide budget of entry-page bytes read and queued for readers,
-    /// MiB.
-    #[serde(default = "default_stream_budget")]
-    pub stream_budget_mib: usize,
+    /// Server-wide budget of bytes in flight, MiB: request bodies being
+    /// received (until answered) and entry pages read and queued for
+    /// readers. Beyond it requests get `RESOURCE_EXHAUSTED` naming it.
+    #[serde(default = "default_memory_budget", alias = "stream_budget_mib")]
+    pub memory_budget_mib: usize,
+    /// A request body that sends no bytes for this long is ended with
+    /// `DEADLINE_EXCEEDED`, milliseconds.
+    #[serde(default = "default_body_timeout")]
+    pub request_body_timeout_ms: u64,
     /// Most entry streams (`GetEntries`, `TailEntries`) open at once.
     #[serde(default = "default_entry_streams")]
     pub max_entry_streams: usize,
@@ -148,9 +161,6 @@ pub struct LogConfig {
     /// Dedup policy.
     #[serde(default = "default_dedup")]
     pub dedup: DedupPolicy,
-    /// Compress entry bundles.
-    #[serde(default = "default_true")]
-    pub compress: bool,
     /// Largest entry.
     #[serde(default = "default_entry")]
     pub max_entry_bytes: usize,
@@ -163,27 +173,95 @@ pub struct LogConfig {
     /// Leaf hashes remembered under best-effort dedup.
     #[serde(default = "default_cache")]
     pub dedup_cache_entries: usize,
-    /// redb page cache of this log, MiB.
+    /// Where and how the log is stored (`[logs.storage]`).
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Who witnesses the log (`[logs.witnessing]`).
+    #[serde(default)]
+    pub witnessing: WitnessingConfig,
+}
+
+/// The storage engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// The embedded default: one redb file per log in the data directory.
+    #[default]
+    Redb,
+}
+
+/// How one log is stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The engine.
+    #[serde(default)]
+    pub engine: Engine,
+    /// Compress entry bundles (LZ4) where it saves space.
+    #[serde(default = "default_true")]
+    pub compress: bool,
+    /// The engine's page cache for this log, MiB.
     #[serde(default = "default_cache_mib")]
     pub cache_mib: usize,
-    /// Witnesses to send each new checkpoint to.
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            engine: Engine::Redb,
+            compress: true,
+            cache_mib: default_cache_mib(),
+        }
+    }
+}
+
+/// How one log is witnessed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessingConfig {
+    /// Witnesses to send each new checkpoint to
+    /// (`[[logs.witnessing.witnesses]]`).
     #[serde(default)]
     pub witnesses: Vec<WitnessEntry>,
     /// Cosignatures that make a checkpoint witnessed (default: a majority
     /// of the witnesses).
     #[serde(default)]
-    pub witness_quorum: Option<usize>,
+    pub quorum: Option<usize>,
     /// Deadline of each call to a witness, milliseconds.
     #[serde(default = "default_witness_timeout")]
-    pub witness_timeout_ms: u64,
+    pub timeout_ms: u64,
     /// How long a witnessed write or read waits for the quorum, milliseconds.
     #[serde(default = "default_witness_wait")]
-    pub witness_wait_ms: u64,
+    pub wait_ms: u64,
     /// `open`: after the wait, answer with the cosignatures there are;
     /// `closed`: fail the call instead.
     #[serde(default)]
-    pub witness_fail: FailMode,
+    pub fail: FailMode,
 }
+
+impl Default for WitnessingConfig {
+    fn default() -> Self {
+        WitnessingConfig {
+            witnesses: Vec::new(),
+            quorum: None,
+            timeout_ms: default_witness_timeout(),
+            wait_ms: default_witness_wait(),
+            fail: FailMode::Open,
+        }
+    }
+}
+
+/// Keys of a log's table that moved into its `storage` and `witnessing`
+/// tables, and where they are now: named in the refusal of an old file.
+pub const MOVED_KEYS: &[(&str, &str)] = &[
+    ("compress", "to `compress` in [logs.storage]"),
+    ("cache_mib", "to `cache_mib` in [logs.storage]"),
+    ("witnesses", "to [[logs.witnessing.witnesses]]"),
+    ("witness_quorum", "to `quorum` in [logs.witnessing]"),
+    ("witness_timeout_ms", "to `timeout_ms` in [logs.witnessing]"),
+    ("witness_wait_ms", "to `wait_ms` in [logs.witnessing]"),
+    ("witness_fail", "to `fail` in [logs.witnessing]"),
+];
 
 /// One witness of a log.
 #[derive(Debug, Clone, Deserialize)]
@@ -231,8 +309,11 @@ fn default_idle() -> u64 {
 fn default_request_timeout() -> u64 {
     60_000
 }
-fn default_stream_budget() -> usize {
-    crate::api::DEFAULT_STREAM_BUDGET >> 20
+fn default_memory_budget() -> usize {
+    crate::api::DEFAULT_MEMORY_BUDGET >> 20
+}
+fn default_body_timeout() -> u64 {
+    10_000
 }
 fn default_entry_streams() -> usize {
     crate::api::DEFAULT_ENTRY_STREAMS
@@ -270,7 +351,8 @@ impl Default for Config {
             max_connections: default_connections(),
             idle_timeout_ms: default_idle(),
             request_timeout_ms: default_request_timeout(),
-            stream_budget_mib: default_stream_budget(),
+            memory_budget_mib: default_memory_budget(),
+            request_body_timeout_ms: default_body_timeout(),
             max_entry_streams: default_entry_streams(),
             logs: Vec::new(),
             tls: None,
@@ -288,17 +370,12 @@ impl LogConfig {
         LogConfig {
             origin: origin.to_owned(),
             dedup: default_dedup(),
-            compress: true,
             max_entry_bytes: default_entry(),
             max_batch: default_batch(),
             queue_depth: default_queue(),
             dedup_cache_entries: default_cache(),
-            cache_mib: default_cache_mib(),
-            witnesses: Vec::new(),
-            witness_quorum: None,
-            witness_timeout_ms: default_witness_timeout(),
-            witness_wait_ms: default_witness_wait(),
-            witness_fail: FailMode::Open,
+            storage: StorageConfig::default(),
+            witnessing: WitnessingConfig::default(),
         }
     }
 
@@ -307,20 +384,21 @@ impl LogConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] for a bad key, URL or quorum.
     pub fn witness_policy(&self) -> Result<Option<WitnessPolicy>, ConfigError> {
-        if self.witnesses.is_empty() {
+        let w = &self.witnessing;
+        if w.witnesses.is_empty() {
             return Ok(None);
         }
-        let n = self.witnesses.len();
-        let quorum = self.witness_quorum.unwrap_or(n / 2 + 1);
+        let n = w.witnesses.len();
+        let quorum = w.quorum.unwrap_or(n / 2 + 1);
         if !(1..=n).contains(&quorum) {
             return Err(ConfigError::Invalid(format!(
-                "log {:?}: witness_quorum {quorum} must be 1 to the {n} witnesses configured",
+                "log {:?}: witnessing quorum {quorum} must be 1 to the {n} witnesses configured",
                 self.origin
             )));
         }
         for (what, v) in [
-            ("witness_timeout_ms", self.witness_timeout_ms),
-            ("witness_wait_ms", self.witness_wait_ms),
+            ("witnessing timeout_ms", w.timeout_ms),
+            ("witnessing wait_ms", w.wait_ms),
         ] {
             if !(1..=600_000).contains(&v) {
                 return Err(ConfigError::Invalid(format!(
@@ -329,7 +407,7 @@ impl LogConfig {
                 )));
             }
         }
-        let witnesses = self
+        let witnesses = w
             .witnesses
             .iter()
             .map(|w| {
@@ -362,17 +440,17 @@ impl LogConfig {
         Ok(Some(WitnessPolicy {
             witnesses,
             quorum,
-            timeout: std::time::Duration::from_millis(self.witness_timeout_ms),
-            wait: std::time::Duration::from_millis(self.witness_wait_ms),
-            fail: self.witness_fail,
+            timeout: std::time::Duration::from_millis(w.timeout_ms),
+            wait: std::time::Duration::from_millis(w.wait_ms),
+            fail: w.fail,
         }))
     }
 
     /// How this log's redb file is opened.
     pub fn store_options(&self) -> RedbOptions {
         RedbOptions {
-            compress: self.compress,
-            cache_bytes: self.cache_mib.saturating_mul(1 << 20),
+            compress: self.storage.compress,
+            cache_bytes: self.storage.cache_mib.saturating_mul(1 << 20),
             // Filters pay for themselves only when every write looks up.
             leaf_filters: self.dedup == DedupPolicy::Strict,
             ..RedbOptions::default()
@@ -394,18 +472,13 @@ impl LogConfig {
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read: missing, not a regular file, or over its
-    /// size limit.
+    /// The file cannot be read (missing, not a regular file, or over its
+    /// size limit), or is not valid TOML for this configuration.
+    #[error(transparent)]
+    File(#[from] quire_host::config::FileError),
+    /// A PEM file cannot be read.
     #[error("reading {0}")]
     Read(#[from] quire_host::ReadError),
-    /// Not valid TOML for this configuration.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
     /// A value is out of its allowed range.
     #[error("{0}")]
     Invalid(String),
@@ -463,11 +536,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the file and the problem.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = quire_host::read_bounded_text(path, MAX_CONFIG_BYTES)?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let config: Config = quire_host::config::load_toml(path, MAX_CONFIG_BYTES, MOVED_KEYS)?;
         config.validate()?;
         Ok(config)
     }
@@ -477,7 +546,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the value and its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let ranges: [(&str, u64, u64, u64); 7] = [
+        let ranges: [(&str, u64, u64, u64); 8] = [
             (
                 "max_entry_streams",
                 self.max_entry_streams as u64,
@@ -505,10 +574,16 @@ impl Config {
                 3_600_000,
             ),
             (
-                "stream_budget_mib",
-                self.stream_budget_mib as u64,
-                16,
+                "memory_budget_mib",
+                self.memory_budget_mib as u64,
+                1,
                 1 << 20,
+            ),
+            (
+                "request_body_timeout_ms",
+                self.request_body_timeout_ms,
+                100,
+                self.request_timeout_ms,
             ),
         ];
         for (name, v, lo, hi) in ranges {
@@ -518,58 +593,144 @@ impl Config {
                 )));
             }
         }
+        if self.max_message_bytes > self.memory_budget_mib.saturating_mul(1 << 20) {
+            return Err(ConfigError::Invalid(format!(
+                "max_message_bytes = {} does not fit memory_budget_mib = {} (the bytes in flight of all requests): a request that large could never be received; raise the budget or lower the message limit",
+                self.max_message_bytes, self.memory_budget_mib
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         for l in &self.logs {
-            quire_core::Checkpoint::new(&l.origin, 0, quire_core::empty_root())
-                .map_err(|e| ConfigError::Invalid(format!("log origin {:?}: {e}", l.origin)))?;
-            if !quire_core::keys::is_valid_key_name(&l.origin) {
-                return Err(ConfigError::Invalid(format!(
-                    "log origin {:?} must also be a valid key name: no spaces or '+'",
-                    l.origin
-                )));
-            }
             if !seen.insert(&l.origin) {
                 return Err(ConfigError::Invalid(format!(
                     "log {:?} is configured twice",
                     l.origin
                 )));
             }
-            let max = crate::store::bundle::MAX_ENTRY_BYTES;
-            if !(1..=max).contains(&l.max_entry_bytes) {
-                return Err(ConfigError::Invalid(format!(
-                    "log {:?}: max_entry_bytes {} must be 1 to {max} (C2SP tlog-tiles entry bundles give each entry a 16-bit length)",
-                    l.origin, l.max_entry_bytes
-                )));
-            }
-            if !(1..=100_000).contains(&l.max_batch) || !(1..=1_000_000).contains(&l.queue_depth) {
-                return Err(ConfigError::Invalid(format!(
-                    "log {:?}: max_batch must be 1 to 100000 and queue_depth 1 to 1000000",
-                    l.origin
-                )));
-            }
-            // The largest valid request must fit one message: a full batch
-            // of the largest entries, with protobuf's few bytes per entry.
-            let largest = l.max_batch.saturating_mul(l.max_entry_bytes + 8) + 1024;
-            if self.max_message_bytes < largest {
-                return Err(ConfigError::Invalid(format!(
-                    "max_message_bytes = {} is smaller than the largest valid request of log {:?} ({largest} bytes: max_batch {} of max_entry_bytes {}); raise it or lower those",
-                    self.max_message_bytes, l.origin, l.max_batch, l.max_entry_bytes
-                )));
-            }
-            if l.witness_wait_ms + 1_000 > self.request_timeout_ms {
-                return Err(ConfigError::Invalid(format!(
-                    "log {:?}: witness_wait_ms = {} must be at least 1000 below request_timeout_ms = {}",
-                    l.origin, l.witness_wait_ms, self.request_timeout_ms
-                )));
-            }
-            l.witness_policy()?;
-            if l.dedup_cache_entries > 100_000_000 {
-                return Err(ConfigError::Invalid(format!(
-                    "log {:?}: dedup_cache_entries {} exceeds 100000000",
-                    l.origin, l.dedup_cache_entries
-                )));
-            }
+            l.validate(self)?;
         }
         Ok(())
+    }
+}
+
+impl LogConfig {
+    /// Checks this log's values, and those that must fit the server's.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the value and its bound.
+    pub fn validate(&self, server: &Config) -> Result<(), ConfigError> {
+        quire_core::Checkpoint::new(&self.origin, 0, quire_core::empty_root())
+            .map_err(|e| ConfigError::Invalid(format!("log origin {:?}: {e}", self.origin)))?;
+        if !quire_core::keys::is_valid_key_name(&self.origin) {
+            return Err(ConfigError::Invalid(format!(
+                "log origin {:?} must also be a valid key name: no spaces or '+'",
+                self.origin
+            )));
+        }
+        let max = crate::store::bundle::MAX_ENTRY_BYTES;
+        if !(1..=max).contains(&self.max_entry_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: max_entry_bytes {} must be 1 to {max} (C2SP tlog-tiles entry bundles give each entry a 16-bit length)",
+                self.origin, self.max_entry_bytes
+            )));
+        }
+        if !(1..=100_000).contains(&self.max_batch) || !(1..=1_000_000).contains(&self.queue_depth)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: max_batch must be 1 to 100000 and queue_depth 1 to 1000000",
+                self.origin
+            )));
+        }
+        // The largest valid request must fit one message: a full batch
+        // of the largest entries, with protobuf's few bytes per entry.
+        let largest = self.max_batch.saturating_mul(self.max_entry_bytes + 8) + 1024;
+        if server.max_message_bytes < largest {
+            return Err(ConfigError::Invalid(format!(
+                "max_message_bytes = {} is smaller than the largest valid request of log {:?} ({largest} bytes: max_batch {} of max_entry_bytes {}); raise it or lower those",
+                server.max_message_bytes, self.origin, self.max_batch, self.max_entry_bytes
+            )));
+        }
+        if self.witnessing.wait_ms + 1_000 > server.request_timeout_ms {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: witnessing wait_ms = {} must be at least 1000 below request_timeout_ms = {}",
+                self.origin, self.witnessing.wait_ms, server.request_timeout_ms
+            )));
+        }
+        self.witness_policy()?;
+        if self.dedup_cache_entries > 100_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: dedup_cache_entries {} exceeds 100000000",
+                self.origin, self.dedup_cache_entries
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("quire.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(&p)
+    }
+
+    #[test]
+    fn storage_and_witnessing_have_tables_of_their_own() {
+        let key = quire_core::WitnessSigner::generate("w.example")
+            .unwrap()
+            .verifier()
+            .to_vkey();
+        let c = load(&format!(
+            r#"
+[[logs]]
+origin = "grouped.example/log"
+[logs.storage]
+engine = "redb"
+compress = false
+cache_mib = 8
+[logs.witnessing]
+quorum = 1
+fail = "closed"
+wait_ms = 2500
+[[logs.witnessing.witnesses]]
+url = "http://127.0.0.1:1"
+protocol = "http"
+key = "{key}"
+"#
+        ))
+        .unwrap();
+        let l = &c.logs[0];
+        assert_eq!(l.storage.engine, Engine::Redb);
+        assert!(!l.store_options().compress);
+        assert_eq!(l.store_options().cache_bytes, 8 << 20);
+        let p = l.witness_policy().unwrap().unwrap();
+        assert_eq!(p.quorum, 1);
+        assert_eq!(p.fail, FailMode::Closed);
+        assert_eq!(p.wait, std::time::Duration::from_millis(2500));
+        assert_eq!(
+            p.witnesses[0].protocol,
+            crate::witnessing::WitnessProtocol::Http
+        );
+        // Defaults where the tables are left out.
+        let c = load("[[logs]]\norigin = \"plain.example/log\"\n").unwrap();
+        assert!(c.logs[0].store_options().compress);
+        assert!(c.logs[0].witness_policy().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_key_of_the_old_flat_layout_is_refused_saying_where_it_went() {
+        for (old, hint) in [
+            ("witness_quorum = 1", "to `quorum` in [logs.witnessing]"),
+            ("compress = false", "to `compress` in [logs.storage]"),
+        ] {
+            let e = load(&format!("[[logs]]\norigin = \"old.example/log\"\n{old}\n")).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(hint), "{text}");
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! first start. Key material is never printed or logged; only verifier keys
 //! are.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use quire_core::{LogKeyAlgorithm, LogSigner};
@@ -46,7 +45,7 @@ pub fn load_or_create(
     ] {
         let path: PathBuf = dir.join(format!("{}.{ext}", slug(origin)));
         let signer = if path.exists() {
-            let text = read_private(&path)?;
+            let text = quire_host::keyfile::read_private(&path, MAX_KEY_BYTES)?;
             let signer = LogSigner::from_private_text(text.trim())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             if signer.name() != origin {
@@ -67,14 +66,14 @@ pub fn load_or_create(
             );
         } else {
             let signer = LogSigner::generate(alg, origin)?;
-            write_private(&path, &signer.to_private_text())
+            quire_host::keyfile::write_private(&path, &signer.to_private_text())
                 .map_err(|e| anyhow::anyhow!("writing the new key {}: {e}", path.display()))?;
             created = true;
             signer
         };
         let vkey = path.with_extension("vkey");
         if !vkey.exists() {
-            write_public(&vkey, &signer.verifier().to_vkey())
+            quire_host::keyfile::write_public(&vkey, &signer.verifier().to_vkey())
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", vkey.display()))?;
         }
         signers.push(signer);
@@ -92,71 +91,3 @@ pub fn alg_name(alg: LogKeyAlgorithm) -> &'static str {
 
 /// Largest private key file read.
 const MAX_KEY_BYTES: u64 = 4096;
-
-/// Reads a private key file: a regular file of at most [`MAX_KEY_BYTES`],
-/// counted as read (not by its metadata), readable by its owner only.
-fn read_private(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    let file = quire_host::open_regular(path, false)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = file.metadata()?.permissions().mode();
-        if mode & 0o077 != 0 {
-            anyhow::bail!(
-                "{}: a private key readable or writable by others (mode {:o}); run chmod 600 on it",
-                path.display(),
-                mode & 0o777
-            );
-        }
-    }
-    let bytes = zeroize::Zeroizing::new(
-        quire_host::read_all_bounded(file, MAX_KEY_BYTES).map_err(|e| match e {
-            quire_host::Bounded::Io(e) => anyhow::anyhow!("{}: {e}", path.display()),
-            quire_host::Bounded::TooLarge => anyhow::anyhow!(
-                "{}: too large for a key file (limit {MAX_KEY_BYTES} bytes)",
-                path.display()
-            ),
-        })?,
-    );
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| anyhow::anyhow!("{}: not a key file (not UTF-8 text)", path.display()))?;
-    Ok(zeroize::Zeroizing::new(text.to_owned()))
-}
-
-/// Writes a verifier key file (public).
-fn write_public(path: &Path, vkey: &str) -> std::io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(vkey.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
-}
-
-/// Writes a new key file all at once: into a temporary file that is synced,
-/// then linked to its name (which fails if the name exists), so a failed
-/// write (a full disk) never leaves a truncated key behind.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let written = (|| {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::hard_link(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    written?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}

@@ -27,8 +27,11 @@ pub async fn serve<S: Storage>(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    // One budget of bytes in flight: request bodies and entry pages.
+    let budget =
+        quire_host::budget::ByteBudget::new(config.memory_budget_mib.saturating_mul(1 << 20));
     let service = api
-        .with_stream_budget(config.stream_budget_mib.saturating_mul(1 << 20))
+        .with_budget(budget.clone())
         .with_entry_streams(config.max_entry_streams)
         .start_witnessing(witness_policies(config)?)
         .map_err(anyhow::Error::msg)?;
@@ -65,7 +68,11 @@ pub async fn serve<S: Storage>(
         // The first layer is the outermost: metrics count the status the
         // client gets.
         .layer(metrics::RpcMetricsLayer)
-        .layer(quire_host::grpc::InvalidRequestLayer);
+        .layer(quire_host::grpc::InvalidRequestLayer)
+        .layer(quire_host::budget::RequestBudgetLayer::new(
+            budget,
+            std::time::Duration::from_millis(config.request_body_timeout_ms),
+        ));
     let (reflection_v1, reflection_v1alpha) = match reflection {
         Ok((a, b)) => (Some(a), Some(b)),
         Err(e) => {

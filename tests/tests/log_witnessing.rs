@@ -50,22 +50,22 @@ async fn dead_witnesses_cost_their_timeout_and_fail_modes_hold() {
 
     let config = |origin: &str, fail: FailMode, live_too: bool| {
         let mut lc = LogConfig::new(origin);
-        lc.witnesses = vec![WitnessEntry {
+        lc.witnessing.witnesses = vec![WitnessEntry {
             protocol: Default::default(),
             url: dead_url.clone(),
             key: dead_key.clone(),
         }];
         if live_too {
-            lc.witnesses.push(WitnessEntry {
+            lc.witnessing.witnesses.push(WitnessEntry {
                 protocol: Default::default(),
                 url: live.url(),
                 key: live.key.to_vkey(),
             });
         }
-        lc.witness_quorum = Some(1);
-        lc.witness_timeout_ms = 200;
-        lc.witness_wait_ms = 400;
-        lc.witness_fail = fail;
+        lc.witnessing.quorum = Some(1);
+        lc.witnessing.timeout_ms = 200;
+        lc.witnessing.wait_ms = 400;
+        lc.witnessing.fail = fail;
         lc
     };
     let server = LocalServer::start(
@@ -314,15 +314,15 @@ async fn cosignatures_are_kept_beside_their_checkpoint_across_a_restart() {
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
     let config = |url: String, key: String| {
         let mut lc = LogConfig::new(origin);
-        lc.witnesses = vec![WitnessEntry {
+        lc.witnessing.witnesses = vec![WitnessEntry {
             protocol: Default::default(),
             url,
             key,
         }];
-        lc.witness_quorum = Some(1);
-        lc.witness_timeout_ms = 200;
-        lc.witness_wait_ms = 400;
-        lc.witness_fail = FailMode::Closed;
+        lc.witnessing.quorum = Some(1);
+        lc.witnessing.timeout_ms = 200;
+        lc.witnessing.wait_ms = 400;
+        lc.witnessing.fail = FailMode::Closed;
         lc
     };
     let server = LocalServer::start(

@@ -81,7 +81,7 @@ async fn split_view_is_caught_by_gossip_with_evidence_anyone_can_check() {
     }
     let log_config = |ws: &[usize]| {
         let mut lc = LogConfig::new(ORIGIN);
-        lc.witnesses = ws
+        lc.witnessing.witnesses = ws
             .iter()
             .map(|&i| WitnessEntry {
                 protocol: Default::default(),
@@ -89,8 +89,8 @@ async fn split_view_is_caught_by_gossip_with_evidence_anyone_can_check() {
                 key: wkeys[i].to_vkey(),
             })
             .collect();
-        lc.witness_quorum = Some(ws.len());
-        lc.witness_wait_ms = 60_000;
+        lc.witnessing.quorum = Some(ws.len());
+        lc.witnessing.wait_ms = 60_000;
         lc
     };
     let x = LocalServer::start_on(

@@ -83,13 +83,13 @@ async fn a_witness_ahead_of_a_restored_log_stops_signing_in_either_fail_mode() {
             WitnessProtocol::Grpc => witness.url(),
             WitnessProtocol::Http => format!("http://{}", witness.http_addr),
         };
-        lc.witnesses = vec![WitnessEntry {
+        lc.witnessing.witnesses = vec![WitnessEntry {
             protocol,
             url: url.clone(),
             key: witness.key.to_vkey(),
         }];
-        lc.witness_quorum = Some(1);
-        lc.witness_fail = fail;
+        lc.witnessing.quorum = Some(1);
+        lc.witnessing.fail = fail;
         let start = || LocalServer::start(&server_dir, vec![lc.clone()], Config::default());
 
         let server = start().await.unwrap();

@@ -75,7 +75,7 @@ async fn three_witnesses_cosign_and_2_of_3_clients_verify() {
         })
         .collect();
     let mut lc = LogConfig::new(ORIGIN);
-    lc.witnesses = witnesses
+    lc.witnessing.witnesses = witnesses
         .iter()
         .map(|w| WitnessEntry {
             protocol: Default::default(),
@@ -83,8 +83,8 @@ async fn three_witnesses_cosign_and_2_of_3_clients_verify() {
             key: w.vkey.clone(),
         })
         .collect();
-    lc.witness_quorum = Some(2);
-    lc.witness_wait_ms = 60_000;
+    lc.witnessing.quorum = Some(2);
+    lc.witnessing.wait_ms = 60_000;
     let server = LocalServer::start_on(listener, &server_dir, vec![lc], Config::default()).unwrap();
 
     // The library: a witnessed batch answers with a checkpoint a 2-of-3

@@ -102,18 +102,11 @@ fn default_timeout() -> u64 {
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read: missing, not a regular file, or over
-    /// [`MAX_CONFIG_BYTES`] (counted as read).
-    #[error("reading {0}")]
-    Read(#[from] quire_host::ReadError),
-    /// Not valid TOML for this schema.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
+    /// The file cannot be read (missing, not a regular file, or over
+    /// [`MAX_CONFIG_BYTES`] counted as read), or is not valid TOML for this
+    /// schema.
+    #[error(transparent)]
+    File(#[from] quire_host::config::FileError),
     /// A value out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -160,11 +153,7 @@ impl WitnessConfig {
     /// # Errors
     /// [`ConfigError`] naming the file and the problem.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = quire_host::read_bounded_text(path, MAX_CONFIG_BYTES)?;
-        let config: WitnessConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let config: WitnessConfig = quire_host::config::load_toml(path, MAX_CONFIG_BYTES, &[])?;
         config.validate()?;
         Ok(config)
     }

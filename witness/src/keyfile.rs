@@ -2,7 +2,6 @@
 //! in the data directory, created on first start, and `witness.vkey`, its
 //! public verifier key, for operators to hand to logs and clients.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use quire_core::WitnessSigner;
@@ -22,7 +21,7 @@ pub fn load_or_create(dir: &Path, name: &str) -> anyhow::Result<(WitnessSigner, 
     if path.exists() {
         // A regular file, bounded by the bytes read (a key that is
         // /dev/zero or a FIFO is refused, not read forever).
-        let text = zeroize::Zeroizing::new(quire_host::read_bounded_text(&path, MAX_KEY_BYTES)?);
+        let text = quire_host::keyfile::read_private(&path, MAX_KEY_BYTES)?;
         let signer = WitnessSigner::from_private_text(text.trim())
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if signer.name() != name {
@@ -36,27 +35,12 @@ pub fn load_or_create(dir: &Path, name: &str) -> anyhow::Result<(WitnessSigner, 
         return Ok((signer, false));
     }
     let signer = WitnessSigner::generate(name)?;
-    let tmp = dir.join("witness.key.tmp");
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = opts.open(&tmp)?;
-        f.write_all(signer.to_private_text().as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
+    quire_host::keyfile::write_private(&path, &signer.to_private_text())
+        .map_err(|e| anyhow::anyhow!("writing the new key {}: {e}", path.display()))?;
     write_vkey(dir, &signer)?;
     Ok((signer, true))
 }
 
 fn write_vkey(dir: &Path, signer: &WitnessSigner) -> std::io::Result<()> {
-    std::fs::write(
-        dir.join("witness.vkey"),
-        format!("{}\n", signer.verifier().to_vkey()),
-    )
+    quire_host::keyfile::write_public(&dir.join("witness.vkey"), &signer.verifier().to_vkey())
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use quire_host::budget::ByteBudget;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 
@@ -31,20 +32,25 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a page waits for room in the budget.
 pub const BUDGET_WAIT: Duration = Duration::from_secs(10);
 
-/// The bytes of pages read for clients and not yet taken by them.
+/// The bytes of pages read for clients and not yet taken by them, from the
+/// server's budget of bytes in flight (shared with request bodies, see
+/// [`quire_host::budget`]).
 #[derive(Clone, Debug)]
 pub struct ResponseBudget {
-    sem: Arc<Semaphore>,
-    bytes: usize,
+    budget: ByteBudget,
     wait: Duration,
 }
 
 impl ResponseBudget {
-    /// A budget of `bytes`.
+    /// A budget of `bytes` of its own.
     pub fn new(bytes: usize) -> Self {
+        Self::of(ByteBudget::new(bytes))
+    }
+
+    /// Pages reserve from `budget`.
+    pub fn of(budget: ByteBudget) -> Self {
         ResponseBudget {
-            sem: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
-            bytes,
+            budget,
             wait: BUDGET_WAIT,
         }
     }
@@ -62,15 +68,10 @@ impl ResponseBudget {
     /// # Errors
     /// `RESOURCE_EXHAUSTED` naming the budget when no room came in time.
     pub async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
-        let n = u32::try_from(bytes.clamp(1, self.bytes)).unwrap_or(u32::MAX);
-        let acquire = Arc::clone(&self.sem).acquire_many_owned(n);
-        match tokio::time::timeout(self.wait, acquire).await {
-            Ok(Ok(p)) => Ok(p),
-            _ => Err(ApiError::Exhausted(format!(
-                "the server's budget of {} MiB for entry pages in flight to clients is in use; retry later",
-                self.bytes >> 20
-            ))),
-        }
+        self.budget
+            .reserve(bytes, self.wait)
+            .await
+            .map_err(|e| ApiError::Exhausted(e.to_string()))
     }
 }
 

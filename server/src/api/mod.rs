@@ -41,8 +41,9 @@ use budget::{ResponseBudget, StreamSlots};
 /// most [`crate::api::budget::PAGE_BYTES`].
 pub const PAGE_ENTRIES: u64 = 256;
 
-/// The default budget of entry-page bytes read and queued for clients.
-pub const DEFAULT_STREAM_BUDGET: usize = 256 << 20;
+/// The default budget of bytes in flight: request bodies being received
+/// and entry pages read and queued for clients.
+pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
 
 /// The default cap on open entry streams.
 pub const DEFAULT_ENTRY_STREAMS: usize = 1024;
@@ -165,7 +166,7 @@ impl<S: Storage> LogApi<S> {
             access: Arc::new(OpenAccess),
             stopping,
             stop: Arc::new(stop),
-            budget: ResponseBudget::new(DEFAULT_STREAM_BUDGET),
+            budget: ResponseBudget::new(DEFAULT_MEMORY_BUDGET),
             slots: StreamSlots::new(DEFAULT_ENTRY_STREAMS),
         }
     }
@@ -184,11 +185,11 @@ impl<S: Storage> LogApi<S> {
         self
     }
 
-    /// Sets the server-wide budget of entry-page bytes in flight to clients
-    /// (see [`crate::budget`]).
+    /// Entry pages in flight to clients reserve from `budget`, the server's
+    /// budget of bytes in flight (see [`budget`]).
     #[must_use]
-    pub fn with_stream_budget(mut self, bytes: usize) -> Self {
-        self.budget = ResponseBudget::new(bytes);
+    pub fn with_budget(mut self, budget: quire_host::budget::ByteBudget) -> Self {
+        self.budget = ResponseBudget::of(budget);
         self
     }
 

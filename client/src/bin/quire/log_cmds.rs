@@ -30,7 +30,7 @@ pub(crate) fn keygen(json: bool, kind: KeyKind, name: &str, out: &PathBuf) -> Re
             (k.to_private_text(), k.verifier())
         }
     };
-    write_private(out, private.as_bytes())?;
+    write_private(out, &private)?;
     let vkey = public.to_vkey();
     print(
         json,
@@ -249,22 +249,11 @@ pub(crate) fn verify(
     Ok(())
 }
 
-fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), Failure> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(|e| {
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), Failure> {
+    quire_host::keyfile::write_private(path, text).map_err(|e| {
         Failure::Input(format!(
             "private key file {}: {e} (it is never overwritten)",
             path.display()
         ))
-    })?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Failure::Input(format!("writing {}: {e}", path.display())))
+    })
 }
