@@ -52,12 +52,23 @@ fn start_server(data: &Path) -> anyhow::Result<ServerProcess> {
             bin.display()
         );
     }
-    // A throwaway log: its high-water record lives (and is removed) with it.
+    // A throwaway log: its high-water record lives (and is removed) with
+    // it, unless QUIRE_BENCH_HIGH_WATER_DIR puts it elsewhere (another
+    // volume, to measure what the record's own sync costs on this one).
+    let high_water = match std::env::var_os("QUIRE_BENCH_HIGH_WATER_DIR") {
+        Some(d) => {
+            let d = std::path::PathBuf::from(d).join(data.file_name().unwrap_or_default());
+            // A throwaway log's record, from an earlier run of the scenario.
+            let _ = std::fs::remove_dir_all(&d);
+            d
+        }
+        None => data.join("high-water"),
+    };
     let mut child = Command::new(&bin)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .arg("--high-water-dir")
-        .arg(data.join("high-water"))
+        .arg(high_water)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
