@@ -149,7 +149,7 @@ where
             budget: self.budget.clone(),
             held: Arc::clone(&held),
             stall: self.stall,
-            timer: Box::pin(tokio::time::sleep(self.stall)),
+            timer: None,
             waiting: None,
         };
         let fut = self.inner.call(http::Request::from_parts(
@@ -173,7 +173,9 @@ struct Budgeted<B> {
     budget: ByteBudget,
     held: Held,
     stall: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Armed when the body first has nothing to give (most small requests
+    /// arrive whole and never need it), reset by every frame after.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A frame that found no room, and the wait for it.
     waiting: Option<(Frame<Bytes>, Reserving)>,
 }
@@ -187,8 +189,9 @@ impl<B> Budgeted<B> {
     }
 
     fn passed(&mut self, frame: Frame<Bytes>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let next = tokio::time::Instant::now() + self.stall;
-        self.timer.as_mut().reset(next);
+        if let Some(t) = self.timer.as_mut() {
+            t.as_mut().reset(tokio::time::Instant::now() + self.stall);
+        }
         Poll::Ready(Some(Ok(frame)))
     }
 }
@@ -249,7 +252,12 @@ where
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(this.stall)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(
                     tonic::Status::deadline_exceeded(format!(
                         "the request body sent nothing for {} ms; the request is ended",

@@ -14,7 +14,7 @@
 //! latest signed root verifies.
 
 use quire_core::{
-    prove_consistency, prove_inclusion, root_at, Hash, NodeId, ProofRequestError, ProveError,
+    inclusion_plan, prove_consistency, root_at, Hash, NodeId, ProofRequestError, ProveError,
 };
 
 use crate::log::Latest;
@@ -92,11 +92,17 @@ pub fn checked_inclusion<R: StorageReader>(
     size: u64,
     root: &Hash,
 ) -> Result<Vec<Hash>, ProofError> {
-    let proof = prove_inclusion(r, index, size)?;
-    let leaf = r
-        .read_hashes(&[NodeId::leaf(index)])?
+    // The proof's nodes and the leaf itself, in one read.
+    let plan = inclusion_plan(index, size)?;
+    let mut nodes = plan.nodes().to_vec();
+    nodes.push(NodeId::leaf(index));
+    let mut hashes = r.read_hashes(&nodes)?;
+    let leaf = hashes
         .pop()
         .ok_or_else(|| ProofError::Damaged(format!("no leaf hash for entry {index}")))?;
+    let proof = plan
+        .combine(&hashes)
+        .map_err(|e| ProofError::Damaged(e.to_string()))?;
     quire_core::verify_inclusion(&leaf, index, size, &proof, root).map_err(|e| {
         ProofError::Damaged(format!(
             "the inclusion proof of entry {index} in the tree of size {size} does not verify against the signed root: {e}"
