@@ -417,3 +417,43 @@ async fn cosignatures_are_kept_beside_their_checkpoint_across_a_restart() {
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_call_to_a_dead_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = "stopping.example/log";
+    // Accepts connections and never answers; calls to it time out only
+    // after a minute.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut lc = LogConfig::new(origin);
+    lc.witnessing.witnesses = vec![WitnessEntry {
+        protocol: Default::default(),
+        url: format!("http://{}", dead.local_addr().unwrap()),
+        key: quire_core::WitnessSigner::generate("dead.example")
+            .unwrap()
+            .verifier()
+            .to_vkey(),
+    }];
+    lc.witnessing.timeout_ms = 60_000;
+    let server = LocalServer::start(dir.path(), vec![lc], Config::default())
+        .await
+        .unwrap();
+    // Reads are served while the start-up check waits on the dead witness.
+    let mut c = LogClient::connect(server.url()).await.unwrap();
+    c.get_checkpoint(GetCheckpointRequest {
+        log: origin.into(),
+        witnessed: false,
+    })
+    .await
+    .unwrap();
+    // The start-up check and a round are both waiting on the dead witness:
+    // shutdown aborts them (a bound far below their minute, not a race).
+    tokio::time::timeout(std::time::Duration::from_secs(30), server.stop())
+        .await
+        .expect("shutdown waited for the dead witness");
+    // And storage was closed: the log opens again at once.
+    let again = LocalServer::start(dir.path(), vec![LogConfig::new(origin)], Config::default())
+        .await
+        .unwrap();
+    again.stop().await;
+}

@@ -76,11 +76,14 @@ struct Shared {
     target: watch::Sender<Option<(u64, Arc<Latest>)>>,
 }
 
+/// A task of the collection, and whether shutdown aborts it.
+type Task = (tokio::task::JoinHandle<()>, bool);
+
 /// A log's witness collection. Cheap to clone.
 #[derive(Clone)]
 pub struct Witnessing {
     shared: Arc<Shared>,
-    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    tasks: Arc<Mutex<Vec<Task>>>,
 }
 
 fn note_with(latest: &Latest, sigs: &[Option<NoteSignature>]) -> Witnessed {
@@ -207,29 +210,40 @@ impl Witnessing {
                 WitnessProtocol::Http => Arc::new(HttpWitness::new(&w.url, timeout)?),
             };
             clients.push(Arc::clone(&client));
-            tasks.push(tokio::spawn(witness_task(
-                Arc::clone(&shared),
-                log.clone(),
-                i,
-                client,
-                stop.clone(),
-            )));
+            // A call to a witness may be in flight at shutdown: aborted
+            // then (collection is best effort), not waited for.
+            tasks.push((
+                tokio::spawn(witness_task(
+                    Arc::clone(&shared),
+                    log.clone(),
+                    i,
+                    client,
+                    stop.clone(),
+                )),
+                true,
+            ));
         }
-        tasks.push(tokio::spawn(check::check_at_start(
-            log.clone(),
-            shared.policy.clone(),
-            clients,
-        )));
-        tasks.push(tokio::spawn(keep(
-            log.clone(),
-            shared.witnessed.subscribe(),
-            stop.clone(),
-        )));
-        tasks.push(tokio::spawn(coordinator(
-            Arc::clone(&shared),
-            log.subscribe(),
-            stop,
-        )));
+        tasks.push((
+            tokio::spawn(check::check_at_start(
+                log.clone(),
+                shared.policy.clone(),
+                clients,
+            )),
+            true,
+        ));
+        // These end at the stop by themselves; the keeper may be writing.
+        tasks.push((
+            tokio::spawn(keep(
+                log.clone(),
+                shared.witnessed.subscribe(),
+                stop.clone(),
+            )),
+            false,
+        ));
+        tasks.push((
+            tokio::spawn(coordinator(Arc::clone(&shared), log.subscribe(), stop)),
+            false,
+        ));
         Ok(Witnessing {
             shared,
             tasks: Arc::new(Mutex::new(tasks)),
@@ -237,8 +251,9 @@ impl Witnessing {
     }
 
     /// Waits until every task of this collection has ended (after the stop
-    /// it was started with turned true): then none holds the log, and its
-    /// storage can close. Each ends within its witness's call deadline.
+    /// it was started with turned true): calls to witnesses still in flight
+    /// are aborted, the rest end by themselves. Then none holds the log, and
+    /// its storage can close.
     pub async fn finished(&self) {
         let tasks = std::mem::take(
             &mut *self
@@ -246,7 +261,10 @@ impl Witnessing {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        for t in tasks {
+        for (t, abort) in tasks {
+            if abort {
+                t.abort();
+            }
             let _ = t.await;
         }
     }
