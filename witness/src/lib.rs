@@ -51,6 +51,19 @@ pub fn open(cfg: &WitnessConfig, signer: WitnessSigner) -> anyhow::Result<Witnes
     Witness::new(signer, logs, state, cfg.timeout()).map_err(anyhow::Error::msg)
 }
 
+/// Most requests at once on one gRPC connection.
+const GRPC_CONCURRENCY: usize = 256;
+/// Most HTTP/2 streams open on one gRPC connection.
+const GRPC_STREAMS: u32 = 128;
+/// Longest a gRPC request may take before its answer starts.
+const GRPC_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Bytes of gRPC request bodies in flight, witness-wide: requests are at
+/// most [`service::MAX_REQUEST_BYTES`] (8 MiB): eight of the largest at
+/// once, thousands of ordinary ones.
+const GRPC_BUDGET_BYTES: usize = 64 << 20;
+/// A gRPC request body that sends nothing this long is ended.
+const GRPC_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the witness: gRPC on `grpc`, C2SP HTTP on `http` when given, pull
 /// mode and gossip, until `shutdown` completes.
 ///
@@ -114,8 +127,15 @@ pub async fn run(
         }
     };
     let result = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(GRPC_CONCURRENCY)
+        .max_concurrent_streams(GRPC_STREAMS)
+        .timeout(GRPC_REQUEST_TIMEOUT)
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
         .layer(quire_host::grpc::InvalidRequestLayer)
+        .layer(quire_host::budget::RequestBudgetLayer::new(
+            quire_host::budget::ByteBudget::new(GRPC_BUDGET_BYTES),
+            GRPC_BODY_TIMEOUT,
+        ))
         .add_service(health_service)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
