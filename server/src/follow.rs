@@ -153,7 +153,9 @@ impl<S: Storage> Log<S> {
             size: stored.size,
             why,
         };
-        let primary = &self.inner.verifiers[0];
+        let Some(primary) = self.inner.verifiers.first() else {
+            return Err(invalid("the log has no verifier key".into()));
+        };
         let range = check_stored(&reader, &stored, origin, primary).map_err(|e| match e {
             OpenError::WrongKey { key, why, .. } => {
                 invalid(format!("it is not signed by the log's key {key}: {why}"))
