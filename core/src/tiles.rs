@@ -2,18 +2,15 @@
 //! concatenation of its hashes (32 bytes each, at most 256); an entry bundle
 //! is its entries (at most 256), each prefixed by its length as a big-endian
 //! `uint16`. Which tiles and bundles exist at a tree size is
-//! [`crate::node::TileId::width_at`] and [`bundle_width_at`].
+//! [`crate::node::TileId::width_at`]: entry bundle `N` holds as many
+//! entries as level-0 tile `N` holds leaf hashes.
 //!
 //! Out of scope: paths and HTTP (the tiles face), and decoding.
 
 use crate::hash::{Hash, HASH_LEN};
-use crate::node::TILE_WIDTH;
 
 /// Largest entry an entry bundle can hold: its length is a `uint16`.
 pub const MAX_BUNDLE_ENTRY: usize = u16::MAX as usize;
-
-/// Entries in a full entry bundle.
-pub const BUNDLE_WIDTH: u64 = TILE_WIDTH;
 
 /// An entry too large for an entry bundle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -51,14 +48,6 @@ pub fn encode_bundle(entries: &[Vec<u8>]) -> Result<Vec<u8>, EntryTooLarge> {
     Ok(out)
 }
 
-/// How many entries entry bundle `index` holds in a tree of `size`: 256
-/// for a full bundle, fewer for the partial one at the right edge, 0 when
-/// it does not exist yet.
-pub fn bundle_width_at(index: u64, size: u64) -> u64 {
-    size.saturating_sub(index.saturating_mul(BUNDLE_WIDTH))
-        .min(BUNDLE_WIDTH)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -91,12 +80,13 @@ mod tests {
     }
 
     #[test]
-    fn bundle_widths_follow_the_tree_size() {
-        assert_eq!(bundle_width_at(0, 0), 0);
-        assert_eq!(bundle_width_at(0, 10), 10);
-        assert_eq!(bundle_width_at(0, 256), 256);
-        assert_eq!(bundle_width_at(1, 256), 0);
-        assert_eq!(bundle_width_at(1, 300), 44);
-        assert_eq!(bundle_width_at(u64::MAX, u64::MAX), 0);
+    fn bundle_widths_are_level_0_tile_widths() {
+        let bundle = |index| crate::node::TileId { level: 0, index };
+        assert_eq!(bundle(0).width_at(0), 0);
+        assert_eq!(bundle(0).width_at(10), 10);
+        assert_eq!(bundle(0).width_at(256), 256);
+        assert_eq!(bundle(1).width_at(256), 0);
+        assert_eq!(bundle(1).width_at(300), 44);
+        assert_eq!(bundle(u64::MAX).width_at(u64::MAX), 0);
     }
 }

@@ -4,7 +4,7 @@
 //! covers is served, so every tile verifies against a signed root.
 
 use quire_core::node::{TileId, TILE_WIDTH};
-use quire_core::tiles::{bundle_width_at, encode_bundle, encode_tile};
+use quire_core::tiles::{encode_bundle, encode_tile};
 
 use super::{blocking, read_view, Action, ApiError, Caller, LogApi};
 use crate::store::{Storage, StorageReader};
@@ -92,7 +92,9 @@ impl<S: Storage> LogApi<S> {
         let need = wanted("entry bundle", width)?;
         let size = log.latest().stored.size;
         let name = format!("entry bundle {index}");
-        let width = available(&name, need, bundle_width_at(index, size), size)?;
+        // Bundle N holds as many entries as level-0 tile N holds hashes.
+        let have = TileId { level: 0, index }.width_at(size);
+        let width = available(&name, need, have, size)?;
         let worst = usize::from(width) * (crate::store::bundle::MAX_ENTRY_BYTES + 2);
         let _reading = self.budget.reserve(worst).await?;
         blocking(move || {

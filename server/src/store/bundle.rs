@@ -7,13 +7,13 @@
 
 use super::StoreError;
 
-/// Entries per bundle.
-pub const BUNDLE_SIZE: u64 = 256;
+/// Entries per bundle: those of a C2SP `tlog-tiles` entry bundle.
+pub const BUNDLE_SIZE: u64 = quire_core::node::TILE_WIDTH;
 
 /// Largest entry a log stores: C2SP `tlog-tiles` entry bundles prefix each
 /// entry with a 16-bit length, so every stored entry can be served by a
 /// tiles face.
-pub const MAX_ENTRY_BYTES: usize = 65_535;
+pub const MAX_ENTRY_BYTES: usize = quire_core::tiles::MAX_BUNDLE_ENTRY;
 
 /// Largest decoded bundle payload: 256 entries of the largest size, each
 /// with its 4-byte length. A stored LZ4 size prefix above it is damage, and
