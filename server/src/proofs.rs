@@ -14,7 +14,7 @@
 //! latest signed root verifies.
 
 use quire_core::{
-    inclusion_plan, prove_consistency, root_at, Hash, NodeId, ProofRequestError, ProveError,
+    prove_consistency, root_at, Hash, NodeId, ProofPlan, ProofRequestError, ProveError,
 };
 
 use crate::log::Latest;
@@ -81,19 +81,21 @@ pub fn signed_root<R: StorageReader>(
     Ok(root)
 }
 
-/// The inclusion proof of entry `index` in the tree of `size`, verified
-/// against the signed root of `size` (`root`, from [`signed_root`]).
+/// The inclusion proof of entry `index` in the tree of `size` by its
+/// `plan` (`quire_core::inclusion_plan(index, size)`, which callers make
+/// first to refuse impossible requests), verified against the signed root
+/// of `size` (`root`, from [`signed_root`]).
 ///
 /// # Errors
 /// [`ProofError`]; [`ProofError::Damaged`] when it does not verify.
 pub fn checked_inclusion<R: StorageReader>(
     r: &R,
+    plan: &ProofPlan,
     index: u64,
     size: u64,
     root: &Hash,
 ) -> Result<Vec<Hash>, ProofError> {
     // The proof's nodes and the leaf itself, in one read.
-    let plan = inclusion_plan(index, size)?;
     let mut nodes = plan.nodes().to_vec();
     nodes.push(NodeId::leaf(index));
     let mut hashes = r.read_hashes(&nodes)?;

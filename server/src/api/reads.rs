@@ -251,7 +251,7 @@ impl<S: Storage> LogApi<S> {
         let log = self.log(caller, origin, Action::ReadEntries)?;
         let latest = log.latest();
         let size = latest.stored.size;
-        inclusion_plan(index, size)?;
+        let plan = inclusion_plan(index, size)?;
         let l = log.clone();
         let signed = Arc::clone(&latest);
         let (entry, proof) = blocking(move || {
@@ -260,7 +260,7 @@ impl<S: Storage> LogApi<S> {
                 .checked_entries(index, index + 1)?
                 .pop()
                 .ok_or_else(|| ApiError::Internal("entry missing from storage".into()))?;
-            let proof = checked_inclusion(&r, index, size, &signed.root)?;
+            let proof = checked_inclusion(&r, &plan, index, size, &signed.root)?;
             Ok((entry, proof))
         })
         .await?;
@@ -299,15 +299,17 @@ async fn inclusion_proofs<S: Storage>(
     let latest: Arc<Latest> = log.latest();
     let work = move || {
         // Impossible requests (index ≥ size) are OUT_OF_RANGE from the
-        // proof's own plan, before the root is looked up.
-        for &i in &indexes {
-            inclusion_plan(i, size)?;
-        }
+        // proofs' own plans, before the root is looked up.
+        let plans = indexes
+            .iter()
+            .map(|&i| inclusion_plan(i, size))
+            .collect::<Result<Vec<_>, _>>()?;
         let r = read_view(&l)?;
         let root = signed_root(&r, &latest, size)?;
         indexes
             .iter()
-            .map(|&i| Ok(checked_inclusion(&r, i, size, &root)?))
+            .zip(&plans)
+            .map(|(&i, plan)| Ok(checked_inclusion(&r, plan, i, size, &root)?))
             .collect()
     };
     // One proof is a few cached page reads, and a thread-pool hop costs
