@@ -124,7 +124,8 @@ pub struct RequestBudget<S> {
     stall: Duration,
 }
 
-type Held = Arc<Mutex<Vec<OwnedSemaphorePermit>>>;
+/// What a request holds of the budget: one permit, grown by every frame.
+type Held = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
 
 impl<S, B, R> tower::Service<http::Request<B>> for RequestBudget<S>
 where
@@ -182,10 +183,12 @@ struct Budgeted<B> {
 
 impl<B> Budgeted<B> {
     fn hold(&self, permit: OwnedSemaphorePermit) {
-        self.held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(permit);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.as_mut() {
+            // Permits of one budget: merged, they are released together.
+            Some(p) => p.merge(permit),
+            None => *held = Some(permit),
+        }
     }
 
     fn passed(&mut self, frame: Frame<Bytes>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
