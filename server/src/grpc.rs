@@ -58,10 +58,9 @@ fn to_status(e: ApiError) -> Status {
 fn caller<T>(req: &Request<T>) -> Caller {
     Caller {
         peer: req.remote_addr(),
+        // The connection's chain itself (an `Arc`), never copied per call.
         identity: match req.peer_certs() {
-            Some(chain) if !chain.is_empty() => Identity::Certificate(std::sync::Arc::new(
-                chain.iter().map(|c| c.as_ref().to_vec()).collect(),
-            )),
+            Some(chain) if !chain.is_empty() => Identity::Certificate(chain),
             _ => Identity::Anonymous,
         },
     }

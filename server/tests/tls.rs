@@ -118,7 +118,7 @@ async fn mtls_admits_only_clients_of_the_ca() {
         assert_eq!(*action, Action::Audit);
         match &caller.identity {
             quire_server::api::Identity::Certificate(chain) => {
-                assert_eq!(chain.first().unwrap(), &p.client_der)
+                assert_eq!(chain.first().unwrap().as_ref(), p.client_der.as_slice())
             }
             other => panic!("the caller reached the policy as {other:?}"),
         }

@@ -64,8 +64,8 @@ pub enum Identity {
     #[default]
     Anonymous,
     /// A TLS client certificate chain the server's client CA verified
-    /// (DER, leaf first).
-    Certificate(Arc<Vec<Vec<u8>>>),
+    /// (DER, leaf first), shared with the connection it came from.
+    Certificate(Arc<Vec<tonic::transport::CertificateDer<'static>>>),
 }
 
 impl std::fmt::Display for Caller {
