@@ -1,0 +1,323 @@
+//! One log's configuration: its limits, `[logs.storage]` and
+//! `[logs.witnessing]`, and the checks of its values.
+
+use serde::Deserialize;
+
+use super::{Config, ConfigError};
+use crate::log::{DedupPolicy, LogLimits};
+use crate::store::redb::RedbOptions;
+use crate::witnessing::{FailMode, WitnessEndpoint, WitnessPolicy};
+
+/// One log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Origin line of its checkpoints.
+    pub origin: String,
+    /// Dedup policy.
+    #[serde(default = "default_dedup")]
+    pub dedup: DedupPolicy,
+    /// Largest entry.
+    #[serde(default = "default_entry")]
+    pub max_entry_bytes: usize,
+    /// Most entries per request.
+    #[serde(default = "default_batch")]
+    pub max_batch: usize,
+    /// Most requests waiting.
+    #[serde(default = "default_queue")]
+    pub queue_depth: usize,
+    /// Leaf hashes remembered under best-effort dedup.
+    #[serde(default = "default_cache")]
+    pub dedup_cache_entries: usize,
+    /// Where and how the log is stored (`[logs.storage]`).
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Who witnesses the log (`[logs.witnessing]`).
+    #[serde(default)]
+    pub witnessing: WitnessingConfig,
+}
+
+/// The storage engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// The embedded default: one redb file per log in the data directory.
+    #[default]
+    Redb,
+}
+
+/// How one log is stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The engine.
+    #[serde(default)]
+    pub engine: Engine,
+    /// Compress entry bundles (LZ4) where it saves space.
+    #[serde(default = "default_true")]
+    pub compress: bool,
+    /// The engine's page cache for this log, MiB.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            engine: Engine::Redb,
+            compress: true,
+            cache_mib: default_cache_mib(),
+        }
+    }
+}
+
+/// How one log is witnessed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessingConfig {
+    /// Witnesses to send each new checkpoint to
+    /// (`[[logs.witnessing.witnesses]]`).
+    #[serde(default)]
+    pub witnesses: Vec<WitnessEntry>,
+    /// Cosignatures that make a checkpoint witnessed (default: a majority
+    /// of the witnesses).
+    #[serde(default)]
+    pub quorum: Option<usize>,
+    /// Deadline of each call to a witness, milliseconds.
+    #[serde(default = "default_witness_timeout")]
+    pub timeout_ms: u64,
+    /// How long a witnessed write or read waits for the quorum, milliseconds.
+    #[serde(default = "default_witness_wait")]
+    pub wait_ms: u64,
+    /// `open`: after the wait, answer with the cosignatures there are;
+    /// `closed`: fail the call instead.
+    #[serde(default)]
+    pub fail: FailMode,
+}
+
+impl Default for WitnessingConfig {
+    fn default() -> Self {
+        WitnessingConfig {
+            witnesses: Vec::new(),
+            quorum: None,
+            timeout_ms: default_witness_timeout(),
+            wait_ms: default_witness_wait(),
+            fail: FailMode::Open,
+        }
+    }
+}
+
+/// Keys of a log's table that moved into its `storage` and `witnessing`
+/// tables, and where they are now: named in the refusal of an old file.
+pub const MOVED_KEYS: &[(&str, &str)] = &[
+    ("compress", "to `compress` in [logs.storage]"),
+    ("cache_mib", "to `cache_mib` in [logs.storage]"),
+    ("witnesses", "to [[logs.witnessing.witnesses]]"),
+    ("witness_quorum", "to `quorum` in [logs.witnessing]"),
+    ("witness_timeout_ms", "to `timeout_ms` in [logs.witnessing]"),
+    ("witness_wait_ms", "to `wait_ms` in [logs.witnessing]"),
+    ("witness_fail", "to `fail` in [logs.witnessing]"),
+];
+
+/// One witness of a log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessEntry {
+    /// Its address: the gRPC endpoint, or for `protocol = "http"` the URL
+    /// under which C2SP `tlog-witness` serves `/add-checkpoint`.
+    pub url: String,
+    /// `grpc` (Quire's witness service, the default) or `http` (C2SP
+    /// `tlog-witness`, as the public witness ecosystem speaks it).
+    #[serde(default)]
+    pub protocol: crate::witnessing::WitnessProtocol,
+    /// Its cosignature/v1 verifier key.
+    pub key: String,
+}
+
+fn default_witness_timeout() -> u64 {
+    2000
+}
+fn default_witness_wait() -> u64 {
+    5000
+}
+
+fn default_dedup() -> DedupPolicy {
+    DedupPolicy::Strict
+}
+fn default_true() -> bool {
+    true
+}
+fn default_entry() -> usize {
+    LogLimits::default().max_entry_bytes
+}
+fn default_batch() -> usize {
+    LogLimits::default().max_batch
+}
+fn default_queue() -> usize {
+    LogLimits::default().queue_depth
+}
+fn default_cache() -> usize {
+    LogLimits::default().dedup_cache_entries
+}
+fn default_cache_mib() -> usize {
+    RedbOptions::default().cache_bytes >> 20
+}
+
+impl LogConfig {
+    /// A log with default settings.
+    pub fn new(origin: &str) -> Self {
+        LogConfig {
+            origin: origin.to_owned(),
+            dedup: default_dedup(),
+            max_entry_bytes: default_entry(),
+            max_batch: default_batch(),
+            queue_depth: default_queue(),
+            dedup_cache_entries: default_cache(),
+            storage: StorageConfig::default(),
+            witnessing: WitnessingConfig::default(),
+        }
+    }
+
+    /// The witness policy, `None` without witnesses.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a bad key, URL or quorum.
+    pub fn witness_policy(&self) -> Result<Option<WitnessPolicy>, ConfigError> {
+        let w = &self.witnessing;
+        if w.witnesses.is_empty() {
+            return Ok(None);
+        }
+        let n = w.witnesses.len();
+        let quorum = w.quorum.unwrap_or(n / 2 + 1);
+        if !(1..=n).contains(&quorum) {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: witnessing quorum {quorum} must be 1 to the {n} witnesses configured",
+                self.origin
+            )));
+        }
+        for (what, v) in [
+            ("witnessing timeout_ms", w.timeout_ms),
+            ("witnessing wait_ms", w.wait_ms),
+        ] {
+            if !(1..=600_000).contains(&v) {
+                return Err(ConfigError::Invalid(format!(
+                    "log {:?}: {what} = {v} must be 1 to 600000",
+                    self.origin
+                )));
+            }
+        }
+        let witnesses = w
+            .witnesses
+            .iter()
+            .map(|w| {
+                let key = quire_core::VerifierKey::parse(&w.key).map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "log {:?}: witness {}: key: {e}",
+                        self.origin, w.url
+                    ))
+                })?;
+                if key.key_type() != quire_core::KeyType::CosignatureV1 {
+                    return Err(ConfigError::Invalid(format!(
+                        "log {:?}: witness {}: not a cosignature/v1 key",
+                        self.origin, w.url
+                    )));
+                }
+                if !w.url.starts_with("http://") {
+                    return Err(ConfigError::Invalid(format!(
+                        "log {:?}: witness address {:?} must start with http:// \
+                         (TLS to witnesses is not supported yet)",
+                        self.origin, w.url
+                    )));
+                }
+                Ok(WitnessEndpoint {
+                    url: w.url.clone(),
+                    protocol: w.protocol,
+                    key,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(WitnessPolicy {
+            witnesses,
+            quorum,
+            timeout: std::time::Duration::from_millis(w.timeout_ms),
+            wait: std::time::Duration::from_millis(w.wait_ms),
+            fail: w.fail,
+        }))
+    }
+
+    /// How this log's redb file is opened.
+    pub fn store_options(&self) -> RedbOptions {
+        RedbOptions {
+            compress: self.storage.compress,
+            cache_bytes: self.storage.cache_mib.saturating_mul(1 << 20),
+            // Filters pay for themselves only when every write looks up.
+            leaf_filters: self.dedup == DedupPolicy::Strict,
+            ..RedbOptions::default()
+        }
+    }
+
+    /// The limits this configuration sets.
+    pub fn limits(&self) -> LogLimits {
+        LogLimits {
+            max_entry_bytes: self.max_entry_bytes,
+            max_batch: self.max_batch,
+            queue_depth: self.queue_depth,
+            dedup_cache_entries: self.dedup_cache_entries,
+            ..LogLimits::default()
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks this log's values, and those that must fit the server's.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the value and its bound.
+    pub fn validate(&self, server: &Config) -> Result<(), ConfigError> {
+        quire_core::Checkpoint::new(&self.origin, 0, quire_core::empty_root())
+            .map_err(|e| ConfigError::Invalid(format!("log origin {:?}: {e}", self.origin)))?;
+        if !quire_core::keys::is_valid_key_name(&self.origin) {
+            return Err(ConfigError::Invalid(format!(
+                "log origin {:?} must also be a valid key name: no spaces or '+'",
+                self.origin
+            )));
+        }
+        let max = crate::store::bundle::MAX_ENTRY_BYTES;
+        if !(1..=max).contains(&self.max_entry_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: max_entry_bytes {} must be 1 to {max} (C2SP tlog-tiles entry bundles give each entry a 16-bit length)",
+                self.origin, self.max_entry_bytes
+            )));
+        }
+        if !(1..=100_000).contains(&self.max_batch) || !(1..=1_000_000).contains(&self.queue_depth)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: max_batch must be 1 to 100000 and queue_depth 1 to 1000000",
+                self.origin
+            )));
+        }
+        // The largest valid request must fit one message: a full batch
+        // of the largest entries, with protobuf's few bytes per entry.
+        let largest = self.max_batch.saturating_mul(self.max_entry_bytes + 8) + 1024;
+        if server.max_message_bytes < largest {
+            return Err(ConfigError::Invalid(format!(
+                "max_message_bytes = {} is smaller than the largest valid request of log {:?} ({largest} bytes: max_batch {} of max_entry_bytes {}); raise it or lower those",
+                server.max_message_bytes, self.origin, self.max_batch, self.max_entry_bytes
+            )));
+        }
+        if self.witnessing.wait_ms + 1_000 > server.request_timeout_ms {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: witnessing wait_ms = {} must be at least 1000 below request_timeout_ms = {}",
+                self.origin, self.witnessing.wait_ms, server.request_timeout_ms
+            )));
+        }
+        self.witness_policy()?;
+        if self.dedup_cache_entries > 100_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: dedup_cache_entries {} exceeds 100000000",
+                self.origin, self.dedup_cache_entries
+            )));
+        }
+        Ok(())
+    }
+}
