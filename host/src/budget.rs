@@ -45,11 +45,6 @@ impl ByteBudget {
         }
     }
 
-    /// The budget, bytes.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
     fn permits(&self, bytes: usize) -> u32 {
         u32::try_from(bytes.clamp(1, self.bytes.max(1))).unwrap_or(u32::MAX)
     }
