@@ -196,22 +196,29 @@ pub async fn check_at_start<S: Storage>(
     policy: WitnessPolicy,
     clients: Vec<Arc<dyn WitnessTransport>>,
 ) {
-    let mut calls = tokio::task::JoinSet::new();
-    for (i, client) in clients.into_iter().enumerate() {
-        let (log, url, timeout) = (log.clone(), policy.witnesses[i].url.clone(), policy.timeout);
-        calls.spawn(async move {
-            let verdict = match tokio::time::timeout(timeout, ask(&log, &url, client.as_ref()))
-                .await
-            {
-                Ok(v) => v,
-                Err(_) => Verdict::Unknown(format!("no answer within {} ms", timeout.as_millis())),
-            };
-            (url, verdict)
-        });
-    }
+    use futures_util::StreamExt as _;
+    // The calls run concurrently inside this task, not in tasks of their
+    // own: when shutdown aborts this task, they and the log they hold are
+    // dropped with it.
+    let mut calls: futures_util::stream::FuturesUnordered<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
+            let (log, url, timeout) = (&log, policy.witnesses[i].url.clone(), policy.timeout);
+            async move {
+                let verdict =
+                    match tokio::time::timeout(timeout, ask(log, &url, client.as_ref())).await {
+                        Ok(v) => v,
+                        Err(_) => {
+                            Verdict::Unknown(format!("no answer within {} ms", timeout.as_millis()))
+                        }
+                    };
+                (url, verdict)
+            }
+        })
+        .collect();
     let mut confirmed = 0;
-    while let Some(joined) = calls.join_next().await {
-        let Ok((url, verdict)) = joined else { continue };
+    while let Some((url, verdict)) = calls.next().await {
         match verdict {
             Verdict::Consistent => confirmed += 1,
             Verdict::Unknown(why) => {
