@@ -40,5 +40,5 @@ pub mod startup;
 pub mod store;
 pub mod witnessing;
 
-pub use open::{open_redb_log, open_redb_logs, StartError};
+pub use open::{open_log, open_logs, open_postgres_log, open_redb_log, StartError};
 pub use serve::{serve, Faces, Server};

@@ -1,5 +1,6 @@
-//! A server on `127.0.0.1:0` inside this process, over redb logs in a given
-//! directory: what tests, benchmarks and embedding applications start.
+//! A server on `127.0.0.1:0` inside this process, over logs in a given
+//! directory (redb, or PostgreSQL where a log's configuration says so):
+//! what tests, benchmarks and embedding applications start.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::path::Path;
 use quire_core::VerifierKey;
 
 use crate::config::{Config, LogConfig};
-use crate::store::redb::RedbStore;
+use crate::store::any::AnyStore;
 
 /// A running in-process server. [`LocalServer::stop`] shuts it down
 /// gracefully; dropping it stops it too, without waiting.
@@ -17,7 +18,7 @@ pub struct LocalServer {
     /// The verifier keys of its logs, in the order of the configurations.
     pub keys: Vec<VerifierKey>,
     /// The logs, to reach storage directly.
-    pub logs: Vec<crate::log::Log<RedbStore>>,
+    pub logs: Vec<crate::log::Log<AnyStore>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }

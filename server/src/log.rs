@@ -69,6 +69,23 @@ pub struct LogOptions {
     pub adopt_database: bool,
 }
 
+impl LogOptions {
+    /// Options for log `origin` signed by `signers` with its high-water
+    /// record `high_water`, and the defaults for the rest: strict dedup,
+    /// default limits, the system clock, no adoption of a database.
+    pub fn new(origin: &str, signers: Vec<LogSigner>, high_water: HighWater) -> Self {
+        LogOptions {
+            origin: origin.to_owned(),
+            signers,
+            dedup: DedupPolicy::Strict,
+            limits: LogLimits::default(),
+            clock: system_clock(),
+            high_water,
+            adopt_database: false,
+        }
+    }
+}
+
 /// A running log. Cheap to clone.
 pub struct Log<S: Storage> {
     pub(crate) inner: Arc<Inner<S>>,

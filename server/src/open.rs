@@ -1,23 +1,26 @@
-//! Opening the logs of a configuration on the embedded default, redb:
-//! data directory, keys and high-water records, and the refusal to create a
-//! new log where one more likely meant an existing one.
+//! Opening the logs of a configuration, each on its engine (the embedded
+//! default, redb, or PostgreSQL): keys, storage and high-water records, and
+//! the refusal to create a new log where one more likely meant an existing
+//! one.
 
 use std::path::Path;
 
 use crate::config::{Config, LogConfig};
 use crate::log::{self, Log, LogOptions};
+use crate::store::any::AnyStore;
+use crate::store::postgres::{Create, PgOptions, PgStore};
 use crate::store::redb::RedbStore;
 use crate::{highwater, keyfile};
 
 /// Why a log's files refuse to open.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The data directory holds other logs and this one is new: likely a
-    /// typo in the origin.
-    #[error("the data directory {data_dir} holds the logs {existing} but no log {origin:?}; refusing to create a new log with new keys there (a typo in --origin or the configuration?). To create it, start once with --new-log")]
+    /// The data directory (or the database) holds other logs and this one
+    /// is new: likely a typo in the origin.
+    #[error("{place} holds the logs {existing} but no log {origin:?}; refusing to create a new log with new keys there (a typo in --origin or the configuration?). To create it, start once with --new-log")]
     NewLog {
-        /// The data directory.
-        data_dir: String,
+        /// The data directory or database.
+        place: String,
         /// The origin asked for.
         origin: String,
         /// The logs there (file names).
@@ -60,6 +63,15 @@ pub fn open_redb_log(
     cfg: &LogConfig,
     allow_new: bool,
 ) -> anyhow::Result<(Log<RedbStore>, bool)> {
+    open_redb_as(config, high_water_dir, cfg, allow_new)
+}
+
+fn open_redb_as<S: crate::store::Storage + From<RedbStore>>(
+    config: &Config,
+    high_water_dir: &Path,
+    cfg: &LogConfig,
+    allow_new: bool,
+) -> anyhow::Result<(Log<S>, bool)> {
     let data_dir = &config.data_dir;
     let slug = keyfile::slug(&cfg.origin);
     let logs_dir = data_dir.join("logs");
@@ -68,7 +80,7 @@ pub fn open_redb_log(
     let signed_before = path.exists() || high_water.path().exists();
     if !signed_before && !allow_new {
         return Err(StartError::NewLog {
-            data_dir: data_dir.display().to_string(),
+            place: format!("the data directory {}", data_dir.display()),
             origin: cfg.origin.clone(),
             existing: existing_logs(&logs_dir).join(", "),
         }
@@ -95,35 +107,154 @@ pub fn open_redb_log(
     let store = RedbStore::open(&path, cfg.store_options())
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
     let log = Log::open(
-        store,
-        LogOptions {
-            origin: cfg.origin.clone(),
-            signers,
-            dedup: cfg.dedup,
-            limits: cfg.limits(),
-            clock: log::system_clock(),
-            high_water,
-            adopt_database: config.adopt_database,
-        },
+        S::from(store),
+        log_options(config, cfg, signers, high_water),
     )?;
     Ok((log, created))
 }
 
-/// Opens every log of `config` ([`open_redb_log`]). New logs are created on
-/// a data directory that holds no log yet, or with `config.new_logs`: in a
-/// directory that holds logs, an unknown origin is more likely a typo than a
-/// wish for a new log with new keys.
+/// Opens one log of `config` on the engine its `[logs.storage]` names
+/// ([`open_redb_log`], [`open_postgres_log`]).
 ///
 /// # Errors
-/// As [`open_redb_log`], for the first log that fails.
-pub fn open_redb_logs(
+/// As those.
+pub fn open_log(
     config: &Config,
     high_water_dir: &Path,
-) -> anyhow::Result<Vec<(Log<RedbStore>, bool)>> {
-    let allow_new = config.new_logs || existing_logs(&config.data_dir.join("logs")).is_empty();
+    cfg: &LogConfig,
+    allow_new: bool,
+) -> anyhow::Result<(Log<AnyStore>, bool)> {
+    match cfg.pg_options() {
+        Some(opts) => open_postgres_log(config, high_water_dir, cfg, &opts, allow_new),
+        None => open_redb_as(config, high_water_dir, cfg, allow_new),
+    }
+}
+
+/// Opens (creating when `allow_new`) one log in a PostgreSQL database, with
+/// its keys under `data_dir/keys` and its high-water record in
+/// `high_water_dir`. The keys of a log that has signed (it is in the
+/// database, or its high-water record exists) are never created again.
+///
+/// # Errors
+/// A database that cannot be reached; otherwise as [`open_redb_log`].
+pub fn open_postgres_log(
+    config: &Config,
+    high_water_dir: &Path,
+    cfg: &LogConfig,
+    opts: &PgOptions,
+    allow_new: bool,
+) -> anyhow::Result<(Log<AnyStore>, bool)> {
+    let slug = keyfile::slug(&cfg.origin);
+    let high_water = highwater::HighWater::at(high_water_dir.join(format!("{slug}.highwater")));
+    let place = format!("the database at {}", hosts(&opts.url));
+    let origins = PgStore::origins(opts)
+        .map_err(|e| anyhow::Error::new(e).context(format!("reading {place}")))?;
+    let in_db = origins.contains(&cfg.origin);
+    if !in_db && high_water.path().exists() {
+        anyhow::bail!(
+            "log {:?} has published checkpoints (its high-water record {} exists) but {place} does not hold it: point [logs.storage] url at the log's database or restore it (quire-server migrate moves a log between engines); only to start over with a new log nobody relies on, remove that record",
+            cfg.origin,
+            high_water.path().display()
+        );
+    }
+    if !in_db && !allow_new {
+        return Err(StartError::NewLog {
+            place,
+            origin: cfg.origin.clone(),
+            existing: origins.join(", "),
+        }
+        .into());
+    }
+    let (signers, created) =
+        keyfile::load_or_create(&config.data_dir.join("keys"), &cfg.origin, !in_db)?;
+    let create = if in_db { Create::No } else { Create::Yes };
+    let store = PgStore::open(opts, &cfg.origin, create).map_err(|e| {
+        anyhow::Error::new(e).context(format!("opening log {:?} in {place}", cfg.origin))
+    })?;
+    let log = Log::open(
+        AnyStore::from(store),
+        log_options(config, cfg, signers, high_water),
+    )?;
+    Ok((log, created))
+}
+
+/// The hosts of a PostgreSQL URL, without its user or password.
+fn hosts(url: &str) -> String {
+    let Ok(c) = url.parse::<tokio_postgres::Config>() else {
+        return "(a URL that does not parse)".into();
+    };
+    let ports = c.get_ports();
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match h {
+                tokio_postgres::config::Host::Tcp(s) => format!("{s}:{port}"),
+                tokio_postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
+            }
+        })
+        .collect();
+    let db = c.get_dbname().unwrap_or("(default)");
+    format!("{} (database {db})", hosts.join(","))
+}
+
+fn log_options(
+    config: &Config,
+    cfg: &LogConfig,
+    signers: Vec<quire_core::LogSigner>,
+    high_water: highwater::HighWater,
+) -> LogOptions {
+    LogOptions {
+        origin: cfg.origin.clone(),
+        signers,
+        dedup: cfg.dedup,
+        limits: cfg.limits(),
+        clock: log::system_clock(),
+        high_water,
+        adopt_database: config.adopt_database,
+    }
+}
+
+/// Whether any log of `config` exists already: a redb file in the data
+/// directory or a log in one of the configured databases.
+///
+/// # Errors
+/// A configured database that cannot be reached.
+fn any_existing(config: &Config) -> anyhow::Result<bool> {
+    if !existing_logs(&config.data_dir.join("logs")).is_empty() {
+        return Ok(true);
+    }
+    for cfg in &config.logs {
+        if let Some(opts) = cfg.pg_options() {
+            let origins = PgStore::origins(&opts).map_err(|e| {
+                anyhow::Error::new(e)
+                    .context(format!("reading the database at {}", hosts(&opts.url)))
+            })?;
+            if !origins.is_empty() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Opens every log of `config` ([`open_log`]). New logs are created on a
+/// data directory (and databases) that hold no log yet, or with
+/// `config.new_logs`: where logs exist, an unknown origin is more likely a
+/// typo than a wish for a new log with new keys.
+///
+/// # Errors
+/// As [`open_log`], for the first log that fails.
+pub fn open_logs(
+    config: &Config,
+    high_water_dir: &Path,
+) -> anyhow::Result<Vec<(Log<AnyStore>, bool)>> {
+    let allow_new = config.new_logs || !any_existing(config)?;
     config
         .logs
         .iter()
-        .map(|cfg| open_redb_log(config, high_water_dir, cfg, allow_new))
+        .map(|cfg| open_log(config, high_water_dir, cfg, allow_new))
         .collect()
 }

@@ -131,15 +131,16 @@ pub struct Server<S: Storage> {
     logs: Vec<(Log<S>, bool)>,
 }
 
-impl Server<crate::store::redb::RedbStore> {
-    /// Opens (creating where allowed) every log of `config` on redb, with
-    /// their high-water records in `high_water_dir`, running every check a
-    /// log passes before it may sign ([`crate::open_redb_logs`]).
+impl Server<crate::store::any::AnyStore> {
+    /// Opens (creating where allowed) every log of `config`, each on the
+    /// engine its `[logs.storage]` names, with their high-water records in
+    /// `high_water_dir`, running every check a log passes before it may
+    /// sign ([`crate::open_logs`]).
     ///
     /// # Errors
-    /// As [`crate::open_redb_logs`].
+    /// As [`crate::open_logs`].
     pub fn open(config: Config, high_water_dir: &std::path::Path) -> anyhow::Result<Self> {
-        let logs = crate::open_redb_logs(&config, high_water_dir)?;
+        let logs = crate::open_logs(&config, high_water_dir)?;
         Ok(Server { config, logs })
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 
 use quire_core::{LogKeyAlgorithm, LogSigner};
-use quire_server::log::{DedupPolicy, Log, LogLimits, LogOptions, WriteError};
+use quire_server::log::{Log, LogLimits, LogOptions, WriteError};
 use quire_server::store::redb::{RedbOptions, RedbStore};
 use quire_server::store::{Commit, Storage, StoreError};
 
@@ -59,16 +59,15 @@ async fn full_queue_is_resource_exhausted_and_nothing_is_lost() {
     let log = Log::open(
         store,
         LogOptions {
-            origin: "q.example/log".into(),
-            signers: vec![LogSigner::generate(LogKeyAlgorithm::Ed25519, "q.example/log").unwrap()],
-            dedup: DedupPolicy::Strict,
             limits: LogLimits {
                 queue_depth: 2,
                 ..LogLimits::default()
             },
-            clock: quire_server::log::system_clock(),
-            high_water: quire_server::highwater::HighWater::at(dir.path().join("log.highwater")),
-            adopt_database: false,
+            ..LogOptions::new(
+                "q.example/log",
+                vec![LogSigner::generate(LogKeyAlgorithm::Ed25519, "q.example/log").unwrap()],
+                quire_server::highwater::HighWater::at(dir.path().join("log.highwater")),
+            )
         },
     )
     .unwrap();

@@ -10,7 +10,7 @@ use quire_core::{
 };
 use quire_server::api::{Caller, Kind, LeafRef, LogApi};
 use quire_server::follow::{FollowError, FollowOptions};
-use quire_server::log::{DedupPolicy, Log, LogLimits, LogOptions};
+use quire_server::log::{Log, LogLimits, LogOptions};
 use quire_server::store::memory::MemoryStore;
 use quire_server::store::{Commit, Head, Storage, StorageReader, StoredCheckpoint};
 
@@ -74,15 +74,11 @@ async fn a_follower_serves_what_the_sequencing_log_committed_once_proven() {
     let key_copy = LogSigner::from_private_text(&signer.to_private_text()).unwrap();
     let leader = Log::open(
         store.clone(),
-        LogOptions {
-            origin: ORIGIN.into(),
-            signers: vec![signer],
-            dedup: DedupPolicy::Strict,
-            limits: LogLimits::default(),
-            clock: quire_server::log::system_clock(),
-            high_water: quire_server::highwater::HighWater::at(dir.path().join("hw")),
-            adopt_database: false,
-        },
+        LogOptions::new(
+            ORIGIN,
+            vec![signer],
+            quire_server::highwater::HighWater::at(dir.path().join("hw")),
+        ),
     )
     .unwrap();
     let follower = Log::open_follower(

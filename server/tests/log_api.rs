@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use quire_core::{leaf_hash, node_hash, Hash, LogKeyAlgorithm, LogSigner};
 use quire_server::api::{Access, Action, ApiError, Caller, Kind, LeafRef, LogApi, PAGE_ENTRIES};
-use quire_server::log::{DedupPolicy, Log, LogLimits, LogOptions};
+use quire_server::log::{Log, LogOptions};
 use quire_server::store::memory::MemoryStore;
 use tokio_stream::StreamExt as _;
 
@@ -17,17 +17,13 @@ const B: &str = "b.example/log";
 fn open(dir: &std::path::Path, origin: &str) -> Log<MemoryStore> {
     Log::open(
         MemoryStore::new(),
-        LogOptions {
-            origin: origin.into(),
-            signers: vec![LogSigner::generate(LogKeyAlgorithm::Ed25519, origin).unwrap()],
-            dedup: DedupPolicy::Strict,
-            limits: LogLimits::default(),
-            clock: quire_server::log::system_clock(),
-            high_water: quire_server::highwater::HighWater::at(
+        LogOptions::new(
+            origin,
+            vec![LogSigner::generate(LogKeyAlgorithm::Ed25519, origin).unwrap()],
+            quire_server::highwater::HighWater::at(
                 dir.join(format!("{}.hw", origin.replace('/', "_"))),
             ),
-            adopt_database: false,
-        },
+        ),
     )
     .unwrap()
 }

@@ -219,13 +219,12 @@ async fn a_clock_that_goes_back_stops_signing() {
     let log = Log::open(
         store,
         LogOptions {
-            origin: ORIGIN.into(),
-            signers: vec![key()],
-            dedup: DedupPolicy::Strict,
-            limits: LogLimits::default(),
             clock: Arc::new(move || clock_now.load(Ordering::SeqCst)),
-            high_water: quire_server::highwater::HighWater::at(dir.path().join("log.highwater")),
-            adopt_database: false,
+            ..LogOptions::new(
+                ORIGIN,
+                vec![key()],
+                quire_server::highwater::HighWater::at(dir.path().join("log.highwater")),
+            )
         },
     )
     .unwrap();

@@ -7,6 +7,7 @@
 //! for the C2SP witness endpoint.
 
 pub mod memlog;
+pub mod postgres;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};

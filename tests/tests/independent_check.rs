@@ -167,7 +167,7 @@ impl tlog_tiles::HashReader for HashesOf<'_> {
 /// Serves tiles from the log API (no face in between), as a tiles client
 /// would fetch them.
 struct ApiTiles<'a> {
-    api: &'a quire_server::api::LogApi<quire_server::store::redb::RedbStore>,
+    api: &'a quire_server::api::LogApi<quire_server::store::any::AnyStore>,
     origin: &'a str,
 }
 

@@ -325,7 +325,7 @@ async fn main() -> anyhow::Result<()> {
     let space = local
         .as_ref()
         .and_then(|l| l.logs.first())
-        .and_then(|l| l.store().space().ok());
+        .and_then(|l| l.store().as_redb().and_then(|s| s.space().ok()));
     let growth = load::rss_growth(&report.rss_samples);
     let value = serde_json::json!({
         "scenario": format!("{:?}", args.scenario),

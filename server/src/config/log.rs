@@ -44,6 +44,9 @@ pub enum Engine {
     /// The embedded default: one redb file per log in the data directory.
     #[default]
     Redb,
+    /// PostgreSQL, at `url`: the logs' database, which PostgreSQL
+    /// replicates and which several servers may share.
+    Postgres,
 }
 
 /// How one log is stored.
@@ -56,9 +59,32 @@ pub struct StorageConfig {
     /// Compress entry bundles (LZ4) where it saves space.
     #[serde(default = "default_true")]
     pub compress: bool,
-    /// The engine's page cache for this log, MiB.
+    /// The engine's page cache for this log, MiB (redb).
     #[serde(default = "default_cache_mib")]
     pub cache_mib: usize,
+    /// The database (PostgreSQL): a libpq URL, several hosts allowed, e.g.
+    /// `postgres://quire@db1:5432,db2:5432/quire?target_session_attrs=read-write`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Connections for reads (PostgreSQL); the writer has its own.
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    /// Deadline of each database call, milliseconds (PostgreSQL).
+    #[serde(default = "default_db_timeout")]
+    pub timeout_ms: u64,
+    /// Deadline of opening a connection, milliseconds (PostgreSQL).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_connections() -> usize {
+    4
+}
+fn default_db_timeout() -> u64 {
+    10_000
+}
+fn default_connect_timeout() -> u64 {
+    5_000
 }
 
 impl Default for StorageConfig {
@@ -67,6 +93,10 @@ impl Default for StorageConfig {
             engine: Engine::Redb,
             compress: true,
             cache_mib: default_cache_mib(),
+            url: None,
+            connections: default_connections(),
+            timeout_ms: default_db_timeout(),
+            connect_timeout_ms: default_connect_timeout(),
         }
     }
 }
@@ -256,6 +286,22 @@ impl LogConfig {
         }
     }
 
+    /// How this log's PostgreSQL database is reached, when it is stored
+    /// there.
+    pub fn pg_options(&self) -> Option<crate::store::postgres::PgOptions> {
+        let st = &self.storage;
+        match (st.engine, &st.url) {
+            (Engine::Postgres, Some(url)) => Some(crate::store::postgres::PgOptions {
+                url: url.clone(),
+                readers: st.connections,
+                connect_timeout: std::time::Duration::from_millis(st.connect_timeout_ms),
+                timeout: std::time::Duration::from_millis(st.timeout_ms),
+                compress: st.compress,
+            }),
+            _ => None,
+        }
+    }
+
     /// The limits this configuration sets.
     pub fn limits(&self) -> LogLimits {
         LogLimits {
@@ -312,11 +358,53 @@ impl LogConfig {
             )));
         }
         self.witness_policy()?;
+        self.validate_storage()?;
         if self.dedup_cache_entries > 100_000_000 {
             return Err(ConfigError::Invalid(format!(
                 "log {:?}: dedup_cache_entries {} exceeds 100000000",
                 self.origin, self.dedup_cache_entries
             )));
+        }
+        Ok(())
+    }
+}
+
+impl LogConfig {
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        let st = &self.storage;
+        let bad = |why: String| {
+            Err(ConfigError::Invalid(format!(
+                "log {:?}: [logs.storage] {why}",
+                self.origin
+            )))
+        };
+        match (st.engine, &st.url) {
+            (Engine::Postgres, None) => {
+                return bad("engine = \"postgres\" needs url = \"postgres://…\"".into())
+            }
+            (Engine::Redb, Some(_)) => {
+                return bad(
+                    "url is for engine = \"postgres\"; redb keeps the log in the data directory"
+                        .into(),
+                )
+            }
+            (Engine::Postgres, Some(url)) => {
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    return bad(format!("url does not parse as a PostgreSQL URL: {e}"));
+                }
+            }
+            (Engine::Redb, None) => {}
+        }
+        if !(1..=64).contains(&st.connections) {
+            return bad(format!("connections = {} must be 1 to 64", st.connections));
+        }
+        for (what, v) in [
+            ("timeout_ms", st.timeout_ms),
+            ("connect_timeout_ms", st.connect_timeout_ms),
+        ] {
+            if !(100..=600_000).contains(&v) {
+                return bad(format!("{what} = {v} must be 100 to 600000"));
+            }
         }
         Ok(())
     }

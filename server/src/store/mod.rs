@@ -14,9 +14,12 @@
 //!
 //! A [`Commit`] lands in one durable transaction, or not at all.
 
+pub mod any;
 pub mod bundle;
 pub mod memory;
+pub mod postgres;
 pub mod redb;
+pub(crate) mod rows;
 
 use quire_core::node::{TileId, TILE_HEIGHT, TILE_WIDTH};
 use quire_core::{Hash, HashReader, NodeId};

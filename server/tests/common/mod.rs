@@ -97,13 +97,13 @@ pub fn open_log(
     Log::open(
         store,
         LogOptions {
-            origin: origin.into(),
-            signers: vec![signer],
             dedup,
             limits,
-            clock: quire_server::log::system_clock(),
-            high_water: quire_server::highwater::HighWater::at(dir.join("log.highwater")),
-            adopt_database: false,
+            ..LogOptions::new(
+                origin,
+                vec![signer],
+                quire_server::highwater::HighWater::at(dir.join("log.highwater")),
+            )
         },
     )
 }

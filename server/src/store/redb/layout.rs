@@ -1,10 +1,11 @@
 //! The redb file's layout: its tables, where a node's hash is stored
 //! (tile rows and mid rows, C2SP `tlog-tiles` levels), and the head record.
 
-use quire_core::node::{TileId, TileSpan, TILE_HEIGHT};
-use quire_core::{Hash, NodeId};
+use quire_core::node::TileId;
+use quire_core::Hash;
 use redb::TableDefinition;
 
+pub(super) use crate::store::rows::{RowSpan, MID, MID_WIDTH};
 use crate::store::{Head, StoreError};
 
 /// Bundle index → bundle record.
@@ -15,25 +16,11 @@ pub(super) const TILES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new
 /// tree level 8L+4. With it no node is more than 8 stored hashes away, so a
 /// proof step costs at most 7 hashes instead of up to 127; 2 bytes per entry.
 pub(super) const MIDS: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("mid_rows");
-/// Tree level of a mid row within its tile.
-pub(super) const MID: u8 = TILE_HEIGHT / 2;
-/// Hashes in a full mid row.
-pub(super) const MID_WIDTH: u64 = 1 << MID;
 /// Hashes a tile record holds: all but the row's last, which is kept after
 /// the mid row instead. A full row of 256 hashes (8 KiB) and its key would
 /// need three pages, and redb allocates powers of two (16 KiB); 255 hashes
 /// fit two pages exactly. This saves 32 bytes per entry.
 pub(super) const MAIN_SLOTS: u64 = 255;
-
-/// Where a node's hash is computed from: a run of `count` hashes from
-/// `offset` in the main row (`mid` false) or the mid row of `tile`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) struct RowSpan {
-    pub(super) mid: bool,
-    pub(super) tile: TileId,
-    pub(super) offset: u64,
-    pub(super) count: u64,
-}
 
 /// One stored run of hashes: `count` from `slot` of a tile (`mid` false)
 /// or mid record (`mid` true).
@@ -75,29 +62,6 @@ impl RowSpan {
                 count: 1,
             }),
         )
-    }
-
-    pub(super) fn of(node: NodeId) -> RowSpan {
-        let span = TileSpan::of(node);
-        let sub = node.level % TILE_HEIGHT;
-        if sub < MID {
-            return RowSpan {
-                mid: false,
-                tile: span.tile,
-                offset: u64::from(span.offset),
-                count: u64::from(span.count),
-            };
-        }
-        let first = node.index << (sub - MID);
-        RowSpan {
-            mid: true,
-            tile: TileId {
-                level: span.tile.level,
-                index: first / MID_WIDTH,
-            },
-            offset: first % MID_WIDTH,
-            count: 1 << (sub - MID),
-        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! What every storage engine promises, run on redb and on the in-memory
-//! engine alike: commits land whole or not at all, a commit whose base is
+//! What every storage engine promises, run on redb, on PostgreSQL (a real
+//! server, started by `scripts/postgres`) and on the in-memory engine
+//! alike: commits land whole or not at all, a commit whose base is
 //! not the store's head is refused (the compare-and-swap a replicated
 //! engine needs), a read view is a snapshot, and entries, every node's hash,
 //! checkpoints, leaf lookups and metadata read back as committed.
@@ -10,6 +11,7 @@ use std::collections::HashMap;
 use quire_core::node::TileId;
 use quire_core::{leaf_hash, CompactRange, Hash, HashReader, NodeId};
 use quire_server::store::memory::MemoryStore;
+use quire_server::store::postgres::{Create, PgOptions, PgStore};
 use quire_server::store::redb::{RedbOptions, RedbStore};
 use quire_server::store::{Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint};
 
@@ -275,6 +277,59 @@ fn redb_conforms() {
     conformance(&store);
 }
 
+fn pg_store(origin: &str, create: Create) -> Result<PgStore, StoreError> {
+    PgStore::open(
+        &PgOptions::new(quire_tests::postgres::shared().url.clone()),
+        origin,
+        create,
+    )
+}
+
+#[test]
+fn postgres_conforms() {
+    let origin = quire_tests::postgres::unique("conformance.example/log");
+    conformance(&pg_store(&origin, Create::Yes).unwrap());
+    // Opened again (a restart, another replica): the same log, and a
+    // second log in the same database is apart from it.
+    let again = pg_store(&origin, Create::No).unwrap();
+    let r = again.reader().unwrap();
+    assert_eq!(r.head().unwrap().unwrap().size, 863);
+    assert_eq!(r.entries(862, 863).unwrap(), entries(862, 1));
+    let other = pg_store(
+        &quire_tests::postgres::unique("other.example/log"),
+        Create::Yes,
+    )
+    .unwrap();
+    assert!(other.reader().unwrap().head().unwrap().is_none());
+}
+
+#[test]
+fn postgres_refuses_a_log_it_does_not_hold_unless_asked_to_create_it() {
+    let origin = quire_tests::postgres::unique("absent.example/log");
+    let e = pg_store(&origin, Create::No).err().unwrap();
+    assert!(matches!(e, StoreError::Missing(_)), "{e:?}");
+    assert!(e.to_string().contains(&origin), "{e}");
+    let opts = PgOptions::new(quire_tests::postgres::shared().url.clone());
+    assert!(!PgStore::origins(&opts).unwrap().contains(&origin));
+    pg_store(&origin, Create::Yes).unwrap();
+    assert!(PgStore::origins(&opts).unwrap().contains(&origin));
+}
+
+#[test]
+fn postgres_unreachable_is_an_error_naming_the_host() {
+    // A port nothing listens on: the listener is bound, never accepted.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let mut opts = PgOptions::new(format!("postgres://quire@127.0.0.1:{port}/postgres"));
+    opts.connect_timeout = std::time::Duration::from_secs(2);
+    let e = PgStore::open(&opts, "x.example/log", Create::Yes)
+        .err()
+        .unwrap();
+    let text = format!("{e} {:?}", std::error::Error::source(&e));
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+}
+
 #[test]
 fn the_memory_engine_conforms() {
     conformance(&MemoryStore::new());
@@ -283,22 +338,16 @@ fn the_memory_engine_conforms() {
 #[tokio::test]
 async fn a_commit_by_another_writer_stops_the_sequencer_without_signing() {
     use quire_core::{LogKeyAlgorithm, LogSigner};
-    use quire_server::log::{DedupPolicy, Log, LogLimits, LogOptions, WriteError};
+    use quire_server::log::{Log, LogOptions, WriteError};
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::new();
     let log = Log::open(
         store.clone(),
-        LogOptions {
-            origin: "cas.example/log".into(),
-            signers: vec![
-                LogSigner::generate(LogKeyAlgorithm::Ed25519, "cas.example/log").unwrap(),
-            ],
-            dedup: DedupPolicy::Strict,
-            limits: LogLimits::default(),
-            clock: quire_server::log::system_clock(),
-            high_water: quire_server::highwater::HighWater::at(dir.path().join("hw")),
-            adopt_database: false,
-        },
+        LogOptions::new(
+            "cas.example/log",
+            vec![LogSigner::generate(LogKeyAlgorithm::Ed25519, "cas.example/log").unwrap()],
+            quire_server::highwater::HighWater::at(dir.path().join("hw")),
+        ),
     )
     .unwrap();
     log.add(entries(0, 5)).await.unwrap();

@@ -1,0 +1,149 @@
+//! A log's storage on whichever engine its configuration names, so that one
+//! server runs logs on redb and on PostgreSQL side by side.
+
+use quire_core::node::TileId;
+use quire_core::{Hash, HashReader, NodeId};
+
+use super::postgres::{PgReader, PgStore};
+use super::redb::{RedbReader, RedbStore};
+use super::{Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint};
+
+/// One log's storage, on one of the engines.
+#[derive(Clone)]
+pub enum AnyStore {
+    /// The embedded default.
+    Redb(std::sync::Arc<RedbStore>),
+    /// PostgreSQL.
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    /// The redb store, when the log is on redb.
+    pub fn as_redb(&self) -> Option<&RedbStore> {
+        match self {
+            AnyStore::Redb(s) => Some(s),
+            AnyStore::Postgres(_) => None,
+        }
+    }
+
+    /// The engine's name, for messages.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            AnyStore::Redb(_) => "redb",
+            AnyStore::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl From<RedbStore> for AnyStore {
+    fn from(s: RedbStore) -> Self {
+        AnyStore::Redb(std::sync::Arc::new(s))
+    }
+}
+
+impl From<PgStore> for AnyStore {
+    fn from(s: PgStore) -> Self {
+        AnyStore::Postgres(s)
+    }
+}
+
+/// A read view of an [`AnyStore`].
+pub enum AnyReader {
+    /// Of redb.
+    Redb(RedbReader),
+    /// Of PostgreSQL.
+    Postgres(PgReader),
+}
+
+impl Storage for AnyStore {
+    type Reader = AnyReader;
+
+    fn reader(&self) -> Result<AnyReader, StoreError> {
+        Ok(match self {
+            AnyStore::Redb(s) => AnyReader::Redb(s.reader()?),
+            AnyStore::Postgres(s) => AnyReader::Postgres(s.reader()?),
+        })
+    }
+
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.commit(commit),
+            AnyStore::Postgres(s) => s.commit(commit),
+        }
+    }
+
+    fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.keep_cosignatures(size, lines),
+            AnyStore::Postgres(s) => s.keep_cosignatures(size, lines),
+        }
+    }
+}
+
+/// Calls the same method on whichever reader it is.
+macro_rules! each {
+    ($self:ident, $r:ident => $e:expr) => {
+        match $self {
+            AnyReader::Redb($r) => $e,
+            AnyReader::Postgres($r) => $e,
+        }
+    };
+}
+
+impl HashReader for AnyReader {
+    type Error = StoreError;
+
+    fn read_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+        each!(self, r => r.read_hashes(nodes))
+    }
+}
+
+impl StorageReader for AnyReader {
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        each!(self, r => r.latest_checkpoint())
+    }
+
+    fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        each!(self, r => r.checkpoint_at(size))
+    }
+
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        each!(self, r => r.checkpoints(from, limit))
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        each!(self, r => r.entries(start, end))
+    }
+
+    fn checked_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        each!(self, r => r.checked_entries(start, end))
+    }
+
+    fn tile_hashes(&self, tile: TileId, width: u16) -> Result<Vec<Hash>, StoreError> {
+        each!(self, r => r.tile_hashes(tile, width))
+    }
+
+    fn bundle_entries(&self, index: u64, width: u16) -> Result<Vec<Vec<u8>>, StoreError> {
+        each!(self, r => r.bundle_entries(index, width))
+    }
+
+    fn find_leaves(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        each!(self, r => r.find_leaves(leaves))
+    }
+
+    fn find_leaf(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+        each!(self, r => r.find_leaf(leaf))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, r => r.meta(key))
+    }
+
+    fn latest_cosignatures(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        each!(self, r => r.latest_cosignatures())
+    }
+
+    fn head(&self) -> Result<Option<Head>, StoreError> {
+        each!(self, r => r.head())
+    }
+}

@@ -1,0 +1,200 @@
+//! PostgreSQL storage: logs in a database that PostgreSQL replicates, so
+//! that several servers can share them and a lost machine loses nothing
+//! that was acknowledged.
+//!
+//! In scope: the storage trait over PostgreSQL (entries, tile rows, the leaf
+//! index, checkpoints, cosignatures and metadata; [`schema`] owns the
+//! tables), with every commit one transaction whose update of the log's
+//! head is conditional on the head it extends ([`write`]). Reads bound
+//! themselves by the head read when the view opened ([`read`]). The
+//! driver, its runtime and its deadlines are in [`conn`].
+//!
+//! Out of scope here: which replica sequences (leases), and replication
+//! checks; those sit above the storage trait.
+
+mod conn;
+mod read;
+mod schema;
+mod write;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use read::PgReader;
+
+use self::conn::{engine, Conn, Driver};
+use crate::store::{Storage, StoreError};
+
+/// How a [`PgStore`] connects.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// A libpq URL: `postgres://user@host1:5432,host2:5432/db?target_session_attrs=read-write`.
+    pub url: String,
+    /// Connections for reads (the writer has one of its own).
+    pub readers: usize,
+    /// The deadline of opening a connection.
+    pub connect_timeout: Duration,
+    /// The deadline of every call (the server cancels a statement that runs
+    /// longer).
+    pub timeout: Duration,
+    /// LZ4 for complete entry bundles where it saves space.
+    pub compress: bool,
+}
+
+impl PgOptions {
+    /// Options for `url` with the defaults: 4 read connections, 5 s to
+    /// connect, 10 s a call, compression on.
+    pub fn new(url: impl Into<String>) -> Self {
+        PgOptions {
+            url: url.into(),
+            readers: 4,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            compress: true,
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    driver: Driver,
+    writer: Conn,
+    readers: Vec<Conn>,
+    next: AtomicUsize,
+    log: i64,
+    origin: String,
+    compress: bool,
+}
+
+impl Shared {
+    /// A read connection, in turn.
+    async fn reader(&self) -> Result<Arc<tokio_postgres::Client>, StoreError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len().max(1);
+        match self.readers.get(n) {
+            Some(c) => c.get(self.driver.config()).await,
+            None => self.writer.get(self.driver.config()).await,
+        }
+    }
+}
+
+/// One log stored in PostgreSQL.
+#[derive(Clone)]
+pub struct PgStore {
+    shared: Arc<Shared>,
+}
+
+/// Whether a log is created when it is not in the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// Only an existing log opens.
+    No,
+    /// A log not in the database is created.
+    Yes,
+}
+
+impl PgStore {
+    /// Opens the log `origin` in the database at `opts.url`, bringing the
+    /// schema up to date first.
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`] for a database that cannot be reached or
+    /// migrated; [`StoreError::Missing`] for a log that is not in the
+    /// database when `create` is [`Create::No`].
+    pub fn open(opts: &PgOptions, origin: &str, create: Create) -> Result<Self, StoreError> {
+        let driver = Driver::new(&opts.url, opts.connect_timeout, opts.timeout)?;
+        let config = driver.config().clone();
+        let origin_owned = origin.to_owned();
+        let log = driver.run("opening the log", async move {
+            let c = Conn::new().get(&config).await?;
+            schema::migrate(&c).await?;
+            let found = c
+                .query_opt(
+                    "SELECT id FROM quire_logs WHERE origin = $1",
+                    &[&origin_owned],
+                )
+                .await
+                .map_err(engine)?;
+            if let Some(row) = found {
+                return Ok(row.get::<_, i64>(0));
+            }
+            if create == Create::No {
+                return Err(StoreError::Missing(format!(
+                    "no log {origin_owned:?} in the database"
+                )));
+            }
+            // Two servers creating the same log at once: one row wins.
+            c.execute(
+                "INSERT INTO quire_logs (origin) VALUES ($1) ON CONFLICT (origin) DO NOTHING",
+                &[&origin_owned],
+            )
+            .await
+            .map_err(engine)?;
+            let row = c
+                .query_one(
+                    "SELECT id FROM quire_logs WHERE origin = $1",
+                    &[&origin_owned],
+                )
+                .await
+                .map_err(engine)?;
+            Ok(row.get::<_, i64>(0))
+        })?;
+        Ok(PgStore {
+            shared: Arc::new(Shared {
+                driver,
+                writer: Conn::new(),
+                readers: (0..opts.readers.max(1)).map(|_| Conn::new()).collect(),
+                next: AtomicUsize::new(0),
+                log,
+                origin: origin.to_owned(),
+                compress: opts.compress,
+            }),
+        })
+    }
+
+    /// The origins of the logs in the database at `opts.url`, in order (none
+    /// when Quire's schema is not there yet).
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`] for a database that cannot be reached.
+    pub fn origins(opts: &PgOptions) -> Result<Vec<String>, StoreError> {
+        let driver = Driver::new(&opts.url, opts.connect_timeout, opts.timeout)?;
+        let config = driver.config().clone();
+        driver.run("listing the logs", async move {
+            let c = Conn::new().get(&config).await?;
+            let exists: bool = c
+                .query_one("SELECT to_regclass('quire_logs') IS NOT NULL", &[])
+                .await
+                .map_err(engine)?
+                .get(0);
+            if !exists {
+                return Ok(Vec::new());
+            }
+            let rows = c
+                .query("SELECT origin FROM quire_logs ORDER BY origin", &[])
+                .await
+                .map_err(engine)?;
+            Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        })
+    }
+
+    /// The log's origin.
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+}
+
+impl Storage for PgStore {
+    type Reader = PgReader;
+
+    fn reader(&self) -> Result<PgReader, StoreError> {
+        PgReader::open(&self.shared)
+    }
+
+    fn commit(&self, commit: &crate::store::Commit) -> Result<(), StoreError> {
+        write::commit(&self.shared, commit)
+    }
+
+    fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
+        write::keep_cosignatures(&self.shared, size, lines)
+    }
+}

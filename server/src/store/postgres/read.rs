@@ -1,0 +1,354 @@
+//! A read view of a PostgreSQL log: the head and latest checkpoint read in
+//! one statement when the view opens, and every later read bounded by them.
+//! Stored rows only grow (a row's prefix never changes) and each read is one
+//! statement, so a view reads the same whatever commits after it opened.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use quire_core::{perfect_root, Hash, HashReader, NodeId};
+use tokio_postgres::types::Type;
+
+use super::conn::{engine, int, uint};
+use super::Shared;
+use crate::store::bundle::{self, BUNDLE_SIZE};
+use crate::store::rows::RowSpan;
+use crate::store::{Head, StorageReader, StoreError, StoredCheckpoint};
+
+/// A read view of a [`super::PgStore`].
+pub struct PgReader {
+    shared: Arc<Shared>,
+    head: Option<Head>,
+    latest: Option<StoredCheckpoint>,
+}
+
+fn checkpoint(size: i64, at: i64, note: Vec<u8>) -> Result<StoredCheckpoint, StoreError> {
+    Ok(StoredCheckpoint {
+        size: uint(size)?,
+        signed_at_ms: uint(at)?,
+        note,
+    })
+}
+
+impl PgReader {
+    pub(super) fn open(shared: &Arc<Shared>) -> Result<Self, StoreError> {
+        let s = Arc::clone(shared);
+        let (head, latest) = shared.driver.run("opening a read view", async move {
+            let c = s.reader().await?;
+            let row = c
+                .query_typed_one(
+                    "SELECT h.size, h.root, cp.size, cp.signed_at_ms, cp.note
+                     FROM (SELECT 1) AS one
+                     LEFT JOIN quire_heads h ON h.log = $1
+                     LEFT JOIN LATERAL (
+                         SELECT size, signed_at_ms, note FROM quire_checkpoints
+                         WHERE log = $1 ORDER BY size DESC LIMIT 1
+                     ) cp ON true",
+                    &[(&s.log, Type::INT8)],
+                )
+                .await
+                .map_err(engine)?;
+            let head = match (
+                row.get::<_, Option<i64>>(0),
+                row.get::<_, Option<Vec<u8>>>(1),
+            ) {
+                (Some(size), Some(root)) => Some(Head {
+                    size: uint(size)?,
+                    root: Hash::from_slice(&root)
+                        .map_err(|_| StoreError::Corrupt("the stored head's root".into()))?,
+                }),
+                _ => None,
+            };
+            let latest = match (
+                row.get::<_, Option<i64>>(2),
+                row.get::<_, Option<i64>>(3),
+                row.get::<_, Option<Vec<u8>>>(4),
+            ) {
+                (Some(size), Some(at), Some(note)) => Some(checkpoint(size, at, note)?),
+                _ => None,
+            };
+            Ok((head, latest))
+        })?;
+        Ok(PgReader {
+            shared: Arc::clone(shared),
+            head,
+            latest,
+        })
+    }
+
+    fn size(&self) -> u64 {
+        self.head.map_or(0, |h| h.size)
+    }
+
+    fn latest_size(&self) -> Option<u64> {
+        self.latest.as_ref().map(|c| c.size)
+    }
+}
+
+impl HashReader for PgReader {
+    type Error = StoreError;
+
+    fn read_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let size = self.size();
+        let (mut n, mut mid, mut level, mut idx, mut off, mut len) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for (k, node) in nodes.iter().enumerate() {
+            let end = (node.index + 1)
+                .checked_shl(u32::from(node.level))
+                .unwrap_or(u64::MAX);
+            if end > size || node.level >= 64 {
+                return Err(StoreError::Missing(format!("node {node:?}")));
+            }
+            let span = RowSpan::of(*node);
+            n.push(i32::try_from(k).unwrap_or(i32::MAX));
+            mid.push(span.mid);
+            level.push(i16::from(span.tile.level));
+            idx.push(int(span.tile.index)?);
+            off.push(i32::try_from(span.offset * 32).unwrap_or(i32::MAX));
+            len.push(i32::try_from(span.count * 32).unwrap_or(i32::MAX));
+        }
+        let s = Arc::clone(&self.shared);
+        let runs = self.shared.driver.run("reading hashes", async move {
+            let c = s.reader().await?;
+            let rows = c
+                .query_typed(
+                    "SELECT k.n, substring(t.hashes FROM k.off + 1 FOR k.len)
+                     FROM unnest($2::int4[], $3::bool[], $4::int2[], $5::int8[], $6::int4[], $7::int4[])
+                          AS k(n, mid, level, idx, off, len)
+                     JOIN quire_tiles t
+                       ON t.log = $1 AND t.mid = k.mid AND t.level = k.level AND t.idx = k.idx",
+                    &[
+                        (&s.log, Type::INT8),
+                        (&n, Type::INT4_ARRAY),
+                        (&mid, Type::BOOL_ARRAY),
+                        (&level, Type::INT2_ARRAY),
+                        (&idx, Type::INT8_ARRAY),
+                        (&off, Type::INT4_ARRAY),
+                        (&len, Type::INT4_ARRAY),
+                    ],
+                )
+                .await
+                .map_err(engine)?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, i32>(0), r.get::<_, Vec<u8>>(1)))
+                .collect::<Vec<_>>())
+        })?;
+        let mut got: Vec<Option<Vec<u8>>> = vec![None; nodes.len()];
+        for (k, bytes) in runs {
+            if let Some(slot) = usize::try_from(k).ok().and_then(|k| got.get_mut(k)) {
+                *slot = Some(bytes);
+            }
+        }
+        nodes
+            .iter()
+            .zip(got)
+            .map(|(node, bytes)| {
+                let span = RowSpan::of(*node);
+                let bytes = bytes.ok_or_else(|| {
+                    StoreError::Missing(format!(
+                        "{} {}/{} (for node {node:?})",
+                        if span.mid { "mid row" } else { "tile" },
+                        span.tile.level,
+                        span.tile.index
+                    ))
+                })?;
+                if bytes.len() as u64 != span.count * 32 {
+                    return Err(StoreError::Missing(format!(
+                        "node {node:?} beyond its stored row"
+                    )));
+                }
+                let run: Vec<Hash> = bytes
+                    .chunks_exact(32)
+                    .map(|c| Hash::from_slice(c).unwrap_or_default())
+                    .collect();
+                perfect_root(&run)
+                    .ok_or_else(|| StoreError::Corrupt(format!("stored row for {node:?}")))
+            })
+            .collect()
+    }
+}
+
+impl StorageReader for PgReader {
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(self.latest.clone())
+    }
+
+    fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        if self.latest_size().is_none_or(|max| size > max) {
+            return Ok(None);
+        }
+        Ok(self
+            .checkpoints(size, 1)?
+            .into_iter()
+            .find(|c| c.size == size))
+    }
+
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let Some(max) = self.latest_size() else {
+            return Ok(Vec::new());
+        };
+        if from > max || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (from, max, limit) = (
+            int(from)?,
+            int(max)?,
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        );
+        let s = Arc::clone(&self.shared);
+        self.shared.driver.run("reading checkpoints", async move {
+            let c = s.reader().await?;
+            let rows = c
+                .query_typed(
+                    "SELECT size, signed_at_ms, note FROM quire_checkpoints
+                     WHERE log = $1 AND size >= $2 AND size <= $3 ORDER BY size LIMIT $4",
+                    &[
+                        (&s.log, Type::INT8),
+                        (&from, Type::INT8),
+                        (&max, Type::INT8),
+                        (&limit, Type::INT8),
+                    ],
+                )
+                .await
+                .map_err(engine)?;
+            rows.into_iter()
+                .map(|r| checkpoint(r.get(0), r.get(1), r.get(2)))
+                .collect()
+        })
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        if start > end || end > self.size() {
+            return Err(StoreError::Missing(format!("entries {start}..{end}")));
+        }
+        if start == end {
+            return Ok(Vec::new());
+        }
+        let (b0, b1) = (int(start / BUNDLE_SIZE)?, int(end.div_ceil(BUNDLE_SIZE))?);
+        let (e0, e1) = (int(start)?, int(end)?);
+        let s = Arc::clone(&self.shared);
+        let rows = self.shared.driver.run("reading entries", async move {
+            let c = s.reader().await?;
+            // One statement: a bundle completed meanwhile is seen either as
+            // its single rows or as the bundle, never as neither.
+            let rows = c
+                .query_typed(
+                    "SELECT false, idx, data FROM quire_bundles WHERE log = $1 AND idx >= $2 AND idx < $3
+                     UNION ALL
+                     SELECT true, idx, data FROM quire_entries WHERE log = $1 AND idx >= $4 AND idx < $5",
+                    &[
+                        (&s.log, Type::INT8),
+                        (&b0, Type::INT8),
+                        (&b1, Type::INT8),
+                        (&e0, Type::INT8),
+                        (&e1, Type::INT8),
+                    ],
+                )
+                .await
+                .map_err(engine)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.get::<_, bool>(0), r.get::<_, i64>(1), r.get::<_, Vec<u8>>(2)))
+                .collect::<Vec<_>>())
+        })?;
+        let mut found: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for (single, idx, data) in rows {
+            let idx = uint(idx)?;
+            if single {
+                found.insert(idx, data);
+                continue;
+            }
+            for (i, e) in (idx * BUNDLE_SIZE..).zip(bundle::decode(&data)?) {
+                if (start..end).contains(&i) {
+                    found.insert(i, e);
+                }
+            }
+        }
+        let count = found.len() as u64;
+        let first = found.keys().next().copied();
+        if count != end - start || first != Some(start) {
+            return Err(StoreError::Missing(format!(
+                "entries {start}..{end}: {count} stored"
+            )));
+        }
+        Ok(found.into_values().collect())
+    }
+
+    fn find_leaves(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        if leaves.is_empty() {
+            return Ok(Vec::new());
+        }
+        let size = int(self.size())?;
+        let keys: Vec<Vec<u8>> = leaves.iter().map(|h| h.0.to_vec()).collect();
+        let s = Arc::clone(&self.shared);
+        let rows = self.shared.driver.run("looking up leaf hashes", async move {
+            let c = s.reader().await?;
+            let rows = c
+                .query_typed(
+                    "SELECT leaf, idx FROM quire_leaves WHERE log = $1 AND leaf = ANY($2) AND idx < $3",
+                    &[(&s.log, Type::INT8), (&keys, Type::BYTEA_ARRAY), (&size, Type::INT8)],
+                )
+                .await
+                .map_err(engine)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, i64>(1)))
+                .collect::<Vec<_>>())
+        })?;
+        let mut by_leaf = std::collections::HashMap::new();
+        for (leaf, idx) in rows {
+            by_leaf.insert(leaf, uint(idx)?);
+        }
+        Ok(leaves
+            .iter()
+            .map(|h| by_leaf.get(h.0.as_slice()).copied())
+            .collect())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (s, key) = (Arc::clone(&self.shared), key.to_owned());
+        self.shared.driver.run("reading metadata", async move {
+            let c = s.reader().await?;
+            let row = c
+                .query_typed_opt(
+                    "SELECT value FROM quire_meta WHERE log = $1 AND key = $2",
+                    &[(&s.log, Type::INT8), (&key, Type::TEXT)],
+                )
+                .await
+                .map_err(engine)?;
+            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        })
+    }
+
+    fn latest_cosignatures(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let s = Arc::clone(&self.shared);
+        self.shared.driver.run("reading cosignatures", async move {
+            let c = s.reader().await?;
+            let row = c
+                .query_typed_opt(
+                    "SELECT size, lines FROM quire_cosignatures WHERE log = $1 ORDER BY size DESC LIMIT 1",
+                    &[(&s.log, Type::INT8)],
+                )
+                .await
+                .map_err(engine)?;
+            match row {
+                Some(r) => Ok(Some((uint(r.get(0))?, r.get::<_, Vec<u8>>(1)))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn head(&self) -> Result<Option<Head>, StoreError> {
+        Ok(self.head)
+    }
+}

@@ -1,0 +1,143 @@
+//! The PostgreSQL schema, owned by the server: numbered migrations, applied
+//! in order at open under an advisory lock, so that replicas starting
+//! together apply each once. A database whose schema is newer than this
+//! server knows is refused rather than written with old assumptions.
+//!
+//! One database holds any number of logs; every row names its log by the
+//! number `quire_logs` gives its origin.
+
+use tokio_postgres::Client;
+
+use super::conn::engine;
+use crate::store::StoreError;
+
+/// The advisory lock key of migrations ("quire" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0071_7569_7265;
+
+/// Each migration, in order; the schema version is how many are applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: the log's tables.
+    r"
+    CREATE TABLE quire_logs (
+        id BIGSERIAL PRIMARY KEY,
+        origin TEXT NOT NULL UNIQUE,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    -- The compare-and-swap value of every commit: entries stored and their
+    -- root.
+    CREATE TABLE quire_heads (
+        log BIGINT PRIMARY KEY REFERENCES quire_logs (id),
+        size BIGINT NOT NULL CHECK (size >= 0),
+        root BYTEA NOT NULL CHECK (length(root) = 32)
+    );
+    -- Entries of the bundle still filling, one row each; moved into
+    -- quire_bundles by the commit that completes their bundle.
+    CREATE TABLE quire_entries (
+        log BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (log, idx)
+    );
+    -- Complete bundles of 256 entries, in Quire's bundle record format.
+    CREATE TABLE quire_bundles (
+        log BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (log, idx)
+    );
+    ALTER TABLE quire_bundles ALTER COLUMN data SET STORAGE EXTERNAL;
+    -- C2SP tlog-tiles rows (mid false: up to 256 hashes of level 8L) and
+    -- their mid rows (mid true: up to 16 hashes of level 8L+4), appended to
+    -- in place.
+    CREATE TABLE quire_tiles (
+        log BIGINT NOT NULL,
+        mid BOOLEAN NOT NULL,
+        level SMALLINT NOT NULL,
+        idx BIGINT NOT NULL,
+        hashes BYTEA NOT NULL,
+        PRIMARY KEY (log, mid, level, idx)
+    );
+    -- Hashes do not compress; stored out of line, read by substring.
+    ALTER TABLE quire_tiles ALTER COLUMN hashes SET STORAGE EXTERNAL;
+    -- Leaf hash -> the lowest index with it.
+    CREATE TABLE quire_leaves (
+        log BIGINT NOT NULL,
+        leaf BYTEA NOT NULL,
+        idx BIGINT NOT NULL,
+        PRIMARY KEY (log, leaf)
+    );
+    CREATE TABLE quire_checkpoints (
+        log BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        signed_at_ms BIGINT NOT NULL,
+        note BYTEA NOT NULL,
+        PRIMARY KEY (log, size)
+    );
+    CREATE TABLE quire_cosignatures (
+        log BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        lines BYTEA NOT NULL,
+        PRIMARY KEY (log, size)
+    );
+    CREATE TABLE quire_meta (
+        log BIGINT NOT NULL,
+        key TEXT NOT NULL,
+        value BYTEA NOT NULL,
+        PRIMARY KEY (log, key)
+    );
+    ",
+];
+
+/// The schema version this server writes.
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // a handful
+pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Brings the schema to [`VERSION`].
+///
+/// # Errors
+/// [`StoreError::Engine`] from the database, or for a schema newer than
+/// this server's.
+pub(crate) async fn migrate(client: &Client) -> Result<(), StoreError> {
+    client.batch_execute("BEGIN").await.map_err(engine)?;
+    let result = async {
+        client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(engine)?;
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS quire_schema (version INT NOT NULL)")
+            .await
+            .map_err(engine)?;
+        let row = client
+            .query_opt("SELECT version FROM quire_schema", &[])
+            .await
+            .map_err(engine)?;
+        let have: i32 = if let Some(r) = row {
+            r.get(0)
+        } else {
+            client
+                .execute("INSERT INTO quire_schema (version) VALUES (0)", &[])
+                .await
+                .map_err(engine)?;
+            0
+        };
+        if have > VERSION {
+            return Err(StoreError::engine(format!(
+                "the database's Quire schema is version {have}, newer than this server's {VERSION}: upgrade quire-server"
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(have).unwrap_or(0)) {
+            client.batch_execute(sql).await.map_err(engine)?;
+            tracing::info!(version = i + 1, "PostgreSQL schema migrated");
+        }
+        client
+            .execute("UPDATE quire_schema SET version = $1", &[&VERSION])
+            .await
+            .map_err(engine)?;
+        Ok(())
+    }
+    .await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = client.batch_execute(end).await.map_err(engine);
+    result.and(ended)
+}

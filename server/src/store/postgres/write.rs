@@ -1,0 +1,444 @@
+//! A commit in one PostgreSQL transaction: the log's head row locked and
+//! compared first (the compare-and-swap), then entries, completed bundles,
+//! tile and mid rows, leaf hashes, the checkpoint and metadata, and the new
+//! head. The statements after the lock are pipelined on the connection;
+//! any failure rolls the whole transaction back.
+//!
+//! A commit whose outcome is unknown (the connection lost at `COMMIT`, or
+//! its deadline passed) is an error that says so: the caller must read the
+//! head again before it trusts anything it did not read back.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+use quire_core::node::TileId;
+use quire_core::Hash;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Client;
+
+use super::conn::{engine, int, uint};
+use super::Shared;
+use crate::store::bundle::{self, BUNDLE_SIZE};
+use crate::store::rows::{RowSpan, MID};
+use crate::store::{check_head, Commit, Head, StoreError};
+
+type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+/// One statement of a commit, pipelined with the others.
+type Work<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+/// Writes `c` in one transaction, or nothing.
+pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError> {
+    if c.leaf_index.len() != c.entries.len() {
+        return Err(StoreError::Corrupt(format!(
+            "commit of {} entries carries {} leaf hashes",
+            c.entries.len(),
+            c.leaf_index.len()
+        )));
+    }
+    if c.head.size != c.base.size + c.entries.len() as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "a commit of {} entries from size {} to size {}",
+            c.entries.len(),
+            c.base.size,
+            c.head.size
+        )));
+    }
+    let plan = Plan::of(c, shared.compress, shared.log)?;
+    let shared2 = Arc::clone(shared);
+    shared.driver.run("a commit", async move {
+        let guard = shared2.writer.hold(shared2.driver.config()).await?;
+        let Some(client) = guard.as_ref().map(Arc::clone) else {
+            return Err(StoreError::engine("no PostgreSQL connection for the commit"));
+        };
+        client.batch_execute("BEGIN").await.map_err(engine)?;
+        let written = plan.write(&client).await;
+        if let Err(e) = written {
+            // A failed rollback closes nothing that matters: the server
+            // rolls back a transaction whose connection is gone.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+        client.batch_execute("COMMIT").await.map_err(|e| {
+            if client.is_closed() {
+                StoreError::engine(format!(
+                    "the outcome of the commit to size {} is unknown (the PostgreSQL connection closed at COMMIT: {e}); read the head again before trusting it",
+                    plan.head.size
+                ))
+            } else {
+                engine(e)
+            }
+        })?;
+        drop(guard);
+        Ok(())
+    })
+}
+
+/// Keeps cosignature lines for the checkpoint of `size`.
+pub(super) fn keep_cosignatures(
+    shared: &Arc<Shared>,
+    size: u64,
+    lines: &[u8],
+) -> Result<(), StoreError> {
+    let (shared2, size, lines) = (Arc::clone(shared), int(size)?, lines.to_vec());
+    shared.driver.run("keeping cosignatures", async move {
+        let c = shared2.reader().await?;
+        c.execute(
+            "INSERT INTO quire_cosignatures (log, size, lines) VALUES ($1, $2, $3)
+             ON CONFLICT (log, size) DO UPDATE SET lines = EXCLUDED.lines",
+            &[&shared2.log, &size, &lines],
+        )
+        .await
+        .map_err(engine)?;
+        Ok(())
+    })
+}
+
+/// A bundle that a commit completes: its index, the entries of earlier
+/// commits it starts with (read in the transaction), and this commit's.
+struct Completed {
+    bundle: i64,
+    from: i64,
+    prior: i64,
+    new: Vec<Vec<u8>>,
+}
+
+/// Rows of one tile or mid row that a commit appends: the bytes, and the
+/// length the stored row must have before them.
+struct RowAppend {
+    mid: bool,
+    level: i16,
+    index: i64,
+    at: i32,
+    bytes: Vec<u8>,
+}
+
+/// What a commit writes, computed before the transaction opens.
+struct Plan {
+    base: Head,
+    head: Head,
+    /// The new head as stored: size and root.
+    head_row: (i64, Vec<u8>),
+    /// Entries that stay in single rows (their bundle is not complete).
+    single: (Vec<i64>, Vec<Vec<u8>>),
+    completed: Vec<Completed>,
+    rows: Vec<RowAppend>,
+    leaves: (Vec<Vec<u8>>, Vec<i64>),
+    checkpoint: Option<(i64, i64, Vec<u8>)>,
+    meta: (Vec<String>, Vec<Vec<u8>>),
+    compress: bool,
+    log: i64,
+}
+
+impl Plan {
+    fn of(c: &Commit, compress: bool, log: i64) -> Result<Plan, StoreError> {
+        let mut single = (Vec::new(), Vec::new());
+        let mut completed = Vec::new();
+        let mut index = c.base.size;
+        let mut pending = c.entries.as_slice();
+        while !pending.is_empty() {
+            let b = index / BUNDLE_SIZE;
+            let have = index % BUNDLE_SIZE;
+            let take = usize::try_from((BUNDLE_SIZE - have).min(pending.len() as u64))
+                .unwrap_or(pending.len());
+            let (part, rest) = pending.split_at(take);
+            if have + take as u64 == BUNDLE_SIZE {
+                completed.push(Completed {
+                    bundle: int(b)?,
+                    from: int(b * BUNDLE_SIZE)?,
+                    prior: int(have)?,
+                    new: part.to_vec(),
+                });
+            } else {
+                for (i, e) in (index..).zip(part) {
+                    single.0.push(int(i)?);
+                    single.1.push(e.clone());
+                }
+            }
+            index += take as u64;
+            pending = rest;
+        }
+        let mut by_row: BTreeMap<(bool, TileId), Vec<(u64, Hash)>> = BTreeMap::new();
+        for (node, hash) in &c.nodes {
+            if node.level % MID != 0 {
+                continue;
+            }
+            let span = RowSpan::of(*node);
+            by_row
+                .entry((span.mid, span.tile))
+                .or_default()
+                .push((span.offset, *hash));
+        }
+        let mut rows = Vec::new();
+        for ((mid, tile), mut hashes) in by_row {
+            hashes.sort_by_key(|(slot, _)| *slot);
+            let first = hashes.first().map_or(0, |(s, _)| *s);
+            let mut bytes = Vec::with_capacity(hashes.len() * 32);
+            for (k, (slot, h)) in (first..).zip(&hashes) {
+                if *slot != k {
+                    return Err(node_gap(mid, tile, k, *slot));
+                }
+                bytes.extend_from_slice(&h.0);
+            }
+            rows.push(RowAppend {
+                mid,
+                level: i16::from(tile.level),
+                index: int(tile.index)?,
+                at: i32::try_from(first * 32).unwrap_or(i32::MAX),
+                bytes,
+            });
+        }
+        let mut leaves = (Vec::new(), Vec::new());
+        for (h, i) in &c.leaf_index {
+            leaves.0.push(h.0.to_vec());
+            leaves.1.push(int(*i)?);
+        }
+        let checkpoint = match &c.checkpoint {
+            Some(cp) => Some((int(cp.size)?, int(cp.signed_at_ms)?, cp.note.clone())),
+            None => None,
+        };
+        Ok(Plan {
+            base: c.base,
+            head: c.head,
+            head_row: (int(c.head.size)?, c.head.root.0.to_vec()),
+            single,
+            completed,
+            rows,
+            leaves,
+            checkpoint,
+            meta: c.meta.iter().cloned().unzip(),
+            compress,
+            log,
+        })
+    }
+
+    /// The statements of the transaction, after `BEGIN`.
+    async fn write(&self, client: &Client) -> Result<(), StoreError> {
+        let log = self.log;
+        self.lock_head(client, log).await?;
+        let bundles = self.bundles(client, log).await?;
+        let mut work = self.bundle_statements(client, &bundles);
+        self.statements(client, &mut work);
+        try_join_all(work).await?;
+        Ok(())
+    }
+
+    /// The compare-and-swap: the head row, locked until the transaction
+    /// ends, must be the commit's base.
+    async fn lock_head(&self, client: &Client, log: i64) -> Result<(), StoreError> {
+        let row = client
+            .query_typed_opt(
+                "SELECT size, root FROM quire_heads WHERE log = $1 FOR UPDATE",
+                &[(&log, Type::INT8)],
+            )
+            .await
+            .map_err(engine)?;
+        let stored = match row {
+            Some(r) => Some(Head {
+                size: uint(r.get(0))?,
+                root: Hash::from_slice(r.get::<_, &[u8]>(1))
+                    .map_err(|_| StoreError::Corrupt("the stored head's root".into()))?,
+            }),
+            None => None,
+        };
+        check_head(
+            stored,
+            &Commit {
+                base: self.base,
+                ..Commit::default()
+            },
+        )
+    }
+
+    /// The records of the bundles this commit completes, each with the
+    /// entries of earlier commits that it starts with.
+    async fn bundles(
+        &self,
+        client: &Client,
+        log: i64,
+    ) -> Result<Vec<(&Completed, Vec<u8>)>, StoreError> {
+        let mut bundles = Vec::with_capacity(self.completed.len());
+        for b in &self.completed {
+            let mut entries = if b.prior == 0 {
+                Vec::new()
+            } else {
+                let rows = client
+                    .query_typed(
+                        "SELECT data FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                        &[(&log, Type::INT8), (&b.from, Type::INT8), (&(b.from + b.prior), Type::INT8)],
+                    )
+                    .await
+                    .map_err(engine)?;
+                rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect()
+            };
+            if i64::try_from(entries.len()).ok() != Some(b.prior) {
+                return Err(StoreError::Corrupt(format!(
+                    "entry bundle {} has {} entries stored, expected {}",
+                    b.bundle,
+                    entries.len(),
+                    b.prior
+                )));
+            }
+            entries.extend(b.new.iter().cloned());
+            bundles.push((b, bundle::encode(&entries, self.compress)));
+        }
+        Ok(bundles)
+    }
+
+    /// Entries in single rows, completed bundles, and the single rows those
+    /// replace.
+    fn bundle_statements<'a>(
+        &'a self,
+        client: &'a Client,
+        bundles: &'a [(&Completed, Vec<u8>)],
+    ) -> Vec<Work<'a>> {
+        let mut work: Vec<Work<'a>> = Vec::new();
+        if !self.single.0.is_empty() {
+            let n = self.single.0.len() as u64;
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_entries (log, idx, data) SELECT $1, * FROM unnest($2::int8[], $3::bytea[])",
+                vec![(&self.log, Type::INT8), (&self.single.0, Type::INT8_ARRAY), (&self.single.1, Type::BYTEA_ARRAY)],
+                expect(n, "entries".into()),
+            )));
+        }
+        for (b, data) in bundles {
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_bundles (log, idx, data) VALUES ($1, $2, $3)",
+                vec![
+                    (&self.log, Type::INT8),
+                    (&b.bundle, Type::INT8),
+                    (data, Type::BYTEA),
+                ],
+                expect(1, format!("entry bundle {}", b.bundle)),
+            )));
+            if b.prior > 0 {
+                let end = b.from + b.prior;
+                work.push(Box::pin(exec_owned(
+                    client,
+                    "DELETE FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3",
+                    [self.log, b.from, end],
+                    expect(
+                        u64::try_from(b.prior).unwrap_or(0),
+                        format!("moving bundle {}", b.bundle),
+                    ),
+                )));
+            }
+        }
+        work
+    }
+
+    /// Tile and mid rows, leaf hashes, the checkpoint, metadata and the
+    /// new head.
+    fn statements<'a>(&'a self, client: &'a Client, work: &mut Vec<Work<'a>>) {
+        for r in &self.rows {
+            let what = format!(
+                "{} row {}/{}",
+                if r.mid { "mid" } else { "tile" },
+                r.level,
+                r.index
+            );
+            if r.at == 0 {
+                work.push(Box::pin(exec(
+                    client,
+                    "INSERT INTO quire_tiles (log, mid, level, idx, hashes) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    vec![(&self.log, Type::INT8), (&r.mid, Type::BOOL), (&r.level, Type::INT2), (&r.index, Type::INT8), (&r.bytes, Type::BYTEA)],
+                    expect(1, format!("{what} (a new row that exists already)")),
+                )));
+            } else {
+                work.push(Box::pin(exec(
+                    client,
+                    "UPDATE quire_tiles SET hashes = hashes || $5 WHERE log = $1 AND mid = $2 AND level = $3 AND idx = $4 AND length(hashes) = $6",
+                    vec![(&self.log, Type::INT8), (&r.mid, Type::BOOL), (&r.level, Type::INT2), (&r.index, Type::INT8), (&r.bytes, Type::BYTEA), (&r.at, Type::INT4)],
+                    expect(1, format!("{what} (not {} hashes long)", r.at / 32)),
+                )));
+            }
+        }
+        if !self.leaves.0.is_empty() {
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_leaves (log, leaf, idx) SELECT $1, * FROM unnest($2::bytea[], $3::int8[]) ON CONFLICT DO NOTHING",
+                vec![(&self.log, Type::INT8), (&self.leaves.0, Type::BYTEA_ARRAY), (&self.leaves.1, Type::INT8_ARRAY)],
+                |_| Ok(()),
+            )));
+        }
+        if let Some((size, at, note)) = &self.checkpoint {
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_checkpoints (log, size, signed_at_ms, note) VALUES ($1, $2, $3, $4)",
+                vec![(&self.log, Type::INT8), (size, Type::INT8), (at, Type::INT8), (note, Type::BYTEA)],
+                expect(1, format!("checkpoint {size}")),
+            )));
+        }
+        if !self.meta.0.is_empty() {
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_meta (log, key, value) SELECT $1, * FROM unnest($2::text[], $3::bytea[])
+                 ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value",
+                vec![(&self.log, Type::INT8), (&self.meta.0, Type::TEXT_ARRAY), (&self.meta.1, Type::BYTEA_ARRAY)],
+                |_| Ok(()),
+            )));
+        }
+        work.push(Box::pin(exec(
+            client,
+            "INSERT INTO quire_heads (log, size, root) VALUES ($1, $2, $3)
+             ON CONFLICT (log) DO UPDATE SET size = EXCLUDED.size, root = EXCLUDED.root",
+            vec![
+                (&self.log, Type::INT8),
+                (&self.head_row.0, Type::INT8),
+                (&self.head_row.1, Type::BYTEA),
+            ],
+            expect(1, "the head".into()),
+        )));
+    }
+}
+
+/// A check that a statement wrote `want` rows.
+fn expect(want: u64, what: String) -> impl FnOnce(u64) -> Result<(), StoreError> + Send {
+    move |got: u64| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "{what}: {got} rows written, expected {want}"
+            )))
+        }
+    }
+}
+
+/// One statement, its row count checked by `check`.
+async fn exec(
+    client: &Client,
+    sql: &'static str,
+    params: Vec<Param<'_>>,
+    check: impl FnOnce(u64) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let n = client.execute_typed(sql, &params).await.map_err(engine)?;
+    check(n)
+}
+
+/// [`exec`] with three `BIGINT` parameters it owns.
+async fn exec_owned(
+    client: &Client,
+    sql: &'static str,
+    values: [i64; 3],
+    check: impl FnOnce(u64) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let params: Vec<Param<'_>> = values
+        .iter()
+        .map(|v| (v as &(dyn ToSql + Sync), Type::INT8))
+        .collect();
+    exec(client, sql, params, check).await
+}
+
+fn node_gap(mid: bool, tile: TileId, want: u64, got: u64) -> StoreError {
+    StoreError::Corrupt(format!(
+        "a commit's {} row {}/{} skips from slot {want} to {got}",
+        if mid { "mid" } else { "tile" },
+        tile.level,
+        tile.index
+    ))
+}

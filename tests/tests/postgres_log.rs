@@ -1,0 +1,237 @@
+//! A log on PostgreSQL, end to end: a real server (started by
+//! `scripts/postgres`) behind Quire's servers and the `quire` CLI. What it
+//! signs verifies across restarts, two servers writing one log never sign
+//! a fork, and a database restored from an old backup is refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::path::{Path, PathBuf};
+
+use quire_server::config::{Config, Engine, LogConfig};
+use quire_server::local::LocalServer;
+use quire_server::log::WriteError;
+use quire_server::store::{Storage, StorageReader};
+use quire_tests::postgres;
+use quire_tests::run_bin;
+
+fn pg_log(origin: &str, db: &str) -> LogConfig {
+    let mut cfg = LogConfig::new(origin);
+    cfg.storage.engine = Engine::Postgres;
+    cfg.storage.url = Some(postgres::shared().url_of(db));
+    cfg
+}
+
+fn entries(from: usize, n: usize) -> Vec<Vec<u8>> {
+    (from..from + n)
+        .map(|i| format!("{{\"actor\":\"user{i}\",\"action\":\"login\"}}").into_bytes())
+        .collect()
+}
+
+fn quire(args: &[&str]) -> String {
+    let (code, out, err) = run_bin("quire", args);
+    assert_eq!(code, 0, "quire {args:?}: {out}{err}");
+    out
+}
+
+/// A server for one log on PostgreSQL database `db`, its files in `data`.
+async fn start(data: &Path, origin: &str, db: &str, config: Config) -> anyhow::Result<LocalServer> {
+    LocalServer::start(data, vec![pg_log(origin, db)], config).await
+}
+
+/// The shared server, a new database named from `prefix`, a temporary
+/// directory and the server's data directory in it.
+fn setup(
+    prefix: &str,
+) -> (
+    &'static postgres::Postgres,
+    String,
+    tempfile::TempDir,
+    PathBuf,
+) {
+    let pg = postgres::shared();
+    let db = pg.create_database(prefix).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    (pg, db, dir, data)
+}
+
+/// `quire ARGS --addr URL --log-key KEY`, which must succeed.
+fn quire_on(url: &str, key: &str, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.extend(["--addr", url, "--log-key", key]);
+    quire(&all)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_on_postgres_proves_what_it_signed_across_a_restart() {
+    let (pg, db, dir, data) = setup("e2e");
+    let origin = "pg.example/log";
+    let server = start(&data, origin, &db, Config::default()).await.unwrap();
+    let key = server.keys[0].to_vkey();
+    let url = server.url();
+
+    // The CLI as a user runs it: add with a proof bundle, verify offline.
+    let entry = dir.path().join("entry.json");
+    std::fs::write(&entry, br#"{"actor":"alice","action":"login"}"#).unwrap();
+    let bundle = dir.path().join("bundle.proof");
+    quire_on(&url, &key, &["add", path(&entry), "--wait", path(&bundle)]);
+    quire(&["verify", path(&bundle), "--log-key", &key]);
+    // Past a bundle and a tile boundary (256), then a checkpoint saved.
+    let log = &server.logs[0];
+    log.add(entries(1, 300)).await.unwrap();
+    let first = dir.path().join("first.note");
+    quire_on(&url, &key, &["entries", "--checkpoint-out", path(&first)]);
+    let first_size = log.latest().stored.size;
+    assert_eq!(first_size, 301);
+    server.stop().await;
+
+    // Restarted on the same database: it goes on from what is stored, and
+    // its new checkpoint provably extends the one saved before.
+    let server = start(&data, origin, &db, Config::default()).await.unwrap();
+    let log = &server.logs[0];
+    assert_eq!(log.latest().stored.size, first_size);
+    for i in 0..3 {
+        log.add(entries(1000 + i * 100, 100)).await.unwrap();
+    }
+    let url = server.url();
+    quire_on(&url, &key, &["consistency", "--from", path(&first)]);
+    let dump = dir.path().join("entries.b64");
+    quire_on(&url, &key, &["entries", "--out", path(&dump)]);
+    let lines = std::fs::read_to_string(&dump).unwrap().lines().count();
+    assert_eq!(lines, 601, "every entry, checked against the checkpoint");
+    // An entry of the first run, found by its leaf hash (the leaf index)
+    // and proven after the restart.
+    let proof = dir.path().join("p.proof");
+    quire_on(
+        &url,
+        &key,
+        &["prove", "--entry", path(&entry), "--out", path(&proof)],
+    );
+    quire(&["verify", path(&proof), "--log-key", &key]);
+    // Entries live in bundles once complete, the rest in single rows.
+    let rows = pg
+        .psql(&db, "SELECT (SELECT count(*) FROM quire_bundles) || ' ' || (SELECT count(*) FROM quire_entries)")
+        .unwrap();
+    assert_eq!(
+        rows, "2 89",
+        "601 entries: two bundles of 256 and 89 single rows"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_writing_one_log_never_sign_a_fork() {
+    let (_, db, dir, one_dir) = setup("cas");
+    let origin = "cas.example/log";
+    let one = start(&one_dir, origin, &db, Config::default())
+        .await
+        .unwrap();
+    one.logs[0].add(entries(0, 5)).await.unwrap();
+    // A second server with the same keys on the same database (a replica
+    // started by mistake as a second sequencer).
+    let two_dir = dir.path().join("two");
+    std::fs::create_dir_all(&two_dir).unwrap();
+    copy_dir(&one_dir.join("keys"), &two_dir.join("keys"));
+    let config = Config {
+        adopt_database: true,
+        ..Config::default()
+    };
+    let two = start(&two_dir, origin, &db, config).await.unwrap();
+    assert_eq!(two.logs[0].latest().stored.size, 5);
+    // The first writes on; the second's next commit no longer extends the
+    // head and is refused by the database, before anything is signed.
+    one.logs[0].add(entries(100, 2)).await.unwrap();
+    let e = two.logs[0].add(entries(200, 1)).await.unwrap_err();
+    assert!(matches!(e, WriteError::Store(_)), "{e:?}");
+    assert!(e.to_string().contains("another writer committed"), "{e}");
+    assert_eq!(
+        two.logs[0].latest().stored.size,
+        5,
+        "nothing signed over it"
+    );
+    let e = two.logs[0].add(entries(300, 1)).await.unwrap_err();
+    assert!(
+        matches!(e, WriteError::Stopped { .. }),
+        "writes stay stopped: {e:?}"
+    );
+    // One tree in the database: the first server's.
+    let r = one.logs[0].store().reader().unwrap();
+    assert_eq!(r.head().unwrap().unwrap().size, 7);
+    assert_eq!(r.latest_checkpoint().unwrap().unwrap().size, 7);
+    assert_eq!(r.entries(5, 7).unwrap(), entries(100, 2));
+    two.stop().await;
+    one.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restored_from_an_old_backup_is_refused() {
+    let (pg, db, _dir, data) = setup("restore");
+    let origin = "restore.example/log";
+    let server = start(&data, origin, &db, Config::default()).await.unwrap();
+    server.logs[0].add(entries(0, 3)).await.unwrap();
+    server.stop().await;
+    // The backup: a copy of the database at size 3.
+    let backup = db.clone() + "_backup";
+    pg.psql(
+        "postgres",
+        &format!("CREATE DATABASE {backup} TEMPLATE {db}"),
+    )
+    .unwrap();
+    let server = start(&data, origin, &db, Config::default()).await.unwrap();
+    server.logs[0].add(entries(10, 3)).await.unwrap();
+    server.stop().await;
+    // Pointed at the backup, the log refuses to start: it would fork.
+    let e = start(&data, origin, &backup, Config::default())
+        .await
+        .err()
+        .unwrap();
+    let text = format!("{e:#}");
+    assert!(text.contains("the database holds size 3"), "{text}");
+    assert!(text.contains("published size 6"), "{text}");
+    // A database that does not hold the log at all is refused too, naming
+    // the record that shows the log has published.
+    let empty = pg.create_database("empty").unwrap();
+    let e = start(&data, origin, &empty, Config::default())
+        .await
+        .err()
+        .unwrap();
+    let text = format!("{e:#}");
+    assert!(text.contains("has published checkpoints"), "{text}");
+    assert!(text.contains(&format!("database {empty}")), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_origin_in_a_database_of_logs_is_refused_unless_asked_for() {
+    let (_, db, _dir, data) = setup("typo");
+    let server = start(&data, "a.example/log", &db, Config::default())
+        .await
+        .unwrap();
+    server.stop().await;
+    let e = start(&data, "a.exmaple/log", &db, Config::default())
+        .await
+        .err()
+        .unwrap();
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("holds the logs a.example/log but no log \"a.exmaple/log\""),
+        "{text}"
+    );
+    let config = Config {
+        new_logs: true,
+        ..Config::default()
+    };
+    let server = start(&data, "b.example/log", &db, config).await.unwrap();
+    server.stop().await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
