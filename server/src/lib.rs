@@ -31,6 +31,7 @@ pub mod keyfile;
 pub mod local;
 pub mod log;
 pub mod metrics;
+pub mod migrate;
 pub mod open;
 pub mod proofs;
 pub mod sequencer;

@@ -34,6 +34,11 @@ enum Command {
     /// Check a log's storage offline: every entry, hash and checkpoint.
     /// Exit 0 when clean, 1 when damage is found, 2 for bad arguments.
     Fsck(recovery::FsckArgs),
+    /// Move a log to another storage engine (redb to PostgreSQL or back):
+    /// every entry, hash and signed checkpoint copied and verified, same
+    /// origin and keys, nothing signed. Stop the server first. See the
+    /// README, "Storing logs in PostgreSQL".
+    Migrate(recovery::MigrateArgs),
 }
 
 /// Which logs, and where their files are.
@@ -120,6 +125,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Run(a)) => a,
         Some(Command::Import(a)) => return recovery::import(&a),
         Some(Command::Fsck(a)) => return recovery::fsck(&a),
+        Some(Command::Migrate(a)) => return recovery::migrate(&a),
         None => cli.run,
     };
     let rt = match tokio::runtime::Runtime::new() {

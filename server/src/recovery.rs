@@ -1,5 +1,7 @@
 //! The binary's offline subcommands: `import` (recovery from an entries
-//! dump) and `fsck` (a full check of a log's storage). Exit codes follow the
+//! dump), `fsck` (a full check of a log's storage) and `migrate` (a log
+//! moved between engines), each on the engine the log's configuration
+//! names. Exit codes follow the
 //! `quire` CLI: 0 success, 1 verification failed or damage found, 2 bad
 //! input (arguments, configuration, files), 3 storage unavailable.
 
@@ -12,7 +14,11 @@ use quire_server::config::{Config, LogConfig};
 use quire_server::highwater::HighWater;
 use quire_server::import::ImportError;
 use quire_server::keyfile;
+use quire_server::migrate::MigrateError;
+use quire_server::store::any::AnyStore;
+use quire_server::store::postgres::{Create, PgOptions, PgStore};
 use quire_server::store::redb::RedbStore;
+use quire_server::store::StoreError;
 
 use super::StoreArgs;
 
@@ -38,6 +44,31 @@ pub(crate) struct ImportArgs {
     /// database is brought to exactly its size and root.
     #[arg(long)]
     checkpoint: PathBuf,
+}
+
+/// The engines a log can be moved to.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EngineArg {
+    /// The embedded default: `DATA_DIR/logs/<log>.redb`.
+    Redb,
+    /// A PostgreSQL database (`--url`).
+    Postgres,
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct MigrateArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The log to move, when the configuration has several.
+    #[arg(long)]
+    log: Option<String>,
+    /// The engine to move it to; the source is where its configuration
+    /// says it is now.
+    #[arg(long, value_enum)]
+    to: EngineArg,
+    /// The target database (`--to postgres`): a libpq URL.
+    #[arg(long, required_if_eq("to", "postgres"))]
+    url: Option<String>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -97,6 +128,134 @@ fn files(config: &Config, cfg: &LogConfig) -> Result<(PathBuf, HighWater), Strin
     ))
 }
 
+/// The log's storage on the engine its configuration names: its redb file
+/// at `path` (created when `create`), or its PostgreSQL database.
+fn open_store(cfg: &LogConfig, path: &Path, create: bool) -> Result<AnyStore, (u8, String)> {
+    if let Some(opts) = cfg.pg_options() {
+        return open_pg(&opts, &cfg.origin, create);
+    }
+    if !create && !path.is_file() {
+        return Err((
+            2,
+            format!("log {}: no database at {}", cfg.origin, path.display()),
+        ));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| (3, format!("creating {}: {e}", dir.display())))?;
+    }
+    RedbStore::open(path, cfg.store_options())
+        .map(AnyStore::from)
+        .map_err(|e| (3, format!("opening {}: {e}", path.display())))
+}
+
+fn open_pg(opts: &PgOptions, origin: &str, create: bool) -> Result<AnyStore, (u8, String)> {
+    let create = if create { Create::Yes } else { Create::No };
+    PgStore::open(opts, origin, create)
+        .map(AnyStore::from)
+        .map_err(|e| {
+            let code = if matches!(e, StoreError::Missing(_)) {
+                2
+            } else {
+                3
+            };
+            (
+                code,
+                format!(
+                    "log {origin}: PostgreSQL: {}",
+                    quire_host::error::Report(&e)
+                ),
+            )
+        })
+}
+
+/// The log's keys (never new ones) and its primary verifier key.
+fn log_keys(config: &Config, cfg: &LogConfig) -> Result<Vec<quire_core::LogSigner>, String> {
+    let signers = keyfile::load_or_create(&config.data_dir.join("keys"), &cfg.origin, false)
+        .map_err(|e| quire_host::error::Report(e.as_ref()).to_string())?
+        .0;
+    if signers.is_empty() {
+        return Err("the log has no key".into());
+    }
+    Ok(signers)
+}
+
+pub(crate) fn migrate(args: &MigrateArgs) -> ExitCode {
+    let (config, cfg) = match select(&args.store, args.log.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e),
+    };
+    let (path, _) = match files(&config, &cfg) {
+        Ok(f) => f,
+        Err(e) => return fail(2, &e),
+    };
+    let signers = match log_keys(&config, &cfg) {
+        Ok(s) => s,
+        Err(e) => return fail(2, &e),
+    };
+    let from_pg = cfg.pg_options().is_some();
+    if from_pg == (args.to == EngineArg::Postgres) {
+        return fail(
+            2,
+            &format!(
+                "log {} is on {} already: --to names the engine to move it to",
+                cfg.origin,
+                if from_pg { "postgres" } else { "redb" }
+            ),
+        );
+    }
+    let source = match open_store(&cfg, &path, false) {
+        Ok(s) => s,
+        Err((code, e)) => return fail(code, &e),
+    };
+    let target = match (args.to, &args.url) {
+        (EngineArg::Postgres, Some(url)) => {
+            let mut opts = PgOptions::new(url.clone());
+            opts.compress = cfg.storage.compress;
+            open_pg(&opts, &cfg.origin, true)
+        }
+        (EngineArg::Postgres, None) => Err((2, "--to postgres needs --url".into())),
+        (EngineArg::Redb, _) => {
+            let mut redb = cfg.clone();
+            redb.storage.engine = quire_server::config::Engine::Redb;
+            redb.storage.url = None;
+            open_store(&redb, &path, true)
+        }
+    };
+    let target = match target {
+        Ok(t) => t,
+        Err((code, e)) => return fail(code, &e),
+    };
+    let key = signers[0].verifier();
+    match quire_server::migrate::migrate(&source, &target, &cfg.origin, &key, progress("copied")) {
+        Ok(r) => {
+            let setting = match (args.to, &args.url) {
+                (EngineArg::Postgres, Some(url)) => {
+                    format!("engine = \"postgres\" and url = {url:?}")
+                }
+                _ => "engine = \"redb\" (or remove the table)".into(),
+            };
+            println!(
+                "log {}: moved from {} to {}: entries {}..{} and {} signed checkpoints copied and verified, nothing signed. Set [logs.storage] {setting} for this log before starting the server.",
+                cfg.origin,
+                source.engine(),
+                target.engine(),
+                r.from,
+                r.to,
+                r.checkpoints
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = match &e {
+                MigrateError::Source(_) | MigrateError::Target(_) => 1,
+                MigrateError::Store(_) => 3,
+            };
+            fail(code, &format!("migrate: {}", quire_host::error::Report(&e)))
+        }
+    }
+}
+
 pub(crate) fn import(args: &ImportArgs) -> ExitCode {
     let (config, cfg) = match select(&args.store, args.log.as_deref()) {
         Ok(c) => c,
@@ -107,13 +266,11 @@ pub(crate) fn import(args: &ImportArgs) -> ExitCode {
         Err(e) => return fail(2, &e),
     };
     // The log's own keys, never new ones: the checkpoint must be theirs.
-    let signers = match keyfile::load_or_create(&config.data_dir.join("keys"), &cfg.origin, false) {
-        Ok((s, _)) => s,
-        Err(e) => return fail(2, &quire_host::error::Report(e.as_ref()).to_string()),
+    let signers = match log_keys(&config, &cfg) {
+        Ok(s) => s,
+        Err(e) => return fail(2, &e),
     };
-    let Some(primary) = signers.first() else {
-        return fail(2, "the log has no key");
-    };
+    let primary = &signers[0];
     let note = match quire_host::read_bounded(&args.checkpoint, MAX_NOTE_BYTES) {
         Ok(n) => n,
         Err(e) => return fail(2, &e.to_string()),
@@ -126,14 +283,9 @@ pub(crate) fn import(args: &ImportArgs) -> ExitCode {
             Err(e) => return fail(2, &e.to_string()),
         }
     };
-    if let Some(dir) = path.parent() {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            return fail(3, &format!("creating {}: {e}", dir.display()));
-        }
-    }
-    let store = match RedbStore::open(&path, cfg.store_options()) {
+    let store = match open_store(&cfg, &path, true) {
         Ok(s) => s,
-        Err(e) => return fail(3, &format!("opening {}: {e}", path.display())),
+        Err((code, e)) => return fail(code, &e),
     };
     let result = quire_server::import::import(
         &store,
@@ -165,7 +317,10 @@ pub(crate) fn import(args: &ImportArgs) -> ExitCode {
                 ImportError::Checkpoint(_) | ImportError::Dump(_) => 2,
                 ImportError::Store(_) | ImportError::HighWater(_) => 3,
             };
-            fail(code, &format!("import into {}: {e}", path.display()))
+            fail(
+                code,
+                &format!("import into {} storage: {e}", store.engine()),
+            )
         }
     }
 }
@@ -181,31 +336,25 @@ pub(crate) fn fsck(args: &FsckArgs) -> ExitCode {
             Ok(f) => f,
             Err(e) => return fail(2, &e),
         };
-        if !path.is_file() {
-            return fail(
-                2,
-                &format!("log {}: no database at {}", cfg.origin, path.display()),
-            );
-        }
-        let keys = match keyfile::load_or_create(&config.data_dir.join("keys"), &cfg.origin, false)
-        {
-            Ok((s, _)) => s
+        let keys = match log_keys(&config, cfg) {
+            Ok(s) => s
                 .iter()
                 .map(quire_core::LogSigner::verifier)
                 .collect::<Vec<_>>(),
-            Err(e) => return fail(2, &quire_host::error::Report(e.as_ref()).to_string()),
+            Err(e) => return fail(2, &e),
         };
-        let store = match RedbStore::open(&path, cfg.store_options()) {
+        let store = match open_store(cfg, &path, false) {
             Ok(s) => s,
-            Err(e) => {
-                println!(
-                    "log {}: DAMAGED: {} cannot be opened: {e}",
-                    cfg.origin,
-                    path.display()
-                );
+            Err((2, e)) => return fail(2, &e),
+            Err((_, e)) => {
+                println!("log {}: DAMAGED: cannot be opened: {e}", cfg.origin);
                 damaged = true;
                 continue;
             }
+        };
+        let place = match store.as_redb() {
+            Some(_) => path.display().to_string(),
+            None => "its PostgreSQL database".to_owned(),
         };
         let report = match quire_server::fsck::fsck(
             &store,
@@ -216,11 +365,7 @@ pub(crate) fn fsck(args: &FsckArgs) -> ExitCode {
         ) {
             Ok(r) => r,
             Err(e) => {
-                println!(
-                    "log {}: DAMAGED: {} cannot be read: {e}",
-                    cfg.origin,
-                    path.display()
-                );
+                println!("log {}: DAMAGED: {place} cannot be read: {e}", cfg.origin);
                 damaged = true;
                 continue;
             }
@@ -233,11 +378,8 @@ pub(crate) fn fsck(args: &FsckArgs) -> ExitCode {
         } else {
             damaged = true;
             println!(
-                "log {}: DAMAGED: {} problems in {} (size {}):",
-                cfg.origin,
-                report.problem_count,
-                path.display(),
-                report.size
+                "log {}: DAMAGED: {} problems in {place} (size {}):",
+                cfg.origin, report.problem_count, report.size
             );
             for p in &report.problems {
                 println!("  {p}");

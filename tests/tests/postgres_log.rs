@@ -235,3 +235,104 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+/// `quire-server migrate ARGS`: exit code and all it printed.
+fn migrate(args: &[&str]) -> (i32, String) {
+    let mut all = vec!["migrate"];
+    all.extend(args);
+    let (code, out, err) = run_bin("quire-server", &all);
+    (code, format!("{out}{err}"))
+}
+
+/// Every checkpoint a log's storage holds: sizes and notes.
+fn all_checkpoints(server: &LocalServer) -> Vec<(u64, Vec<u8>)> {
+    let r = server.logs[0].store().reader().unwrap();
+    r.checkpoints(0, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.size, c.note))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_moves_a_log_to_postgres_and_back_verified_and_signs_nothing() {
+    let (pg, db, dir, data) = setup("migrate");
+    let origin = "move.example/log";
+    let url = pg.url_of(&db);
+    // On redb, the default: several batches, so several checkpoints.
+    let server = LocalServer::start(&data, vec![LogConfig::new(origin)], Config::default())
+        .await
+        .unwrap();
+    for i in 0..7 {
+        server.logs[0].add(entries(i * 100, 100)).await.unwrap();
+    }
+    let on_redb = all_checkpoints(&server);
+    assert!(on_redb.len() >= 8, "{}", on_redb.len());
+    server.stop().await;
+
+    let d = path(&data);
+    let hw = data.join("high-water");
+    let hw = path(&hw);
+    let common = ["--data-dir", d, "--high-water-dir", hw, "--origin", origin];
+    let (code, out) = migrate(&[&common[..], &["--to", "postgres", "--url", &url]].concat());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("entries 0..700"), "{out}");
+    assert!(out.contains("nothing signed"), "{out}");
+    // Moving it again to where it is refused by name.
+    let (code, out) = migrate(&[&common[..], &["--to", "redb"]].concat());
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("on redb already"), "{out}");
+
+    // On PostgreSQL: every checkpoint byte for byte, the high-water record
+    // agrees, and the log goes on.
+    let server = start(&data, origin, &db, Config::default()).await.unwrap();
+    assert_eq!(all_checkpoints(&server), on_redb);
+    server.logs[0].add(entries(5000, 5)).await.unwrap();
+    let on_pg = all_checkpoints(&server);
+    server.stop().await;
+    // fsck reads the log where its configuration says it is.
+    let config = dir.path().join("pg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {d:?}\nhigh_water_dir = {hw:?}\n[[logs]]\norigin = {origin:?}\n[logs.storage]\nengine = \"postgres\"\nurl = {url:?}\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run_bin("quire-server", &["fsck", "--config", path(&config)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("OK: size 705"), "{out}");
+
+    // And back: the redb file holds a prefix, extended from its own head.
+    let (code, out) = migrate(&["--config", path(&config), "--to", "redb"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("entries 700..705"), "{out}");
+    let server = LocalServer::start(&data, vec![LogConfig::new(origin)], Config::default())
+        .await
+        .unwrap();
+    assert_eq!(all_checkpoints(&server), on_pg);
+    server.logs[0].add(entries(6000, 1)).await.unwrap();
+    server.stop().await;
+
+    // A database holding another log of the same origin is refused, and
+    // left as it was: other entries (another tree), or the same entries
+    // signed by other keys.
+    for (name, first, why) in [
+        ("othertree", 9000, "another history"),
+        ("otherkey", 0, "the source does not hold"),
+    ] {
+        let other_db = pg.create_database(name).unwrap();
+        let other = start(&dir.path().join(name), origin, &other_db, Config::default())
+            .await
+            .unwrap();
+        other.logs[0].add(entries(first, 3)).await.unwrap();
+        other.stop().await;
+        let other_url = pg.url_of(&other_db);
+        let (code, out) =
+            migrate(&[&common[..], &["--to", "postgres", "--url", &other_url]].concat());
+        assert_eq!(code, 1, "{name}: {out}");
+        assert!(out.contains(why), "{name}: {out}");
+        let size = pg.psql(&other_db, "SELECT size FROM quire_heads").unwrap();
+        assert_eq!(size, "3", "{name}");
+    }
+}

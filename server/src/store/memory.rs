@@ -91,7 +91,7 @@ impl Storage for MemoryStore {
         for (h, i) in &c.leaf_index {
             s.leaves.entry(*h).or_default().push(*i);
         }
-        if let Some(cp) = &c.checkpoint {
+        for cp in c.history.iter().chain(&c.checkpoint) {
             s.checkpoints.insert(cp.size, cp.clone());
         }
         for (k, v) in &c.meta {

@@ -178,6 +178,10 @@ pub struct Commit {
     pub leaf_index: Vec<(Hash, u64)>,
     /// The checkpoint that covers the new tree.
     pub checkpoint: Option<StoredCheckpoint>,
+    /// Older checkpoints of sizes within this commit's entries, copied
+    /// with them from another store (`quire-server migrate`); stored like
+    /// `checkpoint`. Empty for the sequencer's commits.
+    pub history: Vec<StoredCheckpoint>,
     /// Metadata to set (the origin, on the first commit of a log).
     pub meta: Vec<(String, Vec<u8>)>,
 }

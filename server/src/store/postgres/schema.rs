@@ -104,10 +104,17 @@ pub(crate) async fn migrate(client: &Client) -> Result<(), StoreError> {
             .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(engine)?;
-        client
-            .batch_execute("CREATE TABLE IF NOT EXISTS quire_schema (version INT NOT NULL)")
+        let exists: bool = client
+            .query_one("SELECT to_regclass('quire_schema') IS NOT NULL", &[])
             .await
-            .map_err(engine)?;
+            .map_err(engine)?
+            .get(0);
+        if !exists {
+            client
+                .batch_execute("CREATE TABLE quire_schema (version INT NOT NULL)")
+                .await
+                .map_err(engine)?;
+        }
         let row = client
             .query_opt("SELECT version FROM quire_schema", &[])
             .await

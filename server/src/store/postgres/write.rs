@@ -126,7 +126,8 @@ struct Plan {
     completed: Vec<Completed>,
     rows: Vec<RowAppend>,
     leaves: (Vec<Vec<u8>>, Vec<i64>),
-    checkpoint: Option<(i64, i64, Vec<u8>)>,
+    /// Checkpoints: sizes, signing times, notes.
+    checkpoints: (Vec<i64>, Vec<i64>, Vec<Vec<u8>>),
     meta: (Vec<String>, Vec<Vec<u8>>),
     compress: bool,
     log: i64,
@@ -195,10 +196,12 @@ impl Plan {
             leaves.0.push(h.0.to_vec());
             leaves.1.push(int(*i)?);
         }
-        let checkpoint = match &c.checkpoint {
-            Some(cp) => Some((int(cp.size)?, int(cp.signed_at_ms)?, cp.note.clone())),
-            None => None,
-        };
+        let mut checkpoints = (Vec::new(), Vec::new(), Vec::new());
+        for cp in c.history.iter().chain(&c.checkpoint) {
+            checkpoints.0.push(int(cp.size)?);
+            checkpoints.1.push(int(cp.signed_at_ms)?);
+            checkpoints.2.push(cp.note.clone());
+        }
         Ok(Plan {
             base: c.base,
             head: c.head,
@@ -207,7 +210,7 @@ impl Plan {
             completed,
             rows,
             leaves,
-            checkpoint,
+            checkpoints,
             meta: c.meta.iter().cloned().unzip(),
             compress,
             log,
@@ -365,12 +368,19 @@ impl Plan {
                 |_| Ok(()),
             )));
         }
-        if let Some((size, at, note)) = &self.checkpoint {
+        if !self.checkpoints.0.is_empty() {
+            let n = self.checkpoints.0.len() as u64;
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_checkpoints (log, size, signed_at_ms, note) VALUES ($1, $2, $3, $4)",
-                vec![(&self.log, Type::INT8), (size, Type::INT8), (at, Type::INT8), (note, Type::BYTEA)],
-                expect(1, format!("checkpoint {size}")),
+                "INSERT INTO quire_checkpoints (log, size, signed_at_ms, note)
+                 SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::bytea[])",
+                vec![
+                    (&self.log, Type::INT8),
+                    (&self.checkpoints.0, Type::INT8_ARRAY),
+                    (&self.checkpoints.1, Type::INT8_ARRAY),
+                    (&self.checkpoints.2, Type::BYTEA_ARRAY),
+                ],
+                expect(n, "checkpoints".into()),
             )));
         }
         if !self.meta.0.is_empty() {

@@ -74,10 +74,9 @@ impl RedbStore {
             for (k, v) in &c.meta {
                 meta.insert(k.as_str(), v.as_slice()).map_err(engine)?;
             }
-            if let Some(cp) = &c.checkpoint {
-                txn.open_table(CHECKPOINTS)
-                    .map_err(engine)?
-                    .insert(cp.size, (cp.signed_at_ms, cp.note.as_slice()))
+            let mut cps = txn.open_table(CHECKPOINTS).map_err(engine)?;
+            for cp in c.history.iter().chain(&c.checkpoint) {
+                cps.insert(cp.size, (cp.signed_at_ms, cp.note.as_slice()))
                     .map_err(engine)?;
             }
         }
