@@ -58,6 +58,15 @@ pub enum WriteError {
     /// The log is shutting down.
     #[error("log is shutting down")]
     ShuttingDown,
+    /// This server lost the lease of the log while writing: the batch is
+    /// not acknowledged and nothing was signed over it.
+    #[error("this server no longer sequences log {origin} ({why}); the batch is not acknowledged; retry: it goes to the new sequencer")]
+    NotLeader {
+        /// The log.
+        origin: String,
+        /// Why.
+        why: String,
+    },
     /// Signing stopped because the clock went backwards.
     #[error("clock went backwards: now {now_ms} ms < last checkpoint signed at {last_ms} ms; signing stopped")]
     ClockBackwards {

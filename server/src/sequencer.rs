@@ -256,7 +256,14 @@ impl<S: Storage> Sequencer<S> {
                 }),
                 (None, Signing::Open) => self.integrate(&mut batch),
             };
-            if let Err(WriteError::Store(cause) | WriteError::StorageFull(cause)) = &result {
+            if let Err(
+                WriteError::Store(cause)
+                | WriteError::StorageFull(cause)
+                | WriteError::NotLeader { why: cause, .. },
+            ) = &result
+            {
+                // An epoch once lost never writes again: a new sequencer
+                // takes over from what storage holds.
                 stop_writes(&self.stopped, &self.origin, self.range.size(), cause);
             }
             metrics::histogram!("quire_integration_seconds", &label)
@@ -298,10 +305,8 @@ impl<S: Storage> Sequencer<S> {
         &mut self,
         batch: &mut [Request],
     ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), WriteError> {
-        let store_err = |e: StoreError| match e {
-            StoreError::Full(m) => WriteError::StorageFull(m.to_string()),
-            e => WriteError::Store(e.to_string()),
-        };
+        let origin = self.origin.clone();
+        let store_err = |e: StoreError| write_error(&origin, e);
         let reader = self.store.reader().map_err(store_err)?;
         let mut range = self.range.clone();
         let first_index = range.size();
@@ -377,6 +382,8 @@ impl<S: Storage> Sequencer<S> {
                 last_ms,
             });
         }
+        // Never a signature by a writer that lost its lease.
+        self.store.writable().map_err(store_err)?;
         let root = range.root();
         let stored = StoredCheckpoint {
             size: range.size(),
@@ -401,5 +408,17 @@ impl<S: Storage> Sequencer<S> {
             .increment(commit.entries.len() as u64);
         tracing::debug!(origin = %self.origin, size = self.range.size(), entries = commit.entries.len(), "integrated");
         Ok((per_request, latest))
+    }
+}
+
+/// A storage failure as the writers are told it.
+fn write_error(origin: &str, e: StoreError) -> WriteError {
+    match e {
+        StoreError::Full(m) => WriteError::StorageFull(m.to_string()),
+        StoreError::NotLeader(why) => WriteError::NotLeader {
+            origin: origin.to_owned(),
+            why,
+        },
+        e => WriteError::Store(e.to_string()),
     }
 }

@@ -325,6 +325,80 @@ fn postgres_conforms() {
 }
 
 #[test]
+fn postgres_leases_fence_every_commit() {
+    use std::time::Duration;
+    let origin = quire_tests::postgres::unique("lease.example/log");
+    let (a, b, c) = (
+        pg_store(&origin, Create::Yes).unwrap(),
+        pg_store(&origin, Create::No).unwrap(),
+        pg_store(&origin, Create::No).unwrap(),
+    );
+    let long = Duration::from_secs(60);
+    let la = a.acquire("a", "http://a", long).unwrap().unwrap();
+    assert_eq!(la.epoch, 1);
+    assert!(b.acquire("b", "http://b", long).unwrap().is_none(), "held");
+    let h = b.holder().unwrap().unwrap();
+    assert_eq!(
+        (h.holder.as_str(), h.address.as_str(), h.epoch),
+        ("a", "http://a", 1)
+    );
+    let mut w = Writer::new();
+    let (commit, next) = w.commit(&entries(0, 3), true);
+    a.commit(&commit).unwrap();
+    w = next;
+    assert_eq!(a.renew(&la, long).unwrap().map(|l| l.epoch), Some(1));
+
+    // Released: taken over at once, in a new epoch; the old holder commits
+    // nothing, and says why.
+    a.release(&la).unwrap();
+    let lb = b
+        .acquire("b", "http://b", Duration::from_millis(300))
+        .unwrap()
+        .unwrap();
+    assert_eq!(lb.epoch, 2);
+    let (commit, _) = w.commit(&entries(3, 1), true);
+    assert!(matches!(a.writable(), Err(StoreError::NotLeader(_))));
+    let e = a.commit(&commit).unwrap_err();
+    assert!(matches!(e, StoreError::NotLeader(_)), "{e:?}");
+    assert!(
+        a.renew(&la, long).unwrap().is_none(),
+        "a lost lease stays lost"
+    );
+
+    // Not renewed: it runs out on the database's clock, and by then on the
+    // holder's own clock too.
+    let mut polls = 0;
+    while b.holder().unwrap().is_some() {
+        polls += 1;
+        assert!(polls < 500, "the lease never ran out");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(matches!(b.writable(), Err(StoreError::NotLeader(_))));
+    assert!(matches!(b.commit(&commit), Err(StoreError::NotLeader(_))));
+    let lc = c.acquire("c", "http://c", long).unwrap().unwrap();
+    assert_eq!(lc.epoch, 3);
+
+    // A holder that missed a takeover (paused past its lease) believes it
+    // still holds the lease; the check inside the commit refuses it.
+    let pg = quire_tests::postgres::shared();
+    pg.psql(
+        "postgres",
+        &format!(
+            "UPDATE quire_leases SET expires = clock_timestamp() WHERE log = (SELECT id FROM quire_logs WHERE origin = '{origin}')"
+        ),
+    )
+    .unwrap();
+    let ld = b.acquire("d", "http://d", long).unwrap().unwrap();
+    assert_eq!(ld.epoch, 4);
+    assert!(c.writable().is_ok(), "c's own clock says it still holds it");
+    let e = c.commit(&commit).unwrap_err();
+    assert!(matches!(e, StoreError::NotLeader(_)), "{e:?}");
+    // Nothing of the refused commits was written; the holder writes on.
+    b.commit(&commit).unwrap();
+    assert_eq!(b.reader().unwrap().head().unwrap().unwrap().size, 4);
+}
+
+#[test]
 fn postgres_refuses_a_log_it_does_not_hold_unless_asked_to_create_it() {
     let origin = quire_tests::postgres::unique("absent.example/log");
     let e = pg_store(&origin, Create::No).err().unwrap();

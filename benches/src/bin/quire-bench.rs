@@ -122,6 +122,11 @@ struct Args {
     /// Drive an external server instead of starting one.
     #[arg(long)]
     addr: Option<String>,
+    /// Store the in-process server's log in this PostgreSQL database
+    /// instead of redb (its keys and high-water record stay in the data
+    /// directory).
+    #[arg(long)]
+    store_pg: Option<String>,
     /// PostgreSQL URL for `postgres` and `suite` (`scripts/postgres` starts
     /// a server and prints it).
     #[arg(long)]
@@ -262,6 +267,10 @@ async fn main() -> anyhow::Result<()> {
         };
         cfg.max_batch = args.batch.max(1000);
         cfg.queue_depth = 100_000;
+        if let Some(url) = &args.store_pg {
+            cfg.storage.engine = quire_server::config::Engine::Postgres;
+            cfg.storage.url = Some(url.clone());
+        }
         let server = LocalServer::start(&data_dir, vec![cfg], Config::default()).await?;
         let url = server.url();
         local = Some(server);

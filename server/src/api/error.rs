@@ -143,7 +143,8 @@ fn write_kind(e: &WriteError) -> Kind {
         WriteError::ShuttingDown
         | WriteError::Stopped { .. }
         | WriteError::SigningHeld { .. }
-        | WriteError::NotSequencing { .. } => Kind::Unavailable,
+        | WriteError::NotSequencing { .. }
+        | WriteError::NotLeader { .. } => Kind::Unavailable,
         WriteError::SigningStopped { .. } | WriteError::ClockBackwards { .. } => {
             Kind::FailedPrecondition
         }

@@ -65,6 +65,13 @@ impl Storage for AnyStore {
         })
     }
 
+    fn writable(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.writable(),
+            AnyStore::Postgres(s) => s.writable(),
+        }
+    }
+
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         match self {
             AnyStore::Redb(s) => s.commit(commit),

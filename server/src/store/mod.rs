@@ -40,6 +40,11 @@ pub enum StoreError {
     /// A node or entry that must exist is absent.
     #[error("not stored: {0}")]
     Missing(String),
+    /// This writer does not hold the log's lease (it expired, or another
+    /// replica took it over): nothing was written, and nothing may be
+    /// signed.
+    #[error("not the log's sequencer: {0}; nothing was written")]
+    NotLeader(String),
     /// The store's head is not the one the commit extends: another writer
     /// committed, or this one's view is stale. Nothing was written.
     #[error("the log's storage holds size {} (root {}), not the size {} (root {}) this commit extends: another writer committed; nothing was written", found.size, found.root, expected.size, expected.root)]
@@ -224,6 +229,17 @@ pub trait Storage: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] from the engine.
     fn reader(&self) -> Result<Self::Reader, StoreError>;
+
+    /// Whether this writer may sign and commit now: engines shared by
+    /// several servers answer [`StoreError::NotLeader`] once this one's
+    /// lease is gone (checked again inside every commit). The sequencer
+    /// asks before it signs a batch.
+    ///
+    /// # Errors
+    /// [`StoreError::NotLeader`].
+    fn writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Writes `commit` in one durable transaction.
     ///

@@ -13,6 +13,7 @@
 //! checks; those sit above the storage trait.
 
 mod conn;
+mod lease;
 mod read;
 mod schema;
 mod write;
@@ -21,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use lease::{Holder, Lease};
 pub use read::PgReader;
 
 use self::conn::{engine, Conn, Driver};
@@ -64,6 +66,8 @@ pub(crate) struct Shared {
     log: i64,
     origin: String,
     compress: bool,
+    /// What commits are conditional on ([`lease`]).
+    fence: std::sync::Mutex<lease::Fence>,
 }
 
 impl Shared {
@@ -147,6 +151,7 @@ impl PgStore {
                 log,
                 origin: origin.to_owned(),
                 compress: opts.compress,
+                fence: std::sync::Mutex::default(),
             }),
         })
     }
@@ -188,6 +193,10 @@ impl Storage for PgStore {
 
     fn reader(&self) -> Result<PgReader, StoreError> {
         PgReader::open(&self.shared)
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        self.shared.fence().map(|_| ())
     }
 
     fn commit(&self, commit: &crate::store::Commit) -> Result<(), StoreError> {

@@ -86,6 +86,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (log, key)
     );
     ",
+    // 2: leases, one row per log: who sequences it, until when (on the
+    // database's clock), in which epoch.
+    r"
+    CREATE TABLE quire_leases (
+        log BIGINT PRIMARY KEY REFERENCES quire_logs (id),
+        holder TEXT NOT NULL,
+        address TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        expires TIMESTAMPTZ NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this server writes.

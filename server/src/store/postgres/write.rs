@@ -46,7 +46,8 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
             c.head.size
         )));
     }
-    let plan = Plan::of(c, shared.compress, shared.log)?;
+    let mut plan = Plan::of(c, shared.compress, shared.log)?;
+    plan.lease = shared.fence()?;
     let shared2 = Arc::clone(shared);
     shared.driver.run("a commit", async move {
         let guard = shared2.writer.hold(shared2.driver.config()).await?;
@@ -131,6 +132,8 @@ struct Plan {
     meta: (Vec<String>, Vec<Vec<u8>>),
     compress: bool,
     log: i64,
+    /// The lease the commit is conditional on, when the store is fenced.
+    lease: Option<super::Lease>,
 }
 
 impl Plan {
@@ -214,6 +217,7 @@ impl Plan {
             meta: c.meta.iter().cloned().unzip(),
             compress,
             log,
+            lease: None,
         })
     }
 
@@ -231,6 +235,29 @@ impl Plan {
     /// The compare-and-swap: the head row, locked until the transaction
     /// ends, must be the commit's base.
     async fn lock_head(&self, client: &Client, log: i64) -> Result<(), StoreError> {
+        if let Some(lease) = &self.lease {
+            // Locked first: a takeover waits for this commit to end, and a
+            // lease that ran out (a pause, a partition) commits nothing.
+            let held = client
+                .query_typed_opt(
+                    "SELECT 1 FROM quire_leases
+                     WHERE log = $1 AND holder = $2 AND epoch = $3 AND expires > clock_timestamp()
+                     FOR UPDATE",
+                    &[
+                        (&log, Type::INT8),
+                        (&lease.holder, Type::TEXT),
+                        (&lease.epoch, Type::INT8),
+                    ],
+                )
+                .await
+                .map_err(engine)?;
+            if held.is_none() {
+                return Err(StoreError::NotLeader(format!(
+                    "the database no longer holds this server's lease (epoch {})",
+                    lease.epoch
+                )));
+            }
+        }
         let row = client
             .query_typed_opt(
                 "SELECT size, root FROM quire_heads WHERE log = $1 FOR UPDATE",
