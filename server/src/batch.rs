@@ -58,6 +58,32 @@ pub enum WriteError {
     /// The log is shutting down.
     #[error("log is shutting down")]
     ShuttingDown,
+    /// The sequencer on another server refused the write or could not be
+    /// reached; its status and words are passed on.
+    #[error("log {origin}: the sequencer at {to} answered: {message}")]
+    Remote {
+        /// The log.
+        origin: String,
+        /// Where the write went.
+        to: String,
+        /// Its gRPC status code.
+        code: i32,
+        /// Its message.
+        message: String,
+    },
+    /// Entries the sequencer acknowledged that this server cannot read
+    /// back from storage yet.
+    #[error("log {origin}: the sequencer at {to} stored entries up to index {last}, but this server reads only size {size} from storage yet; retry (with strict dedup the retry returns their indexes)")]
+    Forwarded {
+        /// The log.
+        origin: String,
+        /// Where the write went.
+        to: String,
+        /// The size this server serves.
+        size: u64,
+        /// The last index written.
+        last: u64,
+    },
     /// This server lost the lease of the log while writing: the batch is
     /// not acknowledged and nothing was signed over it.
     #[error("this server no longer sequences log {origin} ({why}); the batch is not acknowledged; retry: it goes to the new sequencer")]
@@ -165,4 +191,20 @@ pub(crate) fn sign(
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     }
     Ok(note.to_bytes())
+}
+
+/// Where a follower sends the writes it takes: the log's sequencer, in this
+/// server or another.
+pub trait WriteRoute: Send + Sync + 'static {
+    /// Sends `entries` to the sequencer and returns what it acknowledged.
+    ///
+    /// # Errors
+    /// The sequencer's [`WriteError`], or one saying it cannot be reached.
+    fn add(
+        &self,
+        entries: Vec<Vec<u8>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Added>, WriteError>> + Send>>;
+
+    /// Where the writes go, for messages.
+    fn describe(&self) -> String;
 }

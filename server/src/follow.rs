@@ -20,9 +20,10 @@ use std::time::Duration;
 use quire_core::{prove_consistency, VerifierKey};
 use tokio::sync::watch;
 
+use crate::highwater::HighWater;
 use crate::log::{Inner, Latest, Log, LogLimits};
 use crate::signing::SigningGate;
-use crate::startup::{check_stored, OpenError};
+use crate::startup::{check_extends, check_stored, OpenError};
 use crate::store::{Storage, StorageReader, StoreError};
 
 /// What a follower needs to open.
@@ -34,6 +35,11 @@ pub struct FollowOptions {
     pub verifiers: Vec<VerifierKey>,
     /// Limits (for what reads report; a follower takes no writes).
     pub limits: LogLimits,
+    /// This server's record of what it published (replicas, which serve
+    /// what they follow): the store must hold it or extend it to open,
+    /// and every checkpoint is recorded before it is served. `None`: a
+    /// follower that records nothing.
+    pub high_water: Option<HighWater>,
 }
 
 /// Why a checkpoint in storage is not followed.
@@ -92,6 +98,13 @@ impl<S: Storage> Log<S> {
             ));
         };
         let range = check_stored(&reader, &stored, &opts.origin, primary)?;
+        if let Some(hw) = &opts.high_water {
+            if let Some(mark) = hw.read()? {
+                let record = hw.path().display().to_string();
+                check_extends(&reader, &stored, range.root(), &mark, &opts.origin, &record)?;
+            }
+            hw.write_if_newer(stored.size, &stored.note)?;
+        }
         drop(reader);
         let latest = Arc::new(Latest {
             stored,
@@ -109,6 +122,8 @@ impl<S: Storage> Log<S> {
                 latest: rx,
                 signing: Arc::new(SigningGate::default()),
                 follower: Some(tx),
+                high_water: opts.high_water,
+                route: std::sync::RwLock::new(None),
             }),
         })
     }
@@ -179,6 +194,12 @@ impl<S: Storage> Log<S> {
             })?;
         }
         drop(reader);
+        if let Some(hw) = &self.inner.high_water {
+            // Recorded before it is served: what this server published is
+            // never ahead of its record.
+            hw.write_if_newer(stored.size, &stored.note)
+                .map_err(|e| invalid(format!("recording it: {e}")))?;
+        }
         publish.send_replace(Arc::new(Latest { stored, root }));
         Ok(true)
     }

@@ -62,9 +62,13 @@ pub enum HighWaterError {
 }
 
 /// A log's high-water record file.
+///
+/// Clones share the record (one file, one writer at a time), so that a
+/// server's sequencer and its follower of the same log write it in turn.
+#[derive(Clone)]
 pub struct HighWater {
     path: PathBuf,
-    state: Mutex<Slots>,
+    state: std::sync::Arc<Mutex<Slots>>,
 }
 
 struct Slots {
@@ -72,6 +76,8 @@ struct Slots {
     file: Option<File>,
     /// Sequence number of the newest record.
     seq: u64,
+    /// The size recorded last by this process, once read or written.
+    size: Option<u64>,
 }
 
 /// The newest published checkpoint, as recorded.
@@ -107,7 +113,11 @@ impl HighWater {
     pub fn at(path: impl Into<PathBuf>) -> Self {
         HighWater {
             path: path.into(),
-            state: Mutex::new(Slots { file: None, seq: 0 }),
+            state: std::sync::Arc::new(Mutex::new(Slots {
+                file: None,
+                seq: 0,
+                size: None,
+            })),
         }
     }
 
@@ -153,6 +163,7 @@ impl HighWater {
         }
         if let Ok(mut s) = self.state.lock() {
             s.seq = seq;
+            s.size = Some(mark.size);
         }
         Ok(Some(mark))
     }
@@ -171,15 +182,19 @@ impl HighWater {
     /// [`HighWaterError::Io`] when it cannot be written or synced (then the
     /// checkpoint must not be published), [`HighWaterError::TooLarge`].
     pub fn write(&self, note: &[u8]) -> Result<(), HighWaterError> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.write_locked(&mut state, note)
+    }
+
+    fn write_locked(&self, state: &mut Slots, note: &[u8]) -> Result<(), HighWaterError> {
         use std::os::unix::fs::FileExt as _;
         let io = |source| HighWaterError::Io {
             path: self.path.clone(),
             source,
         };
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let seq = state.seq + 1;
         let slot = encode_slot(seq, note)?;
         if state.file.is_none() {
@@ -192,7 +207,37 @@ impl HighWater {
         file.write_all_at(&slot, offset).map_err(io)?;
         file.sync_data().map_err(io)?;
         state.seq = seq;
+        state.size = Mark::from_note(note).ok().map(|m| m.size);
         Ok(())
+    }
+
+    /// Records `note`, of tree size `size`, unless this process recorded a
+    /// size at least as large already (a follower of a log whose sequencer
+    /// runs in the same server records only what it has not).
+    ///
+    /// # Errors
+    /// As [`HighWater::write`].
+    pub fn write_if_newer(&self, size: u64, note: &[u8]) -> Result<bool, HighWaterError> {
+        let unknown = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .size
+            .is_none();
+        if unknown {
+            self.read()?;
+        }
+        // Checked and written under one lock: a larger record written
+        // meanwhile by a clone is never overwritten by a smaller one.
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.size.is_some_and(|k| k >= size) {
+            return Ok(false);
+        }
+        self.write_locked(&mut state, note)?;
+        Ok(true)
     }
 
     /// Opens the file for writing, creating it (and syncing its directory)

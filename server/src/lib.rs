@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod open;
 pub mod proofs;
+pub mod replica;
 pub mod sequencer;
 pub mod serve;
 pub mod signing;
@@ -41,5 +42,5 @@ pub mod startup;
 pub mod store;
 pub mod witnessing;
 
-pub use open::{open_log, open_logs, open_postgres_log, open_redb_log, StartError};
+pub use open::{open_log, open_logs, open_postgres_log, open_redb_log, Opened, StartError};
 pub use serve::{serve, Faces, Server};

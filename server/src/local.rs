@@ -19,6 +19,8 @@ pub struct LocalServer {
     pub keys: Vec<VerifierKey>,
     /// The logs, to reach storage directly.
     pub logs: Vec<crate::log::Log<AnyStore>>,
+    /// Their replicas, for logs shared with other servers.
+    pub replicas: Vec<std::sync::Arc<crate::replica::Replica>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -62,6 +64,7 @@ impl LocalServer {
             .unwrap_or_else(|| data_dir.join("high-water"));
         let server = crate::Server::open(config, &high_water_dir)?;
         let opened: Vec<_> = server.logs().map(|(l, _)| l.clone()).collect();
+        let replicas = server.replicas().to_vec();
         let keys = opened
             .iter()
             .flat_map(|l| l.verifiers().iter().cloned())
@@ -86,6 +89,7 @@ impl LocalServer {
             addr,
             keys,
             logs: opened,
+            replicas,
             stop: Some(stop),
             task: Some(task),
         })

@@ -11,7 +11,9 @@ use quire_core::{CompactRange, LogSigner, Note, VerifierKey};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub(crate) use crate::batch::{now_ms, sign, Request};
-pub use crate::batch::{system_clock, Added, Clock, DedupPolicy, Latest, WriteError, WriteResult};
+pub use crate::batch::{
+    system_clock, Added, Clock, DedupPolicy, Latest, WriteError, WriteResult, WriteRoute,
+};
 
 use crate::highwater::HighWater;
 use crate::sequencer::{RecentLeaves, Sequencer};
@@ -111,6 +113,10 @@ pub(crate) struct Inner<S> {
     /// A log followed from storage ([`crate::follow`]): where what was
     /// read and checked is published. `None` for the sequencing log.
     pub(crate) follower: Option<watch::Sender<Arc<Latest>>>,
+    /// A follower's record of what it served (replicas).
+    pub(crate) high_water: Option<HighWater>,
+    /// Where a follower sends writes, when it takes them.
+    pub(crate) route: std::sync::RwLock<Option<Arc<dyn WriteRoute>>>,
 }
 
 impl<S: Storage> Log<S> {
@@ -242,6 +248,8 @@ impl<S: Storage> Log<S> {
                 latest: latest_rx,
                 signing,
                 follower: None,
+                high_water: None,
+                route: std::sync::RwLock::new(None),
             }),
         })
     }
@@ -303,6 +311,57 @@ impl<S: Storage> Log<S> {
         &self.inner.store
     }
 
+    /// Where this follower sends the writes it takes (`None`: it refuses
+    /// them). A replica sets it to its own sequencer while it holds the
+    /// log's lease, and to the holder's address otherwise.
+    pub fn set_route(&self, route: Option<Arc<dyn WriteRoute>>) {
+        *self
+            .inner
+            .route
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = route;
+    }
+
+    /// A follower's write: sent on its route, then read back from storage
+    /// (which holds whatever the sequencer acknowledged) before it is
+    /// answered, so that the answer's checkpoint covers it here too.
+    async fn add_routed(
+        &self,
+        entries: Vec<Vec<u8>>,
+    ) -> Result<(Vec<Added>, Arc<Latest>), WriteError> {
+        let route = self
+            .inner
+            .route
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(route) = route else {
+            return Err(WriteError::NotSequencing {
+                origin: self.inner.origin.clone(),
+            });
+        };
+        let added = route.add(entries).await?;
+        let last = added.iter().map(|a| a.index).max().unwrap_or(0);
+        if self.latest().stored.size <= last {
+            let log = self.clone();
+            match tokio::task::spawn_blocking(move || log.refresh()).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "a forwarded write not read back yet"),
+                Err(e) => tracing::warn!(error = %e, "follower read failed"),
+                Ok(Ok(_)) => {}
+            }
+        }
+        let latest = self.latest();
+        if latest.stored.size <= last {
+            return Err(WriteError::Forwarded {
+                origin: self.inner.origin.clone(),
+                to: route.describe(),
+                size: latest.stored.size,
+                last,
+            });
+        }
+        Ok((added, latest))
+    }
+
     /// Queues entries and waits until they are durable and signed.
     ///
     /// # Errors
@@ -313,11 +372,6 @@ impl<S: Storage> Log<S> {
         entries: Vec<Vec<u8>>,
     ) -> Result<(Vec<Added>, Arc<Latest>), WriteError> {
         let limits = &self.inner.limits;
-        if self.inner.follower.is_some() {
-            return Err(WriteError::NotSequencing {
-                origin: self.inner.origin.clone(),
-            });
-        }
         if entries.is_empty() {
             return Err(WriteError::Invalid("no entries in the request".into()));
         }
@@ -342,6 +396,9 @@ impl<S: Storage> Log<S> {
                     limits.max_entry_bytes
                 )));
             }
+        }
+        if self.inner.follower.is_some() {
+            return self.add_routed(entries).await;
         }
         let sender = self
             .inner

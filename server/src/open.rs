@@ -5,11 +5,16 @@
 
 use std::path::Path;
 
-use crate::config::{Config, LogConfig};
+use std::sync::Arc;
+
+use crate::config::{Config, LogConfig, ReplicationConfig};
+use crate::follow::FollowOptions;
 use crate::log::{self, Log, LogOptions};
+use crate::replica::Replica;
 use crate::store::any::AnyStore;
 use crate::store::postgres::{Create, PgOptions, PgStore};
 use crate::store::redb::RedbStore;
+use crate::store::{Storage as _, StorageReader as _};
 use crate::{highwater, keyfile};
 
 /// Why a log's files refuse to open.
@@ -123,11 +128,27 @@ pub fn open_log(
     high_water_dir: &Path,
     cfg: &LogConfig,
     allow_new: bool,
-) -> anyhow::Result<(Log<AnyStore>, bool)> {
-    match cfg.pg_options() {
-        Some(opts) => open_postgres_log(config, high_water_dir, cfg, &opts, allow_new),
-        None => open_redb_as(config, high_water_dir, cfg, allow_new),
+) -> anyhow::Result<Opened> {
+    if let Some(opts) = cfg.pg_options() {
+        return open_postgres_log(config, high_water_dir, cfg, &opts, allow_new);
     }
+    let (log, created) = open_redb_as(config, high_water_dir, cfg, allow_new)?;
+    Ok(Opened {
+        log,
+        created,
+        replica: None,
+    })
+}
+
+/// A log a server opened.
+pub struct Opened {
+    /// The log as the server serves it.
+    pub log: Log<AnyStore>,
+    /// Whether its keys were created by this start.
+    pub created: bool,
+    /// Its replica, when the server shares it with others
+    /// (`[replication]`): to be run beside the server.
+    pub replica: Option<Arc<Replica>>,
 }
 
 /// Opens (creating when `allow_new`) one log in a PostgreSQL database, with
@@ -143,7 +164,7 @@ pub fn open_postgres_log(
     cfg: &LogConfig,
     opts: &PgOptions,
     allow_new: bool,
-) -> anyhow::Result<(Log<AnyStore>, bool)> {
+) -> anyhow::Result<Opened> {
     let slug = keyfile::slug(&cfg.origin);
     let high_water = highwater::HighWater::at(high_water_dir.join(format!("{slug}.highwater")));
     let place = format!("the database at {}", hosts(&opts.url));
@@ -171,11 +192,79 @@ pub fn open_postgres_log(
     let store = PgStore::open(opts, &cfg.origin, create).map_err(|e| {
         anyhow::Error::new(e).context(format!("opening log {:?} in {place}", cfg.origin))
     })?;
+    if let Some(rep) = &config.replication {
+        let replica = open_replica(config, cfg, store, signers, high_water, rep)?;
+        return Ok(Opened {
+            log: replica.log().clone(),
+            created,
+            replica: Some(replica),
+        });
+    }
     let log = Log::open(
         AnyStore::from(store),
         log_options(config, cfg, signers, high_water),
     )?;
-    Ok((log, created))
+    Ok(Opened {
+        log,
+        created,
+        replica: None,
+    })
+}
+
+/// A replica of a log shared with other servers: its follower, opened once
+/// storage holds a signed checkpoint (on a new log, the first replica to
+/// take the lease signs the empty tree), and the sequencer it opens while
+/// it holds the lease.
+fn open_replica(
+    config: &Config,
+    cfg: &LogConfig,
+    store: PgStore,
+    signers: Vec<quire_core::LogSigner>,
+    high_water: highwater::HighWater,
+    rep: &ReplicationConfig,
+) -> anyhow::Result<Arc<Replica>> {
+    let opts = rep.options();
+    let verifiers: Vec<_> = signers
+        .iter()
+        .map(quire_core::LogSigner::verifier)
+        .collect();
+    let mut polls = 0;
+    while store.reader()?.latest_checkpoint()?.is_none() {
+        // A new log: whoever takes the lease first signs its empty tree.
+        if let Some(lease) = store.acquire(&opts.holder, &opts.address, opts.lease)? {
+            let first = Log::open(
+                AnyStore::Postgres(store.clone()),
+                log_options(config, cfg, signers, high_water.clone()),
+            );
+            store.release(&lease)?;
+            first?.close();
+            break;
+        }
+        polls += 1;
+        if polls > 100 {
+            anyhow::bail!(
+                "log {:?}: another replica holds the lease of this new log but has signed no checkpoint yet after {polls} polls; start again",
+                cfg.origin
+            );
+        }
+        std::thread::sleep(opts.renew_every);
+    }
+    let follower = Log::open_follower(
+        AnyStore::Postgres(store.clone()),
+        FollowOptions {
+            origin: cfg.origin.clone(),
+            verifiers,
+            limits: cfg.limits(),
+            high_water: Some(high_water.clone()),
+        },
+    )?;
+    let (config, cfg) = (config.clone(), cfg.clone());
+    let sequencer = Box::new(move || -> anyhow::Result<LogOptions> {
+        let (signers, _) =
+            keyfile::load_or_create(&config.data_dir.join("keys"), &cfg.origin, false)?;
+        Ok(log_options(&config, &cfg, signers, high_water.clone()))
+    });
+    Ok(Replica::new(follower, store, opts, sequencer))
 }
 
 /// The hosts of a PostgreSQL URL, without its user or password.
@@ -247,10 +336,7 @@ fn any_existing(config: &Config) -> anyhow::Result<bool> {
 ///
 /// # Errors
 /// As [`open_log`], for the first log that fails.
-pub fn open_logs(
-    config: &Config,
-    high_water_dir: &Path,
-) -> anyhow::Result<Vec<(Log<AnyStore>, bool)>> {
+pub fn open_logs(config: &Config, high_water_dir: &Path) -> anyhow::Result<Vec<Opened>> {
     let allow_new = config.new_logs || !any_existing(config)?;
     config
         .logs

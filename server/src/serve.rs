@@ -129,6 +129,8 @@ pub struct Faces {
 pub struct Server<S: Storage> {
     config: Config,
     logs: Vec<(Log<S>, bool)>,
+    /// The replicas of the logs shared with other servers.
+    replicas: Vec<std::sync::Arc<crate::replica::Replica>>,
 }
 
 impl Server<crate::store::any::AnyStore> {
@@ -140,8 +142,14 @@ impl Server<crate::store::any::AnyStore> {
     /// # Errors
     /// As [`crate::open_logs`].
     pub fn open(config: Config, high_water_dir: &std::path::Path) -> anyhow::Result<Self> {
-        let logs = crate::open_logs(&config, high_water_dir)?;
-        Ok(Server { config, logs })
+        let opened = crate::open_logs(&config, high_water_dir)?;
+        let replicas = opened.iter().filter_map(|o| o.replica.clone()).collect();
+        let logs = opened.into_iter().map(|o| (o.log, o.created)).collect();
+        Ok(Server {
+            config,
+            logs,
+            replicas,
+        })
     }
 }
 
@@ -149,6 +157,11 @@ impl<S: Storage> Server<S> {
     /// The logs, each with whether its keys were created by this start.
     pub fn logs(&self) -> impl Iterator<Item = (&Log<S>, bool)> {
         self.logs.iter().map(|(l, c)| (l, *c))
+    }
+
+    /// The replicas of the logs it shares with other servers.
+    pub fn replicas(&self) -> &[std::sync::Arc<crate::replica::Replica>] {
+        &self.replicas
     }
 
     /// The configuration it runs.
@@ -178,8 +191,20 @@ impl<S: Storage> Server<S> {
                 let _ = metrics_stopped.await;
             }));
         }
+        // Replicas follow storage, hold or seek their leases and route
+        // writes until the server stops; then a held lease is given up.
+        let (replicas_stop, replicas_stopped) = tokio::sync::watch::channel(false);
+        let running: Vec<_> = self
+            .replicas
+            .iter()
+            .map(|r| r.spawn(replicas_stopped.clone()))
+            .collect();
         let api = LogApi::new(self.logs.into_iter().map(|(l, _)| l).collect());
         let result = serve(faces.grpc, api, &self.config, shutdown).await;
+        let _ = replicas_stop.send(true);
+        for r in running {
+            let _ = r.await;
+        }
         let _ = metrics_stop.send(());
         result
     }

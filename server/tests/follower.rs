@@ -87,6 +87,7 @@ async fn a_follower_serves_what_the_sequencing_log_committed_once_proven() {
             origin: ORIGIN.into(),
             verifiers: leader.verifiers().to_vec(),
             limits: LogLimits::default(),
+            high_water: None,
         },
     )
     .unwrap();
@@ -176,6 +177,7 @@ fn a_follower_of_an_empty_store_is_refused_by_name() {
             origin: ORIGIN.into(),
             verifiers: vec![signer.verifier()],
             limits: LogLimits::default(),
+            high_water: None,
         },
     )
     .map(drop)

@@ -144,11 +144,19 @@ fn write_kind(e: &WriteError) -> Kind {
         | WriteError::Stopped { .. }
         | WriteError::SigningHeld { .. }
         | WriteError::NotSequencing { .. }
-        | WriteError::NotLeader { .. } => Kind::Unavailable,
+        | WriteError::NotLeader { .. }
+        | WriteError::Forwarded { .. } => Kind::Unavailable,
         WriteError::SigningStopped { .. } | WriteError::ClockBackwards { .. } => {
             Kind::FailedPrecondition
         }
         WriteError::Store(_) => Kind::Internal,
+        WriteError::Remote { code, .. } => match tonic::Code::from(*code) {
+            tonic::Code::InvalidArgument => Kind::InvalidArgument,
+            tonic::Code::ResourceExhausted => Kind::ResourceExhausted,
+            tonic::Code::FailedPrecondition => Kind::FailedPrecondition,
+            tonic::Code::PermissionDenied => Kind::PermissionDenied,
+            _ => Kind::Unavailable,
+        },
     }
 }
 

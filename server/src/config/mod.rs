@@ -100,6 +100,10 @@ pub struct Config {
     /// Where to serve Prometheus metrics (`GET /metrics`), when set.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Several servers sharing the logs stored in PostgreSQL
+    /// (`[replication]`): when set, this server is one replica of each.
+    #[serde(default)]
+    pub replication: Option<ReplicationConfig>,
     /// Where each log's high-water record lives (the newest checkpoint it
     /// published). Keep it out of the data directory's backups, best on
     /// another volume: a restored data directory must not roll it back.
@@ -114,6 +118,111 @@ pub struct Config {
     /// that has no record (command line: `--adopt-database`).
     #[serde(skip)]
     pub adopt_database: bool,
+}
+
+/// How this server takes part as a replica of the logs it shares with
+/// others in PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// This server's name among the replicas (a random suffix is added at
+    /// every start, so two processes never hold one lease).
+    #[serde(default = "default_replica_name")]
+    pub name: String,
+    /// Where the other replicas reach this one for writes:
+    /// `http://HOST:PORT`, the address of its gRPC face.
+    pub advertise: String,
+    /// How long a log's lease lasts without renewal, milliseconds.
+    #[serde(default = "default_lease")]
+    pub lease_ms: u64,
+    /// How often the holder renews it (and the others look for a new
+    /// holder), milliseconds; at most a third of `lease_ms`.
+    #[serde(default = "default_renew")]
+    pub renew_ms: u64,
+    /// How often each log is followed from storage, milliseconds.
+    #[serde(default = "default_follow")]
+    pub follow_ms: u64,
+}
+
+fn default_replica_name() -> String {
+    "quire".into()
+}
+fn default_lease() -> u64 {
+    3_000
+}
+fn default_renew() -> u64 {
+    1_000
+}
+fn default_follow() -> u64 {
+    100
+}
+
+impl ReplicationConfig {
+    /// A replica reached at `advertise`, with the defaults.
+    pub fn new(advertise: &str) -> Self {
+        ReplicationConfig {
+            name: default_replica_name(),
+            advertise: advertise.to_owned(),
+            lease_ms: default_lease(),
+            renew_ms: default_renew(),
+            follow_ms: default_follow(),
+        }
+    }
+
+    /// Checks the values against each other.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the value and its bound.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |why: String| Err(ConfigError::Invalid(format!("[replication] {why}")));
+        if !self.advertise.starts_with("http://") {
+            return bad(format!(
+                "advertise = {:?} must be http://HOST:PORT (TLS between replicas is not supported yet)",
+                self.advertise
+            ));
+        }
+        if !(300..=60_000).contains(&self.lease_ms) {
+            return bad(format!("lease_ms = {} must be 300 to 60000", self.lease_ms));
+        }
+        if self.renew_ms == 0 || self.renew_ms.saturating_mul(3) > self.lease_ms {
+            return bad(format!(
+                "renew_ms = {} must be 1 to a third of lease_ms ({})",
+                self.renew_ms, self.lease_ms
+            ));
+        }
+        if !(10..=10_000).contains(&self.follow_ms) {
+            return bad(format!(
+                "follow_ms = {} must be 10 to 10000",
+                self.follow_ms
+            ));
+        }
+        if self.name.is_empty() || self.name.len() > 200 {
+            return bad("name must be 1 to 200 bytes".into());
+        }
+        Ok(())
+    }
+
+    /// The replica options of this process (`holder` made unique).
+    pub fn options(&self) -> crate::replica::ReplicaOptions {
+        let nonce: u64 = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            h.write_u32(std::process::id());
+            h.finish()
+        };
+        crate::replica::ReplicaOptions {
+            holder: format!("{}/{nonce:016x}", self.name),
+            address: self.advertise.clone(),
+            lease: std::time::Duration::from_millis(self.lease_ms),
+            renew_every: std::time::Duration::from_millis(self.renew_ms),
+            follow_every: std::time::Duration::from_millis(self.follow_ms),
+        }
+    }
 }
 
 /// TLS files.
@@ -202,6 +311,7 @@ impl Default for Config {
             logs: Vec::new(),
             tls: None,
             metrics_listen: None,
+            replication: None,
             high_water_dir: None,
             new_logs: false,
             adopt_database: false,
@@ -286,6 +396,9 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the value and its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(r) = &self.replication {
+            r.validate()?;
+        }
         let ranges: [(&str, u64, u64, u64); 8] = [
             (
                 "max_entry_streams",

@@ -1,0 +1,331 @@
+//! Several servers sharing one log in PostgreSQL: each is a replica that
+//! serves every read from storage, and the one holding the log's lease
+//! sequences it. A write taken by any replica goes to the sequencer: its
+//! own, or the lease holder's over gRPC.
+//!
+//! Every replica runs the log as a follower ([`crate::follow`]): it serves
+//! only checkpoints proven against storage and consistent with what it
+//! served before, and records each in its own high-water record before
+//! serving it. A supervisor task per log renews the lease while it holds it
+//! and tries to take it once it ran out otherwise; taking it opens the
+//! sequencer (the same start-up checks as a single server: the stored tree
+//! against this replica's record and the keys), losing it closes the
+//! sequencer before the lease's time is up on this server's own clock.
+//! Safety rests on the commit's checks (the lease row and the head's
+//! compare-and-swap inside every transaction), not on this task's timing.
+//!
+//! Out of scope here: the replication check (synchronous standbys), TLS to
+//! other replicas, and forwarding the caller's identity.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use quire_proto::v1::log_client::LogClient;
+use quire_proto::v1::AddEntriesRequest;
+use tokio::sync::watch;
+
+use crate::batch::{Added, WriteError, WriteRoute};
+use crate::log::{Log, LogOptions};
+use crate::store::any::AnyStore;
+use crate::store::postgres::{Lease, PgStore};
+use crate::store::Storage as _;
+
+/// How a replica takes part.
+#[derive(Clone, Debug)]
+pub struct ReplicaOptions {
+    /// This server's lease holder name: unique per process (a random
+    /// suffix is added to the configured name at start).
+    pub holder: String,
+    /// Where other replicas send this one writes: `http://HOST:PORT`.
+    pub address: String,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
+    /// How often the holder renews it, and the others look for a new one.
+    pub renew_every: Duration,
+    /// How often the log is followed from storage.
+    pub follow_every: Duration,
+}
+
+/// Writes sent to this server's own sequencer.
+struct Local(Log<AnyStore>);
+
+impl WriteRoute for Local {
+    fn add(
+        &self,
+        entries: Vec<Vec<u8>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Added>, WriteError>> + Send>>
+    {
+        let log = self.0.clone();
+        Box::pin(async move { Ok(log.add(entries).await?.0) })
+    }
+
+    fn describe(&self) -> String {
+        "this server".into()
+    }
+}
+
+/// Writes sent to the lease holder over gRPC.
+struct Remote {
+    origin: String,
+    address: String,
+    client: LogClient<tonic::transport::Channel>,
+}
+
+impl Remote {
+    fn new(origin: &str, address: &str, timeout: Duration) -> Result<Self, String> {
+        let channel = tonic::transport::Channel::from_shared(address.to_owned())
+            .map_err(|e| format!("the lease holder's address {address:?}: {e}"))?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .connect_lazy();
+        Ok(Remote {
+            origin: origin.to_owned(),
+            address: address.to_owned(),
+            client: LogClient::new(channel),
+        })
+    }
+}
+
+impl WriteRoute for Remote {
+    fn add(
+        &self,
+        entries: Vec<Vec<u8>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Added>, WriteError>> + Send>>
+    {
+        let mut client = self.client.clone();
+        let (origin, address) = (self.origin.clone(), self.address.clone());
+        Box::pin(async move {
+            let resp = client
+                .add_entries(AddEntriesRequest {
+                    log: origin.clone(),
+                    entries,
+                    with_proof: false,
+                    witnessed: false,
+                })
+                .await
+                .map_err(|s| WriteError::Remote {
+                    origin,
+                    to: address,
+                    code: s.code() as i32,
+                    message: s.message().to_owned(),
+                })?;
+            Ok(resp
+                .into_inner()
+                .entries
+                .into_iter()
+                .map(|e| Added {
+                    index: e.index,
+                    duplicate: e.duplicate,
+                })
+                .collect())
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.address.clone()
+    }
+}
+
+/// What the supervisor holds while this replica sequences the log.
+struct Leading {
+    log: Log<AnyStore>,
+    lease: Lease,
+}
+
+/// One log's replica: its follower, and its sequencer while it holds the
+/// lease.
+pub struct Replica {
+    follower: Log<AnyStore>,
+    store: PgStore,
+    opts: ReplicaOptions,
+    /// The sequencer's options, made anew each time it opens.
+    sequencer: Box<dyn Fn() -> anyhow::Result<LogOptions> + Send + Sync>,
+    leading: Mutex<Option<Leading>>,
+    /// The lease holder writes go to, when it is another server.
+    routed_to: Mutex<Option<String>>,
+}
+
+impl Replica {
+    /// A replica of the log that `follower` follows in `store`.
+    pub fn new(
+        follower: Log<AnyStore>,
+        store: PgStore,
+        opts: ReplicaOptions,
+        sequencer: Box<dyn Fn() -> anyhow::Result<LogOptions> + Send + Sync>,
+    ) -> Arc<Self> {
+        Arc::new(Replica {
+            follower,
+            store,
+            opts,
+            sequencer,
+            leading: Mutex::new(None),
+            routed_to: Mutex::new(None),
+        })
+    }
+
+    /// The log as this replica serves it.
+    pub fn log(&self) -> &Log<AnyStore> {
+        &self.follower
+    }
+
+    /// Whether this replica sequences the log now, and in which epoch.
+    pub fn epoch(&self) -> Option<i64> {
+        self.leading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|l| l.lease.epoch)
+    }
+
+    /// Runs the replica until `stop` turns true: follows storage, renews or
+    /// takes the lease, routes writes. On stop, a held lease is given up at
+    /// once so that another replica takes over without waiting.
+    pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        self.follower.follow(self.opts.follow_every, stop.clone());
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.supervise(stop).await })
+    }
+
+    async fn supervise(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let me = Arc::clone(&self);
+            if let Err(e) = tokio::task::spawn_blocking(move || me.step()).await {
+                tracing::error!(error = %e, "replica supervisor step failed");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.opts.renew_every) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        let me = Arc::clone(&self);
+        let _ = tokio::task::spawn_blocking(move || me.step_down("the server is stopping")).await;
+    }
+
+    /// One round: renew (or lose) the lease held, or try to take it.
+    fn step(&self) {
+        let origin = self.follower.origin().to_owned();
+        let label = [("log", origin.clone())];
+        let held = self
+            .leading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|l| l.lease.clone());
+        if let Some(lease) = held {
+            match self.store.renew(&lease, self.opts.lease) {
+                Ok(Some(renewed)) => {
+                    metrics::counter!("quire_lease_renewals_total", &label).increment(1);
+                    if let Some(l) = self
+                        .leading
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .as_mut()
+                    {
+                        l.lease = renewed;
+                    }
+                }
+                Ok(None) => {
+                    metrics::counter!("quire_lease_losses_total", &label).increment(1);
+                    self.step_down("its lease was taken over or ran out");
+                }
+                Err(e) => {
+                    // Not renewed: the commit-time checks stop the
+                    // sequencer once the lease runs out on this clock.
+                    tracing::warn!(origin = %origin, error = %e, "lease not renewed");
+                    if self.store.writable().is_err() {
+                        metrics::counter!("quire_lease_losses_total", &label).increment(1);
+                        self.step_down("its lease ran out before it could be renewed");
+                    }
+                }
+            }
+            return;
+        }
+        match self
+            .store
+            .acquire(&self.opts.holder, &self.opts.address, self.opts.lease)
+        {
+            Ok(Some(lease)) => self.lead(lease),
+            Ok(None) => self.route_to_holder(),
+            Err(e) => tracing::warn!(origin = %origin, error = %e, "cannot read the lease"),
+        }
+    }
+
+    /// Opens the sequencer under `lease` and routes writes to it.
+    fn lead(&self, lease: Lease) {
+        let origin = self.follower.origin().to_owned();
+        let opened = (self.sequencer)()
+            .and_then(|opts| Ok(Log::open(AnyStore::Postgres(self.store.clone()), opts)?));
+        match opened {
+            Ok(log) => {
+                tracing::info!(origin = %origin, epoch = lease.epoch, holder = %lease.holder, "this replica sequences the log");
+                metrics::counter!("quire_failovers_total", "log" => origin.clone()).increment(1);
+                metrics::gauge!("quire_leader", "log" => origin.clone()).set(1.0);
+                metrics::gauge!("quire_epoch", "log" => origin).set(crate::metrics::value(
+                    u64::try_from(lease.epoch).unwrap_or(0),
+                ));
+                self.follower.set_route(Some(Arc::new(Local(log.clone()))));
+                *self
+                    .routed_to
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
+                *self.leading.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Leading { log, lease });
+            }
+            Err(e) => {
+                tracing::error!(origin = %origin, error = %e, "took the lease but cannot sequence: giving it up");
+                let _ = self.store.release(&lease);
+            }
+        }
+    }
+
+    /// Closes the sequencer, if any, and gives its lease up.
+    fn step_down(&self, why: &str) {
+        let Some(leading) = self
+            .leading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        let origin = self.follower.origin().to_owned();
+        tracing::warn!(origin = %origin, epoch = leading.lease.epoch, why, "this replica no longer sequences the log");
+        metrics::gauge!("quire_leader", "log" => origin).set(0.0);
+        self.follower.set_route(None);
+        leading.log.close();
+        let _ = self.store.release(&leading.lease);
+    }
+
+    /// Sends writes to the lease holder, wherever it is now.
+    fn route_to_holder(&self) {
+        let origin = self.follower.origin().to_owned();
+        let holder = match self.store.holder() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(origin = %origin, error = %e, "cannot read the lease");
+                return;
+            }
+        };
+        let mut routed = self
+            .routed_to
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let address = holder.map(|h| h.address);
+        if *routed == address {
+            return;
+        }
+        let route: Option<Arc<dyn WriteRoute>> = match &address {
+            Some(a) => match Remote::new(&origin, a, self.opts.lease.max(Duration::from_secs(5))) {
+                Ok(r) => Some(Arc::new(r)),
+                Err(e) => {
+                    tracing::warn!(origin = %origin, error = %e, "cannot route writes");
+                    None
+                }
+            },
+            None => None,
+        };
+        tracing::info!(origin = %origin, to = ?address, "writes go to the lease holder");
+        self.follower.set_route(route);
+        *routed = address;
+    }
+}
