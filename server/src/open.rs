@@ -168,6 +168,13 @@ pub fn open_postgres_log(
     let slug = keyfile::slug(&cfg.origin);
     let high_water = highwater::HighWater::at(high_water_dir.join(format!("{slug}.highwater")));
     let place = format!("the database at {}", hosts(&opts.url));
+    let mut opts = opts.clone();
+    if let Some(rep) = &config.replication {
+        // A replica paused inside a commit must not hold the lease row
+        // longer than a lease.
+        opts.idle_in_transaction = Some(std::time::Duration::from_millis(rep.lease_ms));
+    }
+    let opts = &opts;
     let origins = PgStore::origins(opts)
         .map_err(|e| anyhow::Error::new(e).context(format!("reading {place}")))?;
     let in_db = origins.contains(&cfg.origin);

@@ -8,6 +8,7 @@
 
 pub mod memlog;
 pub mod postgres;
+pub mod server;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -281,4 +282,20 @@ pub fn run_bin(name: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Copies the files of directory `from` into `to` (created), not
+/// recursing: a data directory's `keys/`, say.
+///
+/// # Panics
+/// On I/O failure.
+#[allow(clippy::expect_used)]
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating the copy");
+    for e in std::fs::read_dir(from).expect("reading the directory") {
+        let e = e.expect("a directory entry");
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copying a file");
+        }
+    }
 }

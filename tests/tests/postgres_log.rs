@@ -11,6 +11,7 @@ use quire_server::config::{Config, Engine, LogConfig};
 use quire_server::local::LocalServer;
 use quire_server::log::WriteError;
 use quire_server::store::{Storage, StorageReader};
+use quire_tests::copy_dir;
 use quire_tests::postgres;
 use quire_tests::run_bin;
 
@@ -226,14 +227,6 @@ async fn an_unknown_origin_in_a_database_of_logs_is_refused_unless_asked_for() {
     };
     let server = start(&data, "b.example/log", &db, config).await.unwrap();
     server.stop().await;
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 /// `quire-server migrate ARGS`: exit code and all it printed.

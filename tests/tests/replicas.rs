@@ -17,6 +17,7 @@ use quire_server::config::{Config, Engine, LogConfig, ReplicationConfig};
 use quire_server::local::LocalServer;
 use quire_server::log::WriteError;
 use quire_server::store::{Storage, StorageReader};
+use quire_tests::copy_dir;
 use quire_tests::postgres;
 
 const ORIGIN: &str = "replicated.example/log";
@@ -36,14 +37,6 @@ async fn replica(data: &Path, db: &str, name: &str) -> LocalServer {
         ..Config::default()
     };
     LocalServer::start_on(listener, data, vec![cfg], config).unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 /// Polls `f` every 20 ms, at most `tries` times, until it gives a value.

@@ -297,6 +297,7 @@ impl LogConfig {
                 connect_timeout: std::time::Duration::from_millis(st.connect_timeout_ms),
                 timeout: std::time::Duration::from_millis(st.timeout_ms),
                 compress: st.compress,
+                idle_in_transaction: None,
             }),
             _ => None,
         }

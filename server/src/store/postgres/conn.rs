@@ -49,18 +49,17 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// A driver for `url` (a libpq URL or key/value string; several hosts
-    /// and `target_session_attrs` included).
+    /// A driver for `opts.url` (a libpq URL or key/value string; several
+    /// hosts and `target_session_attrs` included).
     ///
     /// # Errors
     /// [`StoreError::Engine`] for a URL that does not parse or a runtime
     /// that cannot start.
-    pub(crate) fn new(
-        url: &str,
-        connect_timeout: Duration,
-        timeout: Duration,
-    ) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
+    pub(crate) fn new(opts: &super::PgOptions) -> Result<Self, StoreError> {
+        let (connect_timeout, timeout) = (opts.connect_timeout, opts.timeout);
+        let idle = opts.idle_in_transaction.unwrap_or(timeout).as_millis();
+        let mut config: tokio_postgres::Config = opts
+            .url
             .parse()
             .map_err(|e| StoreError::engine(format!("the PostgreSQL URL does not parse: {e}")))?;
         if config.get_connect_timeout().is_none() {
@@ -70,7 +69,11 @@ impl Driver {
         // A statement that outlives the call's deadline is cancelled by the
         // server too, not left running.
         let ms = timeout.as_millis();
-        config.options(format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
+        // A session left inside a transaction (its writer paused or gone)
+        // is ended, and the locks it held with it.
+        config.options(format!(
+            "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={idle}"
+        ));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("quire-postgres")

@@ -42,6 +42,11 @@ pub struct PgOptions {
     pub timeout: Duration,
     /// LZ4 for complete entry bundles where it saves space.
     pub compress: bool,
+    /// How long the server lets a session sit inside a transaction before
+    /// it ends the session (default: `timeout`). A writer paused in the
+    /// middle of a commit holds the lease row; replicas set it to the
+    /// lease, so that its takeover waits no longer than that.
+    pub idle_in_transaction: Option<Duration>,
 }
 
 impl PgOptions {
@@ -54,6 +59,7 @@ impl PgOptions {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
             compress: true,
+            idle_in_transaction: None,
         }
     }
 }
@@ -105,7 +111,7 @@ impl PgStore {
     /// migrated; [`StoreError::Missing`] for a log that is not in the
     /// database when `create` is [`Create::No`].
     pub fn open(opts: &PgOptions, origin: &str, create: Create) -> Result<Self, StoreError> {
-        let driver = Driver::new(&opts.url, opts.connect_timeout, opts.timeout)?;
+        let driver = Driver::new(opts)?;
         let config = driver.config().clone();
         let origin_owned = origin.to_owned();
         let log = driver.run("opening the log", async move {
@@ -162,7 +168,7 @@ impl PgStore {
     /// # Errors
     /// [`StoreError::Engine`] for a database that cannot be reached.
     pub fn origins(opts: &PgOptions) -> Result<Vec<String>, StoreError> {
-        let driver = Driver::new(&opts.url, opts.connect_timeout, opts.timeout)?;
+        let driver = Driver::new(opts)?;
         let config = driver.config().clone();
         driver.run("listing the logs", async move {
             let c = Conn::new().get(&config).await?;

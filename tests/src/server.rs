@@ -1,0 +1,101 @@
+//! `quire-server` processes for tests that kill, pause and restart them.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A running `quire-server run --config FILE`.
+pub struct ServerProcess {
+    /// The process.
+    pub child: Child,
+    /// Where its gRPC face listens.
+    pub addr: SocketAddr,
+}
+
+/// A loopback port free when asked (the server binding it later may still
+/// find it taken; callers retry on another).
+///
+/// # Errors
+/// When no port can be bound.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl ServerProcess {
+    /// Starts the server on `listen` with `config` and waits until it
+    /// listens (it prints "listening on ADDR").
+    ///
+    /// # Errors
+    /// Its own words when it exits before listening.
+    pub fn start(config: &Path, listen: SocketAddr) -> Result<Self, String> {
+        let mut child = Command::new(crate::binary("quire-server"))
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawning quire-server: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let err_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = std::sync::Arc::clone(&err_lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut v) = sink.lock() {
+                    if v.len() < 200 {
+                        v.push(line);
+                    }
+                }
+            }
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with("listening on ") => break,
+                Some(Ok(_)) => {}
+                _ => {
+                    let _ = child.wait();
+                    let said = err_lines.lock().map(|v| v.join("\n")).unwrap_or_default();
+                    return Err(format!("quire-server exited before listening: {said}"));
+                }
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Ok(ServerProcess {
+            child,
+            addr: listen,
+        })
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`) with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// SIGKILL, and wait for the exit.
+    pub fn kill(&mut self) {
+        self.signal("CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
