@@ -11,6 +11,7 @@
 // A measurement crate: counts and byte totals become float rates.
 #![allow(clippy::cast_precision_loss)]
 
+pub mod failover;
 pub mod load;
 pub mod machine;
 pub mod postgres;

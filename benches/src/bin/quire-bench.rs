@@ -63,6 +63,9 @@ enum Scenario {
     WitnessAdd,
     /// Signed → witnessed by 3 local witnesses (quorum 3) under `--rate`.
     Witnessed,
+    /// Three replica processes on one log in PostgreSQL at `--pg`: write
+    /// unavailability after SIGKILL of the leader, `--repeats` rounds.
+    Failover,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -157,6 +160,15 @@ struct Args {
     /// witness-add: checkpoints prepared per log.
     #[arg(long, default_value_t = 100)]
     steps: usize,
+    /// failover: rounds.
+    #[arg(long, default_value_t = 10)]
+    repeats: usize,
+    /// failover: the replicas' lease, milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    lease_ms: u64,
+    /// failover: how often leases are renewed and looked for, ms.
+    #[arg(long, default_value_t = 1000)]
+    renew_ms: u64,
     /// witness-add: the logs' key algorithm.
     #[arg(long, value_enum, default_value = "p256")]
     log_key: LogKey,
@@ -221,6 +233,29 @@ async fn main() -> anyhow::Result<()> {
                 limits.sha256_bytes_per_s / MIB
             );
             return emit(&args, &serde_json::json!(limits));
+        }
+        Scenario::Failover => {
+            let url = args.pg.clone().ok_or_else(|| {
+                anyhow::anyhow!("give --pg URL (scripts/postgres starts a server and prints it)")
+            })?;
+            let server = std::env::current_exe()?
+                .parent()
+                .map(|d| d.join("quire-server"))
+                .ok_or_else(|| anyhow::anyhow!("no directory of quire-bench"))?;
+            let r = quire_benches::failover::run(&quire_benches::failover::FailoverOptions {
+                url,
+                repeats: args.repeats,
+                lease_ms: args.lease_ms,
+                renew_ms: args.renew_ms,
+                dir: data_dir.join("failover"),
+                server,
+            })
+            .await?;
+            println!(
+                "failover: lease {} ms, renew {} ms: writes again after SIGKILL of the leader in p50 {:.0} ms, max {:.0} ms over {} rounds ({} entries acknowledged, all read back)",
+                r.lease_ms, r.renew_ms, r.p50_ms, r.max_ms, r.unavailable_ms.len(), r.acknowledged
+            );
+            return emit(&args, &serde_json::to_value(&r)?);
         }
         Scenario::Postgres | Scenario::Suite => {
             let url = args.pg.clone().ok_or_else(|| {
