@@ -71,6 +71,15 @@ pub enum WriteError {
         /// Its message.
         message: String,
     },
+    /// The log's database would not replicate the batch before
+    /// acknowledging it; nothing was written, writes resume once it does.
+    #[error("log {origin}: not acknowledged, the database would not replicate it: {why}; retry once its synchronous standby is back (or set allow_unreplicated)")]
+    Unreplicated {
+        /// The log.
+        origin: String,
+        /// What the database said.
+        why: String,
+    },
     /// Entries the sequencer acknowledged that this server cannot read
     /// back from storage yet.
     #[error("log {origin}: the sequencer at {to} stored entries up to index {last}, but this server reads only size {size} from storage yet; retry (with strict dedup the retry returns their indexes)")]

@@ -122,6 +122,7 @@ impl<S: Storage> Log<S> {
                 latest: rx,
                 signing: Arc::new(SigningGate::default()),
                 follower: Some(tx),
+                writes_stopped: Arc::default(),
                 high_water: opts.high_water,
                 route: std::sync::RwLock::new(None),
             }),

@@ -113,6 +113,9 @@ pub(crate) struct Inner<S> {
     /// A log followed from storage ([`crate::follow`]): where what was
     /// read and checked is published. `None` for the sequencing log.
     pub(crate) follower: Option<watch::Sender<Arc<Latest>>>,
+    /// Why the sequencer stopped writing, once it did (a storage failure,
+    /// a lost lease, a commit of unknown outcome).
+    pub(crate) writes_stopped: Arc<std::sync::Mutex<Option<String>>>,
     /// A follower's record of what it served (replicas).
     pub(crate) high_water: Option<HighWater>,
     /// Where a follower sends writes, when it takes them.
@@ -214,6 +217,7 @@ impl<S: Storage> Log<S> {
         let (tx, rx) = mpsc::channel(opts.limits.queue_depth);
         let (latest_tx, latest_rx) = watch::channel(Arc::new(latest));
         let signing = Arc::new(SigningGate::default());
+        let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let seq = Sequencer {
             clock: opts.clock,
             origin: opts.origin.clone(),
@@ -229,7 +233,7 @@ impl<S: Storage> Log<S> {
             range,
             newest: Arc::clone(&latest_rx.borrow()),
             latest: Some(latest_tx),
-            stopped: Arc::default(),
+            stopped: Arc::clone(&stopped),
             high_water: Some(opts.high_water),
             signing: Arc::clone(&signing),
         };
@@ -248,6 +252,7 @@ impl<S: Storage> Log<S> {
                 latest: latest_rx,
                 signing,
                 follower: None,
+                writes_stopped: stopped,
                 high_water: None,
                 route: std::sync::RwLock::new(None),
             }),
@@ -309,6 +314,16 @@ impl<S: Storage> Log<S> {
     /// The storage.
     pub fn store(&self) -> &S {
         &self.inner.store
+    }
+
+    /// Why the sequencer stopped writing, once it did; `None` while it
+    /// writes (and on a follower).
+    pub fn writes_stopped(&self) -> Option<String> {
+        self.inner
+            .writes_stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Where this follower sends the writes it takes (`None`: it refuses

@@ -212,6 +212,18 @@ impl Replica {
             .as_ref()
             .map(|l| l.lease.clone());
         if let Some(lease) = held {
+            let stopped = self
+                .leading
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .and_then(|l| l.log.writes_stopped());
+            if let Some(why) = stopped {
+                // A commit of unknown outcome (the primary lost), a
+                // conflict: a new sequencer reads the head again.
+                self.step_down(&format!("its sequencer stopped writing ({why})"));
+                return;
+            }
             match self.store.renew(&lease, self.opts.lease) {
                 Ok(Some(renewed)) => {
                     metrics::counter!("quire_lease_renewals_total", &label).increment(1);

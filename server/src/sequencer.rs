@@ -415,6 +415,10 @@ impl<S: Storage> Sequencer<S> {
 fn write_error(origin: &str, e: StoreError) -> WriteError {
     match e {
         StoreError::Full(m) => WriteError::StorageFull(m.to_string()),
+        StoreError::NotReplicated(why) => WriteError::Unreplicated {
+            origin: origin.to_owned(),
+            why,
+        },
         StoreError::NotLeader(why) => WriteError::NotLeader {
             origin: origin.to_owned(),
             why,

@@ -49,15 +49,19 @@ fn workspace() -> PathBuf {
         .unwrap_or_default()
 }
 
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
+}
+
 fn start() -> Result<Postgres, String> {
     let mut why = Vec::new();
     // A port found free can be taken before the server binds it: a few
     // tries, each on another port.
     for attempt in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("finding a free port: {e}"))?
-            .port();
+        let port = free_port()?;
         let dir = std::env::temp_dir().join(format!("quire-pg-{}-{attempt}", std::process::id()));
         let out = Command::new("bash")
             .arg(workspace().join("scripts/postgres"))
@@ -146,6 +150,100 @@ impl Postgres {
     pub fn url_of(&self, db: &str) -> String {
         match self.url.rsplit_once('/') {
             Some((base, _)) => format!("{base}/{db}"),
+            None => self.url.clone(),
+        }
+    }
+}
+
+/// A primary with one synchronous standby, started through the project's
+/// `scripts/pg-formation` on two free loopback ports, and removed by that
+/// script once the test process has ended.
+pub struct Formation {
+    /// The primary alone.
+    pub primary: Postgres,
+    /// Every node, with `target_session_attrs=read-write`.
+    pub url: String,
+    /// The formation's directory.
+    pub dir: PathBuf,
+    /// The primary's port (the standby's is the next).
+    pub port: u16,
+}
+
+impl Formation {
+    /// Starts one; each call a new formation.
+    ///
+    /// # Errors
+    /// The script's own words when it cannot start one.
+    pub fn start() -> Result<Formation, String> {
+        let mut why = Vec::new();
+        for attempt in 0..5 {
+            let port = free_port()?;
+            if port == u16::MAX || std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
+                continue;
+            }
+            let dir = std::env::temp_dir().join(format!(
+                "quire-pgf-{}-{}-{attempt}",
+                std::process::id(),
+                port
+            ));
+            let out = Command::new("bash")
+                .arg(workspace().join("scripts/pg-formation"))
+                .env("PGF_DIR", &dir)
+                .env("PGF_PORT", port.to_string())
+                .env("PG_OWNER", std::process::id().to_string())
+                .output()
+                .map_err(|e| format!("running scripts/pg-formation: {e}"))?;
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let line = |key: &str| {
+                stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key).map(str::to_owned))
+            };
+            if let (true, Some(primary), Some(url)) =
+                (out.status.success(), line("primary "), line("url "))
+            {
+                return Ok(Formation {
+                    primary: Postgres {
+                        url: primary,
+                        dir: dir.join("primary"),
+                    },
+                    url,
+                    dir,
+                    port,
+                });
+            }
+            why.push(format!(
+                "port {port}: {} {stdout}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Err(why.join("; "))
+    }
+
+    /// `scripts/pg-formation ACTION N` (`stop-node`, `start-node`; 0 is the primary).
+    ///
+    /// # Errors
+    /// The script's words when it fails.
+    pub fn node(&self, action: &str, n: u32) -> Result<(), String> {
+        let out = Command::new("bash")
+            .arg(workspace().join("scripts/pg-formation"))
+            .args([action, &n.to_string()])
+            .env("PGF_DIR", &self.dir)
+            .env("PGF_PORT", self.port.to_string())
+            .output()
+            .map_err(|e| format!("running scripts/pg-formation: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// The URL of database `db` on every node (read-write).
+    pub fn url_of(&self, db: &str) -> String {
+        match self.url.split_once("/postgres?") {
+            Some((hosts, query)) => format!("{hosts}/{db}?{query}"),
             None => self.url.clone(),
         }
     }

@@ -145,7 +145,8 @@ fn write_kind(e: &WriteError) -> Kind {
         | WriteError::SigningHeld { .. }
         | WriteError::NotSequencing { .. }
         | WriteError::NotLeader { .. }
-        | WriteError::Forwarded { .. } => Kind::Unavailable,
+        | WriteError::Forwarded { .. }
+        | WriteError::Unreplicated { .. } => Kind::Unavailable,
         WriteError::SigningStopped { .. } | WriteError::ClockBackwards { .. } => {
             Kind::FailedPrecondition
         }

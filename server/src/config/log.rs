@@ -75,6 +75,13 @@ pub struct StorageConfig {
     /// Deadline of opening a connection, milliseconds (PostgreSQL).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
+    /// Synchronous standbys that must confirm each commit before it is
+    /// acknowledged (PostgreSQL; default: one when the primary has any).
+    #[serde(default)]
+    pub sync_standbys: Option<u32>,
+    /// Acknowledge commits the database does not replicate (PostgreSQL).
+    #[serde(default)]
+    pub allow_unreplicated: bool,
 }
 
 fn default_connections() -> usize {
@@ -97,6 +104,8 @@ impl Default for StorageConfig {
             connections: default_connections(),
             timeout_ms: default_db_timeout(),
             connect_timeout_ms: default_connect_timeout(),
+            sync_standbys: None,
+            allow_unreplicated: false,
         }
     }
 }
@@ -298,6 +307,8 @@ impl LogConfig {
                 timeout: std::time::Duration::from_millis(st.timeout_ms),
                 compress: st.compress,
                 idle_in_transaction: None,
+                sync_standbys: st.sync_standbys,
+                allow_unreplicated: st.allow_unreplicated,
             }),
             _ => None,
         }

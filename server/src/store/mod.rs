@@ -45,6 +45,11 @@ pub enum StoreError {
     /// signed.
     #[error("not the log's sequencer: {0}; nothing was written")]
     NotLeader(String),
+    /// The database would not make the commit durable on the synchronous
+    /// standbys required (none configured, too few streaming, or commits
+    /// that do not wait for them): nothing was written.
+    #[error("the commit would not be replicated: {0}; nothing was written")]
+    NotReplicated(String),
     /// The store's head is not the one the commit extends: another writer
     /// committed, or this one's view is stale. Nothing was written.
     #[error("the log's storage holds size {} (root {}), not the size {} (root {}) this commit extends: another writer committed; nothing was written", found.size, found.root, expected.size, expected.root)]

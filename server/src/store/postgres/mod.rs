@@ -47,6 +47,13 @@ pub struct PgOptions {
     /// middle of a commit holds the lease row; replicas set it to the
     /// lease, so that its takeover waits no longer than that.
     pub idle_in_transaction: Option<Duration>,
+    /// Synchronous standbys that must confirm every commit before it is
+    /// acknowledged: `None` means one when the primary has any standby,
+    /// none otherwise.
+    pub sync_standbys: Option<u32>,
+    /// Acknowledge commits the database does not replicate (availability
+    /// over durability across machines).
+    pub allow_unreplicated: bool,
 }
 
 impl PgOptions {
@@ -60,6 +67,8 @@ impl PgOptions {
             timeout: Duration::from_secs(10),
             compress: true,
             idle_in_transaction: None,
+            sync_standbys: None,
+            allow_unreplicated: false,
         }
     }
 }
@@ -74,6 +83,13 @@ pub(crate) struct Shared {
     compress: bool,
     /// What commits are conditional on ([`lease`]).
     fence: std::sync::Mutex<lease::Fence>,
+    /// The replication each commit requires.
+    replication: write::SyncCheck,
+    /// Whether a commit of this log was ever checked replicated: from then
+    /// on a synchronous standby is required by default, so that a primary
+    /// left without one after a failover is not taken for a database that
+    /// never had one.
+    replicated: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -114,7 +130,7 @@ impl PgStore {
         let driver = Driver::new(opts)?;
         let config = driver.config().clone();
         let origin_owned = origin.to_owned();
-        let log = driver.run("opening the log", async move {
+        let (log, replicated) = driver.run("opening the log", async move {
             let c = Conn::new().get(&config).await?;
             schema::migrate(&c).await?;
             let found = c
@@ -125,7 +141,16 @@ impl PgStore {
                 .await
                 .map_err(engine)?;
             if let Some(row) = found {
-                return Ok(row.get::<_, i64>(0));
+                let id = row.get::<_, i64>(0);
+                let replicated = c
+                    .query_opt(
+                        "SELECT 1 FROM quire_meta WHERE log = $1 AND key = $2",
+                        &[&id, &write::REPLICATED_META],
+                    )
+                    .await
+                    .map_err(engine)?
+                    .is_some();
+                return Ok((id, replicated));
             }
             if create == Create::No {
                 return Err(StoreError::Missing(format!(
@@ -146,7 +171,7 @@ impl PgStore {
                 )
                 .await
                 .map_err(engine)?;
-            Ok(row.get::<_, i64>(0))
+            Ok((row.get::<_, i64>(0), false))
         })?;
         Ok(PgStore {
             shared: Arc::new(Shared {
@@ -158,6 +183,12 @@ impl PgStore {
                 origin: origin.to_owned(),
                 compress: opts.compress,
                 fence: std::sync::Mutex::default(),
+                replication: if opts.allow_unreplicated {
+                    write::SyncCheck::Off
+                } else {
+                    write::SyncCheck::Standbys(opts.sync_standbys)
+                },
+                replicated: std::sync::atomic::AtomicBool::new(replicated),
             }),
         })
     }

@@ -148,10 +148,14 @@ pub(crate) async fn migrate(client: &Client) -> Result<(), StoreError> {
             client.batch_execute(sql).await.map_err(engine)?;
             tracing::info!(version = i + 1, "PostgreSQL schema migrated");
         }
-        client
-            .execute("UPDATE quire_schema SET version = $1", &[&VERSION])
-            .await
-            .map_err(engine)?;
+        // Written only when it changed: opening writes nothing, so it never
+        // waits on a synchronous standby.
+        if have != VERSION {
+            client
+                .execute("UPDATE quire_schema SET version = $1", &[&VERSION])
+                .await
+                .map_err(engine)?;
+        }
         Ok(())
     }
     .await;

@@ -26,6 +26,20 @@ use crate::store::rows::{RowSpan, MID};
 use crate::store::{check_head, Commit, Head, StoreError};
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// What a commit checks of its replication.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) enum SyncCheck {
+    /// Nothing (`allow_unreplicated`, or not set up).
+    #[default]
+    Off,
+    /// Synchronous standbys: this many, or (`None`) one when the primary
+    /// has or names any or the log was replicated before.
+    Standbys(Option<u32>),
+}
+
+/// Metadata key set by the first commit checked replicated.
+pub(super) const REPLICATED_META: &str = "replicated";
 /// One statement of a commit, pipelined with the others.
 type Work<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
@@ -48,6 +62,9 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
     }
     let mut plan = Plan::of(c, shared.compress, shared.log)?;
     plan.lease = shared.fence()?;
+    plan.replication = shared.replication;
+    let ever = shared.replicated.load(std::sync::atomic::Ordering::Relaxed);
+    plan.ever_replicated = ever;
     let shared2 = Arc::clone(shared);
     shared.driver.run("a commit", async move {
         let guard = shared2.writer.hold(shared2.driver.config()).await?;
@@ -73,6 +90,11 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
             }
         })?;
         drop(guard);
+        if plan.marked.load(std::sync::atomic::Ordering::Relaxed) {
+            shared2
+                .replicated
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(())
     })
 }
@@ -134,6 +156,13 @@ struct Plan {
     log: i64,
     /// The lease the commit is conditional on, when the store is fenced.
     lease: Option<super::Lease>,
+    /// The synchronous standbys the commit requires.
+    replication: SyncCheck,
+    /// Whether a commit of the log was checked replicated before.
+    ever_replicated: bool,
+    /// Set when this commit is the first checked replicated (it marks the
+    /// log so in the same transaction).
+    marked: std::sync::atomic::AtomicBool,
 }
 
 impl Plan {
@@ -223,6 +252,9 @@ impl Plan {
             compress,
             log,
             lease: None,
+            replication: SyncCheck::Off,
+            ever_replicated: false,
+            marked: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -232,6 +264,25 @@ impl Plan {
         self.lock_head(client, log).await?;
         let bundles = self.bundles(client, log).await?;
         let mut work = self.bundle_statements(client, &bundles);
+        if let SyncCheck::Standbys(required) = self.replication {
+            work.push(Box::pin(async move {
+                if replicated(client, required, self.ever_replicated).await?
+                    && !self.ever_replicated
+                {
+                    client
+                        .execute_typed(
+                            "INSERT INTO quire_meta (log, key, value) VALUES ($1, $2, '\\x31')
+                             ON CONFLICT (log, key) DO NOTHING",
+                            &[(&self.log, Type::INT8), (&REPLICATED_META, Type::TEXT)],
+                        )
+                        .await
+                        .map_err(engine)?;
+                    self.marked
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(())
+            }));
+        }
         self.statements(client, &mut work);
         try_join_all(work).await?;
         Ok(())
@@ -483,4 +534,56 @@ fn node_gap(mid: bool, tile: TileId, want: u64, got: u64) -> StoreError {
         tile.level,
         tile.index
     ))
+}
+
+/// Whether this commit will be durable on the synchronous standbys
+/// required before `COMMIT` returns: commits wait for a standby's flush
+/// (`synchronous_commit` on or `remote_apply`), standbys are named
+/// (`synchronous_standby_names`), and enough of them stream as synchronous.
+/// `required` `None`: one when the primary has or names any standby, or a
+/// commit of the log was checked replicated before (`ever`). Read in the
+/// commit's own session, so what it says is what this `COMMIT` does; a
+/// standby lost after it makes `COMMIT` wait, never return early.
+async fn replicated(
+    client: &Client,
+    required: Option<u32>,
+    ever: bool,
+) -> Result<bool, StoreError> {
+    let row = client
+        .query_typed_one(
+            "SELECT current_setting('synchronous_commit'),
+                    current_setting('synchronous_standby_names'),
+                    (SELECT count(*) FROM pg_stat_replication
+                      WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')),
+                    (SELECT count(*) FROM pg_stat_replication)",
+            &[],
+        )
+        .await
+        .map_err(engine)?;
+    let (mode, names, sync, all): (String, String, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    // PostgreSQL waits for the standbys it names whatever is connected (a
+    // promoted standby may keep the old primary's setting): then at least
+    // one is required, and refused at once rather than left to block.
+    let required =
+        i64::from(required.unwrap_or(u32::from(ever || all > 0 || !names.trim().is_empty())));
+    if required == 0 {
+        return Ok(false);
+    }
+    if !matches!(mode.as_str(), "on" | "remote_apply") {
+        return Err(StoreError::NotReplicated(format!(
+            "synchronous_commit is {mode:?}, so a commit does not wait for a standby's flush"
+        )));
+    }
+    if names.trim().is_empty() {
+        return Err(StoreError::NotReplicated(
+            "synchronous_standby_names is empty: the primary runs without a synchronous standby (after a failover?)".into(),
+        ));
+    }
+    if sync < required {
+        return Err(StoreError::NotReplicated(format!(
+            "{sync} synchronous standbys are streaming, {required} required ({all} standbys connected)"
+        )));
+    }
+    Ok(true)
 }

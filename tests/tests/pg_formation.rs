@@ -1,0 +1,198 @@
+//! A log on a real PostgreSQL formation (a primary and a synchronous
+//! standby, started by `scripts/pg-formation`): writes are acknowledged
+//! only once the standby holds them, refused by name while the database
+//! would not replicate them (standby gone, no synchronous standby named,
+//! too few), resumed when it would; and after the primary is lost and the
+//! standby promoted, every acknowledged entry is there and the log goes on
+//! from it without a fork.
+//!
+//! Waits are bounded polls; faults are placed by the formation's state.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::time::Duration;
+
+use quire_server::config::{Config, Engine, LogConfig};
+use quire_server::local::LocalServer;
+use quire_server::log::WriteError;
+use quire_tests::postgres::Formation;
+
+const ORIGIN: &str = "replicated-db.example/log";
+
+fn log_on(url: &str, sync_standbys: Option<u32>, allow_unreplicated: bool) -> LogConfig {
+    let mut cfg = LogConfig::new(ORIGIN);
+    cfg.storage.engine = Engine::Postgres;
+    cfg.storage.url = Some(url.to_owned());
+    cfg.storage.sync_standbys = sync_standbys;
+    cfg.storage.allow_unreplicated = allow_unreplicated;
+    cfg.storage.timeout_ms = 5_000;
+    cfg
+}
+
+/// A server for the log on the formation's database `quire`.
+async fn start(
+    data: &std::path::Path,
+    f: &Formation,
+    sync_standbys: Option<u32>,
+    allow_unreplicated: bool,
+) -> LocalServer {
+    let cfg = log_on(&f.url_of("quire"), sync_standbys, allow_unreplicated);
+    LocalServer::start(data, vec![cfg], Config::default())
+        .await
+        .unwrap()
+}
+
+/// `ALTER SYSTEM {what}` on a node, reloaded.
+fn set(node: &quire_tests::postgres::Postgres, what: &str) {
+    node.psql("postgres", &format!("ALTER SYSTEM {what}"))
+        .unwrap();
+    node.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+}
+
+/// Writes one entry, polling until the outcome is `want` (Ok or the
+/// refusal's words); returns the index when it was written.
+async fn write_until(server: &LocalServer, n: &mut u64, want: Result<(), &str>) -> Option<u64> {
+    let mut last = String::new();
+    for _ in 0..300 {
+        *n += 1;
+        let entry = format!("replicated entry {n}").into_bytes();
+        match (server.logs[0].add(vec![entry]).await, want) {
+            (Ok((added, _)), Ok(())) => return Some(added[0].index),
+            (Err(e @ WriteError::Unreplicated { .. }), Err(words))
+                if e.to_string().contains(words) =>
+            {
+                return None
+            }
+            (r, _) => last = format!("{:?}", r.map(|(a, _)| a)),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never {want:?}; last {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_acknowledged_only_when_the_standby_holds_them() {
+    let f = Formation::start().unwrap();
+    f.primary.psql("postgres", "CREATE DATABASE quire").unwrap();
+    let standby = quire_tests::postgres::Postgres {
+        url: format!("postgres://quire@127.0.0.1:{}/postgres", f.port + 1),
+        dir: f.dir.join("standby1"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = start(&data, &f, None, false).await;
+    let mut n = 0;
+    let mut acked = Vec::new();
+    for _ in 0..20 {
+        acked.push(write_until(&server, &mut n, Ok(())).await.unwrap());
+    }
+    // Acknowledged means on the standby too (flushed there; visible once
+    // replayed, which the poll waits for).
+    let last = *acked.iter().max().unwrap();
+    let mut seen = 0;
+    for _ in 0..300 {
+        seen = standby
+            .psql("quire", "SELECT size FROM quire_heads")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap_or(0);
+        if seen > last {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen > last, "the standby holds size {seen}");
+
+    // The standby gone: refused by name, nothing acknowledged; back: resumed.
+    f.node("stop-node", 1).unwrap();
+    write_until(
+        &server,
+        &mut n,
+        Err("0 synchronous standbys are streaming, 1 required"),
+    )
+    .await;
+    f.node("start-node", 1).unwrap();
+    acked.push(write_until(&server, &mut n, Ok(())).await.unwrap());
+
+    // No synchronous standby named (as after a failover that left the
+    // standby asynchronous): refused by name, unless allowed.
+    set(&f.primary, "SET synchronous_standby_names = ''");
+    write_until(&server, &mut n, Err("synchronous_standby_names is empty")).await;
+    server.stop().await;
+    let server = start(&data, &f, None, true).await;
+    acked.push(write_until(&server, &mut n, Ok(())).await.unwrap());
+    server.stop().await;
+    set(&f.primary, "RESET synchronous_standby_names");
+    // More standbys required than there are.
+    let server = start(&data, &f, Some(2), false).await;
+    write_until(
+        &server,
+        &mut n,
+        Err("1 synchronous standbys are streaming, 2 required"),
+    )
+    .await;
+    server.stop().await;
+
+    // The primary lost, the standby promoted by hand: the server finds it
+    // through the multi-host URL; every acknowledged entry is there, and it
+    // refuses to acknowledge until the new primary has a standby of its own
+    // (allowed here, as an operator who prefers availability would).
+    let server = start(&data, &f, None, false).await;
+    acked.push(write_until(&server, &mut n, Ok(())).await.unwrap());
+    let size_before = server.logs[0].latest().stored.size;
+    server.stop().await;
+    f.node("stop-node", 0).unwrap();
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin/pg_ctl"))
+        .find(|p| p.exists())
+        .unwrap();
+    let mut promote = std::process::Command::new("runuser");
+    let as_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout
+        == b"0\n";
+    if as_root {
+        promote.args(["-u", "postgres", "--"]).arg(&bin);
+    } else {
+        promote = std::process::Command::new(&bin);
+    }
+    let ok = promote
+        .args(["-D"])
+        .arg(f.dir.join("standby1"))
+        .args(["-w", "promote"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "promoting the standby");
+    let server = start(&data, &f, None, false).await;
+    assert!(
+        server.logs[0].latest().stored.size >= size_before,
+        "nothing acknowledged was lost"
+    );
+    write_until(&server, &mut n, Err("synchronous standbys are streaming")).await;
+    // The promoted standby kept the old primary's synchronous setting; an
+    // operator (or a failover manager) clears it: the log was replicated
+    // before, so it is still refused by name, until allowed.
+    set(&standby, "SET synchronous_standby_names = ''");
+    write_until(&server, &mut n, Err("synchronous_standby_names is empty")).await;
+    server.stop().await;
+    let server = start(&data, &f, None, true).await;
+    acked.push(write_until(&server, &mut n, Ok(())).await.unwrap());
+    let r = {
+        use quire_server::store::Storage as _;
+        server.logs[0].store().reader().unwrap()
+    };
+    use quire_server::store::StorageReader as _;
+    let mut sorted = acked.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), acked.len(), "no index acknowledged twice");
+    let size = r.head().unwrap().unwrap().size;
+    assert!(acked.iter().all(|i| *i < size));
+    server.stop().await;
+}
