@@ -56,13 +56,27 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("finding a free port: {e}"))
 }
 
+/// A server of its own, not shared (for a test that changes the server's
+/// settings); stopped like the shared one.
+///
+/// # Errors
+/// The script's words when it cannot start one.
+pub fn start_new() -> Result<Postgres, String> {
+    start()
+}
+
+/// Servers started by this process.
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
 fn start() -> Result<Postgres, String> {
     let mut why = Vec::new();
     // A port found free can be taken before the server binds it: a few
     // tries, each on another port.
     for attempt in 0..5 {
         let port = free_port()?;
-        let dir = std::env::temp_dir().join(format!("quire-pg-{}-{attempt}", std::process::id()));
+        let nth = STARTED.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("quire-pg-{}-{nth}-{attempt}", std::process::id()));
         let out = Command::new("bash")
             .arg(workspace().join("scripts/postgres"))
             .env("PG_DIR", &dir)

@@ -82,6 +82,10 @@ pub struct StorageConfig {
     /// Acknowledge commits the database does not replicate (PostgreSQL).
     #[serde(default)]
     pub allow_unreplicated: bool,
+    /// The CA (PEM) the database's TLS certificate must chain to
+    /// (PostgreSQL; default: the system's store).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_connections() -> usize {
@@ -106,6 +110,7 @@ impl Default for StorageConfig {
             connect_timeout_ms: default_connect_timeout(),
             sync_standbys: None,
             allow_unreplicated: false,
+            ca_file: None,
         }
     }
 }
@@ -309,6 +314,7 @@ impl LogConfig {
                 idle_in_transaction: None,
                 sync_standbys: st.sync_standbys,
                 allow_unreplicated: st.allow_unreplicated,
+                ca_file: st.ca_file.clone(),
             }),
             _ => None,
         }

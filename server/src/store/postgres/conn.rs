@@ -44,6 +44,8 @@ pub(crate) fn uint(v: i64) -> Result<u64, StoreError> {
 pub(crate) struct Driver {
     rt: Option<tokio::runtime::Runtime>,
     config: tokio_postgres::Config,
+    /// TLS (rustls), unless the URL says `sslmode=disable`.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// The deadline of every call.
     pub(crate) timeout: Duration,
 }
@@ -74,6 +76,10 @@ impl Driver {
         config.options(format!(
             "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={idle}"
         ));
+        let tls = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => None,
+            _ => Some(tls(opts.ca_file.as_deref())?),
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("quire-postgres")
@@ -83,6 +89,7 @@ impl Driver {
         Ok(Driver {
             rt: Some(rt),
             config,
+            tls,
             timeout,
         })
     }
@@ -118,18 +125,28 @@ impl Driver {
     }
 
     /// A new connection (its driving task on the engine's runtime).
-    async fn connect(config: tokio_postgres::Config) -> Result<Client, StoreError> {
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+    async fn connect(
+        config: tokio_postgres::Config,
+        tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    ) -> Result<Client, StoreError> {
+        let failed = |e| {
             StoreError::Engine(Cause::new(Connect {
                 hosts: hosts(&config),
                 source: e,
             }))
-        })?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection closed");
+        };
+        let client = match tls {
+            None => {
+                let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+                tokio::spawn(watch(connection));
+                client
             }
-        });
+            Some(tls) => {
+                let (client, connection) = config.connect(tls).await.map_err(failed)?;
+                tokio::spawn(watch(connection));
+                client
+            }
+        };
         Ok(client)
     }
 }
@@ -141,6 +158,65 @@ impl Drop for Driver {
             rt.shutdown_background();
         }
     }
+}
+
+/// Drives a connection until it closes.
+async fn watch<T: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: T) {
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "PostgreSQL connection closed");
+    }
+}
+
+/// Largest CA file read.
+const MAX_CA_BYTES: u64 = 1 << 20;
+
+/// The TLS connector: the server's certificate must chain to a CA of
+/// `ca_file` (PEM), or of the system's store when none is given, and name
+/// the host connected to. (Stricter than libpq's `sslmode=require`, which
+/// does not verify.)
+fn tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let roots = if let Some(path) = ca_file {
+        ca_roots(path)?
+    } else {
+        // The system's store, as rustls-native-certs finds it (SSL_CERT_FILE
+        // and SSL_CERT_DIR included).
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "reading the system's CA certificates");
+        }
+        roots.add_parsable_certificates(found.certs);
+        roots
+    };
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::engine(format!("TLS for PostgreSQL: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// The CA certificates of a PEM file, at least one.
+fn ca_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, StoreError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let bad = |why: String| {
+        StoreError::engine(format!("the PostgreSQL CA file {}: {why}", path.display()))
+    };
+    let pem = quire_host::read_bounded(path, MAX_CA_BYTES).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("it holds no certificate".into()));
+    }
+    Ok(roots)
 }
 
 /// A connection that cannot be opened, naming where it was tried.
@@ -186,12 +262,13 @@ impl Conn {
     pub(crate) async fn get(
         &self,
         config: &tokio_postgres::Config,
+        tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
     ) -> Result<Arc<Client>, StoreError> {
         let mut slot = self.slot.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(c));
         }
-        let c = Arc::new(Driver::connect(config.clone()).await?);
+        let c = Arc::new(Driver::connect(config.clone(), tls.cloned()).await?);
         *slot = Some(Arc::clone(&c));
         Ok(c)
     }
@@ -201,10 +278,13 @@ impl Conn {
     pub(crate) async fn hold(
         &self,
         config: &tokio_postgres::Config,
+        tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
     ) -> Result<tokio::sync::MutexGuard<'_, Option<Arc<Client>>>, StoreError> {
         let mut slot = self.slot.lock().await;
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
-            *slot = Some(Arc::new(Driver::connect(config.clone()).await?));
+            *slot = Some(Arc::new(
+                Driver::connect(config.clone(), tls.cloned()).await?,
+            ));
         }
         Ok(slot)
     }
@@ -214,5 +294,10 @@ impl Driver {
     /// The connection settings.
     pub(crate) fn config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+
+    /// The TLS connector, unless TLS is off.
+    pub(crate) fn tls(&self) -> Option<&tokio_postgres_rustls::MakeRustlsConnect> {
+        self.tls.as_ref()
     }
 }

@@ -42,6 +42,11 @@ pub struct PgOptions {
     pub timeout: Duration,
     /// LZ4 for complete entry bundles where it saves space.
     pub compress: bool,
+    /// The CA (PEM) the server's TLS certificate must chain to; the
+    /// system's store when `None`. TLS is used unless the URL says
+    /// `sslmode=disable` (`prefer`, the default, falls back to plain text
+    /// only when the server offers no TLS).
+    pub ca_file: Option<std::path::PathBuf>,
     /// How long the server lets a session sit inside a transaction before
     /// it ends the session (default: `timeout`). A writer paused in the
     /// middle of a commit holds the lease row; replicas set it to the
@@ -66,6 +71,7 @@ impl PgOptions {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
             compress: true,
+            ca_file: None,
             idle_in_transaction: None,
             sync_standbys: None,
             allow_unreplicated: false,
@@ -97,8 +103,12 @@ impl Shared {
     async fn reader(&self) -> Result<Arc<tokio_postgres::Client>, StoreError> {
         let n = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len().max(1);
         match self.readers.get(n) {
-            Some(c) => c.get(self.driver.config()).await,
-            None => self.writer.get(self.driver.config()).await,
+            Some(c) => c.get(self.driver.config(), self.driver.tls()).await,
+            None => {
+                self.writer
+                    .get(self.driver.config(), self.driver.tls())
+                    .await
+            }
         }
     }
 }
@@ -129,9 +139,10 @@ impl PgStore {
     pub fn open(opts: &PgOptions, origin: &str, create: Create) -> Result<Self, StoreError> {
         let driver = Driver::new(opts)?;
         let config = driver.config().clone();
+        let tls = driver.tls().cloned();
         let origin_owned = origin.to_owned();
         let (log, replicated) = driver.run("opening the log", async move {
-            let c = Conn::new().get(&config).await?;
+            let c = Conn::new().get(&config, tls.as_ref()).await?;
             schema::migrate(&c).await?;
             let found = c
                 .query_opt(
@@ -201,8 +212,9 @@ impl PgStore {
     pub fn origins(opts: &PgOptions) -> Result<Vec<String>, StoreError> {
         let driver = Driver::new(opts)?;
         let config = driver.config().clone();
+        let tls = driver.tls().cloned();
         driver.run("listing the logs", async move {
-            let c = Conn::new().get(&config).await?;
+            let c = Conn::new().get(&config, tls.as_ref()).await?;
             let exists: bool = c
                 .query_one("SELECT to_regclass('quire_logs') IS NOT NULL", &[])
                 .await

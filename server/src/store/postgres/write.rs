@@ -67,7 +67,10 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
     plan.ever_replicated = ever;
     let shared2 = Arc::clone(shared);
     shared.driver.run("a commit", async move {
-        let guard = shared2.writer.hold(shared2.driver.config()).await?;
+        let guard = shared2
+            .writer
+            .hold(shared2.driver.config(), shared2.driver.tls())
+            .await?;
         let Some(client) = guard.as_ref().map(Arc::clone) else {
             return Err(StoreError::engine("no PostgreSQL connection for the commit"));
         };
