@@ -299,3 +299,24 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The checkpoint the log server at `url` serves for `origin` (the
+/// witnessed one when `witnessed`), over gRPC.
+///
+/// # Errors
+/// The gRPC status, or a connection that fails.
+pub async fn checkpoint(url: &str, origin: &str, witnessed: bool) -> Result<Vec<u8>, String> {
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = quire_proto::v1::log_client::LogClient::new(channel)
+        .get_checkpoint(quire_proto::v1::GetCheckpointRequest {
+            log: origin.into(),
+            witnessed,
+        })
+        .await
+        .map_err(|s| s.to_string())?;
+    Ok(r.into_inner().checkpoint)
+}

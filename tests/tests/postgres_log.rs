@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use quire_core::Note;
 use quire_server::config::{Config, Engine, LogConfig};
 use quire_server::local::LocalServer;
 use quire_server::log::WriteError;
@@ -328,4 +329,81 @@ async fn migrate_moves_a_log_to_postgres_and_back_verified_and_signs_nothing() {
         let size = pg.psql(&other_db, "SELECT size FROM quire_heads").unwrap();
         assert_eq!(size, "3", "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witnessed_log_on_postgres_keeps_its_cosignatures_across_a_restart() {
+    use quire_proto::v1::log_client::LogClient;
+    use quire_proto::v1::AddEntryRequest;
+    use quire_witness::config::{LogEntryConfig, WitnessConfig};
+    use quire_witness::local::LocalWitness;
+    let (_, db, dir, data) = setup("witnessed");
+    let origin = "witnessed-pg.example/log";
+    let (signers, _) =
+        quire_server::keyfile::load_or_create(&data.join("keys"), origin, true).unwrap();
+    let mut wcfg = WitnessConfig::new("w.example", &dir.path().join("w"));
+    wcfg.logs.push(LogEntryConfig {
+        origin: origin.into(),
+        keys: signers.iter().map(|s| s.verifier().to_vkey()).collect(),
+        url: None,
+    });
+    let witness = LocalWitness::start(wcfg).await.unwrap();
+    let (w_url, w_key) = (witness.url(), witness.key.to_vkey());
+    let cfg = || {
+        let mut c = pg_log(origin, &db);
+        c.witnessing.witnesses = vec![quire_server::config::WitnessEntry {
+            protocol: Default::default(),
+            url: w_url.clone(),
+            key: w_key.clone(),
+        }];
+        c.witnessing.quorum = Some(1);
+        c
+    };
+    let count = |note: &[u8]| {
+        Note::parse(note)
+            .unwrap()
+            .signatures()
+            .iter()
+            .filter(|s| s.name() == "w.example")
+            .count()
+    };
+    let server = LocalServer::start(&data, vec![cfg()], Config::default())
+        .await
+        .unwrap();
+    let mut c = LogClient::connect(server.url()).await.unwrap();
+    let written = c
+        .add_entry(AddEntryRequest {
+            log: origin.into(),
+            entry: b"witnessed on postgres".to_vec(),
+            with_proof: true,
+            witnessed: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(count(&written.checkpoint), 1, "cosigned by the witness");
+    // Kept in PostgreSQL beside the checkpoint (polled: kept after the answer).
+    let mut kept = String::new();
+    for _ in 0..250 {
+        kept = postgres::shared()
+            .psql(&db, "SELECT count(*) FROM quire_cosignatures")
+            .unwrap();
+        if kept != "0" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_ne!(kept, "0");
+    server.stop().await;
+    drop(witness);
+    // Restarted with the witness gone: the kept cosignature is verified
+    // again and served at once.
+    let server = LocalServer::start(&data, vec![cfg()], Config::default())
+        .await
+        .unwrap();
+    let note = quire_tests::checkpoint(&server.url(), origin, true)
+        .await
+        .unwrap();
+    assert_eq!(count(&note), 1);
+    server.stop().await;
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use quire_core::{Checkpoint, Note, VerifierKey};
 use quire_proto::v1::log_client::LogClient;
-use quire_proto::v1::{AddEntriesRequest, GetCheckpointRequest};
+use quire_proto::v1::AddEntriesRequest;
 use quire_server::store::postgres::{Create, PgOptions, PgStore};
 use quire_server::store::{Storage, StorageReader};
 use quire_tests::copy_dir;
@@ -136,15 +136,9 @@ impl Formation {
 
     /// The checkpoint replica `name` serves now.
     async fn checkpoint(&self, name: &str) -> Option<Vec<u8>> {
-        let mut c = self.client(name).await;
-        let r = c
-            .get_checkpoint(GetCheckpointRequest {
-                log: ORIGIN.into(),
-                witnessed: false,
-            })
+        quire_tests::checkpoint(&self.procs[name].url(), ORIGIN, false)
             .await
-            .ok()?;
-        Some(r.into_inner().checkpoint)
+            .ok()
     }
 
     /// What every running replica serves now.

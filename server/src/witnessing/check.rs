@@ -136,6 +136,15 @@ pub fn judge<S: Storage>(log: &Log<S>, url: &str, note: &[u8]) -> Verdict {
     act_on(log, url, verdict)
 }
 
+/// [`judge`] on the blocking pool: its storage reads never hold one of the
+/// runtime's workers (a database round trip on a replicated engine).
+async fn judge_off_runtime<S: Storage>(log: &Log<S>, url: &str, note: Vec<u8>) -> Verdict {
+    let (l, u) = (log.clone(), url.to_owned());
+    tokio::task::spawn_blocking(move || judge(&l, &u, &note))
+        .await
+        .unwrap_or_else(|e| Verdict::Unknown(format!("judging the witness's checkpoint: {e}")))
+}
+
 /// Stops `log`'s signing when `verdict` says signing would fork it.
 fn act_on<S: Storage>(log: &Log<S>, url: &str, verdict: Verdict) -> Verdict {
     let latest = log.latest();
@@ -157,7 +166,7 @@ pub async fn judge_claim<S: Storage>(
     size: u64,
 ) -> Verdict {
     match client.latest(log.origin()).await {
-        Ok(Some(note)) => judge(log, url, &note),
+        Ok(Some(note)) => judge_off_runtime(log, url, note).await,
         Ok(None) => act_on(log, url, Verdict::AheadBySize { size }),
         Err(e) => Verdict::Unknown(e.to_string()),
     }
@@ -168,7 +177,7 @@ pub async fn judge_claim<S: Storage>(
 /// add-checkpoint answer gives for the log's latest checkpoint.
 async fn ask<S: Storage>(log: &Log<S>, url: &str, client: &dyn WitnessTransport) -> Verdict {
     match client.latest(log.origin()).await {
-        Ok(Some(note)) => judge(log, url, &note),
+        Ok(Some(note)) => judge_off_runtime(log, url, note).await,
         Ok(None) => {
             let latest = log.latest();
             match client.add_checkpoint(0, &[], &latest.stored.note).await {

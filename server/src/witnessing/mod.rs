@@ -461,8 +461,15 @@ async fn push<S: Storage>(
         let proof = if old == 0 || old == size {
             Vec::new()
         } else {
-            let reader = log.store().reader().map_err(|e| e.to_string())?;
-            prove_consistency(&reader, old, size).map_err(|e| e.to_string())?
+            // Read on the blocking pool: never a database round trip on one
+            // of the runtime's workers.
+            let l = log.clone();
+            tokio::task::spawn_blocking(move || {
+                let reader = l.store().reader().map_err(|e| e.to_string())?;
+                prove_consistency(&reader, old, size).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| format!("reading the consistency proof: {e}"))??
         };
         match client
             .add_checkpoint(old, &proof, &latest.stored.note)
