@@ -72,6 +72,7 @@ async fn write_until(server: &LocalServer, n: &mut u64, want: Result<(), &str>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_acknowledged_only_when_the_standby_holds_them() {
+    let metrics = quire_server::metrics::install().expect("the first recorder of this binary");
     let f = Formation::start().unwrap();
     f.primary.psql("postgres", "CREATE DATABASE quire").unwrap();
     let standby = quire_tests::postgres::Postgres {
@@ -102,6 +103,13 @@ async fn writes_are_acknowledged_only_when_the_standby_holds_them() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(seen > last, "the standby holds size {seen}");
+    let text = metrics.render();
+    assert!(
+        text.contains(&format!(
+            "quire_replication_lag_seconds{{log=\"{ORIGIN}\"}}"
+        )),
+        "{text}"
+    );
 
     // The standby gone: refused by name, nothing acknowledged; back: resumed.
     f.node("stop-node", 1).unwrap();

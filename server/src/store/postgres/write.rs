@@ -62,6 +62,7 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
     }
     let mut plan = Plan::of(c, shared.compress, shared.log)?;
     plan.lease = shared.fence()?;
+    plan.origin.clone_from(&shared.origin);
     plan.replication = shared.replication;
     let ever = shared.replicated.load(std::sync::atomic::Ordering::Relaxed);
     plan.ever_replicated = ever;
@@ -157,6 +158,8 @@ struct Plan {
     meta: (Vec<String>, Vec<Vec<u8>>),
     compress: bool,
     log: i64,
+    /// The log's origin (for metrics).
+    origin: String,
     /// The lease the commit is conditional on, when the store is fenced.
     lease: Option<super::Lease>,
     /// The synchronous standbys the commit requires.
@@ -254,6 +257,7 @@ impl Plan {
             meta: c.meta.iter().cloned().unzip(),
             compress,
             log,
+            origin: String::new(),
             lease: None,
             replication: SyncCheck::Off,
             ever_replicated: false,
@@ -269,7 +273,7 @@ impl Plan {
         let mut work = self.bundle_statements(client, &bundles);
         if let SyncCheck::Standbys(required) = self.replication {
             work.push(Box::pin(async move {
-                if replicated(client, required, self.ever_replicated).await?
+                if replicated(client, &self.origin, required, self.ever_replicated).await?
                     && !self.ever_replicated
                 {
                     client
@@ -549,6 +553,7 @@ fn node_gap(mid: bool, tile: TileId, want: u64, got: u64) -> StoreError {
 /// standby lost after it makes `COMMIT` wait, never return early.
 async fn replicated(
     client: &Client,
+    origin: &str,
     required: Option<u32>,
     ever: bool,
 ) -> Result<bool, StoreError> {
@@ -558,13 +563,18 @@ async fn replicated(
                     current_setting('synchronous_standby_names'),
                     (SELECT count(*) FROM pg_stat_replication
                       WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')),
-                    (SELECT count(*) FROM pg_stat_replication)",
+                    (SELECT count(*) FROM pg_stat_replication),
+                    (SELECT COALESCE(max(extract(epoch FROM replay_lag)), 0)::float8
+                       FROM pg_stat_replication)",
             &[],
         )
         .await
         .map_err(engine)?;
     let (mode, names, sync, all): (String, String, i64, i64) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
+    // How far the slowest standby's replay is behind (0 without standbys).
+    metrics::gauge!("quire_replication_lag_seconds", "log" => origin.to_owned())
+        .set(row.get::<_, f64>(4));
     // PostgreSQL waits for the standbys it names whatever is connected (a
     // promoted standby may keep the old primary's setting): then at least
     // one is required, and refused at once rather than left to block.
