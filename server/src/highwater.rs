@@ -59,6 +59,15 @@ pub enum HighWaterError {
     /// A checkpoint too large for a slot.
     #[error("checkpoint note of {0} bytes does not fit a high-water slot of {SLOT_BYTES} bytes")]
     TooLarge(usize),
+    /// Another process holds the record (two servers started from one
+    /// configuration, or on one data directory).
+    #[error("the high-water record {} is in use by another process (its lock {} is held): another quire-server runs with these files; give each server its own data directory and high-water directory", .path.display(), .lock.display())]
+    InUse {
+        /// The record.
+        path: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+    },
 }
 
 /// A log's high-water record file.
@@ -78,6 +87,9 @@ struct Slots {
     seq: u64,
     /// The size recorded last by this process, once read or written.
     size: Option<u64>,
+    /// The lock held on the record for this process (see
+    /// [`HighWater::lock`]).
+    lock: Option<File>,
 }
 
 /// The newest published checkpoint, as recorded.
@@ -117,6 +129,7 @@ impl HighWater {
                 file: None,
                 seq: 0,
                 size: None,
+                lock: None,
             })),
         }
     }
@@ -124,6 +137,51 @@ impl HighWater {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Takes the record for this process: an exclusive lock on a file
+    /// beside it (`<record>.lock`), held while any clone of this record
+    /// lives. A second server on the same files is refused rather than
+    /// writing the record in turn with the first.
+    ///
+    /// # Errors
+    /// [`HighWaterError::InUse`] when another process holds it;
+    /// [`HighWaterError::Io`] when the lock file cannot be created.
+    pub fn lock(&self) -> Result<(), HighWaterError> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.lock.is_some() {
+            return Ok(());
+        }
+        let mut lock = self.path.clone().into_os_string();
+        lock.push(".lock");
+        let lock = PathBuf::from(lock);
+        let io = |source| HighWaterError::Io {
+            path: lock.clone(),
+            source,
+        };
+        if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {
+                state.lock = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(HighWaterError::InUse {
+                path: self.path.clone(),
+                lock,
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
     }
 
     /// Reads the record: `None` when the file does not exist.

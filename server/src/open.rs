@@ -111,6 +111,8 @@ fn open_redb_as<S: crate::store::Storage + From<RedbStore>>(
         .map_err(|e| anyhow::anyhow!("creating the data directory {}: {e}", logs_dir.display()))?;
     let store = RedbStore::open(&path, cfg.store_options())
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    // This process's record alone, from here on.
+    high_water.lock()?;
     let log = Log::open(
         S::from(store),
         log_options(config, cfg, signers, high_water),
@@ -199,6 +201,8 @@ pub fn open_postgres_log(
     let store = PgStore::open(opts, &cfg.origin, create).map_err(|e| {
         anyhow::Error::new(e).context(format!("opening log {:?} in {place}", cfg.origin))
     })?;
+    // This process's record alone, from here on.
+    high_water.lock()?;
     if let Some(rep) = &config.replication {
         let replica = open_replica(config, cfg, store, signers, high_water, rep)?;
         return Ok(Opened {

@@ -272,3 +272,30 @@ async fn replicas_survive_a_killed_and_a_paused_leader_without_a_fork() {
     let epochs = pg.psql(&f.db, "SELECT epoch FROM quire_leases").unwrap();
     assert!(epochs.parse::<i64>().unwrap() >= 3, "epochs {epochs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_from_the_same_configuration_is_refused() {
+    let pg = postgres::shared();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = Formation {
+        pg,
+        db: pg.create_database("twice").unwrap(),
+        dir: tmp.path().to_owned(),
+        procs: BTreeMap::new(),
+        served: Vec::new(),
+        acked: Vec::new(),
+        next_entry: 0,
+    };
+    f.start("a");
+    f.write(3, &["a"]).await;
+    // The same file, another port: the first keeps its files to itself.
+    let port = free_port().unwrap();
+    let config = f.dir.join("a.toml");
+    let e = ServerProcess::start(&config, format!("127.0.0.1:{port}").parse().unwrap())
+        .err()
+        .unwrap();
+    assert!(e.contains("in use by another process"), "{e}");
+    // The first goes on, alone.
+    f.write(3, &["a"]).await;
+    assert_eq!(f.leader().as_deref(), Some("a"));
+}

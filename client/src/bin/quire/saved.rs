@@ -136,7 +136,7 @@ pub(crate) async fn entries(
     let show_progress = out.is_some() && !json;
     rpc.entries(&t.origin, start, end, |i, e| {
         written += 1;
-        if show_progress && written % 65_536 == 0 {
+        if show_progress && written.is_multiple_of(65_536) {
             eprintln!("{} of {} entries written", i + 1 - start, end - start);
         }
         writeln!(sink, "{}", b64.encode(e))
