@@ -37,6 +37,19 @@ struct Formation {
 }
 
 impl Formation {
+    /// No replica yet, on a new database named from `db`.
+    fn new(pg: &'static Postgres, db: &str, dir: &std::path::Path) -> Self {
+        Formation {
+            pg,
+            db: pg.create_database(db).unwrap(),
+            dir: dir.to_owned(),
+            procs: BTreeMap::new(),
+            served: Vec::new(),
+            acked: Vec::new(),
+            next_entry: 0,
+        }
+    }
+
     fn config(&self, name: &str, port: u16) -> PathBuf {
         let d = self.dir.join(name);
         let path = self.dir.join(format!("{name}.toml"));
@@ -156,15 +169,7 @@ impl Formation {
 async fn replicas_survive_a_killed_and_a_paused_leader_without_a_fork() {
     let pg = postgres::shared();
     let tmp = tempfile::tempdir().unwrap();
-    let mut f = Formation {
-        pg,
-        db: pg.create_database("faults").unwrap(),
-        dir: tmp.path().to_owned(),
-        procs: BTreeMap::new(),
-        served: Vec::new(),
-        acked: Vec::new(),
-        next_entry: 0,
-    };
+    let mut f = Formation::new(pg, "faults", tmp.path());
     f.start("a");
     for n in ["b", "c"] {
         copy_dir(&f.dir.join("a/data/keys"), &f.dir.join(n).join("data/keys"));
@@ -277,15 +282,7 @@ async fn replicas_survive_a_killed_and_a_paused_leader_without_a_fork() {
 async fn a_second_server_from_the_same_configuration_is_refused() {
     let pg = postgres::shared();
     let tmp = tempfile::tempdir().unwrap();
-    let mut f = Formation {
-        pg,
-        db: pg.create_database("twice").unwrap(),
-        dir: tmp.path().to_owned(),
-        procs: BTreeMap::new(),
-        served: Vec::new(),
-        acked: Vec::new(),
-        next_entry: 0,
-    };
+    let mut f = Formation::new(pg, "twice", tmp.path());
     f.start("a");
     f.write(3, &["a"]).await;
     // The same file, another port: the first keeps its files to itself.
