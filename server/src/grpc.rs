@@ -183,6 +183,7 @@ impl<S: Storage> LogRpc for GrpcLog<S> {
         let c = self
             .api
             .consistency_proof(&who, &req.log, req.old_size, req.new_size, req.with_seed)
+            .await
             .map_err(to_status)?;
         Ok(Response::new(GetConsistencyProofResponse {
             old_size: c.old_size,

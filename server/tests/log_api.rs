@@ -97,7 +97,7 @@ async fn every_request_asks_the_policy_with_its_action_and_a_refusal_names_it() 
         Action::Audit,
     );
     denied(
-        api.consistency_proof(&who, B, 1, 0, false).map(drop),
+        api.consistency_proof(&who, B, 1, 0, false).await.map(drop),
         Action::Audit,
     );
     denied(
@@ -227,18 +227,22 @@ async fn sizes_default_to_the_latest_and_proofs_verify_against_the_rfc_root() {
 
     // Consistency: the seed is the old root for a power-of-two old size
     // (RFC 9162 leaves it out of the proof), else the proof's first hash.
-    let c = api.consistency_proof(&who, A, 4, 0, true).unwrap();
+    let c = api.consistency_proof(&who, A, 4, 0, true).await.unwrap();
     assert_eq!((c.old_size, c.new_size), (4, 10));
     assert_eq!(c.seed, Some(mth(&all[..4])));
     quire_core::verify_consistency(4, 10, &c.proof, &mth(&all[..4]), &root).unwrap();
-    let c = api.consistency_proof(&who, A, 3, 0, true).unwrap();
+    let c = api.consistency_proof(&who, A, 3, 0, true).await.unwrap();
     assert_eq!(c.seed, c.proof.first().copied());
     assert!(api
         .consistency_proof(&who, A, 3, 0, false)
+        .await
         .unwrap()
         .seed
         .is_none());
-    let e = api.consistency_proof(&who, A, 6, 5, false).unwrap_err();
+    let e = api
+        .consistency_proof(&who, A, 6, 5, false)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), Kind::InvalidArgument, "{e}");
 
     let e = api.entry_with_proof(&who, A, 7).await.unwrap();

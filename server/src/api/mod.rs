@@ -297,6 +297,20 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
 }
 
+/// Runs a short storage read inline on an embedded engine (a few cached
+/// pages: cheaper than a hand-off), and on the blocking pool when the
+/// engine's reads wait on the network.
+async fn short_read<S: Storage, T: Send + 'static>(
+    log: &Log<S>,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if log.store().reads_wait_on_network() {
+        blocking(f).await
+    } else {
+        f()
+    }
+}
+
 /// A read view of the log's storage.
 fn read_view<S: Storage>(log: &Log<S>) -> Result<S::Reader, ApiError> {
     Ok(log.store().reader()?)

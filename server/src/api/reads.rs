@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use quire_core::{inclusion_plan, root_at, Hash, VerifierKey};
 
-use super::{blocking, read_view, tree_size, Action, ApiError, Caller, LogApi};
+use super::{blocking, read_view, short_read, tree_size, Action, ApiError, Caller, LogApi};
 use crate::log::{Added, Latest, Log};
 use crate::proofs::{checked_consistency, checked_inclusion, signed_root};
 use crate::store::{Storage, StorageReader};
@@ -183,10 +183,16 @@ impl<S: Storage> LogApi<S> {
         let size = tree_size(tree_size_asked, latest.stored.size)?;
         let index = match leaf {
             LeafRef::Index(i) => i,
-            // A lookup in the leaf index touches a few cached pages: inline.
-            LeafRef::Hash(h) => read_view(&log)?.find_leaf(&h)?.ok_or_else(|| {
-                ApiError::NotFound(format!("no entry with leaf hash {h} in this log"))
-            })?,
+            // A lookup in the leaf index touches a few cached pages: inline
+            // (on an embedded engine).
+            LeafRef::Hash(h) => {
+                let l = log.clone();
+                short_read(&log, move || Ok(read_view(&l)?.find_leaf(&h)?))
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::NotFound(format!("no entry with leaf hash {h} in this log"))
+                    })?
+            }
         };
         let proof = inclusion_proofs(&log, vec![index], size)
             .await?
@@ -207,7 +213,7 @@ impl<S: Storage> LogApi<S> {
     /// # Errors
     /// Sizes out of range or in the wrong order, damaged storage, an unknown
     /// log, a refusal of access.
-    pub fn consistency_proof(
+    pub async fn consistency_proof(
         &self,
         caller: &Caller,
         origin: &str,
@@ -219,16 +225,21 @@ impl<S: Storage> LogApi<S> {
         let latest = log.latest();
         let new = tree_size(new, latest.stored.size)?;
         // A consistency proof reads a few cached pages, like one inclusion
-        // proof: inline.
-        let r = read_view(&log)?;
-        let proof = checked_consistency(&r, &latest, old, new)?;
-        let seed = match proof.first() {
-            _ if !with_seed || old == 0 || old >= new => None,
-            _ if old.is_power_of_two() => {
-                Some(root_at(&r, old).map_err(crate::proofs::ProofError::from)?)
-            }
-            first => first.copied(),
-        };
+        // proof: inline (on an embedded engine).
+        let l = log.clone();
+        let (proof, seed) = short_read(&log, move || {
+            let r = read_view(&l)?;
+            let proof = checked_consistency(&r, &latest, old, new)?;
+            let seed = match proof.first() {
+                _ if !with_seed || old == 0 || old >= new => None,
+                _ if old.is_power_of_two() => {
+                    Some(root_at(&r, old).map_err(crate::proofs::ProofError::from)?)
+                }
+                first => first.copied(),
+            };
+            Ok((proof, seed))
+        })
+        .await?;
         Ok(Consistency {
             old_size: old,
             new_size: new,

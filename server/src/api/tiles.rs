@@ -67,7 +67,9 @@ impl<S: Storage> LogApi<S> {
         let size = log.latest().stored.size;
         let name = format!("tile {level}/{index}");
         let width = available(&name, need, tile.width_at(size), size)?;
-        // A tile is one stored row: inline.
+        // A tile is one stored row: read inline. A face serving tiles from
+        // an engine whose reads wait on the network
+        // (`Storage::reads_wait_on_network`) calls this on the blocking pool.
         let hashes = read_view(&log)?.tile_hashes(tile, width)?;
         Ok(encode_tile(&hashes))
     }

@@ -65,6 +65,13 @@ impl Storage for AnyStore {
         })
     }
 
+    fn reads_wait_on_network(&self) -> bool {
+        match self {
+            AnyStore::Redb(s) => s.reads_wait_on_network(),
+            AnyStore::Postgres(s) => s.reads_wait_on_network(),
+        }
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         match self {
             AnyStore::Redb(s) => s.writable(),

@@ -235,6 +235,13 @@ pub trait Storage: Send + Sync + 'static {
     /// [`StoreError`] from the engine.
     fn reader(&self) -> Result<Self::Reader, StoreError>;
 
+    /// Whether a read may wait on the network (a database server): then
+    /// the log API never runs it on one of the runtime's workers, even the
+    /// short reads it runs inline on an embedded engine.
+    fn reads_wait_on_network(&self) -> bool {
+        false
+    }
+
     /// Whether this writer may sign and commit now: engines shared by
     /// several servers answer [`StoreError::NotLeader`] once this one's
     /// lease is gone (checked again inside every commit). The sequencer

@@ -244,6 +244,10 @@ impl Storage for PgStore {
         PgReader::open(&self.shared)
     }
 
+    fn reads_wait_on_network(&self) -> bool {
+        true
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         self.shared.fence().map(|_| ())
     }
