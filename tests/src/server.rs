@@ -45,7 +45,7 @@ impl ServerProcess {
         let stderr = child.stderr.take().ok_or("no stderr")?;
         let err_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let sink = std::sync::Arc::clone(&err_lines);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(mut v) = sink.lock() {
                     if v.len() < 200 {
@@ -61,6 +61,8 @@ impl ServerProcess {
                 Some(Ok(_)) => {}
                 _ => {
                     let _ = child.wait();
+                    // Everything it said: its stderr closes when it exits.
+                    let _ = reader.join();
                     let said = err_lines.lock().map(|v| v.join("\n")).unwrap_or_default();
                     return Err(format!("quire-server exited before listening: {said}"));
                 }

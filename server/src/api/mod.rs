@@ -311,7 +311,14 @@ async fn short_read<S: Storage, T: Send + 'static>(
     }
 }
 
-/// A read view of the log's storage.
+/// A read view of the log's storage at its published checkpoint (which
+/// storage holds: it is published only once committed), every read the
+/// API makes being bounded by it anyway.
 fn read_view<S: Storage>(log: &Log<S>) -> Result<S::Reader, ApiError> {
-    Ok(log.store().reader()?)
+    let latest = log.latest();
+    let head = crate::store::Head {
+        size: latest.stored.size,
+        root: latest.root,
+    };
+    Ok(log.store().reader_at(head, &latest.stored)?)
 }

@@ -79,6 +79,13 @@ impl Storage for AnyStore {
         }
     }
 
+    fn reader_at(&self, head: Head, latest: &StoredCheckpoint) -> Result<AnyReader, StoreError> {
+        Ok(match self {
+            AnyStore::Redb(s) => AnyReader::Redb(s.reader_at(head, latest)?),
+            AnyStore::Postgres(s) => AnyReader::Postgres(s.reader_at(head, latest)?),
+        })
+    }
+
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         match self {
             AnyStore::Redb(s) => s.commit(commit),

@@ -253,6 +253,19 @@ pub trait Storage: Send + Sync + 'static {
         Ok(())
     }
 
+    /// A read view bounded by `head` and `latest`, a tree and checkpoint
+    /// this store is known to hold (the log's published checkpoint): the
+    /// same reads as [`Storage::reader`] at that size. An engine may make
+    /// it without reading anything (PostgreSQL saves a round trip); the
+    /// default opens a view of the last commit.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn reader_at(&self, head: Head, latest: &StoredCheckpoint) -> Result<Self::Reader, StoreError> {
+        let _ = (head, latest);
+        self.reader()
+    }
+
     /// Writes `commit` in one durable transaction.
     ///
     /// # Errors

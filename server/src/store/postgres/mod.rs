@@ -248,6 +248,14 @@ impl Storage for PgStore {
         true
     }
 
+    fn reader_at(
+        &self,
+        head: crate::store::Head,
+        latest: &crate::store::StoredCheckpoint,
+    ) -> Result<PgReader, StoreError> {
+        Ok(PgReader::at(&self.shared, head, latest.clone()))
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         self.shared.fence().map(|_| ())
     }

@@ -76,6 +76,16 @@ impl PgReader {
         })
     }
 
+    /// A view bounded by a head and checkpoint the store is known to hold,
+    /// read from nothing.
+    pub(super) fn at(shared: &Arc<Shared>, head: Head, latest: StoredCheckpoint) -> Self {
+        PgReader {
+            shared: Arc::clone(shared),
+            head: Some(head),
+            latest: Some(latest),
+        }
+    }
+
     fn size(&self) -> u64 {
         self.head.map_or(0, |h| h.size)
     }
