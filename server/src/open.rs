@@ -169,7 +169,7 @@ pub fn open_postgres_log(
 ) -> anyhow::Result<Opened> {
     let slug = keyfile::slug(&cfg.origin);
     let high_water = highwater::HighWater::at(high_water_dir.join(format!("{slug}.highwater")));
-    let place = format!("the database at {}", hosts(&opts.url));
+    let place = format!("the database at {}", PgStore::describe_url(&opts.url));
     let mut opts = opts.clone();
     if let Some(rep) = &config.replication {
         // A replica paused inside a commit must not hold the lease row
@@ -278,28 +278,6 @@ fn open_replica(
     Ok(Replica::new(follower, store, opts, sequencer))
 }
 
-/// The hosts of a PostgreSQL URL, without its user or password.
-fn hosts(url: &str) -> String {
-    let Ok(c) = url.parse::<tokio_postgres::Config>() else {
-        return "(a URL that does not parse)".into();
-    };
-    let ports = c.get_ports();
-    let hosts: Vec<String> = c
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            match h {
-                tokio_postgres::config::Host::Tcp(s) => format!("{s}:{port}"),
-                tokio_postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
-            }
-        })
-        .collect();
-    let db = c.get_dbname().unwrap_or("(default)");
-    format!("{} (database {db})", hosts.join(","))
-}
-
 fn log_options(
     config: &Config,
     cfg: &LogConfig,
@@ -329,8 +307,10 @@ fn any_existing(config: &Config) -> anyhow::Result<bool> {
     for cfg in &config.logs {
         if let Some(opts) = cfg.pg_options() {
             let origins = PgStore::origins(&opts).map_err(|e| {
-                anyhow::Error::new(e)
-                    .context(format!("reading the database at {}", hosts(&opts.url)))
+                anyhow::Error::new(e).context(format!(
+                    "reading the database at {}",
+                    PgStore::describe_url(&opts.url)
+                ))
             })?;
             if !origins.is_empty() {
                 return Ok(true);

@@ -205,19 +205,14 @@ impl Replica {
     fn step(&self) {
         let origin = self.follower.origin().to_owned();
         let label = [("log", origin.clone())];
+        // The lease held, and why its sequencer stopped writing if it did.
         let held = self
             .leading
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map(|l| l.lease.clone());
-        if let Some(lease) = held {
-            let stopped = self
-                .leading
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                .and_then(|l| l.log.writes_stopped());
+            .map(|l| (l.lease.clone(), l.log.writes_stopped()));
+        if let Some((lease, stopped)) = held {
             if let Some(why) = stopped {
                 // A commit of unknown outcome (the primary lost), a
                 // conflict: a new sequencer reads the head again.

@@ -228,7 +228,9 @@ pub(crate) struct Connect {
     source: tokio_postgres::Error,
 }
 
-fn hosts(config: &tokio_postgres::Config) -> String {
+/// The hosts of a connection's settings, `HOST:PORT,…` (never the user or
+/// the password).
+pub(crate) fn hosts(config: &tokio_postgres::Config) -> String {
     let ports = config.get_ports();
     config
         .get_hosts()
@@ -264,13 +266,10 @@ impl Conn {
         config: &tokio_postgres::Config,
         tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
     ) -> Result<Arc<Client>, StoreError> {
-        let mut slot = self.slot.lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(Arc::clone(c));
-        }
-        let c = Arc::new(Driver::connect(config.clone(), tls.cloned()).await?);
-        *slot = Some(Arc::clone(&c));
-        Ok(c)
+        let slot = self.hold(config, tls).await?;
+        slot.as_ref()
+            .map(Arc::clone)
+            .ok_or_else(|| StoreError::engine("no PostgreSQL connection"))
     }
 
     /// The connection, held for the caller alone (a transaction) while the

@@ -7,7 +7,8 @@
 //! tables), with every commit one transaction whose update of the log's
 //! head is conditional on the head it extends ([`write`]). Reads bound
 //! themselves by the head read when the view opened ([`read`]). The
-//! driver, its runtime and its deadlines are in [`conn`].
+//! driver, its runtime and its deadlines are in [`conn`]; the replication
+//! check of every commit in [`replication`]; leases in [`lease`].
 //!
 //! Out of scope here: which replica sequences (leases), and replication
 //! checks; those sit above the storage trait.
@@ -15,6 +16,7 @@
 mod conn;
 mod lease;
 mod read;
+mod replication;
 mod schema;
 mod write;
 
@@ -90,7 +92,7 @@ pub(crate) struct Shared {
     /// What commits are conditional on ([`lease`]).
     fence: std::sync::Mutex<lease::Fence>,
     /// The replication each commit requires.
-    replication: write::SyncCheck,
+    replication: replication::SyncCheck,
     /// Whether a commit of this log was ever checked replicated: from then
     /// on a synchronous standby is required by default, so that a primary
     /// left without one after a failover is not taken for a database that
@@ -156,7 +158,7 @@ impl PgStore {
                 let replicated = c
                     .query_opt(
                         "SELECT 1 FROM quire_meta WHERE log = $1 AND key = $2",
-                        &[&id, &write::REPLICATED_META],
+                        &[&id, &replication::REPLICATED_META],
                     )
                     .await
                     .map_err(engine)?
@@ -195,9 +197,9 @@ impl PgStore {
                 compress: opts.compress,
                 fence: std::sync::Mutex::default(),
                 replication: if opts.allow_unreplicated {
-                    write::SyncCheck::Off
+                    replication::SyncCheck::Off
                 } else {
-                    write::SyncCheck::Standbys(opts.sync_standbys)
+                    replication::SyncCheck::Standbys(opts.sync_standbys)
                 },
                 replicated: std::sync::atomic::AtomicBool::new(replicated),
             }),
@@ -229,6 +231,19 @@ impl PgStore {
                 .map_err(engine)?;
             Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
         })
+    }
+
+    /// Where a PostgreSQL URL points, for messages: its hosts and database,
+    /// never its user or password.
+    pub fn describe_url(url: &str) -> String {
+        match url.parse::<tokio_postgres::Config>() {
+            Ok(c) => format!(
+                "{} (database {})",
+                conn::hosts(&c),
+                c.get_dbname().unwrap_or("(default)")
+            ),
+            Err(_) => "(a URL that does not parse)".into(),
+        }
     }
 
     /// The log's origin.

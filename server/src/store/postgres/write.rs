@@ -20,6 +20,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
 
 use super::conn::{engine, int, uint};
+use super::replication::{mark_replicated, replicated, SyncCheck};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::rows::{RowSpan, MID};
@@ -27,19 +28,6 @@ use crate::store::{check_head, Commit, Head, StoreError};
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
-/// What a commit checks of its replication.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) enum SyncCheck {
-    /// Nothing (`allow_unreplicated`, or not set up).
-    #[default]
-    Off,
-    /// Synchronous standbys: this many, or (`None`) one when the primary
-    /// has or names any or the log was replicated before.
-    Standbys(Option<u32>),
-}
-
-/// Metadata key set by the first commit checked replicated.
-pub(super) const REPLICATED_META: &str = "replicated";
 /// One statement of a commit, pipelined with the others.
 type Work<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
@@ -276,14 +264,7 @@ impl Plan {
                 if replicated(client, &self.origin, required, self.ever_replicated).await?
                     && !self.ever_replicated
                 {
-                    client
-                        .execute_typed(
-                            "INSERT INTO quire_meta (log, key, value) VALUES ($1, $2, '\\x31')
-                             ON CONFLICT (log, key) DO NOTHING",
-                            &[(&self.log, Type::INT8), (&REPLICATED_META, Type::TEXT)],
-                        )
-                        .await
-                        .map_err(engine)?;
+                    mark_replicated(client, self.log).await?;
                     self.marked
                         .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -541,62 +522,4 @@ fn node_gap(mid: bool, tile: TileId, want: u64, got: u64) -> StoreError {
         tile.level,
         tile.index
     ))
-}
-
-/// Whether this commit will be durable on the synchronous standbys
-/// required before `COMMIT` returns: commits wait for a standby's flush
-/// (`synchronous_commit` on or `remote_apply`), standbys are named
-/// (`synchronous_standby_names`), and enough of them stream as synchronous.
-/// `required` `None`: one when the primary has or names any standby, or a
-/// commit of the log was checked replicated before (`ever`). Read in the
-/// commit's own session, so what it says is what this `COMMIT` does; a
-/// standby lost after it makes `COMMIT` wait, never return early.
-async fn replicated(
-    client: &Client,
-    origin: &str,
-    required: Option<u32>,
-    ever: bool,
-) -> Result<bool, StoreError> {
-    let row = client
-        .query_typed_one(
-            "SELECT current_setting('synchronous_commit'),
-                    current_setting('synchronous_standby_names'),
-                    (SELECT count(*) FROM pg_stat_replication
-                      WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')),
-                    (SELECT count(*) FROM pg_stat_replication),
-                    (SELECT COALESCE(max(extract(epoch FROM replay_lag)), 0)::float8
-                       FROM pg_stat_replication)",
-            &[],
-        )
-        .await
-        .map_err(engine)?;
-    let (mode, names, sync, all): (String, String, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    // How far the slowest standby's replay is behind (0 without standbys).
-    metrics::gauge!("quire_replication_lag_seconds", "log" => origin.to_owned())
-        .set(row.get::<_, f64>(4));
-    // PostgreSQL waits for the standbys it names whatever is connected (a
-    // promoted standby may keep the old primary's setting): then at least
-    // one is required, and refused at once rather than left to block.
-    let required =
-        i64::from(required.unwrap_or(u32::from(ever || all > 0 || !names.trim().is_empty())));
-    if required == 0 {
-        return Ok(false);
-    }
-    if !matches!(mode.as_str(), "on" | "remote_apply") {
-        return Err(StoreError::NotReplicated(format!(
-            "synchronous_commit is {mode:?}, so a commit does not wait for a standby's flush"
-        )));
-    }
-    if names.trim().is_empty() {
-        return Err(StoreError::NotReplicated(
-            "synchronous_standby_names is empty: the primary runs without a synchronous standby (after a failover?)".into(),
-        ));
-    }
-    if sync < required {
-        return Err(StoreError::NotReplicated(format!(
-            "{sync} synchronous standbys are streaming, {required} required ({all} standbys connected)"
-        )));
-    }
-    Ok(true)
 }
