@@ -16,7 +16,7 @@ use quire_proto::v1::AddEntriesRequest;
 use serde::Serialize;
 use tonic::transport::Channel;
 
-const ORIGIN: &str = "failover.example/log";
+pub(crate) const ORIGIN: &str = "failover.example/log";
 
 /// How to run it.
 #[derive(Clone, Debug)]
@@ -52,9 +52,23 @@ pub struct FailoverReport {
     pub acknowledged: usize,
 }
 
-struct Replica {
+/// A `quire-server` replica process, killed (`SIGKILL`) when dropped.
+pub(crate) struct Replica {
     child: Child,
-    url: String,
+    /// `http://ADDR`.
+    pub(crate) url: String,
+}
+
+/// What a replica runs with.
+pub(crate) struct Spec<'a> {
+    /// The `quire-server` binary.
+    pub(crate) server: &'a Path,
+    /// Where the replicas' files go.
+    pub(crate) dir: &'a Path,
+    /// Lease and renewal, milliseconds.
+    pub(crate) lease_ms: (u64, u64),
+    /// The log's database.
+    pub(crate) db_url: &'a str,
 }
 
 impl Drop for Replica {
@@ -70,24 +84,25 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-fn start(opts: &FailoverOptions, db_url: &str, name: &str) -> anyhow::Result<Replica> {
+pub(crate) fn start(spec: &Spec<'_>, name: &str) -> anyhow::Result<Replica> {
     let port = free_port()?;
-    let d = opts.dir.join(name);
-    let config = opts.dir.join(format!("{name}.toml"));
+    let d = spec.dir.join(name);
+    let config = spec.dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
         format!(
             "data_dir = {:?}\nhigh_water_dir = {:?}\n[[logs]]\norigin = {ORIGIN:?}\n\
-             [logs.storage]\nengine = \"postgres\"\nurl = {db_url:?}\n\
+             [logs.storage]\nengine = \"postgres\"\nurl = {:?}\n\
              [replication]\nname = {name:?}\nadvertise = \"http://127.0.0.1:{port}\"\n\
              lease_ms = {}\nrenew_ms = {}\n",
             d.join("data").display().to_string(),
             d.join("high-water").display().to_string(),
-            opts.lease_ms,
-            opts.renew_ms
+            spec.db_url,
+            spec.lease_ms.0,
+            spec.lease_ms.1
         ),
     )?;
-    let mut child = Command::new(&opts.server)
+    let mut child = Command::new(spec.server)
         .args(["run", "--config"])
         .arg(&config)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -114,13 +129,13 @@ fn start(opts: &FailoverOptions, db_url: &str, name: &str) -> anyhow::Result<Rep
     })
 }
 
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+pub(crate) async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     Ok(client)
 }
 
-async fn leader(db: &tokio_postgres::Client) -> anyhow::Result<Option<String>> {
+pub(crate) async fn leader(db: &tokio_postgres::Client) -> anyhow::Result<Option<String>> {
     let row = db
         .query_opt(
             "SELECT split_part(holder, '/', 1) FROM quire_leases WHERE expires > clock_timestamp()",
@@ -161,17 +176,14 @@ pub async fn run(opts: &FailoverOptions) -> anyhow::Result<FailoverReport> {
         Some((base, _)) => format!("{base}/{name}"),
         None => anyhow::bail!("--pg must end in /DATABASE"),
     };
-    std::fs::create_dir_all(&opts.dir)?;
-    let names = ["a", "b", "c"];
-    let mut replicas: Vec<Option<Replica>> = vec![Some(start(opts, &db_url, "a")?), None, None];
-    for n in &names[1..] {
-        copy_dir(
-            &opts.dir.join("a/data/keys"),
-            &opts.dir.join(n).join("data/keys"),
-        )?;
-    }
-    replicas[1] = Some(start(opts, &db_url, "b")?);
-    replicas[2] = Some(start(opts, &db_url, "c")?);
+    let spec = Spec {
+        server: &opts.server,
+        dir: &opts.dir,
+        lease_ms: (opts.lease_ms, opts.renew_ms),
+        db_url: &db_url,
+    };
+    let mut replicas = start_three(&spec)?;
+    let names = NAMES;
     let db = connect(&db_url).await?;
     let mut acked: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut unavailable = Vec::new();
@@ -180,18 +192,7 @@ pub async fn run(opts: &FailoverOptions) -> anyhow::Result<FailoverReport> {
         // A settled leader, and a writer on another replica.
         let lead = wait_leader(&db, Duration::from_secs(30)).await?;
         let li = names.iter().position(|x| *x == lead).unwrap_or(0);
-        let wi = (li + 1) % 3;
-        let url = replicas[wi]
-            .as_ref()
-            .map(|r| r.url.clone())
-            .unwrap_or_default();
-        let mut client = LogClient::new(Channel::from_shared(url)?.connect_lazy());
-        for _ in 0..20 {
-            let entry = format!("failover {n}").into_bytes();
-            n += 1;
-            let index = retry(&mut client, &entry, Duration::from_secs(30)).await?;
-            acked.push((index, entry));
-        }
+        let mut client = write_20(&replicas, &lead, &mut acked, &mut n).await?;
         let killed_at = Instant::now();
         replicas[li] = None; // SIGKILL
         let entry = format!("failover {n}").into_bytes();
@@ -201,26 +202,9 @@ pub async fn run(opts: &FailoverOptions) -> anyhow::Result<FailoverReport> {
         eprintln!("round {round}: leader {lead} killed, writes again after {ms:.0} ms");
         unavailable.push(ms);
         acked.push((index, entry));
-        replicas[li] = Some(start(opts, &db_url, names[li])?);
+        replicas[li] = Some(start(&spec, names[li])?);
     }
-    // Every acknowledged entry is stored at its index.
-    let check_url = db_url.clone();
-    let check = acked.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        use quire_server::store::postgres::{Create, PgOptions, PgStore};
-        use quire_server::store::{Storage as _, StorageReader as _};
-        let store = PgStore::open(&PgOptions::new(check_url), ORIGIN, Create::No)?;
-        let r = store.reader()?;
-        for (index, entry) in &check {
-            let got = r.entries(*index, index + 1)?;
-            anyhow::ensure!(
-                got.first() == Some(entry),
-                "entry {index} is not what was acknowledged"
-            );
-        }
-        Ok(())
-    })
-    .await??;
+    check_acked(&db_url, acked.clone()).await?;
     drop(replicas);
     let mut sorted = unavailable.clone();
     sorted.sort_by(f64::total_cmp);
@@ -234,7 +218,71 @@ pub async fn run(opts: &FailoverOptions) -> anyhow::Result<FailoverReport> {
     })
 }
 
-async fn wait_leader(db: &tokio_postgres::Client, within: Duration) -> anyhow::Result<String> {
+/// Writes 20 entries through a replica that does not lead (bounded: 60 s
+/// each), recording them; that replica's client, for the round's writes.
+pub(crate) async fn write_20(
+    replicas: &[Option<Replica>],
+    lead: &str,
+    acked: &mut Vec<(u64, Vec<u8>)>,
+    n: &mut u64,
+) -> anyhow::Result<LogClient<Channel>> {
+    let wi = (NAMES.iter().position(|x| *x == lead).unwrap_or(0) + 1) % NAMES.len();
+    let url = replicas
+        .get(wi)
+        .and_then(Option::as_ref)
+        .map(|r| r.url.clone())
+        .unwrap_or_default();
+    let mut client = LogClient::new(Channel::from_shared(url)?.connect_lazy());
+    for _ in 0..20 {
+        let entry = format!("failover {n}").into_bytes();
+        *n += 1;
+        let index = retry(&mut client, &entry, Duration::from_secs(60)).await?;
+        acked.push((index, entry));
+    }
+    Ok(client)
+}
+
+/// The replicas' names.
+pub(crate) const NAMES: [&str; 3] = ["a", "b", "c"];
+
+/// Starts replicas a, b and c (b and c with a's keys).
+pub(crate) fn start_three(spec: &Spec<'_>) -> anyhow::Result<Vec<Option<Replica>>> {
+    std::fs::create_dir_all(spec.dir)?;
+    let mut replicas = vec![Some(start(spec, "a")?)];
+    for n in &NAMES[1..] {
+        copy_dir(
+            &spec.dir.join("a/data/keys"),
+            &spec.dir.join(n).join("data/keys"),
+        )?;
+        replicas.push(Some(start(spec, n)?));
+    }
+    Ok(replicas)
+}
+
+/// Every acknowledged entry is stored at its index.
+pub(crate) async fn check_acked(db_url: &str, acked: Vec<(u64, Vec<u8>)>) -> anyhow::Result<()> {
+    let url = db_url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        use quire_server::store::postgres::{Create, PgOptions, PgStore};
+        use quire_server::store::{Storage as _, StorageReader as _};
+        let store = PgStore::open(&PgOptions::new(url), ORIGIN, Create::No)?;
+        let r = store.reader()?;
+        for (index, entry) in &acked {
+            let got = r.entries(*index, index + 1)?;
+            anyhow::ensure!(
+                got.first() == Some(entry),
+                "entry {index} is not what was acknowledged"
+            );
+        }
+        Ok(())
+    })
+    .await?
+}
+
+pub(crate) async fn wait_leader(
+    db: &tokio_postgres::Client,
+    within: Duration,
+) -> anyhow::Result<String> {
     let start = Instant::now();
     while start.elapsed() < within {
         if let Some(l) = leader(db).await? {
@@ -245,7 +293,7 @@ async fn wait_leader(db: &tokio_postgres::Client, within: Duration) -> anyhow::R
     anyhow::bail!("no leader within {within:?}")
 }
 
-async fn retry(
+pub(crate) async fn retry(
     client: &mut LogClient<Channel>,
     entry: &[u8],
     within: Duration,
@@ -260,7 +308,7 @@ async fn retry(
     anyhow::bail!("no write acknowledged within {within:?}")
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;

@@ -6,7 +6,7 @@
 //! [`load`] (writers, proof readers and an auditor at once), [`verify`]
 //! (what is checked in everything received), [`machine`] (the machine's
 //! limits), [`postgres`] (the hash-chain baseline), [`witness`] (the witness
-//! scenarios) and [`suite`] (all of them in one run, as ratios).
+//! scenarios), [`failover`] and [`pg_failover`] (replicas under faults) and [`suite`] (all of them in one run, as ratios).
 
 // A measurement crate: counts and byte totals become float rates.
 #![allow(clippy::cast_precision_loss)]
@@ -14,6 +14,7 @@
 pub mod failover;
 pub mod load;
 pub mod machine;
+pub mod pg_failover;
 pub mod postgres;
 pub mod suite;
 pub mod verify;

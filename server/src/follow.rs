@@ -208,17 +208,30 @@ impl<S: Storage> Log<S> {
     /// Refreshes every `every` until `stop` turns true (spawned on the
     /// current runtime, each read on the blocking pool): a checkpoint the
     /// sequencing server committed is served here within `every` plus one
-    /// read. Failures are logged and retried; the checkpoint served before
+    /// read. Failures are retried and logged (once while they repeat); the checkpoint served before
     /// stays until one holds up.
     pub fn follow(&self, every: Duration, mut stop: watch::Receiver<bool>) {
         let log = self.clone();
         tokio::spawn(async move {
+            let mut failing = crate::repeats::Repeats::default();
             loop {
                 let l = log.clone();
-                match tokio::task::spawn_blocking(move || l.refresh()).await {
-                    Ok(Err(e)) => tracing::error!(error = %e, "not following storage"),
-                    Err(e) => tracing::error!(error = %e, "follower read failed"),
-                    Ok(Ok(_)) => {}
+                let failed = match tokio::task::spawn_blocking(move || l.refresh()).await {
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(format!("follower read failed: {e}")),
+                    Ok(Ok(_)) => None,
+                };
+                match failed {
+                    Some(e) => {
+                        if let Some(repeats) = failing.failed(&e) {
+                            tracing::error!(error = %e, repeats, "not following storage");
+                        }
+                    }
+                    None => {
+                        if failing.recovered() {
+                            tracing::warn!("following storage again");
+                        }
+                    }
                 }
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod open;
 pub mod proofs;
+mod repeats;
 pub mod replica;
 pub mod sequencer;
 pub mod serve;

@@ -143,6 +143,8 @@ pub struct Replica {
     leading: Mutex<Option<Leading>>,
     /// The lease holder writes go to, when it is another server.
     routed_to: Mutex<Option<String>>,
+    /// The database failure of the rounds going on, if any.
+    failing: Mutex<crate::repeats::Repeats>,
 }
 
 impl Replica {
@@ -160,6 +162,7 @@ impl Replica {
             sequencer,
             leading: Mutex::new(None),
             routed_to: Mutex::new(None),
+            failing: Mutex::default(),
         })
     }
 
@@ -221,6 +224,7 @@ impl Replica {
             }
             match self.store.renew(&lease, self.opts.lease) {
                 Ok(Some(renewed)) => {
+                    self.reached(&origin);
                     metrics::counter!("quire_lease_renewals_total", &label).increment(1);
                     if let Some(l) = self
                         .leading
@@ -238,7 +242,7 @@ impl Replica {
                 Err(e) => {
                     // Not renewed: the commit-time checks stop the
                     // sequencer once the lease runs out on this clock.
-                    tracing::warn!(origin = %origin, error = %e, "lease not renewed");
+                    self.warn(&origin, "lease not renewed", &e);
                     if self.store.writable().is_err() {
                         metrics::counter!("quire_lease_losses_total", &label).increment(1);
                         self.step_down("its lease ran out before it could be renewed");
@@ -251,9 +255,28 @@ impl Replica {
             .store
             .acquire(&self.opts.holder, &self.opts.address, self.opts.lease)
         {
-            Ok(Some(lease)) => self.lead(lease),
+            Ok(Some(lease)) => {
+                self.reached(&origin);
+                self.lead(lease);
+            }
             Ok(None) => self.route_to_holder(),
-            Err(e) => tracing::warn!(origin = %origin, error = %e, "cannot read the lease"),
+            Err(e) => self.warn(&origin, "cannot read the lease", &e),
+        }
+    }
+
+    /// Logs a failed round once while it repeats.
+    fn warn(&self, origin: &str, what: &str, e: &dyn std::fmt::Display) {
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(repeats) = failing.failed(&format!("{what}: {e}")) {
+            tracing::warn!(origin = %origin, error = %e, repeats, "{what}");
+        }
+    }
+
+    /// A round reached the database again.
+    fn reached(&self, origin: &str) {
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        if failing.recovered() {
+            tracing::warn!(origin = %origin, "the database answers the replica again");
         }
     }
 
@@ -309,10 +332,11 @@ impl Replica {
         let holder = match self.store.holder() {
             Ok(h) => h,
             Err(e) => {
-                tracing::warn!(origin = %origin, error = %e, "cannot read the lease");
+                self.warn(&origin, "cannot read the lease", &e);
                 return;
             }
         };
+        self.reached(&origin);
         let mut routed = self
             .routed_to
             .lock()

@@ -172,12 +172,25 @@ pub(crate) fn check_extends<R: StorageReader>(
     let at_mark = if stored.size == mark.size {
         root
     } else {
-        quire_core::root_at(reader, mark.size).map_err(|e| OpenError::Mismatch(e.to_string()))?
+        quire_core::root_at(reader, mark.size).map_err(|e| match e {
+            quire_core::ProveError::Read(e) => read_failed(e),
+            e => OpenError::Mismatch(e.to_string()),
+        })?
     };
     if at_mark != mark.root {
         return Err(diverged(at_mark));
     }
     Ok(())
+}
+
+/// A read of the checks that failed: damage (data corrupt or absent) is a
+/// mismatch; anything else (the database unreachable, a timeout) is the
+/// storage's own error, which a retry may clear, never called corruption.
+fn read_failed(e: StoreError) -> OpenError {
+    match e {
+        StoreError::Corrupt(_) | StoreError::Missing(_) => OpenError::Mismatch(e.to_string()),
+        e => OpenError::Store(e),
+    }
 }
 
 /// Rebuilds the right edge from storage and checks it against the checkpoint.
@@ -193,7 +206,7 @@ pub(crate) fn check_stored<R: StorageReader>(
     let size = cp.size();
     let edge = reader
         .read_hashes(&CompactRange::edge_nodes(size))
-        .map_err(|e| OpenError::Mismatch(e.to_string()))?;
+        .map_err(read_failed)?;
     let range =
         CompactRange::from_parts(size, edge).map_err(|e| OpenError::Mismatch(e.to_string()))?;
     if range.root() != *cp.root() {
@@ -207,9 +220,7 @@ pub(crate) fn check_stored<R: StorageReader>(
     if size > 0 {
         let start =
             (size - 1) / crate::store::bundle::BUNDLE_SIZE * crate::store::bundle::BUNDLE_SIZE;
-        reader
-            .checked_entries(start, size)
-            .map_err(|e| OpenError::Mismatch(e.to_string()))?;
+        reader.checked_entries(start, size).map_err(read_failed)?;
     }
     Ok(range)
 }

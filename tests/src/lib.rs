@@ -6,8 +6,10 @@
 //! processes, an in-memory log ([`memlog`]) and a minimal HTTP/1.1 client
 //! for the C2SP witness endpoint.
 
+pub mod failover;
 pub mod memlog;
 pub mod postgres;
+pub mod replicas;
 pub mod server;
 
 use std::fmt::Write as _;

@@ -49,6 +49,45 @@ fn workspace() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// Runs `scripts/NAME ARGS` with `env`; its stdout.
+///
+/// # Errors
+/// Its stderr when it fails.
+pub(crate) fn script(
+    name: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+    args: &[&str],
+) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts").join(name))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .map_err(|e| format!("running scripts/{name}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "scripts/{name} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A loopback port free when asked, with the `n - 1` after it free too.
+pub(crate) fn free_ports(n: u16) -> Result<u16, String> {
+    for _ in 0..20 {
+        let port = free_port()?;
+        if port.checked_add(n).is_some()
+            && (1..n).all(|k| std::net::TcpListener::bind(("127.0.0.1", port + k)).is_ok())
+        {
+            return Ok(port);
+        }
+    }
+    Err(format!("no {n} free loopback ports in a row"))
+}
+
 fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -115,38 +154,7 @@ impl Postgres {
     /// # Errors
     /// `psql`'s own words when it fails.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let url = self.url_of(db);
-        let psql = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .and_then(|d| {
-                let mut bins: Vec<PathBuf> = d
-                    .filter_map(Result::ok)
-                    .map(|e| e.path().join("bin/psql"))
-                    .filter(|p| p.exists())
-                    .collect();
-                bins.sort();
-                bins.pop()
-            })
-            .unwrap_or_else(|| PathBuf::from("psql"));
-        let out = Command::new(psql)
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &url,
-                "-c",
-                sql,
-            ])
-            .output()
-            .map_err(|e| format!("running psql: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        psql(&self.url_of(db), sql)
     }
 
     /// A new, empty database of this server (its name made unique from
@@ -167,6 +175,46 @@ impl Postgres {
             None => self.url.clone(),
         }
     }
+}
+
+/// Runs `sql` on the database at `url` with `psql` (the server's own
+/// client), stopping at the first error; returns what it printed
+/// (unaligned, tuples only).
+///
+/// # Errors
+/// `psql`'s own words when it fails.
+pub fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let psql = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|d| {
+            let mut bins: Vec<PathBuf> = d
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("bin/psql"))
+                .filter(|p| p.exists())
+                .collect();
+            bins.sort();
+            bins.pop()
+        })
+        .unwrap_or_else(|| PathBuf::from("psql"));
+    let out = Command::new(psql)
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .map_err(|e| format!("running psql: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// A primary with one synchronous standby, started through the project's
@@ -191,10 +239,7 @@ impl Formation {
     pub fn start() -> Result<Formation, String> {
         let mut why = Vec::new();
         for attempt in 0..5 {
-            let port = free_port()?;
-            if port == u16::MAX || std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
-                continue;
-            }
+            let port = free_ports(2)?;
             let dir = std::env::temp_dir().join(format!(
                 "quire-pgf-{}-{}-{attempt}",
                 std::process::id(),
@@ -240,18 +285,15 @@ impl Formation {
     /// # Errors
     /// The script's words when it fails.
     pub fn node(&self, action: &str, n: u32) -> Result<(), String> {
-        let out = Command::new("bash")
-            .arg(workspace().join("scripts/pg-formation"))
-            .args([action, &n.to_string()])
-            .env("PGF_DIR", &self.dir)
-            .env("PGF_PORT", self.port.to_string())
-            .output()
-            .map_err(|e| format!("running scripts/pg-formation: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        script(
+            "pg-formation",
+            &[
+                ("PGF_DIR", self.dir.as_os_str()),
+                ("PGF_PORT", self.port.to_string().as_ref()),
+            ],
+            &[action, &n.to_string()],
+        )
+        .map(drop)
     }
 
     /// The URL of database `db` on every node (read-write).

@@ -11,6 +11,7 @@ pub struct ServerProcess {
     pub child: Child,
     /// Where its gRPC face listens.
     pub addr: SocketAddr,
+    said: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
 }
 
 /// A loopback port free when asked (the server binding it later may still
@@ -43,14 +44,17 @@ impl ServerProcess {
             .map_err(|e| format!("spawning quire-server: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
-        let err_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let err_lines = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<
+            String,
+        >::new()));
         let sink = std::sync::Arc::clone(&err_lines);
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(mut v) = sink.lock() {
-                    if v.len() < 200 {
-                        v.push(line);
+                    if v.len() >= 200 {
+                        v.pop_front();
                     }
+                    v.push_back(line);
                 }
             }
         });
@@ -63,7 +67,10 @@ impl ServerProcess {
                     let _ = child.wait();
                     // Everything it said: its stderr closes when it exits.
                     let _ = reader.join();
-                    let said = err_lines.lock().map(|v| v.join("\n")).unwrap_or_default();
+                    let said = err_lines
+                        .lock()
+                        .map(|v| v.iter().cloned().collect::<Vec<_>>().join("\n"))
+                        .unwrap_or_default();
                     return Err(format!("quire-server exited before listening: {said}"));
                 }
             }
@@ -72,7 +79,16 @@ impl ServerProcess {
         Ok(ServerProcess {
             child,
             addr: listen,
+            said: err_lines,
         })
+    }
+
+    /// The last 200 lines it wrote to stderr (warnings and errors).
+    pub fn said(&self) -> String {
+        self.said
+            .lock()
+            .map(|v| v.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
     }
 
     /// `http://ADDR`.
@@ -85,6 +101,7 @@ impl ServerProcess {
         let _ = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
     }
 

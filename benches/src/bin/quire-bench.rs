@@ -66,6 +66,11 @@ enum Scenario {
     /// Three replica processes on one log in PostgreSQL at `--pg`: write
     /// unavailability after SIGKILL of the leader, `--repeats` rounds.
     Failover,
+    /// Three replica processes on a `pg_auto_failover` formation
+    /// (`scripts/pg-auto-failover`; `--pg` its `url` line, `--paf-dir`,
+    /// `--paf-port`): write unavailability after the primary's machine is
+    /// lost, beside the failover manager's own, `--repeats` rounds.
+    PgFailover,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -160,6 +165,12 @@ struct Args {
     /// witness-add: checkpoints prepared per log.
     #[arg(long, default_value_t = 100)]
     steps: usize,
+    /// pg-failover: the formation's directory (its `PAF_DIR`).
+    #[arg(long)]
+    paf_dir: Option<std::path::PathBuf>,
+    /// pg-failover: the formation monitor's port (its `PAF_PORT`).
+    #[arg(long, default_value_t = 7460)]
+    paf_port: u16,
     /// failover: rounds.
     #[arg(long, default_value_t = 10)]
     repeats: usize,
@@ -254,6 +265,36 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "failover: lease {} ms, renew {} ms: writes again after SIGKILL of the leader in p50 {:.0} ms, max {:.0} ms over {} rounds ({} entries acknowledged, all read back)",
                 r.lease_ms, r.renew_ms, r.p50_ms, r.max_ms, r.unavailable_ms.len(), r.acknowledged
+            );
+            return emit(&args, &serde_json::to_value(&r)?);
+        }
+        Scenario::PgFailover => {
+            let url = args.pg.clone().ok_or_else(|| {
+                anyhow::anyhow!("give --pg URL (the url line scripts/pg-auto-failover prints)")
+            })?;
+            let paf_dir = args
+                .paf_dir
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("give --paf-dir DIR (the formation's PAF_DIR)"))?;
+            let server = std::env::current_exe()?
+                .parent()
+                .map(|d| d.join("quire-server"))
+                .ok_or_else(|| anyhow::anyhow!("no directory of quire-bench"))?;
+            let r =
+                quire_benches::pg_failover::run(&quire_benches::pg_failover::PgFailoverOptions {
+                    paf_dir,
+                    paf_port: args.paf_port,
+                    url,
+                    repeats: args.repeats,
+                    lease_ms: (args.lease_ms, args.renew_ms),
+                    dir: data_dir.join("pg-failover"),
+                    server,
+                })
+                .await?;
+            println!(
+                "pg-failover: over {} rounds, the manager's new primary takes writes after p50 {:.0} ms; Quire writes p50 {:.0} ms (max {:.0}) after the new primary takes replicated writes, p50 {:.0} ms (max {:.0}) after it takes any ({} entries acknowledged, all read back)",
+                r.rounds.len(), r.manager_p50_ms, r.after_replicated_ms.0, r.after_replicated_ms.1,
+                r.after_manager_ms.0, r.after_manager_ms.1, r.acknowledged
             );
             return emit(&args, &serde_json::to_value(&r)?);
         }

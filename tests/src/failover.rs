@@ -1,0 +1,156 @@
+//! A PostgreSQL formation with automatic failover (`pg_auto_failover`'s
+//! monitor and three data nodes), started through the project's own
+//! `scripts/pg-auto-failover` on free loopback ports (which installs the
+//! Debian packages when absent) and removed by that script once the test
+//! process has ended.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::postgres::{free_ports, psql, script};
+
+/// Data nodes in the formation.
+pub const NODES: u32 = 3;
+/// Loopback ports it takes: the monitor's and one a node.
+const PORTS: u16 = 4;
+
+/// A started formation.
+pub struct AutoFailover {
+    /// Every data node, with `target_session_attrs=read-write`.
+    pub url: String,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl AutoFailover {
+    /// Starts one; each call a new formation.
+    ///
+    /// # Errors
+    /// The script's own words when it cannot start one.
+    pub fn start() -> Result<AutoFailover, String> {
+        let mut why = Vec::new();
+        for attempt in 0..3 {
+            let port = free_ports(PORTS)?;
+            let dir = std::env::temp_dir()
+                .join(format!("quire-paf-{}-{port}-{attempt}", std::process::id()));
+            let owner = std::process::id().to_string();
+            let port_text = port.to_string();
+            match script(
+                "pg-auto-failover",
+                &[
+                    ("PAF_DIR", dir.as_os_str()),
+                    ("PAF_PORT", port_text.as_ref()),
+                    ("PG_OWNER", owner.as_ref()),
+                ],
+                &["start"],
+            ) {
+                Ok(out) => {
+                    if let Some(url) = out.lines().find_map(|l| l.strip_prefix("url ")) {
+                        return Ok(AutoFailover {
+                            url: url.to_owned(),
+                            dir,
+                            port,
+                        });
+                    }
+                    why.push(format!("port {port}: no url in {out:?}"));
+                }
+                Err(e) => why.push(format!("port {port}: {e}")),
+            }
+        }
+        Err(why.join("; "))
+    }
+
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let port = self.port.to_string();
+        script(
+            "pg-auto-failover",
+            &[
+                ("PAF_DIR", self.dir.as_os_str()),
+                ("PAF_PORT", port.as_ref()),
+            ],
+            args,
+        )
+    }
+
+    /// SIGKILLs node `n`'s keeper and PostgreSQL: its machine is lost.
+    ///
+    /// # Errors
+    /// The script's words.
+    pub fn kill_node(&self, n: u32) -> Result<(), String> {
+        self.run(&["kill-node", &n.to_string()]).map(drop)
+    }
+
+    /// SIGKILLs node `n`'s PostgreSQL alone; its keeper restarts it.
+    ///
+    /// # Errors
+    /// The script's words.
+    pub fn kill_postgres(&self, n: u32) -> Result<(), String> {
+        self.run(&["kill-postgres", &n.to_string()]).map(drop)
+    }
+
+    /// Runs node `n`'s keeper again; it rejoins as a standby.
+    ///
+    /// # Errors
+    /// The script's words.
+    pub fn start_node(&self, n: u32) -> Result<(), String> {
+        self.run(&["start-node", &n.to_string()]).map(drop)
+    }
+
+    /// The node the monitor made primary and that reports it, if any.
+    pub fn primary(&self) -> Option<u32> {
+        self.run(&["primary"]).ok()?.trim().parse().ok()
+    }
+
+    /// What `pg_autoctl show state` prints, for a failure's report.
+    pub fn state(&self) -> String {
+        self.run(&["state"]).unwrap_or_else(|e| e)
+    }
+
+    /// Waits (bounded by `patience`) for a primary other than `not`.
+    ///
+    /// # Errors
+    /// The formation's state when none came.
+    pub fn wait_primary(&self, not: Option<u32>, patience: Duration) -> Result<u32, String> {
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            if let Some(p) = self.primary().filter(|p| Some(*p) != not) {
+                return Ok(p);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("no primary but {not:?}:\n{}", self.state()))
+    }
+
+    /// Waits (bounded) until node `n` streams as a standby of the primary.
+    ///
+    /// # Errors
+    /// The formation's state when it does not.
+    pub fn wait_standby(&self, n: u32, patience: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + patience;
+        let q = format!(
+            "SELECT count(*) FROM pg_stat_replication \
+             WHERE application_name = 'pgautofailover_standby_{n}' AND state = 'streaming'"
+        );
+        while Instant::now() < deadline {
+            if psql(&self.url, &q).ok().as_deref() == Some("1") {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("node {n} does not stream:\n{}", self.state()))
+    }
+
+    /// A new, empty database (its name made unique from `prefix`); its
+    /// URL on every node (read-write).
+    ///
+    /// # Errors
+    /// `psql`'s words.
+    pub fn create_database(&self, prefix: &str) -> Result<String, String> {
+        let name = crate::postgres::unique(prefix).replace(['-', '.', '/'], "_");
+        psql(&self.url, &format!("CREATE DATABASE {name}"))?;
+        Ok(match self.url.split_once("/postgres?") {
+            Some((hosts, query)) => format!("{hosts}/{name}?{query}"),
+            None => self.url.clone(),
+        })
+    }
+}

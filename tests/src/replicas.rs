@@ -1,0 +1,565 @@
+//! Several `quire-server` replica processes on one log in PostgreSQL, the
+//! writers that load them, the witnesses fed every checkpoint any replica
+//! serves, and the check run after every fault: every acknowledged entry at
+//! its index byte for byte, one root per size over everything stored,
+//! served or witnessed, each stored checkpoint consistent with the next,
+//! and no witness holding evidence.
+//!
+//! Faults are placed by counting acknowledgements; every wait is a bounded
+//! poll.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quire_core::{Checkpoint, Note, VerifierKey};
+use quire_proto::v1::log_client::LogClient;
+use quire_proto::v1::witness_client::WitnessClient;
+use quire_proto::v1::{
+    AddCheckpointRequest, AddEntriesRequest, GetConsistencyProofRequest, GetLatestRequest,
+    ListEvidenceRequest,
+};
+use quire_server::store::postgres::{Create, PgOptions, PgStore};
+use quire_server::store::{Storage, StorageReader};
+use tonic::transport::Channel;
+
+use crate::server::{free_port, ServerProcess};
+use crate::{copy_dir, postgres, witness_config, LogSpec, WitnessProcess};
+
+/// How long a write, a leader or a catch-up is waited for: far above what
+/// any takes, including a PostgreSQL failover; only a broken replica
+/// reaches it.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Acknowledged writes: index → entry, and refusals seen on the way.
+#[derive(Default)]
+pub struct Acks {
+    /// Every acknowledgement, in the order it came.
+    pub acked: Vec<(u64, Vec<u8>)>,
+    /// The last few refusals (status messages), for a failure's report.
+    pub refused: Vec<String>,
+}
+
+/// The replicas of one log, and what they were seen to do.
+pub struct Replicas {
+    /// The log's origin.
+    pub origin: String,
+    url: String,
+    dir: PathBuf,
+    /// Running replicas by name.
+    pub procs: BTreeMap<&'static str, ServerProcess>,
+    /// Every checkpoint note any replica served.
+    pub served: Vec<Vec<u8>>,
+    /// What the writers were told.
+    pub acks: Arc<Mutex<Acks>>,
+    next_entry: Arc<AtomicU64>,
+    first: Option<&'static str>,
+    witnesses: Vec<WitnessProcess>,
+    /// Lease and renewal, in milliseconds.
+    pub lease_ms: (u64, u64),
+    /// More to say in a failure's report (the database formation's state).
+    pub context: Option<Box<dyn Fn() -> String + Send + Sync>>,
+}
+
+/// Writers running in the background until [`Load::stop`].
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Stops the writers and waits for their last write.
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+    }
+}
+
+impl Replicas {
+    /// No replica yet, on the PostgreSQL database at `url`, with files in
+    /// `dir`.
+    pub fn new(url: String, dir: &Path, origin: &str) -> Self {
+        Replicas {
+            origin: origin.to_owned(),
+            url,
+            dir: dir.to_owned(),
+            procs: BTreeMap::new(),
+            served: Vec::new(),
+            acks: Arc::default(),
+            next_entry: Arc::default(),
+            first: None,
+            witnesses: Vec::new(),
+            lease_ms: (1500, 300),
+            context: None,
+        }
+    }
+
+    /// Runs `sql` on the log's database (its read-write node).
+    ///
+    /// # Errors
+    /// `psql`'s words.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        postgres::psql(&self.url, sql)
+    }
+
+    fn config(&self, name: &str, port: u16) -> PathBuf {
+        let d = self.dir.join(name);
+        let path = self.dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir = {:?}\nhigh_water_dir = {:?}\n\
+                 [[logs]]\norigin = {:?}\n\
+                 [logs.storage]\nengine = \"postgres\"\nurl = {:?}\n\
+                 [replication]\nname = {name:?}\nadvertise = \"http://127.0.0.1:{port}\"\n\
+                 lease_ms = {}\nrenew_ms = {}\nfollow_ms = 50\n",
+                d.join("data"),
+                d.join("high-water"),
+                self.origin,
+                self.url,
+                self.lease_ms.0,
+                self.lease_ms.1,
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// The configuration file of replica `name`.
+    pub fn config_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.toml"))
+    }
+
+    /// Starts replica `name` (with the keys of the first one started).
+    pub fn start(&mut self, name: &'static str) {
+        if let Some(first) = self.first.filter(|f| *f != name) {
+            copy_dir(
+                &self.dir.join(first).join("data/keys"),
+                &self.dir.join(name).join("data/keys"),
+            );
+        }
+        let mut why = Vec::new();
+        for _ in 0..3 {
+            let port = free_port().unwrap();
+            let config = self.config(name, port);
+            match ServerProcess::start(&config, format!("127.0.0.1:{port}").parse().unwrap()) {
+                Ok(p) => {
+                    self.procs.insert(name, p);
+                    self.first.get_or_insert(name);
+                    return;
+                }
+                Err(e) => why.push(e),
+            }
+        }
+        panic!("replica {name} did not start: {why:?}");
+    }
+
+    /// SIGKILLs replica `name`.
+    pub fn kill(&mut self, name: &str) -> &'static str {
+        let (n, mut p) = self.procs.remove_entry(name).expect("a running replica");
+        p.kill();
+        n
+    }
+
+    /// The replica holding a valid lease, by name.
+    pub fn leader(&self) -> Option<String> {
+        let h = self
+            .psql(
+                "SELECT split_part(holder, '/', 1) FROM quire_leases WHERE expires > clock_timestamp()",
+            )
+            .ok()?;
+        (!h.is_empty()).then_some(h)
+    }
+
+    /// Waits for a running replica other than `not` to hold the lease.
+    pub async fn wait_leader(&self, not: Option<&str>) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Some(l) = self.leader().filter(|l| Some(l.as_str()) != not) {
+                if self.procs.contains_key(l.as_str()) {
+                    return l;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no new leader (not {not:?})\n{}", self.said());
+    }
+
+    /// How many writes were acknowledged.
+    pub fn acked(&self) -> usize {
+        self.acks.lock().unwrap().acked.len()
+    }
+
+    /// Waits until at least `n` writes were acknowledged in all.
+    pub async fn wait_acked(&self, n: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.acked() < n {
+            if Instant::now() > deadline {
+                let (count, refused) = {
+                    let a = self
+                        .acks
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    (a.acked.len(), a.refused.clone())
+                };
+                panic!(
+                    "{count} of {n} writes acknowledged; last refusals: {refused:?}\n{}",
+                    self.said()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What each running replica said on stderr, and the context, for a
+    /// failure's report.
+    pub fn said(&self) -> String {
+        let mut s: Vec<String> = self
+            .procs
+            .iter()
+            .map(|(n, p)| format!("--- replica {n} ({}):\n{}", p.url(), p.said()))
+            .collect();
+        if let Some(c) = &self.context {
+            s.push(c());
+        }
+        s.join("\n")
+    }
+
+    fn urls(&self, via: &[&str]) -> Vec<String> {
+        via.iter().map(|n| self.procs[n].url()).collect()
+    }
+
+    /// Writes `n` entries, one at a time, through the replicas in `via`
+    /// in turn, retrying on the next while sequencing moves.
+    pub async fn write(&mut self, n: usize, via: &[&str]) {
+        let urls = self.urls(via);
+        for _ in 0..n {
+            let id = self.next_entry.fetch_add(1, Ordering::Relaxed);
+            assert!(
+                write_one(&self.origin, &urls, id, &self.acks, &AtomicBool::new(false)).await,
+                "no replica took entry {id}"
+            );
+        }
+    }
+
+    /// `writers` writers in the background, each writing one entry at a
+    /// time through the replicas in `via` (the next one when a write
+    /// fails) until stopped.
+    pub fn load(&self, writers: usize, via: &[&str]) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let urls = self.urls(via);
+        let tasks = (0..writers)
+            .map(|w| {
+                let (stop, acks, next, origin) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&self.acks),
+                    Arc::clone(&self.next_entry),
+                    self.origin.clone(),
+                );
+                let mut urls = urls.clone();
+                let turn = w % urls.len().max(1);
+                urls.rotate_left(turn);
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = next.fetch_add(1, Ordering::Relaxed);
+                        write_one(&origin, &urls, id, &acks, &stop).await;
+                    }
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// The checkpoint replica `name` serves now.
+    pub async fn checkpoint(&self, name: &str) -> Option<Vec<u8>> {
+        crate::checkpoint(&self.procs[name].url(), &self.origin, false)
+            .await
+            .ok()
+    }
+
+    /// Takes what every running replica serves now, and hands it to the
+    /// witnesses.
+    pub async fn sample(&mut self) {
+        let names: Vec<&'static str> = self.procs.keys().copied().collect();
+        for name in names {
+            if let Some(cp) = self.checkpoint(name).await {
+                self.feed(name, &cp).await;
+                self.served.push(cp);
+            }
+        }
+    }
+
+    /// Waits until every running replica serves a checkpoint that holds
+    /// every acknowledged write.
+    pub async fn wait_caught_up(&mut self) {
+        let max = self
+            .acks
+            .lock()
+            .unwrap()
+            .acked
+            .iter()
+            .map(|(i, _)| *i)
+            .max();
+        let Some(max) = max else { return };
+        let names: Vec<&'static str> = self.procs.keys().copied().collect();
+        for name in names {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let cp = self.checkpoint(name).await;
+                if let Some(cp) = cp {
+                    let size = size_of(&cp);
+                    self.feed(name, &cp).await;
+                    self.served.push(cp);
+                    if size > max {
+                        break;
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {name} serves every write\n{}",
+                    self.said()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Starts `n` witnesses of the log (after the first replica, whose
+    /// keys they trust), fed by [`Self::sample`].
+    pub fn start_witnesses(&mut self, n: usize) {
+        let keys = vec![self.vkey().to_vkey()];
+        for i in 0..n {
+            let cfg = witness_config(
+                &self.dir.join(format!("witness{i}")),
+                &format!("replicas.example/witness{i}"),
+                &[LogSpec {
+                    origin: &self.origin,
+                    keys: keys.clone(),
+                    url: None,
+                }],
+                &[],
+                60_000,
+            );
+            let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            self.witnesses.push(WitnessProcess::start(&cfg, any));
+        }
+    }
+
+    /// Offers `note`, served by replica `from`, to every witness, with a
+    /// consistency proof from that replica. A witness ahead of it refuses
+    /// (it has moved on); a proof that does not verify, or evidence, fails
+    /// the test here or in [`Self::verify`].
+    async fn feed(&self, from: &str, note: &[u8]) {
+        let size = size_of(note);
+        for w in &self.witnesses {
+            let mut wc = WitnessClient::new(Channel::from_shared(w.url()).unwrap().connect_lazy());
+            let latest = self.witnessed(&mut wc).await;
+            let old = if latest.is_empty() {
+                0
+            } else {
+                size_of(&latest)
+            };
+            if old > size {
+                continue;
+            }
+            let proof = if old == 0 || old == size {
+                Vec::new()
+            } else {
+                let mut lc = LogClient::new(
+                    Channel::from_shared(self.procs[from].url())
+                        .unwrap()
+                        .connect_lazy(),
+                );
+                match lc
+                    .get_consistency_proof(GetConsistencyProofRequest {
+                        log: self.origin.clone(),
+                        old_size: old,
+                        new_size: size,
+                        with_seed: false,
+                    })
+                    .await
+                {
+                    Ok(r) => r.into_inner().proof,
+                    Err(_) => continue,
+                }
+            };
+            let r = wc
+                .add_checkpoint(AddCheckpointRequest {
+                    old_size: old,
+                    proof,
+                    checkpoint: note.to_vec(),
+                })
+                .await;
+            match r {
+                Ok(_) => {}
+                // Another feed moved it on meanwhile.
+                // It has moved on meanwhile, or it holds another root for
+                // the size: evidence, which `verify` looks for.
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                Err(s) => panic!(
+                    "witness refused size {size} served by {from} (old {old}): {} {}",
+                    s.code(),
+                    s.message()
+                ),
+            }
+        }
+    }
+
+    /// The witness's latest cosigned checkpoint of the log (empty: none).
+    async fn witnessed(&self, wc: &mut WitnessClient<Channel>) -> Vec<u8> {
+        wc.get_latest(GetLatestRequest {
+            origin: self.origin.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+    }
+
+    /// The log's verifier key (from the first replica's key files).
+    pub fn vkey(&self) -> VerifierKey {
+        let keys = self
+            .dir
+            .join(self.first.expect("a replica started"))
+            .join("data/keys");
+        let text = std::fs::read_dir(keys)
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().ends_with(".p256.vkey"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .unwrap();
+        VerifierKey::parse(text.trim()).unwrap()
+    }
+
+    /// The check after a fault (see the module's documentation).
+    pub async fn verify(&mut self) {
+        self.wait_caught_up().await;
+        let key = self.vkey();
+        let store =
+            PgStore::open(&PgOptions::new(self.url.clone()), &self.origin, Create::No).unwrap();
+        let r = store.reader().unwrap();
+        let acked = self.acks.lock().unwrap().acked.clone();
+        let mut indexes: Vec<u64> = acked.iter().map(|(i, _)| *i).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        assert_eq!(indexes.len(), acked.len(), "no index acknowledged twice");
+        for (index, entry) in &acked {
+            assert_eq!(
+                &r.entries(*index, index + 1).unwrap()[0],
+                entry,
+                "entry {index}"
+            );
+        }
+        let mut roots = BTreeMap::new();
+        let mut stored = BTreeMap::new();
+        for c in r.checkpoints(0, 1_000_000).unwrap() {
+            let note = Note::parse(&c.note).unwrap();
+            note.verify(std::slice::from_ref(&key)).unwrap();
+            let cp = Checkpoint::parse(note.text().as_bytes()).unwrap();
+            assert!(
+                roots.insert(cp.size(), *cp.root()).is_none(),
+                "size {} twice",
+                cp.size()
+            );
+            stored.insert(c.size, c.note.clone());
+        }
+        let sizes: Vec<_> = roots.iter().map(|(s, h)| (*s, *h)).collect();
+        for w in sizes.windows(2) {
+            let ((a, ra), (b, rb)) = (w[0], w[1]);
+            if a > 0 {
+                let proof = quire_core::prove_consistency(&r, a, b).unwrap();
+                quire_core::verify_consistency(a, b, &proof, &ra, &rb).unwrap();
+            }
+        }
+        for note in &self.served {
+            let size = size_of(note);
+            assert_eq!(
+                stored.get(&size),
+                Some(note),
+                "a served checkpoint of size {size} is the stored one"
+            );
+        }
+        for w in &self.witnesses {
+            let mut wc = WitnessClient::new(Channel::from_shared(w.url()).unwrap().connect_lazy());
+            let evidence = wc
+                .list_evidence(ListEvidenceRequest {
+                    origin: self.origin.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .evidence;
+            assert!(evidence.is_empty(), "witness {} holds evidence", w.url());
+            let latest = self.witnessed(&mut wc).await;
+            let cp = Checkpoint::parse(Note::parse(&latest).unwrap().text().as_bytes()).unwrap();
+            assert_eq!(roots.get(&cp.size()), Some(cp.root()), "witnessed root");
+        }
+    }
+}
+
+/// The size of a checkpoint note.
+pub fn size_of(note: &[u8]) -> u64 {
+    Checkpoint::parse(Note::parse(note).unwrap().text().as_bytes())
+        .unwrap()
+        .size()
+}
+
+/// Writes entry `id` through `urls` in turn until one acknowledges it
+/// (true), `stop` is set, or [`PATIENCE`] has passed.
+async fn write_one(
+    origin: &str,
+    urls: &[String],
+    id: u64,
+    acks: &Mutex<Acks>,
+    stop: &AtomicBool,
+) -> bool {
+    let entry = format!("replicated entry {id}").into_bytes();
+    let deadline = Instant::now() + PATIENCE;
+    let mut attempt = 0;
+    while Instant::now() < deadline {
+        let url = &urls[attempt % urls.len()];
+        attempt += 1;
+        let mut c = LogClient::new(Channel::from_shared(url.clone()).unwrap().connect_lazy());
+        let mut req = tonic::Request::new(AddEntriesRequest {
+            log: origin.to_owned(),
+            entries: vec![entry.clone()],
+            with_proof: false,
+            witnessed: false,
+        });
+        req.set_timeout(Duration::from_secs(10));
+        match c.add_entries(req).await {
+            Ok(resp) => {
+                let index = resp.into_inner().entries[0].index;
+                acks.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .acked
+                    .push((index, entry));
+                return true;
+            }
+            Err(s) => {
+                let mut a = acks
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if a.refused.len() >= 8 {
+                    a.refused.remove(0);
+                }
+                a.refused.push(format!("{}: {}", s.code(), s.message()));
+            }
+        }
+        // An entry refused (its outcome known) can be given up when
+        // stopped; one timed out may have been sequenced: no matter, it
+        // was not acknowledged.
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}

@@ -1,0 +1,105 @@
+//! Three `quire-server` replicas on a PostgreSQL formation with automatic
+//! failover (pg_auto_failover: a monitor, a primary and two standbys, one
+//! of which confirms every commit; started by `scripts/pg-auto-failover`),
+//! two witnesses fed every checkpoint any replica serves, and writers that
+//! record every acknowledgement. Faults: the primary's PostgreSQL
+//! SIGKILLed (its keeper restarts it); the primary's machine lost (keeper
+//! and PostgreSQL SIGKILLed, the monitor promotes a standby); and again,
+//! then the new primary lost too right after the first one came back,
+//! before it caught up. After each: the checks of
+//! [`quire_tests::replicas`], and writes resumed.
+//!
+//! Faults are placed by counting acknowledgements; waits are bounded polls.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::sync::Arc;
+
+use quire_tests::failover::AutoFailover;
+use quire_tests::replicas::{Replicas, PATIENCE};
+
+const ORIGIN: &str = "failover.example/log";
+const ALL: [&str; 3] = ["a", "b", "c"];
+
+/// Runs a blocking call of the formation off the runtime's workers.
+async fn blocking<T: Send + 'static>(
+    paf: &Arc<AutoFailover>,
+    f: impl FnOnce(&AutoFailover) -> Result<T, String> + Send + 'static,
+) -> T {
+    let paf = Arc::clone(paf);
+    tokio::task::spawn_blocking(move || f(&paf))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_survive_lost_postgresql_primaries_without_a_fork() {
+    let paf = Arc::new(
+        tokio::task::spawn_blocking(AutoFailover::start)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let url = paf.create_database("failover").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = Replicas::new(url, tmp.path(), ORIGIN);
+    // A lease outlives a failover's first seconds: a leader cut off by it
+    // steps down on time either way.
+    f.lease_ms = (3000, 1000);
+    let state = Arc::clone(&paf);
+    f.context = Some(Box::new(move || state.state()));
+    for n in ALL {
+        f.start(n);
+    }
+    f.start_witnesses(2);
+    f.wait_leader(None).await;
+    f.write(20, &ALL).await;
+    f.sample().await;
+
+    // The primary's PostgreSQL SIGKILLed under load: commits of unknown
+    // outcome, then the same node back.
+    let primary = blocking(&paf, |p| p.wait_primary(None, PATIENCE)).await;
+    let load = f.load(3, &ALL);
+    f.wait_acked(f.acked() + 30).await;
+    paf.kill_postgres(primary).unwrap();
+    f.wait_acked(f.acked() + 30).await;
+    load.stop().await;
+    f.verify().await;
+
+    // The primary's machine lost under load: a standby is promoted and
+    // Quire writes again once the new primary has a synchronous standby.
+    // The lost node comes back as a standby.
+    let primary = blocking(&paf, |p| p.wait_primary(None, PATIENCE)).await;
+    let load = f.load(3, &ALL);
+    f.wait_acked(f.acked() + 30).await;
+    paf.kill_node(primary).unwrap();
+    let next = blocking(&paf, move |p| p.wait_primary(Some(primary), PATIENCE)).await;
+    f.wait_acked(f.acked() + 30).await;
+    load.stop().await;
+    f.sample().await;
+    paf.start_node(primary).unwrap();
+    blocking(&paf, move |p| p.wait_standby(primary, PATIENCE)).await;
+    f.verify().await;
+
+    // Again, and then the new primary lost too, right after the first
+    // came back and before it caught up: the standby that confirmed every
+    // acknowledged write must be the one promoted, and writes resume on
+    // it.
+    let load = f.load(3, &ALL);
+    f.wait_acked(f.acked() + 30).await;
+    paf.kill_node(next).unwrap();
+    let third = blocking(&paf, move |p| p.wait_primary(Some(next), PATIENCE)).await;
+    f.wait_acked(f.acked() + 30).await;
+    paf.start_node(next).unwrap();
+    paf.kill_node(third).unwrap();
+    blocking(&paf, move |p| p.wait_primary(Some(third), PATIENCE)).await;
+    f.wait_acked(f.acked() + 30).await;
+    load.stop().await;
+    f.sample().await;
+    paf.start_node(third).unwrap();
+    blocking(&paf, move |p| p.wait_standby(third, PATIENCE)).await;
+    blocking(&paf, move |p| p.wait_standby(next, PATIENCE)).await;
+    f.write(10, &ALL).await;
+    f.verify().await;
+}
