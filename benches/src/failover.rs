@@ -164,18 +164,7 @@ async fn add(client: &mut LogClient<Channel>, entry: &[u8]) -> Option<u64> {
 /// A replica that does not start, PostgreSQL unreachable, a write that
 /// never succeeds again, or an acknowledged entry not in storage.
 pub async fn run(opts: &FailoverOptions) -> anyhow::Result<FailoverReport> {
-    let admin = connect(&opts.url).await?;
-    let name = format!("quire_failover_{}", std::process::id());
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let db_url = match opts.url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => anyhow::bail!("--pg must end in /DATABASE"),
-    };
+    let db_url = create_database(&opts.url, "quire_failover").await?;
     let spec = Spec {
         server: &opts.server,
         dir: &opts.dir,
@@ -183,7 +172,6 @@ pub async fn run(opts: &FailoverOptions) -> anyhow::Result<FailoverReport> {
         db_url: &db_url,
     };
     let mut replicas = start_three(&spec)?;
-    let names = NAMES;
     let db = connect(&db_url).await?;
     let mut acked: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut unavailable = Vec::new();
@@ -191,8 +179,8 @@ pub async fn run(opts: &FailoverOptions) -> anyhow::Result<FailoverReport> {
     for round in 0..opts.repeats {
         // A settled leader, and a writer on another replica.
         let lead = wait_leader(&db, Duration::from_secs(30)).await?;
-        let li = names.iter().position(|x| *x == lead).unwrap_or(0);
-        let mut client = write_20(&replicas, &lead, &mut acked, &mut n).await?;
+        let li = NAMES.iter().position(|x| *x == lead).unwrap_or(0);
+        let mut client = write_20(&replicas, li, &mut acked, &mut n).await?;
         let killed_at = Instant::now();
         replicas[li] = None; // SIGKILL
         let entry = format!("failover {n}").into_bytes();
@@ -202,7 +190,7 @@ pub async fn run(opts: &FailoverOptions) -> anyhow::Result<FailoverReport> {
         eprintln!("round {round}: leader {lead} killed, writes again after {ms:.0} ms");
         unavailable.push(ms);
         acked.push((index, entry));
-        replicas[li] = Some(start(&spec, names[li])?);
+        replicas[li] = Some(start(&spec, NAMES[li])?);
     }
     check_acked(&db_url, acked.clone()).await?;
     drop(replicas);
@@ -218,15 +206,16 @@ pub async fn run(opts: &FailoverOptions) -> anyhow::Result<FailoverReport> {
     })
 }
 
-/// Writes 20 entries through a replica that does not lead (bounded: 60 s
-/// each), recording them; that replica's client, for the round's writes.
+/// Writes 20 entries through the replica after the leader (`lead`, its
+/// position; bounded: 60 s each), recording them; that replica's client,
+/// for the round's writes.
 pub(crate) async fn write_20(
     replicas: &[Option<Replica>],
-    lead: &str,
+    lead: usize,
     acked: &mut Vec<(u64, Vec<u8>)>,
     n: &mut u64,
 ) -> anyhow::Result<LogClient<Channel>> {
-    let wi = (NAMES.iter().position(|x| *x == lead).unwrap_or(0) + 1) % NAMES.len();
+    let wi = (lead + 1) % NAMES.len();
     let url = replicas
         .get(wi)
         .and_then(Option::as_ref)
@@ -240,6 +229,33 @@ pub(crate) async fn write_20(
         acked.push((index, entry));
     }
     Ok(client)
+}
+
+/// A new database `PREFIX_PID` on the server at `url` (dropped first if a
+/// run of the same process id left it); its URL, with the same hosts and
+/// query.
+///
+/// # Errors
+/// The server unreachable, or a URL without a `/DATABASE` path.
+pub(crate) async fn create_database(url: &str, prefix: &str) -> anyhow::Result<String> {
+    let name = format!("{prefix}_{}", std::process::id());
+    let admin = connect(url).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let Some((hosts, _)) = base.rsplit_once('/') else {
+        anyhow::bail!("--pg must end in /DATABASE");
+    };
+    Ok(match query {
+        Some(q) => format!("{hosts}/{name}?{q}"),
+        None => format!("{hosts}/{name}"),
+    })
 }
 
 /// The replicas' names.

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::failover::{check_acked, connect, retry, start_three, wait_leader, write_20, Spec};
+use crate::failover::{
+    check_acked, connect, create_database, retry, start_three, wait_leader, write_20, Spec, NAMES,
+};
 
 /// How to run it.
 #[derive(Clone, Debug)]
@@ -180,15 +182,7 @@ async fn wait_rejoined(opts: &PgFailoverOptions, db_url: &str, node: u32) -> any
 /// The formation or a replica that does not start, a write or a primary
 /// that never comes back, or an acknowledged entry not in storage.
 pub async fn run(opts: &PgFailoverOptions) -> anyhow::Result<PgFailoverReport> {
-    let admin = connect(&opts.url).await?;
-    let name = format!("quire_pgfailover_{}", std::process::id());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let db_url = match opts.url.split_once("/postgres?") {
-        Some((hosts, query)) => format!("{hosts}/{name}?{query}"),
-        None => anyhow::bail!("the url must end in /postgres?target_session_attrs=read-write"),
-    };
+    let db_url = create_database(&opts.url, "quire_pgfailover").await?;
     connect(&db_url)
         .await?
         .batch_execute("CREATE TABLE quire_probe (at timestamptz)")
@@ -207,7 +201,8 @@ pub async fn run(opts: &PgFailoverOptions) -> anyhow::Result<PgFailoverReport> {
     for round in 0..opts.repeats {
         let primary = settled_primary(opts, None).await?;
         let lead = wait_leader(&connect(&db_url).await?, Duration::from_secs(60)).await?;
-        let mut client = write_20(&replicas, &lead, &mut acked, &mut n).await?;
+        let li = NAMES.iter().position(|x| *x == lead).unwrap_or(0);
+        let mut client = write_20(&replicas, li, &mut acked, &mut n).await?;
         script(opts, &["kill-node", &primary.to_string()])?;
         let killed_at = Instant::now();
         let probing = tokio::spawn(probe_until_replicated(probe_url.clone(), killed_at));

@@ -208,8 +208,8 @@ impl<S: Storage> Log<S> {
     /// Refreshes every `every` until `stop` turns true (spawned on the
     /// current runtime, each read on the blocking pool): a checkpoint the
     /// sequencing server committed is served here within `every` plus one
-    /// read. Failures are retried and logged (once while they repeat); the checkpoint served before
-    /// stays until one holds up.
+    /// read. Failures are retried and logged (once while they repeat); the
+    /// checkpoint served before stays until one holds up.
     pub fn follow(&self, every: Duration, mut stop: watch::Receiver<bool>) {
         let log = self.clone();
         tokio::spawn(async move {

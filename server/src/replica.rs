@@ -255,21 +255,26 @@ impl Replica {
             .store
             .acquire(&self.opts.holder, &self.opts.address, self.opts.lease)
         {
-            Ok(Some(lease)) => {
-                self.reached(&origin);
-                self.lead(lease);
-            }
+            Ok(Some(lease)) => self.lead(lease),
             Ok(None) => self.route_to_holder(),
             Err(e) => self.warn(&origin, "cannot read the lease", &e),
         }
     }
 
-    /// Logs a failed round once while it repeats.
+    /// Logs a failed round once while it repeats (a round that opened a
+    /// sequencer, renewed, or read the holder ends it).
     fn warn(&self, origin: &str, what: &str, e: &dyn std::fmt::Display) {
-        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(repeats) = failing.failed(&format!("{what}: {e}")) {
+        if let Some(repeats) = self.repeats(what, e) {
             tracing::warn!(origin = %origin, error = %e, repeats, "{what}");
         }
+    }
+
+    /// Whether a failed round is to be logged, and after how many repeats.
+    fn repeats(&self, what: &str, e: &dyn std::fmt::Display) -> Option<u64> {
+        self.failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed(&format!("{what}: {e}"))
     }
 
     /// A round reached the database again.
@@ -287,6 +292,7 @@ impl Replica {
             .and_then(|opts| Ok(Log::open(AnyStore::Postgres(self.store.clone()), opts)?));
         match opened {
             Ok(log) => {
+                self.reached(&origin);
                 tracing::info!(origin = %origin, epoch = lease.epoch, holder = %lease.holder, "this replica sequences the log");
                 metrics::counter!("quire_failovers_total", "log" => origin.clone()).increment(1);
                 metrics::gauge!("quire_leader", "log" => origin.clone()).set(1.0);
@@ -302,7 +308,9 @@ impl Replica {
                     Some(Leading { log, lease });
             }
             Err(e) => {
-                tracing::error!(origin = %origin, error = %e, "took the lease but cannot sequence: giving it up");
+                if let Some(repeats) = self.repeats("cannot sequence", &e) {
+                    tracing::error!(origin = %origin, error = %e, repeats, "took the lease but cannot sequence: giving it up");
+                }
                 let _ = self.store.release(&lease);
             }
         }

@@ -121,6 +121,28 @@ impl AutoFailover {
         Err(format!("no primary but {not:?}:\n{}", self.state()))
     }
 
+    /// Waits (bounded by `patience`) until node `n` reports one of
+    /// `states` to the monitor.
+    ///
+    /// # Errors
+    /// The formation's state when it does not.
+    pub fn wait_reported(&self, n: u32, states: &[&str], patience: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            let state = self
+                .run(&["node-state", &n.to_string()])
+                .unwrap_or_default();
+            if states.contains(&state.trim()) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "node {n} does not report {states:?}:\n{}",
+            self.state()
+        ))
+    }
+
     /// Waits (bounded) until node `n` streams as a standby of the primary.
     ///
     /// # Errors
@@ -148,9 +170,6 @@ impl AutoFailover {
     pub fn create_database(&self, prefix: &str) -> Result<String, String> {
         let name = crate::postgres::unique(prefix).replace(['-', '.', '/'], "_");
         psql(&self.url, &format!("CREATE DATABASE {name}"))?;
-        Ok(match self.url.split_once("/postgres?") {
-            Some((hosts, query)) => format!("{hosts}/{name}?{query}"),
-            None => self.url.clone(),
-        })
+        Ok(crate::postgres::with_database(&self.url, &name))
     }
 }

@@ -170,10 +170,21 @@ impl Postgres {
 
     /// The URL of database `db` of this server.
     pub fn url_of(&self, db: &str) -> String {
-        match self.url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{db}"),
-            None => self.url.clone(),
-        }
+        with_database(&self.url, db)
+    }
+}
+
+/// `url` (a libpq URL, one host or several, with or without a query)
+/// naming database `db` instead of its own.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let hosts = base.rsplit_once('/').map_or(base, |(h, _)| h);
+    match query {
+        Some(q) => format!("{hosts}/{db}?{q}"),
+        None => format!("{hosts}/{db}"),
     }
 }
 
@@ -245,37 +256,38 @@ impl Formation {
                 std::process::id(),
                 port
             ));
-            let out = Command::new("bash")
-                .arg(workspace().join("scripts/pg-formation"))
-                .env("PGF_DIR", &dir)
-                .env("PGF_PORT", port.to_string())
-                .env("PG_OWNER", std::process::id().to_string())
-                .output()
-                .map_err(|e| format!("running scripts/pg-formation: {e}"))?;
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let line = |key: &str| {
-                stdout
-                    .lines()
+            let (owner, port_text) = (std::process::id().to_string(), port.to_string());
+            let started = script(
+                "pg-formation",
+                &[
+                    ("PGF_DIR", dir.as_os_str()),
+                    ("PGF_PORT", port_text.as_ref()),
+                    ("PG_OWNER", owner.as_ref()),
+                ],
+                &[],
+            );
+            let line = |out: &str, key: &str| {
+                out.lines()
                     .find_map(|l| l.strip_prefix(key).map(str::to_owned))
             };
-            if let (true, Some(primary), Some(url)) =
-                (out.status.success(), line("primary "), line("url "))
-            {
-                return Ok(Formation {
-                    primary: Postgres {
-                        url: primary,
-                        dir: dir.join("primary"),
-                    },
-                    url,
-                    dir,
-                    port,
-                });
+            match started {
+                Ok(out) => {
+                    if let (Some(primary), Some(url)) = (line(&out, "primary "), line(&out, "url "))
+                    {
+                        return Ok(Formation {
+                            primary: Postgres {
+                                url: primary,
+                                dir: dir.join("primary"),
+                            },
+                            url,
+                            dir,
+                            port,
+                        });
+                    }
+                    why.push(format!("port {port}: no URLs in {out:?}"));
+                }
+                Err(e) => why.push(format!("port {port}: {e}")),
             }
-            why.push(format!(
-                "port {port}: {} {stdout}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
         }
         Err(why.join("; "))
     }
@@ -298,9 +310,6 @@ impl Formation {
 
     /// The URL of database `db` on every node (read-write).
     pub fn url_of(&self, db: &str) -> String {
-        match self.url.split_once("/postgres?") {
-            Some((hosts, query)) => format!("{hosts}/{db}?{query}"),
-            None => self.url.clone(),
-        }
+        with_database(&self.url, db)
     }
 }

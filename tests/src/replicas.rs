@@ -45,6 +45,12 @@ pub struct Acks {
     pub refused: Vec<String>,
 }
 
+/// The acknowledgements, whatever a writer that panicked left them as.
+fn lock(acks: &Mutex<Acks>) -> std::sync::MutexGuard<'_, Acks> {
+    acks.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The replicas of one log, and what they were seen to do.
 pub struct Replicas {
     /// The log's origin.
@@ -111,7 +117,7 @@ impl Replicas {
 
     fn config(&self, name: &str, port: u16) -> PathBuf {
         let d = self.dir.join(name);
-        let path = self.dir.join(format!("{name}.toml"));
+        let path = self.config_path(name);
         std::fs::write(
             &path,
             format!(
@@ -194,7 +200,7 @@ impl Replicas {
 
     /// How many writes were acknowledged.
     pub fn acked(&self) -> usize {
-        self.acks.lock().unwrap().acked.len()
+        lock(&self.acks).acked.len()
     }
 
     /// Waits until at least `n` writes were acknowledged in all.
@@ -203,10 +209,7 @@ impl Replicas {
         while self.acked() < n {
             if Instant::now() > deadline {
                 let (count, refused) = {
-                    let a = self
-                        .acks
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let a = lock(&self.acks);
                     (a.acked.len(), a.refused.clone())
                 };
                 panic!(
@@ -232,18 +235,34 @@ impl Replicas {
         s.join("\n")
     }
 
-    fn urls(&self, via: &[&str]) -> Vec<String> {
-        via.iter().map(|n| self.procs[n].url()).collect()
+    /// A client of each replica in `via` (connected on first use).
+    fn clients(&self, via: &[&str]) -> Vec<LogClient<Channel>> {
+        via.iter()
+            .map(|n| {
+                LogClient::new(
+                    Channel::from_shared(self.procs[n].url())
+                        .unwrap()
+                        .connect_lazy(),
+                )
+            })
+            .collect()
     }
 
     /// Writes `n` entries, one at a time, through the replicas in `via`
     /// in turn, retrying on the next while sequencing moves.
     pub async fn write(&mut self, n: usize, via: &[&str]) {
-        let urls = self.urls(via);
+        let mut clients = self.clients(via);
         for _ in 0..n {
             let id = self.next_entry.fetch_add(1, Ordering::Relaxed);
             assert!(
-                write_one(&self.origin, &urls, id, &self.acks, &AtomicBool::new(false)).await,
+                write_one(
+                    &self.origin,
+                    &mut clients,
+                    id,
+                    &self.acks,
+                    &AtomicBool::new(false)
+                )
+                .await,
                 "no replica took entry {id}"
             );
         }
@@ -254,7 +273,7 @@ impl Replicas {
     /// fails) until stopped.
     pub fn load(&self, writers: usize, via: &[&str]) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
-        let urls = self.urls(via);
+        let clients = self.clients(via);
         let tasks = (0..writers)
             .map(|w| {
                 let (stop, acks, next, origin) = (
@@ -263,13 +282,13 @@ impl Replicas {
                     Arc::clone(&self.next_entry),
                     self.origin.clone(),
                 );
-                let mut urls = urls.clone();
-                let turn = w % urls.len().max(1);
-                urls.rotate_left(turn);
+                let mut clients = clients.clone();
+                let turn = w % clients.len().max(1);
+                clients.rotate_left(turn);
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
                         let id = next.fetch_add(1, Ordering::Relaxed);
-                        write_one(&origin, &urls, id, &acks, &stop).await;
+                        write_one(&origin, &mut clients, id, &acks, &stop).await;
                     }
                 })
             })
@@ -289,37 +308,31 @@ impl Replicas {
     pub async fn sample(&mut self) {
         let names: Vec<&'static str> = self.procs.keys().copied().collect();
         for name in names {
-            if let Some(cp) = self.checkpoint(name).await {
-                self.feed(name, &cp).await;
-                self.served.push(cp);
-            }
+            self.take(name).await;
         }
+    }
+
+    /// The checkpoint replica `name` serves now, handed to the witnesses
+    /// and kept; its size.
+    async fn take(&mut self, name: &str) -> Option<u64> {
+        let cp = self.checkpoint(name).await?;
+        let size = size_of(&cp);
+        self.feed(name, &cp).await;
+        self.served.push(cp);
+        Some(size)
     }
 
     /// Waits until every running replica serves a checkpoint that holds
     /// every acknowledged write.
     pub async fn wait_caught_up(&mut self) {
-        let max = self
-            .acks
-            .lock()
-            .unwrap()
-            .acked
-            .iter()
-            .map(|(i, _)| *i)
-            .max();
+        let max = lock(&self.acks).acked.iter().map(|(i, _)| *i).max();
         let Some(max) = max else { return };
         let names: Vec<&'static str> = self.procs.keys().copied().collect();
         for name in names {
             let deadline = Instant::now() + PATIENCE;
             loop {
-                let cp = self.checkpoint(name).await;
-                if let Some(cp) = cp {
-                    let size = size_of(&cp);
-                    self.feed(name, &cp).await;
-                    self.served.push(cp);
-                    if size > max {
-                        break;
-                    }
+                if self.take(name).await.is_some_and(|size| size > max) {
+                    break;
                 }
                 assert!(
                     Instant::now() < deadline,
@@ -399,7 +412,6 @@ impl Replicas {
                 .await;
             match r {
                 Ok(_) => {}
-                // Another feed moved it on meanwhile.
                 // It has moved on meanwhile, or it holds another root for
                 // the size: evidence, which `verify` looks for.
                 Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
@@ -445,7 +457,7 @@ impl Replicas {
         let store =
             PgStore::open(&PgOptions::new(self.url.clone()), &self.origin, Create::No).unwrap();
         let r = store.reader().unwrap();
-        let acked = self.acks.lock().unwrap().acked.clone();
+        let acked = lock(&self.acks).acked.clone();
         let mut indexes: Vec<u64> = acked.iter().map(|(i, _)| *i).collect();
         indexes.sort_unstable();
         indexes.dedup();
@@ -511,11 +523,11 @@ pub fn size_of(note: &[u8]) -> u64 {
         .size()
 }
 
-/// Writes entry `id` through `urls` in turn until one acknowledges it
+/// Writes entry `id` through `clients` in turn until one acknowledges it
 /// (true), `stop` is set, or [`PATIENCE`] has passed.
 async fn write_one(
     origin: &str,
-    urls: &[String],
+    clients: &mut [LogClient<Channel>],
     id: u64,
     acks: &Mutex<Acks>,
     stop: &AtomicBool,
@@ -524,9 +536,9 @@ async fn write_one(
     let deadline = Instant::now() + PATIENCE;
     let mut attempt = 0;
     while Instant::now() < deadline {
-        let url = &urls[attempt % urls.len()];
+        let n = clients.len();
+        let c = &mut clients[attempt % n];
         attempt += 1;
-        let mut c = LogClient::new(Channel::from_shared(url.clone()).unwrap().connect_lazy());
         let mut req = tonic::Request::new(AddEntriesRequest {
             log: origin.to_owned(),
             entries: vec![entry.clone()],
@@ -537,16 +549,11 @@ async fn write_one(
         match c.add_entries(req).await {
             Ok(resp) => {
                 let index = resp.into_inner().entries[0].index;
-                acks.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .acked
-                    .push((index, entry));
+                lock(acks).acked.push((index, entry));
                 return true;
             }
             Err(s) => {
-                let mut a = acks
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut a = lock(acks);
                 if a.refused.len() >= 8 {
                     a.refused.remove(0);
                 }

@@ -25,6 +25,14 @@ pub fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// The lines kept, one string.
+fn joined(lines: &std::sync::Mutex<std::collections::VecDeque<String>>) -> String {
+    lines
+        .lock()
+        .map(|v| v.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
+}
+
 impl ServerProcess {
     /// Starts the server on `listen` with `config` and waits until it
     /// listens (it prints "listening on ADDR").
@@ -67,10 +75,7 @@ impl ServerProcess {
                     let _ = child.wait();
                     // Everything it said: its stderr closes when it exits.
                     let _ = reader.join();
-                    let said = err_lines
-                        .lock()
-                        .map(|v| v.iter().cloned().collect::<Vec<_>>().join("\n"))
-                        .unwrap_or_default();
+                    let said = joined(&err_lines);
                     return Err(format!("quire-server exited before listening: {said}"));
                 }
             }
@@ -85,10 +90,7 @@ impl ServerProcess {
 
     /// The last 200 lines it wrote to stderr (warnings and errors).
     pub fn said(&self) -> String {
-        self.said
-            .lock()
-            .map(|v| v.iter().cloned().collect::<Vec<_>>().join("\n"))
-            .unwrap_or_default()
+        joined(&self.said)
     }
 
     /// `http://ADDR`.

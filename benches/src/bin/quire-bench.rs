@@ -187,6 +187,14 @@ struct Args {
 
 const MIB: f64 = 1_048_576.0;
 
+/// A binary built beside this one (`quire-server`).
+fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_exe()?
+        .parent()
+        .map(|d| d.join(name))
+        .ok_or_else(|| anyhow::anyhow!("no directory of quire-bench"))
+}
+
 fn emit(args: &Args, value: &serde_json::Value) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
     if args.json {
@@ -249,10 +257,7 @@ async fn main() -> anyhow::Result<()> {
             let url = args.pg.clone().ok_or_else(|| {
                 anyhow::anyhow!("give --pg URL (scripts/postgres starts a server and prints it)")
             })?;
-            let server = std::env::current_exe()?
-                .parent()
-                .map(|d| d.join("quire-server"))
-                .ok_or_else(|| anyhow::anyhow!("no directory of quire-bench"))?;
+            let server = sibling("quire-server")?;
             let r = quire_benches::failover::run(&quire_benches::failover::FailoverOptions {
                 url,
                 repeats: args.repeats,
@@ -276,10 +281,7 @@ async fn main() -> anyhow::Result<()> {
                 .paf_dir
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("give --paf-dir DIR (the formation's PAF_DIR)"))?;
-            let server = std::env::current_exe()?
-                .parent()
-                .map(|d| d.join("quire-server"))
-                .ok_or_else(|| anyhow::anyhow!("no directory of quire-bench"))?;
+            let server = sibling("quire-server")?;
             let r =
                 quire_benches::pg_failover::run(&quire_benches::pg_failover::PgFailoverOptions {
                     paf_dir,
