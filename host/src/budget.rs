@@ -45,6 +45,20 @@ impl ByteBudget {
         }
     }
 
+    /// The budget, bytes.
+    pub fn capacity(&self) -> usize {
+        self.bytes
+    }
+
+    /// Bytes reserved now: by request bodies still being received or not
+    /// yet answered, and by entry pages not yet sent. 0 when nothing is in
+    /// flight.
+    pub fn in_use(&self) -> usize {
+        self.bytes
+            .min(Semaphore::MAX_PERMITS)
+            .saturating_sub(self.sem.available_permits())
+    }
+
     fn permits(&self, bytes: usize) -> u32 {
         u32::try_from(bytes.clamp(1, self.bytes.max(1))).unwrap_or(u32::MAX)
     }

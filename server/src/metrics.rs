@@ -13,6 +13,8 @@
 //! | `quire_writes_stopped` | gauge (1 after a storage failure stopped the log's writes) | log |
 //! | `quire_rpc_requests_total` | counter | method, code |
 //! | `quire_rpc_seconds` | histogram | method, code |
+//! | `quire_memory_budget_bytes` | gauge: the budget of bytes in flight | |
+//! | `quire_memory_budget_used_bytes` | gauge: bytes of it reserved now (request bodies, entry pages) | |
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,6 +45,32 @@ pub fn install() -> Option<PrometheusHandle> {
         })
         .ok()?;
     builder.install_recorder().ok()
+}
+
+/// The budget of bytes in flight whose use `/metrics` reports, set by the
+/// server that serves it (one per process, like the recorder).
+static BUDGET: std::sync::Mutex<Option<quire_host::budget::ByteBudget>> =
+    std::sync::Mutex::new(None);
+
+/// Reports `budget` as `quire_memory_budget_bytes` and
+/// `quire_memory_budget_used_bytes`, read when `/metrics` is rendered.
+pub fn report_budget(budget: &quire_host::budget::ByteBudget) {
+    *BUDGET
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(budget.clone());
+}
+
+/// The metrics text, with the gauges read at render time brought up to date.
+fn render(handle: &PrometheusHandle) -> String {
+    let budget = BUDGET
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if let Some(b) = budget {
+        metrics::gauge!("quire_memory_budget_bytes").set(value_usize(b.capacity()));
+        metrics::gauge!("quire_memory_budget_used_bytes").set(value_usize(b.in_use()));
+    }
+    handle.render()
 }
 
 /// Largest HTTP request head read.
@@ -99,7 +127,7 @@ pub async fn serve(
                     format!("the request head limit is {MAX_REQUEST_HEAD} bytes\n"),
                 )
             } else if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
-                ("200 OK", handle.render())
+                ("200 OK", render(&handle))
             } else {
                 (
                     "404 Not Found",

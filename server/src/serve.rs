@@ -30,6 +30,7 @@ pub async fn serve<S: Storage>(
     // One budget of bytes in flight: request bodies and entry pages.
     let budget =
         quire_host::budget::ByteBudget::new(config.memory_budget_mib.saturating_mul(1 << 20));
+    metrics::report_budget(&budget);
     let service = api
         .with_budget(budget.clone())
         .with_entry_streams(config.max_entry_streams)

@@ -97,6 +97,9 @@ async fn metrics_count_entries_and_rpcs_by_code() {
         has("quire_rpc_seconds_bucket{method=\"/quire.v1.Log/AddEntries\",code=\"OK\""),
         "{body}"
     );
+    // The budget of bytes in flight, by default 256 MiB, and its use.
+    assert!(has("quire_memory_budget_bytes 268435456"), "{body}");
+    assert!(has("quire_memory_budget_used_bytes "), "{body}");
     assert!(get(maddr, "/other").await.starts_with("HTTP/1.1 404"));
     // A head that fills the 8 KiB limit without ending: refused, naming the
     // limit. (Exactly the limit is sent, so nothing is left unread.)

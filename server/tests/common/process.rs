@@ -52,6 +52,8 @@ fn command_with(data: &Path, file_size_limit: Option<u64>, extra: &[&str]) -> Co
 pub struct ServerProcess {
     pub child: Child,
     pub addr: String,
+    /// Its metrics endpoint (`http://ADDR/metrics`), when it serves one.
+    pub metrics: Option<String>,
     /// Every line the server wrote to stderr so far.
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
@@ -151,10 +153,13 @@ fn try_start_cmd(mut cmd: Command) -> Result<ServerProcess, (Option<i32>, String
         }
     });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned));
+    let mut metrics = None;
+    let addr = lines.by_ref().map_while(Result::ok).find_map(|l| {
+        if let Some(m) = l.strip_prefix("metrics on ") {
+            metrics = Some(m.to_owned());
+        }
+        l.strip_prefix("listening on ").map(str::to_owned)
+    });
     let Some(addr) = addr else {
         let status = child.wait().unwrap();
         reader.join().unwrap();
@@ -165,6 +170,7 @@ fn try_start_cmd(mut cmd: Command) -> Result<ServerProcess, (Option<i32>, String
     Ok(ServerProcess {
         child,
         addr,
+        metrics,
         stderr,
     })
 }

@@ -88,3 +88,18 @@ pub fn rss_kib(pid: u32) -> u64 {
 pub fn hwm_kib(pid: u32) -> u64 {
     status_kib(pid, "VmHWM:")
 }
+
+/// The body of `GET url` (`http://ADDR/PATH`, HTTP/1.1, the connection
+/// closed by the server), with a 10 s read timeout.
+pub fn http_get(url: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
