@@ -8,6 +8,7 @@
 
 pub mod failover;
 pub mod memlog;
+pub mod netns;
 pub mod postgres;
 pub mod replicas;
 pub mod server;

@@ -101,13 +101,30 @@ fn free_port() -> Result<u16, String> {
 /// # Errors
 /// The script's words when it cannot start one.
 pub fn start_new() -> Result<Postgres, String> {
-    start()
+    start_on(&[])
+}
+
+/// A server of its own listening on the loopback addresses `also` as well
+/// as 127.0.0.1 (which its URL names), stopped like the shared one.
+///
+/// # Errors
+/// The script's words when it cannot start one.
+pub fn start_listening(also: &[&str]) -> Result<Postgres, String> {
+    start_on(also)
 }
 
 /// Servers started by this process.
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
 fn start() -> Result<Postgres, String> {
+    start_on(&[])
+}
+
+fn start_on(also: &[&str]) -> Result<Postgres, String> {
+    let listen = std::iter::once("127.0.0.1")
+        .chain(also.iter().copied())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut why = Vec::new();
     // A port found free can be taken before the server binds it: a few
     // tries, each on another port.
@@ -120,6 +137,7 @@ fn start() -> Result<Postgres, String> {
             .arg(workspace().join("scripts/postgres"))
             .env("PG_DIR", &dir)
             .env("PG_PORT", port.to_string())
+            .env("PG_LISTEN", &listen)
             .env("PG_OWNER", std::process::id().to_string())
             .output()
             .map_err(|e| format!("running scripts/postgres: {e}"))?;

@@ -70,6 +70,9 @@ pub struct Replicas {
     pub lease_ms: (u64, u64),
     /// More to say in a failure's report (the database formation's state).
     pub context: Option<Box<dyn Fn() -> String + Send + Sync>>,
+    /// The database URL of a replica that reaches it another way than
+    /// the log's URL (by name).
+    pub routes: BTreeMap<&'static str, String>,
 }
 
 /// Writers running in the background until [`Load::stop`].
@@ -104,6 +107,7 @@ impl Replicas {
             witnesses: Vec::new(),
             lease_ms: (1500, 300),
             context: None,
+            routes: BTreeMap::new(),
         }
     }
 
@@ -129,7 +133,7 @@ impl Replicas {
                 d.join("data"),
                 d.join("high-water"),
                 self.origin,
-                self.url,
+                self.routes.get(name).unwrap_or(&self.url),
                 self.lease_ms.0,
                 self.lease_ms.1,
             ),

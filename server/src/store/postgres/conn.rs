@@ -67,6 +67,21 @@ impl Driver {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(connect_timeout);
         }
+        // A path to the server that drops packets (a partition, a lost
+        // route) closes the connection instead of leaving it waiting on
+        // retransmissions for many minutes: data unacknowledged for the
+        // call's deadline ends it (TCP_USER_TIMEOUT), and an idle one is
+        // probed from then on, so the next call opens a new connection.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(timeout);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config
+                .keepalives(true)
+                .keepalives_idle(timeout.max(Duration::from_secs(1)))
+                .keepalives_interval(Duration::from_secs(1))
+                .keepalives_retries(3);
+        }
         config.application_name("quire-server");
         // A statement that outlives the call's deadline is cancelled by the
         // server too, not left running.

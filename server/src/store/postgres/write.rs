@@ -56,19 +56,25 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
     plan.ever_replicated = ever;
     let shared2 = Arc::clone(shared);
     shared.driver.run("a commit", async move {
-        let guard = shared2
-            .writer
-            .hold(shared2.driver.config(), shared2.driver.tls())
-            .await?;
-        let Some(client) = guard.as_ref().map(Arc::clone) else {
+        let mut tx = InTransaction {
+            slot: shared2
+                .writer
+                .hold(shared2.driver.config(), shared2.driver.tls())
+                .await?,
+            open: true,
+        };
+        let Some(client) = tx.slot.as_ref().map(Arc::clone) else {
             return Err(StoreError::engine("no PostgreSQL connection for the commit"));
         };
         client.batch_execute("BEGIN").await.map_err(engine)?;
         let written = plan.write(&client).await;
         if let Err(e) = written {
-            // A failed rollback closes nothing that matters: the server
-            // rolls back a transaction whose connection is gone.
-            let _ = client.batch_execute("ROLLBACK").await;
+            // A rollback that fails leaves the transaction open: the
+            // connection is discarded then, and the server rolls back a
+            // transaction whose connection is gone.
+            if client.batch_execute("ROLLBACK").await.is_ok() {
+                tx.open = false;
+            }
             return Err(e);
         }
         client.batch_execute("COMMIT").await.map_err(|e| {
@@ -81,7 +87,8 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
                 engine(e)
             }
         })?;
-        drop(guard);
+        tx.open = false;
+        drop(tx);
         if plan.marked.load(std::sync::atomic::Ordering::Relaxed) {
             shared2
                 .replicated
@@ -89,6 +96,25 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
         }
         Ok(())
     })
+}
+
+/// The writer's connection while a commit's transaction may be open on it.
+/// Dropped before the transaction ended (the call's deadline passed and the
+/// commit's future was dropped midway, or a statement failed and so did the
+/// rollback), it discards the connection, so the next commit opens a new
+/// one instead of sending `BEGIN` into a transaction that still holds the
+/// abandoned commit's statements and locks.
+struct InTransaction<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<Arc<Client>>>,
+    open: bool,
+}
+
+impl Drop for InTransaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            *self.slot = None;
+        }
+    }
 }
 
 /// Keeps cosignature lines for the checkpoint of `size`.
