@@ -26,7 +26,7 @@ use tonic::Code;
 
 use common::checkpoint;
 use common::process::{log_keys, ServerProcess};
-use raw::{raw_unary, rss_kib, server_streaming_first};
+use raw::{budget_freed, raw_unary, rss_kib, server_streaming_first};
 
 const UNARY: [&str; 7] = [
     "AddEntry",
@@ -593,30 +593,4 @@ async fn hostile_input_gets_clear_errors_and_the_server_keeps_serving() {
         peak < before + 4 * 160 * 1024,
         "peak RSS {peak} KiB, {before} KiB before"
     );
-}
-
-/// The server's budget of bytes in flight and the bytes reserved from it,
-/// from `/metrics`, once fewer than 1 MiB are reserved (the honest writer's
-/// requests are small; a flood request holds 59 MB): bounded polling, at
-/// most 500 × 10 ms, then the last reading.
-async fn budget_freed(metrics: &str) -> (u64, u64) {
-    let mut last = (0, u64::MAX);
-    for _ in 0..500 {
-        let text = raw::http_get(metrics);
-        let read = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .map(|v| v as u64)
-        };
-        last = (
-            read("quire_memory_budget_bytes").unwrap_or(0),
-            read("quire_memory_budget_used_bytes").unwrap_or(u64::MAX),
-        );
-        if last.1 < 1 << 20 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    last
 }

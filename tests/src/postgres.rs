@@ -17,6 +17,8 @@ pub struct Postgres {
     pub url: String,
     /// Its data directory.
     pub dir: PathBuf,
+    /// Its port.
+    pub port: u16,
 }
 
 /// The server of this test binary, started on first use.
@@ -26,7 +28,7 @@ pub struct Postgres {
 /// reason.
 pub fn shared() -> &'static Postgres {
     static SERVER: OnceLock<Result<Postgres, String>> = OnceLock::new();
-    match SERVER.get_or_init(start) {
+    match SERVER.get_or_init(start_new) {
         Ok(p) => p,
         Err(e) => panic!("PostgreSQL could not be started for this test: {e}"),
     }
@@ -101,8 +103,11 @@ fn free_port() -> Result<u16, String> {
 /// # Errors
 /// The script's words when it cannot start one.
 pub fn start_new() -> Result<Postgres, String> {
-    start_on(&[])
+    start_listening(&[])
 }
+
+/// Servers started by this process.
+static STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// A server of its own listening on the loopback addresses `also` as well
 /// as 127.0.0.1 (which its URL names), stopped like the shared one.
@@ -110,17 +115,6 @@ pub fn start_new() -> Result<Postgres, String> {
 /// # Errors
 /// The script's words when it cannot start one.
 pub fn start_listening(also: &[&str]) -> Result<Postgres, String> {
-    start_on(also)
-}
-
-/// Servers started by this process.
-static STARTED: AtomicU64 = AtomicU64::new(0);
-
-fn start() -> Result<Postgres, String> {
-    start_on(&[])
-}
-
-fn start_on(also: &[&str]) -> Result<Postgres, String> {
     let listen = std::iter::once("127.0.0.1")
         .chain(also.iter().copied())
         .collect::<Vec<_>>()
@@ -151,6 +145,7 @@ fn start_on(also: &[&str]) -> Result<Postgres, String> {
                 return Ok(Postgres {
                     url: url.to_owned(),
                     dir,
+                    port,
                 });
             }
         }
@@ -189,6 +184,17 @@ impl Postgres {
     /// The URL of database `db` of this server.
     pub fn url_of(&self, db: &str) -> String {
         with_database(&self.url, db)
+    }
+
+    /// The URL of database `db` reached through loopback address `addr`,
+    /// one of those it listens on ([`start_listening`]).
+    ///
+    /// # Panics
+    /// When its URL does not name 127.0.0.1 (a formation's multi-host URL).
+    pub fn url_at(&self, db: &str, addr: &str) -> String {
+        let url = self.url_of(db);
+        assert!(url.contains("@127.0.0.1:"), "{url} names 127.0.0.1");
+        url.replacen("@127.0.0.1:", &format!("@{addr}:"), 1)
     }
 }
 
@@ -296,6 +302,7 @@ impl Formation {
                             primary: Postgres {
                                 url: primary,
                                 dir: dir.join("primary"),
+                                port,
                             },
                             url,
                             dir,

@@ -178,6 +178,13 @@ impl Replicas {
         n
     }
 
+    /// The log's lease epoch (how many times the lease was taken).
+    pub fn epoch(&self) -> i64 {
+        let e = self.psql("SELECT epoch FROM quire_leases").unwrap();
+        e.parse()
+            .unwrap_or_else(|_| panic!("epoch {e:?}\n{}", self.said()))
+    }
+
     /// The replica holding a valid lease, by name.
     pub fn leader(&self) -> Option<String> {
         let h = self

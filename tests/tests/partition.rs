@@ -37,18 +37,11 @@ fn a_leader_cut_off_from_the_database_stops_signing_and_follows() {
     let addrs: Vec<&str> = ALL.iter().map(|n| address(n)).collect();
     let pg = postgres::start_listening(&addrs).unwrap();
     let db = pg.create_database("partition").unwrap();
-    let url = pg.url_of(&db);
-    let port: u16 = url
-        .rsplit_once(':')
-        .and_then(|(_, rest)| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let port = pg.port;
     let tmp = tempfile::tempdir().unwrap();
-    let mut f = Replicas::new(url.clone(), tmp.path(), ORIGIN);
+    let mut f = Replicas::new(pg.url_of(&db), tmp.path(), ORIGIN);
     for n in ALL {
-        let routed = url.replacen("@127.0.0.1:", &format!("@{}:", address(n)), 1);
-        assert_ne!(routed, url);
-        f.routes.insert(n, routed);
+        f.routes.insert(n, pg.url_at(&db, address(n)));
     }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -63,14 +56,8 @@ fn a_leader_cut_off_from_the_database_stops_signing_and_follows() {
             let mut leader = f.wait_leader(None).await;
             f.write(20, &ALL).await;
             f.sample().await;
-            let epoch = |f: &Replicas| -> i64 {
-                f.psql("SELECT epoch FROM quire_leases")
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            };
             for _ in 0..2 {
-                let before = epoch(&f);
+                let before = f.epoch();
                 let load = f.load(3, &ALL);
                 f.wait_acked(f.acked() + 30).await;
                 netns::cut(address(&leader), port).unwrap();
@@ -83,7 +70,7 @@ fn a_leader_cut_off_from_the_database_stops_signing_and_follows() {
                 // What the cut one serves now is what it served before the
                 // cut: stored, consistent, the witnesses' too.
                 f.sample().await;
-                assert!(epoch(&f) > before, "a new epoch after the cut");
+                assert!(f.epoch() > before, "a new epoch after the cut");
                 netns::heal().unwrap();
                 // Back, it follows: writes through it reach the new leader,
                 // and it serves the new leader's checkpoints.

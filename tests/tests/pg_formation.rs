@@ -78,6 +78,7 @@ async fn writes_are_acknowledged_only_when_the_standby_holds_them() {
     let standby = quire_tests::postgres::Postgres {
         url: format!("postgres://quire@127.0.0.1:{}/postgres", f.port + 1),
         dir: f.dir.join("standby1"),
+        port: f.port + 1,
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");

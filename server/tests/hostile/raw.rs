@@ -1,5 +1,6 @@
 //! Raw bytes as gRPC messages (a codec that sends what it is given and
-//! returns what it gets), and the server's memory from `/proc`.
+//! returns what it gets), the server's memory from `/proc`, and its budget
+//! of bytes in flight from `/metrics`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
 use prost::bytes::{Buf as _, BufMut as _};
@@ -102,4 +103,30 @@ pub fn http_get(url: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// The server's budget of bytes in flight and the bytes reserved from it,
+/// from `/metrics`, once fewer than 1 MiB are reserved (the honest writer's
+/// requests are small; a flood request holds 59 MB): bounded polling, at
+/// most 500 × 10 ms, then the last reading.
+pub async fn budget_freed(metrics: &str) -> (u64, u64) {
+    let mut last = (0, u64::MAX);
+    for _ in 0..500 {
+        let text = http_get(metrics);
+        let read = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map(|v| v as u64)
+        };
+        last = (
+            read("quire_memory_budget_bytes").unwrap_or(0),
+            read("quire_memory_budget_used_bytes").unwrap_or(u64::MAX),
+        );
+        if last.1 < 1 << 20 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    last
 }
