@@ -4,7 +4,8 @@
 //! `quire-core` beside peer crates in the same run, and the parts of the
 //! `quire-bench` harness that are more than its argument handling:
 //! [`load`] (writers, proof readers and an auditor at once), [`verify`]
-//! (what is checked in everything received), [`machine`] (the machine's
+//! (what is checked in everything received), [`prefill`] (a log brought to
+//! a size before a measurement), [`machine`] (the machine's
 //! limits), [`postgres`] (the hash-chain baseline), [`witness`] (the witness
 //! scenarios), [`failover`] and [`pg_failover`] (replicas under faults) and [`suite`] (all of them in one run, as ratios).
 
@@ -16,6 +17,7 @@ pub mod load;
 pub mod machine;
 pub mod pg_failover;
 pub mod postgres;
+pub mod prefill;
 pub mod suite;
 pub mod verify;
 pub mod witness;

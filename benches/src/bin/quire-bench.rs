@@ -24,19 +24,14 @@
 // scenario from start to report.
 #![allow(clippy::cast_precision_loss, clippy::too_many_lines)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use quire_benches::load::{self, Load, Payload, Report};
-use quire_benches::{machine, postgres, suite};
-use quire_proto::v1::log_client::LogClient;
-use quire_proto::v1::AddEntriesRequest;
+use quire_benches::{machine, postgres, prefill, suite};
 use quire_server::config::{Config, LogConfig};
 use quire_server::local::LocalServer;
 use quire_server::log::DedupPolicy;
-use rand::SeedableRng;
 use tonic::transport::Channel;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -355,10 +350,10 @@ async fn main() -> anyhow::Result<()> {
         url
     };
     if args.scenario == Scenario::Ready {
-        return ready(&addr).await;
+        return prefill::ready(&addr).await;
     }
     let channel = Channel::from_shared(addr.clone())?.connect().await?;
-    prefill(&channel, args.prefill, payload, args.entry_bytes).await?;
+    prefill::prefill(&channel, args.prefill, payload, args.entry_bytes).await?;
 
     let base = Load {
         writers: 0,
@@ -520,54 +515,6 @@ fn print_report(args: &Args, r: &Report, growth: i64, disk: u64) {
     );
 }
 
-/// Tops an existing log up to `target` entries: 8 concurrent writers of
-/// 1000-entry batches (so commits group).
-async fn prefill(
-    channel: &Channel,
-    target: u64,
-    payload: Payload,
-    len: usize,
-) -> anyhow::Result<()> {
-    let mut client = LogClient::new(channel.clone()).max_encoding_message_size(256 << 20);
-    let keys = load::log_keys(&mut client).await?;
-    let have = load::verified_checkpoint(&mut client, &keys).await?.size();
-    let left = Arc::new(AtomicU64::new(target.saturating_sub(have)));
-    let mut fill = Vec::new();
-    for w in 0..8u64 {
-        let mut c = client.clone();
-        let left = Arc::clone(&left);
-        fill.push(tokio::spawn(async move {
-            // Seeded by the size already stored: a top-up writes new entries.
-            let mut rng = rand::rngs::StdRng::seed_from_u64(have ^ (7 + w));
-            let mut n_seq = (w + 1) << 40;
-            loop {
-                let Ok(taken) = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
-                    (l > 0).then(|| l - l.min(1000))
-                }) else {
-                    return Ok::<(), tonic::Status>(());
-                };
-                let entries = (0..taken.min(1000))
-                    .map(|_| {
-                        n_seq += 1;
-                        load::entry(&mut rng, payload, len, n_seq)
-                    })
-                    .collect();
-                c.add_entries(AddEntriesRequest {
-                    log: String::new(),
-                    entries,
-                    with_proof: false,
-                    witnessed: false,
-                })
-                .await?;
-            }
-        }));
-    }
-    for f in fill {
-        f.await??;
-    }
-    Ok(())
-}
-
 fn compact(data_dir: &std::path::Path, size: u64, entry_bytes: usize) -> anyhow::Result<()> {
     for (_, bytes) in suite::compact_logs(data_dir)? {
         let per = bytes as f64 / size.max(1) as f64;
@@ -578,32 +525,4 @@ fn compact(data_dir: &std::path::Path, size: u64, entry_bytes: usize) -> anyhow:
         );
     }
     Ok(())
-}
-
-/// Polls `addr` until it answers with a checkpoint that verifies under the
-/// keys it lists, and prints how long that took.
-async fn ready(addr: &str) -> anyhow::Result<()> {
-    let start = Instant::now();
-    loop {
-        let attempt = async {
-            let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
-            let mut c = LogClient::new(channel);
-            let keys = load::log_keys(&mut c).await?;
-            load::verified_checkpoint(&mut c, &keys).await
-        };
-        match attempt.await {
-            Ok(cp) => {
-                println!(
-                    "serving a verified checkpoint of size {} after {} ms",
-                    cp.size(),
-                    start.elapsed().as_millis()
-                );
-                return Ok(());
-            }
-            Err(e) if start.elapsed() > Duration::from_secs(120) => {
-                anyhow::bail!("not serving after 120 s: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
-        }
-    }
 }
