@@ -236,6 +236,7 @@ impl<S: Storage> Log<S> {
             stopped: Arc::clone(&stopped),
             high_water: Some(opts.high_water),
             signing: Arc::clone(&signing),
+            lookup_first: 0,
         };
         let handle = std::thread::Builder::new()
             .name(format!("sequencer {}", opts.origin))

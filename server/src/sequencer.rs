@@ -98,6 +98,9 @@ pub(crate) struct Sequencer<S> {
     pub(crate) high_water: Option<HighWater>,
     /// Whether signing is allowed (start-up checks, witnesses ahead).
     pub(crate) signing: Arc<SigningGate>,
+    /// Batches still to look their leaves up before committing, after one
+    /// carried a stored leaf ([`LOOKUP_AFTER_DUPLICATE`]).
+    pub(crate) lookup_first: u32,
 }
 
 /// A committed batch on its way to the publisher: its checkpoint and the
@@ -301,31 +304,126 @@ impl<S: Storage> Sequencer<S> {
         tracing::info!(origin = %self.origin, "sequencer stopped");
     }
 
+    /// Integrates `batch`: under strict dedup on an engine that checks new
+    /// leaves in its commit, first without looking the leaves up (one
+    /// round trip to a database server fewer), and again with the lookup
+    /// when the commit finds one stored already. After such a duplicate
+    /// the next [`LOOKUP_AFTER_DUPLICATE`] batches look up first.
     fn integrate(
         &mut self,
         batch: &mut [Request],
     ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), WriteError> {
+        let unchecked = self.dedup == DedupPolicy::Strict
+            && self.store.checks_new_leaves()
+            && self.lookup_first == 0;
+        self.lookup_first = self.lookup_first.saturating_sub(1);
+        match self.integrate_once(batch, unchecked) {
+            Err(Integrate::LeafStored { entries, cause }) => {
+                tracing::debug!(origin = %self.origin, cause = %cause, "a batch carried a stored leaf; integrating it again after a lookup");
+                metrics::counter!("quire_dedup_retries_total", "log" => self.origin.clone())
+                    .increment(1);
+                self.lookup_first = LOOKUP_AFTER_DUPLICATE;
+                for (req, e) in batch.iter_mut().zip(entries) {
+                    req.entries = e;
+                }
+                self.integrate_once(batch, false)
+                    .map_err(Integrate::into_write)
+            }
+            other => other.map_err(Integrate::into_write),
+        }
+    }
+
+    /// One attempt at `batch`; `unchecked`: its leaves are not looked up,
+    /// and the commit says they are new.
+    fn integrate_once(
+        &mut self,
+        batch: &mut [Request],
+        unchecked: bool,
+    ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), Integrate> {
         let origin = self.origin.clone();
-        let store_err = |e: StoreError| write_error(&origin, e);
-        let reader = self.store.reader().map_err(store_err)?;
-        let mut range = self.range.clone();
-        let first_index = range.size();
-        let mut commit = Commit {
-            base: crate::store::Head {
-                size: first_index,
-                root: self.newest.root,
-            },
-            ..Commit::default()
-        };
+        let store_err = |e: StoreError| Integrate::Write(write_error(&origin, e));
         let leaves: Vec<Hash> = batch
             .iter()
             .flat_map(|r| r.entries.iter().map(|e| leaf_hash(e)))
             .collect();
         // Strict dedup: one batched lookup of the whole batch in the index.
-        let stored = if self.dedup == DedupPolicy::Strict {
+        let stored = if self.dedup == DedupPolicy::Strict && !unchecked {
+            let reader = self.store.reader().map_err(store_err)?;
             reader.find_leaves(&leaves).map_err(store_err)?
         } else {
             Vec::new()
+        };
+        let (mut commit, range, per_request) = self.assign(batch, leaves, stored)?;
+        if commit.entries.is_empty() {
+            // Only duplicates: answered with the newest committed state,
+            // which covers them, once it is recorded.
+            return Ok((per_request, Arc::clone(&self.newest)));
+        }
+        let last_ms = self.newest.stored.signed_at_ms;
+        let now = (self.clock)();
+        if now < last_ms {
+            return Err(Integrate::Write(WriteError::ClockBackwards {
+                now_ms: now,
+                last_ms,
+            }));
+        }
+        // Never a signature by a writer that lost its lease.
+        self.store.writable().map_err(store_err)?;
+        let root = range.root();
+        let stored = StoredCheckpoint {
+            size: range.size(),
+            signed_at_ms: now,
+            note: sign(&self.origin, range.size(), root, &self.signers).map_err(store_err)?,
+        };
+        commit.checkpoint = Some(stored.clone());
+        commit.head = crate::store::Head {
+            size: range.size(),
+            root,
+        };
+        commit.new_leaves = unchecked;
+        match self.store.commit(&commit) {
+            Ok(()) => {}
+            Err(StoreError::LeafStored(cause)) if unchecked => {
+                let Some(entries) = restore(&per_request, &commit.entries, commit.base.size) else {
+                    return Err(Integrate::Write(WriteError::Store(format!(
+                        "{cause}, and the batch's entries could not be restored to integrate it again"
+                    ))));
+                };
+                return Err(Integrate::LeafStored { entries, cause });
+            }
+            Err(e) => return Err(store_err(e)),
+        }
+        if self.dedup == DedupPolicy::BestEffort {
+            for (h, i) in &commit.leaf_index {
+                self.recent.insert(*h, *i);
+            }
+        }
+        self.range = range;
+        let latest = Arc::new(Latest { stored, root });
+        self.newest = Arc::clone(&latest);
+        metrics::counter!("quire_entries_integrated_total", "log" => self.origin.clone())
+            .increment(commit.entries.len() as u64);
+        tracing::debug!(origin = %self.origin, size = self.range.size(), entries = commit.entries.len(), "integrated");
+        Ok((per_request, latest))
+    }
+
+    /// Assigns the entries of `batch` (whose leaf hashes are `leaves`,
+    /// and `stored` the indexes a lookup found, if one was made) their
+    /// indexes under the dedup policy: the commit, the tree after it, and
+    /// each request's answers. The entries move into the commit.
+    fn assign(
+        &self,
+        batch: &mut [Request],
+        leaves: Vec<Hash>,
+        stored: Vec<Option<u64>>,
+    ) -> Result<(Commit, CompactRange, Vec<Vec<Added>>), Integrate> {
+        let mut range = self.range.clone();
+        let mut commit = Commit {
+            base: crate::store::Head {
+                size: range.size(),
+                root: self.newest.root,
+            },
+            ..Commit::default()
         };
         let mut leaves = leaves
             .into_iter()
@@ -337,9 +435,9 @@ impl<S: Storage> Sequencer<S> {
             // The entries move into the commit: no copy on the write path.
             for entry in std::mem::take(&mut req.entries) {
                 let Some((leaf, in_store)) = leaves.next() else {
-                    return Err(WriteError::Invalid(
+                    return Err(Integrate::Write(WriteError::Invalid(
                         "batch changed while integrating".into(),
-                    ));
+                    )));
                 };
                 let seen = match self.dedup {
                     DedupPolicy::Off => None,
@@ -357,7 +455,7 @@ impl<S: Storage> Sequencer<S> {
                     continue;
                 }
                 let index = append_entry(&mut range, &mut commit, entry, leaf)
-                    .map_err(|e| WriteError::Invalid(e.to_string()))?;
+                    .map_err(|e| Integrate::Write(WriteError::Invalid(e.to_string())))?;
                 if self.dedup != DedupPolicy::Off {
                     in_batch.insert(leaf, index);
                 }
@@ -368,47 +466,59 @@ impl<S: Storage> Sequencer<S> {
             }
             per_request.push(added);
         }
-        drop(reader);
-        if commit.entries.is_empty() {
-            // Only duplicates: answered with the newest committed state,
-            // which covers them, once it is recorded.
-            return Ok((per_request, Arc::clone(&self.newest)));
-        }
-        let last_ms = self.newest.stored.signed_at_ms;
-        let now = (self.clock)();
-        if now < last_ms {
-            return Err(WriteError::ClockBackwards {
-                now_ms: now,
-                last_ms,
-            });
-        }
-        // Never a signature by a writer that lost its lease.
-        self.store.writable().map_err(store_err)?;
-        let root = range.root();
-        let stored = StoredCheckpoint {
-            size: range.size(),
-            signed_at_ms: now,
-            note: sign(&self.origin, range.size(), root, &self.signers).map_err(store_err)?,
-        };
-        commit.checkpoint = Some(stored.clone());
-        commit.head = crate::store::Head {
-            size: range.size(),
-            root,
-        };
-        self.store.commit(&commit).map_err(store_err)?;
-        if self.dedup == DedupPolicy::BestEffort {
-            for (h, i) in &commit.leaf_index {
-                self.recent.insert(*h, *i);
-            }
-        }
-        self.range = range;
-        let latest = Arc::new(Latest { stored, root });
-        self.newest = Arc::clone(&latest);
-        metrics::counter!("quire_entries_integrated_total", "log" => self.origin.clone())
-            .increment(commit.entries.len() as u64);
-        tracing::debug!(origin = %self.origin, size = self.range.size(), entries = commit.entries.len(), "integrated");
-        Ok((per_request, latest))
+        Ok((commit, range, per_request))
     }
+}
+
+/// Batches that look their leaves up first after one carried a stored
+/// leaf (a client retrying, or sending duplicates on purpose): each costs a
+/// lookup, not a refused commit.
+const LOOKUP_AFTER_DUPLICATE: u32 = 64;
+
+/// Why one attempt at a batch did not commit.
+enum Integrate {
+    /// Refused for the writers.
+    Write(WriteError),
+    /// The commit said its leaves were new and one was stored: the
+    /// batch's entries, given back to be integrated again.
+    LeafStored {
+        entries: Vec<Vec<Vec<u8>>>,
+        cause: String,
+    },
+}
+
+impl Integrate {
+    fn into_write(self) -> WriteError {
+        match self {
+            Integrate::Write(e) => e,
+            // Only from an attempt without a lookup, which is never the
+            // second one.
+            Integrate::LeafStored { cause, .. } => WriteError::Store(cause),
+        }
+    }
+}
+
+/// Each request's entries again, from its answers and the commit's
+/// entries (a duplicate within the batch names the index of its first
+/// copy, which is in the commit: nothing was looked up). `None` if an
+/// answer names an index outside the commit.
+fn restore(
+    per_request: &[Vec<Added>],
+    entries: &[Vec<u8>],
+    first: u64,
+) -> Option<Vec<Vec<Vec<u8>>>> {
+    per_request
+        .iter()
+        .map(|added| {
+            added
+                .iter()
+                .map(|a| {
+                    let at = usize::try_from(a.index.checked_sub(first)?).ok()?;
+                    entries.get(at).cloned()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A storage failure as the writers are told it.

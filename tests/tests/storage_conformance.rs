@@ -232,6 +232,47 @@ fn conformance<S: Storage>(store: &S) {
     );
     drop(r);
 
+    // Leaves said new (`Commit::new_leaves`): an engine that checks them
+    // refuses a commit carrying one stored already and writes nothing of
+    // it, and takes one whose leaves are all new; one that does not check
+    // refuses every such commit, never writing a leaf it did not check.
+    let (mut c, _) = w.commit(
+        &[entries(9200, 2), vec![w.entries[5].clone()]].concat(),
+        true,
+    );
+    c.new_leaves = true;
+    let e = store.commit(&c).unwrap_err();
+    if store.checks_new_leaves() {
+        assert!(
+            matches!(&e, StoreError::LeafStored(m) if m.contains("1 of the commit's 3")),
+            "{e:?}"
+        );
+    }
+    let r = store.reader().unwrap();
+    assert_eq!(r.head().unwrap(), Some(w.head()));
+    assert_eq!(
+        r.find_leaves(&[leaf_hash(&entries(9200, 1)[0])]).unwrap(),
+        [None],
+        "nothing of a refused commit"
+    );
+    drop(r);
+    let (mut c, next) = w.commit(&entries(9300, 4), true);
+    c.new_leaves = true;
+    if store.checks_new_leaves() {
+        store.commit(&c).unwrap();
+        w = next;
+        let r = store.reader().unwrap();
+        assert_eq!(r.head().unwrap(), Some(w.head()));
+        assert_eq!(
+            r.find_leaves(&[leaf_hash(&entries(9300, 1)[0])]).unwrap(),
+            [Some(size)]
+        );
+    } else {
+        assert!(store.commit(&c).is_err());
+        assert_eq!(store.reader().unwrap().head().unwrap(), Some(w.head()));
+    }
+    let size = w.range.size();
+
     // Cosignatures kept beside checkpoints: the newest size wins, a size
     // kept again is replaced, and the tree is untouched.
     assert!(store
@@ -314,7 +355,8 @@ fn postgres_conforms() {
     // second log in the same database is apart from it.
     let again = pg_store(&origin, Create::No).unwrap();
     let r = again.reader().unwrap();
-    assert_eq!(r.head().unwrap().unwrap().size, 866);
+    // 863 entries, 4 said new, 3 copied.
+    assert_eq!(r.head().unwrap().unwrap().size, 870);
     assert_eq!(r.entries(862, 866).unwrap()[..1], entries(862, 1)[..]);
     let other = pg_store(
         &quire_tests::postgres::unique("other.example/log"),

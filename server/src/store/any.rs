@@ -72,6 +72,13 @@ impl Storage for AnyStore {
         }
     }
 
+    fn checks_new_leaves(&self) -> bool {
+        match self {
+            AnyStore::Redb(s) => s.checks_new_leaves(),
+            AnyStore::Postgres(s) => s.checks_new_leaves(),
+        }
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         match self {
             AnyStore::Redb(s) => s.writable(),

@@ -9,7 +9,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use quire_core::{Hash, HashReader, NodeId};
 
-use super::{check_head, Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint};
+use super::{
+    check_head, leaves_stored, Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint,
+};
 
 #[derive(Default)]
 struct State {
@@ -66,6 +68,10 @@ impl Storage for MemoryStore {
         Ok(())
     }
 
+    fn checks_new_leaves(&self) -> bool {
+        true
+    }
+
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
         let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
         check_head(s.head, c)?;
@@ -83,6 +89,16 @@ impl Storage for MemoryStore {
                 c.entries.len(),
                 c.leaf_index.len()
             )));
+        }
+        if c.new_leaves {
+            let stored = c
+                .leaf_index
+                .iter()
+                .filter(|(h, _)| s.leaves.contains_key(h))
+                .count();
+            if stored > 0 {
+                return Err(leaves_stored(stored, c.leaf_index.len()));
+            }
         }
         s.entries.extend(c.entries.iter().cloned());
         for (node, h) in &c.nodes {

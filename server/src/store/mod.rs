@@ -50,6 +50,12 @@ pub enum StoreError {
     /// that do not wait for them): nothing was written.
     #[error("the commit would not be replicated: {0}; nothing was written")]
     NotReplicated(String),
+    /// A commit that said its leaves were all new ([`Commit::new_leaves`])
+    /// carried a leaf hash the log stores already: nothing was written.
+    /// The sequencer integrates such a batch again, looking its leaves up
+    /// first.
+    #[error("{0}; nothing was written")]
+    LeafStored(String),
     /// The store's head is not the one the commit extends: another writer
     /// committed, or this one's view is stale. Nothing was written.
     #[error("the log's storage holds size {} (root {}), not the size {} (root {}) this commit extends: another writer committed; nothing was written", found.size, found.root, expected.size, expected.root)]
@@ -153,6 +159,15 @@ impl Default for Head {
     }
 }
 
+/// The refusal of a commit whose leaves were said new ([`Commit::new_leaves`]):
+/// `stored` of its `of` leaf hashes are stored already.
+#[must_use]
+pub fn leaves_stored(stored: usize, of: usize) -> StoreError {
+    StoreError::LeafStored(format!(
+        "{stored} of the commit's {of} leaf hashes said new are stored already"
+    ))
+}
+
 /// The compare-and-swap of a commit: the store's head must be `c.base`
 /// (an empty store's head is the empty tree).
 ///
@@ -194,6 +209,12 @@ pub struct Commit {
     pub history: Vec<StoredCheckpoint>,
     /// Metadata to set (the origin, on the first commit of a log).
     pub meta: Vec<(String, Vec<u8>)>,
+    /// Every hash of `leaf_index` is new to the log, unchecked by the
+    /// caller: the engine checks it inside the transaction and refuses the
+    /// commit with [`StoreError::LeafStored`] otherwise. Only for an engine
+    /// that says it can ([`Storage::checks_new_leaves`]); one that cannot
+    /// refuses such a commit.
+    pub new_leaves: bool,
 }
 
 /// Metadata key of an import in progress: `"<target size> <stored size>"`,
@@ -239,6 +260,14 @@ pub trait Storage: Send + Sync + 'static {
     /// the log API never runs it on one of the runtime's workers, even the
     /// short reads it runs inline on an embedded engine.
     fn reads_wait_on_network(&self) -> bool {
+        false
+    }
+
+    /// Whether the engine checks, inside a commit, that leaves said new are
+    /// new ([`Commit::new_leaves`]). Strict dedup then skips its lookup
+    /// before a batch (a round trip to a database server) and pays for a
+    /// duplicate with a second attempt instead.
+    fn checks_new_leaves(&self) -> bool {
         false
     }
 

@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
+use super::session::Session;
 use crate::store::{Cause, StoreError};
 
 /// A PostgreSQL error as a [`StoreError`]: a full disk is
@@ -265,7 +266,7 @@ pub(crate) fn hosts(config: &tokio_postgres::Config) -> String {
 
 /// One connection slot: opened on first use, and again after it closed.
 pub(crate) struct Conn {
-    slot: Mutex<Option<Arc<Client>>>,
+    slot: Mutex<Option<Arc<Session>>>,
 }
 
 impl Conn {
@@ -280,7 +281,7 @@ impl Conn {
         &self,
         config: &tokio_postgres::Config,
         tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
-    ) -> Result<Arc<Client>, StoreError> {
+    ) -> Result<Arc<Session>, StoreError> {
         let slot = self.hold(config, tls).await?;
         slot.as_ref()
             .map(Arc::clone)
@@ -293,12 +294,12 @@ impl Conn {
         &self,
         config: &tokio_postgres::Config,
         tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<Arc<Client>>>, StoreError> {
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<Arc<Session>>>, StoreError> {
         let mut slot = self.slot.lock().await;
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
-            *slot = Some(Arc::new(
+            *slot = Some(Arc::new(Session::new(
                 Driver::connect(config.clone(), tls.cloned()).await?,
-            ));
+            )));
         }
         Ok(slot)
     }

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::types::Type;
 
-use super::conn::engine;
 use super::{PgStore, Shared};
 use crate::store::StoreError;
 
@@ -77,7 +76,7 @@ impl PgStore {
         let got = self.shared.driver.run("taking the lease", async move {
             let c = s.reader().await?;
             let row = c
-                .query_typed_opt(
+                .row_opt(
                     "INSERT INTO quire_leases (log, holder, address, epoch, expires)
                      VALUES ($1, $2, $3, 1, clock_timestamp() + $4 * interval '1 millisecond')
                      ON CONFLICT (log) DO UPDATE
@@ -92,8 +91,7 @@ impl PgStore {
                         (&ttl_ms, Type::INT8),
                     ],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             Ok(row.map(|r| (holder, r.get::<_, i64>(0))))
         })?;
         let lease = got.map(|(holder, epoch)| Lease {
@@ -123,7 +121,7 @@ impl PgStore {
         let renewed = self.shared.driver.run("renewing the lease", async move {
             let c = s.reader().await?;
             let n = c
-                .execute_typed(
+                .exec(
                     "UPDATE quire_leases SET expires = clock_timestamp() + $4 * interval '1 millisecond'
                      WHERE log = $1 AND holder = $2 AND epoch = $3 AND expires > clock_timestamp()",
                     &[
@@ -133,8 +131,7 @@ impl PgStore {
                         (&ttl_ms, Type::INT8),
                     ],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             Ok(n == 1)
         })?;
         let lease = renewed.then(|| Lease {
@@ -155,7 +152,7 @@ impl PgStore {
         let (s, holder, epoch) = (Arc::clone(&self.shared), lease.holder.clone(), lease.epoch);
         self.shared.driver.run("releasing the lease", async move {
             let c = s.reader().await?;
-            c.execute_typed(
+            c.exec(
                 "UPDATE quire_leases SET expires = clock_timestamp()
                  WHERE log = $1 AND holder = $2 AND epoch = $3",
                 &[
@@ -164,8 +161,7 @@ impl PgStore {
                     (&epoch, Type::INT8),
                 ],
             )
-            .await
-            .map_err(engine)?;
+            .await?;
             Ok(())
         })
     }
@@ -179,13 +175,12 @@ impl PgStore {
         self.shared.driver.run("reading the lease", async move {
             let c = s.reader().await?;
             let row = c
-                .query_typed_opt(
+                .row_opt(
                     "SELECT holder, address, epoch FROM quire_leases
                      WHERE log = $1 AND expires > clock_timestamp()",
                     &[(&s.log, Type::INT8)],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             Ok(row.map(|r| Holder {
                 holder: r.get(0),
                 address: r.get(1),

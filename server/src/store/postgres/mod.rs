@@ -18,6 +18,7 @@ mod lease;
 mod read;
 mod replication;
 mod schema;
+mod session;
 mod write;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -102,7 +103,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// A read connection, in turn.
-    async fn reader(&self) -> Result<Arc<tokio_postgres::Client>, StoreError> {
+    async fn reader(&self) -> Result<Arc<session::Session>, StoreError> {
         let n = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len().max(1);
         match self.readers.get(n) {
             Some(c) => c.get(self.driver.config(), self.driver.tls()).await,
@@ -273,6 +274,10 @@ impl Storage for PgStore {
 
     fn writable(&self) -> Result<(), StoreError> {
         self.shared.fence().map(|_| ())
+    }
+
+    fn checks_new_leaves(&self) -> bool {
+        true
     }
 
     fn commit(&self, commit: &crate::store::Commit) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use quire_core::{perfect_root, Hash, HashReader, NodeId};
 use tokio_postgres::types::Type;
 
-use super::conn::{engine, int, uint};
+use super::conn::{int, uint};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::rows::RowSpan;
@@ -36,7 +36,7 @@ impl PgReader {
         let (head, latest) = shared.driver.run("opening a read view", async move {
             let c = s.reader().await?;
             let row = c
-                .query_typed_one(
+                .row_one(
                     "SELECT h.size, h.root, cp.size, cp.signed_at_ms, cp.note
                      FROM (SELECT 1) AS one
                      LEFT JOIN quire_heads h ON h.log = $1
@@ -46,8 +46,7 @@ impl PgReader {
                      ) cp ON true",
                     &[(&s.log, Type::INT8)],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             let head = match (
                 row.get::<_, Option<i64>>(0),
                 row.get::<_, Option<Vec<u8>>>(1),
@@ -130,7 +129,7 @@ impl HashReader for PgReader {
         let runs = self.shared.driver.run("reading hashes", async move {
             let c = s.reader().await?;
             let rows = c
-                .query_typed(
+                .rows(
                     "SELECT k.n, substring(t.hashes FROM k.off + 1 FOR k.len)
                      FROM unnest($2::int4[], $3::bool[], $4::int2[], $5::int8[], $6::int4[], $7::int4[])
                           AS k(n, mid, level, idx, off, len)
@@ -146,8 +145,7 @@ impl HashReader for PgReader {
                         (&len, Type::INT4_ARRAY),
                     ],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             Ok(rows
                 .iter()
                 .map(|r| (r.get::<_, i32>(0), r.get::<_, Vec<u8>>(1)))
@@ -219,7 +217,7 @@ impl StorageReader for PgReader {
         self.shared.driver.run("reading checkpoints", async move {
             let c = s.reader().await?;
             let rows = c
-                .query_typed(
+                .rows(
                     "SELECT size, signed_at_ms, note FROM quire_checkpoints
                      WHERE log = $1 AND size >= $2 AND size <= $3 ORDER BY size LIMIT $4",
                     &[
@@ -229,8 +227,7 @@ impl StorageReader for PgReader {
                         (&limit, Type::INT8),
                     ],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             rows.into_iter()
                 .map(|r| checkpoint(r.get(0), r.get(1), r.get(2)))
                 .collect()
@@ -252,7 +249,7 @@ impl StorageReader for PgReader {
             // One statement: a bundle completed meanwhile is seen either as
             // its single rows or as the bundle, never as neither.
             let rows = c
-                .query_typed(
+                .rows(
                     "SELECT false, idx, data FROM quire_bundles WHERE log = $1 AND idx >= $2 AND idx < $3
                      UNION ALL
                      SELECT true, idx, data FROM quire_entries WHERE log = $1 AND idx >= $4 AND idx < $5",
@@ -264,8 +261,7 @@ impl StorageReader for PgReader {
                         (&e1, Type::INT8),
                     ],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             Ok(rows
                 .into_iter()
                 .map(|r| (r.get::<_, bool>(0), r.get::<_, i64>(1), r.get::<_, Vec<u8>>(2)))
@@ -304,12 +300,11 @@ impl StorageReader for PgReader {
         let rows = self.shared.driver.run("looking up leaf hashes", async move {
             let c = s.reader().await?;
             let rows = c
-                .query_typed(
+                .rows(
                     "SELECT leaf, idx FROM quire_leaves WHERE log = $1 AND leaf = ANY($2) AND idx < $3",
                     &[(&s.log, Type::INT8), (&keys, Type::BYTEA_ARRAY), (&size, Type::INT8)],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             Ok(rows
                 .into_iter()
                 .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, i64>(1)))
@@ -330,12 +325,11 @@ impl StorageReader for PgReader {
         self.shared.driver.run("reading metadata", async move {
             let c = s.reader().await?;
             let row = c
-                .query_typed_opt(
+                .row_opt(
                     "SELECT value FROM quire_meta WHERE log = $1 AND key = $2",
                     &[(&s.log, Type::INT8), (&key, Type::TEXT)],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
         })
     }
@@ -345,12 +339,11 @@ impl StorageReader for PgReader {
         self.shared.driver.run("reading cosignatures", async move {
             let c = s.reader().await?;
             let row = c
-                .query_typed_opt(
+                .row_opt(
                     "SELECT size, lines FROM quire_cosignatures WHERE log = $1 ORDER BY size DESC LIMIT 1",
                     &[(&s.log, Type::INT8)],
                 )
-                .await
-                .map_err(engine)?;
+                .await?;
             match row {
                 Some(r) => Ok(Some((uint(r.get(0))?, r.get::<_, Vec<u8>>(1)))),
                 None => Ok(None),

@@ -3,9 +3,8 @@
 //! and the mark a log gets once a commit of it was checked replicated.
 
 use tokio_postgres::types::Type;
-use tokio_postgres::Client;
 
-use super::conn::engine;
+use super::session::Session;
 use crate::store::StoreError;
 
 /// What a commit checks of its replication.
@@ -22,15 +21,14 @@ pub(crate) enum SyncCheck {
 /// Metadata key set by the first commit checked replicated.
 pub(crate) const REPLICATED_META: &str = "replicated";
 /// Marks log `log` as committed replicated, in the commit's transaction.
-pub(super) async fn mark_replicated(client: &Client, log: i64) -> Result<(), StoreError> {
+pub(super) async fn mark_replicated(client: &Session, log: i64) -> Result<(), StoreError> {
     client
-        .execute_typed(
+        .exec(
             "INSERT INTO quire_meta (log, key, value) VALUES ($1, $2, '\\x31')
              ON CONFLICT (log, key) DO NOTHING",
             &[(&log, Type::INT8), (&REPLICATED_META, Type::TEXT)],
         )
-        .await
-        .map_err(engine)?;
+        .await?;
     Ok(())
 }
 
@@ -43,24 +41,26 @@ pub(super) async fn mark_replicated(client: &Client, log: i64) -> Result<(), Sto
 /// commit's own session, so what it says is what this `COMMIT` does; a
 /// standby lost after it makes `COMMIT` wait, never return early.
 pub(super) async fn replicated(
-    client: &Client,
+    client: &Session,
     origin: &str,
     required: Option<u32>,
     ever: bool,
 ) -> Result<bool, StoreError> {
     let row = client
-        .query_typed_one(
+        .row_one(
+            // pg_stat_get_wal_senders() is what pg_stat_replication reads,
+            // without the view's join to every backend's activity: about a
+            // tenth of the cost, on every commit (both need pg_monitor's
+            // pg_read_all_stats to see more than the senders' pids).
             "SELECT current_setting('synchronous_commit'),
                     current_setting('synchronous_standby_names'),
-                    (SELECT count(*) FROM pg_stat_replication
-                      WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')),
-                    (SELECT count(*) FROM pg_stat_replication),
-                    (SELECT COALESCE(max(extract(epoch FROM replay_lag)), 0)::float8
-                       FROM pg_stat_replication)",
+                    count(*) FILTER (WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')),
+                    count(*),
+                    COALESCE(max(extract(epoch FROM replay_lag)), 0)::float8
+               FROM pg_stat_get_wal_senders()",
             &[],
         )
-        .await
-        .map_err(engine)?;
+        .await?;
     let (mode, names, sync, all): (String, String, i64, i64) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
     // How far the slowest standby's replay is behind (0 without standbys).

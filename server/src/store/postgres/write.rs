@@ -17,16 +17,14 @@ use futures_util::future::try_join_all;
 use quire_core::node::TileId;
 use quire_core::Hash;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Client;
 
 use super::conn::{engine, int, uint};
 use super::replication::{mark_replicated, replicated, SyncCheck};
+use super::session::{Param, Session};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::rows::{RowSpan, MID};
 use crate::store::{check_head, Commit, Head, StoreError};
-
-type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 /// One statement of a commit, pipelined with the others.
 type Work<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
@@ -66,7 +64,6 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
         let Some(client) = tx.slot.as_ref().map(Arc::clone) else {
             return Err(StoreError::engine("no PostgreSQL connection for the commit"));
         };
-        client.batch_execute("BEGIN").await.map_err(engine)?;
         let written = plan.write(&client).await;
         if let Err(e) = written {
             // A rollback that fails leaves the transaction open: the
@@ -105,7 +102,7 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
 /// one instead of sending `BEGIN` into a transaction that still holds the
 /// abandoned commit's statements and locks.
 struct InTransaction<'a> {
-    slot: tokio::sync::MutexGuard<'a, Option<Arc<Client>>>,
+    slot: tokio::sync::MutexGuard<'a, Option<Arc<Session>>>,
     open: bool,
 }
 
@@ -170,6 +167,9 @@ struct Plan {
     /// Checkpoints: sizes, signing times, notes.
     checkpoints: (Vec<i64>, Vec<i64>, Vec<Vec<u8>>),
     meta: (Vec<String>, Vec<Vec<u8>>),
+    /// The leaves are said new ([`Commit::new_leaves`]): their insert must
+    /// write every one.
+    new_leaves: bool,
     compress: bool,
     log: i64,
     /// The log's origin (for metrics).
@@ -269,6 +269,7 @@ impl Plan {
             leaves,
             checkpoints,
             meta: c.meta.iter().cloned().unzip(),
+            new_leaves: c.new_leaves,
             compress,
             log,
             origin: String::new(),
@@ -279,11 +280,24 @@ impl Plan {
         })
     }
 
-    /// The statements of the transaction, after `BEGIN`.
-    async fn write(&self, client: &Client) -> Result<(), StoreError> {
+    /// The whole transaction but `COMMIT`, in two round trips: `BEGIN`,
+    /// the locks and the reads are pipelined (PostgreSQL runs them in the
+    /// order sent, so the lease and the head are locked before anything is
+    /// read), their answers checked in that order; then the writes,
+    /// pipelined.
+    async fn write(&self, client: &Session) -> Result<(), StoreError> {
         let log = self.log;
-        self.lock_head(client, log).await?;
-        let bundles = self.bundles(client, log).await?;
+        let (begun, lease, head, bundles) = futures_util::future::join4(
+            client.batch_execute("BEGIN"),
+            self.lock_lease(client, log),
+            self.lock_head(client, log),
+            self.bundles(client, log),
+        )
+        .await;
+        begun.map_err(engine)?;
+        lease?;
+        head?;
+        let bundles = bundles?;
         let mut work = self.bundle_statements(client, &bundles);
         if let SyncCheck::Standbys(required) = self.replication {
             work.push(Box::pin(async move {
@@ -302,39 +316,44 @@ impl Plan {
         Ok(())
     }
 
+    /// The fence, when the store has one: the lease row, locked first (a
+    /// takeover waits for this commit to end), must still be this server's
+    /// epoch and unexpired on the database's clock, so a lease that ran
+    /// out (a pause, a partition) commits nothing.
+    async fn lock_lease(&self, client: &Session, log: i64) -> Result<(), StoreError> {
+        let Some(lease) = &self.lease else {
+            return Ok(());
+        };
+        let held = client
+            .row_opt(
+                "SELECT 1 FROM quire_leases
+                 WHERE log = $1 AND holder = $2 AND epoch = $3 AND expires > clock_timestamp()
+                 FOR UPDATE",
+                &[
+                    (&log, Type::INT8),
+                    (&lease.holder, Type::TEXT),
+                    (&lease.epoch, Type::INT8),
+                ],
+            )
+            .await?;
+        if held.is_none() {
+            return Err(StoreError::NotLeader(format!(
+                "the database no longer holds this server's lease (epoch {})",
+                lease.epoch
+            )));
+        }
+        Ok(())
+    }
+
     /// The compare-and-swap: the head row, locked until the transaction
     /// ends, must be the commit's base.
-    async fn lock_head(&self, client: &Client, log: i64) -> Result<(), StoreError> {
-        if let Some(lease) = &self.lease {
-            // Locked first: a takeover waits for this commit to end, and a
-            // lease that ran out (a pause, a partition) commits nothing.
-            let held = client
-                .query_typed_opt(
-                    "SELECT 1 FROM quire_leases
-                     WHERE log = $1 AND holder = $2 AND epoch = $3 AND expires > clock_timestamp()
-                     FOR UPDATE",
-                    &[
-                        (&log, Type::INT8),
-                        (&lease.holder, Type::TEXT),
-                        (&lease.epoch, Type::INT8),
-                    ],
-                )
-                .await
-                .map_err(engine)?;
-            if held.is_none() {
-                return Err(StoreError::NotLeader(format!(
-                    "the database no longer holds this server's lease (epoch {})",
-                    lease.epoch
-                )));
-            }
-        }
+    async fn lock_head(&self, client: &Session, log: i64) -> Result<(), StoreError> {
         let row = client
-            .query_typed_opt(
+            .row_opt(
                 "SELECT size, root FROM quire_heads WHERE log = $1 FOR UPDATE",
                 &[(&log, Type::INT8)],
             )
-            .await
-            .map_err(engine)?;
+            .await?;
         let stored = match row {
             Some(r) => Some(Head {
                 size: uint(r.get(0))?,
@@ -356,7 +375,7 @@ impl Plan {
     /// entries of earlier commits that it starts with.
     async fn bundles(
         &self,
-        client: &Client,
+        client: &Session,
         log: i64,
     ) -> Result<Vec<(&Completed, Vec<u8>)>, StoreError> {
         let mut bundles = Vec::with_capacity(self.completed.len());
@@ -365,12 +384,11 @@ impl Plan {
                 Vec::new()
             } else {
                 let rows = client
-                    .query_typed(
+                    .rows(
                         "SELECT data FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
                         &[(&log, Type::INT8), (&b.from, Type::INT8), (&(b.from + b.prior), Type::INT8)],
                     )
-                    .await
-                    .map_err(engine)?;
+                    .await?;
                 rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect()
             };
             if i64::try_from(entries.len()).ok() != Some(b.prior) {
@@ -391,7 +409,7 @@ impl Plan {
     /// replace.
     fn bundle_statements<'a>(
         &'a self,
-        client: &'a Client,
+        client: &'a Session,
         bundles: &'a [(&Completed, Vec<u8>)],
     ) -> Vec<Work<'a>> {
         let mut work: Vec<Work<'a>> = Vec::new();
@@ -433,7 +451,7 @@ impl Plan {
 
     /// Tile and mid rows, leaf hashes, the checkpoint, metadata and the
     /// new head.
-    fn statements<'a>(&'a self, client: &'a Client, work: &mut Vec<Work<'a>>) {
+    fn statements<'a>(&'a self, client: &'a Session, work: &mut Vec<Work<'a>>) {
         for r in &self.rows {
             let what = format!(
                 "{} row {}/{}",
@@ -462,7 +480,7 @@ impl Plan {
                 client,
                 "INSERT INTO quire_leaves (log, leaf, idx) SELECT $1, * FROM unnest($2::bytea[], $3::int8[]) ON CONFLICT DO NOTHING",
                 vec![(&self.log, Type::INT8), (&self.leaves.0, Type::BYTEA_ARRAY), (&self.leaves.1, Type::INT8_ARRAY)],
-                |_| Ok(()),
+                new_leaves(self.new_leaves, self.leaves.0.len()),
             )));
         }
         if !self.checkpoints.0.is_empty() {
@@ -516,20 +534,33 @@ fn expect(want: u64, what: String) -> impl FnOnce(u64) -> Result<(), StoreError>
     }
 }
 
+/// The check of the leaf hashes' insert: when they are said new, every
+/// one was written (a conflict skips one that is stored already).
+fn new_leaves(said: bool, n: usize) -> impl FnOnce(u64) -> Result<(), StoreError> + Send {
+    move |got: u64| {
+        let stored = n.saturating_sub(usize::try_from(got).unwrap_or(n));
+        if said && stored > 0 {
+            Err(crate::store::leaves_stored(stored, n))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// One statement, its row count checked by `check`.
 async fn exec(
-    client: &Client,
+    client: &Session,
     sql: &'static str,
     params: Vec<Param<'_>>,
     check: impl FnOnce(u64) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let n = client.execute_typed(sql, &params).await.map_err(engine)?;
+    let n = client.exec(sql, &params).await?;
     check(n)
 }
 
 /// [`exec`] with three `BIGINT` parameters it owns.
 async fn exec_owned(
-    client: &Client,
+    client: &Session,
     sql: &'static str,
     values: [i64; 3],
     check: impl FnOnce(u64) -> Result<(), StoreError>,

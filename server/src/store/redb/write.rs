@@ -28,6 +28,12 @@ impl RedbStore {
                 c.leaf_index.len()
             )));
         }
+        if c.new_leaves {
+            // Its lookups are in memory: strict dedup looks up first.
+            return Err(StoreError::engine(
+                "redb does not check leaves inside a commit; look them up first",
+            ));
+        }
         let txn = self.db.begin_write().map_err(engine)?;
         let step;
         {
