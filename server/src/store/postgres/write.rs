@@ -280,25 +280,50 @@ impl Plan {
         })
     }
 
-    /// The whole transaction but `COMMIT`, in two round trips: `BEGIN`,
-    /// the locks and the reads are pipelined (PostgreSQL runs them in the
-    /// order sent, so the lease and the head are locked before anything is
-    /// read), their answers checked in that order; then the writes,
-    /// pipelined.
+    /// The whole transaction but `COMMIT`, pipelined: `BEGIN`, the locks,
+    /// then the writes. PostgreSQL runs statements in the order sent, so
+    /// the lease and the head are locked before anything is written; their
+    /// answers are checked first, in that order, and a failed check rolls
+    /// back whatever followed it. One round trip, or two when a bundle the
+    /// commit completes starts with entries of earlier commits: those are
+    /// read after the locks, and the writes sent once they are in.
     async fn write(&self, client: &Session) -> Result<(), StoreError> {
         let log = self.log;
-        let (begun, lease, head, bundles) = futures_util::future::join4(
+        let locks = futures_util::future::join3(
             client.batch_execute("BEGIN"),
             self.lock_lease(client, log),
             self.lock_head(client, log),
-            self.bundles(client, log),
-        )
-        .await;
-        begun.map_err(engine)?;
-        lease?;
-        head?;
-        let bundles = bundles?;
-        let mut work = self.bundle_statements(client, &bundles);
+        );
+        let locked = |(begun, lease, head): (Result<(), tokio_postgres::Error>, _, _)| {
+            begun.map_err(engine)?;
+            lease?;
+            head
+        };
+        if self.completed.iter().any(|b| b.prior > 0) {
+            let (held, bundles) =
+                futures_util::future::join(locks, self.bundles(client, log)).await;
+            locked(held)?;
+            let bundles = bundles?;
+            try_join_all(self.writes(client, &bundles)).await?;
+        } else {
+            // Nothing to read: the bundles are built without a query.
+            let bundles = self.bundles(client, log).await?;
+            let (held, written) =
+                futures_util::future::join(locks, try_join_all(self.writes(client, &bundles)))
+                    .await;
+            locked(held)?;
+            written?;
+        }
+        Ok(())
+    }
+
+    /// Every write of the commit, the replication check among them.
+    fn writes<'a>(
+        &'a self,
+        client: &'a Session,
+        bundles: &'a [(&Completed, Vec<u8>)],
+    ) -> Vec<Work<'a>> {
+        let mut work = self.bundle_statements(client, bundles);
         if let SyncCheck::Standbys(required) = self.replication {
             work.push(Box::pin(async move {
                 if replicated(client, &self.origin, required, self.ever_replicated).await?
@@ -312,8 +337,7 @@ impl Plan {
             }));
         }
         self.statements(client, &mut work);
-        try_join_all(work).await?;
-        Ok(())
+        work
     }
 
     /// The fence, when the store has one: the lease row, locked first (a
