@@ -19,6 +19,7 @@ mod read;
 mod replication;
 mod schema;
 mod session;
+mod statement;
 mod write;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

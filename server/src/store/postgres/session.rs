@@ -8,6 +8,12 @@
 //! commit's replication check. PostgreSQL replans a prepared statement by
 //! itself when a table it reads changes (a migration).
 //!
+//! A statement runs unnamed on its first use on a connection and is
+//! prepared after it: preparing first would hold it back a round trip
+//! while statements polled after it, prepared already, overtook it, and
+//! a commit's pipelined statements must run in the order sent (the locks
+//! before the writes, the leaf insert before the checkpoint's).
+//!
 //! A pooler in front of PostgreSQL must keep prepared statements to its
 //! server connection: `PgBouncer` in session mode, or transaction mode with
 //! `max_prepared_statements` set (1.21 and later).
@@ -46,29 +52,7 @@ impl Session {
         }
     }
 
-    /// `sql` prepared on this connection with the types of `params`
-    /// (prepared on its first use).
-    async fn statement(
-        &self,
-        sql: &'static str,
-        params: &[Param<'_>],
-    ) -> Result<Statement, StoreError> {
-        if let Some(s) = self.cached(sql) {
-            return Ok(s);
-        }
-        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
-        let s = self
-            .client
-            .prepare_typed(sql, &types)
-            .await
-            .map_err(engine)?;
-        self.prepared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(sql, s.clone());
-        Ok(s)
-    }
-
+    /// `sql` prepared on this connection, if it is.
     fn cached(&self, sql: &'static str) -> Option<Statement> {
         self.prepared
             .lock()
@@ -76,6 +60,23 @@ impl Session {
             .get(sql)
             .cloned()
     }
+
+    /// Prepares `sql` for its next uses, once this one has run. A failure
+    /// (the transaction aborted meanwhile) only leaves it unprepared.
+    async fn prepare(&self, sql: &'static str, params: &[Param<'_>]) {
+        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+        if let Ok(s) = self.client.prepare_typed(sql, &types).await {
+            self.prepared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(sql, s);
+        }
+    }
+
+    // Each call sends its statement when first polled, prepared or not
+    // (a statement not prepared yet runs unnamed, then is prepared):
+    // statements pipelined on the connection run in the order their calls
+    // were polled, which the commit's checks depend on.
 
     /// The rows of `sql`.
     ///
@@ -86,8 +87,12 @@ impl Session {
         sql: &'static str,
         params: &[Param<'_>],
     ) -> Result<Vec<Row>, StoreError> {
-        let s = self.statement(sql, params).await?;
-        self.client.query(&s, &values(params)).await.map_err(engine)
+        if let Some(s) = self.cached(sql) {
+            return self.client.query(&s, &values(params)).await.map_err(engine);
+        }
+        let rows = self.client.query_typed(sql, params).await.map_err(engine)?;
+        self.prepare(sql, params).await;
+        Ok(rows)
     }
 
     /// The one row of `sql`, or none.
@@ -99,11 +104,20 @@ impl Session {
         sql: &'static str,
         params: &[Param<'_>],
     ) -> Result<Option<Row>, StoreError> {
-        let s = self.statement(sql, params).await?;
-        self.client
-            .query_opt(&s, &values(params))
+        if let Some(s) = self.cached(sql) {
+            return self
+                .client
+                .query_opt(&s, &values(params))
+                .await
+                .map_err(engine);
+        }
+        let row = self
+            .client
+            .query_typed_opt(sql, params)
             .await
-            .map_err(engine)
+            .map_err(engine)?;
+        self.prepare(sql, params).await;
+        Ok(row)
     }
 
     /// The one row of `sql`.
@@ -115,11 +129,20 @@ impl Session {
         sql: &'static str,
         params: &[Param<'_>],
     ) -> Result<Row, StoreError> {
-        let s = self.statement(sql, params).await?;
-        self.client
-            .query_one(&s, &values(params))
+        if let Some(s) = self.cached(sql) {
+            return self
+                .client
+                .query_one(&s, &values(params))
+                .await
+                .map_err(engine);
+        }
+        let row = self
+            .client
+            .query_typed_one(sql, params)
             .await
-            .map_err(engine)
+            .map_err(engine)?;
+        self.prepare(sql, params).await;
+        Ok(row)
     }
 
     /// The number of rows `sql` wrote.
@@ -131,11 +154,20 @@ impl Session {
         sql: &'static str,
         params: &[Param<'_>],
     ) -> Result<u64, StoreError> {
-        let s = self.statement(sql, params).await?;
-        self.client
-            .execute(&s, &values(params))
+        if let Some(s) = self.cached(sql) {
+            return self
+                .client
+                .execute(&s, &values(params))
+                .await
+                .map_err(engine);
+        }
+        let n = self
+            .client
+            .execute_typed(sql, params)
             .await
-            .map_err(engine)
+            .map_err(engine)?;
+        self.prepare(sql, params).await;
+        Ok(n)
     }
 }
 

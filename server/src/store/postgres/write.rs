@@ -20,7 +20,8 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::conn::{engine, int, uint};
 use super::replication::{mark_replicated, replicated, SyncCheck};
-use super::session::{Param, Session};
+use super::session::Session;
+use super::statement::{exec, exec_owned, expect, insert_new_leaves};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::rows::{RowSpan, MID};
@@ -280,64 +281,52 @@ impl Plan {
         })
     }
 
-    /// The whole transaction but `COMMIT`, pipelined: `BEGIN`, the locks,
-    /// then the writes. PostgreSQL runs statements in the order sent, so
-    /// the lease and the head are locked before anything is written; their
-    /// answers are checked first, in that order, and a failed check rolls
-    /// back whatever followed it. One round trip, or two when a bundle the
-    /// commit completes starts with entries of earlier commits: those are
-    /// read after the locks, and the writes sent once they are in.
+    /// The whole transaction but `COMMIT`, in two round trips. First,
+    /// pipelined: `BEGIN`, the locks, the replication check and the rows
+    /// a completed bundle starts with; PostgreSQL runs them in the order
+    /// sent, so the lease and the head are locked before anything is read,
+    /// and their answers are checked in that order. Only then the writes,
+    /// pipelined: nothing that carries the commit's signed checkpoint
+    /// reaches the database (its WAL, its standbys) unless the commit
+    /// extends the stored head under this server's lease and will be
+    /// replicated as required. The one check left to the writes, a leaf
+    /// said new but stored, fails its insert, and PostgreSQL skips every
+    /// later statement (the checkpoint's among them) of the aborted
+    /// transaction.
     async fn write(&self, client: &Session) -> Result<(), StoreError> {
         let log = self.log;
-        let locks = futures_util::future::join3(
+        let replication = async {
+            match self.replication {
+                SyncCheck::Standbys(required) => {
+                    replicated(client, &self.origin, required, self.ever_replicated).await
+                }
+                SyncCheck::Off => Ok(false),
+            }
+        };
+        let (begun, lease, head, (replicated, bundles)) = futures_util::future::join4(
             client.batch_execute("BEGIN"),
             self.lock_lease(client, log),
             self.lock_head(client, log),
-        );
-        let locked = |(begun, lease, head): (Result<(), tokio_postgres::Error>, _, _)| {
-            begun.map_err(engine)?;
-            lease?;
-            head
-        };
-        if self.completed.iter().any(|b| b.prior > 0) {
-            let (held, bundles) =
-                futures_util::future::join(locks, self.bundles(client, log)).await;
-            locked(held)?;
-            let bundles = bundles?;
-            try_join_all(self.writes(client, &bundles)).await?;
-        } else {
-            // Nothing to read: the bundles are built without a query.
-            let bundles = self.bundles(client, log).await?;
-            let (held, written) =
-                futures_util::future::join(locks, try_join_all(self.writes(client, &bundles)))
-                    .await;
-            locked(held)?;
-            written?;
-        }
-        Ok(())
-    }
-
-    /// Every write of the commit, the replication check among them.
-    fn writes<'a>(
-        &'a self,
-        client: &'a Session,
-        bundles: &'a [(&Completed, Vec<u8>)],
-    ) -> Vec<Work<'a>> {
-        let mut work = self.bundle_statements(client, bundles);
-        if let SyncCheck::Standbys(required) = self.replication {
+            futures_util::future::join(replication, self.bundles(client, log)),
+        )
+        .await;
+        begun.map_err(engine)?;
+        lease?;
+        head?;
+        let mark = replicated? && !self.ever_replicated;
+        let bundles = bundles?;
+        let mut work = self.bundle_statements(client, &bundles);
+        if mark {
             work.push(Box::pin(async move {
-                if replicated(client, &self.origin, required, self.ever_replicated).await?
-                    && !self.ever_replicated
-                {
-                    mark_replicated(client, self.log).await?;
-                    self.marked
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                }
+                mark_replicated(client, self.log).await?;
+                self.marked
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }));
         }
         self.statements(client, &mut work);
-        work
+        try_join_all(work).await?;
+        Ok(())
     }
 
     /// The fence, when the store has one: the lease row, locked first (a
@@ -500,12 +489,27 @@ impl Plan {
             }
         }
         if !self.leaves.0.is_empty() {
-            work.push(Box::pin(exec(
-                client,
-                "INSERT INTO quire_leaves (log, leaf, idx) SELECT $1, * FROM unnest($2::bytea[], $3::int8[]) ON CONFLICT DO NOTHING",
-                vec![(&self.log, Type::INT8), (&self.leaves.0, Type::BYTEA_ARRAY), (&self.leaves.1, Type::INT8_ARRAY)],
-                new_leaves(self.new_leaves, self.leaves.0.len()),
-            )));
+            let params = vec![
+                (&self.log as &(dyn ToSql + Sync), Type::INT8),
+                (&self.leaves.0, Type::BYTEA_ARRAY),
+                (&self.leaves.1, Type::INT8_ARRAY),
+            ];
+            if self.new_leaves {
+                // Before the checkpoint's insert: a leaf stored already
+                // fails this one, and the checkpoint is never written.
+                work.push(Box::pin(insert_new_leaves(
+                    client,
+                    params,
+                    self.leaves.0.len(),
+                )));
+            } else {
+                work.push(Box::pin(exec(
+                    client,
+                    "INSERT INTO quire_leaves (log, leaf, idx) SELECT $1, * FROM unnest($2::bytea[], $3::int8[]) ON CONFLICT DO NOTHING",
+                    params,
+                    |_| Ok(()),
+                )));
+            }
         }
         if !self.checkpoints.0.is_empty() {
             let n = self.checkpoints.0.len() as u64;
@@ -543,57 +547,6 @@ impl Plan {
             expect(1, "the head".into()),
         )));
     }
-}
-
-/// A check that a statement wrote `want` rows.
-fn expect(want: u64, what: String) -> impl FnOnce(u64) -> Result<(), StoreError> + Send {
-    move |got: u64| {
-        if got == want {
-            Ok(())
-        } else {
-            Err(StoreError::Corrupt(format!(
-                "{what}: {got} rows written, expected {want}"
-            )))
-        }
-    }
-}
-
-/// The check of the leaf hashes' insert: when they are said new, every
-/// one was written (a conflict skips one that is stored already).
-fn new_leaves(said: bool, n: usize) -> impl FnOnce(u64) -> Result<(), StoreError> + Send {
-    move |got: u64| {
-        let stored = n.saturating_sub(usize::try_from(got).unwrap_or(n));
-        if said && stored > 0 {
-            Err(crate::store::leaves_stored(stored, n))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// One statement, its row count checked by `check`.
-async fn exec(
-    client: &Session,
-    sql: &'static str,
-    params: Vec<Param<'_>>,
-    check: impl FnOnce(u64) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let n = client.exec(sql, &params).await?;
-    check(n)
-}
-
-/// [`exec`] with three `BIGINT` parameters it owns.
-async fn exec_owned(
-    client: &Session,
-    sql: &'static str,
-    values: [i64; 3],
-    check: impl FnOnce(u64) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let params: Vec<Param<'_>> = values
-        .iter()
-        .map(|v| (v as &(dyn ToSql + Sync), Type::INT8))
-        .collect();
-    exec(client, sql, params, check).await
 }
 
 fn node_gap(mid: bool, tile: TileId, want: u64, got: u64) -> StoreError {
