@@ -6,6 +6,7 @@
 //! processes, an in-memory log ([`memlog`]) and a minimal HTTP/1.1 client
 //! for the C2SP witness endpoint.
 
+pub mod commits;
 pub mod failover;
 pub mod memlog;
 pub mod netns;

@@ -21,6 +21,22 @@ pub struct Postgres {
     pub port: u16,
 }
 
+/// Log `origin` on the database of the [`shared`] server, opened (or
+/// created, as `create` says) the way a server opens it.
+///
+/// # Errors
+/// What opening the store fails with.
+pub fn store(
+    origin: &str,
+    create: quire_server::store::postgres::Create,
+) -> Result<quire_server::store::postgres::PgStore, quire_server::store::StoreError> {
+    quire_server::store::postgres::PgStore::open(
+        &quire_server::store::postgres::PgOptions::new(shared().url.clone()),
+        origin,
+        create,
+    )
+}
+
 /// The server of this test binary, started on first use.
 ///
 /// # Panics

@@ -14,67 +14,7 @@ use quire_server::store::memory::MemoryStore;
 use quire_server::store::postgres::{Create, PgOptions, PgStore};
 use quire_server::store::redb::{RedbOptions, RedbStore};
 use quire_server::store::{Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint};
-
-/// Builds commits the way the sequencer does, and remembers every node for
-/// comparison.
-struct Writer {
-    range: CompactRange,
-    nodes: HashMap<NodeId, Hash>,
-    entries: Vec<Vec<u8>>,
-}
-
-impl Writer {
-    fn new() -> Self {
-        Writer {
-            range: CompactRange::new(),
-            nodes: HashMap::new(),
-            entries: Vec::new(),
-        }
-    }
-
-    fn head(&self) -> Head {
-        Head {
-            size: self.range.size(),
-            root: self.range.root(),
-        }
-    }
-
-    /// A commit of `entries` (not applied to the writer until `done`).
-    fn commit(&self, entries: &[Vec<u8>], checkpoint: bool) -> (Commit, Writer) {
-        let mut next = Writer {
-            range: self.range.clone(),
-            nodes: self.nodes.clone(),
-            entries: self.entries.clone(),
-        };
-        let mut c = Commit {
-            base: self.head(),
-            ..Commit::default()
-        };
-        for e in entries {
-            let leaf = leaf_hash(e);
-            let index = next.range.size();
-            let nodes = &mut next.nodes;
-            next.range
-                .append(leaf, |n, h| {
-                    c.nodes.push((n, *h));
-                    nodes.insert(n, *h);
-                })
-                .unwrap();
-            c.leaf_index.push((leaf, index));
-            c.entries.push(e.clone());
-            next.entries.push(e.clone());
-        }
-        c.head = next.head();
-        if checkpoint {
-            c.checkpoint = Some(StoredCheckpoint {
-                size: next.range.size(),
-                signed_at_ms: next.range.size() * 10,
-                note: format!("note of size {}", next.range.size()).into_bytes(),
-            });
-        }
-        (c, next)
-    }
-}
+use quire_tests::commits::{entries, Writer};
 
 /// RFC 9162 §2.1.1 MTH, straight from the definition.
 fn mth(leaves: &[Vec<u8>]) -> Hash {
@@ -85,12 +25,6 @@ fn mth(leaves: &[Vec<u8>]) -> Hash {
             quire_core::node_hash(&mth(&leaves[..k]), &mth(&leaves[k..]))
         }
     }
-}
-
-fn entries(from: usize, n: usize) -> Vec<Vec<u8>> {
-    (from..from + n)
-        .map(|i| format!("entry {i} {}", "x".repeat(i % 7)).into_bytes())
-        .collect()
 }
 
 fn conformance<S: Storage>(store: &S) {
@@ -336,26 +270,18 @@ fn redb_conforms() {
     conformance(&store);
 }
 
-fn pg_store(origin: &str, create: Create) -> Result<PgStore, StoreError> {
-    PgStore::open(
-        &PgOptions::new(quire_tests::postgres::shared().url.clone()),
-        origin,
-        create,
-    )
-}
-
 #[test]
 fn postgres_conforms() {
     let origin = quire_tests::postgres::unique("conformance.example/log");
-    conformance(&pg_store(&origin, Create::Yes).unwrap());
+    conformance(&quire_tests::postgres::store(&origin, Create::Yes).unwrap());
     // Opened again (a restart, another replica): the same log, and a
     // second log in the same database is apart from it.
-    let again = pg_store(&origin, Create::No).unwrap();
+    let again = quire_tests::postgres::store(&origin, Create::No).unwrap();
     let r = again.reader().unwrap();
     // 863 entries, 4 said new, 3 copied.
     assert_eq!(r.head().unwrap().unwrap().size, 870);
     assert_eq!(r.entries(862, 866).unwrap()[..1], entries(862, 1)[..]);
-    let other = pg_store(
+    let other = quire_tests::postgres::store(
         &quire_tests::postgres::unique("other.example/log"),
         Create::Yes,
     )
@@ -368,9 +294,9 @@ fn postgres_leases_fence_every_commit() {
     use std::time::Duration;
     let origin = quire_tests::postgres::unique("lease.example/log");
     let (a, b, c) = (
-        pg_store(&origin, Create::Yes).unwrap(),
-        pg_store(&origin, Create::No).unwrap(),
-        pg_store(&origin, Create::No).unwrap(),
+        quire_tests::postgres::store(&origin, Create::Yes).unwrap(),
+        quire_tests::postgres::store(&origin, Create::No).unwrap(),
+        quire_tests::postgres::store(&origin, Create::No).unwrap(),
     );
     let long = Duration::from_secs(60);
     let la = a.acquire("a", "http://a", long).unwrap().unwrap();
@@ -440,12 +366,14 @@ fn postgres_leases_fence_every_commit() {
 #[test]
 fn postgres_refuses_a_log_it_does_not_hold_unless_asked_to_create_it() {
     let origin = quire_tests::postgres::unique("absent.example/log");
-    let e = pg_store(&origin, Create::No).err().unwrap();
+    let e = quire_tests::postgres::store(&origin, Create::No)
+        .err()
+        .unwrap();
     assert!(matches!(e, StoreError::Missing(_)), "{e:?}");
     assert!(e.to_string().contains(&origin), "{e}");
     let opts = PgOptions::new(quire_tests::postgres::shared().url.clone());
     assert!(!PgStore::origins(&opts).unwrap().contains(&origin));
-    pg_store(&origin, Create::Yes).unwrap();
+    quire_tests::postgres::store(&origin, Create::Yes).unwrap();
     assert!(PgStore::origins(&opts).unwrap().contains(&origin));
 }
 
@@ -509,103 +437,4 @@ async fn a_commit_by_another_writer_stops_the_sequencer_without_signing() {
     let e = log.add(entries(300, 1)).await.unwrap_err();
     assert!(matches!(e, WriteError::Stopped { .. }), "{e:?}");
     log.close();
-}
-
-/// A commit the database refuses never writes its signed checkpoint, not
-/// even into a transaction that rolls back: that would put a signed note
-/// over a tree the log never had into PostgreSQL's WAL, its standbys and
-/// its backups. Refused here: a stale base, a lease gone, a standby
-/// required and missing, and a leaf said new but stored. Checked on the
-/// table's pages themselves (`pageinspect`), which keep the dead tuples of
-/// rolled-back inserts until a vacuum (off for the table meanwhile).
-#[test]
-fn postgres_never_writes_the_checkpoint_of_a_refused_commit() {
-    use std::time::Duration;
-    let pg = quire_tests::postgres::shared();
-    let origin = quire_tests::postgres::unique("refused.example/log");
-    let store = pg_store(&origin, Create::Yes).unwrap();
-    quire_tests::postgres::psql(
-        &pg.url,
-        "CREATE EXTENSION IF NOT EXISTS pageinspect;
-         ALTER TABLE quire_checkpoints SET (autovacuum_enabled = false)",
-    )
-    .unwrap();
-    let note = |what: &str| format!("{what} {origin}").into_bytes();
-    let with_note = |mut c: Commit, what: &str| {
-        c.checkpoint.as_mut().unwrap().note = note(what);
-        c
-    };
-    let on_pages = |what: &str| -> u64 {
-        let hex: String = note(what).iter().map(|b| format!("{b:02x}")).collect();
-        quire_tests::postgres::psql(
-            &pg.url,
-            &format!(
-                "SELECT count(*) FROM generate_series(0, (pg_relation_size('quire_checkpoints') / 8192)::int - 1) AS p,
-                 LATERAL heap_page_items(get_raw_page('quire_checkpoints', p)) AS t
-                 WHERE position('\\x{hex}'::bytea IN t.t_data) > 0"
-            ),
-        )
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-    };
-
-    let w = Writer::new();
-    let (c, next) = w.commit(&entries(0, 10), true);
-    store.commit(&with_note(c, "kept")).unwrap();
-    let w = next;
-
-    // A stale base.
-    let (c, _) = Writer::new().commit(&entries(100, 3), true);
-    let e = store.commit(&with_note(c, "stale")).unwrap_err();
-    assert!(matches!(e, StoreError::Conflict { .. }), "{e:?}");
-    // A leaf said new that is stored.
-    let (mut c, _) = w.commit(
-        &[entries(200, 2), vec![w.entries[3].clone()]].concat(),
-        true,
-    );
-    c.new_leaves = true;
-    let e = store.commit(&with_note(c, "stored-leaf")).unwrap_err();
-    assert!(matches!(e, StoreError::LeafStored(_)), "{e:?}");
-    // A synchronous standby required, and none streams.
-    let replicated = PgStore::open(
-        &PgOptions {
-            sync_standbys: Some(1),
-            ..PgOptions::new(pg.url.clone())
-        },
-        &origin,
-        Create::No,
-    )
-    .unwrap();
-    let (c, _) = w.commit(&entries(300, 2), true);
-    let e = replicated
-        .commit(&with_note(c, "unreplicated"))
-        .unwrap_err();
-    assert!(matches!(e, StoreError::NotReplicated(_)), "{e:?}");
-    // A lease taken over.
-    let (a, b) = (
-        pg_store(&origin, Create::No).unwrap(),
-        pg_store(&origin, Create::No).unwrap(),
-    );
-    let la = a
-        .acquire("a", "http://a", Duration::from_secs(60))
-        .unwrap()
-        .unwrap();
-    a.release(&la).unwrap();
-    b.acquire("b", "http://b", Duration::from_secs(60))
-        .unwrap()
-        .unwrap();
-    let (c, _) = w.commit(&entries(400, 2), true);
-    let e = a.commit(&with_note(c, "lease-gone")).unwrap_err();
-    assert!(matches!(e, StoreError::NotLeader(_)), "{e:?}");
-
-    assert_eq!(on_pages("kept"), 1, "the pages show a stored checkpoint");
-    for what in ["stale", "stored-leaf", "unreplicated", "lease-gone"] {
-        assert_eq!(
-            on_pages(what),
-            0,
-            "the checkpoint of a commit refused: {what}"
-        );
-    }
 }

@@ -104,20 +104,14 @@ impl Session {
         sql: &'static str,
         params: &[Param<'_>],
     ) -> Result<Option<Row>, StoreError> {
-        if let Some(s) = self.cached(sql) {
-            return self
-                .client
-                .query_opt(&s, &values(params))
-                .await
-                .map_err(engine);
+        let mut rows = self.rows(sql, params).await?;
+        if rows.len() > 1 {
+            return Err(StoreError::engine(format!(
+                "PostgreSQL returned {} rows where at most one was expected",
+                rows.len()
+            )));
         }
-        let row = self
-            .client
-            .query_typed_opt(sql, params)
-            .await
-            .map_err(engine)?;
-        self.prepare(sql, params).await;
-        Ok(row)
+        Ok(rows.pop())
     }
 
     /// The one row of `sql`.
@@ -129,20 +123,9 @@ impl Session {
         sql: &'static str,
         params: &[Param<'_>],
     ) -> Result<Row, StoreError> {
-        if let Some(s) = self.cached(sql) {
-            return self
-                .client
-                .query_one(&s, &values(params))
-                .await
-                .map_err(engine);
-        }
-        let row = self
-            .client
-            .query_typed_one(sql, params)
-            .await
-            .map_err(engine)?;
-        self.prepare(sql, params).await;
-        Ok(row)
+        self.row_opt(sql, params)
+            .await?
+            .ok_or_else(|| StoreError::engine("PostgreSQL returned no row where one was expected"))
     }
 
     /// The number of rows `sql` wrote.

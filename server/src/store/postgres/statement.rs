@@ -37,10 +37,7 @@ pub(super) async fn insert_new_leaves(
         )
         .await;
     match written {
-        Ok(got) if got == n as u64 => Ok(()),
-        Ok(got) => Err(StoreError::Corrupt(format!(
-            "leaf hashes: {got} rows written, expected {n}"
-        ))),
+        Ok(got) => expect(n as u64, "leaf hashes".into())(got),
         Err(StoreError::Engine(cause)) if is_stored_leaf(&cause) => Err(StoreError::LeafStored(
             format!("a leaf hash of the commit's {n} said new is stored already ({cause})"),
         )),
