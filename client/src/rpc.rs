@@ -29,6 +29,9 @@ pub struct Endpoint {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Deadline of each call.
     pub timeout: Duration,
+    /// A bearer token sent with every call (`authorization: Bearer …`):
+    /// a Quire API token or an OIDC/JWT token the server's policy trusts.
+    pub token: Option<String>,
 }
 
 impl Endpoint {
@@ -40,6 +43,7 @@ impl Endpoint {
             ca: None,
             client_cert: None,
             timeout: Duration::from_secs(30),
+            token: None,
         }
     }
 }
@@ -82,9 +86,39 @@ pub struct Added {
     pub duplicate: bool,
 }
 
+/// Adds the endpoint's bearer token to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// Sends `token` (none: nothing) with every call.
+    ///
+    /// # Errors
+    /// [`RpcError::Input`] for a token that is not printable ASCII.
+    pub fn new(token: Option<&str>) -> Result<Self, RpcError> {
+        token
+            .map(|t| {
+                format!("Bearer {}", t.trim())
+                    .parse()
+                    .map_err(|_| RpcError::Input("the token is not printable ASCII text".into()))
+            })
+            .transpose()
+            .map(Bearer)
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
 /// A connection to one server.
 pub struct LogRpc {
-    client: LogClient<Channel>,
+    client: LogClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>,
     timeout: Duration,
     witnessed: bool,
 }
@@ -136,12 +170,13 @@ impl LogRpc {
                 .tls_config(tls)
                 .map_err(|e| RpcError::Input(format!("TLS settings: {e}")))?;
         }
+        let bearer = Bearer::new(ep.token.as_deref())?;
         let channel = channel
             .connect()
             .await
             .map_err(|e| connect_err(format!("{e}: {}", quire_host::error::causes(&e))))?;
         Ok(LogRpc {
-            client: LogClient::new(channel)
+            client: LogClient::with_interceptor(channel, bearer)
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
             timeout: ep.timeout,
@@ -546,9 +581,19 @@ impl LogRpc {
         let mut delay = Duration::from_millis(50);
         let mut attempt = 1;
         loop {
+            let mut wait = delay;
             match tokio::time::timeout(self.timeout, call()).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),
-                Ok(Err(s)) if attempt < ATTEMPTS && retryable(s.code()) => {}
+                Ok(Err(s)) if attempt < ATTEMPTS && retryable(s.code()) => {
+                    // A quota's hint: retry when it says, unless that is
+                    // longer than a call may take.
+                    if let Some(hint) = retry_after(&s) {
+                        if hint > self.timeout {
+                            return Err(status(method, &s));
+                        }
+                        wait = wait.max(hint);
+                    }
+                }
                 Ok(Err(s)) => return Err(status(method, &s)),
                 Err(_) if attempt < ATTEMPTS => {}
                 Err(_) => {
@@ -559,11 +604,24 @@ impl LogRpc {
                     })
                 }
             }
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(wait).await;
             delay = (delay * 2).min(Duration::from_secs(2));
             attempt += 1;
         }
     }
+}
+
+/// The server's hint of when to retry (`retry-after-ms`, sent with a
+/// quota's `RESOURCE_EXHAUSTED`).
+fn retry_after(s: &tonic::Status) -> Option<Duration> {
+    let ms: u64 = s
+        .metadata()
+        .get("retry-after-ms")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 /// An error status as [`RpcError::Status`] (UNAVAILABLE included: it may

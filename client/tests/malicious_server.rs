@@ -190,6 +190,7 @@ async fn connect(addr: String) -> LogRpc {
         ca: None,
         client_cert: None,
         timeout: std::time::Duration::from_secs(10),
+        token: None,
     })
     .await
     .unwrap()

@@ -26,6 +26,7 @@ async fn every_call_answers_what_verifies() {
         ca: None,
         client_cert: None,
         timeout: std::time::Duration::from_secs(10),
+        token: None,
     };
     let mut rpc = LogRpc::connect(&ep).await.unwrap();
     assert_eq!(rpc.list_logs().await.unwrap(), vec![ORIGIN.to_owned()]);

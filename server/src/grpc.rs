@@ -17,7 +17,7 @@ use quire_proto::{hash_from_wire, hashes_to_wire};
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Code, Request, Response, Status};
 
-use crate::api::{ApiError, Caller, Identity, Kind, LeafRef, LogApi};
+use crate::api::{ApiError, Caller, Credential, Identity, Kind, LeafRef, LogApi};
 use crate::store::Storage;
 
 /// The gRPC service over a [`LogApi`].
@@ -42,11 +42,25 @@ pub fn status(e: &ApiError) -> Status {
         Kind::FailedPrecondition => Code::FailedPrecondition,
         Kind::ResourceExhausted => Code::ResourceExhausted,
         Kind::Unavailable => Code::Unavailable,
+        Kind::Unauthenticated => Code::Unauthenticated,
         Kind::PermissionDenied => Code::PermissionDenied,
         Kind::DataLoss => Code::DataLoss,
         Kind::Internal => Code::Internal,
     };
-    Status::new(code, e.to_string())
+    let mut status = Status::new(code, e.to_string());
+    if let ApiError::Quota {
+        retry_after: Some(wait),
+        ..
+    } = e
+    {
+        // The retry hint, in a header clients can read without parsing
+        // the message.
+        let ms = wait.as_millis().max(1).to_string();
+        if let Ok(v) = ms.parse() {
+            status.metadata_mut().insert("retry-after-ms", v);
+        }
+    }
+    status
 }
 
 #[allow(clippy::needless_pass_by_value)]
@@ -54,7 +68,8 @@ fn to_status(e: ApiError) -> Status {
     status(&e)
 }
 
-/// Who is asking, as the connection proved it.
+/// Who is asking, as the connection proved it, with the credential the
+/// request presents.
 fn caller<T>(req: &Request<T>) -> Caller {
     Caller {
         peer: req.remote_addr(),
@@ -63,6 +78,30 @@ fn caller<T>(req: &Request<T>) -> Caller {
             Some(chain) if !chain.is_empty() => Identity::Certificate(chain),
             _ => Identity::Anonymous,
         },
+        credential: credential(req.metadata()),
+    }
+}
+
+/// The `authorization` header of a request, read as a bearer token.
+pub fn credential(metadata: &tonic::metadata::MetadataMap) -> Credential {
+    let Some(value) = metadata.get("authorization") else {
+        return Credential::None;
+    };
+    let Ok(text) = value.to_str() else {
+        return Credential::Malformed("the authorization header is not ASCII text");
+    };
+    match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            let token = token.trim();
+            if token.is_empty() {
+                Credential::Malformed("the bearer token is empty")
+            } else {
+                Credential::Bearer(token.into())
+            }
+        }
+        _ => Credential::Malformed(
+            "the authorization header is not `Bearer <token>` (the only scheme accepted)",
+        ),
     }
 }
 
@@ -283,6 +322,7 @@ impl<S: Storage> LogRpc for GrpcLog<S> {
             logs: self
                 .api
                 .list(&who)
+                .map_err(to_status)?
                 .into_iter()
                 .map(|l| LogInfo {
                     origin: l.origin,

@@ -18,6 +18,7 @@
 //! ([`import`], [`fsck`]). Out of scope so far: access policy beyond
 //! [`api::Access`], the C2SP `tlog-tiles` HTTP face and replicated storage.
 
+pub mod access;
 pub mod api;
 mod batch;
 pub mod config;

@@ -39,6 +39,62 @@ enum Command {
     /// origin and keys, nothing signed. Stop the server first. See the
     /// README, "Storing logs in PostgreSQL".
     Migrate(recovery::MigrateArgs),
+    /// Make a static API token: the token is printed once, on standard
+    /// output; the policy keeps only its hash (the `[[tokens]]` entry,
+    /// printed on standard error, or appended to --policy).
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The token's name, as grants name it (`token:NAME`).
+    #[arg(long)]
+    name: String,
+    /// Append the token's entry to this access policy file (a running
+    /// server takes it within a second).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
+fn token(args: &TokenArgs) -> std::process::ExitCode {
+    if args.name.is_empty()
+        || !args
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
+        eprintln!("quire-server token: --name must be letters, digits and - _ . @ only");
+        return std::process::ExitCode::from(2);
+    }
+    let (token, hash) = quire_server::access::new_token();
+    let entry = format!(
+        "\n[[tokens]]\nname = \"{}\"\nsha256 = \"{hash}\"\n",
+        args.name
+    );
+    if let Some(path) = &args.policy {
+        use std::io::Write as _;
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(entry.as_bytes()).and_then(|()| f.sync_all()));
+        if let Err(e) = appended {
+            eprintln!(
+                "quire-server token: cannot append to {}: {e}",
+                path.display()
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+        eprintln!(
+            "token {:?} added to {}; grant it roles there (who = \"token:{}\")",
+            args.name,
+            path.display(),
+            args.name
+        );
+    } else {
+        eprintln!("add to the access policy:{entry}");
+    }
+    println!("{token}");
+    std::process::ExitCode::SUCCESS
 }
 
 /// Which logs, and where their files are.
@@ -107,6 +163,13 @@ struct RunArgs {
     /// Require client certificates issued by this CA (mTLS).
     #[arg(long, requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: let clients connect without a certificate
+    /// (for bearer tokens and anonymous callers under an access policy).
+    #[arg(long, requires = "tls_client_ca")]
+    tls_client_optional: bool,
+    /// The access policy file: who may do what (overrides the file).
+    #[arg(long)]
+    access: Option<PathBuf>,
     /// Create configured logs that do not exist yet, in a data directory
     /// that already holds other logs.
     #[arg(long)]
@@ -126,6 +189,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Import(a)) => return recovery::import(&a),
         Some(Command::Fsck(a)) => return recovery::fsck(&a),
         Some(Command::Migrate(a)) => return recovery::migrate(&a),
+        Some(Command::Token(a)) => return token(&a),
         None => cli.run,
     };
     let rt = match tokio::runtime::Runtime::new() {
@@ -157,7 +221,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             cert,
             key,
             client_ca: args.tls_client_ca,
+            client_cert: if args.tls_client_optional {
+                quire_server::config::ClientCert::Optional
+            } else {
+                quire_server::config::ClientCert::Required
+            },
         });
+    }
+    if let Some(a) = args.access {
+        config.access = Some(a);
     }
     config.new_logs = args.new_log;
     config.adopt_database = args.adopt_database;
@@ -202,12 +274,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "listening on {}{}",
         grpc.local_addr()?,
         match &config.tls {
+            Some(t)
+                if t.client_ca.is_some()
+                    && t.client_cert == quire_server::config::ClientCert::Optional =>
+                " (TLS, client certificates verified when presented)",
             Some(t) if t.client_ca.is_some() => " (TLS, client certificates required)",
             Some(_) => " (TLS)",
             None => "",
         }
     );
     println!("data in {}", config.data_dir.display());
+    match &config.access {
+        Some(a) => println!("access policy {} (reloaded on change)", a.display()),
+        None => println!("no access policy: every caller may do everything"),
+    }
     server
         .run(quire_server::Faces { grpc, metrics }, shutdown)
         .await?;

@@ -234,7 +234,7 @@ fn open_replica(
     high_water: highwater::HighWater,
     rep: &ReplicationConfig,
 ) -> anyhow::Result<Arc<Replica>> {
-    let opts = rep.options();
+    let opts = rep.options()?;
     let verifiers: Vec<_> = signers
         .iter()
         .map(quire_core::LogSigner::verifier)

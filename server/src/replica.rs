@@ -15,7 +15,8 @@
 //! compare-and-swap inside every transaction), not on this task's timing.
 //!
 //! Out of scope here: the replication check (synchronous standbys), TLS to
-//! other replicas, and forwarding the caller's identity.
+//! other replicas, and forwarding the caller's identity (a replica checks
+//! its caller's access, then presents its own `token_file` to the holder).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -44,6 +45,9 @@ pub struct ReplicaOptions {
     pub renew_every: Duration,
     /// How often the log is followed from storage.
     pub follow_every: Duration,
+    /// The bearer token presented to the lease holder with forwarded
+    /// writes.
+    pub token: Option<String>,
 }
 
 /// Writes sent to this server's own sequencer.
@@ -69,10 +73,23 @@ struct Remote {
     origin: String,
     address: String,
     client: LogClient<tonic::transport::Channel>,
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Remote {
-    fn new(origin: &str, address: &str, timeout: Duration) -> Result<Self, String> {
+    fn new(
+        origin: &str,
+        address: &str,
+        timeout: Duration,
+        token: Option<&str>,
+    ) -> Result<Self, String> {
+        let token = token
+            .map(|t| {
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| "the replication token is not printable ASCII".to_owned())
+            })
+            .transpose()?;
         let channel = tonic::transport::Channel::from_shared(address.to_owned())
             .map_err(|e| format!("the lease holder's address {address:?}: {e}"))?
             .connect_timeout(timeout)
@@ -82,6 +99,7 @@ impl Remote {
             origin: origin.to_owned(),
             address: address.to_owned(),
             client: LogClient::new(channel),
+            token,
         })
     }
 }
@@ -94,14 +112,18 @@ impl WriteRoute for Remote {
     {
         let mut client = self.client.clone();
         let (origin, address) = (self.origin.clone(), self.address.clone());
+        let mut request = tonic::Request::new(AddEntriesRequest {
+            log: origin.clone(),
+            entries,
+            with_proof: false,
+            witnessed: false,
+        });
+        if let Some(t) = &self.token {
+            request.metadata_mut().insert("authorization", t.clone());
+        }
         Box::pin(async move {
             let resp = client
-                .add_entries(AddEntriesRequest {
-                    log: origin.clone(),
-                    entries,
-                    with_proof: false,
-                    witnessed: false,
-                })
+                .add_entries(request)
                 .await
                 .map_err(|s| WriteError::Remote {
                     origin,
@@ -354,7 +376,12 @@ impl Replica {
             return;
         }
         let route: Option<Arc<dyn WriteRoute>> = match &address {
-            Some(a) => match Remote::new(&origin, a, self.opts.lease.max(Duration::from_secs(5))) {
+            Some(a) => match Remote::new(
+                &origin,
+                a,
+                self.opts.lease.max(Duration::from_secs(5)),
+                self.opts.token.as_deref(),
+            ) {
                 Ok(r) => Some(Arc::new(r)),
                 Err(e) => {
                     tracing::warn!(origin = %origin, error = %e, "cannot route writes");

@@ -132,6 +132,8 @@ pub struct Server<S: Storage> {
     logs: Vec<(Log<S>, bool)>,
     /// The replicas of the logs shared with other servers.
     replicas: Vec<std::sync::Arc<crate::replica::Replica>>,
+    /// The access policy, when one is configured.
+    access: Option<crate::access::AccessControl>,
 }
 
 impl Server<crate::store::any::AnyStore> {
@@ -143,6 +145,13 @@ impl Server<crate::store::any::AnyStore> {
     /// # Errors
     /// As [`crate::open_logs`].
     pub fn open(config: Config, high_water_dir: &std::path::Path) -> anyhow::Result<Self> {
+        // Before any log opens: a policy that cannot be used stops the start.
+        let access = config
+            .access
+            .as_deref()
+            .map(crate::access::AccessControl::load)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("access policy: {e}"))?;
         let opened = crate::open_logs(&config, high_water_dir)?;
         let replicas = opened.iter().filter_map(|o| o.replica.clone()).collect();
         let logs = opened.into_iter().map(|o| (o.log, o.created)).collect();
@@ -150,6 +159,7 @@ impl Server<crate::store::any::AnyStore> {
             config,
             logs,
             replicas,
+            access,
         })
     }
 }
@@ -200,7 +210,11 @@ impl<S: Storage> Server<S> {
             .iter()
             .map(|r| r.spawn(replicas_stopped.clone()))
             .collect();
-        let api = LogApi::new(self.logs.into_iter().map(|(l, _)| l).collect());
+        let mut api = LogApi::new(self.logs.into_iter().map(|(l, _)| l).collect());
+        if let Some(access) = self.access {
+            tokio::spawn(access.clone().watch(replicas_stopped.clone()));
+            api = api.with_access(access);
+        }
         let result = serve(faces.grpc, api, &self.config, shutdown).await;
         let _ = replicas_stop.send(true);
         for r in running {

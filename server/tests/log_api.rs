@@ -140,10 +140,15 @@ async fn every_request_asks_the_policy_with_its_action_and_a_refusal_names_it() 
         ]
     );
     // The list shows only what the caller may audit.
-    let listed: Vec<String> = api.list(&who).into_iter().map(|l| l.origin).collect();
+    let listed: Vec<String> = api
+        .list(&who)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.origin)
+        .collect();
     assert_eq!(listed, [A]);
     // And log A answers as usual.
-    assert_eq!(api.list(&who)[0].size, 3);
+    assert_eq!(api.list(&who).unwrap()[0].size, 3);
 }
 
 #[tokio::test]

@@ -81,6 +81,7 @@ async fn mtls_admits_only_clients_of_the_ca() {
             cert: write("server.pem", &p.server.0),
             key: write("server.key", &p.server.1),
             client_ca: Some(write("ca.pem", &p.ca)),
+            client_cert: quire_server::config::ClientCert::Required,
         }),
         data_dir: dir.path().to_owned(),
         ..Config::default()

@@ -22,6 +22,9 @@ pub enum Kind {
     ResourceExhausted,
     /// Not now (shutting down, witnesses short of the quorum); retry.
     Unavailable,
+    /// The caller's identity is missing where one is needed, or invalid
+    /// (an unknown, expired or revoked token, say).
+    Unauthenticated,
     /// The caller may not do this.
     PermissionDenied,
     /// Stored data is damaged; nothing wrong was served.
@@ -56,6 +59,9 @@ pub enum ApiError {
         /// The log.
         origin: String,
     },
+    /// The caller's credentials do not prove who it is.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
     /// The caller may not do this to this log.
     #[error("{caller} may not {action} log {origin:?}: {why}")]
     Denied {
@@ -80,6 +86,14 @@ pub enum ApiError {
     /// A server limit is reached.
     #[error("{0}")]
     Exhausted(String),
+    /// A quota of the caller is used up for now.
+    #[error("{message}")]
+    Quota {
+        /// What is used up, and when to retry.
+        message: String,
+        /// When the request would conform (`None`: never as sent).
+        retry_after: Option<std::time::Duration>,
+    },
     /// Not now; retry.
     #[error("{0}")]
     Unavailable(String),
@@ -104,12 +118,21 @@ impl ApiError {
     /// The kind of failure, for a face to map to its codes.
     pub fn kind(&self) -> Kind {
         match self {
-            ApiError::NoLogNamed { .. } | ApiError::Invalid(_) => Kind::InvalidArgument,
+            ApiError::NoLogNamed { .. }
+            | ApiError::Invalid(_)
+            | ApiError::Quota {
+                retry_after: None, ..
+            } => Kind::InvalidArgument,
             ApiError::UnknownLog { .. } | ApiError::NotFound(_) => Kind::NotFound,
             ApiError::NotWitnessed { .. } => Kind::FailedPrecondition,
             ApiError::Denied { .. } => Kind::PermissionDenied,
+            ApiError::Unauthenticated(_) => Kind::Unauthenticated,
             ApiError::OutOfRange(_) => Kind::OutOfRange,
-            ApiError::Exhausted(_) => Kind::ResourceExhausted,
+            ApiError::Exhausted(_)
+            | ApiError::Quota {
+                retry_after: Some(_),
+                ..
+            } => Kind::ResourceExhausted,
             ApiError::Unavailable(_) | ApiError::NoQuorum(_) => Kind::Unavailable,
             ApiError::Write(e) => write_kind(e),
             ApiError::Proof(ProofError::Request(r)) => request_kind(r),

@@ -55,6 +55,32 @@ pub struct Caller {
     pub peer: Option<SocketAddr>,
     /// What the transport proved of the caller's identity.
     pub identity: Identity,
+    /// The credential presented with the request (a bearer token), not yet
+    /// checked: the [`Access`] policy checks it.
+    pub credential: Credential,
+}
+
+/// A credential presented with a request, as the face read it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Credential {
+    /// None presented.
+    #[default]
+    None,
+    /// A bearer token (`authorization: Bearer …`), unchecked.
+    Bearer(Arc<str>),
+    /// Something was presented that is not a bearer token: why.
+    Malformed(&'static str),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::None => f.write_str("None"),
+            // Never printed: a token is a secret.
+            Credential::Bearer(t) => write!(f, "Bearer(<{} bytes>)", t.len()),
+            Credential::Malformed(why) => write!(f, "Malformed({why:?})"),
+        }
+    }
 }
 
 /// What a transport proved of who the caller is.
@@ -73,6 +99,9 @@ impl std::fmt::Display for Caller {
         match &self.identity {
             Identity::Anonymous => f.write_str("an anonymous caller")?,
             Identity::Certificate(_) => f.write_str("a caller with a client certificate")?,
+        }
+        if matches!(self.credential, Credential::Bearer(_)) {
+            f.write_str(" and a bearer token")?;
         }
         if let Some(p) = self.peer {
             write!(f, " ({p})")?;
@@ -108,8 +137,29 @@ pub trait Access: Send + Sync + 'static {
     /// Whether `caller` may do `action` to the log `origin`.
     ///
     /// # Errors
+    /// [`ApiError::Unauthenticated`] when the caller's credentials are
+    /// invalid (or missing where the policy needs them),
     /// [`ApiError::Denied`] naming what is missing.
     fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError>;
+
+    /// Whether `caller`'s credentials are valid, whatever it may do: asked
+    /// before a request that names no log it may see is answered.
+    ///
+    /// # Errors
+    /// [`ApiError::Unauthenticated`].
+    fn authenticate(&self, _caller: &Caller) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// Whether `caller`'s quotas admit one more request to `origin`,
+    /// carrying `entries` entries to write (0 for a read). Asked after
+    /// [`Access::check`] passed.
+    ///
+    /// # Errors
+    /// [`ApiError::Quota`] with the time after which it would conform.
+    fn admit(&self, _caller: &Caller, _origin: &str, _entries: u64) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// Everyone may do everything (the server's behaviour before roles).
@@ -236,27 +286,47 @@ impl<S: Storage> LogApi<S> {
     /// The log named `origin` (empty: the only one), once `caller` may do
     /// `action` to it.
     fn log(&self, caller: &Caller, origin: &str, action: Action) -> Result<Log<S>, ApiError> {
-        let log = self.find(origin)?;
+        self.log_for(caller, origin, action, 0)
+    }
+
+    /// [`Self::log`] for a request carrying `entries` entries to write:
+    /// allowed, then admitted by the caller's quotas.
+    fn log_for(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        action: Action,
+        entries: u64,
+    ) -> Result<Log<S>, ApiError> {
+        let log = self.find(caller, origin)?;
         self.access.check(caller, log.origin(), action)?;
+        self.access.admit(caller, log.origin(), entries)?;
         Ok(log)
     }
 
-    fn find(&self, origin: &str) -> Result<Log<S>, ApiError> {
+    /// The log named `origin`; a refusal names only the logs `caller` may
+    /// see (audit), so that nobody learns another tenant's origins.
+    fn find(&self, caller: &Caller, origin: &str) -> Result<Log<S>, ApiError> {
         if origin.is_empty() && self.logs.len() == 1 {
             if let Some(l) = self.logs.values().next() {
                 return Ok(l.clone());
             }
         }
-        self.logs.get(origin).cloned().ok_or_else(|| {
-            let known = self
+        if let Some(l) = self.logs.get(origin) {
+            return Ok(l.clone());
+        }
+        self.access.authenticate(caller)?;
+        Err({
+            let visible: Vec<&str> = self
                 .logs
                 .keys()
+                .filter(|o| self.access.check(caller, o, Action::Audit).is_ok())
                 .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
+                .collect();
+            let known = visible.join(", ");
             if origin.is_empty() {
                 ApiError::NoLogNamed {
-                    count: self.logs.len(),
+                    count: visible.len(),
                     known,
                 }
             } else {

@@ -119,7 +119,7 @@ impl<S: Storage> LogApi<S> {
         proofs: bool,
         witnessed: bool,
     ) -> Result<Written, ApiError> {
-        let log = self.log(caller, origin, Action::Write)?;
+        let log = self.log_for(caller, origin, Action::Write, entries.len() as u64)?;
         let witnessing = if proofs && witnessed {
             Some(self.witnessing_of(&log)?)
         } else {
@@ -284,8 +284,13 @@ impl<S: Storage> LogApi<S> {
     }
 
     /// The logs `caller` may audit.
-    pub fn list(&self, caller: &Caller) -> Vec<LogSummary> {
-        self.logs
+    ///
+    /// # Errors
+    /// [`ApiError::Unauthenticated`] for invalid credentials.
+    pub fn list(&self, caller: &Caller) -> Result<Vec<LogSummary>, ApiError> {
+        self.access.authenticate(caller)?;
+        Ok(self
+            .logs
             .values()
             .filter(|l| self.access.check(caller, l.origin(), Action::Audit).is_ok())
             .map(|l| LogSummary {
@@ -294,7 +299,7 @@ impl<S: Storage> LogApi<S> {
                 state: LogState::Active,
                 size: l.latest().stored.size,
             })
-            .collect()
+            .collect())
     }
 }
 

@@ -4,6 +4,7 @@
 //! listen = "127.0.0.1:7400"
 //! data_dir = "quire-data"
 //! metrics_listen = "127.0.0.1:7401"   # optional Prometheus endpoint
+//! access = "access.toml"  # optional: who may do what (`access` module)
 //!
 //! [[logs]]
 //! origin = "audit.example.com/prod/2026"
@@ -31,7 +32,8 @@
 //! [tls]                   # optional: serve gRPC over TLS (rustls)
 //! cert = "server.pem"     # certificate chain, PEM
 //! key = "server.key"      # private key, PEM
-//! client_ca = "ca.pem"    # optional: require client certificates from this CA
+//! client_ca = "ca.pem"    # optional: verify client certificates from this CA
+//! client_cert = "required" # or "optional": clients may come without one
 //! ```
 
 use std::net::SocketAddr;
@@ -97,6 +99,10 @@ pub struct Config {
     /// TLS, when set.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// The access policy file (see [`crate::access`]): who may do what.
+    /// Reloaded while the server runs. Unset: everyone may do everything.
+    #[serde(default)]
+    pub access: Option<PathBuf>,
     /// Where to serve Prometheus metrics (`GET /metrics`), when set.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
@@ -142,6 +148,12 @@ pub struct ReplicationConfig {
     /// How often each log is followed from storage, milliseconds.
     #[serde(default = "default_follow")]
     pub follow_ms: u64,
+    /// A file holding the bearer token this replica presents when it
+    /// sends a write on to the lease holder: under an access policy, a
+    /// token granted `writer` on the shared logs (the caller was checked
+    /// by the replica it reached first).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 fn default_replica_name() -> String {
@@ -166,6 +178,7 @@ impl ReplicationConfig {
             lease_ms: default_lease(),
             renew_ms: default_renew(),
             follow_ms: default_follow(),
+            token_file: None,
         }
     }
 
@@ -203,7 +216,18 @@ impl ReplicationConfig {
     }
 
     /// The replica options of this process (`holder` made unique).
-    pub fn options(&self) -> crate::replica::ReplicaOptions {
+    ///
+    /// # Errors
+    /// A token file that cannot be read.
+    pub fn options(&self) -> Result<crate::replica::ReplicaOptions, ConfigError> {
+        let token = match &self.token_file {
+            Some(p) => {
+                let text = quire_host::read_bounded_text(p, 64 * 1024)
+                    .map_err(quire_host::config::FileError::from)?;
+                Some(text.trim().to_owned())
+            }
+            None => None,
+        };
         let nonce: u64 = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -215,13 +239,14 @@ impl ReplicationConfig {
             h.write_u32(std::process::id());
             h.finish()
         };
-        crate::replica::ReplicaOptions {
+        Ok(crate::replica::ReplicaOptions {
             holder: format!("{}/{nonce:016x}", self.name),
             address: self.advertise.clone(),
             lease: std::time::Duration::from_millis(self.lease_ms),
             renew_every: std::time::Duration::from_millis(self.renew_ms),
             follow_every: std::time::Duration::from_millis(self.follow_ms),
-        }
+            token,
+        })
     }
 }
 
@@ -233,9 +258,26 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// Server private key (PEM).
     pub key: PathBuf,
-    /// CA whose client certificates are required (mTLS), when set.
+    /// CA whose client certificates are verified (mTLS), when set.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: whether every client must present a certificate
+    /// (`required`, the default) or may come without one (`optional`: for
+    /// bearer tokens and anonymous callers beside certificates, under an
+    /// access policy).
+    #[serde(default)]
+    pub client_cert: ClientCert,
+}
+
+/// Whether clients must present certificates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCert {
+    /// Every connection presents one the client CA verifies.
+    #[default]
+    Required,
+    /// A connection may present none; one it presents must verify.
+    Optional,
 }
 
 /// Largest PEM file read.
@@ -255,7 +297,9 @@ impl TlsConfig {
             tonic::transport::Identity::from_pem(read_pem(&self.cert)?, read_pem(&self.key)?);
         let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
         if let Some(ca) = &self.client_ca {
-            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read_pem(ca)?));
+            tls = tls
+                .client_ca_root(tonic::transport::Certificate::from_pem(read_pem(ca)?))
+                .client_auth_optional(self.client_cert == ClientCert::Optional);
         }
         Ok(tls)
     }
@@ -310,6 +354,7 @@ impl Default for Config {
             max_entry_streams: default_entry_streams(),
             logs: Vec::new(),
             tls: None,
+            access: None,
             metrics_listen: None,
             replication: None,
             high_water_dir: None,

@@ -69,6 +69,11 @@ struct Net {
     /// Seconds before a call gives up.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// Bearer token sent with every call: a Quire API token
+    /// (`quire-server token`) or an OIDC/JWT token. Prefer the
+    /// environment variable, which stays out of the process list.
+    #[arg(long, env = "QUIRE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -384,6 +389,7 @@ fn endpoint(n: &Net) -> Endpoint {
         ca: n.ca.clone(),
         client_cert: n.client_cert.clone().zip(n.client_key.clone()),
         timeout: std::time::Duration::from_secs(n.timeout),
+        token: n.token.clone(),
     }
 }
 

@@ -1,0 +1,291 @@
+//! Who may do what: identities, roles per log and per tenant, read from a
+//! policy file that is reloaded while the server runs.
+//!
+//! A request's principal is, in this order: the bearer token it presents
+//! (a static API token, `quire_…`, kept in the policy only as its SHA-256;
+//! or an OIDC/JWT token of a configured issuer, RFC 7519, checked against
+//! the issuer's JWKS, RFC 7517, its audiences, expiry and revoked ids); else
+//! the client certificate its TLS connection verified, named by its DNS
+//! and URI subject alternative names (SPIFFE IDs are URIs); else anonymous.
+//! Invalid credentials are `UNAUTHENTICATED`, whatever else the request
+//! carries; so is an anonymous request for what the public may not do. A
+//! principal without the role an action needs is `PERMISSION_DENIED`,
+//! naming the role.
+//!
+//! Roles: writer (append), reader (entry contents, and what an auditor
+//! reads), auditor (checkpoints and proofs; public by default), admin
+//! (reserved for the admin service). [`AccessControl::watch`] re-reads the
+//! policy and its key sets every 250 ms and swaps in a changed policy only
+//! once it is valid whole; an invalid file keeps the last valid policy and
+//! says why in the log and in `quire_access_reloads_total{result="error"}`.
+//!
+//! Quotas (`quota.rs`): see [`Access::admit`].
+//!
+//! Out of scope here: the admin service and the log lifecycle,
+//! fetching key sets from a URL (a JWKS file is re-read instead).
+
+mod credentials;
+mod policy;
+mod principal;
+mod quota;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub use credentials::{new_token, token_hash_hex, MAX_TOKEN_BYTES, TOKEN_PREFIX};
+pub use policy::{Policy, Role, Roles, MAX_POLICY_BYTES};
+pub use principal::Principal;
+
+use crate::api::{Access, Action, ApiError, Caller, Credential, Identity};
+
+/// How often [`AccessControl::watch`] looks for a changed policy.
+pub const RELOAD_EVERY: Duration = Duration::from_millis(250);
+
+/// Most checked JWTs remembered (so a token's signature is verified once,
+/// not per request); the memory is cleared when full and on every reload.
+const JWT_CACHE: usize = 4096;
+
+/// The policy in force, with its checked-JWT memory. Cheap to clone.
+#[derive(Clone)]
+pub struct AccessControl {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    policy: RwLock<Arc<Policy>>,
+    /// SHA-256 of a token → its principal and expiry (seconds).
+    jwts: Mutex<HashMap<[u8; 32], (Principal, u64)>>,
+    /// The files of the last policy that failed to load, not retried until
+    /// one of them changes.
+    refused: Mutex<Option<policy::Sources>>,
+}
+
+impl AccessControl {
+    /// Loads the policy at `path`.
+    ///
+    /// # Errors
+    /// A policy that cannot be read or is not valid, in words.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let policy = Policy::load(path)?;
+        Ok(AccessControl {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                policy: RwLock::new(Arc::new(policy)),
+                jwts: Mutex::new(HashMap::new()),
+                refused: Mutex::new(None),
+            }),
+        })
+    }
+
+    fn policy(&self) -> Arc<Policy> {
+        match self.inner.policy.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Reads the policy's files again and swaps in the policy when one
+    /// changed and the whole is valid. Returns whether it swapped.
+    ///
+    /// # Errors
+    /// The new policy's problem; the old policy stays in force.
+    pub fn reload(&self) -> Result<bool, String> {
+        let current = self.policy();
+        let same = |sources: &[(PathBuf, Vec<u8>)]| {
+            sources.iter().all(|(p, bytes)| {
+                quire_host::read_bounded(p, MAX_POLICY_BYTES).is_ok_and(|now| now == *bytes)
+            })
+        };
+        if same(&current.sources) {
+            return Ok(false);
+        }
+        if let Ok(refused) = self.inner.refused.lock() {
+            if refused.as_deref().is_some_and(same) {
+                return Err("unchanged since it was refused".into());
+            }
+        }
+        match Policy::load(&self.inner.path) {
+            Ok(policy) => {
+                let mut slot = self
+                    .inner
+                    .policy
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *slot = Arc::new(policy);
+                if let Ok(mut jwts) = self.inner.jwts.lock() {
+                    jwts.clear();
+                }
+                if let Ok(mut refused) = self.inner.refused.lock() {
+                    *refused = None;
+                }
+                metrics::counter!("quire_access_reloads_total", "result" => "ok").increment(1);
+                tracing::info!(path = %self.inner.path.display(), "access policy reloaded");
+                Ok(true)
+            }
+            Err(e) => {
+                let files = std::iter::once(self.inner.path.clone())
+                    .chain(current.sources.iter().skip(1).map(|(p, _)| p.clone()))
+                    .filter_map(|p| {
+                        quire_host::read_bounded(&p, MAX_POLICY_BYTES)
+                            .ok()
+                            .map(|b| (p, b))
+                    })
+                    .collect();
+                if let Ok(mut refused) = self.inner.refused.lock() {
+                    *refused = Some(files);
+                }
+                metrics::counter!("quire_access_reloads_total", "result" => "error").increment(1);
+                tracing::error!(error = %e, "access policy not reloaded; the previous one stays in force");
+                Err(e)
+            }
+        }
+    }
+
+    /// Reloads the policy every [`RELOAD_EVERY`] until `stop` turns true.
+    pub async fn watch(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(RELOAD_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for q in &me.policy().quotas {
+                    q.trim();
+                }
+                me.reload()
+            })
+            .await;
+        }
+    }
+
+    /// The principal of `caller` under `policy`.
+    fn principal(&self, policy: &Policy, caller: &Caller) -> Result<Principal, ApiError> {
+        match &caller.credential {
+            Credential::Malformed(why) => Err(ApiError::Unauthenticated((*why).to_owned())),
+            Credential::Bearer(token) => self.bearer(policy, token),
+            Credential::None => match &caller.identity {
+                Identity::Anonymous => Ok(Principal::Anonymous),
+                Identity::Certificate(chain) => chain
+                    .first()
+                    .ok_or_else(|| ApiError::Unauthenticated("an empty certificate chain".into()))
+                    .and_then(|leaf| {
+                        Principal::of_certificate(leaf).map_err(ApiError::Unauthenticated)
+                    }),
+            },
+        }
+    }
+
+    fn bearer(&self, policy: &Policy, token: &str) -> Result<Principal, ApiError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::Unauthenticated(format!(
+                "the bearer token is {} bytes, over the {MAX_TOKEN_BYTES}-byte limit",
+                token.len()
+            )));
+        }
+        if token.starts_with(TOKEN_PREFIX) {
+            return policy
+                .tokens
+                .check(token)
+                .map_err(ApiError::Unauthenticated);
+        }
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = now_s();
+        if let Ok(jwts) = self.inner.jwts.lock() {
+            if let Some((p, exp)) = jwts.get(&key) {
+                if now < *exp {
+                    return Ok(p.clone());
+                }
+            }
+        }
+        let (principal, exp) =
+            credentials::check_jwt(&policy.issuers, token).map_err(ApiError::Unauthenticated)?;
+        if let Ok(mut jwts) = self.inner.jwts.lock() {
+            if jwts.len() >= JWT_CACHE {
+                jwts.clear();
+            }
+            jwts.insert(key, (principal.clone(), exp));
+        }
+        Ok(principal)
+    }
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn refused(code: &'static str) {
+    metrics::counter!("quire_access_refusals_total", "code" => code).increment(1);
+}
+
+impl Access for AccessControl {
+    fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError> {
+        let policy = self.policy();
+        let principal = self
+            .principal(&policy, caller)
+            .inspect_err(|_| refused("unauthenticated"))?;
+        let roles = policy.roles(&principal, origin);
+        let need = Role::for_action(action);
+        if roles.allows(need) {
+            return Ok(());
+        }
+        if principal == Principal::Anonymous {
+            refused("unauthenticated");
+            return Err(ApiError::Unauthenticated(format!(
+                "no credentials were presented, and anonymous callers may not {} log {origin:?} (the {} role is needed)",
+                action.words(),
+                need.name()
+            )));
+        }
+        refused("permission_denied");
+        Err(ApiError::Denied {
+            caller: principal.to_string(),
+            action: action.words(),
+            origin: origin.to_owned(),
+            why: format!(
+                "the {} role is missing (roles held on this log: {})",
+                need.name(),
+                roles.names()
+            ),
+        })
+    }
+
+    fn admit(&self, caller: &Caller, origin: &str, entries: u64) -> Result<(), ApiError> {
+        let policy = self.policy();
+        if policy.quotas.is_empty() {
+            return Ok(());
+        }
+        let principal = self.principal(&policy, caller)?;
+        let key = match (&principal, caller.peer) {
+            (Principal::Anonymous, Some(peer)) => format!("anonymous@{}", peer.ip()),
+            (p, _) => p.to_string(),
+        };
+        for q in &policy.quotas {
+            if let Err((message, retry_after)) = q.admit(&principal, &key, origin, entries) {
+                metrics::counter!("quire_quota_refusals_total").increment(1);
+                return Err(ApiError::Quota {
+                    message,
+                    retry_after,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn authenticate(&self, caller: &Caller) -> Result<(), ApiError> {
+        let policy = self.policy();
+        self.principal(&policy, caller)
+            .inspect_err(|_| refused("unauthenticated"))
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,444 @@
+//! The access policy file, checked whole before it is used: roles granted
+//! per log and per tenant, static tokens by hash, JWT issuers.
+//!
+//! ```toml
+//! public = ["auditor"]        # roles of every caller (the default)
+//!
+//! [[tenants]]
+//! name = "acme"
+//! logs = ["acme.example/*"]   # exact origins, or prefixes ending in *
+//!
+//! [[tokens]]                  # `quire-server token --name ci` makes one
+//! name = "ci"
+//! sha256 = "…64 hex digits…"
+//! revoked = false
+//!
+//! [[issuers]]                 # OIDC/JWT
+//! name = "corp"
+//! issuer = "https://login.corp.example"
+//! audiences = ["quire"]
+//! jwks_file = "corp-jwks.json"
+//! algorithms = ["RS256", "ES256"]   # default: every public-key one
+//! revoked_ids = []                  # jti claims refused
+//! leeway_s = 30
+//!
+//! [[quotas]]                 # see `quota`
+//! who = "token:ci"
+//! entries_per_s = 1000
+//! per = "principal"
+//!
+//! [[grants]]
+//! who = "token:ci"            # anonymous, authenticated, token:NAME,
+//!                             # dns:NAME, uri:URI, jwt:ISSUER:SUBJECT|*
+//! roles = ["writer"]          # writer, reader, auditor, admin
+//! tenants = ["acme"]          # and/or logs = ["origin", "prefix*", "*"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::credentials::{Issuer, Tokens};
+use super::principal::{Principal, Who};
+use super::quota::{Quota, QuotaFile};
+use crate::api::Action;
+
+/// Largest policy or JWKS file read (by bytes read), checked before parsing.
+pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+
+/// What a principal may do to a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Append entries.
+    Writer,
+    /// Read entry contents (and what an auditor reads).
+    Reader,
+    /// Read checkpoints and proofs (public by default, as transparency
+    /// expects).
+    Auditor,
+    /// Manage the log: lifecycle, access, retention.
+    Admin,
+}
+
+impl Role {
+    /// Its name in the policy and in refusals.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Role::Writer => 1,
+            Role::Reader => 2,
+            Role::Auditor => 4,
+            Role::Admin => 8,
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, String> {
+        [Role::Writer, Role::Reader, Role::Auditor, Role::Admin]
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| format!("unknown role {s:?}: write writer, reader, auditor or admin"))
+    }
+
+    /// The role an action needs.
+    pub fn for_action(action: Action) -> Self {
+        match action {
+            Action::Write => Role::Writer,
+            Action::ReadEntries => Role::Reader,
+            Action::Audit => Role::Auditor,
+        }
+    }
+}
+
+/// A set of roles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Roles(u8);
+
+impl Roles {
+    fn of(roles: &[String]) -> Result<Self, String> {
+        roles
+            .iter()
+            .try_fold(Roles(0), |set, r| Ok(Roles(set.0 | Role::parse(r)?.bit())))
+    }
+
+    /// Whether the set allows what `role` allows (a reader may audit).
+    pub fn allows(self, role: Role) -> bool {
+        self.0 & role.bit() != 0 || (role == Role::Auditor && self.0 & Role::Reader.bit() != 0)
+    }
+
+    /// The names of its roles, comma separated, or "none".
+    pub fn names(self) -> String {
+        let names: Vec<&str> = [Role::Writer, Role::Reader, Role::Auditor, Role::Admin]
+            .into_iter()
+            .filter(|r| self.0 & r.bit() != 0)
+            .map(Role::name)
+            .collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
+impl std::ops::BitOr for Roles {
+    type Output = Roles;
+    fn bitor(self, rhs: Roles) -> Roles {
+        Roles(self.0 | rhs.0)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default = "default_public")]
+    public: Vec<String>,
+    #[serde(default)]
+    tenants: Vec<TenantFile>,
+    #[serde(default)]
+    tokens: Vec<TokenFile>,
+    #[serde(default)]
+    issuers: Vec<IssuerFile>,
+    #[serde(default)]
+    grants: Vec<GrantFile>,
+    #[serde(default)]
+    quotas: Vec<QuotaFile>,
+}
+
+fn default_public() -> Vec<String> {
+    vec!["auditor".into()]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantFile {
+    name: String,
+    logs: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    name: String,
+    sha256: String,
+    #[serde(default)]
+    revoked: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuerFile {
+    name: String,
+    issuer: String,
+    audiences: Vec<String>,
+    jwks_file: PathBuf,
+    #[serde(default)]
+    algorithms: Vec<String>,
+    #[serde(default)]
+    revoked_ids: Vec<String>,
+    #[serde(default = "default_leeway")]
+    leeway_s: u64,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantFile {
+    who: String,
+    roles: Vec<String>,
+    #[serde(default)]
+    logs: Vec<String>,
+    #[serde(default)]
+    tenants: Vec<String>,
+}
+
+/// Origins a grant or tenant covers: exact, or a prefix (`…*`).
+#[derive(Clone, Debug)]
+pub(crate) enum Origins {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Origins {
+    pub(crate) fn parse(s: &str) -> Self {
+        match s.strip_suffix('*') {
+            Some(prefix) => Origins::Prefix(prefix.to_owned()),
+            None => Origins::Exact(s.to_owned()),
+        }
+    }
+
+    pub(crate) fn covers(&self, origin: &str) -> bool {
+        match self {
+            Origins::Exact(o) => o == origin,
+            Origins::Prefix(p) => origin.starts_with(p.as_str()),
+        }
+    }
+}
+
+struct Grant {
+    who: Who,
+    roles: Roles,
+    scope: Vec<Origins>,
+}
+
+/// Files read, each with the bytes read.
+pub(crate) type Sources = Vec<(PathBuf, Vec<u8>)>;
+
+/// A checked policy.
+pub struct Policy {
+    public: Roles,
+    pub(crate) tokens: Tokens,
+    pub(crate) issuers: Vec<Issuer>,
+    grants: Vec<Grant>,
+    pub(crate) quotas: Vec<Quota>,
+    /// The files it was read from, with their bytes: a change of any is a
+    /// new policy.
+    pub(crate) sources: Sources,
+}
+
+impl Policy {
+    /// Reads and checks the policy at `path` and the JWKS files it names
+    /// (relative to the policy's folder).
+    ///
+    /// # Errors
+    /// A file that cannot be read or is over [`MAX_POLICY_BYTES`], or a
+    /// policy that is not valid, in words naming the problem.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = quire_host::read_bounded(path, MAX_POLICY_BYTES).map_err(|e| format!("{e}"))?;
+        let mut sources = vec![(path.to_owned(), text)];
+        let file: PolicyFile = std::str::from_utf8(&sources[0].1)
+            .map_err(|_| format!("{}: not UTF-8 text", path.display()))
+            .and_then(|t| toml::from_str(t).map_err(|e| format!("{}: {e}", path.display())))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let policy = Self::check(file, |jwks| {
+            let p = dir.join(jwks);
+            let bytes =
+                quire_host::read_bounded(&p, MAX_POLICY_BYTES).map_err(|e| format!("{e}"))?;
+            sources.push((p, bytes.clone()));
+            Ok(bytes)
+        })
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Policy { sources, ..policy })
+    }
+
+    fn check(
+        file: PolicyFile,
+        mut jwks: impl FnMut(&Path) -> Result<Vec<u8>, String>,
+    ) -> Result<Self, String> {
+        let public = Roles::of(&file.public).map_err(|e| format!("public: {e}"))?;
+        let mut tenants = std::collections::HashMap::new();
+        for t in &file.tenants {
+            if t.logs.is_empty() {
+                return Err(format!("tenant {:?} lists no logs", t.name));
+            }
+            if tenants
+                .insert(
+                    t.name.clone(),
+                    t.logs.iter().map(|l| Origins::parse(l)).collect::<Vec<_>>(),
+                )
+                .is_some()
+            {
+                return Err(format!("tenant {:?} is defined twice", t.name));
+            }
+        }
+        let mut tokens = Tokens::default();
+        let mut names = std::collections::HashSet::new();
+        for t in &file.tokens {
+            if !names.insert(t.name.as_str()) {
+                return Err(format!("token {:?} is defined twice", t.name));
+            }
+            tokens.add(&t.name, &t.sha256, t.revoked)?;
+        }
+        let mut issuers: Vec<Issuer> = Vec::new();
+        for i in file.issuers {
+            if issuers
+                .iter()
+                .any(|o| o.name == i.name || o.iss == i.issuer)
+            {
+                return Err(format!("issuer {:?} is defined twice", i.name));
+            }
+            let keys = jwks(&i.jwks_file).map_err(|e| format!("issuer {:?}: {e}", i.name))?;
+            issuers.push(Issuer::new(
+                &i.name,
+                &i.issuer,
+                i.audiences,
+                &i.algorithms,
+                &keys,
+                i.revoked_ids,
+                i.leeway_s,
+            )?);
+        }
+        let mut grants = Vec::new();
+        for (n, g) in file.grants.iter().enumerate() {
+            let at = |e: String| format!("grant {} (who = {:?}): {e}", n + 1, g.who);
+            let who = Who::parse(&g.who).map_err(at)?;
+            match &who {
+                Who::Token(name) if !names.contains(name.as_str()) => {
+                    return Err(at(format!("no token is named {name:?}")));
+                }
+                Who::Jwt { issuer, .. } if !issuers.iter().any(|i| &i.name == issuer) => {
+                    return Err(at(format!("no issuer is named {issuer:?}")));
+                }
+                _ => {}
+            }
+            let roles = Roles::of(&g.roles).map_err(at)?;
+            if roles == Roles::default() {
+                return Err(at("it grants no role".into()));
+            }
+            let mut scope: Vec<Origins> = g.logs.iter().map(|l| Origins::parse(l)).collect();
+            for t in &g.tenants {
+                let logs = tenants
+                    .get(t)
+                    .ok_or_else(|| at(format!("no tenant is named {t:?}")))?;
+                scope.extend(logs.iter().cloned());
+            }
+            if scope.is_empty() {
+                return Err(at(
+                    "it names no logs or tenants (write logs = [\"*\"] for every log)".into(),
+                ));
+            }
+            grants.push(Grant { who, roles, scope });
+        }
+        let quotas = file
+            .quotas
+            .iter()
+            .enumerate()
+            .map(|(n, q)| Quota::check(n + 1, q, |t| tenants.get(t).cloned()))
+            .collect::<Result<_, _>>()?;
+        Ok(Policy {
+            public,
+            tokens,
+            issuers,
+            grants,
+            quotas,
+            sources: Vec::new(),
+        })
+    }
+
+    /// The roles `principal` holds on the log `origin`.
+    pub fn roles(&self, principal: &Principal, origin: &str) -> Roles {
+        self.grants
+            .iter()
+            .filter(|g| principal.is(&g.who) && g.scope.iter().any(|o| o.covers(origin)))
+            .fold(self.public, |set, g| set | g.roles)
+    }
+
+    /// The roles every caller holds.
+    pub fn public(&self) -> Roles {
+        self.public
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn policy(text: &str) -> Result<Policy, String> {
+        Policy::check(toml::from_str(text).map_err(|e| e.to_string())?, |_| {
+            Err("no JWKS here".into())
+        })
+    }
+
+    #[test]
+    fn grants_cover_logs_and_tenants() {
+        let hash = "ab".repeat(32);
+        let p = policy(&format!(
+            r#"
+            [[tenants]]
+            name = "acme"
+            logs = ["acme.example/*"]
+            [[tokens]]
+            name = "ci"
+            sha256 = "{hash}"
+            [[grants]]
+            who = "token:ci"
+            roles = ["writer"]
+            tenants = ["acme"]
+            [[grants]]
+            who = "uri:spiffe://t/reader"
+            roles = ["reader"]
+            logs = ["other.example/log"]
+            "#
+        ))
+        .unwrap();
+        let ci = Principal::Token { name: "ci".into() };
+        let r = p.roles(&ci, "acme.example/2026-12");
+        assert!(r.allows(Role::Writer) && r.allows(Role::Auditor) && !r.allows(Role::Reader));
+        assert!(!p.roles(&ci, "other.example/log").allows(Role::Writer));
+        let reader = Principal::Certificate {
+            names: vec!["uri:spiffe://t/reader".into()],
+        };
+        let r = p.roles(&reader, "other.example/log");
+        assert!(r.allows(Role::Reader) && r.allows(Role::Auditor) && !r.allows(Role::Writer));
+        assert_eq!(p.roles(&Principal::Anonymous, "x").names(), "auditor");
+    }
+
+    #[test]
+    fn invalid_policies_are_refused_by_name() {
+        for (text, says) in [
+            ("public = [\"boss\"]", "unknown role \"boss\""),
+            ("[[grants]]\nwho = \"token:nope\"\nroles = [\"writer\"]\nlogs = [\"*\"]", "no token is named \"nope\""),
+            ("[[grants]]\nwho = \"anonymous\"\nroles = [\"writer\"]", "names no logs or tenants"),
+            ("[[grants]]\nwho = \"anonymous\"\nroles = []\nlogs = [\"*\"]", "grants no role"),
+            ("[[grants]]\nwho = \"anonymous\"\nroles = [\"reader\"]\ntenants = [\"t\"]", "no tenant is named \"t\""),
+            ("[[grants]]\nwho = \"jwt:corp:*\"\nroles = [\"reader\"]\nlogs = [\"*\"]", "no issuer is named \"corp\""),
+            ("[[tokens]]\nname = \"a\"\nsha256 = \"00\"", "64 hex digits"),
+            ("[[issuers]]\nname = \"corp\"\nissuer = \"https://i\"\naudiences = [\"q\"]\njwks_file = \"k.json\"", "no JWKS here"),
+        ] {
+            let e = policy(text).err().unwrap_or_default();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        assert!(policy("unknown = 1").is_err());
+    }
+}
