@@ -12,6 +12,7 @@
 // A measurement crate: counts and byte totals become float rates.
 #![allow(clippy::cast_precision_loss)]
 
+pub mod auth;
 pub mod failover;
 pub mod load;
 pub mod machine;
@@ -19,8 +20,31 @@ pub mod pg_failover;
 pub mod postgres;
 pub mod prefill;
 pub mod suite;
+pub mod tenants;
 pub mod verify;
 pub mod witness;
+
+/// A client of the log service that sends a bearer token with every call
+/// (when it has one).
+pub type Client = quire_proto::v1::log_client::LogClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        quire_client::rpc::Bearer,
+    >,
+>;
+
+/// A [`Client`] over `channel`, sending `bearer`, with 256 MiB messages.
+///
+/// # Errors
+/// A token that is not printable ASCII.
+pub fn client(channel: tonic::transport::Channel, bearer: Option<&str>) -> anyhow::Result<Client> {
+    let auth = quire_client::rpc::Bearer::new(bearer)?;
+    Ok(
+        quire_proto::v1::log_client::LogClient::with_interceptor(channel, auth)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20),
+    )
+}
 
 /// The resident memory of this process, bytes.
 pub fn rss_bytes() -> u64 {

@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::Client;
 use hdrhistogram::Histogram;
 use quire_core::{leaf_hash, Checkpoint, Hash, VerifierKey};
 use quire_proto::v1::get_inclusion_proof_request::Leaf;
-use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::{
     AddEntriesRequest, GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest,
 };
@@ -62,6 +62,10 @@ pub struct Load {
     pub server_pid: Option<u32>,
     /// How often the auditor checks the checkpoint and samples memory.
     pub sample_every: Duration,
+    /// The log's origin (empty: the server's only log).
+    pub log: String,
+    /// A bearer token every call sends.
+    pub bearer: Option<String>,
 }
 
 /// Latency percentiles, microseconds.
@@ -173,7 +177,8 @@ pub fn entry(rng: &mut rand::rngs::StdRng, payload: Payload, len: usize, n: u64)
 /// # Errors
 /// A call fails or an entry is missing.
 pub async fn leaf_sample(
-    c: &mut LogClient<Channel>,
+    c: &mut Client,
+    log: &str,
     size: u64,
     n: u64,
 ) -> anyhow::Result<Vec<(u64, Hash)>> {
@@ -183,7 +188,7 @@ pub async fn leaf_sample(
         let index = rng.gen_range(0..size);
         let mut s = c
             .get_entries(GetEntriesRequest {
-                log: String::new(),
+                log: log.to_owned(),
                 start: index,
                 end: index + 1,
             })
@@ -207,6 +212,7 @@ pub async fn leaf_sample(
 
 /// State shared by the tasks of a run.
 struct Shared {
+    log: String,
     keys: Vec<VerifierKey>,
     /// Entries acknowledged in the run, newest last (bounded).
     recent: Mutex<VecDeque<(u64, Hash)>>,
@@ -245,7 +251,7 @@ pub(crate) fn micros(t: Instant) -> u64 {
 }
 
 async fn writer(
-    mut c: LogClient<Channel>,
+    mut c: Client,
     shared: Arc<Shared>,
     load: Load,
     w: usize,
@@ -277,7 +283,7 @@ async fn writer(
         let t0 = Instant::now();
         let r = c
             .add_entries(AddEntriesRequest {
-                log: String::new(),
+                log: load.log.clone(),
                 entries,
                 with_proof: false,
                 witnessed: false,
@@ -296,14 +302,27 @@ async fn writer(
                     }
                 }
             }
-            Err(s) => *report.errors.entry(format!("{:?}", s.code())).or_default() += 1,
+            Err(s) => {
+                *report.errors.entry(format!("{:?}", s.code())).or_default() += 1;
+                // A quota's retry hint is honoured, as Quire's client does.
+                let hint = s
+                    .metadata()
+                    .get("retry-after-ms")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let Some(ms) = hint {
+                    let until = (Instant::now() + Duration::from_millis(ms)).min(deadline);
+                    tokio::time::sleep_until(until.into()).await;
+                    next = next.max(until);
+                }
+            }
         }
     }
     Ok(report)
 }
 
 async fn reader(
-    mut c: LogClient<Channel>,
+    mut c: Client,
     shared: Arc<Shared>,
     sample: Arc<Vec<(u64, Hash)>>,
     mut latest: watch::Receiver<Checkpoint>,
@@ -340,7 +359,7 @@ async fn reader(
         let t0 = Instant::now();
         let r = c
             .get_inclusion_proof(GetInclusionProofRequest {
-                log: String::new(),
+                log: shared.log.clone(),
                 leaf: Some(Leaf::Index(index)),
                 tree_size: cp.size(),
             })
@@ -391,17 +410,16 @@ fn cpu_seconds(pid: Option<u32>) -> f64 {
 /// Verification failures during the run are counted in the report instead.
 #[allow(clippy::too_many_lines)] // one run, start to report
 pub async fn run(channel: Channel, load: &Load) -> anyhow::Result<Report> {
-    let mut client = LogClient::new(channel.clone())
-        .max_decoding_message_size(256 << 20)
-        .max_encoding_message_size(256 << 20);
-    let keys = log_keys(&mut client).await?;
-    let before = verified_checkpoint(&mut client, &keys).await?;
+    let mut client = crate::client(channel.clone(), load.bearer.as_deref())?;
+    let keys = log_keys(&mut client, &load.log).await?;
+    let before = verified_checkpoint(&mut client, &load.log, &keys).await?;
     let sample = Arc::new(if load.readers > 0 {
-        leaf_sample(&mut client, before.size(), 2048).await?
+        leaf_sample(&mut client, &load.log, before.size(), 2048).await?
     } else {
         Vec::new()
     });
     let shared = Arc::new(Shared {
+        log: load.log.clone(),
         keys,
         recent: Mutex::new(VecDeque::new()),
         failures: AtomicU64::new(0),
@@ -449,7 +467,7 @@ pub async fn run(channel: Channel, load: &Load) -> anyhow::Result<Report> {
         report
             .rss_samples
             .push((start.elapsed().as_secs_f64(), memory(load.server_pid).0));
-        match audit_step(&mut audit, &shared.keys, &prev).await {
+        match audit_step(&mut audit, &shared.log, &shared.keys, &prev).await {
             Ok(cp) => {
                 report.checkpoints_verified += 1;
                 prev = cp.clone();
@@ -474,7 +492,7 @@ pub async fn run(channel: Channel, load: &Load) -> anyhow::Result<Report> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     report.server_cores_used = (cpu_seconds(load.server_pid) - cpu_before) / elapsed;
-    let after = match audit_step(&mut audit, &shared.keys, &prev).await {
+    let after = match audit_step(&mut audit, &shared.log, &shared.keys, &prev).await {
         Ok(cp) => cp,
         Err(e) => {
             shared.fail(e);
@@ -507,18 +525,19 @@ pub async fn run(channel: Channel, load: &Load) -> anyhow::Result<Report> {
 /// Fetches the latest checkpoint and verifies its signature and its
 /// consistency with `prev`. The error says what failed.
 async fn audit_step(
-    c: &mut LogClient<Channel>,
+    c: &mut Client,
+    log: &str,
     keys: &[VerifierKey],
     prev: &Checkpoint,
 ) -> Result<Checkpoint, String> {
-    let cp = verified_checkpoint(c, keys)
+    let cp = verified_checkpoint(c, log, keys)
         .await
         .map_err(|e| format!("checkpoint: {e}"))?;
     let mut proof = Vec::new();
     if prev.size() > 0 && cp.size() > prev.size() {
         proof = c
             .get_consistency_proof(GetConsistencyProofRequest {
-                log: String::new(),
+                log: log.to_owned(),
                 old_size: prev.size(),
                 new_size: cp.size(),
                 with_seed: false,

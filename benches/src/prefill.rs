@@ -20,13 +20,16 @@ use crate::load::{self, Payload};
 /// The log's answers: a refused write, a checkpoint that does not verify.
 pub async fn prefill(
     channel: &Channel,
+    bearer: Option<&str>,
     target: u64,
     payload: Payload,
     len: usize,
 ) -> anyhow::Result<()> {
-    let mut client = LogClient::new(channel.clone()).max_encoding_message_size(256 << 20);
-    let keys = load::log_keys(&mut client).await?;
-    let have = load::verified_checkpoint(&mut client, &keys).await?.size();
+    let mut client = crate::client(channel.clone(), bearer)?;
+    let keys = load::log_keys(&mut client, "").await?;
+    let have = load::verified_checkpoint(&mut client, "", &keys)
+        .await?
+        .size();
     let left = Arc::new(AtomicU64::new(target.saturating_sub(have)));
     let mut fill = Vec::new();
     for w in 0..8u64 {
@@ -75,8 +78,8 @@ pub async fn ready(addr: &str) -> anyhow::Result<()> {
         let attempt = async {
             let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
             let mut c = LogClient::new(channel);
-            let keys = load::log_keys(&mut c).await?;
-            load::verified_checkpoint(&mut c, &keys).await
+            let keys = load::log_keys(&mut c, "").await?;
+            load::verified_checkpoint(&mut c, "", &keys).await
         };
         match attempt.await {
             Ok(cp) => {

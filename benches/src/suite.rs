@@ -160,6 +160,8 @@ pub async fn run(opts: &SuiteOptions) -> anyhow::Result<serde_json::Value> {
         payload: Payload::Random,
         server_pid: Some(pid),
         sample_every: Duration::from_millis(250),
+        log: String::new(),
+        bearer: None,
     };
     let names = ["single", "batched", "rate", "proofs", "mixed"];
     let mut reports: Vec<Report> = Vec::new();

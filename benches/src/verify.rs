@@ -5,16 +5,23 @@
 use quire_core::{verify_consistency, verify_inclusion, Checkpoint, Hash, VerifierKey};
 use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::{GetCheckpointRequest, ListLogsRequest};
-use tonic::transport::Channel;
 
-/// The verifier keys of the server's (first) log, as it lists them.
+/// The verifier keys of the log `origin` (empty: the server's first), as
+/// the server lists them.
 ///
 /// # Errors
 /// The call fails.
-pub async fn log_keys(c: &mut LogClient<Channel>) -> anyhow::Result<Vec<VerifierKey>> {
+pub async fn log_keys<T>(c: &mut LogClient<T>, origin: &str) -> anyhow::Result<Vec<VerifierKey>>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     let logs = c.list_logs(ListLogsRequest {}).await?.into_inner().logs;
     Ok(logs
-        .first()
+        .iter()
+        .find(|l| origin.is_empty() || l.origin == origin)
         .map(|l| {
             l.verifier_keys
                 .iter()
@@ -28,12 +35,22 @@ pub async fn log_keys(c: &mut LogClient<Channel>) -> anyhow::Result<Vec<Verifier
 ///
 /// # Errors
 /// The call fails or the checkpoint does not verify.
-pub async fn verified_checkpoint(
-    c: &mut LogClient<Channel>,
+pub async fn verified_checkpoint<T>(
+    c: &mut LogClient<T>,
+    origin: &str,
     keys: &[VerifierKey],
-) -> anyhow::Result<Checkpoint> {
+) -> anyhow::Result<Checkpoint>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     let note = c
-        .get_checkpoint(GetCheckpointRequest::default())
+        .get_checkpoint(GetCheckpointRequest {
+            log: origin.to_owned(),
+            witnessed: false,
+        })
         .await?
         .into_inner()
         .checkpoint;

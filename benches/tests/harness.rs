@@ -11,21 +11,23 @@ use quire_server::config::{Config, LogConfig};
 use quire_server::local::LocalServer;
 use tonic::transport::Channel;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mixed_run_verifies_everything_and_counts_what_was_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = LocalServer::start(
-        dir.path(),
-        vec![LogConfig::new("bench.example/harness")],
-        Config::default(),
-    )
-    .await
-    .unwrap();
+/// An in-process server of one log, and a channel to it.
+async fn serve(dir: &std::path::Path, origin: &str, config: Config) -> (LocalServer, Channel) {
+    let server = LocalServer::start(dir, vec![LogConfig::new(origin)], config)
+        .await
+        .unwrap();
     let channel = Channel::from_shared(server.url())
         .unwrap()
         .connect()
         .await
         .unwrap();
+    (server, channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_run_verifies_everything_and_counts_what_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, channel) = serve(dir.path(), "bench.example/harness", Config::default()).await;
     let base = Load {
         writers: 3,
         batch: 7,
@@ -36,6 +38,8 @@ async fn a_mixed_run_verifies_everything_and_counts_what_was_acknowledged() {
         payload: Payload::Json,
         server_pid: None,
         sample_every: Duration::from_millis(100),
+        log: String::new(),
+        bearer: None,
     };
     let first = load::run(channel.clone(), &base).await.unwrap();
     // A second run starts from the first's tree: its entries are new (no
@@ -68,4 +72,79 @@ fn the_machine_measurement_returns_figures() {
     assert!(l.leaf_hashes_per_s > 0.0 && l.sha256_bytes_per_s > 0.0);
     // Nothing is left behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_with_a_token_or_a_jwt_are_admitted_and_without_one_refused() {
+    use quire_benches::auth::{self, Auth};
+    for mode in [Auth::Token, Auth::Jwt] {
+        let dir = tempfile::tempdir().unwrap();
+        let (policy, bearer) = auth::setup(dir.path(), mode, "").unwrap().unwrap();
+        let config = Config {
+            access: Some(policy),
+            ..Config::default()
+        };
+        let (server, channel) = serve(&dir.path().join("data"), "bench.example/auth", config).await;
+        let load = Load {
+            writers: 2,
+            batch: 3,
+            rate: None,
+            readers: 1,
+            duration: Duration::from_millis(300),
+            entry_bytes: 64,
+            payload: Payload::Random,
+            server_pid: None,
+            sample_every: Duration::from_millis(100),
+            log: String::new(),
+            bearer: Some(bearer),
+        };
+        let r = load::run(channel.clone(), &load).await.unwrap();
+        assert!(r.errors.is_empty(), "{mode:?}: {:?}", r.errors);
+        assert_eq!(r.verification_failures, 0, "{:?}", r.failure_examples);
+        assert!(r.tree_size.1 > r.tree_size.0, "{mode:?}: nothing written");
+        // The policy grants nothing publicly: without the token, refused.
+        let e = load::run(
+            channel,
+            &Load {
+                bearer: None,
+                ..load
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("unauthenticated: no credentials were presented"),
+            "{mode:?}: {e:#}"
+        );
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenants_scenario_holds_the_noisy_tenant_and_reports_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = quire_benches::tenants::run(
+        dir.path(),
+        &quire_benches::tenants::TenantsOpts {
+            quota: 200,
+            noisy_writers: 4,
+            noisy_batch: 10,
+            quiet_writers: 2,
+            quiet_rate: 100,
+            duration: Duration::from_millis(500),
+            entry_bytes: 64,
+        },
+    )
+    .await
+    .unwrap();
+    // Counts, not speeds: the noisy tenant was refused at least once (it
+    // offers far more than 200 entries/s), nothing failed to verify.
+    assert!(v["noisy_refusals"].as_u64().unwrap() > 0, "{v:#}");
+    for side in ["quiet_alone", "quiet_beside", "noisy"] {
+        assert_eq!(v[side]["verification_failures"], 0, "{side}: {v:#}");
+    }
+    assert!(
+        v["quiet_beside"]["errors"].as_object().unwrap().is_empty(),
+        "{v:#}"
+    );
 }

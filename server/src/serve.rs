@@ -210,8 +210,19 @@ impl<S: Storage> Server<S> {
             .iter()
             .map(|r| r.spawn(replicas_stopped.clone()))
             .collect();
+        let audit_log = self.config.audit_log.as_ref().and_then(|o| {
+            self.logs
+                .iter()
+                .find(|(l, _)| l.origin() == o)
+                .map(|(l, _)| l.clone())
+        });
         let mut api = LogApi::new(self.logs.into_iter().map(|(l, _)| l).collect());
         if let Some(access) = self.access {
+            if let Some(log) = audit_log {
+                let (sink, appender) = crate::access::audit::AuditSink::new(log);
+                tokio::spawn(appender);
+                access.set_audit(sink);
+            }
             tokio::spawn(access.clone().watch(replicas_stopped.clone()));
             api = api.with_access(access);
         }

@@ -66,6 +66,10 @@ enum Scenario {
     /// `--paf-port`): write unavailability after the primary's machine is
     /// lost, beside the failover manager's own, `--repeats` rounds.
     PgFailover,
+    /// A noisy tenant held by its quota (`--quota`, `--concurrency`
+    /// writers of `--batch`) beside a quiet one (`--quiet-writers` at
+    /// `--rate`): the quiet tenant's latency alone and beside it.
+    Tenants,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -175,6 +179,16 @@ struct Args {
     /// failover: how often leases are renewed and looked for, ms.
     #[arg(long, default_value_t = 1000)]
     renew_ms: u64,
+    /// How callers identify themselves to the in-process server (an access
+    /// policy is set for `token` and `jwt`).
+    #[arg(long, value_enum, default_value = "none")]
+    auth: quire_benches::auth::Auth,
+    /// tenants: the noisy tenant's quota, entries per second.
+    #[arg(long, default_value_t = 2000)]
+    quota: u64,
+    /// tenants: the quiet tenant's writers.
+    #[arg(long, default_value_t = 8)]
+    quiet_writers: usize,
     /// witness-add: the logs' key algorithm.
     #[arg(long, value_enum, default_value = "p256")]
     log_key: LogKey,
@@ -325,10 +339,37 @@ async fn main() -> anyhow::Result<()> {
             };
             return emit(&args, &value);
         }
+        Scenario::Tenants => {
+            let value = quire_benches::tenants::run(
+                &data_dir,
+                &quire_benches::tenants::TenantsOpts {
+                    quota: args.quota,
+                    noisy_writers: args.concurrency,
+                    noisy_batch: args.batch,
+                    quiet_writers: args.quiet_writers,
+                    quiet_rate: args.rate.unwrap_or(1000),
+                    duration: Duration::from_secs(args.duration),
+                    entry_bytes: args.entry_bytes,
+                },
+            )
+            .await?;
+            println!(
+                "noisy tenant: {:.0} entries/s under a quota of {} ({:.3}x); quiet tenant p99 {} us alone, {} us beside it ({:.2}x); {} cores",
+                value["noisy_entries_per_s"].as_f64().unwrap_or(0.0),
+                args.quota,
+                value["noisy_over_quota"].as_f64().unwrap_or(0.0),
+                value["quiet_alone_p99_us"],
+                value["quiet_beside_p99_us"],
+                value["quiet_p99_loaded_over_alone"].as_f64().unwrap_or(0.0),
+                value["cores"],
+            );
+            return emit(&args, &value);
+        }
         _ => {}
     }
 
     let mut local = None;
+    let mut bearer = None;
     let addr = if let Some(a) = &args.addr {
         a.clone()
     } else {
@@ -344,7 +385,12 @@ async fn main() -> anyhow::Result<()> {
             cfg.storage.engine = quire_server::config::Engine::Postgres;
             cfg.storage.url = Some(url.clone());
         }
-        let server = LocalServer::start(&data_dir, vec![cfg], Config::default()).await?;
+        let mut config = Config::default();
+        if let Some((policy, token)) = quire_benches::auth::setup(&data_dir, args.auth, "")? {
+            config.access = Some(policy);
+            bearer = Some(token);
+        }
+        let server = LocalServer::start(&data_dir, vec![cfg], config).await?;
         let url = server.url();
         local = Some(server);
         url
@@ -353,7 +399,14 @@ async fn main() -> anyhow::Result<()> {
         return prefill::ready(&addr).await;
     }
     let channel = Channel::from_shared(addr.clone())?.connect().await?;
-    prefill::prefill(&channel, args.prefill, payload, args.entry_bytes).await?;
+    prefill::prefill(
+        &channel,
+        bearer.as_deref(),
+        args.prefill,
+        payload,
+        args.entry_bytes,
+    )
+    .await?;
 
     let base = Load {
         writers: 0,
@@ -365,6 +418,8 @@ async fn main() -> anyhow::Result<()> {
         payload,
         server_pid: args.server_pid,
         sample_every: Duration::from_millis(250),
+        log: String::new(),
+        bearer,
     };
     let load = match args.scenario {
         Scenario::Batched => Load {
@@ -413,6 +468,7 @@ async fn main() -> anyhow::Result<()> {
         "scenario": format!("{:?}", args.scenario),
         "cores": machine::cores(),
         "dedup": format!("{:?}", args.dedup),
+        "auth": args.auth,
         "payload": payload,
         "report": report,
         "rss_of": if args.server_pid.is_some() { "server" } else { "this process (client and in-process server)" },

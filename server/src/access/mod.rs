@@ -24,6 +24,7 @@
 //! Out of scope here: the admin service and the log lifecycle,
 //! fetching key sets from a URL (a JWKS file is re-read instead).
 
+pub mod audit;
 mod credentials;
 mod policy;
 mod principal;
@@ -45,9 +46,11 @@ use crate::api::{Access, Action, ApiError, Caller, Credential, Identity};
 /// How often [`AccessControl::watch`] looks for a changed policy.
 pub const RELOAD_EVERY: Duration = Duration::from_millis(250);
 
-/// Most checked JWTs remembered (so a token's signature is verified once,
-/// not per request); the memory is cleared when full and on every reload.
-const JWT_CACHE: usize = 4096;
+/// Most checked JWTs and client certificates remembered (so a token's
+/// signature is verified once, a certificate's names parsed once, not per
+/// request); each memory is cleared when full, and the JWTs' on every
+/// reload.
+const MEMORY: usize = 4096;
 
 /// The policy in force, with its checked-JWT memory. Cheap to clone.
 #[derive(Clone)]
@@ -60,6 +63,11 @@ struct Inner {
     policy: RwLock<Arc<Policy>>,
     /// SHA-256 of a token → its principal and expiry (seconds).
     jwts: Mutex<HashMap<[u8; 32], (Principal, u64)>>,
+    /// SHA-256 of a client certificate (DER) → its principal: its names
+    /// are parsed once, not per request.
+    certificates: Mutex<HashMap<[u8; 32], Principal>>,
+    /// Where refusals and policy changes are recorded, once set.
+    audit: std::sync::OnceLock<audit::AuditSink>,
     /// The files of the last policy that failed to load, not retried until
     /// one of them changes.
     refused: Mutex<Option<policy::Sources>>,
@@ -77,9 +85,56 @@ impl AccessControl {
                 path: path.to_owned(),
                 policy: RwLock::new(Arc::new(policy)),
                 jwts: Mutex::new(HashMap::new()),
+                certificates: Mutex::new(HashMap::new()),
+                audit: std::sync::OnceLock::new(),
                 refused: Mutex::new(None),
             }),
         })
+    }
+
+    /// Records every refusal and policy change in `sink` from now on (the
+    /// first sink set stays), starting with the policy in force.
+    pub fn set_audit(&self, sink: audit::AuditSink) {
+        if self.inner.audit.set(sink).is_ok() {
+            let policy = self.policy();
+            self.note(audit::Event::new(
+                "policy",
+                "ok",
+                format!("in force: {}", describe(&policy)),
+            ));
+        }
+    }
+
+    fn note(&self, event: audit::Event) {
+        if let Some(sink) = self.inner.audit.get() {
+            sink.record(event);
+        }
+    }
+
+    /// A refusal of `caller`, recorded.
+    fn refuse(
+        &self,
+        caller: &Caller,
+        principal: Option<&Principal>,
+        origin: Option<&str>,
+        e: ApiError,
+    ) -> ApiError {
+        let code = match e.kind() {
+            crate::api::Kind::Unauthenticated => "UNAUTHENTICATED",
+            crate::api::Kind::PermissionDenied => "PERMISSION_DENIED",
+            crate::api::Kind::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            crate::api::Kind::InvalidArgument => "INVALID_ARGUMENT",
+            _ => "OTHER",
+        };
+        metrics::counter!("quire_access_refusals_total", "code" => code).increment(1);
+        if self.inner.audit.get().is_some() {
+            let mut event = audit::Event::new("refused", code, e.to_string());
+            event.principal = principal.map(ToString::to_string);
+            event.peer = caller.peer.map(|p| p.to_string());
+            event.log = origin.map(str::to_owned);
+            self.note(event);
+        }
+        e
     }
 
     fn policy(&self) -> Arc<Policy> {
@@ -111,12 +166,12 @@ impl AccessControl {
         }
         match Policy::load(&self.inner.path) {
             Ok(policy) => {
-                let mut slot = self
+                let policy = Arc::new(policy);
+                *self
                     .inner
                     .policy
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                *slot = Arc::new(policy);
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&policy);
                 if let Ok(mut jwts) = self.inner.jwts.lock() {
                     jwts.clear();
                 }
@@ -125,6 +180,11 @@ impl AccessControl {
                 }
                 metrics::counter!("quire_access_reloads_total", "result" => "ok").increment(1);
                 tracing::info!(path = %self.inner.path.display(), "access policy reloaded");
+                self.note(audit::Event::new(
+                    "policy",
+                    "ok",
+                    format!("reloaded: {}", describe(&policy)),
+                ));
                 Ok(true)
             }
             Err(e) => {
@@ -141,6 +201,11 @@ impl AccessControl {
                 }
                 metrics::counter!("quire_access_reloads_total", "result" => "error").increment(1);
                 tracing::error!(error = %e, "access policy not reloaded; the previous one stays in force");
+                self.note(audit::Event::new(
+                    "policy",
+                    "error",
+                    format!("not reloaded, the previous one stays in force: {e}"),
+                ));
                 Err(e)
             }
         }
@@ -174,14 +239,35 @@ impl AccessControl {
             Credential::Bearer(token) => self.bearer(policy, token),
             Credential::None => match &caller.identity {
                 Identity::Anonymous => Ok(Principal::Anonymous),
-                Identity::Certificate(chain) => chain
-                    .first()
-                    .ok_or_else(|| ApiError::Unauthenticated("an empty certificate chain".into()))
-                    .and_then(|leaf| {
-                        Principal::of_certificate(leaf).map_err(ApiError::Unauthenticated)
-                    }),
+                Identity::Certificate(chain) => {
+                    let leaf = chain.first().ok_or_else(|| {
+                        ApiError::Unauthenticated("an empty certificate chain".into())
+                    })?;
+                    self.certificate(leaf)
+                }
             },
         }
+    }
+
+    fn certificate(&self, der: &[u8]) -> Result<Principal, ApiError> {
+        let key: [u8; 32] = Sha256::digest(der).into();
+        if let Some(p) = self
+            .inner
+            .certificates
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return Ok(p);
+        }
+        let principal = Principal::of_certificate(der).map_err(ApiError::Unauthenticated)?;
+        if let Ok(mut m) = self.inner.certificates.lock() {
+            if m.len() >= MEMORY {
+                m.clear();
+            }
+            m.insert(key, principal.clone());
+        }
+        Ok(principal)
     }
 
     fn bearer(&self, policy: &Policy, token: &str) -> Result<Principal, ApiError> {
@@ -209,7 +295,7 @@ impl AccessControl {
         let (principal, exp) =
             credentials::check_jwt(&policy.issuers, token).map_err(ApiError::Unauthenticated)?;
         if let Ok(mut jwts) = self.inner.jwts.lock() {
-            if jwts.len() >= JWT_CACHE {
+            if jwts.len() >= MEMORY {
                 jwts.clear();
             }
             jwts.insert(key, (principal.clone(), exp));
@@ -224,40 +310,74 @@ fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn refused(code: &'static str) {
-    metrics::counter!("quire_access_refusals_total", "code" => code).increment(1);
+/// The files of a policy and their SHA-256, in words.
+fn describe(policy: &Policy) -> String {
+    policy
+        .sources
+        .iter()
+        .map(|(p, bytes)| {
+            format!(
+                "{} (sha256 {})",
+                p.display(),
+                credentials::hex(&Sha256::digest(bytes))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-impl Access for AccessControl {
-    fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError> {
+impl AccessControl {
+    /// The decision on `caller` doing `action` to `origin`, with the
+    /// principal when the credentials were valid (boxed: refusals are the
+    /// rare path).
+    #[allow(clippy::type_complexity)]
+    fn decide(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        action: Action,
+    ) -> Result<(), Box<(ApiError, Option<Principal>)>> {
         let policy = self.policy();
         let principal = self
             .principal(&policy, caller)
-            .inspect_err(|_| refused("unauthenticated"))?;
+            .map_err(|e| Box::new((e, None)))?;
         let roles = policy.roles(&principal, origin);
         let need = Role::for_action(action);
         if roles.allows(need) {
             return Ok(());
         }
-        if principal == Principal::Anonymous {
-            refused("unauthenticated");
-            return Err(ApiError::Unauthenticated(format!(
+        let e = if principal == Principal::Anonymous {
+            ApiError::Unauthenticated(format!(
                 "no credentials were presented, and anonymous callers may not {} log {origin:?} (the {} role is needed)",
                 action.words(),
                 need.name()
-            )));
-        }
-        refused("permission_denied");
-        Err(ApiError::Denied {
-            caller: principal.to_string(),
-            action: action.words(),
-            origin: origin.to_owned(),
-            why: format!(
-                "the {} role is missing (roles held on this log: {})",
-                need.name(),
-                roles.names()
-            ),
+            ))
+        } else {
+            ApiError::Denied {
+                caller: principal.to_string(),
+                action: action.words(),
+                origin: origin.to_owned(),
+                why: format!(
+                    "the {} role is missing (roles held on this log: {})",
+                    need.name(),
+                    roles.names()
+                ),
+            }
+        };
+        Err(Box::new((e, Some(principal))))
+    }
+}
+
+impl Access for AccessControl {
+    fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError> {
+        self.decide(caller, origin, action).map_err(|b| {
+            let (e, p) = *b;
+            self.refuse(caller, p.as_ref(), Some(origin), e)
         })
+    }
+
+    fn may(&self, caller: &Caller, origin: &str, action: Action) -> bool {
+        self.decide(caller, origin, action).is_ok()
     }
 
     fn admit(&self, caller: &Caller, origin: &str, entries: u64) -> Result<(), ApiError> {
@@ -265,7 +385,9 @@ impl Access for AccessControl {
         if policy.quotas.is_empty() {
             return Ok(());
         }
-        let principal = self.principal(&policy, caller)?;
+        let principal = self
+            .principal(&policy, caller)
+            .map_err(|e| self.refuse(caller, None, Some(origin), e))?;
         let key = match (&principal, caller.peer) {
             (Principal::Anonymous, Some(peer)) => format!("anonymous@{}", peer.ip()),
             (p, _) => p.to_string(),
@@ -273,10 +395,11 @@ impl Access for AccessControl {
         for q in &policy.quotas {
             if let Err((message, retry_after)) = q.admit(&principal, &key, origin, entries) {
                 metrics::counter!("quire_quota_refusals_total").increment(1);
-                return Err(ApiError::Quota {
+                let e = ApiError::Quota {
                     message,
                     retry_after,
-                });
+                };
+                return Err(self.refuse(caller, Some(&principal), Some(origin), e));
             }
         }
         Ok(())
@@ -285,7 +408,7 @@ impl Access for AccessControl {
     fn authenticate(&self, caller: &Caller) -> Result<(), ApiError> {
         let policy = self.policy();
         self.principal(&policy, caller)
-            .inspect_err(|_| refused("unauthenticated"))
             .map(|_| ())
+            .map_err(|e| self.refuse(caller, None, None, e))
     }
 }

@@ -142,6 +142,13 @@ pub trait Access: Send + Sync + 'static {
     /// [`ApiError::Denied`] naming what is missing.
     fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError>;
 
+    /// Whether `caller` may do `action` to `origin`, asked to decide what
+    /// to show (which logs to list), not to refuse a request: a policy
+    /// that records refusals does not record these.
+    fn may(&self, caller: &Caller, origin: &str, action: Action) -> bool {
+        self.check(caller, origin, action).is_ok()
+    }
+
     /// Whether `caller`'s credentials are valid, whatever it may do: asked
     /// before a request that names no log it may see is answered.
     ///
@@ -320,7 +327,7 @@ impl<S: Storage> LogApi<S> {
             let visible: Vec<&str> = self
                 .logs
                 .keys()
-                .filter(|o| self.access.check(caller, o, Action::Audit).is_ok())
+                .filter(|o| self.access.may(caller, o, Action::Audit))
                 .map(String::as_str)
                 .collect();
             let known = visible.join(", ");

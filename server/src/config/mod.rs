@@ -5,6 +5,8 @@
 //! data_dir = "quire-data"
 //! metrics_listen = "127.0.0.1:7401"   # optional Prometheus endpoint
 //! access = "access.toml"  # optional: who may do what (`access` module)
+//! audit_log = "example.com/quire-access"  # optional: one of [[logs]], where
+//!                         # refusals and policy changes are recorded
 //!
 //! [[logs]]
 //! origin = "audit.example.com/prod/2026"
@@ -103,6 +105,11 @@ pub struct Config {
     /// Reloaded while the server runs. Unset: everyone may do everything.
     #[serde(default)]
     pub access: Option<PathBuf>,
+    /// The origin of one of `logs` where the server records every refused
+    /// request and every change of the access policy (see
+    /// [`crate::access::audit`]). Needs `access`.
+    #[serde(default)]
+    pub audit_log: Option<String>,
     /// Where to serve Prometheus metrics (`GET /metrics`), when set.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
@@ -355,6 +362,7 @@ impl Default for Config {
             logs: Vec::new(),
             tls: None,
             access: None,
+            audit_log: None,
             metrics_listen: None,
             replication: None,
             high_water_dir: None,
@@ -496,6 +504,18 @@ impl Config {
                 "max_message_bytes = {} does not fit memory_budget_mib = {} (the bytes in flight of all requests): a request that large could never be received; raise the budget or lower the message limit",
                 self.max_message_bytes, self.memory_budget_mib
             )));
+        }
+        if let Some(a) = &self.audit_log {
+            if self.access.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "audit_log = {a:?} records the access policy's refusals and changes: set access too"
+                )));
+            }
+            if !self.logs.iter().any(|l| &l.origin == a) {
+                return Err(ConfigError::Invalid(format!(
+                    "audit_log = {a:?} is not one of the configured [[logs]]: configure it there (its keys, storage and witnesses are a log's like any other)"
+                )));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for l in &self.logs {

@@ -215,6 +215,21 @@ pub async fn start() -> Fixture {
 
 /// [`start`] with `extra` appended to the policy.
 pub async fn start_with(extra: &str) -> Fixture {
+    start_configured(extra, false).await
+}
+
+/// The log where a server started with `audited` records refusals and
+/// policy changes; `acme-admin` may read it.
+pub const AUDIT: &str = "quire.example/access-events";
+
+/// [`start_with`], and with `audited` an audit log ([`AUDIT`]).
+pub async fn start_configured(extra: &str, audited: bool) -> Fixture {
+    let extra = if audited {
+        format!("{extra}[[grants]]\nwho = \"token:acme-admin\"\nroles = [\"reader\"]\nlogs = [\"{AUDIT}\"]\n")
+    } else {
+        extra.to_owned()
+    };
+    let extra = extra.as_str();
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
     let jwks = jwks();
@@ -233,15 +248,16 @@ pub async fn start_with(extra: &str) -> Fixture {
             client_cert: ClientCert::Optional,
         }),
         access: Some(policy.clone()),
+        audit_log: audited.then(|| AUDIT.to_owned()),
         ..Config::default()
     };
-    let server = LocalServer::start(
-        &dir.path().join("data"),
-        vec![LogConfig::new(ACME), LogConfig::new(BETA)],
-        config,
-    )
-    .await
-    .unwrap();
+    let mut logs = vec![LogConfig::new(ACME), LogConfig::new(BETA)];
+    if audited {
+        logs.push(LogConfig::new(AUDIT));
+    }
+    let server = LocalServer::start(&dir.path().join("data"), logs, config)
+        .await
+        .unwrap();
     Fixture {
         _dir: dir,
         server,

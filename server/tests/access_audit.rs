@@ -1,0 +1,199 @@
+//! The server's own audit trail: refused requests and policy changes are
+//! appended to the configured audit log, in order, with the status the
+//! caller got; showing a caller only the logs it may see records nothing;
+//! and the trail verifies like any other log (its entries recomputed
+//! against a checkpoint the log signed, as `quire audit` does with a dump).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+#[path = "access/fixture.rs"]
+mod fixture;
+
+use fixture::*;
+use quire_proto::v1::{GetCheckpointRequest, GetEntriesRequest, ListLogsRequest};
+use tonic::Code;
+
+/// The audit log's latest checkpoint note and its size.
+async fn checkpoint(admin: &mut Client) -> (Vec<u8>, u64) {
+    let note = admin
+        .get_checkpoint(GetCheckpointRequest {
+            log: AUDIT.into(),
+            witnessed: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint;
+    let size = std::str::from_utf8(&note)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (note, size)
+}
+
+/// The audit log's entries, as JSON.
+async fn events(admin: &mut Client) -> Vec<serde_json::Value> {
+    let (_, size) = checkpoint(admin).await;
+    raw_entries(admin, size)
+        .await
+        .iter()
+        .map(|e| serde_json::from_slice(e).unwrap())
+        .collect()
+}
+
+async fn raw_entries(admin: &mut Client, size: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if size == 0 {
+        return out;
+    }
+    let mut s = admin
+        .get_entries(GetEntriesRequest {
+            log: AUDIT.into(),
+            start: 0,
+            end: size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(page) = s.message().await.unwrap() {
+        out.extend(page.entries);
+    }
+    out
+}
+
+/// Polls the audit log until it holds `n` events.
+async fn until(admin: &mut Client, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..400 {
+        let e = events(admin).await;
+        if e.len() >= n {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the audit log did not reach {n} events within 400 polls");
+}
+
+#[tokio::test]
+async fn refusals_and_policy_changes_are_recorded_and_verify() {
+    let f = start_configured("", true).await;
+    let mut admin = connect(&f, None, Some(format!("Bearer {}", token_of("acme-admin")))).await;
+    // At start: the policy in force.
+    let start = until(&mut admin, 1).await;
+    assert_eq!(start[0]["event"], "policy");
+    assert_eq!(start[0]["code"], "ok");
+    assert!(
+        start[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("in force: "),
+        "{start:?}"
+    );
+
+    let mut anon = connect(&f, None, None).await;
+    let mut unknown = connect(&f, None, Some("Bearer quire_unknown".into())).await;
+    let mut writer = connect(
+        &f,
+        None,
+        Some(format!("Bearer {}", token_of("acme-writer"))),
+    )
+    .await;
+    // Shown only what it may see: not a refusal, nothing recorded.
+    let listed = anon
+        .list_logs(ListLogsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .logs;
+    assert_eq!(listed.len(), 1);
+    let refusals = [
+        (
+            call(&mut anon, Rpc::AddEntry, ACME, 1).await.unwrap_err(),
+            "UNAUTHENTICATED",
+            Some("an anonymous caller"),
+            ACME,
+        ),
+        (
+            call(&mut unknown, Rpc::GetCheckpoint, ACME, 2)
+                .await
+                .unwrap_err(),
+            "UNAUTHENTICATED",
+            None,
+            ACME,
+        ),
+        (
+            call(&mut writer, Rpc::AddEntry, BETA, 3).await.unwrap_err(),
+            "PERMISSION_DENIED",
+            Some("token \"acme-writer\""),
+            BETA,
+        ),
+    ];
+    assert_eq!(refusals[0].0.code(), Code::Unauthenticated);
+    assert_eq!(refusals[2].0.code(), Code::PermissionDenied);
+    let got = until(&mut admin, 4).await;
+    assert_eq!(got.len(), 4, "{got:#?}");
+    for ((status, code, principal, log), e) in refusals.iter().zip(&got[1..]) {
+        assert_eq!(e["kind"], "quire-access-event/v1");
+        assert_eq!(e["event"], "refused");
+        assert_eq!(e["code"], *code);
+        assert_eq!(e["message"], status.message(), "{e}");
+        assert_eq!(e["log"], *log);
+        assert_eq!(e["principal"].as_str(), *principal, "{e}");
+        assert!(e["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{e}");
+    }
+    assert!(got.iter().all(|e| e.get("dropped_before").is_none()));
+
+    // A policy change is recorded; so is one refused for being invalid.
+    let text = std::fs::read_to_string(&f.policy).unwrap();
+    let dir = f.policy.parent().unwrap();
+    let swap = |t: String| {
+        let tmp = dir.join("access.toml.new");
+        std::fs::write(&tmp, t).unwrap();
+        std::fs::rename(&tmp, &f.policy).unwrap();
+    };
+    swap(format!("{text}\n# a comment is a change\n"));
+    let got = until(&mut admin, 5).await;
+    assert_eq!(
+        (&got[4]["event"], &got[4]["code"]),
+        (&"policy".into(), &"ok".into()),
+        "{got:#?}"
+    );
+    assert!(got[4]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("reloaded: "));
+    swap(format!("{text}\nnot toml at all ["));
+    let got = until(&mut admin, 6).await;
+    assert_eq!(got[5]["code"], "error", "{got:#?}");
+    assert!(
+        got[5]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("not reloaded, the previous one stays in force: "),
+        "{got:#?}"
+    );
+
+    // The trail verifies like any other log: every entry recomputed into
+    // the root of a checkpoint the log signed.
+    let (note, size) = checkpoint(&mut admin).await;
+    let entries = raw_entries(&mut admin, size).await;
+    let log = f.server.logs.iter().find(|l| l.origin() == AUDIT).unwrap();
+    let root = |entries: &[Vec<u8>]| {
+        let mut range = quire_core::CompactRange::new();
+        for e in entries {
+            range.append(quire_core::leaf_hash(e), |_, _| {}).unwrap();
+        }
+        range.root()
+    };
+    let parsed = quire_core::Note::parse(&note).unwrap();
+    parsed.verify(log.verifiers()).unwrap();
+    let cp = quire_core::Checkpoint::parse(parsed.text().as_bytes()).unwrap();
+    assert_eq!((cp.size(), &root(&entries)), (size, cp.root()));
+    // An entry dropped, or altered, is seen.
+    assert_ne!(&root(&entries[1..]), cp.root());
+    let mut altered = entries.clone();
+    altered[1] = b"{}".to_vec();
+    assert_ne!(&root(&altered), cp.root());
+    f.server.stop().await;
+}
