@@ -35,7 +35,7 @@ fn checks(c: &mut Criterion) {
     let open = OpenAccess;
     let anon = Caller::default();
     g.bench_function("open access (no policy)", |b| {
-        b.iter(|| open.check(black_box(&anon), LOG, Action::Write).unwrap())
+        b.iter(|| open.check(black_box(&anon), LOG, Action::Write, 1).unwrap())
     });
     for mode in [Auth::Token, Auth::Jwt] {
         let (policy, token) = auth::setup(dir.path(), mode, "").unwrap().unwrap();
@@ -47,7 +47,7 @@ fn checks(c: &mut Criterion) {
         g.bench_function(format!("{mode:?}"), |b| {
             b.iter(|| {
                 access
-                    .check(black_box(&caller), LOG, Action::Write)
+                    .check(black_box(&caller), LOG, Action::Write, 1)
                     .unwrap()
             })
         });
@@ -67,7 +67,7 @@ fn checks(c: &mut Criterion) {
     g.bench_function("client certificate", |b| {
         b.iter(|| {
             access
-                .check(black_box(&caller), LOG, Action::Write)
+                .check(black_box(&caller), LOG, Action::Write, 1)
                 .unwrap()
         })
     });
@@ -75,7 +75,11 @@ fn checks(c: &mut Criterion) {
     std::fs::write(&anonymous_policy, "public = [\"writer\"]\n").unwrap();
     let access = AccessControl::load(&anonymous_policy).unwrap();
     g.bench_function("anonymous under a policy", |b| {
-        b.iter(|| access.check(black_box(&anon), LOG, Action::Write).unwrap())
+        b.iter(|| {
+            access
+                .check(black_box(&anon), LOG, Action::Write, 1)
+                .unwrap()
+        })
     });
     g.finish();
 }

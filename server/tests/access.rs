@@ -383,7 +383,7 @@ fn an_invalid_policy_keeps_the_last_valid_one() {
         credential: Credential::Bearer(token_of("old").into()),
         ..Caller::default()
     };
-    assert!(access.check(&old, ACME, Action::Audit).is_ok());
+    assert!(access.check(&old, ACME, Action::Audit, 0).is_ok());
     assert!(!access.reload().unwrap(), "nothing changed");
     // A revocation written with a mistake in the same file: refused whole.
     write_policy(
@@ -394,7 +394,7 @@ fn an_invalid_policy_keeps_the_last_valid_one() {
     let e = access.reload().unwrap_err();
     assert!(e.contains("no token is named \"nobody\""), "{e}");
     assert!(
-        access.check(&old, ACME, Action::Audit).is_ok(),
+        access.check(&old, ACME, Action::Audit, 0).is_ok(),
         "the old policy stays"
     );
     // Unchanged since refused: not parsed again.
@@ -405,12 +405,28 @@ fn an_invalid_policy_keeps_the_last_valid_one() {
     // Fixed: taken.
     write_policy(dir.path(), "", true);
     assert!(access.reload().unwrap());
-    let e = access.check(&old, ACME, Action::Audit).unwrap_err();
+    let e = access.check(&old, ACME, Action::Audit, 0).unwrap_err();
     assert_eq!(e.to_string(), "unauthenticated: token \"old\" is revoked");
     // A JWKS file that changes is a new policy too.
-    std::fs::write(dir.path().join("jwks.json"), "{\"keys\": []}").unwrap();
+    let jwks_path = dir.path().join("jwks.json");
+    let good_jwks = std::fs::read(&jwks_path).unwrap();
+    std::fs::write(&jwks_path, "{\"keys\": []}").unwrap();
     let e = access.reload().unwrap_err();
     assert!(e.contains("its JWKS holds no key"), "{e}");
+    // One gone is refused, not retried while it stays gone, and taken
+    // once it is back.
+    std::fs::remove_file(&jwks_path).unwrap();
+    assert!(access.reload().is_err());
+    assert_eq!(
+        access.reload().unwrap_err(),
+        "unchanged since it was refused"
+    );
+    // Back as it was in force: nothing to swap; back with other bytes (a
+    // trailing newline): a new policy, taken.
+    std::fs::write(&jwks_path, &good_jwks).unwrap();
+    assert!(!access.reload().unwrap());
+    std::fs::write(&jwks_path, [good_jwks.as_slice(), b"\n"].concat()).unwrap();
+    assert!(access.reload().unwrap());
     // Files over the limit are refused by bytes read.
     std::fs::write(&path, vec![b'#'; 1024 * 1024 + 1]).unwrap();
     assert!(access.reload().is_err());

@@ -44,7 +44,13 @@ fn mth(leaves: &[Vec<u8>]) -> Hash {
 struct OnlyA(Arc<Mutex<Vec<(String, Action)>>>);
 
 impl Access for OnlyA {
-    fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError> {
+    fn check(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        action: Action,
+        _entries: u64,
+    ) -> Result<(), ApiError> {
         self.0.lock().unwrap().push((origin.to_owned(), action));
         if origin == B {
             return Err(ApiError::Denied {

@@ -169,7 +169,13 @@ async fn mtls_admits_only_clients_of_the_ca() {
 struct Recorder(Arc<Mutex<Vec<(Caller, String, Action)>>>);
 
 impl Access for Recorder {
-    fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError> {
+    fn check(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        action: Action,
+        _entries: u64,
+    ) -> Result<(), ApiError> {
         self.0
             .lock()
             .unwrap()

@@ -63,9 +63,7 @@ impl Event {
     pub fn new(event: &'static str, code: &'static str, message: String) -> Self {
         Event {
             kind: "quire-access-event/v1",
-            time_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            time_ms: crate::batch::now_ms(),
             event,
             principal: None,
             peer: None,

@@ -32,15 +32,7 @@ pub fn new_token() -> (String, String) {
 
 /// The hash a policy keeps of a static token: SHA-256 of its text, hex.
 pub fn token_hash_hex(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    quire_core::Hash(Sha256::digest(token.as_bytes()).into()).to_hex()
 }
 
 /// The static tokens of a policy, by hash.

@@ -19,7 +19,8 @@
 //! once it is valid whole; an invalid file keeps the last valid policy and
 //! says why in the log and in `quire_access_reloads_total{result="error"}`.
 //!
-//! Quotas (`quota.rs`): see [`Access::admit`].
+//! Quotas (`quota.rs`) are taken by [`Access::check`] once the role
+//! allows the request.
 //!
 //! Out of scope here: the admin service and the log lifecycle,
 //! fetching key sets from a URL (a JWKS file is re-read instead).
@@ -52,6 +53,35 @@ pub const RELOAD_EVERY: Duration = Duration::from_millis(250);
 /// reload.
 const MEMORY: usize = 4096;
 
+/// What was worked out once about a credential, by its SHA-256: at most
+/// [`MEMORY`] of them, forgotten all at once when full.
+struct Memory<V>(Mutex<HashMap<[u8; 32], V>>);
+
+impl<V: Clone> Memory<V> {
+    fn new() -> Self {
+        Memory(Mutex::new(HashMap::new()))
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<V> {
+        self.0.lock().ok().and_then(|m| m.get(key).cloned())
+    }
+
+    fn put(&self, key: [u8; 32], value: V) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= MEMORY {
+                m.clear();
+            }
+            m.insert(key, value);
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+}
+
 /// The policy in force, with its checked-JWT memory. Cheap to clone.
 #[derive(Clone)]
 pub struct AccessControl {
@@ -61,11 +91,11 @@ pub struct AccessControl {
 struct Inner {
     path: PathBuf,
     policy: RwLock<Arc<Policy>>,
-    /// SHA-256 of a token → its principal and expiry (seconds).
-    jwts: Mutex<HashMap<[u8; 32], (Principal, u64)>>,
-    /// SHA-256 of a client certificate (DER) → its principal: its names
-    /// are parsed once, not per request.
-    certificates: Mutex<HashMap<[u8; 32], Principal>>,
+    /// A checked JWT → its principal and expiry (seconds).
+    jwts: Memory<(Principal, u64)>,
+    /// A client certificate (DER) → its principal: its names are parsed
+    /// once, not per request.
+    certificates: Memory<Principal>,
     /// Where refusals and policy changes are recorded, once set.
     audit: std::sync::OnceLock<audit::AuditSink>,
     /// The files of the last policy that failed to load, not retried until
@@ -84,8 +114,8 @@ impl AccessControl {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 policy: RwLock::new(Arc::new(policy)),
-                jwts: Mutex::new(HashMap::new()),
-                certificates: Mutex::new(HashMap::new()),
+                jwts: Memory::new(),
+                certificates: Memory::new(),
                 audit: std::sync::OnceLock::new(),
                 refused: Mutex::new(None),
             }),
@@ -119,13 +149,7 @@ impl AccessControl {
         origin: Option<&str>,
         e: ApiError,
     ) -> ApiError {
-        let code = match e.kind() {
-            crate::api::Kind::Unauthenticated => "UNAUTHENTICATED",
-            crate::api::Kind::PermissionDenied => "PERMISSION_DENIED",
-            crate::api::Kind::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            crate::api::Kind::InvalidArgument => "INVALID_ARGUMENT",
-            _ => "OTHER",
-        };
+        let code = e.kind().name();
         metrics::counter!("quire_access_refusals_total", "code" => code).increment(1);
         if self.inner.audit.get().is_some() {
             let mut event = audit::Event::new("refused", code, e.to_string());
@@ -151,9 +175,10 @@ impl AccessControl {
     /// The new policy's problem; the old policy stays in force.
     pub fn reload(&self) -> Result<bool, String> {
         let current = self.policy();
+        // A file that cannot be read counts as empty, as `Policy` records it.
         let same = |sources: &[(PathBuf, Vec<u8>)]| {
             sources.iter().all(|(p, bytes)| {
-                quire_host::read_bounded(p, MAX_POLICY_BYTES).is_ok_and(|now| now == *bytes)
+                quire_host::read_bounded(p, MAX_POLICY_BYTES).unwrap_or_default() == *bytes
             })
         };
         if same(&current.sources) {
@@ -164,7 +189,8 @@ impl AccessControl {
                 return Err("unchanged since it was refused".into());
             }
         }
-        match Policy::load(&self.inner.path) {
+        let mut read = Vec::new();
+        match Policy::load_recording(&self.inner.path, &mut read) {
             Ok(policy) => {
                 let policy = Arc::new(policy);
                 *self
@@ -172,9 +198,7 @@ impl AccessControl {
                     .policy
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&policy);
-                if let Ok(mut jwts) = self.inner.jwts.lock() {
-                    jwts.clear();
-                }
+                self.inner.jwts.clear();
                 if let Ok(mut refused) = self.inner.refused.lock() {
                     *refused = None;
                 }
@@ -188,16 +212,10 @@ impl AccessControl {
                 Ok(true)
             }
             Err(e) => {
-                let files = std::iter::once(self.inner.path.clone())
-                    .chain(current.sources.iter().skip(1).map(|(p, _)| p.clone()))
-                    .filter_map(|p| {
-                        quire_host::read_bounded(&p, MAX_POLICY_BYTES)
-                            .ok()
-                            .map(|b| (p, b))
-                    })
-                    .collect();
+                // The files this version was read from: it is not parsed
+                // again until one of them changes.
                 if let Ok(mut refused) = self.inner.refused.lock() {
-                    *refused = Some(files);
+                    *refused = Some(read);
                 }
                 metrics::counter!("quire_access_reloads_total", "result" => "error").increment(1);
                 tracing::error!(error = %e, "access policy not reloaded; the previous one stays in force");
@@ -251,22 +269,11 @@ impl AccessControl {
 
     fn certificate(&self, der: &[u8]) -> Result<Principal, ApiError> {
         let key: [u8; 32] = Sha256::digest(der).into();
-        if let Some(p) = self
-            .inner
-            .certificates
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-        {
+        if let Some(p) = self.inner.certificates.get(&key) {
             return Ok(p);
         }
         let principal = Principal::of_certificate(der).map_err(ApiError::Unauthenticated)?;
-        if let Ok(mut m) = self.inner.certificates.lock() {
-            if m.len() >= MEMORY {
-                m.clear();
-            }
-            m.insert(key, principal.clone());
-        }
+        self.inner.certificates.put(key, principal.clone());
         Ok(principal)
     }
 
@@ -284,30 +291,16 @@ impl AccessControl {
                 .map_err(ApiError::Unauthenticated);
         }
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = now_s();
-        if let Ok(jwts) = self.inner.jwts.lock() {
-            if let Some((p, exp)) = jwts.get(&key) {
-                if now < *exp {
-                    return Ok(p.clone());
-                }
+        if let Some((p, exp)) = self.inner.jwts.get(&key) {
+            if crate::batch::now_ms() / 1000 < exp {
+                return Ok(p);
             }
         }
         let (principal, exp) =
             credentials::check_jwt(&policy.issuers, token).map_err(ApiError::Unauthenticated)?;
-        if let Ok(mut jwts) = self.inner.jwts.lock() {
-            if jwts.len() >= MEMORY {
-                jwts.clear();
-            }
-            jwts.insert(key, (principal.clone(), exp));
-        }
+        self.inner.jwts.put(key, (principal.clone(), exp));
         Ok(principal)
     }
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The files of a policy and their SHA-256, in words.
@@ -319,7 +312,7 @@ fn describe(policy: &Policy) -> String {
             format!(
                 "{} (sha256 {})",
                 p.display(),
-                credentials::hex(&Sha256::digest(bytes))
+                quire_core::Hash(Sha256::digest(bytes).into())
             )
         })
         .collect::<Vec<_>>()
@@ -327,24 +320,24 @@ fn describe(policy: &Policy) -> String {
 }
 
 impl AccessControl {
-    /// The decision on `caller` doing `action` to `origin`, with the
-    /// principal when the credentials were valid (boxed: refusals are the
-    /// rare path).
+    /// The role decision on `caller` doing `action` to `origin` under
+    /// `policy`: the caller's principal, or the refusal with the principal
+    /// when the credentials were valid (boxed: refusals are the rare path).
     #[allow(clippy::type_complexity)]
     fn decide(
         &self,
+        policy: &Policy,
         caller: &Caller,
         origin: &str,
         action: Action,
-    ) -> Result<(), Box<(ApiError, Option<Principal>)>> {
-        let policy = self.policy();
+    ) -> Result<Principal, Box<(ApiError, Option<Principal>)>> {
         let principal = self
-            .principal(&policy, caller)
+            .principal(policy, caller)
             .map_err(|e| Box::new((e, None)))?;
         let roles = policy.roles(&principal, origin);
         let need = Role::for_action(action);
         if roles.allows(need) {
-            return Ok(());
+            return Ok(principal);
         }
         let e = if principal == Principal::Anonymous {
             ApiError::Unauthenticated(format!(
@@ -369,25 +362,21 @@ impl AccessControl {
 }
 
 impl Access for AccessControl {
-    fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError> {
-        self.decide(caller, origin, action).map_err(|b| {
+    fn check(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        action: Action,
+        entries: u64,
+    ) -> Result<(), ApiError> {
+        let policy = self.policy();
+        let principal = self.decide(&policy, caller, origin, action).map_err(|b| {
             let (e, p) = *b;
             self.refuse(caller, p.as_ref(), Some(origin), e)
-        })
-    }
-
-    fn may(&self, caller: &Caller, origin: &str, action: Action) -> bool {
-        self.decide(caller, origin, action).is_ok()
-    }
-
-    fn admit(&self, caller: &Caller, origin: &str, entries: u64) -> Result<(), ApiError> {
-        let policy = self.policy();
+        })?;
         if policy.quotas.is_empty() {
             return Ok(());
         }
-        let principal = self
-            .principal(&policy, caller)
-            .map_err(|e| self.refuse(caller, None, Some(origin), e))?;
         let key = match (&principal, caller.peer) {
             (Principal::Anonymous, Some(peer)) => format!("anonymous@{}", peer.ip()),
             (p, _) => p.to_string(),
@@ -403,6 +392,10 @@ impl Access for AccessControl {
             }
         }
         Ok(())
+    }
+
+    fn may(&self, caller: &Caller, origin: &str, action: Action) -> bool {
+        self.decide(&self.policy(), caller, origin, action).is_ok()
     }
 
     fn authenticate(&self, caller: &Caller) -> Result<(), ApiError> {

@@ -80,8 +80,10 @@ impl Role {
         }
     }
 
+    const ALL: [Role; 4] = [Role::Writer, Role::Reader, Role::Auditor, Role::Admin];
+
     fn parse(s: &str) -> Result<Self, String> {
-        [Role::Writer, Role::Reader, Role::Auditor, Role::Admin]
+        Role::ALL
             .into_iter()
             .find(|r| r.name() == s)
             .ok_or_else(|| format!("unknown role {s:?}: write writer, reader, auditor or admin"))
@@ -115,7 +117,7 @@ impl Roles {
 
     /// The names of its roles, comma separated, or "none".
     pub fn names(self) -> String {
-        let names: Vec<&str> = [Role::Writer, Role::Reader, Role::Auditor, Role::Admin]
+        let names: Vec<&str> = Role::ALL
             .into_iter()
             .filter(|r| self.0 & r.bit() != 0)
             .map(Role::name)
@@ -225,13 +227,35 @@ impl Origins {
     }
 }
 
+/// Tenants by name, each with the origins it covers.
+pub(crate) type Tenants = std::collections::HashMap<String, Vec<Origins>>;
+
+/// The origins that `logs` and the tenants named in `tenants` cover.
+///
+/// # Errors
+/// A tenant that is not defined.
+pub(crate) fn scope(
+    logs: &[String],
+    tenants: &[String],
+    defined: &Tenants,
+) -> Result<Vec<Origins>, String> {
+    let mut scope: Vec<Origins> = logs.iter().map(|l| Origins::parse(l)).collect();
+    for t in tenants {
+        let origins = defined
+            .get(t)
+            .ok_or_else(|| format!("no tenant is named {t:?}"))?;
+        scope.extend(origins.iter().cloned());
+    }
+    Ok(scope)
+}
+
 struct Grant {
     who: Who,
     roles: Roles,
     scope: Vec<Origins>,
 }
 
-/// Files read, each with the bytes read.
+/// Files read, each with the bytes read (none when it could not be read).
 pub(crate) type Sources = Vec<(PathBuf, Vec<u8>)>;
 
 /// A checked policy.
@@ -254,21 +278,35 @@ impl Policy {
     /// A file that cannot be read or is over [`MAX_POLICY_BYTES`], or a
     /// policy that is not valid, in words naming the problem.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = quire_host::read_bounded(path, MAX_POLICY_BYTES).map_err(|e| format!("{e}"))?;
-        let mut sources = vec![(path.to_owned(), text)];
-        let file: PolicyFile = std::str::from_utf8(&sources[0].1)
+        Self::load_recording(path, &mut Vec::new())
+    }
+
+    /// [`Self::load`], with every file it reads added to `read` with its
+    /// bytes (none for a file that could not be read) whether or not the
+    /// policy is valid.
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub(crate) fn load_recording(path: &Path, read: &mut Sources) -> Result<Self, String> {
+        let mut take = |p: &Path| {
+            let got = quire_host::read_bounded(p, MAX_POLICY_BYTES).map_err(|e| format!("{e}"));
+            read.push((
+                p.to_owned(),
+                got.as_ref().map_or_else(|_| Vec::new(), Clone::clone),
+            ));
+            got
+        };
+        let text = take(path)?;
+        let file: PolicyFile = std::str::from_utf8(&text)
             .map_err(|_| format!("{}: not UTF-8 text", path.display()))
             .and_then(|t| toml::from_str(t).map_err(|e| format!("{}: {e}", path.display())))?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let policy = Self::check(file, |jwks| {
-            let p = dir.join(jwks);
-            let bytes =
-                quire_host::read_bounded(&p, MAX_POLICY_BYTES).map_err(|e| format!("{e}"))?;
-            sources.push((p, bytes.clone()));
-            Ok(bytes)
+        let policy = Self::check(file, |jwks| take(&dir.join(jwks)))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Policy {
+            sources: read.clone(),
+            ..policy
         })
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Policy { sources, ..policy })
     }
 
     fn check(
@@ -276,7 +314,7 @@ impl Policy {
         mut jwks: impl FnMut(&Path) -> Result<Vec<u8>, String>,
     ) -> Result<Self, String> {
         let public = Roles::of(&file.public).map_err(|e| format!("public: {e}"))?;
-        let mut tenants = std::collections::HashMap::new();
+        let mut tenants = Tenants::new();
         for t in &file.tenants {
             if t.logs.is_empty() {
                 return Err(format!("tenant {:?} lists no logs", t.name));
@@ -335,13 +373,7 @@ impl Policy {
             if roles == Roles::default() {
                 return Err(at("it grants no role".into()));
             }
-            let mut scope: Vec<Origins> = g.logs.iter().map(|l| Origins::parse(l)).collect();
-            for t in &g.tenants {
-                let logs = tenants
-                    .get(t)
-                    .ok_or_else(|| at(format!("no tenant is named {t:?}")))?;
-                scope.extend(logs.iter().cloned());
-            }
+            let scope = scope(&g.logs, &g.tenants, &tenants).map_err(at)?;
             if scope.is_empty() {
                 return Err(at(
                     "it names no logs or tenants (write logs = [\"*\"] for every log)".into(),
@@ -353,7 +385,7 @@ impl Policy {
             .quotas
             .iter()
             .enumerate()
-            .map(|(n, q)| Quota::check(n + 1, q, |t| tenants.get(t).cloned()))
+            .map(|(n, q)| Quota::check(n + 1, q, &tenants))
             .collect::<Result<_, _>>()?;
         Ok(Policy {
             public,

@@ -19,7 +19,7 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota as Rate};
 use serde::Deserialize;
 
-use super::policy::Origins;
+use super::policy::{scope, Origins, Tenants};
 use super::principal::{Principal, Who};
 
 /// Keys held by one limiter before idle ones are dropped.
@@ -84,16 +84,12 @@ fn limiter(
 }
 
 impl Quota {
-    /// Checks quota `n` (1-based) of the file, its scope resolved by
-    /// `tenant`.
+    /// Checks quota `n` (1-based) of the file, its tenants among
+    /// `tenants`.
     ///
     /// # Errors
     /// What is wrong, in words.
-    pub(crate) fn check(
-        n: usize,
-        file: &QuotaFile,
-        tenant: impl Fn(&str) -> Option<Vec<Origins>>,
-    ) -> Result<Self, String> {
+    pub(crate) fn check(n: usize, file: &QuotaFile, tenants: &Tenants) -> Result<Self, String> {
         let at = |e: String| format!("quota {n}: {e}");
         let who = file
             .who
@@ -101,10 +97,7 @@ impl Quota {
             .map(Who::parse)
             .transpose()
             .map_err(at)?;
-        let mut scope: Vec<Origins> = file.logs.iter().map(|l| Origins::parse(l)).collect();
-        for t in &file.tenants {
-            scope.extend(tenant(t).ok_or_else(|| at(format!("no tenant is named {t:?}")))?);
-        }
+        let scope = scope(&file.logs, &file.tenants, tenants).map_err(at)?;
         let entries = file
             .entries_per_s
             .map(|r| limiter(r, file.burst, "entries_per_s").map(|l| (l, r)))

@@ -33,6 +33,24 @@ pub enum Kind {
     Internal,
 }
 
+impl Kind {
+    /// Its name, as gRPC spells the status it maps to.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::InvalidArgument => "INVALID_ARGUMENT",
+            Kind::NotFound => "NOT_FOUND",
+            Kind::OutOfRange => "OUT_OF_RANGE",
+            Kind::FailedPrecondition => "FAILED_PRECONDITION",
+            Kind::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Kind::Unavailable => "UNAVAILABLE",
+            Kind::Unauthenticated => "UNAUTHENTICATED",
+            Kind::PermissionDenied => "PERMISSION_DENIED",
+            Kind::DataLoss => "DATA_LOSS",
+            Kind::Internal => "INTERNAL",
+        }
+    }
+}
+
 /// Why a request failed. Each message names the problem and, where there is
 /// one, the limit.
 #[derive(Debug, thiserror::Error)]

@@ -134,19 +134,29 @@ impl Action {
 
 /// Who may do what: asked before every request touches a log.
 pub trait Access: Send + Sync + 'static {
-    /// Whether `caller` may do `action` to the log `origin`.
+    /// Whether `caller` may do `action` to the log `origin` with a request
+    /// that writes `entries` entries (0 for a read): its role, then its
+    /// quotas, which the request takes from when it is admitted.
     ///
     /// # Errors
     /// [`ApiError::Unauthenticated`] when the caller's credentials are
     /// invalid (or missing where the policy needs them),
-    /// [`ApiError::Denied`] naming what is missing.
-    fn check(&self, caller: &Caller, origin: &str, action: Action) -> Result<(), ApiError>;
+    /// [`ApiError::Denied`] naming what is missing, [`ApiError::Quota`]
+    /// with the time after which it would conform.
+    fn check(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        action: Action,
+        entries: u64,
+    ) -> Result<(), ApiError>;
 
     /// Whether `caller` may do `action` to `origin`, asked to decide what
-    /// to show (which logs to list), not to refuse a request: a policy
-    /// that records refusals does not record these.
+    /// to show (which logs to list), not to refuse a request. The default
+    /// asks [`Access::check`]; a policy whose checks have effects (quotas
+    /// taken, refusals recorded) answers without them.
     fn may(&self, caller: &Caller, origin: &str, action: Action) -> bool {
-        self.check(caller, origin, action).is_ok()
+        self.check(caller, origin, action, 0).is_ok()
     }
 
     /// Whether `caller`'s credentials are valid, whatever it may do: asked
@@ -157,16 +167,6 @@ pub trait Access: Send + Sync + 'static {
     fn authenticate(&self, _caller: &Caller) -> Result<(), ApiError> {
         Ok(())
     }
-
-    /// Whether `caller`'s quotas admit one more request to `origin`,
-    /// carrying `entries` entries to write (0 for a read). Asked after
-    /// [`Access::check`] passed.
-    ///
-    /// # Errors
-    /// [`ApiError::Quota`] with the time after which it would conform.
-    fn admit(&self, _caller: &Caller, _origin: &str, _entries: u64) -> Result<(), ApiError> {
-        Ok(())
-    }
 }
 
 /// Everyone may do everything (the server's behaviour before roles).
@@ -174,7 +174,7 @@ pub trait Access: Send + Sync + 'static {
 pub struct OpenAccess;
 
 impl Access for OpenAccess {
-    fn check(&self, _: &Caller, _: &str, _: Action) -> Result<(), ApiError> {
+    fn check(&self, _: &Caller, _: &str, _: Action, _: u64) -> Result<(), ApiError> {
         Ok(())
     }
 }
@@ -296,8 +296,7 @@ impl<S: Storage> LogApi<S> {
         self.log_for(caller, origin, action, 0)
     }
 
-    /// [`Self::log`] for a request carrying `entries` entries to write:
-    /// allowed, then admitted by the caller's quotas.
+    /// [`Self::log`] for a request carrying `entries` entries to write.
     fn log_for(
         &self,
         caller: &Caller,
@@ -306,8 +305,7 @@ impl<S: Storage> LogApi<S> {
         entries: u64,
     ) -> Result<Log<S>, ApiError> {
         let log = self.find(caller, origin)?;
-        self.access.check(caller, log.origin(), action)?;
-        self.access.admit(caller, log.origin(), entries)?;
+        self.access.check(caller, log.origin(), action, entries)?;
         Ok(log)
     }
 
