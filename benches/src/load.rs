@@ -305,13 +305,8 @@ async fn writer(
             Err(s) => {
                 *report.errors.entry(format!("{:?}", s.code())).or_default() += 1;
                 // A quota's retry hint is honoured, as Quire's client does.
-                let hint = s
-                    .metadata()
-                    .get("retry-after-ms")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                if let Some(ms) = hint {
-                    let until = (Instant::now() + Duration::from_millis(ms)).min(deadline);
+                if let Some(wait) = quire_client::rpc::retry_after(&s) {
+                    let until = (Instant::now() + wait).min(deadline);
                     tokio::time::sleep_until(until.into()).await;
                     next = next.max(until);
                 }

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::AddEntriesRequest;
 use rand::SeedableRng;
 use tonic::transport::Channel;
@@ -77,7 +76,7 @@ pub async fn ready(addr: &str) -> anyhow::Result<()> {
     loop {
         let attempt = async {
             let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
-            let mut c = LogClient::new(channel);
+            let mut c = crate::client(channel, None)?;
             let keys = load::log_keys(&mut c, "").await?;
             load::verified_checkpoint(&mut c, "", &keys).await
         };

@@ -3,21 +3,16 @@
 //! §2.1.4) and inclusion proofs (§2.1.3), with errors that say what failed.
 
 use quire_core::{verify_consistency, verify_inclusion, Checkpoint, Hash, VerifierKey};
-use quire_proto::v1::log_client::LogClient;
 use quire_proto::v1::{GetCheckpointRequest, ListLogsRequest};
+
+use crate::Client;
 
 /// The verifier keys of the log `origin` (empty: the server's first), as
 /// the server lists them.
 ///
 /// # Errors
 /// The call fails.
-pub async fn log_keys<T>(c: &mut LogClient<T>, origin: &str) -> anyhow::Result<Vec<VerifierKey>>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-{
+pub async fn log_keys(c: &mut Client, origin: &str) -> anyhow::Result<Vec<VerifierKey>> {
     let logs = c.list_logs(ListLogsRequest {}).await?.into_inner().logs;
     Ok(logs
         .iter()
@@ -35,17 +30,11 @@ where
 ///
 /// # Errors
 /// The call fails or the checkpoint does not verify.
-pub async fn verified_checkpoint<T>(
-    c: &mut LogClient<T>,
+pub async fn verified_checkpoint(
+    c: &mut Client,
     origin: &str,
     keys: &[VerifierKey],
-) -> anyhow::Result<Checkpoint>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-{
+) -> anyhow::Result<Checkpoint> {
     let note = c
         .get_checkpoint(GetCheckpointRequest {
             log: origin.to_owned(),

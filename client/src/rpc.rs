@@ -3,7 +3,6 @@
 //! the address is `https://`. It returns what the server said; checking it
 //! is the caller's job ([`crate::bundle`], [`crate::policy`]).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use quire_core::tlog_proof::TlogProof;
@@ -15,38 +14,12 @@ use quire_proto::v1::{
     GetConsistencyProofRequest, GetEntriesRequest, GetEntryWithProofRequest,
     GetInclusionProofRequest, ListLogsRequest, TailEntriesRequest,
 };
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 use tonic::Code;
 
-/// Where and how to reach a server.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    /// `http://HOST:PORT` or `https://HOST:PORT`.
-    pub addr: String,
-    /// CA certificate (PEM) for `https://`.
-    pub ca: Option<PathBuf>,
-    /// Client certificate and key (PEM) for mTLS.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// Deadline of each call.
-    pub timeout: Duration,
-    /// A bearer token sent with every call (`authorization: Bearer …`):
-    /// a Quire API token or an OIDC/JWT token the server's policy trusts.
-    pub token: Option<String>,
-}
+mod connect;
 
-impl Endpoint {
-    /// A plain (or, for `https://`, system-trusted TLS) endpoint with a
-    /// 30-second deadline per call.
-    pub fn new(addr: &str) -> Self {
-        Endpoint {
-            addr: addr.to_owned(),
-            ca: None,
-            client_cert: None,
-            timeout: Duration::from_secs(30),
-            token: None,
-        }
-    }
-}
+pub use connect::{Bearer, Endpoint};
 
 /// A failed call.
 #[derive(Debug, thiserror::Error)]
@@ -86,36 +59,6 @@ pub struct Added {
     pub duplicate: bool,
 }
 
-/// Adds the endpoint's bearer token to every call.
-#[derive(Clone)]
-pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl Bearer {
-    /// Sends `token` (none: nothing) with every call.
-    ///
-    /// # Errors
-    /// [`RpcError::Input`] for a token that is not printable ASCII.
-    pub fn new(token: Option<&str>) -> Result<Self, RpcError> {
-        token
-            .map(|t| {
-                format!("Bearer {}", t.trim())
-                    .parse()
-                    .map_err(|_| RpcError::Input("the token is not printable ASCII text".into()))
-            })
-            .transpose()
-            .map(Bearer)
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
 /// A connection to one server.
 pub struct LogRpc {
     client: LogClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>,
@@ -132,58 +75,7 @@ fn retryable(code: Code) -> bool {
     )
 }
 
-fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>, RpcError> {
-    quire_host::read_bounded(path, 1 << 20).map_err(|e| RpcError::Input(format!("{what}: {e}")))
-}
-
 impl LogRpc {
-    /// Connects (TLS for `https://`).
-    ///
-    /// # Errors
-    /// [`RpcError::Input`] for a bad address or unreadable PEM files,
-    /// [`RpcError::Connect`] when the server cannot be reached.
-    pub async fn connect(ep: &Endpoint) -> Result<Self, RpcError> {
-        let connect_err = |why: String| RpcError::Connect {
-            addr: ep.addr.clone(),
-            why,
-        };
-        let mut channel = Channel::from_shared(ep.addr.clone())
-            .map_err(|e| RpcError::Input(format!("address {:?}: {e}", ep.addr)))?
-            .timeout(ep.timeout)
-            .connect_timeout(ep.timeout.min(Duration::from_secs(10)))
-            // Pings keep a quiet follow stream above the server's idle
-            // timeout, and find a dead server.
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true);
-        if ep.addr.starts_with("https://") {
-            let mut tls = ClientTlsConfig::new();
-            if let Some(ca) = &ep.ca {
-                tls = tls.ca_certificate(Certificate::from_pem(read_pem(ca, "CA file")?));
-            }
-            if let Some((cert, key)) = &ep.client_cert {
-                tls = tls.identity(Identity::from_pem(
-                    read_pem(cert, "client certificate")?,
-                    read_pem(key, "client key")?,
-                ));
-            }
-            channel = channel
-                .tls_config(tls)
-                .map_err(|e| RpcError::Input(format!("TLS settings: {e}")))?;
-        }
-        let bearer = Bearer::new(ep.token.as_deref())?;
-        let channel = channel
-            .connect()
-            .await
-            .map_err(|e| connect_err(format!("{e}: {}", quire_host::error::causes(&e))))?;
-        Ok(LogRpc {
-            client: LogClient::with_interceptor(channel, bearer)
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
-            timeout: ep.timeout,
-            witnessed: false,
-        })
-    }
-
     /// Asks for witnessed checkpoints from now on: [`Self::checkpoint`],
     /// [`Self::watch_checkpoints`] and writes with proofs then answer with a
     /// checkpoint carrying the log's witness quorum of cosignatures. Turn it
@@ -613,7 +505,7 @@ impl LogRpc {
 
 /// The server's hint of when to retry (`retry-after-ms`, sent with a
 /// quota's `RESOURCE_EXHAUSTED`).
-fn retry_after(s: &tonic::Status) -> Option<Duration> {
+pub fn retry_after(s: &tonic::Status) -> Option<Duration> {
     let ms: u64 = s
         .metadata()
         .get("retry-after-ms")?
