@@ -3,7 +3,14 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile(["quire/v1/log.proto", "quire/v1/witness.proto"], ["proto"])?;
+    let fds = protox::compile(
+        [
+            "quire/v1/log.proto",
+            "quire/v1/witness.proto",
+            "quire/v1/admin.proto",
+        ],
+        ["proto"],
+    )?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out.join("quire_descriptor.bin"),

@@ -9,6 +9,7 @@ use quire_core::tlog_proof::TlogProof;
 use quire_core::Note;
 use quire_proto::hashes_from_wire;
 use quire_proto::v1::log_client::LogClient;
+pub use quire_proto::v1::LogInfo;
 use quire_proto::v1::{
     get_inclusion_proof_request, AddEntriesRequest, GetCheckpointRequest,
     GetConsistencyProofRequest, GetEntriesRequest, GetEntryWithProofRequest,
@@ -17,7 +18,10 @@ use quire_proto::v1::{
 use tonic::transport::Channel;
 use tonic::Code;
 
+mod admin;
 mod connect;
+
+pub use admin::AdminRpc;
 
 pub use connect::{Bearer, Endpoint};
 
@@ -109,6 +113,15 @@ impl LogRpc {
     /// # Errors
     /// [`RpcError`].
     pub async fn list_logs(&mut self) -> Result<Vec<String>, RpcError> {
+        Ok(self.logs().await?.into_iter().map(|l| l.origin).collect())
+    }
+
+    /// The server's logs as it lists them: origin, keys, state (ACTIVE,
+    /// DRAINING, FROZEN), size and times.
+    ///
+    /// # Errors
+    /// [`RpcError`].
+    pub async fn logs(&mut self) -> Result<Vec<LogInfo>, RpcError> {
         let c = self.client.clone();
         let r = self
             .retry("ListLogs", || {
@@ -116,7 +129,7 @@ impl LogRpc {
                 async move { c.list_logs(ListLogsRequest {}).await }
             })
             .await?;
-        Ok(r.logs.into_iter().map(|l| l.origin).collect())
+        Ok(r.logs)
     }
 
     /// The latest signed checkpoint note, as the server sent it.

@@ -363,3 +363,89 @@ async fn audit_accepts_real_evidence_and_only_with_the_log_key() {
     )
     .await;
 }
+
+/// `quire admin` as an operator on the server's machine runs it (no
+/// access policy: loopback callers administer): a log created with
+/// imported keys, written, frozen; writes then refused by name (exit 2);
+/// after a restart the log is served again, still frozen, and its
+/// checkpoint verifies with the imported key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_creates_with_imported_keys_freezes_and_a_restart_keeps_both() {
+    const NEXT: &str = "acme.example/2026-12";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let start = || LocalServer::start(&data, vec![LogConfig::new(ORIGIN)], Config::default());
+    let server = start().await.unwrap();
+    let addr = format!("--addr {}", server.url());
+    let path = |name: &str| p(&dir.path().join(name));
+    let mut vkeys = Vec::new();
+    for kind in ["log-p256", "log-ed25519"] {
+        let o = expect(
+            0,
+            format!("keygen --kind {kind} --name {NEXT} --out {}", path(kind)),
+        )
+        .await;
+        vkeys.push(String::from_utf8(o.stdout).unwrap().trim().to_owned());
+    }
+    let o = expect(
+        0,
+        format!(
+            "--json admin create {NEXT} --import-key {} --import-key {} {addr}",
+            path("log-p256"),
+            path("log-ed25519")
+        ),
+    )
+    .await;
+    let created: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(created["keys_generated"], false);
+    assert_eq!(created["state"], "ACTIVE");
+    assert_eq!(created["verifier_keys"], serde_json::json!(vkeys));
+    // Created twice: refused by the server (exit 3), naming why.
+    let o = expect(3, format!("admin create {NEXT} {addr}")).await;
+    assert!(text(&o).contains("AlreadyExists"), "{}", text(&o));
+
+    std::fs::write(path("e.json"), br#"{"actor":"carol"}"#).unwrap();
+    expect(0, format!("add {} --origin {NEXT} {addr}", path("e.json"))).await;
+    let o = expect(0, format!("--json admin freeze {NEXT} {addr}")).await;
+    let frozen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&frozen["state"], &frozen["size"], &frozen["changed"]),
+        (&"FROZEN".into(), &"1".into(), &true.into())
+    );
+    let o = expect(2, format!("add {} --origin {NEXT} {addr}", path("e.json"))).await;
+    assert!(
+        text(&o).contains(&format!("log {NEXT} is FROZEN: it takes no more writes")),
+        "{}",
+        text(&o)
+    );
+    server.stop().await;
+
+    let server = start().await.unwrap();
+    let addr = format!("--addr {}", server.url());
+    let o = expect(0, format!("--json logs {addr}")).await;
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let next = listed["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["origin"] == NEXT)
+        .expect("the created log is served after a restart")
+        .clone();
+    assert_eq!(
+        (&next["state"], &next["size"]),
+        (&"FROZEN".into(), &"1".into())
+    );
+    assert_eq!(next["frozen_at_ms"], frozen["frozen_at_ms"]);
+    let o = expect(
+        0,
+        format!("checkpoint --origin {NEXT} --log-key {} {addr}", vkeys[1]),
+    )
+    .await;
+    assert!(
+        text(&o).starts_with(&format!("{NEXT}\n1\n")),
+        "{}",
+        text(&o)
+    );
+    expect(2, format!("add {} --origin {NEXT} {addr}", path("e.json"))).await;
+    server.stop().await;
+}

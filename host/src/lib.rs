@@ -147,10 +147,55 @@ pub fn read_all_bounded(r: impl std::io::Read, limit: u64) -> Result<Vec<u8>, Bo
     Ok(out)
 }
 
+/// Replaces the file at `path` with `bytes` all at once, mode 0600: into
+/// a temporary file beside it that is synced, then renamed over it, and
+/// the directory synced; a failed write (a full disk) leaves the old file
+/// whole.
+///
+/// # Errors
+/// I/O, naming nothing: the caller names the file.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_replaced_file_holds_the_new_bytes_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.toml");
+        super::write_replacing(&p, b"one").unwrap();
+        super::write_replacing(&p, b"two, longer").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two, longer");
+        assert!(!dir.path().join("f.toml.tmp").exists());
+    }
 
     #[test]
     fn devices_fifos_and_large_files_are_refused_by_bytes_read() {

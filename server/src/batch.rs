@@ -102,6 +102,14 @@ pub enum WriteError {
         /// Why.
         why: String,
     },
+    /// The log is frozen, or being frozen: it takes no writes.
+    #[error("log {origin} is {state}: it takes no more writes (reads and proofs go on); write to its successor")]
+    Frozen {
+        /// The log.
+        origin: String,
+        /// Its state.
+        state: crate::lifecycle::LogState,
+    },
     /// Signing stopped because the clock went backwards.
     #[error("clock went backwards: now {now_ms} ms < last checkpoint signed at {last_ms} ms; signing stopped")]
     ClockBackwards {
@@ -176,6 +184,9 @@ pub(crate) struct Request {
     pub(crate) entries: Vec<Vec<u8>>,
     pub(crate) queued_at: std::time::Instant,
     pub(crate) reply: oneshot::Sender<WriteResult>,
+    /// Metadata the commit that integrates this request sets (a freeze's
+    /// barrier: no entries, the lifecycle record).
+    pub(crate) meta: Vec<(String, Vec<u8>)>,
 }
 
 /// Now, Unix milliseconds.

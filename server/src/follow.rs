@@ -105,6 +105,7 @@ impl<S: Storage> Log<S> {
             }
             hw.write_if_newer(stored.size, &stored.note)?;
         }
+        let frozen = crate::lifecycle::stored(&reader)?;
         drop(reader);
         let latest = Arc::new(Latest {
             stored,
@@ -125,6 +126,7 @@ impl<S: Storage> Log<S> {
                 writes_stopped: Arc::default(),
                 high_water: opts.high_water,
                 route: std::sync::RwLock::new(None),
+                lifecycle: Arc::new(crate::lifecycle::Lifecycle::new(frozen)),
             }),
         })
     }
@@ -160,6 +162,14 @@ impl<S: Storage> Log<S> {
                 served: served.stored.size,
                 found: stored.size,
             });
+        }
+        if self.inner.lifecycle.get().0 != crate::lifecycle::LogState::Frozen {
+            // Frozen by the sequencing server: a record without a new tree.
+            if let Some(f) = crate::lifecycle::stored(&reader)? {
+                self.inner
+                    .lifecycle
+                    .set(crate::lifecycle::LogState::Frozen, Some(f));
+            }
         }
         if stored.note == served.stored.note {
             return Ok(false);

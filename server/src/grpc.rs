@@ -38,6 +38,7 @@ pub fn status(e: &ApiError) -> Status {
     let code = match e.kind() {
         Kind::InvalidArgument => Code::InvalidArgument,
         Kind::NotFound => Code::NotFound,
+        Kind::AlreadyExists => Code::AlreadyExists,
         Kind::OutOfRange => Code::OutOfRange,
         Kind::FailedPrecondition => Code::FailedPrecondition,
         Kind::ResourceExhausted => Code::ResourceExhausted,
@@ -70,7 +71,7 @@ fn to_status(e: ApiError) -> Status {
 
 /// Who is asking, as the connection proved it, with the credential the
 /// request presents.
-fn caller<T>(req: &Request<T>) -> Caller {
+pub(crate) fn caller<T>(req: &Request<T>) -> Caller {
     Caller {
         peer: req.remote_addr(),
         // The connection's chain itself (an `Arc`), never copied per call.
@@ -324,17 +325,24 @@ impl<S: Storage> LogRpc for GrpcLog<S> {
                 .list(&who)
                 .map_err(to_status)?
                 .into_iter()
-                .map(|l| LogInfo {
-                    origin: l.origin,
-                    verifier_keys: l
-                        .verifier_keys
-                        .iter()
-                        .map(quire_core::VerifierKey::to_vkey)
-                        .collect(),
-                    state: l.state.as_str().into(),
-                    size: l.size,
-                })
+                .map(log_info)
                 .collect(),
         }))
+    }
+}
+
+/// A log's summary on the wire.
+pub(crate) fn log_info(l: crate::api::LogSummary) -> LogInfo {
+    LogInfo {
+        origin: l.origin,
+        verifier_keys: l
+            .verifier_keys
+            .iter()
+            .map(quire_core::VerifierKey::to_vkey)
+            .collect(),
+        state: l.state.as_str().into(),
+        size: l.size,
+        signed_at_ms: l.signed_at_ms,
+        frozen_at_ms: l.frozen_at_ms.unwrap_or(0),
     }
 }

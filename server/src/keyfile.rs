@@ -39,10 +39,7 @@ pub fn load_or_create(
         .map_err(|e| anyhow::anyhow!("creating the key directory {}: {e}", dir.display()))?;
     let mut created = false;
     let mut signers = Vec::new();
-    for (alg, ext) in [
-        (LogKeyAlgorithm::EcdsaP256, "p256.key"),
-        (LogKeyAlgorithm::Ed25519, "ed25519.key"),
-    ] {
+    for (alg, ext) in KEY_FILES {
         let path: PathBuf = dir.join(format!("{}.{ext}", slug(origin)));
         let signer = if path.exists() {
             let text = quire_host::keyfile::read_private(&path, MAX_KEY_BYTES)?;
@@ -81,6 +78,83 @@ pub fn load_or_create(
     Ok((signers, created))
 }
 
+/// The key files of `origin` in `dir` (P-256, then Ed25519).
+pub fn paths(dir: &Path, origin: &str) -> [PathBuf; 2] {
+    KEY_FILES.map(|(_, ext)| dir.join(format!("{}.{ext}", slug(origin))))
+}
+
+const KEY_FILES: [(LogKeyAlgorithm, &str); 2] = [
+    (LogKeyAlgorithm::EcdsaP256, "p256.key"),
+    (LogKeyAlgorithm::Ed25519, "ed25519.key"),
+];
+
+/// Most bytes of one imported private key text.
+pub const MAX_IMPORTED_KEY_BYTES: usize = 4096;
+
+/// Writes imported keys of a new log `origin` into `dir`: exactly one
+/// ECDSA P-256 and one Ed25519 private key text, each named `origin`, at
+/// most [`MAX_IMPORTED_KEY_BYTES`]; key files already there are never
+/// overwritten. Then [`load_or_create`] finds them.
+///
+/// # Errors
+/// In words: a key that is too long, does not parse, is named otherwise,
+/// a missing or repeated algorithm, a key file that exists, I/O.
+pub fn import(dir: &Path, origin: &str, texts: &[String]) -> Result<(), String> {
+    if texts.len() != 2 {
+        return Err(format!(
+            "{} keys given; import exactly two, one ECDSA P-256 and one Ed25519",
+            texts.len()
+        ));
+    }
+    let mut signers: [Option<LogSigner>; 2] = [None, None];
+    for (i, text) in texts.iter().enumerate() {
+        if text.len() > MAX_IMPORTED_KEY_BYTES {
+            return Err(format!(
+                "key {i} is {} bytes; the limit is {MAX_IMPORTED_KEY_BYTES}",
+                text.len()
+            ));
+        }
+        let signer = LogSigner::from_private_text(text.trim())
+            .map_err(|e| format!("key {i} is not a private key text: {e}"))?;
+        if signer.name() != origin {
+            return Err(format!(
+                "key {i} is named {:?}; the log is {origin:?}",
+                signer.name()
+            ));
+        }
+        let slot = match signer.verifier().key_type() {
+            quire_core::KeyType::EcdsaP256 => 0,
+            quire_core::KeyType::Ed25519 => 1,
+            quire_core::KeyType::CosignatureV1 => {
+                return Err(format!("key {i} is a witness key, not a log key"))
+            }
+        };
+        if signers[slot].replace(signer).is_some() {
+            return Err(format!(
+                "two {} keys given; import one ECDSA P-256 and one Ed25519",
+                alg_name(KEY_FILES[slot].0)
+            ));
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("creating the key directory {}: {e}", dir.display()))?;
+    let paths = paths(dir, origin);
+    if let Some(p) = paths.iter().find(|p| p.exists()) {
+        return Err(format!(
+            "the key file {} exists already; an imported key never replaces one",
+            p.display()
+        ));
+    }
+    for (signer, path) in signers.iter().zip(&paths) {
+        let Some(signer) = signer else {
+            return Err("an algorithm is missing; import one ECDSA P-256 and one Ed25519".into());
+        };
+        quire_host::keyfile::write_private(path, &signer.to_private_text())
+            .map_err(|e| format!("writing the imported key {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// The algorithm's name as users see it.
 pub fn alg_name(alg: LogKeyAlgorithm) -> &'static str {
     match alg {
@@ -91,3 +165,43 @@ pub fn alg_name(alg: LogKeyAlgorithm) -> &'static str {
 
 /// Largest private key file read.
 const MAX_KEY_BYTES: u64 = 4096;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn text(alg: LogKeyAlgorithm, name: &str) -> String {
+        LogSigner::generate(alg, name)
+            .unwrap()
+            .to_private_text()
+            .to_string()
+    }
+
+    #[test]
+    fn imported_keys_are_one_of_each_named_by_the_log_and_never_replace_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = "acme.example/2026-12";
+        let p256 = text(LogKeyAlgorithm::EcdsaP256, o);
+        let ed = text(LogKeyAlgorithm::Ed25519, o);
+        let refused = |texts: &[String]| import(dir.path(), o, texts).unwrap_err();
+        assert!(refused(std::slice::from_ref(&p256)).starts_with("1 keys given"));
+        assert!(refused(&[p256.clone(), p256.clone()]).starts_with("two ECDSA P-256 keys"));
+        let other = text(LogKeyAlgorithm::Ed25519, "beta.example/log");
+        assert!(refused(&[p256.clone(), other]).contains("is named \"beta.example/log\""));
+        assert!(refused(&[p256.clone(), "PRIVATE+KEY+x".into()]).starts_with("key 1 is not"));
+        let long = "x".repeat(MAX_IMPORTED_KEY_BYTES + 1);
+        assert!(refused(&[p256.clone(), long]).contains("the limit is 4096"));
+        assert!(
+            paths(dir.path(), o).iter().all(|p| !p.exists()),
+            "nothing written"
+        );
+
+        import(dir.path(), o, &[ed.clone(), p256.clone()]).unwrap();
+        let (signers, created) = load_or_create(dir.path(), o, false).unwrap();
+        assert!(!created);
+        assert_eq!(*signers[0].to_private_text(), *p256.trim());
+        assert_eq!(*signers[1].to_private_text(), *ed.trim());
+        assert!(refused(&[p256, ed]).contains("exists already"));
+    }
+}

@@ -19,6 +19,7 @@
 //! [`api::Access`], the C2SP `tlog-tiles` HTTP face and replicated storage.
 
 pub mod access;
+pub mod admin;
 pub mod api;
 mod batch;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod grpc;
 pub mod highwater;
 pub mod import;
 pub mod keyfile;
+pub mod lifecycle;
 pub mod local;
 pub mod log;
 pub mod metrics;

@@ -16,6 +16,7 @@ pub use crate::batch::{
 };
 
 use crate::highwater::HighWater;
+use crate::lifecycle::{Frozen, Lifecycle, LogState, LIFECYCLE_META};
 use crate::sequencer::{RecentLeaves, Sequencer};
 pub use crate::signing::Signing;
 use crate::signing::SigningGate;
@@ -120,6 +121,8 @@ pub(crate) struct Inner<S> {
     pub(crate) high_water: Option<HighWater>,
     /// Where a follower sends writes, when it takes them.
     pub(crate) route: std::sync::RwLock<Option<Arc<dyn WriteRoute>>>,
+    /// ACTIVE, DRAINING or FROZEN ([`crate::lifecycle`]).
+    pub(crate) lifecycle: Arc<Lifecycle>,
 }
 
 impl<S: Storage> Log<S> {
@@ -148,6 +151,7 @@ impl<S: Storage> Log<S> {
         if let Some((target, stored)) = crate::store::import_progress(&reader)? {
             return Err(OpenError::ImportInProgress { target, stored });
         }
+        let frozen = crate::lifecycle::stored(&reader)?;
         let mark = opts.high_water.read()?;
         if let Some(m) = &mark {
             let note = Note::parse(&m.note)
@@ -256,8 +260,90 @@ impl<S: Storage> Log<S> {
                 writes_stopped: stopped,
                 high_water: None,
                 route: std::sync::RwLock::new(None),
+                lifecycle: Arc::new(Lifecycle::new(frozen)),
             }),
         })
+    }
+
+    /// Where the log is in its lifecycle, and when it was frozen.
+    pub fn state(&self) -> (LogState, Option<Frozen>) {
+        self.inner.lifecycle.get()
+    }
+
+    /// Freezes the log: from ACTIVE to DRAINING (new writes are refused
+    /// with [`WriteError::Frozen`]), then, once every write queued before
+    /// is integrated and answered, FROZEN, recorded in storage in the same
+    /// commit as the last of them (or one of its own). Returns when it was
+    /// frozen; freezing a frozen log is no change.
+    ///
+    /// # Errors
+    /// [`WriteError::NotSequencing`] on a follower (the server that
+    /// sequences the log freezes it), [`WriteError::Frozen`] while another
+    /// freeze drains, and the sequencer's error when the record could not
+    /// be committed (then the log is ACTIVE again: nothing was frozen).
+    pub async fn freeze(&self) -> Result<Frozen, WriteError> {
+        let origin = || self.inner.origin.clone();
+        if self.inner.follower.is_some() {
+            if let (LogState::Frozen, Some(f)) = self.state() {
+                return Ok(f);
+            }
+            return Err(WriteError::NotSequencing { origin: origin() });
+        }
+        match self.inner.lifecycle.start_draining() {
+            LogState::Active => {}
+            LogState::Frozen => {
+                if let (_, Some(f)) = self.state() {
+                    return Ok(f);
+                }
+            }
+            LogState::Draining => {
+                return Err(WriteError::Frozen {
+                    origin: origin(),
+                    state: LogState::Draining,
+                })
+            }
+        }
+        let frozen = Frozen { at_ms: now_ms() };
+        let outcome = self.barrier(frozen).await;
+        match outcome {
+            Ok(()) => {
+                self.inner.lifecycle.set(LogState::Frozen, Some(frozen));
+                tracing::info!(origin = %self.inner.origin, "log frozen: it takes no more writes");
+                Ok(frozen)
+            }
+            Err(e) => {
+                self.inner.lifecycle.set(LogState::Active, None);
+                Err(e)
+            }
+        }
+    }
+
+    /// The sequencer's queue, while the log takes writes.
+    fn sender(&self) -> Result<mpsc::Sender<Request>, WriteError> {
+        self.inner
+            .queue
+            .lock()
+            .map_err(|_| WriteError::ShuttingDown)?
+            .clone()
+            .ok_or(WriteError::ShuttingDown)
+    }
+
+    /// Queues the freeze's barrier behind every admitted write and waits
+    /// until the sequencer committed its record and answered it (after
+    /// everything queued before it).
+    async fn barrier(&self, frozen: Frozen) -> Result<(), WriteError> {
+        let sender = self.sender()?;
+        let (reply, rx) = oneshot::channel();
+        sender
+            .send(Request {
+                entries: Vec::new(),
+                queued_at: std::time::Instant::now(),
+                reply,
+                meta: vec![(LIFECYCLE_META.to_owned(), frozen.encode())],
+            })
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
+        rx.await.map_err(|_| WriteError::ShuttingDown)?.map(|_| ())
     }
 
     /// Whether the log may sign now.
@@ -413,23 +499,31 @@ impl<S: Storage> Log<S> {
                 )));
             }
         }
+        let frozen = |state| WriteError::Frozen {
+            origin: self.inner.origin.clone(),
+            state,
+        };
         if self.inner.follower.is_some() {
+            if let (state @ (LogState::Frozen | LogState::Draining), _) = self.state() {
+                return Err(frozen(state));
+            }
             return self.add_routed(entries).await;
         }
-        let sender = self
-            .inner
-            .queue
-            .lock()
-            .map_err(|_| WriteError::ShuttingDown)?
-            .clone()
-            .ok_or(WriteError::ShuttingDown)?;
+        let sender = self.sender()?;
         let (reply, rx) = oneshot::channel();
         let request = Request {
             entries,
             queued_at: std::time::Instant::now(),
             reply,
+            meta: Vec::new(),
         };
-        let sent = sender.try_send(request);
+        // Queued while the log is ACTIVE, or refused: never behind a
+        // freeze's barrier.
+        let sent = self
+            .inner
+            .lifecycle
+            .admit(|| sender.try_send(request))
+            .map_err(frozen)?;
         metrics::gauge!("quire_queue_depth", "log" => self.inner.origin.clone()).set(
             crate::metrics::value_usize(limits.queue_depth - sender.capacity()),
         );

@@ -353,12 +353,23 @@ impl<S: Storage> Sequencer<S> {
         } else {
             Vec::new()
         };
+        // A freeze's record, committed with the batch it ends.
+        let meta: Vec<(String, Vec<u8>)> =
+            batch.iter().flat_map(|r| r.meta.iter().cloned()).collect();
         let (mut commit, range, per_request) = self.assign(batch, leaves, stored)?;
         if commit.entries.is_empty() {
+            if !meta.is_empty() {
+                // No new tree: the metadata alone, on the same head.
+                self.store.writable().map_err(store_err)?;
+                commit.head = commit.base;
+                commit.meta = meta;
+                self.store.commit(&commit).map_err(store_err)?;
+            }
             // Only duplicates: answered with the newest committed state,
             // which covers them, once it is recorded.
             return Ok((per_request, Arc::clone(&self.newest)));
         }
+        commit.meta = meta;
         let last_ms = self.newest.stored.signed_at_ms;
         let now = (self.clock)();
         if now < last_ms {

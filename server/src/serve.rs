@@ -3,9 +3,12 @@
 
 use std::future::Future;
 
+use quire_proto::v1::admin_server::AdminServer;
 use quire_proto::v1::log_server::LogServer;
 use tokio::net::TcpListener;
 
+use crate::admin::service::GrpcAdmin;
+use crate::admin::{Admin, Opener};
 use crate::api::LogApi;
 use crate::config::Config;
 use crate::grpc::GrpcLog;
@@ -27,6 +30,19 @@ pub async fn serve<S: Storage>(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    serve_admin(listener, api, config, None, None, shutdown).await
+}
+
+/// [`serve`], with the admin service able to create logs with `opener`
+/// and to replace the policy file of `access`.
+async fn serve_admin<S: Storage>(
+    listener: TcpListener,
+    api: LogApi<S>,
+    config: &Config,
+    opener: Option<Opener<S>>,
+    access: Option<crate::access::AccessControl>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     // One budget of bytes in flight: request bodies and entry pages.
     let budget =
         quire_host::budget::ByteBudget::new(config.memory_budget_mib.saturating_mul(1 << 20));
@@ -36,7 +52,6 @@ pub async fn serve<S: Storage>(
         .with_entry_streams(config.max_entry_streams)
         .start_witnessing(witness_policies(config)?)
         .map_err(anyhow::Error::msg)?;
-    let logs: Vec<Log<S>> = service.logs().cloned().collect();
     let streams = service.clone();
     let stopped = service.clone();
     let shutdown = async move {
@@ -45,6 +60,12 @@ pub async fn serve<S: Storage>(
         // graceful shutdown can finish.
         streams.stop_streams();
     };
+    let admin = AdminServer::new(GrpcAdmin::new(Admin::new(
+        service.clone(),
+        config.clone(),
+        opener,
+        access,
+    )));
     let api = LogServer::new(GrpcLog::new(service))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -55,7 +76,7 @@ pub async fn serve<S: Storage>(
             quire_proto::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
         ],
-        &["quire.v1.Log", "grpc.health.v1.Health"],
+        &["quire.v1.Log", "quire.v1.Admin", "grpc.health.v1.Health"],
     );
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
@@ -86,6 +107,7 @@ pub async fn serve<S: Storage>(
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
         .add_service(api)
+        .add_service(admin)
         .serve_with_incoming_shutdown(
             // Bounded connections (no Nagle delay: small answers, proofs
             // and acks, go out at once).
@@ -97,7 +119,8 @@ pub async fn serve<S: Storage>(
     // Witness collection ends within its calls' deadlines; then nothing
     // else holds the logs.
     stopped.stopped().await;
-    for log in logs {
+    // Every log served when it stopped, those created since start included.
+    for log in stopped.logs() {
         let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }
     Ok(result?)
@@ -134,6 +157,8 @@ pub struct Server<S: Storage> {
     replicas: Vec<std::sync::Arc<crate::replica::Replica>>,
     /// The access policy, when one is configured.
     access: Option<crate::access::AccessControl>,
+    /// Opens the logs the admin service creates.
+    opener: Option<Opener<S>>,
 }
 
 impl Server<crate::store::any::AnyStore> {
@@ -144,7 +169,7 @@ impl Server<crate::store::any::AnyStore> {
     ///
     /// # Errors
     /// As [`crate::open_logs`].
-    pub fn open(config: Config, high_water_dir: &std::path::Path) -> anyhow::Result<Self> {
+    pub fn open(mut config: Config, high_water_dir: &std::path::Path) -> anyhow::Result<Self> {
         // Before any log opens: a policy that cannot be used stops the start.
         let access = config
             .access
@@ -152,14 +177,37 @@ impl Server<crate::store::any::AnyStore> {
             .map(crate::access::AccessControl::load)
             .transpose()
             .map_err(|e| anyhow::anyhow!("access policy: {e}"))?;
+        // The logs created through the admin service, after the configured.
+        let catalog = crate::admin::catalog::Catalog::of(&config.data_dir);
+        for log in catalog.read().map_err(anyhow::Error::msg)? {
+            if config.logs.iter().any(|l| l.origin == log.origin) {
+                tracing::info!(origin = %log.origin, catalog = %catalog.path().display(), "log in both the configuration and the catalog of created logs: the configuration's settings are used");
+                continue;
+            }
+            log.validate(&config)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", catalog.path().display()))?;
+            config.logs.push(log);
+        }
+        config
+            .check_unique_logs()
+            .map_err(|e| anyhow::anyhow!("with the logs of {}: {e}", catalog.path().display()))?;
         let opened = crate::open_logs(&config, high_water_dir)?;
         let replicas = opened.iter().filter_map(|o| o.replica.clone()).collect();
         let logs = opened.into_iter().map(|o| (o.log, o.created)).collect();
+        let creates: Opener<crate::store::any::AnyStore> = {
+            let config = config.clone();
+            let high_water_dir = high_water_dir.to_owned();
+            std::sync::Arc::new(move |cfg| {
+                let opened = crate::open_log(&config, &high_water_dir, cfg, true)?;
+                Ok(opened.log)
+            })
+        };
         Ok(Server {
             config,
             logs,
             replicas,
             access,
+            opener: Some(creates),
         })
     }
 }
@@ -217,7 +265,7 @@ impl<S: Storage> Server<S> {
                 .map(|(l, _)| l.clone())
         });
         let mut api = LogApi::new(self.logs.into_iter().map(|(l, _)| l).collect());
-        if let Some(access) = self.access {
+        if let Some(access) = self.access.clone() {
             if let Some(log) = audit_log {
                 let (sink, appender) = crate::access::audit::AuditSink::new(log);
                 tokio::spawn(appender);
@@ -226,7 +274,15 @@ impl<S: Storage> Server<S> {
             tokio::spawn(access.clone().watch(replicas_stopped.clone()));
             api = api.with_access(access);
         }
-        let result = serve(faces.grpc, api, &self.config, shutdown).await;
+        let result = serve_admin(
+            faces.grpc,
+            api,
+            &self.config,
+            self.opener,
+            self.access,
+            shutdown,
+        )
+        .await;
         let _ = replicas_stop.send(true);
         for r in running {
             let _ = r.await;

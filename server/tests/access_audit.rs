@@ -78,7 +78,7 @@ async fn until(admin: &mut Client, n: usize) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn refusals_and_policy_changes_are_recorded_and_verify() {
     let f = start_configured("", true).await;
-    let mut admin = connect(&f, None, Some(format!("Bearer {}", token_of("acme-admin")))).await;
+    let mut admin = connect_token(&f, "acme-admin").await;
     // At start: the policy in force.
     let start = until(&mut admin, 1).await;
     assert_eq!(start[0]["event"], "policy");
@@ -93,12 +93,7 @@ async fn refusals_and_policy_changes_are_recorded_and_verify() {
 
     let mut anon = connect(&f, None, None).await;
     let mut unknown = connect(&f, None, Some("Bearer quire_unknown".into())).await;
-    let mut writer = connect(
-        &f,
-        None,
-        Some(format!("Bearer {}", token_of("acme-writer"))),
-    )
-    .await;
+    let mut writer = connect_token(&f, "acme-writer").await;
     // Shown only what it may see: not a refusal, nothing recorded.
     let listed = anon
         .list_logs(ListLogsRequest {})
@@ -195,5 +190,94 @@ async fn refusals_and_policy_changes_are_recorded_and_verify() {
     let mut altered = entries.clone();
     altered[1] = b"{}".to_vec();
     assert_ne!(&root(&altered), cp.root());
+    f.server.stop().await;
+}
+
+/// Every admin action is recorded with who did it, from where and to
+/// which log; so is an admin call refused; and the audit log itself is not
+/// frozen (it must take the records).
+#[tokio::test]
+async fn admin_actions_are_recorded() {
+    use quire_proto::v1::{CreateLogRequest, FreezeLogRequest};
+    const NEXT: &str = "acme.example/2027-02";
+    let f = start_configured(
+        "[[grants]]\nwho = \"token:seeder\"\nroles = [\"admin\"]\nlogs = [\"*\"]\n",
+        true,
+    )
+    .await;
+    let mut admin = connect_token(&f, "acme-admin").await;
+    let mut service = connect_admin(&f, Some("acme-admin")).await;
+    let mut writer = connect_admin(&f, Some("acme-writer")).await;
+    until(&mut admin, 1).await;
+    service
+        .create_log(CreateLogRequest {
+            origin: NEXT.into(),
+            like: String::new(),
+            private_keys: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let refused = writer
+        .freeze_log(FreezeLogRequest { log: NEXT.into() })
+        .await
+        .unwrap_err();
+    service
+        .freeze_log(FreezeLogRequest { log: NEXT.into() })
+        .await
+        .unwrap();
+    let got = until(&mut admin, 4).await;
+    assert_eq!(got.len(), 4, "{got:#?}");
+    let (created, denied, frozen) = (&got[1], &got[2], &got[3]);
+    assert_eq!(
+        (
+            &created["event"],
+            &created["code"],
+            &created["log"],
+            &created["principal"]
+        ),
+        (
+            &"admin".into(),
+            &"ok".into(),
+            &NEXT.into(),
+            &"token \"acme-admin\"".into()
+        ),
+        "{created}"
+    );
+    assert_eq!(
+        created["message"],
+        format!("created log {NEXT:?} (default settings, keys generated)")
+    );
+    assert!(created["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(
+        (&denied["event"], &denied["code"], &denied["message"]),
+        (
+            &"refused".into(),
+            &"PERMISSION_DENIED".into(),
+            &refused.message().into()
+        )
+    );
+    assert_eq!(
+        (&frozen["event"], &frozen["log"]),
+        (&"admin".into(), &NEXT.into())
+    );
+    assert!(
+        frozen["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("froze log {NEXT:?} at size 0 (frozen at ")),
+        "{frozen}"
+    );
+    let mut root = connect_admin(&f, Some("seeder")).await;
+    let s = root
+        .freeze_log(FreezeLogRequest { log: AUDIT.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (s.code(), s.message()),
+        (
+            tonic::Code::FailedPrecondition,
+            format!("log {AUDIT:?} is this server's audit log and must take its records: set another audit_log first").as_str()
+        )
+    );
     f.server.stop().await;
 }

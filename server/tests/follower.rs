@@ -135,6 +135,22 @@ async fn a_follower_serves_what_the_sequencing_log_committed_once_proven() {
         assert!(tries < 2000, "the follower did not catch up");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Frozen by the leader: the follower finds the record in storage
+    // (no new tree comes with it) and refuses writes by the log's state.
+    let frozen = leader.freeze().await.unwrap();
+    let mut tries = 0;
+    while follower.state().0 != quire_server::lifecycle::LogState::Frozen {
+        tries += 1;
+        assert!(tries < 2000, "the follower did not see the freeze");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(follower.state().1, Some(frozen));
+    let e = api
+        .add(&who, "", entries(901, 1), false, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), Kind::FailedPrecondition);
+    assert_eq!(follower.freeze().await.unwrap(), frozen, "already frozen");
     stop.send_replace(true);
     leader.close();
 

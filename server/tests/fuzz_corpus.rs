@@ -1,4 +1,4 @@
-//! Replays `fuzz/corpus/bundle` and `fuzz/corpus/high_water` through the
+//! Replays `fuzz/corpus/bundle`, `high_water` and `admin_files` through the
 //! fuzz targets' bodies, and checks that the seeds reach the decoders'
 //! successful paths (the corpora exercise more than the first check).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -54,4 +54,25 @@ fn high_water_corpus() {
         }
     }
     assert!(read >= 1);
+}
+
+#[test]
+fn admin_files_corpus() {
+    let mut valid = 0;
+    for (p, data) in corpus("admin_files") {
+        quire_server::fuzz_targets::admin_files(&data);
+        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+        let (pick, rest) = data.split_first().unwrap();
+        let ok = match pick % 3 {
+            0 => quire_server::lifecycle::Frozen::decode(rest).is_ok(),
+            1 => quire_server::admin::catalog::parse(rest, Path::new("seed")).is_ok(),
+            _ => {
+                quire_server::access::Policy::validate(Path::new("/nonexistent/access.toml"), rest)
+                    .is_ok()
+            }
+        };
+        assert_eq!(ok, name.starts_with("valid"), "{name}");
+        valid += usize::from(ok);
+    }
+    assert_eq!(valid, 3, "each kind's seed reaches its successful path");
 }

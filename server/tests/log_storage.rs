@@ -298,3 +298,94 @@ async fn stored_nodes_match_the_tree_at_every_level() {
     assert!(reader.read_hashes(&[NodeId::new(0, n)]).is_err());
     assert!(reader.read_hashes(&[NodeId::new(4, n / 16)]).is_err());
 }
+
+/// Freezing under concurrent writers: every write is either acknowledged
+/// (and then in the log, below the frozen size) or refused by name as the
+/// log is DRAINING or FROZEN; nothing else fails, the tree does not grow
+/// after the freeze, what it signed still proves, and a restart keeps the
+/// log frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_freeze_under_concurrent_writers_loses_no_write_and_survives_restart() {
+    use quire_server::lifecycle::LogState;
+    use quire_server::log::WriteError;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), ORIGIN, key()).unwrap();
+    const WRITERS: u64 = 8;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for n in 0u64.. {
+                let e = entry(w * 1_000_000 + n);
+                match log
+                    .add(vec![e.clone(), entry(w * 1_000_000 + 500_000 + n)])
+                    .await
+                {
+                    Ok((added, latest)) => {
+                        assert!(added
+                            .iter()
+                            .all(|a| !a.duplicate && a.index < latest.stored.size));
+                        acked.push((added[0].index, e));
+                    }
+                    Err(WriteError::Frozen { origin, state }) => {
+                        assert_eq!(origin, ORIGIN);
+                        assert!(matches!(state, LogState::Draining | LogState::Frozen));
+                        return acked;
+                    }
+                    Err(other) => panic!("writer {w}: a write failed otherwise: {other}"),
+                }
+            }
+            acked
+        }));
+    }
+    // Frozen while writes flow: once the log holds 400 entries (bounded poll).
+    for _ in 0..2000 {
+        if log.latest().stored.size >= 400 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(log.latest().stored.size >= 400, "the writers did not write");
+    let frozen = log.freeze().await.unwrap();
+    let size = log.latest().stored.size;
+    assert_eq!(log.state(), (LogState::Frozen, Some(frozen)));
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    // Every entry the log holds was acknowledged (two per write), and each
+    // acknowledged entry is where its answer said.
+    assert_eq!(acked.len() as u64 * 2, size);
+    let reader = log.store().reader().unwrap();
+    let cp_note = Note::parse(&log.latest().stored.note).unwrap();
+    let cp = Checkpoint::parse(cp_note.text().as_bytes()).unwrap();
+    for (index, e) in acked.iter().step_by(17) {
+        assert_eq!(&reader.entries(*index, index + 1).unwrap()[0], e);
+        let p = prove_inclusion(&reader, *index, size).unwrap();
+        verify_inclusion(&leaf_hash(e), *index, size, &p, cp.root()).unwrap();
+    }
+    drop(reader);
+    // Refused by name; freezing again changes nothing.
+    let e = log.add(vec![entry(42_424_242)]).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("log {ORIGIN} is FROZEN: it takes no more writes (reads and proofs go on); write to its successor")
+    );
+    assert_eq!(log.freeze().await.unwrap(), frozen);
+    assert_eq!(log.latest().stored.size, size);
+    log.close();
+    drop(log);
+
+    // A restart finds it frozen, at the same size.
+    let again = open(dir.path(), ORIGIN, key()).unwrap();
+    assert_eq!(again.state(), (LogState::Frozen, Some(frozen)));
+    assert_eq!(again.latest().stored.size, size);
+    assert!(matches!(
+        again.add(vec![entry(7_777_777)]).await,
+        Err(WriteError::Frozen {
+            state: LogState::Frozen,
+            ..
+        })
+    ));
+}

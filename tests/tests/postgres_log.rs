@@ -122,6 +122,20 @@ async fn a_log_on_postgres_proves_what_it_signed_across_a_restart() {
         rows, "2 89",
         "601 entries: two bundles of 256 and 89 single rows"
     );
+    // Frozen: the record is in the database, so a restart finds it.
+    let log = &server.logs[0];
+    let frozen = log.freeze().await.unwrap();
+    assert!(log.add(entries(5000, 1)).await.is_err());
+    server.stop().await;
+    let server = start(&data, origin, &db, Config::default()).await.unwrap();
+    let log = &server.logs[0];
+    assert_eq!(
+        log.state(),
+        (quire_server::lifecycle::LogState::Frozen, Some(frozen))
+    );
+    assert_eq!(log.latest().stored.size, 601);
+    let e = log.add(entries(5000, 1)).await.unwrap_err();
+    assert!(e.to_string().contains("is FROZEN"), "{e}");
     server.stop().await;
 }
 

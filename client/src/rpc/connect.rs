@@ -74,13 +74,14 @@ fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>, RpcError> {
     quire_host::read_bounded(path, 1 << 20).map_err(|e| RpcError::Input(format!("{what}: {e}")))
 }
 
-impl LogRpc {
-    /// Connects (TLS for `https://`).
+impl Endpoint {
+    /// A connection to the server, with the bearer token to send.
     ///
     /// # Errors
-    /// [`RpcError::Input`] for a bad address or unreadable PEM files,
-    /// [`RpcError::Connect`] when the server cannot be reached.
-    pub async fn connect(ep: &Endpoint) -> Result<Self, RpcError> {
+    /// [`RpcError::Input`] for unusable settings (address, TLS files,
+    /// token), [`RpcError::Connect`] when the server cannot be reached.
+    pub async fn channel(&self) -> Result<(Channel, Bearer), RpcError> {
+        let ep = self;
         let connect_err = |why: String| RpcError::Connect {
             addr: ep.addr.clone(),
             why,
@@ -113,6 +114,18 @@ impl LogRpc {
             .connect()
             .await
             .map_err(|e| connect_err(format!("{e}: {}", quire_host::error::causes(&e))))?;
+        Ok((channel, bearer))
+    }
+}
+
+impl LogRpc {
+    /// Connects (TLS for `https://`).
+    ///
+    /// # Errors
+    /// [`RpcError::Input`] for a bad address or unreadable PEM files,
+    /// [`RpcError::Connect`] when the server cannot be reached.
+    pub async fn connect(ep: &Endpoint) -> Result<Self, RpcError> {
+        let (channel, bearer) = ep.channel().await?;
         Ok(LogRpc {
             client: LogClient::with_interceptor(channel, bearer)
                 .max_decoding_message_size(64 << 20)

@@ -1,5 +1,5 @@
-//! The server's own audit trail: every refused request and every change
-//! of the access policy, appended to one of the server's logs (the
+//! The server's own audit trail: every refused request, every change of
+//! the access policy and every admin action, appended to one of the server's logs (the
 //! configuration's `audit_log`), so that the log audits its own use and
 //! anyone may verify that record like any other log.
 //!
@@ -32,21 +32,22 @@ pub struct Event {
     pub kind: &'static str,
     /// Milliseconds since the Unix epoch, on the server's clock.
     pub time_ms: u64,
-    /// `refused` or `policy`.
+    /// `refused`, `policy` or `admin` (an admin action done).
     pub event: &'static str,
-    /// Who asked (refusals).
+    /// Who asked (refusals, admin actions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
     /// From where (refusals).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
-    /// The log asked about (refusals).
+    /// The log asked about (refusals, admin actions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
     /// The gRPC status name of a refusal, or `ok`/`error` of a policy
     /// change.
     pub code: &'static str,
-    /// The refusal's message, or what the policy change was.
+    /// The refusal's message, what the policy change was, or what the
+    /// admin action did.
     pub message: String,
     /// Events dropped (queue full) since the previous one written.
     #[serde(skip_serializing_if = "is_zero")]

@@ -14,16 +14,21 @@
 //!
 //! Roles: writer (append), reader (entry contents, and what an auditor
 //! reads), auditor (checkpoints and proofs; public by default), admin
-//! (reserved for the admin service). [`AccessControl::watch`] re-reads the
-//! policy and its key sets every 250 ms and swaps in a changed policy only
+//! (the admin service: creating and freezing logs, the policy itself).
+//! [`AccessControl::watch`] re-reads the policy and its key sets every
+//! 250 ms and swaps in a changed policy only
 //! once it is valid whole; an invalid file keeps the last valid policy and
 //! says why in the log and in `quire_access_reloads_total{result="error"}`.
 //!
 //! Quotas (`quota.rs`) are taken by [`Access::check`] once the role
 //! allows the request.
 //!
-//! Out of scope here: the admin service and the log lifecycle,
-//! fetching key sets from a URL (a JWKS file is re-read instead).
+//! The admin service ([`crate::admin`]) replaces the policy file through
+//! [`AccessControl::path`] and records its actions with
+//! [`AccessControl::note_admin`].
+//!
+//! Out of scope here: fetching key sets from a URL (a JWKS file is re-read
+//! instead).
 
 pub mod audit;
 mod credentials;
@@ -159,6 +164,27 @@ impl AccessControl {
             self.note(event);
         }
         e
+    }
+
+    /// Records an admin action `caller` did to `log` (the whole policy
+    /// when `None`): `what`, in words.
+    pub fn note_admin(&self, caller: &Caller, log: Option<&str>, what: String) {
+        if self.inner.audit.get().is_none() {
+            return;
+        }
+        let mut event = audit::Event::new("admin", "ok", what);
+        event.principal = self
+            .principal(&self.policy(), caller)
+            .ok()
+            .map(|p| p.to_string());
+        event.peer = caller.peer.map(|p| p.to_string());
+        event.log = log.map(str::to_owned);
+        self.note(event);
+    }
+
+    /// The policy file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
 
     fn policy(&self) -> Arc<Policy> {

@@ -95,6 +95,7 @@ impl Role {
             Action::Write => Role::Writer,
             Action::ReadEntries => Role::Reader,
             Action::Audit => Role::Auditor,
+            Action::Administer => Role::Admin,
         }
     }
 }
@@ -297,16 +298,42 @@ impl Policy {
             got
         };
         let text = take(path)?;
-        let file: PolicyFile = std::str::from_utf8(&text)
-            .map_err(|_| format!("{}: not UTF-8 text", path.display()))
-            .and_then(|t| toml::from_str(t).map_err(|e| format!("{}: {e}", path.display())))?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let policy = Self::check(file, |jwks| take(&dir.join(jwks)))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let policy = Self::parse(path, &text, take)?;
         Ok(Policy {
             sources: read.clone(),
             ..policy
         })
+    }
+
+    /// Checks `text` as the policy file at `path` would be (its JWKS
+    /// files read relative to `path`'s folder), without using it.
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn validate(path: &Path, text: &[u8]) -> Result<(), String> {
+        if text.len() as u64 > MAX_POLICY_BYTES {
+            return Err(format!(
+                "the policy is {} bytes; the limit is {MAX_POLICY_BYTES}",
+                text.len()
+            ));
+        }
+        Self::parse(path, text, |p| {
+            quire_host::read_bounded(p, MAX_POLICY_BYTES).map_err(|e| format!("{e}"))
+        })
+        .map(|_| ())
+    }
+
+    fn parse(
+        path: &Path,
+        text: &[u8],
+        mut take: impl FnMut(&Path) -> Result<Vec<u8>, String>,
+    ) -> Result<Self, String> {
+        let file: PolicyFile = std::str::from_utf8(text)
+            .map_err(|_| format!("{}: not UTF-8 text", path.display()))
+            .and_then(|t| toml::from_str(t).map_err(|e| format!("{}: {e}", path.display())))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Self::check(file, |jwks| take(&dir.join(jwks)))
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     fn check(

@@ -14,6 +14,8 @@ pub enum Kind {
     InvalidArgument,
     /// What the request names does not exist.
     NotFound,
+    /// What the request would create exists already.
+    AlreadyExists,
     /// An index or size beyond what the log holds.
     OutOfRange,
     /// The log is not in a state to do this (signing stopped, no witnesses).
@@ -39,6 +41,7 @@ impl Kind {
         match self {
             Kind::InvalidArgument => "INVALID_ARGUMENT",
             Kind::NotFound => "NOT_FOUND",
+            Kind::AlreadyExists => "ALREADY_EXISTS",
             Kind::OutOfRange => "OUT_OF_RANGE",
             Kind::FailedPrecondition => "FAILED_PRECONDITION",
             Kind::ResourceExhausted => "RESOURCE_EXHAUSTED",
@@ -101,6 +104,12 @@ pub enum ApiError {
     /// Nothing matches what was asked for.
     #[error("{0}")]
     NotFound(String),
+    /// What the request would create exists already.
+    #[error("{0}")]
+    Exists(String),
+    /// The server or the log is not in a state to do this.
+    #[error("{0}")]
+    Precondition(String),
     /// A server limit is reached.
     #[error("{0}")]
     Exhausted(String),
@@ -142,7 +151,8 @@ impl ApiError {
                 retry_after: None, ..
             } => Kind::InvalidArgument,
             ApiError::UnknownLog { .. } | ApiError::NotFound(_) => Kind::NotFound,
-            ApiError::NotWitnessed { .. } => Kind::FailedPrecondition,
+            ApiError::NotWitnessed { .. } | ApiError::Precondition(_) => Kind::FailedPrecondition,
+            ApiError::Exists(_) => Kind::AlreadyExists,
             ApiError::Denied { .. } => Kind::PermissionDenied,
             ApiError::Unauthenticated(_) => Kind::Unauthenticated,
             ApiError::OutOfRange(_) => Kind::OutOfRange,
@@ -188,9 +198,9 @@ fn write_kind(e: &WriteError) -> Kind {
         | WriteError::NotLeader { .. }
         | WriteError::Forwarded { .. }
         | WriteError::Unreplicated { .. } => Kind::Unavailable,
-        WriteError::SigningStopped { .. } | WriteError::ClockBackwards { .. } => {
-            Kind::FailedPrecondition
-        }
+        WriteError::SigningStopped { .. }
+        | WriteError::ClockBackwards { .. }
+        | WriteError::Frozen { .. } => Kind::FailedPrecondition,
         WriteError::Store(_) => Kind::Internal,
         WriteError::Remote { code, .. } => match tonic::Code::from(*code) {
             tonic::Code::InvalidArgument => Kind::InvalidArgument,

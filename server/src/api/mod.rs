@@ -27,8 +27,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use crate::lifecycle::LogState;
 pub use error::{ApiError, Kind};
-pub use reads::{Consistency, EntryWithProof, Inclusion, LeafRef, LogState, LogSummary, Written};
+pub use reads::{Consistency, EntryWithProof, Inclusion, LeafRef, LogSummary, Written};
 pub use streams::{CheckpointStream, EntryPage, TailPage};
 pub use tiles::MAX_TILE_LEVEL;
 
@@ -119,6 +120,8 @@ pub enum Action {
     ReadEntries,
     /// Read checkpoints and proofs (what auditors and witnesses need).
     Audit,
+    /// Manage the log: create, freeze, change who may do what.
+    Administer,
 }
 
 impl Action {
@@ -128,6 +131,7 @@ impl Action {
             Action::Write => "write to",
             Action::ReadEntries => "read the entries of",
             Action::Audit => "read checkpoints and proofs of",
+            Action::Administer => "administer",
         }
     }
 }
@@ -169,21 +173,37 @@ pub trait Access: Send + Sync + 'static {
     }
 }
 
-/// Everyone may do everything (the server's behaviour before roles).
+/// Without an access policy: everyone may write and read everything (the
+/// server's behaviour before roles), and callers on this machine (a
+/// loopback address) may administer: an open server is never open to
+/// being frozen or reconfigured from the network.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenAccess;
 
 impl Access for OpenAccess {
-    fn check(&self, _: &Caller, _: &str, _: Action, _: u64) -> Result<(), ApiError> {
-        Ok(())
+    fn check(&self, caller: &Caller, origin: &str, action: Action, _: u64) -> Result<(), ApiError> {
+        if action != Action::Administer || caller.peer.is_some_and(|p| p.ip().is_loopback()) {
+            return Ok(());
+        }
+        Err(ApiError::Denied {
+            caller: caller.to_string(),
+            action: action.words(),
+            origin: origin.to_owned(),
+            why: "without an access policy only callers on this machine (a loopback address) may administer logs; configure `access` and grant the admin role".into(),
+        })
     }
+}
+
+/// The logs of a server, by origin, with the witness collection of those
+/// that have witnesses: replaced whole when a log is added.
+struct Registry<S: Storage> {
+    logs: BTreeMap<String, Log<S>>,
+    witnessing: BTreeMap<String, Witnessing>,
 }
 
 /// The log API over the logs of one server. Cheap to clone.
 pub struct LogApi<S: Storage> {
-    logs: Arc<BTreeMap<String, Log<S>>>,
-    /// Witness collection of the logs that have witnesses.
-    witnessing: Arc<BTreeMap<String, Witnessing>>,
+    registry: Arc<std::sync::RwLock<Arc<Registry<S>>>>,
     access: Arc<dyn Access>,
     /// Turns true when the server shuts down: follow streams end then.
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -197,8 +217,7 @@ pub struct LogApi<S: Storage> {
 impl<S: Storage> Clone for LogApi<S> {
     fn clone(&self) -> Self {
         LogApi {
-            logs: Arc::clone(&self.logs),
-            witnessing: Arc::clone(&self.witnessing),
+            registry: Arc::clone(&self.registry),
             access: Arc::clone(&self.access),
             stopping: self.stopping.clone(),
             stop: Arc::clone(&self.stop),
@@ -214,12 +233,13 @@ impl<S: Storage> LogApi<S> {
     pub fn new(logs: Vec<Log<S>>) -> Self {
         let (stop, stopping) = tokio::sync::watch::channel(false);
         LogApi {
-            logs: Arc::new(
-                logs.into_iter()
+            registry: Arc::new(std::sync::RwLock::new(Arc::new(Registry {
+                logs: logs
+                    .into_iter()
                     .map(|l| (l.origin().to_owned(), l))
                     .collect(),
-            ),
-            witnessing: Arc::default(),
+                witnessing: BTreeMap::new(),
+            }))),
             access: Arc::new(OpenAccess),
             stopping,
             stop: Arc::new(stop),
@@ -256,19 +276,74 @@ impl<S: Storage> LogApi<S> {
     /// # Errors
     /// A witness address that is not a valid URL.
     pub fn start_witnessing(
-        mut self,
+        self,
         policies: impl IntoIterator<Item = (String, crate::witnessing::WitnessPolicy)>,
     ) -> Result<Self, String> {
+        let registry = self.registry();
         let mut map = BTreeMap::new();
         for (origin, policy) in policies {
-            let Some(log) = self.logs.get(&origin) else {
+            let Some(log) = registry.logs.get(&origin) else {
                 continue;
             };
             let w = Witnessing::start(log, policy, self.stopping.clone())?;
             map.insert(origin, w);
         }
-        self.witnessing = Arc::new(map);
+        self.replace(|r| Registry {
+            logs: r.logs.clone(),
+            witnessing: map,
+        });
         Ok(self)
+    }
+
+    /// Serves `log` from now on, witnessed by `witnesses` when given
+    /// (collection starts on the current runtime).
+    ///
+    /// # Errors
+    /// [`ApiError::Exists`] when a log of its origin is served already; a
+    /// witness address that is not a valid URL.
+    pub fn add_log(
+        &self,
+        log: Log<S>,
+        witnesses: Option<crate::witnessing::WitnessPolicy>,
+    ) -> Result<(), ApiError> {
+        let origin = log.origin().to_owned();
+        let mut guard = self
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.logs.contains_key(&origin) {
+            return Err(ApiError::Exists(format!(
+                "log {origin:?} is served already"
+            )));
+        }
+        let mut witnessing = guard.witnessing.clone();
+        if let Some(policy) = witnesses {
+            let w = Witnessing::start(&log, policy, self.stopping.clone())
+                .map_err(ApiError::Internal)?;
+            witnessing.insert(origin.clone(), w);
+        }
+        let mut logs = guard.logs.clone();
+        logs.insert(origin, log);
+        *guard = Arc::new(Registry { logs, witnessing });
+        Ok(())
+    }
+
+    /// The registry now.
+    fn registry(&self) -> Arc<Registry<S>> {
+        Arc::clone(
+            &self
+                .registry
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn replace(&self, with: impl FnOnce(&Registry<S>) -> Registry<S>) {
+        let mut guard = self
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = Arc::new(with(&guard));
     }
 
     /// Ends every follow stream and witness collection (the server is
@@ -280,14 +355,37 @@ impl<S: Storage> LogApi<S> {
     /// After [`Self::stop_streams`]: waits until witness collection has
     /// let go of every log, so that their storage can close.
     pub async fn stopped(&self) {
-        for w in self.witnessing.values() {
+        for w in self.registry().witnessing.values() {
             w.finished().await;
         }
     }
 
-    /// The logs served.
-    pub fn logs(&self) -> impl Iterator<Item = &Log<S>> {
-        self.logs.values()
+    /// The logs served now.
+    pub fn logs(&self) -> Vec<Log<S>> {
+        self.registry().logs.values().cloned().collect()
+    }
+
+    /// The log named `origin`, whoever asks (for the server's own use).
+    pub fn get(&self, origin: &str) -> Option<Log<S>> {
+        self.registry().logs.get(origin).cloned()
+    }
+
+    /// The log named `origin` (empty: the only one), once `caller` may
+    /// administer it.
+    ///
+    /// # Errors
+    /// As the reads: an unknown log, a refusal of the access policy.
+    pub fn administered(&self, caller: &Caller, origin: &str) -> Result<Log<S>, ApiError> {
+        self.log(caller, origin, Action::Administer)
+    }
+
+    /// Whether `caller` may administer `origin`, which need not be served
+    /// (a log to create; `*`: every log, the server's policy).
+    ///
+    /// # Errors
+    /// The access policy's refusal.
+    pub fn may_administer(&self, caller: &Caller, origin: &str) -> Result<(), ApiError> {
+        self.access.check(caller, origin, Action::Administer, 0)
     }
 
     /// The log named `origin` (empty: the only one), once `caller` may do
@@ -312,17 +410,18 @@ impl<S: Storage> LogApi<S> {
     /// The log named `origin`; a refusal names only the logs `caller` may
     /// see (audit), so that nobody learns another tenant's origins.
     fn find(&self, caller: &Caller, origin: &str) -> Result<Log<S>, ApiError> {
-        if origin.is_empty() && self.logs.len() == 1 {
-            if let Some(l) = self.logs.values().next() {
+        let registry = self.registry();
+        if origin.is_empty() && registry.logs.len() == 1 {
+            if let Some(l) = registry.logs.values().next() {
                 return Ok(l.clone());
             }
         }
-        if let Some(l) = self.logs.get(origin) {
+        if let Some(l) = registry.logs.get(origin) {
             return Ok(l.clone());
         }
         self.access.authenticate(caller)?;
         Err({
-            let visible: Vec<&str> = self
+            let visible: Vec<&str> = registry
                 .logs
                 .keys()
                 .filter(|o| self.access.may(caller, o, Action::Audit))
@@ -343,9 +442,11 @@ impl<S: Storage> LogApi<S> {
         })
     }
 
-    fn witnessing_of(&self, log: &Log<S>) -> Result<&Witnessing, ApiError> {
-        self.witnessing
+    fn witnessing_of(&self, log: &Log<S>) -> Result<Witnessing, ApiError> {
+        self.registry()
+            .witnessing
             .get(log.origin())
+            .cloned()
             .ok_or_else(|| ApiError::NotWitnessed {
                 origin: log.origin().to_owned(),
             })
@@ -396,4 +497,39 @@ fn read_view<S: Storage>(log: &Log<S>) -> Result<S::Reader, ApiError> {
         root: latest.root,
     };
     Ok(log.store().reader_at(head, &latest.stored)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn without_a_policy_only_this_machine_administers() {
+        let from = |peer: Option<&str>| Caller {
+            peer: peer.map(|p| p.parse().unwrap()),
+            ..Caller::default()
+        };
+        let open = OpenAccess;
+        for action in [Action::Write, Action::ReadEntries, Action::Audit] {
+            open.check(&from(Some("192.0.2.7:4000")), "a.example/log", action, 1)
+                .unwrap();
+        }
+        for local in ["127.0.0.1:4000", "[::1]:4000"] {
+            open.check(&from(Some(local)), "*", Action::Administer, 0)
+                .unwrap();
+        }
+        for remote in [Some("192.0.2.7:4000"), None] {
+            let e = open
+                .check(&from(remote), "a.example/log", Action::Administer, 0)
+                .unwrap_err();
+            assert_eq!(e.kind(), Kind::PermissionDenied);
+            assert!(
+                e.to_string().contains(
+                    "only callers on this machine (a loopback address) may administer logs"
+                ),
+                "{e}"
+            );
+        }
+    }
 }

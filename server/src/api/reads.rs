@@ -1,5 +1,6 @@
 //! Writes, checkpoints and proofs: the requests with one answer.
 
+use crate::lifecycle::LogState;
 use std::sync::Arc;
 
 use quire_core::{inclusion_plan, root_at, Hash, VerifierKey};
@@ -71,22 +72,6 @@ pub struct EntryWithProof {
     pub checkpoint: Vec<u8>,
 }
 
-/// The state of a log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogState {
-    /// Takes writes.
-    Active,
-}
-
-impl LogState {
-    /// The state's name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogState::Active => "ACTIVE",
-        }
-    }
-}
-
 /// A log as `ListLogs` shows it.
 #[derive(Clone, Debug)]
 pub struct LogSummary {
@@ -98,6 +83,26 @@ pub struct LogSummary {
     pub state: LogState,
     /// Its latest signed size.
     pub size: u64,
+    /// When its latest checkpoint was signed, Unix milliseconds.
+    pub signed_at_ms: u64,
+    /// When it was frozen, Unix milliseconds.
+    pub frozen_at_ms: Option<u64>,
+}
+
+impl LogSummary {
+    /// What `log` shows now.
+    pub fn of<S: Storage>(log: &Log<S>) -> Self {
+        let latest = log.latest();
+        let (state, frozen) = log.state();
+        LogSummary {
+            origin: log.origin().to_owned(),
+            verifier_keys: log.verifiers().to_vec(),
+            state,
+            size: latest.stored.size,
+            signed_at_ms: latest.stored.signed_at_ms,
+            frozen_at_ms: frozen.map(|f| f.at_ms),
+        }
+    }
 }
 
 impl<S: Storage> LogApi<S> {
@@ -290,15 +295,11 @@ impl<S: Storage> LogApi<S> {
     pub fn list(&self, caller: &Caller) -> Result<Vec<LogSummary>, ApiError> {
         self.access.authenticate(caller)?;
         Ok(self
+            .registry()
             .logs
             .values()
             .filter(|l| self.access.may(caller, l.origin(), Action::Audit))
-            .map(|l| LogSummary {
-                origin: l.origin().to_owned(),
-                verifier_keys: l.verifiers().to_vec(),
-                state: LogState::Active,
-                size: l.latest().stored.size,
-            })
+            .map(LogSummary::of)
             .collect())
     }
 }

@@ -1,7 +1,7 @@
 //! One log's configuration: its limits, `[logs.storage]` and
 //! `[logs.witnessing]`, and the checks of its values.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Config, ConfigError};
 use crate::log::{DedupPolicy, LogLimits};
@@ -9,7 +9,7 @@ use crate::store::redb::RedbOptions;
 use crate::witnessing::{FailMode, WitnessEndpoint, WitnessPolicy};
 
 /// One log.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// Origin line of its checkpoints.
@@ -38,7 +38,7 @@ pub struct LogConfig {
 }
 
 /// The storage engines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Engine {
     /// The embedded default: one redb file per log in the data directory.
@@ -50,7 +50,7 @@ pub enum Engine {
 }
 
 /// How one log is stored.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// The engine.
@@ -116,7 +116,7 @@ impl Default for StorageConfig {
 }
 
 /// How one log is witnessed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WitnessingConfig {
     /// Witnesses to send each new checkpoint to
@@ -164,7 +164,7 @@ pub const MOVED_KEYS: &[(&str, &str)] = &[
 ];
 
 /// One witness of a log.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WitnessEntry {
     /// Its address: the gRPC endpoint, or for `protocol = "http"` the URL

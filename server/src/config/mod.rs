@@ -391,6 +391,30 @@ impl Config {
         Ok(config)
     }
 
+    /// Refuses a log configured twice, or two whose origins differ only in
+    /// characters a file name cannot hold (they would share keys and
+    /// records).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming both.
+    pub fn check_unique_logs(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashMap::new();
+        for l in &self.logs {
+            if let Some(other) = seen.insert(crate::keyfile::slug(&l.origin), &l.origin) {
+                return Err(ConfigError::Invalid(if *other == l.origin {
+                    format!("log {:?} is configured twice", l.origin)
+                } else {
+                    format!(
+                        "logs {other:?} and {:?} would be stored under the same file names ({}): rename one",
+                        l.origin,
+                        crate::keyfile::slug(&l.origin)
+                    )
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks values that TOML types alone do not bound.
     ///
     /// # Errors
@@ -464,14 +488,8 @@ impl Config {
                 )));
             }
         }
-        let mut seen = std::collections::HashSet::new();
+        self.check_unique_logs()?;
         for l in &self.logs {
-            if !seen.insert(&l.origin) {
-                return Err(ConfigError::Invalid(format!(
-                    "log {:?} is configured twice",
-                    l.origin
-                )));
-            }
             l.validate(self)?;
         }
         Ok(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use quire_core::VerifierKey;
 
 /// What a witnessed wait does when the quorum does not come in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailMode {
     /// Answer with the signed checkpoint and the cosignatures it has (the
@@ -19,7 +19,7 @@ pub enum FailMode {
 }
 
 /// The wire a witness speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WitnessProtocol {
     /// Quire's `quire.v1.Witness` gRPC service.

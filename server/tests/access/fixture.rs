@@ -282,21 +282,41 @@ impl tonic::service::Interceptor for Auth {
 
 pub type Client = LogClient<InterceptedService<Channel, Auth>>;
 
-pub async fn connect(f: &Fixture, cert: Option<&Pem>, authorization: Option<String>) -> Client {
+pub type Admin = quire_proto::v1::admin_client::AdminClient<InterceptedService<Channel, Auth>>;
+
+/// An admin client presenting `token` (none: anonymous).
+pub async fn connect_admin(f: &Fixture, token: Option<&str>) -> Admin {
+    let ch = channel(f, None).await;
+    quire_proto::v1::admin_client::AdminClient::with_interceptor(
+        ch,
+        Auth(token.map(|t| format!("Bearer {}", token_of(t)))),
+    )
+}
+
+/// A TLS channel to the fixture's server, with `cert` when given.
+async fn channel(f: &Fixture, cert: Option<&Pem>) -> Channel {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&f.pki.ca))
         .domain_name("localhost");
     if let Some((c, k)) = cert {
         tls = tls.identity(Identity::from_pem(c, k));
     }
-    let ch = Channel::from_shared(format!("https://localhost:{}", f.server.addr.port()))
+    Channel::from_shared(format!("https://localhost:{}", f.server.addr.port()))
         .unwrap()
         .tls_config(tls)
         .unwrap()
         .connect()
         .await
-        .unwrap();
-    LogClient::with_interceptor(ch, Auth(authorization))
+        .unwrap()
+}
+
+/// A log client presenting the test token of `name`.
+pub async fn connect_token(f: &Fixture, name: &str) -> Client {
+    connect(f, None, Some(format!("Bearer {}", token_of(name)))).await
+}
+
+pub async fn connect(f: &Fixture, cert: Option<&Pem>, authorization: Option<String>) -> Client {
+    LogClient::with_interceptor(channel(f, cert).await, Auth(authorization))
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod admin;
 mod gossip;
 mod log_cmds;
 mod saved;
@@ -217,6 +218,15 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// List the server's logs: origin, state, size, keys.
+    Logs {
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Manage the server: create and freeze logs, its access policy
+    /// (needs the admin role).
+    #[command(subcommand)]
+    Admin(admin::AdminCmd),
     /// Verify a proof bundle offline.
     Verify {
         /// The bundle (a C2SP tlog-proof file).
@@ -406,6 +416,7 @@ fn print(json: bool, human: &str, value: &serde_json::Value) {
     }
 }
 
+#[allow(clippy::too_many_lines)] // one arm a command
 async fn run(cli: Cli) -> Result<(), Failure> {
     let json = cli.json;
     match cli.cmd {
@@ -467,6 +478,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .await
         }
         Cmd::Audit(a) => audit(json, a),
+        Cmd::Logs { net } => admin::logs(json, &net).await,
+        Cmd::Admin(cmd) => admin::admin(json, cmd).await,
         Cmd::Gossip {
             checkpoint,
             witnesses,
