@@ -163,6 +163,20 @@ impl LogRpc {
         Ok(added)
     }
 
+    /// [`Self::add`], with the origin of the log that took the entry: a
+    /// family's shard when `origin` names a family.
+    ///
+    /// # Errors
+    /// [`RpcError`].
+    pub async fn add_to(
+        &mut self,
+        origin: &str,
+        entry: Vec<u8>,
+    ) -> Result<(Added, String), RpcError> {
+        let (added, resp) = self.add_inner(origin, entry, false).await?;
+        Ok((added, resp.log))
+    }
+
     /// Adds a batch of entries in one request (not retried); with
     /// `with_proof`, the answer carries each entry's inclusion proof and the
     /// checkpoint they are bound to (not yet verified).

@@ -449,3 +449,94 @@ async fn admin_creates_with_imported_keys_freezes_and_a_restart_keeps_both() {
     expect(2, format!("add {} --origin {NEXT} {addr}", path("e.json"))).await;
     server.stop().await;
 }
+
+/// A log family as a user configures it: the server starts with the shard
+/// of now and one ahead, `quire logs` shows each shard's family and period,
+/// a write naming the family lands in the shard whose period holds the
+/// time of the write and says so, and a restart serves the same shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_family_is_written_by_its_name_and_listed_by_shard() {
+    const FAMILY: &str = "acme.example/daily";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = || Config {
+        families: vec![toml::from_str(&format!(
+            "origin = \"{FAMILY}\"\nperiod = \"day\"\n[shard]\nmax_batch = 10\n"
+        ))
+        .unwrap()],
+        ..Config::default()
+    };
+    let start = || LocalServer::start(&data, vec![LogConfig::new(ORIGIN)], config());
+    let server = start().await.unwrap();
+    let addr = format!("--addr {}", server.url());
+    let shards = |o: &Output| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["family"] == FAMILY)
+            .cloned()
+            .collect()
+    };
+    let listed = shards(&expect(0, format!("--json logs {addr}")).await);
+    assert_eq!(
+        listed.len(),
+        2,
+        "the shard of now and one ahead: {listed:?}"
+    );
+    let ms = |v: &serde_json::Value| v.as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(
+        ms(&listed[0]["period_end_ms"]),
+        ms(&listed[1]["period_start_ms"])
+    );
+    assert_eq!(
+        ms(&listed[1]["period_end_ms"]) - ms(&listed[1]["period_start_ms"]),
+        86_400_000
+    );
+
+    std::fs::write(dir.path().join("e.json"), br#"{"actor":"dave"}"#).unwrap();
+    let before = quire_server::log::system_clock()();
+    let o = expect(
+        0,
+        format!(
+            "--json add {} --origin {FAMILY} {addr}",
+            p(&dir.path().join("e.json"))
+        ),
+    )
+    .await;
+    let after = quire_server::log::system_clock()();
+    let added: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let took = added["log"].as_str().unwrap().to_owned();
+    let shard = listed
+        .iter()
+        .find(|l| l["origin"] == took.as_str())
+        .expect("a shard took it");
+    assert!(
+        ms(&shard["period_start_ms"]) <= after && before < ms(&shard["period_end_ms"]),
+        "{shard} holds the time of the write"
+    );
+    let o = expect(
+        0,
+        format!(
+            "add {} --origin {FAMILY} {addr}",
+            p(&dir.path().join("e.json"))
+        ),
+    )
+    .await;
+    assert!(text(&o).contains(&format!("in log {took}")), "{}", text(&o));
+    server.stop().await;
+
+    let server = start().await.unwrap();
+    let addr = format!("--addr {}", server.url());
+    let again = shards(&expect(0, format!("--json logs {addr}")).await);
+    let origins =
+        |l: &[serde_json::Value]| l.iter().map(|s| s["origin"].clone()).collect::<Vec<_>>();
+    assert!(
+        origins(&again).starts_with(&origins(&listed)[..1]),
+        "{again:?}"
+    );
+    let kept = again.iter().find(|l| l["origin"] == took.as_str()).unwrap();
+    assert_eq!(kept["size"], "1", "the duplicate was found in the shard");
+    server.stop().await;
+}

@@ -132,6 +132,7 @@ impl<S: Storage> LogRpc for GrpcLog<S> {
             return Err(Status::internal("no result for the entry"));
         };
         Ok(Response::new(AddEntryResponse {
+            log: w.origin,
             index: a.index,
             duplicate: a.duplicate,
             checkpoint: w.checkpoint.unwrap_or_default(),
@@ -156,6 +157,7 @@ impl<S: Storage> LogRpc for GrpcLog<S> {
             .map_err(to_status)?;
         let mut proofs = w.proofs.iter();
         Ok(Response::new(AddEntriesResponse {
+            log: w.origin.clone(),
             entries: w
                 .entries
                 .iter()
@@ -344,5 +346,8 @@ pub(crate) fn log_info(l: crate::api::LogSummary) -> LogInfo {
         size: l.size,
         signed_at_ms: l.signed_at_ms,
         frozen_at_ms: l.frozen_at_ms.unwrap_or(0),
+        family: l.shard.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+        period_start_ms: l.shard.as_ref().map_or(0, |s| s.1),
+        period_end_ms: l.shard.as_ref().map_or(0, |s| s.2),
     }
 }

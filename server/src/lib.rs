@@ -23,6 +23,7 @@ pub mod admin;
 pub mod api;
 mod batch;
 pub mod config;
+pub mod family;
 pub mod follow;
 pub mod fsck;
 pub mod fuzz_targets;

@@ -60,12 +60,28 @@ async fn serve_admin<S: Storage>(
         // graceful shutdown can finish.
         streams.stop_streams();
     };
-    let admin = AdminServer::new(GrpcAdmin::new(Admin::new(
-        service.clone(),
-        config.clone(),
-        opener,
-        access,
-    )));
+    let service =
+        service.with_families(config.families.iter().map(|f| (f.origin.clone(), f.period)));
+    let admin = Admin::new(service.clone(), config.clone(), opener, access);
+    // Log families: the shards of now and ahead exist before the first
+    // request, then roll over while the server runs.
+    let (families_stop, families_stopped) = tokio::sync::watch::channel(false);
+    if !config.families.is_empty() {
+        let families = std::sync::Arc::new(crate::family::Families::new(
+            admin.clone(),
+            config.families.clone(),
+            crate::log::system_clock(),
+        ));
+        let t = families
+            .tick()
+            .await
+            .map_err(|e| anyhow::anyhow!("log families: {e}"))?;
+        if !t.created.is_empty() {
+            tracing::info!(created = ?t.created, "log families: shards created");
+        }
+        tokio::spawn(families.run(crate::family::TICK, families_stopped));
+    }
+    let admin = AdminServer::new(GrpcAdmin::new(admin));
     let api = LogServer::new(GrpcLog::new(service))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -116,6 +132,7 @@ async fn serve_admin<S: Storage>(
             shutdown,
         )
         .await;
+    let _ = families_stop.send(true);
     // Witness collection ends within its calls' deadlines; then nothing
     // else holds the logs.
     stopped.stopped().await;

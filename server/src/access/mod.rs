@@ -167,17 +167,21 @@ impl AccessControl {
     }
 
     /// Records an admin action `caller` did to `log` (the whole policy
-    /// when `None`): `what`, in words.
-    pub fn note_admin(&self, caller: &Caller, log: Option<&str>, what: String) {
+    /// when `None`): `what`, in words. Without a caller, the server did it
+    /// (a rollover), and the principal recorded is `server`.
+    pub fn note_admin(&self, caller: Option<&Caller>, log: Option<&str>, what: String) {
         if self.inner.audit.get().is_none() {
             return;
         }
         let mut event = audit::Event::new("admin", "ok", what);
-        event.principal = self
-            .principal(&self.policy(), caller)
-            .ok()
-            .map(|p| p.to_string());
-        event.peer = caller.peer.map(|p| p.to_string());
+        event.principal = match caller {
+            Some(c) => self
+                .principal(&self.policy(), c)
+                .ok()
+                .map(|p| p.to_string()),
+            None => Some("server".into()),
+        };
+        event.peer = caller.and_then(|c| c.peer).map(|p| p.to_string());
         event.log = log.map(str::to_owned);
         self.note(event);
     }

@@ -105,6 +105,9 @@ impl Catalog {
              # Replaced whole by the server: to change a log, move its table into\n\
              # the configuration file's [[logs]] and remove it here.\n\n{text}"
         );
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
         quire_host::write_replacing(&self.path, text.as_bytes())
             .map_err(|e| format!("writing {}: {e}", self.path.display()))
     }

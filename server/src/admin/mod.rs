@@ -112,8 +112,12 @@ impl<S: Storage> Admin<S> {
             .cloned()
     }
 
-    fn note(&self, caller: &Caller, log: Option<&str>, what: String) {
-        tracing::info!(caller = %caller, log = log.unwrap_or(EVERY_LOG), "admin: {what}");
+    fn note(&self, caller: Option<&Caller>, log: Option<&str>, what: String) {
+        if let Some(c) = caller {
+            tracing::info!(caller = %c, log = log.unwrap_or(EVERY_LOG), "admin: {what}");
+        } else {
+            tracing::info!(log = log.unwrap_or(EVERY_LOG), "{what}");
+        }
         if let Some(a) = &self.access {
             a.note_admin(caller, log, what);
         }
@@ -160,11 +164,43 @@ impl<S: Storage> Admin<S> {
             ));
         }
         let _one = self.changes.lock().await;
-        self.check_new(origin)?;
+        self.check_new(origin, false)?;
+        let generated = keys.is_empty();
+        let log = self.open_new(opener, cfg, keys).await?;
+        let summary = self.api.summary(&log);
+        self.note(
+            Some(caller),
+            Some(origin),
+            format!(
+                "created log {origin:?} ({}, keys {})",
+                if like.is_empty() {
+                    "default settings".to_owned()
+                } else {
+                    format!("settings of {like:?}")
+                },
+                if generated { "generated" } else { "imported" }
+            ),
+        );
+        Ok(Created {
+            log: summary,
+            keys_generated: generated,
+        })
+    }
+
+    /// Opens the new log `cfg` (importing `keys`, or generating them),
+    /// records it in the catalog and serves it. The caller holds
+    /// `changes` and checked the origin.
+    async fn open_new(
+        &self,
+        opener: Opener<S>,
+        cfg: LogConfig,
+        keys: Vec<String>,
+    ) -> Result<Log<S>, ApiError> {
+        let origin = cfg.origin.clone();
         let keys_dir = self.config.data_dir.join("keys");
         let generated = keys.is_empty();
         if !generated {
-            crate::keyfile::import(&keys_dir, origin, &keys).map_err(ApiError::Invalid)?;
+            crate::keyfile::import(&keys_dir, &origin, &keys).map_err(ApiError::Invalid)?;
         }
         let outcome = {
             let cfg = cfg.clone();
@@ -177,7 +213,7 @@ impl<S: Storage> Admin<S> {
             Err(e) => {
                 if !generated {
                     // Written by this call: a retry may import them again.
-                    for p in crate::keyfile::paths(&keys_dir, origin) {
+                    for p in crate::keyfile::paths(&keys_dir, &origin) {
                         let _ = std::fs::remove_file(p);
                     }
                 }
@@ -201,30 +237,66 @@ impl<S: Storage> Admin<S> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(cfg);
-        let summary = LogSummary::of(&log);
+        Ok(log)
+    }
+
+    /// The log API it administers.
+    pub fn api(&self) -> &LogApi<S> {
+        &self.api
+    }
+
+    /// Creates the shard `cfg` of the family `family` (the server's own
+    /// rollover: no caller, recorded as the server's action). A shard whose
+    /// files are there already (a creation interrupted before it was
+    /// recorded) is opened and recorded; one served already is no change.
+    ///
+    /// # Errors
+    /// As [`Self::create`] past the access check.
+    pub async fn create_shard(&self, cfg: LogConfig, family: &str) -> Result<(), ApiError> {
+        let Some(opener) = self.opener.clone() else {
+            return Err(ApiError::Precondition(
+                "this server cannot create logs".into(),
+            ));
+        };
+        let _one = self.changes.lock().await;
+        if self.api.get(&cfg.origin).is_some() {
+            return Ok(());
+        }
+        self.check_new(&cfg.origin, true)?;
+        let origin = cfg.origin.clone();
+        self.open_new(opener, cfg, Vec::new()).await?;
         self.note(
-            caller,
-            Some(origin),
+            None,
+            Some(&origin),
+            format!("rollover: created shard {origin:?} of family {family:?}"),
+        );
+        Ok(())
+    }
+
+    /// Freezes the shard `log`, whose period is over (the server's own
+    /// rollover).
+    ///
+    /// # Errors
+    /// The freeze's [`crate::log::WriteError`].
+    pub async fn freeze_shard(&self, log: &Log<S>) -> Result<(), ApiError> {
+        let frozen = log.freeze().await?;
+        self.note(
+            None,
+            Some(log.origin()),
             format!(
-                "created log {origin:?} ({}, keys {})",
-                if like.is_empty() {
-                    "default settings".to_owned()
-                } else {
-                    format!("settings of {like:?}")
-                },
-                if generated { "generated" } else { "imported" }
+                "rollover: froze shard {:?} at size {} (its period is over; frozen at {} ms)",
+                log.origin(),
+                log.latest().stored.size,
+                frozen.at_ms
             ),
         );
-        Ok(Created {
-            log: summary,
-            keys_generated: generated,
-        })
+        Ok(())
     }
 
     /// Refuses an origin that is served, or whose files (keys, high-water
-    /// record, database) are there, or that would share its files' names
-    /// with a log served.
-    fn check_new(&self, origin: &str) -> Result<(), ApiError> {
+    /// record, database) are there unless `adopt`, or that would share its
+    /// files' names with a log served.
+    fn check_new(&self, origin: &str, adopt: bool) -> Result<(), ApiError> {
         if self.api.get(origin).is_some() {
             return Err(ApiError::Exists(format!(
                 "log {origin:?} exists already on this server"
@@ -254,7 +326,7 @@ impl<S: Storage> Admin<S> {
                 .join("logs")
                 .join(format!("{slug}.redb")),
         );
-        if let Some(f) = files.iter().find(|f| f.exists()) {
+        if let Some(f) = files.iter().find(|f| !adopt && f.exists()) {
             return Err(ApiError::Exists(format!(
                 "log {origin:?} is not served but its files are here ({}): it existed before; add it back to the configuration's [[logs]] to serve it",
                 f.display()
@@ -287,7 +359,7 @@ impl<S: Storage> Admin<S> {
         let changed = was != LogState::Frozen;
         if changed {
             self.note(
-                caller,
+                Some(caller),
                 Some(log.origin()),
                 format!(
                     "froze log {:?} at size {} (frozen at {} ms)",
@@ -297,7 +369,7 @@ impl<S: Storage> Admin<S> {
                 ),
             );
         }
-        Ok((LogSummary::of(&log), changed))
+        Ok((self.api.summary(&log), changed))
     }
 
     fn policy_file(&self, caller: &Caller) -> Result<&AccessControl, ApiError> {
@@ -366,7 +438,7 @@ impl<S: Storage> Admin<S> {
         .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?;
         let sha = result?;
         self.note(
-            caller,
+            Some(caller),
             None,
             format!(
                 "replaced the access policy {} (sha256 {})",

@@ -199,11 +199,44 @@ impl Access for OpenAccess {
 struct Registry<S: Storage> {
     logs: BTreeMap<String, Log<S>>,
     witnessing: BTreeMap<String, Witnessing>,
+    /// The families whose origins name their current shard, with their
+    /// periods ([`crate::family`]).
+    families: BTreeMap<String, crate::family::Period>,
+}
+
+impl<S: Storage> Registry<S> {
+    /// The shard a write or read naming `family` goes to at `now`: the
+    /// latest shard whose period began, or, when that one takes no writes
+    /// (its period ended and it was frozen, or an admin froze it early),
+    /// the first active shard after it.
+    fn shard(&self, family: &str, period: crate::family::Period, now: u64) -> Option<Log<S>> {
+        let prefix = format!("{family}/");
+        let upto = format!("{prefix}{}", period.label(now));
+        let shards = || {
+            self.logs
+                .range(prefix.clone()..)
+                .take_while(|(o, _)| o.starts_with(&prefix))
+                .filter(|(o, _)| crate::family::shard_span(family, period, o).is_some())
+        };
+        let current = shards().take_while(|(o, _)| **o <= upto).last();
+        let (origin, log) = current.or_else(|| shards().next())?;
+        if log.state().0 == crate::lifecycle::LogState::Active {
+            return Some(log.clone());
+        }
+        Some(
+            shards()
+                .filter(|(o, _)| *o > origin)
+                .find(|(_, l)| l.state().0 == crate::lifecycle::LogState::Active)
+                .map_or_else(|| log.clone(), |(_, l)| l.clone()),
+        )
+    }
 }
 
 /// The log API over the logs of one server. Cheap to clone.
 pub struct LogApi<S: Storage> {
     registry: Arc<std::sync::RwLock<Arc<Registry<S>>>>,
+    /// The clock families are routed by (Unix milliseconds).
+    clock: crate::log::Clock,
     access: Arc<dyn Access>,
     /// Turns true when the server shuts down: follow streams end then.
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -218,6 +251,7 @@ impl<S: Storage> Clone for LogApi<S> {
     fn clone(&self) -> Self {
         LogApi {
             registry: Arc::clone(&self.registry),
+            clock: Arc::clone(&self.clock),
             access: Arc::clone(&self.access),
             stopping: self.stopping.clone(),
             stop: Arc::clone(&self.stop),
@@ -239,7 +273,9 @@ impl<S: Storage> LogApi<S> {
                     .map(|l| (l.origin().to_owned(), l))
                     .collect(),
                 witnessing: BTreeMap::new(),
+                families: BTreeMap::new(),
             }))),
+            clock: crate::log::system_clock(),
             access: Arc::new(OpenAccess),
             stopping,
             stop: Arc::new(stop),
@@ -291,8 +327,45 @@ impl<S: Storage> LogApi<S> {
         self.replace(|r| Registry {
             logs: r.logs.clone(),
             witnessing: map,
+            families: r.families.clone(),
         });
         Ok(self)
+    }
+
+    /// Routes requests naming each `(origin, period)` family to its shard
+    /// of the moment.
+    #[must_use]
+    pub fn with_families(
+        self,
+        families: impl IntoIterator<Item = (String, crate::family::Period)>,
+    ) -> Self {
+        let families: BTreeMap<_, _> = families.into_iter().collect();
+        self.replace(|r| Registry {
+            logs: r.logs.clone(),
+            witnessing: r.witnessing.clone(),
+            families,
+        });
+        self
+    }
+
+    /// Routes families by `clock` instead of the system's.
+    #[must_use]
+    pub fn with_clock(mut self, clock: crate::log::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The family `origin` is a shard of, with the shard's period
+    /// `[start, end)`.
+    pub fn family_of(&self, origin: &str) -> Option<(String, u64, u64)> {
+        self.registry().families.iter().find_map(|(f, p)| {
+            crate::family::shard_span(f, *p, origin).map(|(s, e)| (f.clone(), s, e))
+        })
+    }
+
+    /// Whether `origin` names a family (and not a log).
+    pub fn is_family(&self, origin: &str) -> bool {
+        self.registry().families.contains_key(origin)
     }
 
     /// Serves `log` from now on, witnessed by `witnesses` when given
@@ -324,7 +397,11 @@ impl<S: Storage> LogApi<S> {
         }
         let mut logs = guard.logs.clone();
         logs.insert(origin, log);
-        *guard = Arc::new(Registry { logs, witnessing });
+        *guard = Arc::new(Registry {
+            logs,
+            witnessing,
+            families: guard.families.clone(),
+        });
         Ok(())
     }
 
@@ -418,6 +495,11 @@ impl<S: Storage> LogApi<S> {
         }
         if let Some(l) = registry.logs.get(origin) {
             return Ok(l.clone());
+        }
+        if let Some(period) = registry.families.get(origin) {
+            if let Some(l) = registry.shard(origin, *period, (self.clock)()) {
+                return Ok(l);
+            }
         }
         self.access.authenticate(caller)?;
         Err({

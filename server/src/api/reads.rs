@@ -1,18 +1,21 @@
 //! Writes, checkpoints and proofs: the requests with one answer.
 
-use crate::lifecycle::LogState;
 use std::sync::Arc;
 
 use quire_core::{inclusion_plan, root_at, Hash, VerifierKey};
 
 use super::{blocking, read_view, short_read, tree_size, Action, ApiError, Caller, LogApi};
-use crate::log::{Added, Latest, Log};
+use crate::lifecycle::LogState;
+use crate::log::{Added, Latest, Log, WriteError};
 use crate::proofs::{checked_consistency, checked_inclusion, signed_root};
 use crate::store::{Storage, StorageReader};
 
 /// What a write gets back.
 #[derive(Clone, Debug, Default)]
 pub struct Written {
+    /// The log that took the entries (a family's shard, when the request
+    /// named the family).
+    pub origin: String,
     /// One per entry, in the order given.
     pub entries: Vec<Added>,
     /// The checkpoint the proofs are against (when proofs were asked for).
@@ -87,6 +90,9 @@ pub struct LogSummary {
     pub signed_at_ms: u64,
     /// When it was frozen, Unix milliseconds.
     pub frozen_at_ms: Option<u64>,
+    /// The family it is a shard of, with the period it covers
+    /// `[start, end)`, Unix milliseconds.
+    pub shard: Option<(String, u64, u64)>,
 }
 
 impl LogSummary {
@@ -101,6 +107,7 @@ impl LogSummary {
             size: latest.stored.size,
             signed_at_ms: latest.stored.signed_at_ms,
             frozen_at_ms: frozen.map(|f| f.at_ms),
+            shard: None,
         }
     }
 }
@@ -124,15 +131,45 @@ impl<S: Storage> LogApi<S> {
         proofs: bool,
         witnessed: bool,
     ) -> Result<Written, ApiError> {
-        let log = self.log_for(caller, origin, Action::Write, entries.len() as u64)?;
+        let mut log = self.log_for(caller, origin, Action::Write, entries.len() as u64)?;
+        if proofs && witnessed {
+            self.witnessing_of(&log)?;
+        }
+        let (added, latest) = if self.is_family(origin) {
+            // The shard may be frozen between the routing and the write
+            // (its period ended): the write goes again, to the shard of
+            // the moment, so that a writer never sees the boundary.
+            let mut tries = 0;
+            loop {
+                match log.add(entries.clone()).await {
+                    Err(WriteError::Frozen { .. }) if tries < 2 => {
+                        tries += 1;
+                        let next = self.find(caller, origin)?;
+                        if next.origin() == log.origin() {
+                            return Err(ApiError::Write(WriteError::Frozen {
+                                origin: log.origin().to_owned(),
+                                state: log.state().0,
+                            }));
+                        }
+                        if !self.access.may(caller, next.origin(), Action::Write) {
+                            self.access.check(caller, next.origin(), Action::Write, 0)?;
+                        }
+                        log = next;
+                    }
+                    r => break r?,
+                }
+            }
+        } else {
+            log.add(entries).await?
+        };
         let witnessing = if proofs && witnessed {
             Some(self.witnessing_of(&log)?)
         } else {
             None
         };
-        let (added, latest) = log.add(entries).await?;
         if !proofs {
             return Ok(Written {
+                origin: log.origin().to_owned(),
                 entries: added,
                 ..Written::default()
             });
@@ -144,6 +181,7 @@ impl<S: Storage> LogApi<S> {
         };
         let proofs = inclusion_proofs(&log, added.iter().map(|a| a.index).collect(), size).await?;
         Ok(Written {
+            origin: log.origin().to_owned(),
             entries: added,
             checkpoint: Some(note),
             proofs,
@@ -299,8 +337,16 @@ impl<S: Storage> LogApi<S> {
             .logs
             .values()
             .filter(|l| self.access.may(caller, l.origin(), Action::Audit))
-            .map(LogSummary::of)
+            .map(|l| self.summary(l))
             .collect())
+    }
+
+    /// `log` as `ListLogs` shows it, with the family it is a shard of.
+    pub fn summary(&self, log: &Log<S>) -> LogSummary {
+        LogSummary {
+            shard: self.family_of(log.origin()),
+            ..LogSummary::of(log)
+        }
     }
 }
 

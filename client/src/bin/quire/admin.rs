@@ -77,6 +77,9 @@ fn info_json(l: &LogInfo) -> serde_json::Value {
         "size": l.size.to_string(),
         "signed_at_ms": l.signed_at_ms.to_string(),
         "frozen_at_ms": (l.frozen_at_ms > 0).then(|| l.frozen_at_ms.to_string()),
+        "family": (!l.family.is_empty()).then(|| l.family.clone()),
+        "period_start_ms": (!l.family.is_empty()).then(|| l.period_start_ms.to_string()),
+        "period_end_ms": (!l.family.is_empty()).then(|| l.period_end_ms.to_string()),
     })
 }
 
@@ -85,6 +88,13 @@ fn info_line(l: &LogInfo) -> String {
     let mut line = format!("{}\t{}\tsize {}", l.origin, l.state, l.size);
     if l.frozen_at_ms > 0 {
         let _ = write!(line, "\tfrozen at {} ms", l.frozen_at_ms);
+    }
+    if !l.family.is_empty() {
+        let _ = write!(
+            line,
+            "\tshard of {} for [{}, {}) ms",
+            l.family, l.period_start_ms, l.period_end_ms
+        );
     }
     for k in &l.verifier_keys {
         let _ = write!(line, "\n  key {k}");

@@ -54,7 +54,13 @@ pub(crate) async fn add(
     rpc.set_witnessed(trust.quorum > 0);
     match wait {
         None => {
-            let added = rpc.add(&origin, entry).await?;
+            let (added, log) = rpc.add_to(&origin, entry).await?;
+            // A family's shard: say which one took it.
+            let shard = if !log.is_empty() && log != origin {
+                format!(" in log {log}")
+            } else {
+                String::new()
+            };
             // Nothing here checked the log's answer: say so, and how.
             let unverified = if trust.log_keys.is_empty() {
                 "; not verified: the log's answer was taken as given (use --wait FILE --log-key KEY for a verified proof)"
@@ -64,7 +70,7 @@ pub(crate) async fn add(
             print(
                 json,
                 &format!(
-                    "index {}{}{unverified}",
+                    "index {}{shard}{}{unverified}",
                     added.index,
                     if added.duplicate {
                         " (duplicate: already in the log)"
@@ -72,7 +78,7 @@ pub(crate) async fn add(
                         ""
                     }
                 ),
-                &serde_json::json!({"index": added.index.to_string(), "duplicate": added.duplicate, "verified": false}),
+                &serde_json::json!({"index": added.index.to_string(), "log": log, "duplicate": added.duplicate, "verified": false}),
             );
         }
         Some(out) => {

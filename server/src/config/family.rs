@@ -1,0 +1,80 @@
+//! A log family's configuration (`[[families]]`): the origin its shards
+//! share, the period each shard covers, how many are created ahead, and
+//! the settings of each shard (`[families.shard]`: the keys of a
+//! `[[logs]]` table but `origin`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Config, ConfigError, LogConfig};
+use crate::family::Period;
+
+/// One family of logs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FamilyConfig {
+    /// The family's origin: writes and reads may name it; its shards are
+    /// `ORIGIN/LABEL` (`acme.example/audit/2026-12` for a month).
+    pub origin: String,
+    /// The period each shard covers: `day`, `month` or `year` (UTC).
+    pub period: Period,
+    /// Shards created ahead of the current one (1 to 12).
+    #[serde(default = "default_ahead")]
+    pub ahead: u32,
+    /// The settings of each shard: any key of a `[[logs]]` table but
+    /// `origin`.
+    #[serde(default)]
+    pub shard: toml::Table,
+}
+
+fn default_ahead() -> u32 {
+    1
+}
+
+impl FamilyConfig {
+    /// The origin of the shard labelled `label`.
+    pub fn shard_origin(&self, label: &str) -> String {
+        format!("{}/{label}", self.origin)
+    }
+
+    /// The settings of the shard labelled `label`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for settings that are not a log's.
+    pub fn shard_config(&self, label: &str) -> Result<LogConfig, ConfigError> {
+        let mut table = self.shard.clone();
+        table.insert(
+            "origin".into(),
+            toml::Value::String(self.shard_origin(label)),
+        );
+        LogConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
+            ConfigError::Invalid(format!("[families.shard] of family {:?}: {e}", self.origin))
+        })
+    }
+
+    /// Checks the family against the server's configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the value.
+    pub fn validate(&self, server: &Config) -> Result<(), ConfigError> {
+        if !(1..=12).contains(&self.ahead) {
+            return Err(ConfigError::Invalid(format!(
+                "family {:?}: ahead = {} must be 1 to 12",
+                self.origin, self.ahead
+            )));
+        }
+        if self.shard.contains_key("origin") {
+            return Err(ConfigError::Invalid(format!(
+                "family {:?}: [families.shard] sets no origin: each shard's is the family's and its period",
+                self.origin
+            )));
+        }
+        if let Some(l) = server.logs.iter().find(|l| l.origin == self.origin) {
+            return Err(ConfigError::Invalid(format!(
+                "{:?} is both a log and a family: a family's origin names its current shard",
+                l.origin
+            )));
+        }
+        // A shard of the widest label checks the origin and settings.
+        self.shard_config(&self.period.label(0))?.validate(server)
+    }
+}
