@@ -48,7 +48,17 @@ fn allows(held: &[&str], role: &str) -> bool {
 }
 
 fn expect_on(e: &Expect, rpc: Rpc, log: &str) -> Result<(), (Code, String)> {
-    let (role, words) = rpc.role();
+    expect_role(e, rpc.role(), log, log)
+}
+
+/// What `e` gets asking for what needs `(role, words)` on `log`, where its
+/// roles are those it holds on `tenant_log` (a log of the same tenant).
+fn expect_role(
+    e: &Expect,
+    (role, words): (&str, &str),
+    tenant_log: &str,
+    log: &str,
+) -> Result<(), (Code, String)> {
     match e {
         Expect::Unauthenticated(msg) => Err((Code::Unauthenticated, msg.clone())),
         Expect::Roles {
@@ -57,7 +67,7 @@ fn expect_on(e: &Expect, rpc: Rpc, log: &str) -> Result<(), (Code, String)> {
             acme,
             beta,
         } => {
-            let held = if log == ACME { acme } else { beta };
+            let held = if tenant_log == ACME { acme } else { beta };
             if allows(held, role) {
                 Ok(())
             } else if *anonymous {
@@ -250,6 +260,7 @@ async fn every_rpc_by_every_identity_gets_its_exact_answer() {
     ];
     let mut n = 0;
     let mut checked = 0;
+    let mut created: Vec<String> = Vec::new();
     for (label, cert, auth, expect) in &cases {
         let mut c = connect(&f, *cert, auth.clone()).await;
         for rpc in RPCS {
@@ -266,6 +277,36 @@ async fn every_rpc_by_every_identity_gets_its_exact_answer() {
                     _ => panic!("{label}, {rpc:?} on {log}: got {got:?}, want {want:?}"),
                 }
                 checked += 1;
+            }
+        }
+        // The admin service: creating a log in each tenant needs the admin
+        // role there (only the tenant's admin has it; its log is made).
+        let mut admin = quire_proto::v1::admin_client::AdminClient::with_interceptor(
+            channel(&f, *cert).await,
+            Auth(auth.clone()),
+        );
+        for (tenant_log, prefix) in [(ACME, "acme.example"), (BETA, "beta.example")] {
+            n += 1;
+            let origin = format!("{prefix}/matrix-{n}");
+            let got = admin
+                .create_log(quire_proto::v1::CreateLogRequest {
+                    origin: origin.clone(),
+                    like: String::new(),
+                    private_keys: Vec::new(),
+                })
+                .await
+                .map(drop);
+            let want = expect_role(expect, ("admin", "administer"), tenant_log, &origin);
+            match (&got, &want) {
+                (Ok(()), Ok(())) => {}
+                (Err(s), Err((code, msg))) => {
+                    assert_eq!(s.code(), *code, "{label}, CreateLog {origin}: {s:?}");
+                    assert_eq!(s.message(), msg, "{label}, CreateLog {origin}");
+                }
+                _ => panic!("{label}, CreateLog {origin}: got {got:?}, want {want:?}"),
+            }
+            if got.is_ok() {
+                created.push(origin);
             }
         }
         // ListLogs: the logs it may audit; invalid credentials refused.
@@ -287,13 +328,22 @@ async fn every_rpc_by_every_identity_gets_its_exact_answer() {
                     .into_iter()
                     .map(|l| l.origin)
                     .collect();
-                let mut want = Vec::new();
-                if allows(acme, "auditor") {
-                    want.push(ACME.to_owned());
-                }
-                if allows(beta, "auditor") {
-                    want.push(BETA.to_owned());
-                }
+                // Every log served, the ones made above included, that
+                // its tenant's roles let it audit, in origin order.
+                let mut want: Vec<String> = [ACME, BETA]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .chain(created.iter().cloned())
+                    .filter(|o| {
+                        let held = if o.starts_with("acme.example/") {
+                            acme
+                        } else {
+                            beta
+                        };
+                        allows(held, "auditor")
+                    })
+                    .collect();
+                want.sort();
                 assert_eq!(got, want, "{label}: ListLogs");
                 // An unknown log's refusal names only the logs it may see.
                 let s = call(&mut c, Rpc::GetCheckpoint, "nope.example/log", 0)
@@ -312,6 +362,9 @@ async fn every_rpc_by_every_identity_gets_its_exact_answer() {
         }
     }
     assert_eq!(checked, cases.len() * RPCS.len() * 2);
+    // Only the acme tenant's admin created a log, and only in its tenant.
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(created[0].starts_with("acme.example/matrix-"));
     f.server.stop().await;
 }
 
@@ -656,5 +709,148 @@ async fn the_admin_service_needs_the_admin_role_and_its_changes_take_effect_at_o
             "unauthenticated: token \"acme-writer\" is revoked"
         )
     );
+    f.server.stop().await;
+}
+
+/// The HTTPS server of an issuer's key set: serves what `served` holds now
+/// at any path, with the certificate `cert` (PEM), and counts the fetches.
+async fn serve_jwks(
+    cert: &Pem,
+    served: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> u16 {
+    use rustls_pki_types::pem::PemObject as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(cert.0.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, served, fetches) = (acceptor.clone(), served.clone(), fetches.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = served.lock().unwrap().clone();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// An issuer's key set kept fetched from its URL over HTTPS (checked
+/// against the configured CA): tokens of its keys are taken once the
+/// first fetch is in, and a rotation of its keys is taken without a
+/// restart: the new key's tokens are accepted, the old one's refused.
+#[tokio::test]
+async fn an_issuers_key_set_is_fetched_from_its_url_and_a_rotation_is_taken() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let issuer_pki = pki();
+    let (old, new) = (jwks(), jwks());
+    let served = Arc::new(Mutex::new(old.jwks.clone()));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let port = serve_jwks(&issuer_pki.server, served.clone(), fetches.clone()).await;
+    let f = start_with(&format!(
+        r#"[[issuers]]
+name = "rotating"
+issuer = "https://rotating.example"
+audiences = ["quire"]
+jwks_file = "rotating-jwks.json"
+jwks_url = "https://localhost:{port}/.well-known/jwks.json"
+jwks_ca_file = "rotating-ca.pem"
+jwks_refresh_s = 1
+[[grants]]
+who = "jwt:rotating:*"
+roles = ["writer"]
+tenants = ["acme"]
+"#
+    ))
+    .await;
+    let dir = f.policy.parent().unwrap().to_owned();
+    std::fs::write(dir.join("rotating-ca.pem"), &issuer_pki.ca).unwrap();
+    let token = |key: &jsonwebtoken::EncodingKey| {
+        Some(format!(
+            "Bearer {}",
+            jwt(
+                key,
+                "https://rotating.example",
+                "quire",
+                "svc",
+                now() + 600,
+                "j1"
+            )
+        ))
+    };
+    let mut with_old = connect(&f, None, token(&old.key)).await;
+    let mut with_new = connect(&f, None, token(&new.key)).await;
+    let mut n = 0;
+    poll_until("the first key set fetched and taken", async || {
+        n += 1;
+        call(&mut with_old, Rpc::AddEntry, ACME, 1000 + n)
+            .await
+            .is_ok()
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("rotating-jwks.json")).unwrap(),
+        old.jwks,
+        "the fetched key set is kept in its file"
+    );
+    // The issuer rotates its key.
+    *served.lock().unwrap() = new.jwks.clone();
+    poll_until("the rotated key set fetched and taken", async || {
+        n += 1;
+        call(&mut with_new, Rpc::AddEntry, ACME, 2000 + n)
+            .await
+            .is_ok()
+    })
+    .await;
+    let s = call(&mut with_old, Rpc::AddEntry, ACME, 3000)
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unauthenticated, "{}", s.message());
+    assert!(fetches.load(Ordering::SeqCst) >= 2);
+    // The issuer's certificate is checked: against another CA, no keys.
+    let url = format!("https://localhost:{port}/.well-known/jwks.json");
+    std::fs::write(dir.join("other-ca.pem"), &f.pki.ca).unwrap();
+    let e = quire_server::access::jwks_fetch::fetch(&url, Some(&dir.join("other-ca.pem")))
+        .await
+        .unwrap_err();
+    assert!(e.starts_with("TLS with localhost: "), "{e}");
+    let got = quire_server::access::jwks_fetch::fetch(&url, Some(&dir.join("rotating-ca.pem")))
+        .await
+        .unwrap();
+    assert_eq!(got, new.jwks.as_bytes());
     f.server.stop().await;
 }

@@ -102,7 +102,13 @@ pub(crate) struct Issuer {
 }
 
 impl Issuer {
-    /// An issuer with the keys of `jwks` (a JWKS document).
+    /// Whether its key set holds a key.
+    pub(crate) fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// An issuer with the keys of `jwks` (a JWKS document; none until a
+    /// key set is fetched, see [`Self::has_keys`]).
     ///
     /// # Errors
     /// A JWKS that does not parse, or holds a key that cannot be used, or
@@ -129,9 +135,6 @@ impl Issuer {
                 None => None,
             };
             keys.push((jwk.common.key_id.clone(), key, alg));
-        }
-        if keys.is_empty() {
-            return Err(format!("issuer {name:?}: its JWKS holds no key"));
         }
         let algorithms = if algorithms.is_empty() {
             vec![

@@ -27,11 +27,15 @@
 //! [`AccessControl::path`] and records its actions with
 //! [`AccessControl::note_admin`].
 //!
-//! Out of scope here: fetching key sets from a URL (a JWKS file is re-read
-//! instead).
+//! An issuer's key set is read from its `jwks_file` and, with a
+//! `jwks_url`, kept fetched into that file ([`jwks_fetch`]).
+//!
+//! Out of scope here: fetching a key set early when a token names a key
+//! the set does not hold (the next scheduled fetch brings it).
 
 pub mod audit;
 mod credentials;
+pub mod jwks_fetch;
 mod policy;
 mod principal;
 mod quota;
@@ -259,9 +263,20 @@ impl AccessControl {
         }
     }
 
-    /// Reloads the policy every [`RELOAD_EVERY`] until `stop` turns true.
+    /// Reloads the policy every [`RELOAD_EVERY`] until `stop` turns true,
+    /// and keeps the key sets of issuers with a `jwks_url` fetched
+    /// ([`jwks_fetch`]): a fetched key set is written to its file, which
+    /// the next reload takes.
     pub async fn watch(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let schedule = Arc::new(Mutex::new(jwks_fetch::Schedule::default()));
         loop {
+            let due = schedule
+                .lock()
+                .map(|mut s| s.take_due(&self.policy().fetched, std::time::Instant::now()))
+                .unwrap_or_default();
+            for source in due {
+                tokio::spawn(jwks_fetch::refresh_scheduled(source, Arc::clone(&schedule)));
+            }
             tokio::select! {
                 () = tokio::time::sleep(RELOAD_EVERY) => {}
                 _ = stop.changed() => return,

@@ -18,6 +18,10 @@
 //! issuer = "https://login.corp.example"
 //! audiences = ["quire"]
 //! jwks_file = "corp-jwks.json"
+//! jwks_url = "https://login.corp.example/.well-known/jwks.json"  # optional:
+//!                             # fetched into jwks_file every jwks_refresh_s
+//! jwks_refresh_s = 300
+//! jwks_ca_file = "corp-ca.pem" # optional; default: the system's CAs
 //! algorithms = ["RS256", "ES256"]   # default: every public-key one
 //! revoked_ids = []                  # jti claims refused
 //! leeway_s = 30
@@ -182,6 +186,15 @@ struct IssuerFile {
     issuer: String,
     audiences: Vec<String>,
     jwks_file: PathBuf,
+    /// Where the key set is fetched (kept in `jwks_file`).
+    #[serde(default)]
+    jwks_url: Option<String>,
+    /// How often it is fetched, seconds.
+    #[serde(default = "default_refresh")]
+    jwks_refresh_s: u64,
+    /// The CA (PEM) the URL's certificate must chain to.
+    #[serde(default)]
+    jwks_ca_file: Option<PathBuf>,
     #[serde(default)]
     algorithms: Vec<String>,
     #[serde(default)]
@@ -193,6 +206,13 @@ struct IssuerFile {
 fn default_leeway() -> u64 {
     30
 }
+
+fn default_refresh() -> u64 {
+    300
+}
+
+/// The shortest `jwks_refresh_s`.
+const MIN_REFRESH_S: u64 = 1;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,6 +289,8 @@ pub struct Policy {
     /// The files it was read from, with their bytes: a change of any is a
     /// new policy.
     pub(crate) sources: Sources,
+    /// The key sets kept fetched from their issuers' URLs.
+    pub(crate) fetched: Vec<super::jwks_fetch::JwksSource>,
 }
 
 impl Policy {
@@ -332,8 +354,24 @@ impl Policy {
             .map_err(|_| format!("{}: not UTF-8 text", path.display()))
             .and_then(|t| toml::from_str(t).map_err(|e| format!("{}: {e}", path.display())))?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        Self::check(file, |jwks| take(&dir.join(jwks)))
-            .map_err(|e| format!("{}: {e}", path.display()))
+        let fetched = file
+            .issuers
+            .iter()
+            .filter_map(|i| {
+                i.jwks_url
+                    .as_ref()
+                    .map(|url| super::jwks_fetch::JwksSource {
+                        issuer: i.name.clone(),
+                        url: url.clone(),
+                        file: dir.join(&i.jwks_file),
+                        every: std::time::Duration::from_secs(i.jwks_refresh_s),
+                        ca_file: i.jwks_ca_file.as_ref().map(|c| dir.join(c)),
+                    })
+            })
+            .collect();
+        let policy = Self::check(file, |jwks| take(&dir.join(jwks)))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Policy { fetched, ..policy })
     }
 
     fn check(
@@ -364,25 +402,7 @@ impl Policy {
             }
             tokens.add(&t.name, &t.sha256, t.revoked)?;
         }
-        let mut issuers: Vec<Issuer> = Vec::new();
-        for i in file.issuers {
-            if issuers
-                .iter()
-                .any(|o| o.name == i.name || o.iss == i.issuer)
-            {
-                return Err(format!("issuer {:?} is defined twice", i.name));
-            }
-            let keys = jwks(&i.jwks_file).map_err(|e| format!("issuer {:?}: {e}", i.name))?;
-            issuers.push(Issuer::new(
-                &i.name,
-                &i.issuer,
-                i.audiences,
-                &i.algorithms,
-                &keys,
-                i.revoked_ids,
-                i.leeway_s,
-            )?);
-        }
+        let issuers = issuers(file.issuers, &mut jwks)?;
         let mut grants = Vec::new();
         for (n, g) in file.grants.iter().enumerate() {
             let at = |e: String| format!("grant {} (who = {:?}): {e}", n + 1, g.who);
@@ -421,6 +441,7 @@ impl Policy {
             grants,
             quotas,
             sources: Vec::new(),
+            fetched: Vec::new(),
         })
     }
 
@@ -436,6 +457,58 @@ impl Policy {
     pub fn public(&self) -> Roles {
         self.public
     }
+}
+
+/// The issuers of a policy file, each with its key set from `jwks`.
+fn issuers(
+    files: Vec<IssuerFile>,
+    jwks: &mut impl FnMut(&Path) -> Result<Vec<u8>, String>,
+) -> Result<Vec<Issuer>, String> {
+    let mut issuers: Vec<Issuer> = Vec::new();
+    for i in files {
+        if issuers
+            .iter()
+            .any(|o| o.name == i.name || o.iss == i.issuer)
+        {
+            return Err(format!("issuer {:?} is defined twice", i.name));
+        }
+        let keys = match (jwks(&i.jwks_file), &i.jwks_url) {
+            // Not fetched yet: no keys until the first fetch.
+            (Err(_), Some(_)) => br#"{"keys":[]}"#.to_vec(),
+            (Ok(bytes), Some(_)) if bytes.is_empty() => br#"{"keys":[]}"#.to_vec(),
+            (got, _) => got.map_err(|e| format!("issuer {:?}: {e}", i.name))?,
+        };
+        if let Some(url) = &i.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(format!(
+                    "issuer {:?}: jwks_url {url:?} must start with https:// (or http://)",
+                    i.name
+                ));
+            }
+            if !(MIN_REFRESH_S..=86_400).contains(&i.jwks_refresh_s) {
+                return Err(format!(
+                    "issuer {:?}: jwks_refresh_s = {} must be {MIN_REFRESH_S} to 86400",
+                    i.name, i.jwks_refresh_s
+                ));
+            }
+        }
+        let issuer = Issuer::new(
+            &i.name,
+            &i.issuer,
+            i.audiences,
+            &i.algorithms,
+            &keys,
+            i.revoked_ids,
+            i.leeway_s,
+        )?;
+        // A key set kept fetched may be empty until its first fetch;
+        // a file alone must hold a key.
+        if !issuer.has_keys() && i.jwks_url.is_none() {
+            return Err(format!("issuer {:?}: its JWKS holds no key", i.name));
+        }
+        issuers.push(issuer);
+    }
+    Ok(issuers)
 }
 
 #[cfg(test)]
@@ -494,10 +567,15 @@ mod tests {
             ("[[grants]]\nwho = \"jwt:corp:*\"\nroles = [\"reader\"]\nlogs = [\"*\"]", "no issuer is named \"corp\""),
             ("[[tokens]]\nname = \"a\"\nsha256 = \"00\"", "64 hex digits"),
             ("[[issuers]]\nname = \"corp\"\nissuer = \"https://i\"\naudiences = [\"q\"]\njwks_file = \"k.json\"", "no JWKS here"),
+            ("[[issuers]]\nname = \"corp\"\nissuer = \"https://i\"\naudiences = [\"q\"]\njwks_file = \"k.json\"\njwks_url = \"ftp://i/k\"", "must start with https://"),
+            ("[[issuers]]\nname = \"corp\"\nissuer = \"https://i\"\naudiences = [\"q\"]\njwks_file = \"k.json\"\njwks_url = \"https://i/k\"\njwks_refresh_s = 0", "jwks_refresh_s = 0 must be 1 to 86400"),
         ] {
             let e = policy(text).err().unwrap_or_default();
             assert!(e.contains(says), "{text}: {e}");
         }
         assert!(policy("unknown = 1").is_err());
+        // A key set kept fetched may be absent until its first fetch.
+        let p = policy("[[issuers]]\nname = \"corp\"\nissuer = \"https://i\"\naudiences = [\"q\"]\njwks_file = \"k.json\"\njwks_url = \"https://i/k\"").unwrap();
+        assert!(!p.issuers[0].has_keys());
     }
 }

@@ -294,7 +294,7 @@ pub async fn connect_admin(f: &Fixture, token: Option<&str>) -> Admin {
 }
 
 /// A TLS channel to the fixture's server, with `cert` when given.
-async fn channel(f: &Fixture, cert: Option<&Pem>) -> Channel {
+pub async fn channel(f: &Fixture, cert: Option<&Pem>) -> Channel {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&f.pki.ca))
         .domain_name("localhost");
