@@ -14,9 +14,12 @@
 //! TLS and mTLS, health and reflection services, witness cosignature
 //! collection over gRPC and C2SP `tlog-witness` ([`witnessing`]), the
 //! high-water record and start-up checks that keep the log from signing a
-//! fork of itself ([`highwater`], [`startup`]), and offline recovery
-//! ([`import`], [`fsck`]). Out of scope so far: access policy beyond
-//! [`api::Access`], the C2SP `tlog-tiles` HTTP face and replicated storage.
+//! fork of itself ([`highwater`], [`startup`]), offline recovery
+//! ([`import`], [`fsck`]), PostgreSQL storage and replicas ([`replica`]),
+//! who may do what ([`access`]), the log lifecycle ([`lifecycle`]), the
+//! admin service ([`admin`]) and log families rolling over by period
+//! ([`family`]). Out of scope so far: the C2SP `tlog-tiles` HTTP face and
+//! audit events with their indexes.
 
 pub mod access;
 pub mod admin;

@@ -492,3 +492,85 @@ async fn a_family_rolls_over_under_concurrent_writers_and_no_write_fails() {
     assert_eq!(Period::Month.label(start), "2026-12");
     assert_eq!(december.state, LogState::Frozen);
 }
+
+/// Freezes one log the first time a write to it is allowed, and returns
+/// only once the freeze has begun: the write was routed to a shard that
+/// stops taking writes before the write reaches it.
+struct FreezeOnFirstWrite {
+    target: Mutex<Option<Log<MemoryStore>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Access for FreezeOnFirstWrite {
+    fn check(&self, _: &Caller, origin: &str, action: Action, _: u64) -> Result<(), ApiError> {
+        let mut target = self.target.lock().unwrap();
+        if action == Action::Write && target.as_ref().is_some_and(|l| l.origin() == origin) {
+            let log = target.take().unwrap();
+            let freezing = log.clone();
+            self.runtime.spawn(async move { freezing.freeze().await });
+            for _ in 0..5000 {
+                if log.state().0 != quire_server::lifecycle::LogState::Active {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            panic!("the freeze did not begin");
+        }
+        Ok(())
+    }
+}
+
+/// A write naming a family whose shard begins to freeze between the
+/// routing and the write is sent again to the next shard, and succeeds
+/// there: the write path's answer to the boundary race, placed by the
+/// access check (which runs between the two), not by timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_family_write_that_meets_its_shard_freezing_goes_to_the_next() {
+    use quire_server::family::Period;
+    use quire_server::lifecycle::LogState;
+    const FAMILY: &str = "acme.example/audit";
+    let dir = tempfile::tempdir().unwrap();
+    let (dec, jan) = (
+        open(dir.path(), &format!("{FAMILY}/2026-12")),
+        open(dir.path(), &format!("{FAMILY}/2027-01")),
+    );
+    // 2026-12-31T12:00:00Z: December's shard is the one of now.
+    let clock: quire_server::log::Clock = Arc::new(|| 1_798_718_400_000);
+    let api = LogApi::new(vec![dec.clone(), jan.clone()])
+        .with_clock(clock)
+        .with_families([(FAMILY.to_owned(), Period::Month)])
+        .with_access(FreezeOnFirstWrite {
+            target: Mutex::new(Some(dec.clone())),
+            runtime: tokio::runtime::Handle::current(),
+        });
+    let who = Caller::default();
+    let w = api
+        .add(
+            &who,
+            FAMILY,
+            vec![b"the event at the boundary".to_vec()],
+            false,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.origin, jan.origin(), "sent again, to the next shard");
+    assert_eq!((w.entries[0].index, jan.latest().stored.size), (0, 1));
+    // December took nothing after the freeze began, and is frozen.
+    for _ in 0..5000 {
+        if dec.state().0 == LogState::Frozen {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        (dec.state().0, dec.latest().stored.size),
+        (LogState::Frozen, 0)
+    );
+    // Named directly, the frozen shard refuses by name.
+    let e = api
+        .add(&who, dec.origin(), vec![b"late".to_vec()], false, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), Kind::FailedPrecondition);
+}

@@ -7,7 +7,10 @@
 //! checked against the signed root before they are served (RFC 9162
 //! §2.1.3.2, §2.1.4.2), the follow loops of the streams, and witnessed or
 //! signed-only answers, and the C2SP `tlog-tiles` tiles and entry bundles
-//! a tiles face will serve. Every call takes the [`Caller`] and asks the
+//! a tiles face will serve. A request naming a log family goes to the
+//! family's shard of the moment (`registry.rs`); logs created while the
+//! server runs join the registry ([`LogApi::add_log`]). Every call takes
+//! the [`Caller`] and asks the
 //! server's [`Access`] whether it may; every failure is an [`ApiError`] of
 //! a transport-neutral [`Kind`].
 //!
@@ -15,11 +18,12 @@
 //! maps requests in and errors out; an HTTP tiles face will do the same),
 //! authentication (a face builds the [`Caller`] from what its transport
 //! proved) and the access policy itself (the default [`OpenAccess`] lets
-//! everyone do everything, as before roles existed).
+//! everyone write and read, and only this machine administer).
 
 pub mod budget;
 mod error;
 mod reads;
+mod registry;
 mod streams;
 mod tiles;
 
@@ -37,6 +41,7 @@ use crate::log::Log;
 use crate::store::Storage;
 use crate::witnessing::Witnessing;
 use budget::{ResponseBudget, StreamSlots};
+use registry::Registry;
 
 /// Most entries per page of an entry stream (one bundle); pages are also at
 /// most [`crate::api::budget::PAGE_BYTES`].
@@ -191,44 +196,6 @@ impl Access for OpenAccess {
             origin: origin.to_owned(),
             why: "without an access policy only callers on this machine (a loopback address) may administer logs; configure `access` and grant the admin role".into(),
         })
-    }
-}
-
-/// The logs of a server, by origin, with the witness collection of those
-/// that have witnesses: replaced whole when a log is added.
-struct Registry<S: Storage> {
-    logs: BTreeMap<String, Log<S>>,
-    witnessing: BTreeMap<String, Witnessing>,
-    /// The families whose origins name their current shard, with their
-    /// periods ([`crate::family`]).
-    families: BTreeMap<String, crate::family::Period>,
-}
-
-impl<S: Storage> Registry<S> {
-    /// The shard a write or read naming `family` goes to at `now`: the
-    /// latest shard whose period began, or, when that one takes no writes
-    /// (its period ended and it was frozen, or an admin froze it early),
-    /// the first active shard after it.
-    fn shard(&self, family: &str, period: crate::family::Period, now: u64) -> Option<Log<S>> {
-        let prefix = format!("{family}/");
-        let upto = format!("{prefix}{}", period.label(now));
-        let shards = || {
-            self.logs
-                .range(prefix.clone()..)
-                .take_while(|(o, _)| o.starts_with(&prefix))
-                .filter(|(o, _)| crate::family::shard_span(family, period, o).is_some())
-        };
-        let current = shards().take_while(|(o, _)| **o <= upto).last();
-        let (origin, log) = current.or_else(|| shards().next())?;
-        if log.state().0 == crate::lifecycle::LogState::Active {
-            return Some(log.clone());
-        }
-        Some(
-            shards()
-                .filter(|(o, _)| *o > origin)
-                .find(|(_, l)| l.state().0 == crate::lifecycle::LogState::Active)
-                .map_or_else(|| log.clone(), |(_, l)| l.clone()),
-        )
     }
 }
 
