@@ -65,6 +65,21 @@ impl Hash {
         }
         s
     }
+
+    /// Parses [`Self::to_hex`]'s form: exactly 64 hexadecimal digits (either
+    /// case); `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let text = text.as_bytes();
+        if text.len() != HASH_LEN * 2 {
+            return None;
+        }
+        let mut out = [0u8; HASH_LEN];
+        for (b, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+            let digit = |c: u8| char::from(c).to_digit(16);
+            *b = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+        }
+        Some(Hash(out))
+    }
 }
 
 impl fmt::Debug for Hash {
@@ -207,6 +222,23 @@ mod tests {
             empty_root().to_hex(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn hex_round_trips_and_refuses_anything_else() {
+        let h = leaf_hash(b"x");
+        assert_eq!(Hash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(Hash::from_hex(&h.to_hex().to_uppercase()), Some(h));
+        let hex = h.to_hex();
+        for bad in [
+            &hex[..62],
+            &format!("{hex}00"),
+            &format!("{}g", &hex[..63]),
+            "",
+            &format!("+{}", &hex[1..]),
+        ] {
+            assert_eq!(Hash::from_hex(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -39,8 +39,7 @@ pub fn load_or_create(
         .map_err(|e| anyhow::anyhow!("creating the key directory {}: {e}", dir.display()))?;
     let mut created = false;
     let mut signers = Vec::new();
-    for (alg, ext) in KEY_FILES {
-        let path: PathBuf = dir.join(format!("{}.{ext}", slug(origin)));
+    for ((alg, _), path) in KEY_FILES.into_iter().zip(paths(dir, origin)) {
         let signer = if path.exists() {
             let text = quire_host::keyfile::read_private(&path, MAX_KEY_BYTES)?;
             let signer = LogSigner::from_private_text(text.trim())

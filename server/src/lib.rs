@@ -32,6 +32,7 @@ pub mod fsck;
 pub mod fuzz_targets;
 pub mod grpc;
 pub mod highwater;
+mod http1;
 pub mod import;
 pub mod keyfile;
 pub mod lifecycle;

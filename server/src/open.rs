@@ -33,6 +33,19 @@ pub enum StartError {
     },
 }
 
+/// Where the embedded engine keeps log `origin`'s database under
+/// `data_dir`.
+pub fn redb_path(data_dir: &Path, origin: &str) -> std::path::PathBuf {
+    data_dir
+        .join("logs")
+        .join(format!("{}.redb", keyfile::slug(origin)))
+}
+
+/// Where log `origin`'s high-water record lives in `high_water_dir`.
+pub fn high_water_path(high_water_dir: &Path, origin: &str) -> std::path::PathBuf {
+    high_water_dir.join(format!("{}.highwater", keyfile::slug(origin)))
+}
+
 /// The logs (file stems of `*.redb`) in a data directory's `logs/`.
 fn existing_logs(logs_dir: &Path) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(logs_dir) else {
@@ -78,10 +91,9 @@ fn open_redb_as<S: crate::store::Storage + From<RedbStore>>(
     allow_new: bool,
 ) -> anyhow::Result<(Log<S>, bool)> {
     let data_dir = &config.data_dir;
-    let slug = keyfile::slug(&cfg.origin);
     let logs_dir = data_dir.join("logs");
-    let path = logs_dir.join(format!("{slug}.redb"));
-    let high_water = highwater::HighWater::at(high_water_dir.join(format!("{slug}.highwater")));
+    let path = redb_path(data_dir, &cfg.origin);
+    let high_water = highwater::HighWater::at(high_water_path(high_water_dir, &cfg.origin));
     let signed_before = path.exists() || high_water.path().exists();
     if !signed_before && !allow_new {
         return Err(StartError::NewLog {
@@ -167,8 +179,7 @@ pub fn open_postgres_log(
     opts: &PgOptions,
     allow_new: bool,
 ) -> anyhow::Result<Opened> {
-    let slug = keyfile::slug(&cfg.origin);
-    let high_water = highwater::HighWater::at(high_water_dir.join(format!("{slug}.highwater")));
+    let high_water = highwater::HighWater::at(high_water_path(high_water_dir, &cfg.origin));
     let place = format!("the database at {}", PgStore::describe_url(&opts.url));
     let mut opts = opts.clone();
     if let Some(rep) = &config.replication {

@@ -120,11 +120,10 @@ fn select(store: &StoreArgs, log: Option<&str>) -> Result<(Config, LogConfig), S
 
 /// The log's files: its database path and high-water record.
 fn files(config: &Config, cfg: &LogConfig) -> Result<(PathBuf, HighWater), String> {
-    let slug = keyfile::slug(&cfg.origin);
     let hw_dir = config.high_water_dir().map_err(|e| e.to_string())?;
     Ok((
-        config.data_dir.join("logs").join(format!("{slug}.redb")),
-        HighWater::at(hw_dir.join(format!("{slug}.highwater"))),
+        quire_server::open::redb_path(&config.data_dir, &cfg.origin),
+        HighWater::at(quire_server::open::high_water_path(&hw_dir, &cfg.origin)),
     ))
 }
 

@@ -187,6 +187,9 @@ impl Server<crate::store::any::AnyStore> {
     /// # Errors
     /// As [`crate::open_logs`].
     pub fn open(mut config: Config, high_water_dir: &std::path::Path) -> anyhow::Result<Self> {
+        // The configuration says where the records are from here on, so
+        // that what derives paths from it (the admin service) agrees.
+        config.high_water_dir = Some(high_water_dir.to_owned());
         // Before any log opens: a policy that cannot be used stops the start.
         let access = config
             .access

@@ -47,9 +47,11 @@ impl Tokens {
     /// # Errors
     /// A hash that is not 64 hex digits, or one given twice.
     pub(crate) fn add(&mut self, name: &str, sha256: &str, revoked: bool) -> Result<(), String> {
-        let bytes = decode_hex32(sha256).ok_or_else(|| {
-            format!("token {name:?}: sha256 must be 64 hex digits (the SHA-256 of the token)")
-        })?;
+        let bytes = quire_core::Hash::from_hex(sha256)
+            .map(|h| h.0)
+            .ok_or_else(|| {
+                format!("token {name:?}: sha256 must be 64 hex digits (the SHA-256 of the token)")
+            })?;
         if self
             .by_hash
             .insert(bytes, (name.to_owned(), revoked))
@@ -72,20 +74,6 @@ impl Tokens {
             None => Err("the API token is not known to this server".into()),
         }
     }
-}
-
-fn decode_hex32(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        let digit = |c: u8| char::from(c).to_digit(16);
-        let (hi, lo) = (digit(pair[0])?, digit(pair[1])?);
-        out[i] = u8::try_from(hi * 16 + lo).ok()?;
-    }
-    Some(out)
 }
 
 /// A configured JWT issuer with its keys.

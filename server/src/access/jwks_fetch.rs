@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt as _;
-
 use super::MAX_POLICY_BYTES;
 
 /// Largest key set read, by bytes read.
@@ -127,10 +125,6 @@ async fn get<T>(io: T, target: &Target) -> Result<(u16, Vec<u8>), String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
     let host = if target.host.contains(':') {
         format!("[{}]:{}", target.host, target.port)
     } else {
@@ -141,16 +135,7 @@ where
         .header(http::header::ACCEPT, "application/json")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_JWKS_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the key set (at most {MAX_JWKS_BYTES} bytes): {e}"))?
-        .to_bytes()
-        .to_vec();
-    conn.abort();
-    Ok((status, body))
+    crate::http1::request(io, req, MAX_JWKS_BYTES).await
 }
 
 /// Fetches the key set at `url`, checked to parse as a JWKS.

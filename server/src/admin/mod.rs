@@ -319,13 +319,8 @@ impl<S: Storage> Admin<S> {
             .high_water_dir()
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let mut files = crate::keyfile::paths(&self.config.data_dir.join("keys"), origin).to_vec();
-        files.push(hw_dir.join(format!("{slug}.highwater")));
-        files.push(
-            self.config
-                .data_dir
-                .join("logs")
-                .join(format!("{slug}.redb")),
-        );
+        files.push(crate::open::high_water_path(&hw_dir, origin));
+        files.push(crate::open::redb_path(&self.config.data_dir, origin));
         if let Some(f) = files.iter().find(|f| !adopt && f.exists()) {
             return Err(ApiError::Exists(format!(
                 "log {origin:?} is not served but its files are here ({}): it existed before; add it back to the configuration's [[logs]] to serve it",

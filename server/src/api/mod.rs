@@ -330,11 +330,6 @@ impl<S: Storage> LogApi<S> {
         })
     }
 
-    /// Whether `origin` names a family (and not a log).
-    pub fn is_family(&self, origin: &str) -> bool {
-        self.registry().families.contains_key(origin)
-    }
-
     /// Serves `log` from now on, witnessed by `witnesses` when given
     /// (collection starts on the current runtime).
     ///

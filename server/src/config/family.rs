@@ -78,3 +78,48 @@ impl FamilyConfig {
         self.shard_config(&self.period.label(0))?.validate(server)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::config::tests::load;
+
+    #[test]
+    fn families_are_checked_with_their_shards_settings() {
+        let c = load(
+            "[[families]]\norigin = \"a.example/audit\"\nperiod = \"month\"\nahead = 2\n[families.shard]\nmax_batch = 7\n",
+        )
+        .unwrap();
+        let f = &c.families[0];
+        assert_eq!((f.ahead, f.period), (2, crate::family::Period::Month));
+        let shard = f.shard_config("2026-12").unwrap();
+        assert_eq!(
+            (shard.origin.as_str(), shard.max_batch),
+            ("a.example/audit/2026-12", 7)
+        );
+        for (text, says) in [
+            ("period = \"week\"", "unknown variant `week`"),
+            ("period = \"day\"\nahead = 0", "ahead = 0 must be 1 to 12"),
+            (
+                "period = \"day\"\n[families.shard]\norigin = \"x\"",
+                "sets no origin",
+            ),
+            (
+                "period = \"day\"\n[families.shard]\nmax_batch = 0",
+                "max_batch must be 1 to 100000",
+            ),
+            (
+                "period = \"day\"\n[families.shard]\nnot_a_key = 1",
+                "unknown field `not_a_key`",
+            ),
+        ] {
+            let e = load(&format!(
+                "[[families]]\norigin = \"a.example/audit\"\n{text}\n"
+            ))
+            .unwrap_err();
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
+        let e = load("[[logs]]\norigin = \"a.example/audit\"\n[[families]]\norigin = \"a.example/audit\"\nperiod = \"day\"\n").unwrap_err();
+        assert!(e.to_string().contains("is both a log and a family"), "{e}");
+    }
+}

@@ -185,32 +185,16 @@ impl HttpWitness {
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-        use http_body_util::BodyExt as _;
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .map_err(|e| format!("connecting to {}: {e}", self.authority))?;
         let _ = stream.set_nodelay(true);
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        let conn = tokio::spawn(conn);
         let req = http::Request::post(&self.path)
             .header(http::header::HOST, &self.authority)
             .header(http::header::CONTENT_TYPE, "text/plain")
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let limited = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER_BYTES);
-        let body = limited
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer (at most {MAX_ANSWER_BYTES} bytes): {e}"))?
-            .to_bytes()
-            .to_vec();
-        conn.abort();
-        Ok((status, body))
+        crate::http1::request(stream, req, MAX_ANSWER_BYTES).await
     }
 }
 

@@ -116,19 +116,11 @@ pub(crate) async fn logs(json: bool, net: &Net) -> Result<(), Failure> {
 }
 
 fn hex32(s: &str) -> Result<[u8; 32], Failure> {
-    let bad = || {
+    quire_core::Hash::from_hex(s).map(|h| h.0).ok_or_else(|| {
         Failure::Input(format!(
             "--replaces {s:?} is not a SHA-256 in hex (64 digits)"
         ))
-    };
-    if s.len() != 64 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    })
 }
 
 /// `quire admin …`.
