@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "quire/v1/log.proto",
             "quire/v1/witness.proto",
             "quire/v1/admin.proto",
+            "quire/v1/events.proto",
         ],
         ["proto"],
     )?;

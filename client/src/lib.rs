@@ -22,6 +22,7 @@
 
 pub mod audit;
 pub mod bundle;
+pub mod events;
 pub mod extend;
 pub mod monitor;
 pub mod policy;

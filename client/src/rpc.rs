@@ -20,10 +20,15 @@ use tonic::Code;
 
 mod admin;
 mod connect;
+mod events;
 
 pub use admin::AdminRpc;
+pub use events::EventsRpc;
 
 pub use connect::{Bearer, Endpoint};
+
+/// Largest message sent or taken (a page of entries, a batch of events).
+const MAX_MESSAGE: usize = 64 << 20;
 
 /// A failed call.
 #[derive(Debug, thiserror::Error)]
@@ -546,6 +551,30 @@ pub fn retry_after(s: &tonic::Status) -> Option<Duration> {
 /// An error status as [`RpcError::Status`] (UNAVAILABLE included: it may
 /// come from the transport or from the server, a fail-closed witness quorum
 /// say, and the message says which).
+/// One call that changes the server, never retried, within `timeout`: an
+/// answer that does not come is an error saying the change may or may not
+/// have been made.
+///
+/// # Errors
+/// The server's status, or the deadline.
+async fn call_once<T>(
+    timeout: Duration,
+    method: &'static str,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, RpcError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => Err(status(method, &s)),
+        Err(_) => Err(RpcError::Status {
+            method,
+            code: tonic::Code::DeadlineExceeded,
+            message: format!(
+                "no answer within {timeout:?}; the change may or may not have been made: look before asking again"
+            ),
+        }),
+    }
+}
+
 fn status(method: &'static str, s: &tonic::Status) -> RpcError {
     RpcError::Status {
         method,

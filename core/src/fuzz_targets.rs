@@ -159,3 +159,13 @@ pub fn tlog_proof(data: &[u8]) {
         let _ = p.verify(None, "fuzz.example/log", keys, keys);
     }
 }
+
+/// Event envelope decoding: what decodes encodes back to the same bytes.
+///
+/// # Panics
+/// When the round trip fails: a parser bug for the fuzzer to report.
+pub fn event_envelope(data: &[u8]) {
+    if let Ok(env) = crate::event::Envelope::decode(data) {
+        assert_eq!(env.encode().as_deref(), Ok(data), "envelope round trip");
+    }
+}

@@ -14,6 +14,9 @@
 //! - C2SP `tlog-checkpoint` ([`checkpoint`]), `signed-note` ([`note`]), key
 //!   formats for Ed25519 (0x01), ECDSA P-256 (0x02) and witness keys
 //!   ([`keys`]), `tlog-cosignature` cosignature/v1 ([`cosignature`]).
+//! - Audit events: the `quire-event/v1` envelope of a log in event mode, its
+//!   RFC 8785 canonical JSON and the keys of its links ([`event`];
+//!   normative: `docs/EVENTS.md`).
 //! - Split-view evidence that a third party checks with the log's key alone
 //!   ([`evidence`]).
 //!
@@ -26,6 +29,7 @@
 pub mod checkpoint;
 pub mod compact;
 pub mod cosignature;
+pub mod event;
 pub mod evidence;
 pub mod fuzz_targets;
 pub mod hash;

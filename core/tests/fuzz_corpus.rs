@@ -93,3 +93,8 @@ fn seed_note_reaches_every_signature_check() {
     let note = quire_core::Note::parse(&bytes).unwrap();
     assert_eq!(note.verify(&keys).unwrap().len(), 3);
 }
+
+#[test]
+fn event_envelope_corpus() {
+    replay("event_envelope", fuzz_targets::event_envelope);
+}

@@ -1,9 +1,9 @@
 //! # quire-proto
 //!
-//! The gRPC protocol `quire.v1` (`proto/quire/v1/log.proto`), compiled with
+//! The gRPC protocol `quire.v1` (`proto/quire/v1/*.proto`), compiled with
 //! protox (no system `protoc`), and the only conversions between protobuf
 //! messages and `quire-core` types ([`hash_from_wire`], [`hashes_from_wire`],
-//! [`hashes_to_wire`]).
+//! [`hashes_to_wire`], [`event_from_wire`], [`event_to_wire`]).
 
 use quire_core::{Hash, HashLengthError};
 
@@ -79,4 +79,46 @@ pub fn hashes_from_wire(list: &[Vec<u8>]) -> Result<Vec<Hash>, WireHashesError> 
 /// Hashes in their wire form.
 pub fn hashes_to_wire(hashes: &[Hash]) -> Vec<Vec<u8>> {
     hashes.iter().map(|h| h.0.to_vec()).collect()
+}
+
+/// The core event of a wire event (its payload aside, which the caller
+/// takes as it is): empty strings are fields not said.
+///
+/// # Errors
+/// [`quire_core::event::EventError`] for an outcome that is not one of the
+/// three; the other rules are checked where the event is used.
+pub fn event_from_wire(
+    e: &v1::Event,
+) -> Result<quire_core::event::Event, quire_core::event::EventError> {
+    use quire_core::event::Outcome;
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Ok(quire_core::event::Event {
+        kind: e.r#type.clone(),
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        resource: some(&e.resource),
+        outcome: if e.outcome.is_empty() {
+            Outcome::Unknown
+        } else {
+            Outcome::parse(&e.outcome)?
+        },
+        source: some(&e.source),
+        occurred_ms: e.occurred_ms,
+        attributes: e.attributes.clone().into_iter().collect(),
+    })
+}
+
+/// The wire event of a core event and its payload.
+pub fn event_to_wire(e: &quire_core::event::Event, payload: Option<Vec<u8>>) -> v1::Event {
+    v1::Event {
+        r#type: e.kind.clone(),
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        resource: e.resource.clone().unwrap_or_default(),
+        outcome: e.outcome.as_str().to_owned(),
+        source: e.source.clone().unwrap_or_default(),
+        occurred_ms: e.occurred_ms,
+        attributes: e.attributes.clone().into_iter().collect(),
+        payload: payload.unwrap_or_default(),
+    }
 }

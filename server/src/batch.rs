@@ -110,6 +110,15 @@ pub enum WriteError {
         /// Its state.
         state: crate::lifecycle::LogState,
     },
+    /// The request is of the other kind than the log takes: entries to a
+    /// log in event mode, or events to a log of opaque entries.
+    #[error("{}", if *events { format!("log {origin} is in event mode: it takes events (AddEvents, `quire event add`), not opaque entries") } else { format!("log {origin} takes opaque entries, not events: events go to a log configured with events = true") })]
+    Mode {
+        /// The log.
+        origin: String,
+        /// Whether the log is in event mode.
+        events: bool,
+    },
     /// Signing stopped because the clock went backwards.
     #[error("clock went backwards: now {now_ms} ms < last checkpoint signed at {last_ms} ms; signing stopped")]
     ClockBackwards {
@@ -187,6 +196,25 @@ pub(crate) struct Request {
     /// Metadata the commit that integrates this request sets (a freeze's
     /// barrier: no entries, the lifecycle record).
     pub(crate) meta: Vec<(String, Vec<u8>)>,
+    /// Events to seal and append (a log in event mode), after `entries`.
+    pub(crate) events: Vec<crate::events::Draft>,
+    /// Where the sealed events go once their commit is durable (before
+    /// `reply` answers).
+    pub(crate) sealed: Option<oneshot::Sender<Vec<crate::events::Sealed>>>,
+}
+
+impl Request {
+    /// A request of `entries`, answered on `reply`.
+    pub(crate) fn entries(entries: Vec<Vec<u8>>, reply: oneshot::Sender<WriteResult>) -> Self {
+        Request {
+            entries,
+            queued_at: std::time::Instant::now(),
+            reply,
+            meta: Vec::new(),
+            events: Vec::new(),
+            sealed: None,
+        }
+    }
 }
 
 /// Now, Unix milliseconds.

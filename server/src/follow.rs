@@ -106,6 +106,7 @@ impl<S: Storage> Log<S> {
             hw.write_if_newer(stored.size, &stored.note)?;
         }
         let frozen = crate::lifecycle::stored(&reader)?;
+        let events = crate::events::stored_mode(&reader)?;
         drop(reader);
         let latest = Arc::new(Latest {
             stored,
@@ -127,6 +128,7 @@ impl<S: Storage> Log<S> {
                 high_water: opts.high_water,
                 route: std::sync::RwLock::new(None),
                 lifecycle: Arc::new(crate::lifecycle::Lifecycle::new(frozen)),
+                events,
             }),
         })
     }

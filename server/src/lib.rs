@@ -26,6 +26,7 @@ pub mod admin;
 pub mod api;
 mod batch;
 pub mod config;
+pub mod events;
 pub mod family;
 pub mod follow;
 pub mod fsck;

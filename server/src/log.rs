@@ -70,6 +70,10 @@ pub struct LogOptions {
     /// checkpoints: take the database's latest as the high-water mark
     /// (once, for a log that never had a record) instead of refusing.
     pub adopt_database: bool,
+    /// Event mode (`docs/EVENTS.md`): the log takes events, sealed into
+    /// `quire-event/v1` envelopes, and no opaque entries. Recorded with
+    /// the log; never changes.
+    pub events: bool,
 }
 
 impl LogOptions {
@@ -85,6 +89,7 @@ impl LogOptions {
             clock: system_clock(),
             high_water,
             adopt_database: false,
+            events: false,
         }
     }
 }
@@ -123,6 +128,8 @@ pub(crate) struct Inner<S> {
     pub(crate) route: std::sync::RwLock<Option<Arc<dyn WriteRoute>>>,
     /// ACTIVE, DRAINING or FROZEN ([`crate::lifecycle`]).
     pub(crate) lifecycle: Arc<Lifecycle>,
+    /// Event mode: events only, no opaque entries.
+    pub(crate) events: bool,
 }
 
 impl<S: Storage> Log<S> {
@@ -148,6 +155,7 @@ impl<S: Storage> Log<S> {
             }
             _ => {}
         }
+        let mode_stored = crate::events::stored_mode(&reader)?;
         if let Some((target, stored)) = crate::store::import_progress(&reader)? {
             return Err(OpenError::ImportInProgress { target, stored });
         }
@@ -181,9 +189,13 @@ impl<S: Storage> Log<S> {
                 opts.high_water.write(&stored.note)?;
                 // The origin is recorded with the first checkpoint, in one
                 // transaction, so a later start under another origin is refused.
+                let mut meta = vec![("origin".into(), opts.origin.as_bytes().to_vec())];
+                if opts.events {
+                    meta.push(crate::events::mode_meta());
+                }
                 store.commit(&Commit {
                     checkpoint: Some(stored.clone()),
-                    meta: vec![("origin".into(), opts.origin.as_bytes().to_vec())],
+                    meta,
                     ..Commit::default()
                 })?;
                 let root = range.root();
@@ -191,6 +203,22 @@ impl<S: Storage> Log<S> {
             }
             (Some(stored), mark) => {
                 let range = check_stored(&reader, &stored, &opts.origin, &primary.verifier())?;
+                if let Some(meta) =
+                    crate::events::check_mode(&opts.origin, mode_stored, opts.events, &stored)?
+                {
+                    // An empty log turned to event mode before its first
+                    // event: recorded on its head.
+                    let head = crate::store::Head {
+                        size: 0,
+                        root: range.root(),
+                    };
+                    store.commit(&Commit {
+                        base: head,
+                        head,
+                        meta: vec![meta],
+                        ..Commit::default()
+                    })?;
+                }
                 let root = range.root();
                 match mark {
                     None if !opts.adopt_database => {
@@ -241,6 +269,7 @@ impl<S: Storage> Log<S> {
             high_water: Some(opts.high_water),
             signing: Arc::clone(&signing),
             lookup_first: 0,
+            events: opts.events.then(crate::events::EventSeq::new),
         };
         let handle = std::thread::Builder::new()
             .name(format!("sequencer {}", opts.origin))
@@ -261,6 +290,7 @@ impl<S: Storage> Log<S> {
                 high_water: None,
                 route: std::sync::RwLock::new(None),
                 lifecycle: Arc::new(Lifecycle::new(frozen)),
+                events: opts.events,
             }),
         })
     }
@@ -336,10 +366,8 @@ impl<S: Storage> Log<S> {
         let (reply, rx) = oneshot::channel();
         sender
             .send(Request {
-                entries: Vec::new(),
-                queued_at: std::time::Instant::now(),
-                reply,
                 meta: vec![(LIFECYCLE_META.to_owned(), frozen.encode())],
+                ..Request::entries(Vec::new(), reply)
             })
             .await
             .map_err(|_| WriteError::ShuttingDown)?;
@@ -499,31 +527,90 @@ impl<S: Storage> Log<S> {
                 )));
             }
         }
-        let frozen = |state| WriteError::Frozen {
-            origin: self.inner.origin.clone(),
-            state,
-        };
+        if self.inner.events {
+            return Err(WriteError::Mode {
+                origin: self.inner.origin.clone(),
+                events: true,
+            });
+        }
         if self.inner.follower.is_some() {
             if let (state @ (LogState::Frozen | LogState::Draining), _) = self.state() {
-                return Err(frozen(state));
+                return Err(self.frozen(state));
             }
             return self.add_routed(entries).await;
         }
-        let sender = self.sender()?;
         let (reply, rx) = oneshot::channel();
-        let request = Request {
-            entries,
-            queued_at: std::time::Instant::now(),
-            reply,
-            meta: Vec::new(),
-        };
+        self.enqueue(Request::entries(entries, reply))?;
+        rx.await.map_err(|_| WriteError::ShuttingDown)?
+    }
+
+    fn frozen(&self, state: LogState) -> WriteError {
+        WriteError::Frozen {
+            origin: self.inner.origin.clone(),
+            state,
+        }
+    }
+
+    /// Appends events (a log in event mode): each sealed into its
+    /// envelope by the sequencer, durable and signed before the answer.
+    ///
+    /// # Errors
+    /// [`WriteError`] as [`Log::add`]; [`WriteError::Mode`] for a log not
+    /// in event mode.
+    pub async fn add_events(
+        &self,
+        drafts: Vec<crate::events::Draft>,
+    ) -> Result<(Vec<crate::events::Sealed>, Arc<Latest>), WriteError> {
+        if !self.inner.events {
+            return Err(WriteError::Mode {
+                origin: self.inner.origin.clone(),
+                events: false,
+            });
+        }
+        if drafts.is_empty() {
+            return Err(WriteError::Invalid("no events in the request".into()));
+        }
+        if drafts.len() > self.inner.limits.max_batch {
+            return Err(WriteError::Invalid(format!(
+                "{} events in one request; the batch limit is {}",
+                drafts.len(),
+                self.inner.limits.max_batch
+            )));
+        }
+        if self.inner.follower.is_some() {
+            return Err(WriteError::NotSequencing {
+                origin: self.inner.origin.clone(),
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        let (sealed_tx, sealed_rx) = oneshot::channel();
+        self.enqueue(Request {
+            events: drafts,
+            sealed: Some(sealed_tx),
+            ..Request::entries(Vec::new(), reply)
+        })?;
+        let (_, latest) = rx.await.map_err(|_| WriteError::ShuttingDown)??;
+        // Sent by the sequencer before it answered.
+        let sealed = sealed_rx.await.map_err(|_| WriteError::ShuttingDown)?;
+        Ok((sealed, latest))
+    }
+
+    /// Whether the log is in event mode.
+    pub fn events(&self) -> bool {
+        self.inner.events
+    }
+
+    /// Puts `request` on the sequencer's queue while the log is ACTIVE.
+    fn enqueue(&self, request: Request) -> Result<(), WriteError> {
+        let limits = &self.inner.limits;
+        let sender = self.sender()?;
         // Queued while the log is ACTIVE, or refused: never behind a
         // freeze's barrier.
         let sent = self
             .inner
             .lifecycle
             .admit(|| sender.try_send(request))
-            .map_err(frozen)?;
+            .map_err(|state| self.frozen(state))?;
         metrics::gauge!("quire_queue_depth", "log" => self.inner.origin.clone()).set(
             crate::metrics::value_usize(limits.queue_depth - sender.capacity()),
         );
@@ -533,8 +620,7 @@ impl<S: Storage> Log<S> {
                 depth: limits.queue_depth,
             },
             mpsc::error::TrySendError::Closed(_) => WriteError::ShuttingDown,
-        })?;
-        rx.await.map_err(|_| WriteError::ShuttingDown)?
+        })
     }
 
     /// Requests waiting for the sequencer now.

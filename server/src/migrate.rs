@@ -88,6 +88,11 @@ pub fn migrate<S: Storage, T: Storage>(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<MigrateReport, MigrateError> {
     let src = source.reader()?;
+    if crate::events::stored_mode(&src)? {
+        return Err(MigrateError::Source(format!(
+            "log {origin} is in event mode: moving its payloads and event indexes to another engine is not supported yet"
+        )));
+    }
     let (latest, cp) = check_source(&src, origin, key)?;
     let size = latest.size;
     let dst = target.reader()?;

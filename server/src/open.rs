@@ -298,11 +298,17 @@ fn log_options(
     LogOptions {
         origin: cfg.origin.clone(),
         signers,
-        dedup: cfg.dedup,
+        // Every event is new (its salt is fresh): nothing to look up.
+        dedup: if cfg.events {
+            log::DedupPolicy::Off
+        } else {
+            cfg.dedup
+        },
         limits: cfg.limits(),
         clock: log::system_clock(),
         high_water,
         adopt_database: config.adopt_database,
+        events: cfg.events,
     }
 }
 

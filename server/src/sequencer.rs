@@ -13,6 +13,7 @@ use crate::highwater::{HighWater, HighWaterError};
 use std::sync::Mutex;
 
 use crate::batch::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError, WriteResult};
+use crate::events::{EventSeq, Sealed};
 use crate::signing::{Signing, SigningGate};
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
@@ -101,6 +102,19 @@ pub(crate) struct Sequencer<S> {
     /// Batches still to look their leaves up before committing, after one
     /// carried a stored leaf ([`LOOKUP_AFTER_DUPLICATE`]).
     pub(crate) lookup_first: u32,
+    /// Event mode: the newest event of each key, for the links.
+    pub(crate) events: Option<EventSeq>,
+}
+
+/// What [`Sequencer::assign`] makes of a batch.
+struct Assigned {
+    commit: Commit,
+    range: CompactRange,
+    per_request: Vec<Vec<Added>>,
+    /// Each request's sealed events.
+    sealed: Vec<Vec<Sealed>>,
+    /// The newest event of each key of the batch's events.
+    newest: HashMap<Hash, u64>,
 }
 
 /// A committed batch on its way to the publisher: its checkpoint and the
@@ -356,7 +370,25 @@ impl<S: Storage> Sequencer<S> {
         // A freeze's record, committed with the batch it ends.
         let meta: Vec<(String, Vec<u8>)> =
             batch.iter().flat_map(|r| r.meta.iter().cloned()).collect();
-        let (mut commit, range, per_request) = self.assign(batch, leaves, stored)?;
+        // The time of the checkpoint, and the log time of the batch's
+        // events: never below the last checkpoint's (checked below).
+        let now = (self.clock)();
+        if let Some(events) = &mut self.events {
+            let store = &self.store;
+            events
+                .prepare(batch.iter().flat_map(|r| r.events.iter()), || {
+                    store.reader()
+                })
+                .map_err(store_err)?;
+        }
+        let Assigned {
+            mut commit,
+            range,
+            per_request,
+            sealed,
+            newest,
+        } = self.assign(batch, leaves, stored, now)?;
+        commit.events.newest = newest.iter().map(|(k, i)| (*k, *i)).collect();
         if commit.entries.is_empty() {
             if !meta.is_empty() {
                 // No new tree: the metadata alone, on the same head.
@@ -371,7 +403,6 @@ impl<S: Storage> Sequencer<S> {
         }
         commit.meta = meta;
         let last_ms = self.newest.stored.signed_at_ms;
-        let now = (self.clock)();
         if now < last_ms {
             return Err(Integrate::Write(WriteError::ClockBackwards {
                 now_ms: now,
@@ -409,6 +440,16 @@ impl<S: Storage> Sequencer<S> {
                 self.recent.insert(*h, *i);
             }
         }
+        if let Some(events) = &mut self.events {
+            events.committed(newest);
+        }
+        // Before the publisher answers: the writer reads them once its
+        // answer says the batch is durable.
+        for (req, sealed) in batch.iter_mut().zip(sealed) {
+            if let Some(tx) = req.sealed.take() {
+                let _ = tx.send(sealed);
+            }
+        }
         self.range = range;
         let latest = Arc::new(Latest { stored, root });
         self.newest = Arc::clone(&latest);
@@ -427,7 +468,8 @@ impl<S: Storage> Sequencer<S> {
         batch: &mut [Request],
         leaves: Vec<Hash>,
         stored: Vec<Option<u64>>,
-    ) -> Result<(Commit, CompactRange, Vec<Vec<Added>>), Integrate> {
+        now: u64,
+    ) -> Result<Assigned, Integrate> {
         let mut range = self.range.clone();
         let mut commit = Commit {
             base: crate::store::Head {
@@ -441,6 +483,8 @@ impl<S: Storage> Sequencer<S> {
             .zip(stored.into_iter().chain(std::iter::repeat(None)));
         let mut in_batch: HashMap<Hash, u64> = HashMap::new();
         let mut per_request = Vec::with_capacity(batch.len());
+        let mut sealed = Vec::with_capacity(batch.len());
+        let mut newest = HashMap::new();
         for req in batch.iter_mut() {
             let mut added = Vec::with_capacity(req.entries.len());
             // The entries move into the commit: no copy on the write path.
@@ -475,9 +519,37 @@ impl<S: Storage> Sequencer<S> {
                     duplicate: false,
                 });
             }
+            let drafts = std::mem::take(&mut req.events);
+            let mut sealed_here = Vec::with_capacity(drafts.len());
+            for draft in drafts {
+                let Some(events) = &self.events else {
+                    return Err(Integrate::Write(WriteError::Invalid(
+                        "events sent to a log not in event mode".into(),
+                    )));
+                };
+                let index = range.size();
+                let s = events
+                    .seal(draft, index, now, &mut newest, &mut commit.events)
+                    .map_err(|e| Integrate::Write(WriteError::Invalid(e)))?;
+                let leaf = leaf_hash(&s.envelope);
+                append_entry(&mut range, &mut commit, s.envelope.clone(), leaf)
+                    .map_err(|e| Integrate::Write(WriteError::Invalid(e.to_string())))?;
+                added.push(Added {
+                    index,
+                    duplicate: false,
+                });
+                sealed_here.push(s);
+            }
             per_request.push(added);
+            sealed.push(sealed_here);
         }
-        Ok((commit, range, per_request))
+        Ok(Assigned {
+            commit,
+            range,
+            per_request,
+            sealed,
+            newest,
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use quire_proto::v1::admin_server::AdminServer;
+use quire_proto::v1::events_server::EventsServer;
 use quire_proto::v1::log_server::LogServer;
 use tokio::net::TcpListener;
 
@@ -11,6 +12,7 @@ use crate::admin::service::GrpcAdmin;
 use crate::admin::{Admin, Opener};
 use crate::api::LogApi;
 use crate::config::Config;
+use crate::events::service::GrpcEvents;
 use crate::grpc::GrpcLog;
 use crate::log::Log;
 use crate::metrics;
@@ -82,6 +84,9 @@ async fn serve_admin<S: Storage>(
         tokio::spawn(families.run(crate::family::TICK, families_stopped));
     }
     let admin = AdminServer::new(GrpcAdmin::new(admin));
+    let events = EventsServer::new(GrpcEvents::new(service.clone()))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
     let api = LogServer::new(GrpcLog::new(service))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -92,7 +97,12 @@ async fn serve_admin<S: Storage>(
             quire_proto::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
         ],
-        &["quire.v1.Log", "quire.v1.Admin", "grpc.health.v1.Health"],
+        &[
+            "quire.v1.Log",
+            "quire.v1.Events",
+            "quire.v1.Admin",
+            "grpc.health.v1.Health",
+        ],
     );
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
@@ -123,6 +133,7 @@ async fn serve_admin<S: Storage>(
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
         .add_service(api)
+        .add_service(events)
         .add_service(admin)
         .serve_with_incoming_shutdown(
             // Bounded connections (no Nagle delay: small answers, proofs

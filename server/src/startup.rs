@@ -39,6 +39,17 @@ pub enum OpenError {
     /// Stored data does not match the latest checkpoint.
     #[error("stored tree does not match the latest signed checkpoint: {0}; refusing to sign over corrupt data")]
     Mismatch(String),
+    /// The configuration turns event mode on or off for a log that holds
+    /// entries of the other kind.
+    #[error("log {origin} {stored}, but the configuration says {configured}: a log's mode never changes; start a new log for the other kind")]
+    ModeChanged {
+        /// The log.
+        origin: String,
+        /// What storage holds, in words.
+        stored: &'static str,
+        /// What the configuration says, in words.
+        configured: &'static str,
+    },
     /// The high-water record cannot be read or written.
     #[error(transparent)]
     HighWater(#[from] HighWaterError),

@@ -82,7 +82,7 @@ async fn health_and_reflection_are_served() {
         .unwrap();
     v1.sort();
     v1alpha.sort();
-    // Only what is served (the log and admin services, not the witness
+    // Only what is served (the log, events and admin services, not the witness
     // service whose descriptor the same file set holds), and the same by v1alpha, which grpcio-reflection
     // and many tools speak.
     assert_eq!(
@@ -91,6 +91,7 @@ async fn health_and_reflection_are_served() {
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "quire.v1.Admin",
+            "quire.v1.Events",
             "quire.v1.Log"
         ],
         "{v1:?}"
@@ -101,6 +102,7 @@ async fn health_and_reflection_are_served() {
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
             "quire.v1.Admin",
+            "quire.v1.Events",
             "quire.v1.Log"
         ],
         "{v1alpha:?}"

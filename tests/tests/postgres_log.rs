@@ -421,3 +421,94 @@ async fn a_witnessed_log_on_postgres_keeps_its_cosignatures_across_a_restart() {
     assert_eq!(count(&note), 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_log_on_postgres_keeps_payloads_links_and_times_with_its_events() {
+    let (_, db, dir, data) = setup("events");
+    let origin = "pg.example/events";
+    let event_log = || {
+        let mut cfg = pg_log(origin, &db);
+        cfg.events = true;
+        cfg
+    };
+    let server = LocalServer::start(&data, vec![event_log()], Config::default())
+        .await
+        .unwrap();
+    let key = server.keys[0].to_vkey();
+    let url = server.url();
+    // The CLI as a user runs it.
+    let raw = dir.path().join("raw.json");
+    std::fs::write(&raw, "{\"verb\":\"delete\",\"user\":\"alice\"}").unwrap();
+    let payload = format!("payload=@{}", path(&raw));
+    quire(&[
+        "event",
+        "add",
+        "type=k8s.audit",
+        "actor=alice",
+        "action=delete",
+        "resource=pods/a",
+        &payload,
+        "--addr",
+        &url,
+    ]);
+    quire(&[
+        "event",
+        "add",
+        "type=k8s.audit",
+        "actor=bob",
+        "action=get",
+        "resource=pods/a",
+        "--addr",
+        &url,
+    ]);
+    let got = quire_on(&url, &key, &["--json", "event", "get", "0"]);
+    let v: serde_json::Value = serde_json::from_str(got.trim()).unwrap();
+    assert_eq!(v["verified"], true, "{got}");
+    assert_eq!(v["payload"], "{\"verb\":\"delete\",\"user\":\"alice\"}");
+    server.stop().await;
+    // After a restart the links go on from what PostgreSQL holds.
+    let server = LocalServer::start(&data, vec![event_log()], Config::default())
+        .await
+        .unwrap();
+    let url = server.url();
+    let out = quire(&[
+        "--json",
+        "event",
+        "add",
+        "type=k8s.audit",
+        "actor=alice",
+        "action=get",
+        "--addr",
+        &url,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let env =
+        quire_core::event::Envelope::decode(v["envelope"].as_str().unwrap().as_bytes()).unwrap();
+    use quire_core::event::KeyField;
+    assert_eq!(env.prev.get(KeyField::Actor), Some(0));
+    assert_eq!(env.prev.get(KeyField::Action), Some(1));
+    assert_eq!(env.prev.get(KeyField::Type), Some(1));
+    assert_eq!(env.prev.get(KeyField::Resource), None);
+    let r = server.logs[0].store().reader().unwrap();
+    let alice = quire_core::event::key(KeyField::Actor, "alice");
+    let pods = quire_core::event::key(KeyField::Resource, "pods/a");
+    assert_eq!(
+        r.newest_events(&[alice, pods]).unwrap(),
+        vec![Some(2), Some(1)]
+    );
+    let p = r.payload(0).unwrap().unwrap();
+    assert_eq!(p.payload, b"{\"verb\":\"delete\",\"user\":\"alice\"}");
+    assert_eq!(r.payload(1).unwrap(), None);
+    assert_eq!(r.first_logged_at(0).unwrap(), Some(0));
+    // Event 1 was logged before the restart: at or before event 2's time.
+    let one = r.entries(1, 2).unwrap().pop().unwrap();
+    let one = quire_core::event::Envelope::decode(&one).unwrap();
+    let first = if one.log_time_ms == env.log_time_ms {
+        1
+    } else {
+        2
+    };
+    assert_eq!(r.first_logged_at(env.log_time_ms).unwrap(), Some(first));
+    assert_eq!(r.first_logged_at(env.log_time_ms + 1).unwrap(), None);
+    server.stop().await;
+}

@@ -12,7 +12,7 @@ use quire_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use super::{status, Bearer, Endpoint, RpcError};
+use super::{call_once, Bearer, Endpoint, RpcError};
 
 /// A connection to one server's admin service.
 pub struct AdminRpc {
@@ -38,18 +38,7 @@ impl AdminRpc {
         method: &'static str,
         call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, RpcError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(r)) => Ok(r.into_inner()),
-            Ok(Err(s)) => Err(status(method, &s)),
-            Err(_) => Err(RpcError::Status {
-                method,
-                code: tonic::Code::DeadlineExceeded,
-                message: format!(
-                    "no answer within {:?}; the change may or may not have been made: look before asking again",
-                    self.timeout
-                ),
-            }),
-        }
+        call_once(self.timeout, method, call).await
     }
 
     /// Creates the log `origin`, with the settings of the log `like`

@@ -128,8 +128,8 @@ impl LogRpc {
         let (channel, bearer) = ep.channel().await?;
         Ok(LogRpc {
             client: LogClient::with_interceptor(channel, bearer)
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
+                .max_decoding_message_size(super::MAX_MESSAGE)
+                .max_encoding_message_size(super::MAX_MESSAGE),
             timeout: ep.timeout,
             witnessed: false,
         })

@@ -419,24 +419,48 @@ impl Access for AccessControl {
             let (e, p) = *b;
             self.refuse(caller, p.as_ref(), Some(origin), e)
         })?;
-        if policy.quotas.is_empty() {
-            return Ok(());
-        }
-        let key = match (&principal, caller.peer) {
-            (Principal::Anonymous, Some(peer)) => format!("anonymous@{}", peer.ip()),
-            (p, _) => p.to_string(),
-        };
-        for q in &policy.quotas {
-            if let Err((message, retry_after)) = q.admit(&principal, &key, origin, entries) {
-                metrics::counter!("quire_quota_refusals_total").increment(1);
-                let e = ApiError::Quota {
-                    message,
-                    retry_after,
-                };
-                return Err(self.refuse(caller, Some(&principal), Some(origin), e));
+        self.take_quotas(&policy, caller, &principal, origin, entries)
+    }
+
+    fn check_events(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        kinds: &[&str],
+        entries: u64,
+    ) -> Result<crate::events::Submitter, ApiError> {
+        let policy = self.policy();
+        let principal = match self.decide(&policy, caller, origin, Action::Write) {
+            Ok(p) => p,
+            Err(b) => {
+                let (e, p) = *b;
+                // A writer limited to event types holds no unlimited
+                // writer role: its grants decide.
+                let limited = p
+                    .as_ref()
+                    .map(|p| (p, policy.writes_events(p, origin, kinds)));
+                match limited {
+                    Some((p, Ok(()))) => p.clone(),
+                    Some((p, Err((kind, types)))) if !types.is_empty() => {
+                        let e = ApiError::Denied {
+                            caller: p.to_string(),
+                            action: Action::Write.words(),
+                            origin: origin.to_owned(),
+                            why: format!(
+                                "the writer role for event type {kind:?} is missing (this principal may write only events of the types {types})"
+                            ),
+                        };
+                        return Err(self.refuse(caller, Some(p), Some(origin), e));
+                    }
+                    _ => return Err(self.refuse(caller, p.as_ref(), Some(origin), e)),
+                }
             }
-        }
-        Ok(())
+        };
+        self.take_quotas(&policy, caller, &principal, origin, entries)?;
+        Ok(crate::events::Submitter {
+            name: principal.name(),
+            tenant: policy.tenant_of(origin),
+        })
     }
 
     fn may(&self, caller: &Caller, origin: &str, action: Action) -> bool {
@@ -448,5 +472,37 @@ impl Access for AccessControl {
         self.principal(&policy, caller)
             .map(|_| ())
             .map_err(|e| self.refuse(caller, None, None, e))
+    }
+}
+
+impl AccessControl {
+    /// Takes a request of `entries` entries (0: a read) from every quota
+    /// that covers it.
+    fn take_quotas(
+        &self,
+        policy: &Policy,
+        caller: &Caller,
+        principal: &Principal,
+        origin: &str,
+        entries: u64,
+    ) -> Result<(), ApiError> {
+        if policy.quotas.is_empty() {
+            return Ok(());
+        }
+        let key = match (principal, caller.peer) {
+            (Principal::Anonymous, Some(peer)) => format!("anonymous@{}", peer.ip()),
+            (p, _) => p.to_string(),
+        };
+        for q in &policy.quotas {
+            if let Err((message, retry_after)) = q.admit(principal, &key, origin, entries) {
+                metrics::counter!("quire_quota_refusals_total").increment(1);
+                let e = ApiError::Quota {
+                    message,
+                    retry_after,
+                };
+                return Err(self.refuse(caller, Some(principal), Some(origin), e));
+            }
+        }
+        Ok(())
     }
 }

@@ -223,6 +223,10 @@ struct GrantFile {
     logs: Vec<String>,
     #[serde(default)]
     tenants: Vec<String>,
+    /// Limits the grant's writer role to events of these types (exact, or
+    /// prefixes ending in `*`); empty: no limit.
+    #[serde(default)]
+    event_types: Vec<String>,
 }
 
 /// Origins a grant or tenant covers: exact, or a prefix (`…*`).
@@ -230,6 +234,26 @@ struct GrantFile {
 pub(crate) enum Origins {
     Exact(String),
     Prefix(String),
+}
+
+impl std::fmt::Display for Origins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origins::Exact(o) => f.write_str(o),
+            Origins::Prefix(p) => write!(f, "{p}*"),
+        }
+    }
+}
+
+impl Grant {
+    /// Its roles, but a writer role limited to event types.
+    fn unlimited_roles(&self) -> Roles {
+        if self.event_types.is_empty() {
+            self.roles
+        } else {
+            Roles(self.roles.0 & !Role::Writer.bit())
+        }
+    }
 }
 
 impl Origins {
@@ -274,6 +298,8 @@ struct Grant {
     who: Who,
     roles: Roles,
     scope: Vec<Origins>,
+    /// The event types its writer role is limited to (empty: none).
+    event_types: Vec<Origins>,
 }
 
 /// Files read, each with the bytes read (none when it could not be read).
@@ -286,6 +312,8 @@ pub struct Policy {
     pub(crate) issuers: Vec<Issuer>,
     grants: Vec<Grant>,
     pub(crate) quotas: Vec<Quota>,
+    /// Tenants by name (sorted), each with the origins it covers.
+    tenant_scopes: Vec<(String, Vec<Origins>)>,
     /// The files it was read from, with their bytes: a change of any is a
     /// new policy.
     pub(crate) sources: Sources,
@@ -426,7 +454,22 @@ impl Policy {
                     "it names no logs or tenants (write logs = [\"*\"] for every log)".into(),
                 ));
             }
-            grants.push(Grant { who, roles, scope });
+            if !g.event_types.is_empty() && !roles.allows(Role::Writer) {
+                return Err(at(
+                    "event_types limits the writer role, which it does not grant".into(),
+                ));
+            }
+            if let Some(t) = g.event_types.iter().find(|t| t.is_empty() || t.len() > 129) {
+                return Err(at(format!(
+                    "event type {t:?} must be 1 to 128 bytes (and an optional final *)"
+                )));
+            }
+            grants.push(Grant {
+                who,
+                roles,
+                scope,
+                event_types: g.event_types.iter().map(|t| Origins::parse(t)).collect(),
+            });
         }
         let quotas = file
             .quotas
@@ -434,23 +477,76 @@ impl Policy {
             .enumerate()
             .map(|(n, q)| Quota::check(n + 1, q, &tenants))
             .collect::<Result<_, _>>()?;
+        let mut tenant_scopes: Vec<(String, Vec<Origins>)> = tenants.into_iter().collect();
+        tenant_scopes.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Policy {
             public,
             tokens,
             issuers,
             grants,
             quotas,
+            tenant_scopes,
             sources: Vec::new(),
             fetched: Vec::new(),
         })
     }
 
-    /// The roles `principal` holds on the log `origin`.
+    /// The roles `principal` holds on the log `origin` (a writer role
+    /// limited to event types is not among them: see
+    /// [`Policy::writes_events`]).
     pub fn roles(&self, principal: &Principal, origin: &str) -> Roles {
+        self.grants_of(principal, origin)
+            .fold(self.public, |set, g| set | g.unlimited_roles())
+    }
+
+    fn grants_of<'a>(
+        &'a self,
+        principal: &'a Principal,
+        origin: &'a str,
+    ) -> impl Iterator<Item = &'a Grant> + 'a {
         self.grants
             .iter()
-            .filter(|g| principal.is(&g.who) && g.scope.iter().any(|o| o.covers(origin)))
-            .fold(self.public, |set, g| set | g.roles)
+            .filter(move |g| principal.is(&g.who) && g.scope.iter().any(|o| o.covers(origin)))
+    }
+
+    /// Whether `principal`, whose roles on `origin` lack an unlimited
+    /// writer, may write events of each type of `kinds` there by grants
+    /// limited to event types.
+    ///
+    /// # Errors
+    /// The first type no grant covers, with the types that are covered.
+    pub fn writes_events(
+        &self,
+        principal: &Principal,
+        origin: &str,
+        kinds: &[&str],
+    ) -> Result<(), (String, String)> {
+        let limited: Vec<&Origins> = self
+            .grants_of(principal, origin)
+            .filter(|g| g.roles.allows(Role::Writer))
+            .flat_map(|g| g.event_types.iter())
+            .collect();
+        match kinds.iter().find(|k| !limited.iter().any(|o| o.covers(k))) {
+            None if !limited.is_empty() => Ok(()),
+            None => Err((String::new(), String::new())),
+            Some(k) => Err((
+                (*k).to_owned(),
+                limited
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        }
+    }
+
+    /// The tenant whose logs include `origin` (the first by name, when
+    /// several do).
+    pub fn tenant_of(&self, origin: &str) -> Option<String> {
+        self.tenant_scopes
+            .iter()
+            .find(|(_, scope)| scope.iter().any(|o| o.covers(origin)))
+            .map(|(name, _)| name.clone())
     }
 
     /// The roles every caller holds.
@@ -562,6 +658,8 @@ mod tests {
             ("public = [\"boss\"]", "unknown role \"boss\""),
             ("[[grants]]\nwho = \"token:nope\"\nroles = [\"writer\"]\nlogs = [\"*\"]", "no token is named \"nope\""),
             ("[[grants]]\nwho = \"anonymous\"\nroles = [\"writer\"]", "names no logs or tenants"),
+            ("[[grants]]\nwho = \"anonymous\"\nroles = [\"reader\"]\nlogs = [\"*\"]\nevent_types = [\"a\"]", "event_types limits the writer role, which it does not grant"),
+            ("[[grants]]\nwho = \"anonymous\"\nroles = [\"writer\"]\nlogs = [\"*\"]\nevent_types = [\"\"]", "event type \"\" must be 1 to 128 bytes"),
             ("[[grants]]\nwho = \"anonymous\"\nroles = []\nlogs = [\"*\"]", "grants no role"),
             ("[[grants]]\nwho = \"anonymous\"\nroles = [\"reader\"]\ntenants = [\"t\"]", "no tenant is named \"t\""),
             ("[[grants]]\nwho = \"jwt:corp:*\"\nroles = [\"reader\"]\nlogs = [\"*\"]", "no issuer is named \"corp\""),

@@ -53,6 +53,32 @@ impl Principal {
         Ok(Principal::Certificate { names })
     }
 
+    /// Its name as a grant's `who` writes it, and as an event's envelope
+    /// records its submitter: `anonymous`, `token:NAME`, `dns:NAME` or
+    /// `uri:URI` (a certificate's names, comma separated), or
+    /// `jwt:ISSUER:SUBJECT`.
+    pub fn name(&self) -> String {
+        match self {
+            Principal::Anonymous => "anonymous".into(),
+            Principal::Certificate { names } if names.is_empty() => "certificate".into(),
+            Principal::Certificate { names } => names.join(","),
+            Principal::Token { name } => format!("token:{name}"),
+            Principal::Jwt { issuer, subject } => format!("jwt:{issuer}:{subject}"),
+        }
+    }
+
+    /// What the transport alone proved (without an access policy, bearer
+    /// tokens are not checked and so not taken).
+    pub fn of_transport(identity: &crate::api::Identity) -> Self {
+        match identity {
+            crate::api::Identity::Anonymous => Principal::Anonymous,
+            crate::api::Identity::Certificate(chain) => chain
+                .first()
+                .and_then(|leaf| Principal::of_certificate(leaf).ok())
+                .unwrap_or(Principal::Certificate { names: Vec::new() }),
+        }
+    }
+
     /// Whether `who` names this principal.
     pub(crate) fn is(&self, who: &Who) -> bool {
         match (who, self) {

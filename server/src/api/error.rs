@@ -200,7 +200,8 @@ fn write_kind(e: &WriteError) -> Kind {
         | WriteError::Unreplicated { .. } => Kind::Unavailable,
         WriteError::SigningStopped { .. }
         | WriteError::ClockBackwards { .. }
-        | WriteError::Frozen { .. } => Kind::FailedPrecondition,
+        | WriteError::Frozen { .. }
+        | WriteError::Mode { .. } => Kind::FailedPrecondition,
         WriteError::Store(_) => Kind::Internal,
         WriteError::Remote { code, .. } => match tonic::Code::from(*code) {
             tonic::Code::InvalidArgument => Kind::InvalidArgument,

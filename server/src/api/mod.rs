@@ -22,6 +22,7 @@
 
 pub mod budget;
 mod error;
+mod events;
 mod reads;
 mod registry;
 mod streams;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 
 pub use crate::lifecycle::LogState;
 pub use error::{ApiError, Kind};
+pub use events::{EventInput, EventRecord, WrittenEvents};
 pub use reads::{Consistency, EntryWithProof, Inclusion, LeafRef, LogSummary, Written};
 pub use streams::{CheckpointStream, EntryPage, TailPage};
 pub use tiles::MAX_TILE_LEVEL;
@@ -166,6 +168,30 @@ pub trait Access: Send + Sync + 'static {
     /// taken, refusals recorded) answers without them.
     fn may(&self, caller: &Caller, origin: &str, action: Action) -> bool {
         self.check(caller, origin, action, 0).is_ok()
+    }
+
+    /// Whether `caller` may write `entries` events of the types `kinds` to
+    /// the log `origin` (its role, including a writer role limited to
+    /// event types, then its quotas), and who the envelopes record as
+    /// their submitter. The default checks [`Access::check`] and records
+    /// what the transport proved, with no tenant.
+    ///
+    /// # Errors
+    /// As [`Access::check`]; [`ApiError::Denied`] naming a type the
+    /// writer may not write.
+    fn check_events(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        kinds: &[&str],
+        entries: u64,
+    ) -> Result<crate::events::Submitter, ApiError> {
+        let _ = kinds;
+        self.check(caller, origin, Action::Write, entries)?;
+        Ok(crate::events::Submitter {
+            name: crate::access::Principal::of_transport(&caller.identity).name(),
+            tenant: None,
+        })
     }
 
     /// Whether `caller`'s credentials are valid, whatever it may do: asked

@@ -305,27 +305,7 @@ impl<S: Storage> LogApi<S> {
         index: u64,
     ) -> Result<EntryWithProof, ApiError> {
         let log = self.log(caller, origin, Action::ReadEntries)?;
-        let latest = log.latest();
-        let size = latest.stored.size;
-        let plan = inclusion_plan(index, size)?;
-        let l = log.clone();
-        let signed = Arc::clone(&latest);
-        let (entry, proof) = blocking(move || {
-            let r = read_view(&l)?;
-            let entry = r
-                .checked_entries(index, index + 1)?
-                .pop()
-                .ok_or_else(|| ApiError::Internal("entry missing from storage".into()))?;
-            let proof = checked_inclusion(&r, &plan, index, size, &signed.root)?;
-            Ok((entry, proof))
-        })
-        .await?;
-        Ok(EntryWithProof {
-            index,
-            entry,
-            proof,
-            checkpoint: latest.stored.note.clone(),
-        })
+        entry_with_proof(&log, index).await
     }
 
     /// The logs `caller` may audit.
@@ -384,4 +364,36 @@ async fn inclusion_proofs<S: Storage>(
     } else {
         work()
     }
+}
+
+/// Entry `index` of `log`, checked against its leaf hash, with its
+/// inclusion proof in the latest checkpoint (checked against its root).
+///
+/// # Errors
+/// An index out of range, damaged storage.
+pub(super) async fn entry_with_proof<S: Storage>(
+    log: &Log<S>,
+    index: u64,
+) -> Result<EntryWithProof, ApiError> {
+    let latest = log.latest();
+    let size = latest.stored.size;
+    let plan = inclusion_plan(index, size)?;
+    let l = log.clone();
+    let signed = Arc::clone(&latest);
+    let (entry, proof) = blocking(move || {
+        let r = read_view(&l)?;
+        let entry = r
+            .checked_entries(index, index + 1)?
+            .pop()
+            .ok_or_else(|| ApiError::Internal("entry missing from storage".into()))?;
+        let proof = checked_inclusion(&r, &plan, index, size, &signed.root)?;
+        Ok((entry, proof))
+    })
+    .await?;
+    Ok(EntryWithProof {
+        index,
+        entry,
+        proof,
+        checkpoint: latest.stored.note.clone(),
+    })
 }

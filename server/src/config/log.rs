@@ -35,6 +35,11 @@ pub struct LogConfig {
     /// Who witnesses the log (`[logs.witnessing]`).
     #[serde(default)]
     pub witnessing: WitnessingConfig,
+    /// Event mode (`docs/EVENTS.md`): the log takes audit events, sealed
+    /// into `quire-event/v1` envelopes, instead of opaque entries. Fixed
+    /// when the log is created.
+    #[serde(default)]
+    pub events: bool,
 }
 
 /// The storage engines.
@@ -219,6 +224,7 @@ impl LogConfig {
             dedup_cache_entries: default_cache(),
             storage: StorageConfig::default(),
             witnessing: WitnessingConfig::default(),
+            events: false,
         }
     }
 
@@ -343,6 +349,12 @@ impl LogConfig {
         if !quire_core::keys::is_valid_key_name(&self.origin) {
             return Err(ConfigError::Invalid(format!(
                 "log origin {:?} must also be a valid key name: no spaces or '+'",
+                self.origin
+            )));
+        }
+        if self.events && server.replication.is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "log {:?}: event mode is not yet served by a replicated formation ([replication])",
                 self.origin
             )));
         }

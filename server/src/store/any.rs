@@ -6,7 +6,7 @@ use quire_core::{Hash, HashReader, NodeId};
 
 use super::postgres::{PgReader, PgStore};
 use super::redb::{RedbReader, RedbStore};
-use super::{Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint};
+use super::{Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint, StoredPayload};
 
 /// One log's storage, on one of the engines.
 #[derive(Clone)]
@@ -173,5 +173,17 @@ impl StorageReader for AnyReader {
 
     fn head(&self) -> Result<Option<Head>, StoreError> {
         each!(self, r => r.head())
+    }
+
+    fn payload(&self, index: u64) -> Result<Option<StoredPayload>, StoreError> {
+        each!(self, r => r.payload(index))
+    }
+
+    fn newest_events(&self, keys: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        each!(self, r => r.newest_events(keys))
+    }
+
+    fn first_logged_at(&self, time_ms: u64) -> Result<Option<u64>, StoreError> {
+        each!(self, r => r.first_logged_at(time_ms))
     }
 }

@@ -11,6 +11,7 @@ use quire_core::{Hash, HashReader, NodeId};
 
 use super::{
     check_head, leaves_stored, Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint,
+    StoredPayload,
 };
 
 #[derive(Default)]
@@ -22,6 +23,9 @@ struct State {
     meta: BTreeMap<String, Vec<u8>>,
     head: Option<Head>,
     cosignatures: BTreeMap<u64, Vec<u8>>,
+    payloads: BTreeMap<u64, StoredPayload>,
+    newest: HashMap<Hash, u64>,
+    times: std::collections::BTreeSet<(u64, u64)>,
 }
 
 /// A log kept in memory.
@@ -113,6 +117,15 @@ impl Storage for MemoryStore {
         for (k, v) in &c.meta {
             s.meta.insert(k.clone(), v.clone());
         }
+        for p in &c.events.payloads {
+            s.payloads.insert(p.index, p.clone());
+        }
+        for (k, i) in &c.events.newest {
+            s.newest.insert(*k, *i);
+        }
+        if let Some(t) = c.events.time {
+            s.times.insert(t);
+        }
         s.head = Some(c.head);
         Ok(())
     }
@@ -202,6 +215,28 @@ impl StorageReader for MemoryReader {
 
     fn head(&self) -> Result<Option<Head>, StoreError> {
         Ok(self.head)
+    }
+
+    fn payload(&self, index: u64) -> Result<Option<StoredPayload>, StoreError> {
+        if index >= self.entries {
+            return Ok(None);
+        }
+        let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(s.payloads.get(&index).cloned())
+    }
+
+    fn newest_events(&self, keys: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(keys.iter().map(|k| s.newest.get(k).copied()).collect())
+    }
+
+    fn first_logged_at(&self, time_ms: u64) -> Result<Option<u64>, StoreError> {
+        let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(s.times
+            .range((time_ms, 0)..)
+            .next()
+            .map(|(_, i)| *i)
+            .filter(|i| *i < self.entries))
     }
 
     fn latest_cosignatures(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {

@@ -10,12 +10,15 @@
 //! - a leaf-hash → index map for dedup and proof-by-hash, as a small LSM tree
 //!   whose newest part is rebuilt from the tiles at start;
 //! - every signed checkpoint, with the time it was signed, and the witness
-//!   cosignatures collected for it.
+//!   cosignatures collected for it;
+//! - for a log in event mode, payloads, the newest event of each key and
+//!   the log time of each commit ([`events`]).
 //!
 //! A [`Commit`] lands in one durable transaction, or not at all.
 
 pub mod any;
 pub mod bundle;
+pub mod events;
 pub mod memory;
 pub mod postgres;
 pub mod redb;
@@ -23,6 +26,8 @@ pub(crate) mod rows;
 
 use quire_core::node::{TileId, TILE_HEIGHT, TILE_WIDTH};
 use quire_core::{Hash, HashReader, NodeId};
+
+pub use events::{EventRows, StoredPayload};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +220,8 @@ pub struct Commit {
     /// that says it can ([`Storage::checks_new_leaves`]); one that cannot
     /// refuses such a commit.
     pub new_leaves: bool,
+    /// The rows of the commit's events (a log in event mode).
+    pub events: EventRows,
 }
 
 /// Metadata key of an import in progress: `"<target size> <stored size>"`,
@@ -430,6 +437,29 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// # Errors
     /// [`StoreError`] from the engine.
     fn head(&self) -> Result<Option<Head>, StoreError>;
+
+    /// The payload of event `index` (a log in event mode), if it has one
+    /// that is not erased.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine; [`StoreError::Corrupt`] for a
+    /// damaged record.
+    fn payload(&self, index: u64) -> Result<Option<StoredPayload>, StoreError>;
+
+    /// For each key ([`quire_core::event::key`]), the newest event with it
+    /// that the store holds (the sequencer's view; a reader bounds what it
+    /// finds by its own size).
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn newest_events(&self, keys: &[Hash]) -> Result<Vec<Option<u64>>, StoreError>;
+
+    /// The index of the first event logged at or after `time_ms` (Unix
+    /// ms), if the store holds one.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn first_logged_at(&self, time_ms: u64) -> Result<Option<u64>, StoreError>;
 }
 
 #[cfg(test)]

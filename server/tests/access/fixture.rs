@@ -172,8 +172,9 @@ tenants = ["beta"]
     p
 }
 
-pub const TOKENS: [&str; 6] = [
+pub const TOKENS: [&str; 7] = [
     "acme-writer",
+    "acme-logins",
     "acme-reader",
     "beta-writer",
     "acme-admin",
@@ -224,6 +225,16 @@ pub const AUDIT: &str = "quire.example/access-events";
 
 /// [`start_with`], and with `audited` an audit log ([`AUDIT`]).
 pub async fn start_configured(extra: &str, audited: bool) -> Fixture {
+    start_logs(
+        extra,
+        audited,
+        vec![LogConfig::new(ACME), LogConfig::new(BETA)],
+    )
+    .await
+}
+
+/// [`start_configured`] serving `logs` (and the audit log with `audited`).
+pub async fn start_logs(extra: &str, audited: bool, mut logs: Vec<LogConfig>) -> Fixture {
     let extra = if audited {
         format!("{extra}[[grants]]\nwho = \"token:acme-admin\"\nroles = [\"reader\"]\nlogs = [\"{AUDIT}\"]\n")
     } else {
@@ -251,7 +262,6 @@ pub async fn start_configured(extra: &str, audited: bool) -> Fixture {
         audit_log: audited.then(|| AUDIT.to_owned()),
         ..Config::default()
     };
-    let mut logs = vec![LogConfig::new(ACME), LogConfig::new(BETA)];
     if audited {
         logs.push(LogConfig::new(AUDIT));
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod admin;
+mod events;
 mod gossip;
 mod log_cmds;
 mod saved;
@@ -227,6 +228,9 @@ enum Cmd {
     /// (needs the admin role).
     #[command(subcommand)]
     Admin(admin::AdminCmd),
+    /// Audit events in a log in event mode: add them, read them back.
+    #[command(subcommand)]
+    Event(events::EventCmd),
     /// Verify a proof bundle offline.
     Verify {
         /// The bundle (a C2SP tlog-proof file).
@@ -289,6 +293,16 @@ impl Failure {
             Failure::Unreachable(_) => 3,
         }
     }
+    /// The same failure, its message prefixed with `context`.
+    fn with_context(self, context: &str) -> Self {
+        match self {
+            Failure::Verify(m) => Failure::Verify(format!("{context}: {m}")),
+            Failure::Input(m) => Failure::Input(format!("{context}: {m}")),
+            Failure::Unreachable(m) => Failure::Unreachable(format!("{context}: {m}")),
+            Failure::Proven => Failure::Proven,
+        }
+    }
+
     fn message(&self) -> &str {
         match self {
             Failure::Verify(m) | Failure::Input(m) | Failure::Unreachable(m) => m,
@@ -480,6 +494,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Audit(a) => audit(json, a),
         Cmd::Logs { net } => admin::logs(json, &net).await,
         Cmd::Admin(cmd) => admin::admin(json, cmd).await,
+        Cmd::Event(cmd) => events::event(json, cmd).await,
         Cmd::Gossip {
             checkpoint,
             witnesses,

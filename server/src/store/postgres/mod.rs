@@ -14,6 +14,7 @@
 //! checks; those sit above the storage trait.
 
 mod conn;
+mod events;
 mod lease;
 mod read;
 mod replication;

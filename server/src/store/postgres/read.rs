@@ -12,8 +12,9 @@ use tokio_postgres::types::Type;
 use super::conn::{int, uint};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
+use crate::store::events::decode_payload;
 use crate::store::rows::RowSpan;
-use crate::store::{Head, StorageReader, StoreError, StoredCheckpoint};
+use crate::store::{Head, StorageReader, StoreError, StoredCheckpoint, StoredPayload};
 
 /// A read view of a [`super::PgStore`].
 pub struct PgReader {
@@ -187,6 +188,69 @@ impl HashReader for PgReader {
 }
 
 impl StorageReader for PgReader {
+    fn payload(&self, index: u64) -> Result<Option<StoredPayload>, StoreError> {
+        if self.head.is_none_or(|h| index >= h.size) {
+            return Ok(None);
+        }
+        let s = Arc::clone(&self.shared);
+        let idx = int(index)?;
+        self.shared.driver.run("reading a payload", async move {
+            let c = s.reader().await?;
+            let row = c
+                .row_opt(
+                    "SELECT salt || payload FROM quire_event_payloads WHERE log = $1 AND idx = $2",
+                    &[(&s.log, Type::INT8), (&idx, Type::INT8)],
+                )
+                .await?;
+            row.map(|r| decode_payload(index, &r.get::<_, Vec<u8>>(0)))
+                .transpose()
+        })
+    }
+
+    fn newest_events(&self, keys: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = Arc::clone(&self.shared);
+        let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.0.to_vec()).collect();
+        let found = self.shared.driver.run("reading event keys", async move {
+            let c = s.reader().await?;
+            let rows = c
+                .rows(
+                    "SELECT key, idx FROM quire_event_keys WHERE log = $1 AND key = ANY($2::bytea[])",
+                    &[(&s.log, Type::INT8), (&wanted, Type::BYTEA_ARRAY)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.get::<_, Vec<u8>>(0), uint(r.get(1))?)))
+                .collect::<Result<BTreeMap<Vec<u8>, u64>, StoreError>>()
+        })?;
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.0.as_slice()).copied())
+            .collect())
+    }
+
+    fn first_logged_at(&self, time_ms: u64) -> Result<Option<u64>, StoreError> {
+        let Some(size) = self.head.map(|h| h.size) else {
+            return Ok(None);
+        };
+        let s = Arc::clone(&self.shared);
+        let t = int(time_ms)?;
+        let first = self.shared.driver.run("reading log times", async move {
+            let c = s.reader().await?;
+            let row = c
+                .row_opt(
+                    "SELECT first_idx FROM quire_log_times WHERE log = $1 AND time_ms >= $2
+                     ORDER BY time_ms, first_idx LIMIT 1",
+                    &[(&s.log, Type::INT8), (&t, Type::INT8)],
+                )
+                .await?;
+            row.map(|r| uint(r.get(0))).transpose()
+        })?;
+        Ok(first.filter(|i| *i < size))
+    }
+
     fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         Ok(self.latest.clone())
     }

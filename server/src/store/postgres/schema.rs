@@ -97,6 +97,30 @@ const MIGRATIONS: &[&str] = &[
         expires TIMESTAMPTZ NOT NULL
     );
     ",
+    // 3: what a log in event mode stores beside its tree: payloads with
+    // their salts (erasable), the newest event of each key, the log time
+    // of each commit's first event.
+    r"
+    CREATE TABLE quire_event_payloads (
+        log BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        salt BYTEA NOT NULL CHECK (length(salt) = 32),
+        payload BYTEA NOT NULL,
+        PRIMARY KEY (log, idx)
+    );
+    CREATE TABLE quire_event_keys (
+        log BIGINT NOT NULL,
+        key BYTEA NOT NULL CHECK (length(key) = 32),
+        idx BIGINT NOT NULL,
+        PRIMARY KEY (log, key)
+    );
+    CREATE TABLE quire_log_times (
+        log BIGINT NOT NULL,
+        time_ms BIGINT NOT NULL,
+        first_idx BIGINT NOT NULL,
+        PRIMARY KEY (log, time_ms, first_idx)
+    );
+    ",
 ];
 
 /// The schema version this server writes.

@@ -19,6 +19,7 @@ use quire_core::Hash;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::conn::{engine, int, uint};
+use super::events::EventPlan;
 use super::replication::{mark_replicated, replicated, SyncCheck};
 use super::session::Session;
 use super::statement::{exec, exec_owned, expect, insert_new_leaves};
@@ -28,7 +29,7 @@ use crate::store::rows::{RowSpan, MID};
 use crate::store::{check_head, Commit, Head, StoreError};
 
 /// One statement of a commit, pipelined with the others.
-type Work<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+pub(super) type Work<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
 /// Writes `c` in one transaction, or nothing.
 pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError> {
@@ -184,6 +185,8 @@ struct Plan {
     /// Set when this commit is the first checked replicated (it marks the
     /// log so in the same transaction).
     marked: std::sync::atomic::AtomicBool,
+    /// The rows of its events.
+    events: EventPlan,
 }
 
 impl Plan {
@@ -278,6 +281,7 @@ impl Plan {
             replication: SyncCheck::Off,
             ever_replicated: false,
             marked: std::sync::atomic::AtomicBool::new(false),
+            events: EventPlan::of(&c.events)?,
         })
     }
 
@@ -535,6 +539,7 @@ impl Plan {
                 |_| Ok(()),
             )));
         }
+        self.events.statements(client, &self.log, work);
         work.push(Box::pin(exec(
             client,
             "INSERT INTO quire_heads (log, size, root) VALUES ($1, $2, $3)

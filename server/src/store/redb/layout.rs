@@ -70,6 +70,12 @@ pub(super) const CHECKPOINTS: TableDefinition<u64, (u64, &[u8])> =
     TableDefinition::new("checkpoints");
 /// Tree size → the witness cosignature lines collected for its checkpoint.
 pub(super) const COSIGNATURES: TableDefinition<u64, &[u8]> = TableDefinition::new("cosignatures");
+/// Event index → salt ‖ payload (a log in event mode; erasable).
+pub(super) const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("event_payloads");
+/// Event key (32 bytes) → its newest event's index.
+pub(super) const EVENT_KEYS: TableDefinition<&[u8], u64> = TableDefinition::new("event_keys");
+/// (log time, Unix ms; index of a commit's first event), one per commit.
+pub(super) const LOG_TIMES: TableDefinition<(u64, u64), ()> = TableDefinition::new("log_times");
 /// Named metadata (origin, format version).
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Metadata key of the head: size (8 bytes, big-endian) and root.

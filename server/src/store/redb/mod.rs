@@ -23,7 +23,9 @@ use redb::{Database, ReadableDatabase};
 pub(crate) use error::engine;
 use error::guarded;
 use index_cache::{Builder, IndexCache, Memtable, SharedCache};
-use layout::{BUNDLES, CHECKPOINTS, COSIGNATURES, META, MIDS, TILES};
+use layout::{
+    BUNDLES, CHECKPOINTS, COSIGNATURES, EVENT_KEYS, LOG_TIMES, META, MIDS, PAYLOADS, TILES,
+};
 use leaf_index::{MergeBloom, RUN_BLOCKS};
 pub(crate) use read::index_state;
 pub use read::RedbReader;
@@ -108,6 +110,9 @@ impl RedbStore {
             txn.open_table(CHECKPOINTS).map_err(engine)?;
             txn.open_table(META).map_err(engine)?;
             txn.open_table(COSIGNATURES).map_err(engine)?;
+            txn.open_table(PAYLOADS).map_err(engine)?;
+            txn.open_table(EVENT_KEYS).map_err(engine)?;
+            txn.open_table(LOG_TIMES).map_err(engine)?;
         }
         txn.commit().map_err(engine)?;
         let db = Arc::new(db);

@@ -9,12 +9,13 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use super::error::{engine, guarded};
 use super::index_cache::SharedCache;
 use super::layout::{
-    decode_head, legacy_head, Part, RowSpan, BUNDLES, CHECKPOINTS, COSIGNATURES, HEAD_KEY, META,
-    MIDS, TILES,
+    decode_head, legacy_head, Part, RowSpan, BUNDLES, CHECKPOINTS, COSIGNATURES, EVENT_KEYS,
+    HEAD_KEY, LOG_TIMES, META, MIDS, PAYLOADS, TILES,
 };
 use super::leaf_index::{self, IndexState, RUN_BLOCKS, STATE_KEY};
 use crate::store::bundle::{self, BUNDLE_SIZE};
-use crate::store::{Head, StorageReader, StoreError, StoredCheckpoint};
+use crate::store::events::decode_payload;
+use crate::store::{Head, StorageReader, StoreError, StoredCheckpoint, StoredPayload};
 
 /// A read view of a [`RedbStore`].
 pub struct RedbReader {
@@ -41,6 +42,18 @@ impl HashReader for RedbReader {
 }
 
 impl RedbReader {
+    /// An event table, `None` in a store written before event mode.
+    fn event_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        def: redb::TableDefinition<'static, K, V>,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+        match self.txn.open_table(def) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
     fn read_hashes_unguarded(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
         // Each node's hashes are one stored run, or two when it reaches the
         // last hash of its row. Parts are grouped by record so that each is
@@ -264,6 +277,45 @@ impl StorageReader for RedbReader {
             };
             let last = table.last().map_err(engine)?;
             Ok(last.map(|(k, v)| (k.value(), v.value().to_vec())))
+        })
+    }
+
+    fn payload(&self, index: u64) -> Result<Option<StoredPayload>, StoreError> {
+        guarded("reading a payload", || {
+            let Some(table) = self.event_table(PAYLOADS)? else {
+                return Ok(None);
+            };
+            let row = table.get(index).map_err(engine)?;
+            row.map(|v| decode_payload(index, v.value())).transpose()
+        })
+    }
+
+    fn newest_events(&self, keys: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        guarded("reading event keys", || {
+            let Some(table) = self.event_table(EVENT_KEYS)? else {
+                return Ok(vec![None; keys.len()]);
+            };
+            keys.iter()
+                .map(|k| {
+                    Ok(table
+                        .get(k.as_bytes().as_slice())
+                        .map_err(engine)?
+                        .map(|v| v.value()))
+                })
+                .collect()
+        })
+    }
+
+    fn first_logged_at(&self, time_ms: u64) -> Result<Option<u64>, StoreError> {
+        guarded("reading log times", || {
+            let Some(table) = self.event_table(LOG_TIMES)? else {
+                return Ok(None);
+            };
+            let mut range = table.range((time_ms, 0)..).map_err(engine)?;
+            match range.next() {
+                Some(row) => Ok(Some(row.map_err(engine)?.0.value().1)),
+                None => Ok(None),
+            }
         })
     }
 

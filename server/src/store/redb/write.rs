@@ -11,13 +11,14 @@ use redb::{ReadableTable, WriteTransaction};
 
 use super::error::engine;
 use super::layout::{
-    decode_head, encode_head, legacy_head, RowSpan, BUNDLES, CHECKPOINTS, HEAD_KEY, META, MID,
-    MIDS, TILES,
+    decode_head, encode_head, legacy_head, RowSpan, BUNDLES, CHECKPOINTS, EVENT_KEYS, HEAD_KEY,
+    LOG_TIMES, META, MID, MIDS, PAYLOADS, TILES,
 };
 use super::leaf_index::{self, IndexState, STATE_KEY};
 use super::RedbStore;
 use crate::store::bundle::{self, BUNDLE_SIZE};
-use crate::store::{Commit, StoreError};
+use crate::store::events::encode_payload;
+use crate::store::{Commit, EventRows, StoreError};
 
 impl RedbStore {
     pub(super) fn commit_unguarded(&self, c: &Commit) -> Result<(), StoreError> {
@@ -51,6 +52,9 @@ impl RedbStore {
             }
             write_bundles(&txn, c, self.opts.compress)?;
             write_tiles(&txn, &c.nodes)?;
+            if !c.events.is_empty() {
+                write_events(&txn, &c.events)?;
+            }
             let mut meta = txn.open_table(META).map_err(engine)?;
             meta.insert(HEAD_KEY, encode_head(c.head).as_slice())
                 .map_err(engine)?;
@@ -129,6 +133,24 @@ fn write_bundles(txn: &WriteTransaction, c: &Commit, compress: bool) -> Result<(
             .map_err(engine)?;
         pending = &pending[take..];
         index += take as u64;
+    }
+    Ok(())
+}
+
+fn write_events(txn: &WriteTransaction, rows: &EventRows) -> Result<(), StoreError> {
+    let mut payloads = txn.open_table(PAYLOADS).map_err(engine)?;
+    for p in &rows.payloads {
+        payloads
+            .insert(p.index, encode_payload(p).as_slice())
+            .map_err(engine)?;
+    }
+    let mut keys = txn.open_table(EVENT_KEYS).map_err(engine)?;
+    for (k, i) in &rows.newest {
+        keys.insert(k.as_bytes().as_slice(), *i).map_err(engine)?;
+    }
+    if let Some(t) = rows.time {
+        let mut times = txn.open_table(LOG_TIMES).map_err(engine)?;
+        times.insert(t, ()).map_err(engine)?;
     }
     Ok(())
 }

@@ -1,0 +1,75 @@
+//! A typed client of the `quire.v1.Events` service: add events (never
+//! retried: each event is new, so a retry would log it twice; a call whose
+//! answer was lost is looked up by its caller) and read one back.
+
+use std::time::Duration;
+
+use quire_proto::v1::events_client::EventsClient;
+use quire_proto::v1::{
+    AddEventsRequest, AddEventsResponse, Event, GetEventRequest, GetEventResponse,
+};
+use tonic::transport::Channel;
+
+use super::{call_once, Bearer, Endpoint, RpcError};
+
+/// A connection to one server's events service.
+pub struct EventsRpc {
+    client: EventsClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>,
+    timeout: Duration,
+}
+
+impl EventsRpc {
+    /// Connects (TLS for `https://`).
+    ///
+    /// # Errors
+    /// As [`Endpoint::channel`].
+    pub async fn connect(ep: &Endpoint) -> Result<Self, RpcError> {
+        let (channel, bearer) = ep.channel().await?;
+        Ok(EventsRpc {
+            client: EventsClient::with_interceptor(channel, bearer)
+                .max_decoding_message_size(super::MAX_MESSAGE)
+                .max_encoding_message_size(super::MAX_MESSAGE),
+            timeout: ep.timeout,
+        })
+    }
+
+    /// Appends `events` to the log `origin` (empty: the server's only
+    /// log): the log's answer, unchecked.
+    ///
+    /// # Errors
+    /// [`RpcError`]: the server's refusal or no answer (then the events
+    /// may or may not be in the log).
+    pub async fn add(
+        &mut self,
+        origin: &str,
+        events: Vec<Event>,
+    ) -> Result<AddEventsResponse, RpcError> {
+        let mut c = self.client.clone();
+        call_once(
+            self.timeout,
+            "AddEvents",
+            c.add_events(AddEventsRequest {
+                log: origin.to_owned(),
+                events,
+            }),
+        )
+        .await
+    }
+
+    /// Event `index` of the log `origin`, as the server answers it.
+    ///
+    /// # Errors
+    /// [`RpcError`].
+    pub async fn get(&mut self, origin: &str, index: u64) -> Result<GetEventResponse, RpcError> {
+        let mut c = self.client.clone();
+        call_once(
+            self.timeout,
+            "GetEvent",
+            c.get_event(GetEventRequest {
+                log: origin.to_owned(),
+                index,
+            }),
+        )
+        .await
+    }
+}

@@ -1,0 +1,166 @@
+//! Events (a log in event mode, `docs/EVENTS.md`): writing them, and
+//! reading one back with its payload and inclusion proof.
+
+use quire_core::event::{Event, SALT_LEN};
+use quire_core::Hash;
+
+use super::{blocking, read_view, Action, ApiError, Caller, LogApi};
+use crate::events::{Draft, Sealed};
+use crate::log::WriteError;
+use crate::store::{Storage, StorageReader};
+
+/// One event to write: what happened, and the record it came from.
+#[derive(Clone, Debug)]
+pub struct EventInput {
+    /// The event.
+    pub event: Event,
+    /// The original record (a Kubernetes audit event, a `CloudTrail`
+    /// record), stored beside the tree and committed to by its hash.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// What a write of events gets back.
+#[derive(Clone, Debug)]
+pub struct WrittenEvents {
+    /// The log that took them.
+    pub origin: String,
+    /// Each event sealed, in the order given.
+    pub events: Vec<Sealed>,
+    /// The checkpoint that covers them.
+    pub checkpoint: Vec<u8>,
+}
+
+/// One event as stored.
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    /// Its index.
+    pub index: u64,
+    /// Its envelope (the entry), checked against its leaf hash.
+    pub envelope: Vec<u8>,
+    /// Its payload and salt, unless it had none or it was erased.
+    pub payload: Option<(Vec<u8>, [u8; SALT_LEN])>,
+    /// Its inclusion proof in the latest checkpoint.
+    pub proof: Vec<Hash>,
+    /// The latest checkpoint.
+    pub checkpoint: Vec<u8>,
+}
+
+impl<S: Storage> LogApi<S> {
+    /// Appends `events` to the log `origin` (in event mode): each checked,
+    /// sealed into its envelope with the log's time, the submitter the
+    /// server authenticated and the links to the previous events of its
+    /// keys, durable and signed before the answer.
+    ///
+    /// # Errors
+    /// An event that breaks a rule (`INVALID_ARGUMENT` naming the event,
+    /// the field and the rule), a log not in event mode
+    /// (`FAILED_PRECONDITION`), a refusal of access (a writer limited to
+    /// other event types among them), or the log's [`WriteError`].
+    pub async fn add_events(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        events: Vec<EventInput>,
+    ) -> Result<WrittenEvents, ApiError> {
+        let mut log = self.find(caller, origin)?;
+        let kinds: Vec<String> = events.iter().map(|e| e.event.kind.clone()).collect();
+        let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
+        let submitter =
+            self.access
+                .check_events(caller, log.origin(), &kinds, events.len() as u64)?;
+        let routed = !origin.is_empty() && log.origin() != origin;
+        let drafts = |events: Vec<EventInput>, submitter: &crate::events::Submitter| {
+            events
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    Draft::new(e.event, submitter.clone(), e.payload)
+                        .map_err(|err| ApiError::Invalid(format!("event {i}: {err}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut tries = 0;
+        let mut pending = Some(events);
+        let (sealed, latest) = loop {
+            // Copied only for a family, whose write may go again.
+            let batch = if routed {
+                pending.clone()
+            } else {
+                pending.take()
+            }
+            .unwrap_or_default();
+            match log.add_events(drafts(batch, &submitter)?).await {
+                // A family's shard frozen between routing and admission:
+                // sent again to the shard of the moment.
+                Err(WriteError::Frozen { .. }) if routed && tries < 2 => {
+                    tries += 1;
+                    let next = self.find(caller, origin)?;
+                    if next.origin() == log.origin() {
+                        return Err(ApiError::Write(WriteError::Frozen {
+                            origin: log.origin().to_owned(),
+                            state: log.state().0,
+                        }));
+                    }
+                    self.access.check_events(caller, next.origin(), &kinds, 0)?;
+                    log = next;
+                }
+                r => break r?,
+            }
+        };
+        Ok(WrittenEvents {
+            origin: log.origin().to_owned(),
+            events: sealed,
+            checkpoint: latest.stored.note.clone(),
+        })
+    }
+
+    /// Event `index` of the log `origin`: its envelope, its payload (the
+    /// reader role: entry contents) and its inclusion proof in the latest
+    /// checkpoint.
+    ///
+    /// # Errors
+    /// An index out of range, a payload that does not match its envelope's
+    /// commitment or damaged storage (`DATA_LOSS`), an unknown log, a log
+    /// not in event mode, a refusal of access.
+    pub async fn event(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        index: u64,
+    ) -> Result<EventRecord, ApiError> {
+        let log = self.log(caller, origin, Action::ReadEntries)?;
+        if !log.events() {
+            return Err(ApiError::Write(WriteError::Mode {
+                origin: log.origin().to_owned(),
+                events: false,
+            }));
+        }
+        let e = super::reads::entry_with_proof(&log, index).await?;
+        let envelope = e.entry;
+        let stored = blocking(move || Ok(read_view(&log)?.payload(index)?)).await?;
+        let payload = match stored {
+            None => None,
+            Some(p) => {
+                let env = quire_core::event::Envelope::decode(&envelope).map_err(|err| {
+                    ApiError::Store(crate::store::StoreError::Corrupt(format!(
+                        "event {index}: its entry is not an envelope: {err}"
+                    )))
+                })?;
+                let c = quire_core::event::payload_commitment(&p.salt, &p.payload);
+                if env.payload != Some(c) {
+                    return Err(ApiError::Store(crate::store::StoreError::Corrupt(format!(
+                        "event {index}: the stored payload does not match its envelope's commitment"
+                    ))));
+                }
+                Some((p.payload, p.salt))
+            }
+        };
+        Ok(EventRecord {
+            index,
+            envelope,
+            payload,
+            proof: e.proof,
+            checkpoint: e.checkpoint,
+        })
+    }
+}

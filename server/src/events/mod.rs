@@ -1,0 +1,304 @@
+//! Event mode on the log's side (`docs/EVENTS.md`): a submitted event
+//! becomes a [`Draft`] in the writer's task (checked, salted, its payload
+//! committed to, its keys hashed: the work that runs in parallel), and the
+//! sequencer seals drafts into `quire-event/v1` envelopes ([`EventSeq`]):
+//! the log time of the batch, the index, and the links to the previous
+//! event of each key, all known only in sequence. The payloads, the
+//! newest event of each key and the batch's log time are written in the
+//! same commit as the envelopes ([`crate::store::EventRows`]). The
+//! domain calls are the log API's (`api/events.rs`); `service.rs` is their
+//! gRPC face, `quire.v1.Events`.
+
+pub mod service;
+
+use std::collections::HashMap;
+
+use quire_core::event::{
+    key, payload_commitment, Envelope, Event, KeyField, Links, MAX_ENVELOPE, SALT_LEN,
+};
+use quire_core::Hash;
+use rand_core::RngCore;
+
+use crate::store::{EventRows, StorageReader, StoreError, StoredPayload};
+
+/// The largest payload of one event (the original record it came from).
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// Who writes an event, as the server authenticated them, and the tenant
+/// the log belongs to: what the envelope records, never what the caller
+/// says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitter {
+    /// The principal: `anonymous`, `token:NAME`, `dns:NAME`, `uri:URI`,
+    /// `jwt:ISSUER:SUBJECT`.
+    pub name: String,
+    /// The tenant whose logs include this one, if any.
+    pub tenant: Option<String>,
+}
+
+/// An event ready for the sequencer.
+#[derive(Debug)]
+pub struct Draft {
+    event: Event,
+    submitter: Submitter,
+    payload: Option<(Vec<u8>, [u8; SALT_LEN], Hash)>,
+    keys: Vec<Hash>,
+}
+
+/// Why an event cannot be logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DraftError {
+    /// A field breaks its rule.
+    #[error(transparent)]
+    Field(#[from] quire_core::event::EventError),
+    /// The payload is too large.
+    #[error("the payload is {0} bytes; the limit is {MAX_PAYLOAD_BYTES}")]
+    PayloadTooLarge(usize),
+    /// Its envelope could be longer than an entry may be.
+    #[error("its envelope could reach {0} bytes, over the entry limit of {MAX_ENVELOPE}: shorten its attributes")]
+    TooLong(usize),
+    /// Anything else the envelope refuses.
+    #[error("{0}")]
+    Envelope(String),
+}
+
+impl Draft {
+    /// Checks `event` and prepares it: a fresh salt and the commitment to
+    /// `payload`, the keys of its links.
+    ///
+    /// # Errors
+    /// [`DraftError`] naming the field and the rule, a payload over
+    /// [`MAX_PAYLOAD_BYTES`], or an envelope that could outgrow an entry
+    /// (checked with the largest time and links it may get).
+    pub fn new(
+        event: Event,
+        submitter: Submitter,
+        payload: Option<Vec<u8>>,
+    ) -> Result<Self, DraftError> {
+        event.validate()?;
+        if let Some(p) = &payload {
+            if p.len() > MAX_PAYLOAD_BYTES {
+                return Err(DraftError::PayloadTooLarge(p.len()));
+            }
+        }
+        let payload = payload.map(|p| {
+            let mut salt = [0u8; SALT_LEN];
+            rand_core::OsRng.fill_bytes(&mut salt);
+            let c = payload_commitment(&salt, &p);
+            (p, salt, c)
+        });
+        let keys = KeyField::ALL
+            .iter()
+            .filter_map(|f| event.value(*f).map(|v| key(*f, v)))
+            .collect();
+        let draft = Draft {
+            event,
+            submitter,
+            payload,
+            keys,
+        };
+        // The longest this envelope can be: every link and the time at
+        // their largest.
+        let max = quire_core::event::canonical::MAX_INT;
+        let mut links = Links::default();
+        for f in KeyField::ALL {
+            if draft.event.value(f).is_some() {
+                links.0.insert(f, max);
+            }
+        }
+        match draft.envelope(max, links).encode() {
+            Ok(_) => Ok(draft),
+            Err(quire_core::event::EnvelopeError::TooLong(n)) => Err(DraftError::TooLong(n)),
+            Err(e) => Err(DraftError::Envelope(e.to_string())),
+        }
+    }
+
+    fn envelope(&self, log_time_ms: u64, prev: Links) -> Envelope {
+        Envelope {
+            log_time_ms,
+            submitter: self.submitter.name.clone(),
+            tenant: self.submitter.tenant.clone(),
+            event: self.event.clone(),
+            payload: self.payload.as_ref().map(|(_, _, c)| *c),
+            prev,
+        }
+    }
+
+    /// The event's type.
+    pub fn kind(&self) -> &str {
+        &self.event.kind
+    }
+}
+
+/// A sealed event: what its writer gets back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sealed {
+    /// Its index.
+    pub index: u64,
+    /// Its envelope: the entry.
+    pub envelope: Vec<u8>,
+    /// The salt of its payload, if it has one (with the payload, it proves
+    /// what the envelope commits to).
+    pub salt: Option<[u8; SALT_LEN]>,
+}
+
+/// The sequencer's event state: the newest event of each key it has seen
+/// or looked up (`None`: no event has the key), bounded.
+pub(crate) struct EventSeq {
+    newest: HashMap<Hash, Option<u64>>,
+    cap: usize,
+}
+
+/// Keys remembered by the sequencer before it forgets them all and looks
+/// them up again.
+const KEY_CACHE: usize = 1 << 20;
+
+impl EventSeq {
+    pub(crate) fn new() -> Self {
+        EventSeq {
+            newest: HashMap::new(),
+            cap: KEY_CACHE,
+        }
+    }
+
+    /// Looks up the keys of `drafts` that are not remembered.
+    pub(crate) fn prepare<'a, R: StorageReader>(
+        &mut self,
+        drafts: impl Iterator<Item = &'a Draft>,
+        reader: impl FnOnce() -> Result<R, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut missing: Vec<Hash> = drafts
+            .flat_map(|d| d.keys.iter().copied())
+            .filter(|k| !self.newest.contains_key(k))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        if self.newest.len() + missing.len() > self.cap {
+            self.newest.clear();
+        }
+        let found = reader()?.newest_events(&missing)?;
+        for (k, i) in missing.into_iter().zip(found) {
+            self.newest.insert(k, i);
+        }
+        Ok(())
+    }
+
+    /// Seals `draft` as event `index`, logged at `time`: its envelope
+    /// (the entry) and what its writer gets back; its rows go to `rows`,
+    /// its keys' newest event to `batch` (this batch's, applied by
+    /// [`EventSeq::committed`] once the commit is durable).
+    ///
+    /// # Errors
+    /// The envelope refused (not after [`Draft::new`] accepted it).
+    pub(crate) fn seal(
+        &self,
+        draft: Draft,
+        index: u64,
+        time: u64,
+        batch: &mut HashMap<Hash, u64>,
+        rows: &mut EventRows,
+    ) -> Result<Sealed, String> {
+        let mut prev = Links::default();
+        let fields = KeyField::ALL
+            .iter()
+            .filter(|f| draft.event.value(**f).is_some());
+        for (f, k) in fields.zip(&draft.keys) {
+            let last = batch
+                .get(k)
+                .copied()
+                .or_else(|| self.newest.get(k).copied().flatten());
+            if let Some(i) = last {
+                prev.0.insert(*f, i);
+            }
+            batch.insert(*k, index);
+        }
+        let envelope = draft
+            .envelope(time, prev)
+            .encode()
+            .map_err(|e| format!("event {index}: {e}"))?;
+        let salt = draft.payload.map(|(payload, salt, _)| {
+            rows.payloads.push(StoredPayload {
+                index,
+                salt,
+                payload,
+            });
+            salt
+        });
+        if rows.time.is_none() {
+            rows.time = Some((time, index));
+        }
+        Ok(Sealed {
+            index,
+            envelope,
+            salt,
+        })
+    }
+
+    /// Takes a durable batch's newest events.
+    pub(crate) fn committed(&mut self, batch: HashMap<Hash, u64>) {
+        for (k, i) in batch {
+            self.newest.insert(k, Some(i));
+        }
+    }
+}
+
+/// Metadata key of a log's mode: `events` for a log in event mode, absent
+/// for a log of opaque entries.
+pub const MODE_META: &str = "mode";
+
+/// The metadata record of event mode.
+pub(crate) fn mode_meta() -> (String, Vec<u8>) {
+    (MODE_META.to_owned(), b"events".to_vec())
+}
+
+/// Whether the store holds a log in event mode.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] for a mode record Quire does not write.
+pub(crate) fn stored_mode<R: StorageReader>(r: &R) -> Result<bool, StoreError> {
+    match r.meta(MODE_META)?.as_deref() {
+        None => Ok(false),
+        Some(b"events") => Ok(true),
+        Some(other) => Err(StoreError::Corrupt(format!(
+            "mode record {:?}",
+            String::from_utf8_lossy(other)
+        ))),
+    }
+}
+
+/// Checks the configured mode of an existing log against the stored one:
+/// the record to commit when an empty log turns to event mode.
+///
+/// # Errors
+/// [`crate::log::OpenError::ModeChanged`] for a log that holds entries of
+/// the other kind.
+pub(crate) fn check_mode(
+    origin: &str,
+    stored: bool,
+    configured: bool,
+    latest: &crate::store::StoredCheckpoint,
+) -> Result<Option<(String, Vec<u8>)>, crate::log::OpenError> {
+    let words = |events: bool| {
+        if events {
+            "is in event mode"
+        } else {
+            "holds opaque entries"
+        }
+    };
+    match (stored, configured) {
+        (true, true) | (false, false) => Ok(None),
+        (false, true) if latest.size == 0 => Ok(Some(mode_meta())),
+        _ => Err(crate::log::OpenError::ModeChanged {
+            origin: origin.to_owned(),
+            stored: words(stored),
+            configured: if configured {
+                "events = true"
+            } else {
+                "no event mode"
+            },
+        }),
+    }
+}

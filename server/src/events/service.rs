@@ -1,0 +1,88 @@
+//! The `quire.v1.Events` gRPC face of the log API's events: requests
+//! decoded into domain calls, answers encoded, errors mapped to statuses
+//! as the log service maps them. No rule lives here.
+
+use quire_proto::v1::events_server::Events as EventsRpc;
+use quire_proto::v1::{
+    AddEventsRequest, AddEventsResponse, GetEventRequest, GetEventResponse, SealedEvent,
+};
+use quire_proto::{event_from_wire, hashes_to_wire};
+use tonic::{Request, Response, Status};
+
+use crate::api::{ApiError, EventInput, LogApi};
+use crate::grpc::{caller, status};
+use crate::store::Storage;
+
+/// The gRPC service over a [`LogApi`]'s events.
+pub struct GrpcEvents<S: Storage> {
+    api: LogApi<S>,
+}
+
+impl<S: Storage> GrpcEvents<S> {
+    /// The face of `api`.
+    pub fn new(api: LogApi<S>) -> Self {
+        GrpcEvents { api }
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Storage> EventsRpc for GrpcEvents<S> {
+    async fn add_events(
+        &self,
+        req: Request<AddEventsRequest>,
+    ) -> Result<Response<AddEventsResponse>, Status> {
+        let who = caller(&req);
+        let req = req.into_inner();
+        let events = req
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let event = event_from_wire(&e)
+                    .map_err(|err| status(&ApiError::Invalid(format!("event {i}: {err}"))))?;
+                let payload = (!e.payload.is_empty()).then_some(e.payload);
+                Ok(EventInput { event, payload })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let w = self
+            .api
+            .add_events(&who, &req.log, events)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(AddEventsResponse {
+            log: w.origin,
+            events: w
+                .events
+                .into_iter()
+                .map(|s| SealedEvent {
+                    index: s.index,
+                    envelope: s.envelope,
+                    salt: s.salt.map(|s| s.to_vec()).unwrap_or_default(),
+                })
+                .collect(),
+            checkpoint: w.checkpoint,
+        }))
+    }
+
+    async fn get_event(
+        &self,
+        req: Request<GetEventRequest>,
+    ) -> Result<Response<GetEventResponse>, Status> {
+        let who = caller(&req);
+        let req = req.into_inner();
+        let e = self
+            .api
+            .event(&who, &req.log, req.index)
+            .await
+            .map_err(|e| status(&e))?;
+        let (payload, salt) = e.payload.map(|(p, s)| (p, s.to_vec())).unwrap_or_default();
+        Ok(Response::new(GetEventResponse {
+            index: e.index,
+            envelope: e.envelope,
+            payload,
+            salt,
+            inclusion_proof: hashes_to_wire(&e.proof),
+            checkpoint: e.checkpoint,
+        }))
+    }
+}

@@ -1,0 +1,91 @@
+//! A commit's event rows (`crate::store::events`) as PostgreSQL
+//! statements, pipelined with the rest of the commit.
+
+use tokio_postgres::types::{ToSql, Type};
+
+use super::conn::int;
+use super::session::Session;
+use super::statement::{exec, expect};
+use crate::store::{EventRows, StoreError};
+
+/// The event rows of one commit, as statement parameters.
+#[derive(Default)]
+pub(super) struct EventPlan {
+    payload_idx: Vec<i64>,
+    salts: Vec<Vec<u8>>,
+    payloads: Vec<Vec<u8>>,
+    keys: Vec<Vec<u8>>,
+    key_idx: Vec<i64>,
+    time: Option<(i64, i64)>,
+}
+
+impl EventPlan {
+    pub(super) fn of(rows: &EventRows) -> Result<Self, StoreError> {
+        let mut p = EventPlan::default();
+        for r in &rows.payloads {
+            p.payload_idx.push(int(r.index)?);
+            p.salts.push(r.salt.to_vec());
+            p.payloads.push(r.payload.clone());
+        }
+        for (k, i) in &rows.newest {
+            p.keys.push(k.0.to_vec());
+            p.key_idx.push(int(*i)?);
+        }
+        p.time = rows
+            .time
+            .map(|(t, i)| Ok::<_, StoreError>((int(t)?, int(i)?)))
+            .transpose()?;
+        Ok(p)
+    }
+
+    /// The statements, each checked by the rows it wrote (`log` is
+    /// borrowed: the statements' parameters refer to it).
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    pub(super) fn statements<'a>(
+        &'a self,
+        client: &'a Session,
+        log: &'a i64,
+        work: &mut Vec<super::write::Work<'a>>,
+    ) {
+        if !self.payload_idx.is_empty() {
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_event_payloads (log, idx, salt, payload)
+                 SELECT $1, * FROM unnest($2::int8[], $3::bytea[], $4::bytea[])",
+                vec![
+                    (log as &(dyn ToSql + Sync), Type::INT8),
+                    (&self.payload_idx, Type::INT8_ARRAY),
+                    (&self.salts, Type::BYTEA_ARRAY),
+                    (&self.payloads, Type::BYTEA_ARRAY),
+                ],
+                expect(self.payload_idx.len() as u64, "event payloads".into()),
+            )));
+        }
+        if !self.keys.is_empty() {
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_event_keys (log, key, idx)
+                 SELECT $1, * FROM unnest($2::bytea[], $3::int8[])
+                 ON CONFLICT (log, key) DO UPDATE SET idx = EXCLUDED.idx",
+                vec![
+                    (log as &(dyn ToSql + Sync), Type::INT8),
+                    (&self.keys, Type::BYTEA_ARRAY),
+                    (&self.key_idx, Type::INT8_ARRAY),
+                ],
+                expect(self.keys.len() as u64, "event keys".into()),
+            )));
+        }
+        if let Some((t, i)) = &self.time {
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_log_times (log, time_ms, first_idx) VALUES ($1, $2, $3)",
+                vec![
+                    (log as &(dyn ToSql + Sync), Type::INT8),
+                    (t, Type::INT8),
+                    (i, Type::INT8),
+                ],
+                expect(1, "the commit's log time".into()),
+            )));
+        }
+    }
+}
