@@ -27,5 +27,6 @@ pub mod extend;
 pub mod monitor;
 pub mod policy;
 pub mod rpc;
+pub mod search;
 pub mod state;
 pub mod verifier;

@@ -10,7 +10,8 @@
 //!   `tlog-tiles` tiles and entry bundles ([`tiles`]).
 //! - Inclusion and consistency proofs, RFC 9162 §2.1.3 and §2.1.4: built in
 //!   three steps, plan → one batched read → combine ([`proof`]), and verified
-//!   with errors that carry both roots ([`verify`]).
+//!   with errors that carry both roots ([`verify`]); range proofs of a
+//!   contiguous run of leaves ([`range`]).
 //! - C2SP `tlog-checkpoint` ([`checkpoint`]), `signed-note` ([`note`]), key
 //!   formats for Ed25519 (0x01), ECDSA P-256 (0x02) and witness keys
 //!   ([`keys`]), `tlog-cosignature` cosignature/v1 ([`cosignature`]).
@@ -37,6 +38,7 @@ pub mod keys;
 pub mod node;
 pub mod note;
 pub mod proof;
+pub mod range;
 pub mod tiles;
 pub mod tlog_proof;
 pub mod verify;

@@ -107,7 +107,8 @@ pub fn credential(metadata: &tonic::metadata::MetadataMap) -> Credential {
 }
 
 /// A boxed server stream of `T`.
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+/// A server stream of the gRPC faces.
+pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl<S: Storage> LogRpc for GrpcLog<S> {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use quire_proto::v1::events_client::EventsClient;
 use quire_proto::v1::{
-    AddEventsRequest, AddEventsResponse, Event, GetEventRequest, GetEventResponse,
+    AddEventsRequest, AddEventsResponse, Event, EventsPage, GetEventRequest, GetEventResponse,
+    SearchEventsRequest,
 };
 use tonic::transport::Channel;
 
@@ -71,5 +72,36 @@ impl EventsRpc {
             }),
         )
         .await
+    }
+
+    /// The pages of a search of log time `[from_ms, to_ms)` (`to_ms` 0:
+    /// no end), unchecked ([`crate::search::TimeRangeCheck`] checks them).
+    ///
+    /// # Errors
+    /// [`RpcError`] when the stream cannot be opened; each page may carry
+    /// the error that ended the stream.
+    pub async fn search(
+        &mut self,
+        origin: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: u32,
+    ) -> Result<tonic::Streaming<EventsPage>, RpcError> {
+        let mut c = self.client.clone();
+        let call = c.search_events(SearchEventsRequest {
+            log: origin.to_owned(),
+            from_ms,
+            to_ms,
+            limit,
+        });
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(super::status("SearchEvents", &s)),
+            Err(_) => Err(RpcError::Status {
+                method: "SearchEvents",
+                code: tonic::Code::DeadlineExceeded,
+                message: format!("no answer within {:?}", self.timeout),
+            }),
+        }
     }
 }

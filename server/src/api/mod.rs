@@ -25,6 +25,7 @@ mod error;
 mod events;
 mod reads;
 mod registry;
+mod search;
 mod streams;
 mod tiles;
 
@@ -36,6 +37,7 @@ pub use crate::lifecycle::LogState;
 pub use error::{ApiError, Kind};
 pub use events::{EventInput, EventRecord, WrittenEvents};
 pub use reads::{Consistency, EntryWithProof, Inclusion, LeafRef, LogSummary, Written};
+pub use search::{EventRun, MAX_SEARCH_EVENTS};
 pub use streams::{CheckpointStream, EntryPage, TailPage};
 pub use tiles::MAX_TILE_LEVEL;
 

@@ -4,13 +4,15 @@
 
 use quire_proto::v1::events_server::Events as EventsRpc;
 use quire_proto::v1::{
-    AddEventsRequest, AddEventsResponse, GetEventRequest, GetEventResponse, SealedEvent,
+    AddEventsRequest, AddEventsResponse, EventsPage, GetEventRequest, GetEventResponse,
+    SealedEvent, SearchEventsRequest,
 };
 use quire_proto::{event_from_wire, hashes_to_wire};
+use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use crate::api::{ApiError, EventInput, LogApi};
-use crate::grpc::{caller, status};
+use crate::grpc::{caller, status, BoxStream};
 use crate::store::Storage;
 
 /// The gRPC service over a [`LogApi`]'s events.
@@ -84,5 +86,30 @@ impl<S: Storage> EventsRpc for GrpcEvents<S> {
             inclusion_proof: hashes_to_wire(&e.proof),
             checkpoint: e.checkpoint,
         }))
+    }
+
+    type SearchEventsStream = BoxStream<EventsPage>;
+
+    async fn search_events(
+        &self,
+        req: Request<SearchEventsRequest>,
+    ) -> Result<Response<Self::SearchEventsStream>, Status> {
+        let who = caller(&req);
+        let req = req.into_inner();
+        let runs = self
+            .api
+            .search_events(&who, &req.log, req.from_ms, req.to_ms, req.limit)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(Box::pin(runs.map(|r| {
+            r.map(|r| EventsPage {
+                checkpoint: r.checkpoint.to_vec(),
+                first_index: r.first,
+                envelopes: r.envelopes,
+                left: hashes_to_wire(&r.left),
+                consistency: hashes_to_wire(&r.consistency),
+            })
+            .map_err(|e| status(&e))
+        }))))
     }
 }

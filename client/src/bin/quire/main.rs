@@ -12,6 +12,7 @@ mod events;
 mod gossip;
 mod log_cmds;
 mod saved;
+mod search;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use log_cmds::{add, checkpoint, keygen, prove, verify, Which};
@@ -231,6 +232,24 @@ enum Cmd {
     /// Audit events in a log in event mode: add them, read them back.
     #[command(subcommand)]
     Event(events::EventCmd),
+    /// The events of a log-time range, each proven in the log and the
+    /// answer proven complete against the log's key (--log-key).
+    Search {
+        /// From this log time: Unix ms, RFC 3339, or -N[smhd] before now
+        /// (default: the log's start).
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        /// Up to this log time, not included (default: the checkpoint).
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+        /// Most events (the server answers at most 100000).
+        #[arg(long, default_value_t = 10_000)]
+        limit: u32,
+        #[command(flatten)]
+        net: Net,
+        #[command(flatten)]
+        trust: Trust,
+    },
     /// Verify a proof bundle offline.
     Verify {
         /// The bundle (a C2SP tlog-proof file).
@@ -495,6 +514,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Logs { net } => admin::logs(json, &net).await,
         Cmd::Admin(cmd) => admin::admin(json, cmd).await,
         Cmd::Event(cmd) => events::event(json, cmd).await,
+        Cmd::Search {
+            from,
+            to,
+            limit,
+            net,
+            trust,
+        } => search::search(json, from, to, limit, &net, &trust).await,
         Cmd::Gossip {
             checkpoint,
             witnesses,
