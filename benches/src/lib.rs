@@ -13,6 +13,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 pub mod auth;
+pub mod events;
 pub mod failover;
 pub mod load;
 pub mod machine;

@@ -148,3 +148,28 @@ async fn the_tenants_scenario_holds_the_noisy_tenant_and_reports_both() {
         "{v:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_scenario_writes_searches_verified_and_measures_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = quire_benches::events::run(
+        dir.path(),
+        &quire_benches::events::EventsOpts {
+            writers: 2,
+            batch: 50,
+            duration: Duration::from_millis(1500),
+            query_events: 100,
+            queries: 2,
+        },
+    )
+    .await
+    .unwrap();
+    // Counts and sizes, not speeds: events were written, every search was
+    // verified complete (the run fails otherwise) and answered events, the
+    // storage was measured by table.
+    assert!(v["events"].as_u64().unwrap() >= 100, "{v:#}");
+    assert!(v["query_events"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(v["stored_bytes_per_event"].as_f64().unwrap() > 0.0, "{v:#}");
+    assert!(v["tables"]["event_payloads"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(v["tables"]["event_keys"].as_u64().unwrap() > 0, "{v:#}");
+}

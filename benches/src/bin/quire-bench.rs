@@ -70,6 +70,11 @@ enum Scenario {
     /// writers of `--batch`) beside a quiet one (`--quiet-writers` at
     /// `--rate`): the quiet tenant's latency alone and beside it.
     Tenants,
+    /// Realistic audit events (Kubernetes audit) to a log in event mode:
+    /// `--concurrency` writers of `--batch` events for `--duration` s,
+    /// then `--repeats` searches of about `--query-events` events, each
+    /// verified; stored and index bytes per event.
+    Events,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -189,6 +194,9 @@ struct Args {
     /// tenants: the quiet tenant's writers.
     #[arg(long, default_value_t = 8)]
     quiet_writers: usize,
+    /// events: events a timed search answers (about).
+    #[arg(long, default_value_t = 10_000)]
+    query_events: u64,
     /// witness-add: the logs' key algorithm.
     #[arg(long, value_enum, default_value = "p256")]
     log_key: LogKey,
@@ -361,6 +369,36 @@ async fn main() -> anyhow::Result<()> {
                 value["quiet_alone_p99_us"],
                 value["quiet_beside_p99_us"],
                 value["quiet_p99_loaded_over_alone"].as_f64().unwrap_or(0.0),
+                value["cores"],
+            );
+            return emit(&args, &value);
+        }
+        Scenario::Events => {
+            let value = quire_benches::events::run(
+                &data_dir,
+                &quire_benches::events::EventsOpts {
+                    writers: args.concurrency,
+                    batch: args.batch,
+                    duration: Duration::from_secs(args.duration),
+                    query_events: args.query_events,
+                    queries: args.repeats,
+                },
+            )
+            .await?;
+            let f = |k: &str| value[k].as_f64().unwrap_or(0.0);
+            println!(
+                "events: {:.0} events/s (median of 1 s samples; {} writers of {}); search of {} events verified in {:.1} ms median, {:.1} ms p99 ({} searches); {:.0} bytes stored per event for {:.0} bytes of JSON ({:.2}x), indexes {:.1} bytes per event; {} cores",
+                f("ingest_events_per_s_median"),
+                args.concurrency,
+                args.batch,
+                value["query_events"],
+                f("query_verified_ms_median"),
+                f("query_verified_ms_p99"),
+                args.repeats,
+                f("stored_bytes_per_event"),
+                f("json_bytes_per_event"),
+                f("stored_over_json"),
+                f("index_bytes_per_event"),
                 value["cores"],
             );
             return emit(&args, &value);

@@ -95,8 +95,15 @@ fn write_value(out: &mut String, v: &Value) -> Result<(), CanonicalError> {
     Ok(())
 }
 
-fn write_str(out: &mut String, s: &str) {
+/// Writes `s` as a JSON string as RFC 8785 writes it.
+pub(super) fn write_str(out: &mut String, s: &str) {
     out.push('"');
+    // Most strings need no escape: copied whole.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

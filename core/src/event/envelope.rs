@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::canonical::{self, CanonicalError, Value, MAX_INT};
+#[cfg(test)]
+use super::canonical::Value;
+use super::canonical::{CanonicalError, MAX_INT};
 use crate::Hash;
 
 /// The envelope's version string (member `v`).
@@ -308,13 +310,16 @@ pub enum EnvelopeError {
     Event(#[from] EventError),
 }
 
+#[cfg(test)]
 fn s(v: &str) -> Value {
     Value::Str(v.to_owned())
 }
 
 impl Envelope {
-    /// The envelope as a value of the canonical subset.
-    fn to_value(&self) -> Value {
+    /// The envelope as a value of the canonical subset: the reference the
+    /// fast writer is tested against.
+    #[cfg(test)]
+    pub(crate) fn to_value(&self) -> Value {
         let e = &self.event;
         let mut m = vec![
             ("v".to_owned(), s(VERSION)),
@@ -383,11 +388,24 @@ impl Envelope {
                 f.name()
             )));
         }
-        let b = canonical::encode(&self.to_value())?;
-        if b.len() > MAX_ENVELOPE {
-            return Err(EnvelopeError::TooLong(b.len()));
+        if self.log_time_ms > MAX_INT {
+            return Err(EnvelopeError::Shape(format!(
+                "log_time_ms {} is above 2^53 - 1",
+                self.log_time_ms
+            )));
         }
-        Ok(b)
+        if let Some((f, i)) = self.prev.0.iter().find(|(_, i)| **i > MAX_INT) {
+            return Err(EnvelopeError::Shape(format!(
+                "the link of {} to {i} is above 2^53 - 1",
+                f.name()
+            )));
+        }
+        let mut out = String::with_capacity(512);
+        super::codec::write(self, &mut out);
+        if out.len() > MAX_ENVELOPE {
+            return Err(EnvelopeError::TooLong(out.len()));
+        }
+        Ok(out.into_bytes())
     }
 
     /// The envelope of canonical bytes `b`.
@@ -399,129 +417,11 @@ impl Envelope {
         if b.len() > MAX_ENVELOPE {
             return Err(EnvelopeError::TooLong(b.len()));
         }
-        let Value::Obj(members) = canonical::decode(b)? else {
-            return Err(EnvelopeError::Shape("not an object".into()));
-        };
-        let mut m: BTreeMap<String, Value> = members.into_iter().collect();
-        let mut text = |name: &str| -> Result<Option<String>, EnvelopeError> {
-            match m.remove(name) {
-                None => Ok(None),
-                Some(Value::Str(v)) => Ok(Some(v)),
-                Some(_) => Err(EnvelopeError::Shape(format!("{name} is not a string"))),
-            }
-        };
-        let version = text("v")?;
-        if version.as_deref() != Some(VERSION) {
-            return Err(EnvelopeError::Shape(format!(
-                "v is {version:?}, not {VERSION:?}"
-            )));
-        }
-        let need = |v: Option<String>, name: &str| {
-            v.ok_or_else(|| EnvelopeError::Shape(format!("{name} is missing")))
-        };
-        let submitter = need(text("submitter")?, "submitter")?;
-        let tenant = text("tenant")?;
-        let kind = need(text("type")?, "type")?;
-        let actor = need(text("actor")?, "actor")?;
-        let action = need(text("action")?, "action")?;
-        let outcome = Outcome::parse(&need(text("outcome")?, "outcome")?)?;
-        let resource = text("resource")?;
-        let source = text("source")?;
-        let payload = text("payload_sha256")?
-            .map(|h| {
-                Hash::from_hex(&h)
-                    .filter(|_| h == h.to_lowercase())
-                    .ok_or_else(|| {
-                        EnvelopeError::Shape("payload_sha256 is not 64 lowercase hex digits".into())
-                    })
-            })
-            .transpose()?;
-        let int = |m: &mut BTreeMap<String, Value>, name: &str| match m.remove(name) {
-            None => Ok(None),
-            Some(Value::Int(i)) => Ok(Some(i)),
-            Some(_) => Err(EnvelopeError::Shape(format!("{name} is not an integer"))),
-        };
-        let log_time_ms = int(&mut m, "log_time_ms")?
-            .ok_or_else(|| EnvelopeError::Shape("log_time_ms is missing".into()))?;
-        let occurred_ms = int(&mut m, "occurred_ms")?;
-        let attributes = attributes_of(m.remove("attributes"))?;
-        let prev = links_of(m.remove("prev"))?;
-        if let Some(name) = m.keys().next() {
-            return Err(EnvelopeError::Shape(format!("unknown member {name:?}")));
-        }
-        let env = Envelope {
-            log_time_ms,
-            submitter,
-            tenant,
-            event: Event {
-                kind,
-                actor,
-                action,
-                resource,
-                outcome,
-                source,
-                occurred_ms,
-                attributes,
-            },
-            payload,
-            prev,
-        };
+        let env = super::codec::read(b)?;
         // Every rule of the fields, and the bytes are this envelope's own.
         if env.encode()? != b {
-            return Err(EnvelopeError::Shape(
-                "does not encode back to its own bytes".into(),
-            ));
+            return Err(EnvelopeError::Canonical(CanonicalError::NotCanonical));
         }
         Ok(env)
     }
-}
-
-/// The `attributes` member: absent, or an object of strings with at least
-/// one member.
-fn attributes_of(v: Option<Value>) -> Result<BTreeMap<String, String>, EnvelopeError> {
-    let mut attributes = BTreeMap::new();
-    match v {
-        None => {}
-        Some(Value::Obj(a)) if !a.is_empty() => {
-            for (k, v) in a {
-                let Value::Str(v) = v else {
-                    return Err(EnvelopeError::Shape(format!(
-                        "attribute {k:?} is not a string"
-                    )));
-                };
-                attributes.insert(k, v);
-            }
-        }
-        Some(_) => {
-            return Err(EnvelopeError::Shape(
-                "attributes is not an object of strings with at least one member".into(),
-            ))
-        }
-    }
-    Ok(attributes)
-}
-
-/// The `prev` member: absent, or an object of links (a keyed field to an
-/// index) with at least one member.
-fn links_of(v: Option<Value>) -> Result<Links, EnvelopeError> {
-    let mut prev = Links::default();
-    match v {
-        None => {}
-        Some(Value::Obj(links)) if !links.is_empty() => {
-            for (k, v) in links {
-                let (Some(f), Value::Int(i)) = (KeyField::parse(&k), v) else {
-                    return Err(EnvelopeError::Shape(format!(
-                        "prev.{k} is not a link of a keyed field to an index"
-                    )));
-                };
-                prev.0.insert(f, i);
-            }
-        }
-        Some(_) => {
-            return Err(EnvelopeError::Shape(
-                "prev is not an object of links with at least one member".into(),
-            ))
-        }
-    }
-    Ok(prev)
 }

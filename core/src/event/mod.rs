@@ -13,6 +13,7 @@
 //! passes its time), choosing the salt (the log draws it), queries.
 
 pub mod canonical;
+mod codec;
 mod envelope;
 
 pub use envelope::{

@@ -199,6 +199,29 @@ impl RedbStore {
         Ok(std::fs::metadata(path).map_err(engine)?.len())
     }
 
+    /// The bytes each table of the closed redb file at `path` takes
+    /// (stored, metadata and fragmented), by table name: what each part of
+    /// a log costs on disk.
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`] from redb.
+    pub fn table_bytes(path: &Path) -> Result<Vec<(String, u64)>, StoreError> {
+        use redb::{ReadableDatabase as _, ReadableTableMetadata as _, TableHandle as _};
+        let db = Database::open(path).map_err(engine)?;
+        let txn = db.begin_read().map_err(engine)?;
+        let mut out = Vec::new();
+        for handle in txn.list_tables().map_err(engine)? {
+            let name = handle.name().to_owned();
+            let table = txn.open_untyped_table(handle).map_err(engine)?;
+            let s = table.stats().map_err(engine)?;
+            out.push((
+                name,
+                s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes(),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Bytes held by the leaf index's in-memory filters (about one byte
     /// per indexed leaf once built).
     pub fn leaf_index_filter_bytes(&self) -> usize {
