@@ -265,6 +265,47 @@ pub fn check_payload(
     Ok(Some(payload.to_vec()))
 }
 
+/// What an erasure event says: who asked and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    /// Who asked (the submitter the log authenticated).
+    pub by: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Checks that `erasure` (event `at`) is the erasure of event `index`'s
+/// payload: type `quire.erasure`, `attributes.index` naming it, after it.
+///
+/// # Errors
+/// [`EventVerifyError::Payload`] naming what does not hold: then the
+/// payload is missing without a signed erasure, which is tampering.
+pub fn check_erasure(index: u64, at: u64, erasure: &Envelope) -> Result<Erasure, EventVerifyError> {
+    let bad = |why: String| EventVerifyError::Payload { index, why };
+    if erasure.event.kind != "quire.erasure" {
+        return Err(bad(format!(
+            "its payload is said erased by event {at}, which is a {:?} event, not an erasure",
+            erasure.event.kind
+        )));
+    }
+    if erasure.event.attributes.get("index").map(String::as_str) != Some(index.to_string().as_str())
+        || at <= index
+    {
+        return Err(bad(format!(
+            "its payload is said erased by event {at}, which erases another event"
+        )));
+    }
+    Ok(Erasure {
+        by: erasure.submitter.clone(),
+        reason: erasure
+            .event
+            .attributes
+            .get("reason")
+            .cloned()
+            .unwrap_or_default(),
+    })
+}
+
 /// The leaf hash of each sealed event a log returned, with its envelope
 /// decoded: what a writer keeps to prove later what it logged.
 ///

@@ -39,6 +39,10 @@ enum Command {
     /// origin and keys, nothing signed. Stop the server first. See the
     /// README, "Storing logs in PostgreSQL".
     Migrate(recovery::MigrateArgs),
+    /// Compact the redb files of the configured logs (stop the server
+    /// first): space freed by erased payloads returns to the file system,
+    /// and their bytes leave the file.
+    Compact(recovery::FsckArgs),
     /// Make a static API token: the token is printed once, on standard
     /// output; the policy keeps only its hash (the `[[tokens]]` entry,
     /// printed on standard error, or appended to --policy).
@@ -189,6 +193,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Import(a)) => return recovery::import(&a),
         Some(Command::Fsck(a)) => return recovery::fsck(&a),
         Some(Command::Migrate(a)) => return recovery::migrate(&a),
+        Some(Command::Compact(a)) => return recovery::compact(&a),
         Some(Command::Token(a)) => return token(&a),
         None => cli.run,
     };

@@ -397,3 +397,46 @@ pub(crate) fn fsck(args: &FsckArgs) -> ExitCode {
         ExitCode::SUCCESS
     }
 }
+
+/// `quire-server compact`: each configured log on redb, its file compacted
+/// (redb's compaction moves live pages down and truncates the file).
+pub(crate) fn compact(args: &FsckArgs) -> ExitCode {
+    let config = match args.store.config() {
+        Ok(c) => c,
+        Err(e) => return fail(2, &quire_host::error::Report(e.as_ref()).to_string()),
+    };
+    for cfg in &config.logs {
+        if cfg.pg_options().is_some() {
+            println!(
+                "log {}: on PostgreSQL: run VACUUM (FULL) there instead",
+                cfg.origin
+            );
+            continue;
+        }
+        let (path, _) = match files(&config, cfg) {
+            Ok(f) => f,
+            Err(e) => return fail(2, &e),
+        };
+        if !path.is_file() {
+            return fail(
+                2,
+                &format!("log {}: no database at {}", cfg.origin, path.display()),
+            );
+        }
+        let before = std::fs::metadata(&path).map_or(0, |m| m.len());
+        match quire_server::store::redb::RedbStore::compact_file(&path) {
+            Ok(after) => println!(
+                "log {}: {} compacted from {before} to {after} bytes",
+                cfg.origin,
+                path.display()
+            ),
+            Err(e) => {
+                return fail(
+                    1,
+                    &format!("log {}: compacting {}: {e}", cfg.origin, path.display()),
+                )
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

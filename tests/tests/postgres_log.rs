@@ -496,7 +496,9 @@ async fn an_event_log_on_postgres_keeps_payloads_links_and_times_with_its_events
         r.newest_events(&[alice, pods]).unwrap(),
         vec![Some(2), Some(1)]
     );
-    let p = r.payload(0).unwrap().unwrap();
+    let Some(quire_server::store::Payload::Stored(p)) = r.payload(0).unwrap() else {
+        panic!("event 0's payload is not stored");
+    };
     assert_eq!(p.payload, b"{\"verb\":\"delete\",\"user\":\"alice\"}");
     assert_eq!(r.payload(1).unwrap(), None);
     assert_eq!(r.first_logged_at(0).unwrap(), Some(0));
@@ -510,5 +512,23 @@ async fn an_event_log_on_postgres_keeps_payloads_links_and_times_with_its_events
     };
     assert_eq!(r.first_logged_at(env.log_time_ms).unwrap(), Some(first));
     assert_eq!(r.first_logged_at(env.log_time_ms + 1).unwrap(), None);
+    // Erased: the row names the erasure event, the payload is gone.
+    let out = quire(&[
+        "--json",
+        "event",
+        "erase",
+        "0",
+        "--reason",
+        "right to erasure",
+        "--addr",
+        &url,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["erased_by"], "3");
+    let r = server.logs[0].store().reader().unwrap();
+    assert_eq!(
+        r.payload(0).unwrap(),
+        Some(quire_server::store::Payload::Erased { by: 3 })
+    );
     server.stop().await;
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use quire_proto::v1::events_client::EventsClient;
 use quire_proto::v1::{
-    AddEventsRequest, AddEventsResponse, Event, EventsPage, GetEventRequest, GetEventResponse,
-    SearchEventsRequest,
+    AddEventsRequest, AddEventsResponse, EraseEventRequest, Event, EventsPage, GetEventRequest,
+    GetEventResponse, SearchEventsRequest,
 };
 use tonic::transport::Channel;
 
@@ -52,6 +52,31 @@ impl EventsRpc {
             c.add_events(AddEventsRequest {
                 log: origin.to_owned(),
                 events,
+            }),
+        )
+        .await
+    }
+
+    /// Erases the payload of event `index` of the log `origin` for
+    /// `reason`; the answer holds the erasure event, unchecked.
+    ///
+    /// # Errors
+    /// [`RpcError`]: the server's refusal or no answer (then the erasure
+    /// may or may not have been made).
+    pub async fn erase(
+        &mut self,
+        origin: &str,
+        index: u64,
+        reason: &str,
+    ) -> Result<AddEventsResponse, RpcError> {
+        let mut c = self.client.clone();
+        call_once(
+            self.timeout,
+            "EraseEvent",
+            c.erase_event(EraseEventRequest {
+                log: origin.to_owned(),
+                index,
+                reason: reason.to_owned(),
             }),
         )
         .await

@@ -463,6 +463,17 @@ impl Access for AccessControl {
         })
     }
 
+    fn identify(&self, caller: &Caller, origin: &str) -> crate::events::Submitter {
+        let policy = self.policy();
+        let name = self
+            .principal(&policy, caller)
+            .map_or_else(|_| "unauthenticated".to_owned(), |p| p.name());
+        crate::events::Submitter {
+            name,
+            tenant: policy.tenant_of(origin),
+        }
+    }
+
     fn may(&self, caller: &Caller, origin: &str, action: Action) -> bool {
         self.decide(&self.policy(), caller, origin, action).is_ok()
     }

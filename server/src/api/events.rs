@@ -7,7 +7,7 @@ use quire_core::Hash;
 use super::{blocking, read_view, Action, ApiError, Caller, LogApi};
 use crate::events::{Draft, Sealed};
 use crate::log::WriteError;
-use crate::store::{Storage, StorageReader};
+use crate::store::{Payload, Storage, StorageReader};
 
 /// One event to write: what happened, and the record it came from.
 #[derive(Clone, Debug)]
@@ -39,6 +39,8 @@ pub struct EventRecord {
     pub envelope: Vec<u8>,
     /// Its payload and salt, unless it had none or it was erased.
     pub payload: Option<(Vec<u8>, [u8; SALT_LEN])>,
+    /// The erasure event that erased its payload, if one did.
+    pub erased_by: Option<u64>,
     /// Its inclusion proof in the latest checkpoint.
     pub proof: Vec<Hash>,
     /// The latest checkpoint.
@@ -138,9 +140,10 @@ impl<S: Storage> LogApi<S> {
         let e = super::reads::entry_with_proof(&log, index).await?;
         let envelope = e.entry;
         let stored = blocking(move || Ok(read_view(&log)?.payload(index)?)).await?;
-        let payload = match stored {
-            None => None,
-            Some(p) => {
+        let (payload, erased_by) = match stored {
+            None => (None, None),
+            Some(Payload::Erased { by }) => (None, Some(by)),
+            Some(Payload::Stored(p)) => {
                 let env = quire_core::event::Envelope::decode(&envelope).map_err(|err| {
                     ApiError::Store(crate::store::StoreError::Corrupt(format!(
                         "event {index}: its entry is not an envelope: {err}"
@@ -152,15 +155,76 @@ impl<S: Storage> LogApi<S> {
                         "event {index}: the stored payload does not match its envelope's commitment"
                     ))));
                 }
-                Some((p.payload, p.salt))
+                (Some((p.payload, p.salt)), None)
             }
         };
         Ok(EventRecord {
             index,
             envelope,
             payload,
+            erased_by,
             proof: e.proof,
             checkpoint: e.checkpoint,
+        })
+    }
+
+    /// Erases the payload of event `index` of the log `origin` for
+    /// `reason`: appends an erasure event (`quire.erasure`, naming the
+    /// index, the reason and who asked) whose commit removes the payload
+    /// and its salt. The envelope, every proof and every checkpoint stay;
+    /// the erasure event is the signed record of it.
+    ///
+    /// # Errors
+    /// The admin role missing, a log not in event mode, an index past the
+    /// tree (`OUT_OF_RANGE`), an event without a payload or one erased
+    /// already (`FAILED_PRECONDITION`, naming the erasure), a reason that
+    /// breaks its rule, the log's [`WriteError`].
+    pub async fn erase_event(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        index: u64,
+        reason: &str,
+    ) -> Result<WrittenEvents, ApiError> {
+        let log = self.log(caller, origin, Action::Administer)?;
+        if !log.events() {
+            return Err(ApiError::Write(WriteError::Mode {
+                origin: log.origin().to_owned(),
+                events: false,
+            }));
+        }
+        let size = log.latest().stored.size;
+        if index >= size {
+            return Err(ApiError::OutOfRange(format!(
+                "event {index} is past the tree size {size}"
+            )));
+        }
+        let submitter = self.access.identify(caller, log.origin());
+        let draft = Draft::erasure(submitter, index, reason)
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        // One erasure at a time: the payload is checked, then erased, with
+        // no other erasure between.
+        let _one = self.erasing.lock().await;
+        let l = log.clone();
+        let stored = blocking(move || Ok(read_view(&l)?.payload(index)?)).await?;
+        match stored {
+            None => {
+                return Err(ApiError::Precondition(format!(
+                    "event {index} has no payload to erase"
+                )))
+            }
+            Some(Payload::Erased { by }) => {
+                return Err(ApiError::Precondition(format!(
+                    "the payload of event {index} was erased already, by event {by}"
+                )))
+            }
+            Some(Payload::Stored(_)) => {}
+        }
+        let (sealed, latest) = log.add_events(vec![draft]).await?;
+        Ok(WrittenEvents {
+            origin: log.origin().to_owned(),
+            events: sealed,
+            checkpoint: latest.stored.note.clone(),
         })
     }
 }

@@ -190,10 +190,18 @@ pub trait Access: Send + Sync + 'static {
     ) -> Result<crate::events::Submitter, ApiError> {
         let _ = kinds;
         self.check(caller, origin, Action::Write, entries)?;
-        Ok(crate::events::Submitter {
+        Ok(self.identify(caller, origin))
+    }
+
+    /// Who `caller` is on the log `origin`, as an event records it (asked
+    /// after [`Access::check`] allowed the request). The default records
+    /// what the transport proved, with no tenant.
+    fn identify(&self, caller: &Caller, origin: &str) -> crate::events::Submitter {
+        let _ = origin;
+        crate::events::Submitter {
             name: crate::access::Principal::of_transport(&caller.identity).name(),
             tenant: None,
-        })
+        }
     }
 
     /// Whether `caller`'s credentials are valid, whatever it may do: asked
@@ -240,6 +248,8 @@ pub struct LogApi<S: Storage> {
     budget: ResponseBudget,
     /// Open entry streams, server-wide.
     slots: StreamSlots,
+    /// One erasure at a time: its check of the payload and its write.
+    erasing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<S: Storage> Clone for LogApi<S> {
@@ -252,6 +262,7 @@ impl<S: Storage> Clone for LogApi<S> {
             stop: Arc::clone(&self.stop),
             budget: self.budget.clone(),
             slots: self.slots.clone(),
+            erasing: Arc::clone(&self.erasing),
         }
     }
 }
@@ -276,6 +287,7 @@ impl<S: Storage> LogApi<S> {
             stop: Arc::new(stop),
             budget: ResponseBudget::new(DEFAULT_MEMORY_BUDGET),
             slots: StreamSlots::new(DEFAULT_ENTRY_STREAMS),
+            erasing: Arc::default(),
         }
     }
 

@@ -43,6 +43,8 @@ pub struct Draft {
     submitter: Submitter,
     payload: Option<(Vec<u8>, [u8; SALT_LEN], Hash)>,
     keys: Vec<Hash>,
+    /// An erasure event: the event whose payload it erases.
+    erases: Option<u64>,
 }
 
 /// Why an event cannot be logged.
@@ -96,6 +98,7 @@ impl Draft {
             submitter,
             payload,
             keys,
+            erases: None,
         };
         // The longest this envelope can be: every link and the time at
         // their largest.
@@ -128,7 +131,34 @@ impl Draft {
     pub fn kind(&self) -> &str {
         &self.event.kind
     }
+
+    /// The erasure event of the payload of event `index`, asked by
+    /// `submitter` for `reason` (1 to 1024 bytes): type `quire.erasure`,
+    /// the submitter as actor, action `erase`, resource `event/INDEX`,
+    /// attributes `index` and `reason`. Its commit erases the payload.
+    ///
+    /// # Errors
+    /// [`DraftError`] for a reason that breaks its rule.
+    pub fn erasure(submitter: Submitter, index: u64, reason: &str) -> Result<Self, DraftError> {
+        if reason.is_empty() || reason.len() > 1024 {
+            return Err(DraftError::Field(quire_core::event::EventError {
+                field: "reason".into(),
+                rule: format!("must be 1 to 1024 bytes, is {}", reason.len()),
+            }));
+        }
+        let mut event = Event::new(ERASURE_TYPE, &submitter.name, "erase");
+        event.resource = Some(format!("event/{index}"));
+        event.outcome = quire_core::event::Outcome::Success;
+        event.attributes.insert("index".into(), index.to_string());
+        event.attributes.insert("reason".into(), reason.to_owned());
+        let mut d = Draft::new(event, submitter, None)?;
+        d.erases = Some(index);
+        Ok(d)
+    }
 }
+
+/// The type of an erasure event.
+pub const ERASURE_TYPE: &str = "quire.erasure";
 
 /// A sealed event: what its writer gets back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,6 +259,9 @@ impl EventSeq {
         });
         if rows.time.is_none() {
             rows.time = Some((time, index));
+        }
+        if let Some(erased) = draft.erases {
+            rows.erased.push((erased, index));
         }
         Ok(Sealed {
             index,

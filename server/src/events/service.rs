@@ -4,8 +4,8 @@
 
 use quire_proto::v1::events_server::Events as EventsRpc;
 use quire_proto::v1::{
-    AddEventsRequest, AddEventsResponse, EventsPage, GetEventRequest, GetEventResponse,
-    SealedEvent, SearchEventsRequest,
+    AddEventsRequest, AddEventsResponse, EraseEventRequest, EventsPage, GetEventRequest,
+    GetEventResponse, SealedEvent, SearchEventsRequest,
 };
 use quire_proto::{event_from_wire, hashes_to_wire};
 use tokio_stream::StreamExt as _;
@@ -51,19 +51,21 @@ impl<S: Storage> EventsRpc for GrpcEvents<S> {
             .add_events(&who, &req.log, events)
             .await
             .map_err(|e| status(&e))?;
-        Ok(Response::new(AddEventsResponse {
-            log: w.origin,
-            events: w
-                .events
-                .into_iter()
-                .map(|s| SealedEvent {
-                    index: s.index,
-                    envelope: s.envelope,
-                    salt: s.salt.map(|s| s.to_vec()).unwrap_or_default(),
-                })
-                .collect(),
-            checkpoint: w.checkpoint,
-        }))
+        Ok(Response::new(written(w)))
+    }
+
+    async fn erase_event(
+        &self,
+        req: Request<EraseEventRequest>,
+    ) -> Result<Response<AddEventsResponse>, Status> {
+        let who = caller(&req);
+        let req = req.into_inner();
+        let w = self
+            .api
+            .erase_event(&who, &req.log, req.index, &req.reason)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(written(w)))
     }
 
     async fn get_event(
@@ -85,6 +87,7 @@ impl<S: Storage> EventsRpc for GrpcEvents<S> {
             salt,
             inclusion_proof: hashes_to_wire(&e.proof),
             checkpoint: e.checkpoint,
+            erased_by: e.erased_by,
         }))
     }
 
@@ -111,5 +114,21 @@ impl<S: Storage> EventsRpc for GrpcEvents<S> {
             })
             .map_err(|e| status(&e))
         }))))
+    }
+}
+
+fn written(w: crate::api::WrittenEvents) -> AddEventsResponse {
+    AddEventsResponse {
+        log: w.origin,
+        events: w
+            .events
+            .into_iter()
+            .map(|s| SealedEvent {
+                index: s.index,
+                envelope: s.envelope,
+                salt: s.salt.map(|s| s.to_vec()).unwrap_or_default(),
+            })
+            .collect(),
+        checkpoint: w.checkpoint,
     }
 }

@@ -6,7 +6,7 @@ use quire_core::{Hash, HashReader, NodeId};
 
 use super::postgres::{PgReader, PgStore};
 use super::redb::{RedbReader, RedbStore};
-use super::{Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint, StoredPayload};
+use super::{Commit, Head, Payload, Storage, StorageReader, StoreError, StoredCheckpoint};
 
 /// One log's storage, on one of the engines.
 #[derive(Clone)]
@@ -175,7 +175,7 @@ impl StorageReader for AnyReader {
         each!(self, r => r.head())
     }
 
-    fn payload(&self, index: u64) -> Result<Option<StoredPayload>, StoreError> {
+    fn payload(&self, index: u64) -> Result<Option<Payload>, StoreError> {
         each!(self, r => r.payload(index))
     }
 

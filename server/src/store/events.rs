@@ -18,6 +18,19 @@ pub struct StoredPayload {
     pub payload: Vec<u8>,
 }
 
+/// What the store holds of an event's payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// The payload and its salt.
+    Stored(StoredPayload),
+    /// Erased by the erasure event of that index: the payload and salt
+    /// are gone, the envelope and every proof stay.
+    Erased {
+        /// The erasure event.
+        by: u64,
+    },
+}
+
 /// The rows of a commit of events.
 #[derive(Clone, Debug, Default)]
 pub struct EventRows {
@@ -29,12 +42,18 @@ pub struct EventRows {
     /// The log time of the commit's events and the index of its first:
     /// one row per commit, in time (and index) order.
     pub time: Option<(u64, u64)>,
+    /// Payloads erased by this commit: (the event's index, the index of
+    /// the erasure event that erases it, in this commit).
+    pub erased: Vec<(u64, u64)>,
 }
 
 impl EventRows {
     /// Whether the commit has no event rows.
     pub fn is_empty(&self) -> bool {
-        self.payloads.is_empty() && self.newest.is_empty() && self.time.is_none()
+        self.payloads.is_empty()
+            && self.newest.is_empty()
+            && self.time.is_none()
+            && self.erased.is_empty()
     }
 }
 
@@ -46,14 +65,28 @@ pub(crate) fn encode_payload(p: &StoredPayload) -> Vec<u8> {
     b
 }
 
+/// The record of an erased payload: `E` and the erasure event's index
+/// (9 bytes: shorter than any salt, so never a payload's record).
+pub(crate) fn encode_erased(by: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(9);
+    b.push(b'E');
+    b.extend_from_slice(&by.to_be_bytes());
+    b
+}
+
 /// The payload of event `index` from its record.
 ///
 /// # Errors
-/// [`crate::store::StoreError::Corrupt`] for a record shorter than a salt.
-pub(crate) fn decode_payload(
-    index: u64,
-    b: &[u8],
-) -> Result<StoredPayload, crate::store::StoreError> {
+/// [`crate::store::StoreError::Corrupt`] for a record that is neither a
+/// salt and payload nor an erasure.
+pub(crate) fn decode_payload(index: u64, b: &[u8]) -> Result<Payload, crate::store::StoreError> {
+    if let (9, Some(b'E'), Some(by)) = (b.len(), b.first(), b.get(1..9)) {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(by);
+        return Ok(Payload::Erased {
+            by: u64::from_be_bytes(n),
+        });
+    }
     let (Some(salt), Some(payload)) = (b.get(..SALT_LEN), b.get(SALT_LEN..)) else {
         return Err(crate::store::StoreError::Corrupt(format!(
             "payload record of event {index} is {} bytes, shorter than its salt",
@@ -62,9 +95,9 @@ pub(crate) fn decode_payload(
     };
     let mut s = [0u8; SALT_LEN];
     s.copy_from_slice(salt);
-    Ok(StoredPayload {
+    Ok(Payload::Stored(StoredPayload {
         index,
         salt: s,
         payload: payload.to_vec(),
-    })
+    }))
 }

@@ -10,8 +10,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use quire_core::{Hash, HashReader, NodeId};
 
 use super::{
-    check_head, leaves_stored, Commit, Head, Storage, StorageReader, StoreError, StoredCheckpoint,
-    StoredPayload,
+    check_head, leaves_stored, Commit, Head, Payload, Storage, StorageReader, StoreError,
+    StoredCheckpoint,
 };
 
 #[derive(Default)]
@@ -23,7 +23,7 @@ struct State {
     meta: BTreeMap<String, Vec<u8>>,
     head: Option<Head>,
     cosignatures: BTreeMap<u64, Vec<u8>>,
-    payloads: BTreeMap<u64, StoredPayload>,
+    payloads: BTreeMap<u64, Payload>,
     newest: HashMap<Hash, u64>,
     times: std::collections::BTreeSet<(u64, u64)>,
 }
@@ -118,7 +118,10 @@ impl Storage for MemoryStore {
             s.meta.insert(k.clone(), v.clone());
         }
         for p in &c.events.payloads {
-            s.payloads.insert(p.index, p.clone());
+            s.payloads.insert(p.index, Payload::Stored(p.clone()));
+        }
+        for (index, by) in &c.events.erased {
+            s.payloads.insert(*index, Payload::Erased { by: *by });
         }
         for (k, i) in &c.events.newest {
             s.newest.insert(*k, *i);
@@ -217,7 +220,7 @@ impl StorageReader for MemoryReader {
         Ok(self.head)
     }
 
-    fn payload(&self, index: u64) -> Result<Option<StoredPayload>, StoreError> {
+    fn payload(&self, index: u64) -> Result<Option<Payload>, StoreError> {
         if index >= self.entries {
             return Ok(None);
         }

@@ -27,7 +27,7 @@ pub(crate) mod rows;
 use quire_core::node::{TileId, TILE_HEIGHT, TILE_WIDTH};
 use quire_core::{Hash, HashReader, NodeId};
 
-pub use events::{EventRows, StoredPayload};
+pub use events::{EventRows, Payload, StoredPayload};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -438,13 +438,13 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// [`StoreError`] from the engine.
     fn head(&self) -> Result<Option<Head>, StoreError>;
 
-    /// The payload of event `index` (a log in event mode), if it has one
-    /// that is not erased.
+    /// The payload of event `index` (a log in event mode), or its
+    /// erasure; `None` for an event that never had one.
     ///
     /// # Errors
     /// [`StoreError`] from the engine; [`StoreError::Corrupt`] for a
     /// damaged record.
-    fn payload(&self, index: u64) -> Result<Option<StoredPayload>, StoreError>;
+    fn payload(&self, index: u64) -> Result<Option<Payload>, StoreError>;
 
     /// For each key ([`quire_core::event::key`]), the newest event with it
     /// that the store holds (the sequencer's view; a reader bounds what it

@@ -34,6 +34,20 @@ pub(crate) enum EventCmd {
         #[command(flatten)]
         trust: Trust,
     },
+    /// Erase an event's payload (the admin role): the log appends an
+    /// erasure event naming it, the reason and you; the payload leaves the
+    /// disk, the envelope and every proof stay.
+    Erase {
+        /// The event's index.
+        index: u64,
+        /// Why (recorded in the erasure event).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        net: Net,
+        #[command(flatten)]
+        trust: Trust,
+    },
     /// Show an event: its envelope and payload, verified against the
     /// log's key (--log-key) when given.
     Get {
@@ -60,6 +74,12 @@ pub(crate) async fn event(json: bool, cmd: EventCmd) -> Result<(), Failure> {
             Some(f) => add_file(json, &f, &net, &trust).await,
             None => add_one(json, &words, &net, &trust).await,
         },
+        EventCmd::Erase {
+            index,
+            reason,
+            net,
+            trust,
+        } => erase(json, index, &reason, &net, &trust).await,
         EventCmd::Get {
             index,
             payload_out,
@@ -67,6 +87,36 @@ pub(crate) async fn event(json: bool, cmd: EventCmd) -> Result<(), Failure> {
             trust,
         } => get(json, index, payload_out, &net, &trust).await,
     }
+}
+
+async fn erase(
+    json: bool,
+    index: u64,
+    reason: &str,
+    net: &Net,
+    trust: &Trust,
+) -> Result<(), Failure> {
+    let mut rpc = EventsRpc::connect(&endpoint(net)).await?;
+    let origin = trust.origin.clone().unwrap_or_default();
+    let r = rpc.erase(&origin, index, reason).await?;
+    let events = sealed(&r.events).map_err(|e| Failure::Verify(e.to_string()))?;
+    let Some((at, env, _)) = events.first() else {
+        return Err(Failure::Verify(
+            "the log answered with no erasure event".into(),
+        ));
+    };
+    let erasure = quire_client::events::check_erasure(index, *at, env)
+        .map_err(|e| Failure::Verify(e.to_string()))?;
+    print(
+        json,
+        &format!(
+            "the payload of event {index} is erased by event {at} (asked by {}: {})",
+            erasure.by, erasure.reason
+        ),
+        &serde_json::json!({"index": index.to_string(), "erased_by": at.to_string(),
+            "by": erasure.by, "reason": erasure.reason}),
+    );
+    Ok(())
 }
 
 async fn add_one(json: bool, words: &[String], net: &Net, trust: &Trust) -> Result<(), Failure> {
@@ -211,12 +261,37 @@ async fn get(
         let size = v.checkpoint.size();
         (v.envelope, v.payload, Some(size))
     };
+    // An erased payload: the erasure event, checked as this one was.
+    let erased = match r.erased_by {
+        Some(at) => {
+            let e = rpc.get(&origin, at).await?;
+            let env = if trust.log_keys.is_empty() {
+                quire_core::event::Envelope::decode(&e.envelope)
+                    .map_err(|err| Failure::Verify(format!("event {at}: {err}")))?
+            } else {
+                let t = trust_of(trust, (!origin.is_empty()).then_some(origin.as_str()))?;
+                verify_event(&t, &e)
+                    .map_err(|err| Failure::Verify(err.to_string()))?
+                    .envelope
+            };
+            let erasure = quire_client::events::check_erasure(index, at, &env)
+                .map_err(|err| Failure::Verify(err.to_string()))?;
+            Some((at, erasure))
+        }
+        None => None,
+    };
     let text = String::from_utf8_lossy(&r.envelope).into_owned();
     if let (Some(out), Some(p)) = (&payload_out, &payload) {
         write_file(out, p)?;
     }
     let payload_words = match (&payload, &payload_out) {
-        (None, _) if envelope.payload.is_some() => "payload: erased or not shown".to_owned(),
+        (None, _) if erased.is_some() => erased.as_ref().map_or_else(String::new, |(at, e)| {
+            format!(
+                "payload: erased by event {at} (asked by {}: {})",
+                e.by, e.reason
+            )
+        }),
+        (None, _) if envelope.payload.is_some() => "payload: not shown".to_owned(),
         (None, _) => "payload: none".to_owned(),
         (Some(p), Some(out)) => format!("payload: {} bytes written to {}", p.len(), out.display()),
         (Some(p), None) => format!("payload: {}", String::from_utf8_lossy(p)),
@@ -233,6 +308,8 @@ async fn get(
             "index": index.to_string(), "envelope": text,
             "payload": payload.as_ref().map(|p| String::from_utf8_lossy(p).into_owned()),
             "verified": verified.is_some(),
+            "erased_by": erased.as_ref().map(|(at, _)| at.to_string()),
+            "erasure_reason": erased.as_ref().map(|(_, e)| e.reason.clone()),
             "checkpoint_size": verified.map(|s| s.to_string()),
         }),
     );

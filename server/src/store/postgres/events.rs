@@ -17,6 +17,8 @@ pub(super) struct EventPlan {
     keys: Vec<Vec<u8>>,
     key_idx: Vec<i64>,
     time: Option<(i64, i64)>,
+    erased: Vec<i64>,
+    erased_by: Vec<i64>,
 }
 
 impl EventPlan {
@@ -30,6 +32,10 @@ impl EventPlan {
         for (k, i) in &rows.newest {
             p.keys.push(k.0.to_vec());
             p.key_idx.push(int(*i)?);
+        }
+        for (i, by) in &rows.erased {
+            p.erased.push(int(*i)?);
+            p.erased_by.push(int(*by)?);
         }
         p.time = rows
             .time
@@ -73,6 +79,20 @@ impl EventPlan {
                     (&self.key_idx, Type::INT8_ARRAY),
                 ],
                 expect(self.keys.len() as u64, "event keys".into()),
+            )));
+        }
+        if !self.erased.is_empty() {
+            work.push(Box::pin(exec(
+                client,
+                "UPDATE quire_event_payloads AS p SET salt = '', payload = '', erased_by = e.by
+                 FROM unnest($2::int8[], $3::int8[]) AS e(idx, by)
+                 WHERE p.log = $1 AND p.idx = e.idx AND p.erased_by IS NULL",
+                vec![
+                    (log as &(dyn ToSql + Sync), Type::INT8),
+                    (&self.erased, Type::INT8_ARRAY),
+                    (&self.erased_by, Type::INT8_ARRAY),
+                ],
+                expect(self.erased.len() as u64, "erased payloads".into()),
             )));
         }
         if let Some((t, i)) = &self.time {

@@ -14,7 +14,7 @@ use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::events::decode_payload;
 use crate::store::rows::RowSpan;
-use crate::store::{Head, StorageReader, StoreError, StoredCheckpoint, StoredPayload};
+use crate::store::{Head, Payload, StorageReader, StoreError, StoredCheckpoint};
 
 /// A read view of a [`super::PgStore`].
 pub struct PgReader {
@@ -188,7 +188,7 @@ impl HashReader for PgReader {
 }
 
 impl StorageReader for PgReader {
-    fn payload(&self, index: u64) -> Result<Option<StoredPayload>, StoreError> {
+    fn payload(&self, index: u64) -> Result<Option<Payload>, StoreError> {
         if self.head.is_none_or(|h| index >= h.size) {
             return Ok(None);
         }
@@ -198,12 +198,15 @@ impl StorageReader for PgReader {
             let c = s.reader().await?;
             let row = c
                 .row_opt(
-                    "SELECT salt || payload FROM quire_event_payloads WHERE log = $1 AND idx = $2",
+                    "SELECT salt || payload, erased_by FROM quire_event_payloads WHERE log = $1 AND idx = $2",
                     &[(&s.log, Type::INT8), (&idx, Type::INT8)],
                 )
                 .await?;
-            row.map(|r| decode_payload(index, &r.get::<_, Vec<u8>>(0)))
-                .transpose()
+            row.map(|r| match r.get::<_, Option<i64>>(1) {
+                Some(by) => Ok(Payload::Erased { by: uint(by)? }),
+                None => decode_payload(index, &r.get::<_, Vec<u8>>(0)),
+            })
+            .transpose()
         })
     }
 

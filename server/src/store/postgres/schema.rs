@@ -121,6 +121,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (log, time_ms, first_idx)
     );
     ",
+    // 4: erased payloads: the row stays, naming the erasure event, its
+    // salt and payload emptied.
+    r"
+    ALTER TABLE quire_event_payloads DROP CONSTRAINT quire_event_payloads_salt_check;
+    ALTER TABLE quire_event_payloads ADD COLUMN erased_by BIGINT;
+    ALTER TABLE quire_event_payloads ADD CONSTRAINT quire_event_payloads_erased CHECK (
+        (erased_by IS NULL AND length(salt) = 32)
+        OR (erased_by IS NOT NULL AND length(salt) = 0 AND length(payload) = 0)
+    );
+    ",
 ];
 
 /// The schema version this server writes.

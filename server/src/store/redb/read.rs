@@ -15,7 +15,7 @@ use super::layout::{
 use super::leaf_index::{self, IndexState, RUN_BLOCKS, STATE_KEY};
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::events::decode_payload;
-use crate::store::{Head, StorageReader, StoreError, StoredCheckpoint, StoredPayload};
+use crate::store::{Head, Payload, StorageReader, StoreError, StoredCheckpoint};
 
 /// A read view of a [`RedbStore`].
 pub struct RedbReader {
@@ -280,7 +280,7 @@ impl StorageReader for RedbReader {
         })
     }
 
-    fn payload(&self, index: u64) -> Result<Option<StoredPayload>, StoreError> {
+    fn payload(&self, index: u64) -> Result<Option<Payload>, StoreError> {
         guarded("reading a payload", || {
             let Some(table) = self.event_table(PAYLOADS)? else {
                 return Ok(None);

@@ -17,7 +17,7 @@ use super::layout::{
 use super::leaf_index::{self, IndexState, STATE_KEY};
 use super::RedbStore;
 use crate::store::bundle::{self, BUNDLE_SIZE};
-use crate::store::events::encode_payload;
+use crate::store::events::{encode_erased, encode_payload};
 use crate::store::{Commit, EventRows, StoreError};
 
 impl RedbStore {
@@ -142,6 +142,13 @@ fn write_events(txn: &WriteTransaction, rows: &EventRows) -> Result<(), StoreErr
     for p in &rows.payloads {
         payloads
             .insert(p.index, encode_payload(p).as_slice())
+            .map_err(engine)?;
+    }
+    for (index, by) in &rows.erased {
+        // Overwritten in place: the page that held the payload is freed
+        // with this commit (and compaction returns it).
+        payloads
+            .insert(*index, encode_erased(*by).as_slice())
             .map_err(engine)?;
     }
     let mut keys = txn.open_table(EVENT_KEYS).map_err(engine)?;
