@@ -1,7 +1,7 @@
 //! Audit records that teams already produce, mapped to Quire events
 //! (`docs/EVENTS.md` §10): Kubernetes API server audit events
 //! (`audit.k8s.io/v1` `Event`, the log backend's JSON lines), AWS
-//! CloudTrail records (a log file's `Records`, or one record a line) and
+//! `CloudTrail` records (a log file's `Records`, or one record a line) and
 //! OCSF API Activity events (class 6003). Each record becomes one event
 //! whose payload is the record itself, byte for byte as read, so that the
 //! original stays provable and erasable.
@@ -18,7 +18,7 @@ use crate::events::Submission;
 pub enum Format {
     /// Kubernetes audit events, one JSON object a line.
     K8s,
-    /// AWS CloudTrail records: a log file (`{"Records": [...]}`) or one
+    /// AWS `CloudTrail` records: a log file (`{"Records": [...]}`) or one
     /// record a line.
     CloudTrail,
     /// OCSF API Activity events (class 6003), one JSON object a line.
@@ -58,8 +58,7 @@ fn number(v: &Value, path: &[&str]) -> Option<i64> {
 
 /// Unix milliseconds of an RFC 3339 time.
 fn rfc3339_ms(s: &str) -> Option<u64> {
-    let t =
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
@@ -135,12 +134,15 @@ pub fn from_k8s(v: &Value, raw: &[u8]) -> Result<Submission, String> {
         ("level", text(v, &["level"]).map(str::to_owned)),
         ("code", code.map(|c| c.to_string())),
         ("userAgent", text(v, &["userAgent"]).map(str::to_owned)),
-        ("subresource", text(v, &["objectRef", "subresource"]).map(str::to_owned)),
-        ("apiGroup", text(v, &["objectRef", "apiGroup"]).map(str::to_owned)),
         (
-            "impersonatedBy",
-            (actor != user).then(|| user.to_owned()),
+            "subresource",
+            text(v, &["objectRef", "subresource"]).map(str::to_owned),
         ),
+        (
+            "apiGroup",
+            text(v, &["objectRef", "apiGroup"]).map(str::to_owned),
+        ),
+        ("impersonatedBy", (actor != user).then(|| user.to_owned())),
         (
             "decision",
             text(v, &["annotations", "authorization.k8s.io/decision"]).map(str::to_owned),
@@ -153,7 +155,7 @@ pub fn from_k8s(v: &Value, raw: &[u8]) -> Result<Submission, String> {
     })
 }
 
-/// The event of a CloudTrail record.
+/// The event of a `CloudTrail` record.
 ///
 /// # Errors
 /// A record without an event name, source or identity.
@@ -194,7 +196,10 @@ pub fn from_cloudtrail(v: &Value, raw: &[u8]) -> Result<Submission, String> {
         ("eventType", text(v, &["eventType"]).map(str::to_owned)),
         ("userAgent", text(v, &["userAgent"]).map(str::to_owned)),
         ("errorCode", error.map(str::to_owned)),
-        ("errorMessage", text(v, &["errorMessage"]).map(str::to_owned)),
+        (
+            "errorMessage",
+            text(v, &["errorMessage"]).map(str::to_owned),
+        ),
     ]);
     event.validate().map_err(|e| e.to_string())?;
     Ok(Submission {
@@ -224,7 +229,11 @@ pub fn from_ocsf(v: &Value, raw: &[u8]) -> Result<Submission, String> {
         .and_then(|r| text(r, &["uid"]).or_else(|| text(r, &["name"])))
         .or_else(|| text(v, &["api", "service", "name"]))
         .map(str::to_owned);
-    let mut event = Event::new("ocsf.api_activity", &plain(actor, 256), &plain(operation, 128));
+    let mut event = Event::new(
+        "ocsf.api_activity",
+        &plain(actor, 256),
+        &plain(operation, 128),
+    );
     event.resource = resource.map(|r| plain(&r, 1024));
     event.outcome = match number(v, &["status_id"]) {
         Some(1) => Outcome::Success,
@@ -234,15 +243,30 @@ pub fn from_ocsf(v: &Value, raw: &[u8]) -> Result<Submission, String> {
     event.source = text(v, &["src_endpoint", "ip"]).map(|s| plain(s, 256));
     event.occurred_ms = number(v, &["time"]).and_then(|t| u64::try_from(t).ok());
     event.attributes = attributes(&[
-        ("activity_id", number(v, &["activity_id"]).map(|n| n.to_string())),
-        ("severity_id", number(v, &["severity_id"]).map(|n| n.to_string())),
-        ("metadata.uid", text(v, &["metadata", "uid"]).map(str::to_owned)),
+        (
+            "activity_id",
+            number(v, &["activity_id"]).map(|n| n.to_string()),
+        ),
+        (
+            "severity_id",
+            number(v, &["severity_id"]).map(|n| n.to_string()),
+        ),
+        (
+            "metadata.uid",
+            text(v, &["metadata", "uid"]).map(str::to_owned),
+        ),
         (
             "metadata.product",
             text(v, &["metadata", "product", "name"]).map(str::to_owned),
         ),
-        ("cloud.provider", text(v, &["cloud", "provider"]).map(str::to_owned)),
-        ("api.service", text(v, &["api", "service", "name"]).map(str::to_owned)),
+        (
+            "cloud.provider",
+            text(v, &["cloud", "provider"]).map(str::to_owned),
+        ),
+        (
+            "api.service",
+            text(v, &["api", "service", "name"]).map(str::to_owned),
+        ),
         ("status", text(v, &["status"]).map(str::to_owned)),
     ]);
     event.validate().map_err(|e| e.to_string())?;
@@ -252,7 +276,7 @@ pub fn from_ocsf(v: &Value, raw: &[u8]) -> Result<Submission, String> {
     })
 }
 
-/// The events of one line (or one file) of `format`: a CloudTrail log
+/// The events of one line (or one file) of `format`: a `CloudTrail` log
 /// file's `Records` give one event each, with the record's own JSON as
 /// its payload.
 ///

@@ -24,6 +24,7 @@ pub mod audit;
 pub mod bundle;
 pub mod events;
 pub mod extend;
+pub mod import;
 pub mod monitor;
 pub mod policy;
 pub mod rpc;

@@ -48,6 +48,23 @@ pub struct EventRecord {
 }
 
 impl<S: Storage> LogApi<S> {
+    /// [`LogApi::log`] for a request only a log in event mode answers.
+    pub(super) fn event_log(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        action: Action,
+    ) -> Result<crate::log::Log<S>, ApiError> {
+        let log = self.log(caller, origin, action)?;
+        if !log.events() {
+            return Err(ApiError::Write(WriteError::Mode {
+                origin: log.origin().to_owned(),
+                events: false,
+            }));
+        }
+        Ok(log)
+    }
+
     /// Appends `events` to the log `origin` (in event mode): each checked,
     /// sealed into its envelope with the log's time, the submitter the
     /// server authenticated and the links to the previous events of its
@@ -130,13 +147,7 @@ impl<S: Storage> LogApi<S> {
         origin: &str,
         index: u64,
     ) -> Result<EventRecord, ApiError> {
-        let log = self.log(caller, origin, Action::ReadEntries)?;
-        if !log.events() {
-            return Err(ApiError::Write(WriteError::Mode {
-                origin: log.origin().to_owned(),
-                events: false,
-            }));
-        }
+        let log = self.event_log(caller, origin, Action::ReadEntries)?;
         let e = super::reads::entry_with_proof(&log, index).await?;
         let envelope = e.entry;
         let stored = blocking(move || Ok(read_view(&log)?.payload(index)?)).await?;
@@ -186,13 +197,7 @@ impl<S: Storage> LogApi<S> {
         index: u64,
         reason: &str,
     ) -> Result<WrittenEvents, ApiError> {
-        let log = self.log(caller, origin, Action::Administer)?;
-        if !log.events() {
-            return Err(ApiError::Write(WriteError::Mode {
-                origin: log.origin().to_owned(),
-                events: false,
-            }));
-        }
+        let log = self.event_log(caller, origin, Action::Administer)?;
         let size = log.latest().stored.size;
         if index >= size {
             return Err(ApiError::OutOfRange(format!(

@@ -11,7 +11,7 @@ use quire_core::{leaf_hash, prove_consistency, Hash};
 
 use super::{blocking, read_view, Action, ApiError, Caller, LogApi, PAGE_ENTRIES};
 use crate::api::budget::{PageSender, PageStream, ResponseBudget};
-use crate::log::{Latest, Log, WriteError};
+use crate::log::{Latest, Log};
 use crate::store::{Storage, StorageReader, StoreError};
 
 /// Most events one search answers.
@@ -65,13 +65,7 @@ impl<S: Storage> LogApi<S> {
         to_ms: u64,
         limit: u32,
     ) -> Result<PageStream<EventRun>, ApiError> {
-        let log = self.log(caller, origin, Action::ReadEntries)?;
-        if !log.events() {
-            return Err(ApiError::Write(WriteError::Mode {
-                origin: log.origin().to_owned(),
-                events: false,
-            }));
-        }
+        let log = self.event_log(caller, origin, Action::ReadEntries)?;
         if to_ms != 0 && to_ms <= from_ms {
             return Err(ApiError::Invalid(format!(
                 "the time range [{from_ms}, {to_ms}) is empty"

@@ -14,10 +14,14 @@ use crate::{endpoint, print, read_limited, trust_of, write_file, Failure, Net, T
 const MAX_PAYLOAD_FILE: u64 = 256 * 1024;
 /// Longest line of a JSON-lines file of events.
 const MAX_LINE: u64 = 1 << 20;
+/// Longest line (or file) of records to import: a `CloudTrail` log file is
+/// one JSON document.
+const MAX_IMPORT_LINE: u64 = 64 << 20;
 /// Events sent in one request.
 const BATCH: usize = 500;
 
 #[derive(Subcommand)]
+#[allow(clippy::doc_markdown)] // the doc comments are the CLI's help text
 pub(crate) enum EventCmd {
     /// Add an event: `type=auth.login actor=alice action=login
     /// outcome=failure resource=… source=… occurred_ms=… attr.NAME=…
@@ -29,6 +33,21 @@ pub(crate) enum EventCmd {
         /// A JSON-lines file of events (- for stdin), sent in batches.
         #[arg(long, conflicts_with = "words")]
         file: Option<PathBuf>,
+        #[command(flatten)]
+        net: Net,
+        #[command(flatten)]
+        trust: Trust,
+    },
+    /// Import records teams already produce, one event each, the record
+    /// as its payload: Kubernetes audit events (the API server's JSON
+    /// lines), AWS CloudTrail (log files, or a record a line), OCSF API
+    /// Activity (JSON lines). FILE or - for stdin.
+    Import {
+        /// k8s, cloudtrail or ocsf.
+        #[arg(long)]
+        format: String,
+        /// The records.
+        file: PathBuf,
         #[command(flatten)]
         net: Net,
         #[command(flatten)]
@@ -71,9 +90,27 @@ pub(crate) async fn event(json: bool, cmd: EventCmd) -> Result<(), Failure> {
             net,
             trust,
         } => match file {
-            Some(f) => add_file(json, &f, &net, &trust).await,
+            Some(f) => {
+                let each = |bytes: &[u8]| {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+                    Ok(vec![from_json(&v)?])
+                };
+                add_lines(json, &f, MAX_LINE, each, &net, &trust).await
+            }
             None => add_one(json, &words, &net, &trust).await,
         },
+        EventCmd::Import {
+            format,
+            file,
+            net,
+            trust,
+        } => {
+            let format = quire_client::import::Format::parse(&format)
+                .map_err(|e| Failure::Input(format!("--format: {e}")))?;
+            let each = |bytes: &[u8]| quire_client::import::events(format, bytes);
+            add_lines(json, &file, MAX_IMPORT_LINE, each, &net, &trust).await
+        }
         EventCmd::Erase {
             index,
             reason,
@@ -153,26 +190,31 @@ async fn add_one(json: bool, words: &[String], net: &Net, trust: &Trust) -> Resu
     Ok(())
 }
 
-/// Reads one line of at most [`MAX_LINE`] bytes; `None` at the end.
-fn next_line<R: BufRead>(r: &mut R, n: usize) -> Result<Option<Vec<u8>>, Failure> {
+/// Reads one line of at most `max` bytes; `None` at the end.
+fn next_line<R: BufRead>(r: &mut R, n: usize, max: u64) -> Result<Option<Vec<u8>>, Failure> {
     let mut line = Vec::new();
-    let read = std::io::Read::take(r, MAX_LINE + 1)
+    let read = std::io::Read::take(r, max + 1)
         .read_until(b'\n', &mut line)
         .map_err(|e| Failure::Input(format!("line {n}: {e}")))?;
     if read == 0 {
         return Ok(None);
     }
-    if line.len() as u64 > MAX_LINE {
+    if line.len() as u64 > max {
         return Err(Failure::Input(format!(
-            "line {n} is over the {MAX_LINE}-byte limit"
+            "line {n} is over the {max}-byte limit"
         )));
     }
     Ok(Some(line))
 }
 
-async fn add_file(
+/// Sends the events that `each` makes of every line of `file` (- for
+/// stdin, each line at most `max` bytes), in batches, with progress on a
+/// terminal.
+async fn add_lines(
     json: bool,
     file: &std::path::Path,
+    max: u64,
+    each: impl Fn(&[u8]) -> Result<Vec<Submission>, String>,
     net: &Net,
     trust: &Trust,
 ) -> Result<(), Failure> {
@@ -189,31 +231,31 @@ async fn add_file(
     let origin = trust.origin.clone().unwrap_or_default();
     let progress = std::io::stderr().is_terminal() && !json;
     let (mut added, mut first, mut last, mut log) = (0u64, None, 0u64, String::new());
+    let mut pending: Vec<Submission> = Vec::new();
     let mut n = 0usize;
-    loop {
-        let mut batch: Vec<Submission> = Vec::new();
-        while batch.len() < BATCH {
+    let mut done = false;
+    while !done || !pending.is_empty() {
+        while !done && pending.len() < BATCH {
             n += 1;
-            let Some(line) = next_line(&mut reader, n)? else {
+            let Some(line) = next_line(&mut reader, n, max)? else {
+                done = true;
                 break;
             };
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let v: serde_json::Value = serde_json::from_slice(&line)
-                .map_err(|e| Failure::Input(format!("line {n}: not JSON: {e}")))?;
-            batch.push(from_json(&v).map_err(|e| Failure::Input(format!("line {n}: {e}")))?);
+            pending.extend(each(&line).map_err(|e| Failure::Input(format!("line {n}: {e}")))?);
         }
+        let batch: Vec<Submission> = pending.drain(..pending.len().min(BATCH)).collect();
         if batch.is_empty() {
-            break;
+            continue;
         }
         let r = rpc
             .add(&origin, batch.iter().map(Submission::to_wire).collect())
             .await
             .map_err(|e| {
                 Failure::from(e).with_context(&format!(
-                    "after {added} events were added (up to line {})",
-                    n.saturating_sub(batch.len() + 1)
+                    "after {added} events were added (from lines before {n})"
                 ))
             })?;
         let events = sealed(&r.events).map_err(|e| Failure::Verify(e.to_string()))?;
