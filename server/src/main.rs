@@ -43,6 +43,11 @@ enum Command {
     /// first): space freed by erased payloads returns to the file system,
     /// and their bytes leave the file.
     Compact(recovery::FsckArgs),
+    /// Rebuild the event indexes of logs in event mode from their
+    /// envelopes (stop the server first), or with --check only compare:
+    /// exit 0 when the stored index equals the rebuilt one, 1 when it
+    /// differs.
+    Reindex(recovery::ReindexArgs),
     /// Make a static API token: the token is printed once, on standard
     /// output; the policy keeps only its hash (the `[[tokens]]` entry,
     /// printed on standard error, or appended to --policy).
@@ -194,6 +199,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Fsck(a)) => return recovery::fsck(&a),
         Some(Command::Migrate(a)) => return recovery::migrate(&a),
         Some(Command::Compact(a)) => return recovery::compact(&a),
+        Some(Command::Reindex(a)) => return recovery::reindex(&a),
         Some(Command::Token(a)) => return token(&a),
         None => cli.run,
     };

@@ -77,6 +77,15 @@ pub(crate) struct FsckArgs {
     store: StoreArgs,
 }
 
+#[derive(clap::Args, Clone)]
+pub(crate) struct ReindexArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Only compare the stored index with the rebuilt one.
+    #[arg(long)]
+    check: bool,
+}
+
 fn fail(code: u8, message: &str) -> ExitCode {
     eprintln!("quire-server: {message}");
     ExitCode::from(code)
@@ -439,4 +448,72 @@ pub(crate) fn compact(args: &FsckArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `quire-server reindex`: each configured log in event mode, its event
+/// indexes rebuilt from its envelopes and compared with the stored ones
+/// (and, without `--check`, replaced where they differ).
+pub(crate) fn reindex(args: &ReindexArgs) -> ExitCode {
+    use quire_server::store::Storage as _;
+    let config = match args.store.config() {
+        Ok(c) => c,
+        Err(e) => return fail(2, &quire_host::error::Report(e.as_ref()).to_string()),
+    };
+    let mut differs = false;
+    for cfg in &config.logs {
+        let (path, _) = match files(&config, cfg) {
+            Ok(f) => f,
+            Err(e) => return fail(2, &e),
+        };
+        let store = match open_store(cfg, &path, false) {
+            Ok(s) => s,
+            Err((code, e)) => return fail(code, &e),
+        };
+        match store
+            .reader()
+            .and_then(|r| quire_server::events::stored_mode(&r))
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                println!("log {}: not in event mode: no event index", cfg.origin);
+                continue;
+            }
+            Err(e) => return fail(1, &format!("log {}: {e}", cfg.origin)),
+        }
+        let (diff, rebuilt) =
+            match quire_server::events::reindex::reindex(&store, !args.check, progress("read")) {
+                Ok(r) => r,
+                Err(e) => return fail(1, &format!("log {}: {e}", cfg.origin)),
+            };
+        let sizes = format!(
+            "{} keys, {} log times",
+            rebuilt.newest.len(),
+            rebuilt.times.len()
+        );
+        if diff.is_empty() {
+            println!(
+                "log {}: the event index equals the one rebuilt from the envelopes ({sizes})",
+                cfg.origin
+            );
+            continue;
+        }
+        differs = true;
+        println!(
+            "log {}: the event index DIFFERS from the envelopes: {} keys missing or wrong, {} keys no event has, {} log times missing or wrong{}",
+            cfg.origin,
+            diff.wrong_keys,
+            diff.extra_keys,
+            diff.wrong_times,
+            if args.check {
+                String::new()
+            } else {
+                format!("; replaced by the rebuilt one ({sizes})")
+            }
+        );
+    }
+    if differs && args.check {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

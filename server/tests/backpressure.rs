@@ -37,6 +37,14 @@ impl Storage for Gated {
     fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
         self.inner.keep_cosignatures(size, lines)
     }
+
+    fn replace_event_index(
+        &self,
+        keys: &[(quire_core::Hash, u64)],
+        times: &[(u64, u64)],
+    ) -> Result<(), StoreError> {
+        self.inner.replace_event_index(keys, times)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

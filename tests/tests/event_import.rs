@@ -118,4 +118,22 @@ async fn records_of_three_formats_are_imported_and_found() {
     assert!(err.contains("line 1: user.username is missing"), "{err}");
     assert_eq!(server.logs[0].latest().stored.size, 8);
     server.stop().await;
+    // Offline, the index written at ingestion equals the rebuilt one.
+    let data = dir.path().join("data");
+    let (code, out, err) = run_bin(
+        "quire-server",
+        &[
+            "reindex",
+            "--check",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--origin",
+            "import.example/events",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("equals the one rebuilt from the envelopes"),
+        "{out}"
+    );
 }

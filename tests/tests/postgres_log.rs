@@ -512,6 +512,23 @@ async fn an_event_log_on_postgres_keeps_payloads_links_and_times_with_its_events
     };
     assert_eq!(r.first_logged_at(env.log_time_ms).unwrap(), Some(first));
     assert_eq!(r.first_logged_at(env.log_time_ms + 1).unwrap(), None);
+    // The index written at ingestion is the one the envelopes give; a
+    // damaged one is found and mended.
+    use quire_server::events::reindex::reindex;
+    let store = server.logs[0].store();
+    let (diff, rebuilt) = reindex(store, false, |_, _| {}).unwrap();
+    assert!(diff.is_empty(), "{diff:?}");
+    let keys: Vec<_> = rebuilt
+        .newest
+        .iter()
+        .skip(1)
+        .map(|(k, i)| (*k, *i))
+        .collect();
+    let times: Vec<_> = rebuilt.times.iter().map(|(t, i)| (*t, *i)).collect();
+    store.replace_event_index(&keys, &times).unwrap();
+    assert_eq!(reindex(store, false, |_, _| {}).unwrap().0.wrong_keys, 1);
+    reindex(store, true, |_, _| {}).unwrap();
+    assert!(reindex(store, false, |_, _| {}).unwrap().0.is_empty());
     // Erased: the row names the erasure event, the payload is gone.
     let out = quire(&[
         "--json",

@@ -9,6 +9,7 @@
 //! domain calls are the log API's (`api/events.rs`); `service.rs` is their
 //! gRPC face, `quire.v1.Events`.
 
+pub mod reindex;
 pub mod service;
 
 use std::collections::HashMap;
@@ -291,7 +292,7 @@ pub(crate) fn mode_meta() -> (String, Vec<u8>) {
 ///
 /// # Errors
 /// [`StoreError::Corrupt`] for a mode record Quire does not write.
-pub(crate) fn stored_mode<R: StorageReader>(r: &R) -> Result<bool, StoreError> {
+pub fn stored_mode<R: StorageReader>(r: &R) -> Result<bool, StoreError> {
     match r.meta(MODE_META)?.as_deref() {
         None => Ok(false),
         Some(b"events") => Ok(true),

@@ -106,6 +106,17 @@ impl Storage for AnyStore {
             AnyStore::Postgres(s) => s.keep_cosignatures(size, lines),
         }
     }
+
+    fn replace_event_index(
+        &self,
+        keys: &[(Hash, u64)],
+        times: &[(u64, u64)],
+    ) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.replace_event_index(keys, times),
+            AnyStore::Postgres(s) => s.replace_event_index(keys, times),
+        }
+    }
 }
 
 /// Calls the same method on whichever reader it is.
@@ -185,5 +196,9 @@ impl StorageReader for AnyReader {
 
     fn first_logged_at(&self, time_ms: u64) -> Result<Option<u64>, StoreError> {
         each!(self, r => r.first_logged_at(time_ms))
+    }
+
+    fn event_index(&self) -> Result<(Vec<(Hash, u64)>, Vec<(u64, u64)>), StoreError> {
+        each!(self, r => r.event_index())
     }
 }

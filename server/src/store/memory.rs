@@ -76,6 +76,17 @@ impl Storage for MemoryStore {
         true
     }
 
+    fn replace_event_index(
+        &self,
+        keys: &[(Hash, u64)],
+        times: &[(u64, u64)],
+    ) -> Result<(), StoreError> {
+        let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        s.newest = keys.iter().copied().collect();
+        s.times = times.iter().copied().collect();
+        Ok(())
+    }
+
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
         let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
         check_head(s.head, c)?;
@@ -231,6 +242,14 @@ impl StorageReader for MemoryReader {
     fn newest_events(&self, keys: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
         let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
         Ok(keys.iter().map(|k| s.newest.get(k).copied()).collect())
+    }
+
+    fn event_index(&self) -> Result<(Vec<(Hash, u64)>, Vec<(u64, u64)>), StoreError> {
+        let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        Ok((
+            s.newest.iter().map(|(k, i)| (*k, *i)).collect(),
+            s.times.iter().copied().collect(),
+        ))
     }
 
     fn first_logged_at(&self, time_ms: u64) -> Result<Option<u64>, StoreError> {

@@ -318,6 +318,19 @@ pub trait Storage: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] from the engine.
     fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError>;
+
+    /// Replaces the event indexes (a log in event mode): the newest event
+    /// of each key and the log-time rows, by `keys` and `times` (rebuilt
+    /// from the envelopes, `quire-server reindex`). Not under the
+    /// compare-and-swap: for a log no server is writing.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn replace_event_index(
+        &self,
+        keys: &[(Hash, u64)],
+        times: &[(u64, u64)],
+    ) -> Result<(), StoreError>;
 }
 
 /// A consistent read view of one log's storage.
@@ -460,6 +473,15 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// # Errors
     /// [`StoreError`] from the engine.
     fn first_logged_at(&self, time_ms: u64) -> Result<Option<u64>, StoreError>;
+
+    /// The event indexes as stored: every key with its newest event, and
+    /// every (log time, first index) row. For `quire-server reindex`,
+    /// which compares them with the envelopes.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    #[allow(clippy::type_complexity)]
+    fn event_index(&self) -> Result<(Vec<(Hash, u64)>, Vec<(u64, u64)>), StoreError>;
 }
 
 #[cfg(test)]

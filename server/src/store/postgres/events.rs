@@ -109,3 +109,53 @@ impl EventPlan {
         }
     }
 }
+
+/// Replaces the log's event indexes by `keys` and `times`, each table in
+/// one statement: rows not in the new set deleted, the others written.
+pub(super) fn replace_index(
+    shared: &std::sync::Arc<super::Shared>,
+    keys: &[(quire_core::Hash, u64)],
+    times: &[(u64, u64)],
+) -> Result<(), StoreError> {
+    let mut k = (Vec::new(), Vec::new());
+    for (key, i) in keys {
+        k.0.push(key.0.to_vec());
+        k.1.push(int(*i)?);
+    }
+    let mut t = (Vec::new(), Vec::new());
+    for (time, i) in times {
+        t.0.push(int(*time)?);
+        t.1.push(int(*i)?);
+    }
+    let s = std::sync::Arc::clone(shared);
+    shared.driver.run("replacing the event index", async move {
+        let c = s.reader().await?;
+        c.exec(
+            "WITH k AS (SELECT * FROM unnest($2::bytea[], $3::int8[]) AS k(key, idx)),
+             d AS (DELETE FROM quire_event_keys q WHERE q.log = $1
+                   AND NOT EXISTS (SELECT 1 FROM k WHERE k.key = q.key))
+             INSERT INTO quire_event_keys (log, key, idx) SELECT $1, key, idx FROM k
+             ON CONFLICT (log, key) DO UPDATE SET idx = EXCLUDED.idx",
+            &[
+                (&s.log, Type::INT8),
+                (&k.0, Type::BYTEA_ARRAY),
+                (&k.1, Type::INT8_ARRAY),
+            ],
+        )
+        .await?;
+        c.exec(
+            "WITH t AS (SELECT * FROM unnest($2::int8[], $3::int8[]) AS t(time_ms, first_idx)),
+             d AS (DELETE FROM quire_log_times q WHERE q.log = $1
+                   AND NOT EXISTS (SELECT 1 FROM t WHERE t.time_ms = q.time_ms AND t.first_idx = q.first_idx))
+             INSERT INTO quire_log_times (log, time_ms, first_idx) SELECT $1, time_ms, first_idx FROM t
+             ON CONFLICT DO NOTHING",
+            &[
+                (&s.log, Type::INT8),
+                (&t.0, Type::INT8_ARRAY),
+                (&t.1, Type::INT8_ARRAY),
+            ],
+        )
+        .await?;
+        Ok(())
+    })
+}

@@ -289,4 +289,12 @@ impl Storage for PgStore {
     fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
         write::keep_cosignatures(&self.shared, size, lines)
     }
+
+    fn replace_event_index(
+        &self,
+        keys: &[(quire_core::Hash, u64)],
+        times: &[(u64, u64)],
+    ) -> Result<(), StoreError> {
+        events::replace_index(&self.shared, keys, times)
+    }
 }

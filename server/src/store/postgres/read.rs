@@ -188,6 +188,39 @@ impl HashReader for PgReader {
 }
 
 impl StorageReader for PgReader {
+    fn event_index(&self) -> Result<(Vec<(Hash, u64)>, Vec<(u64, u64)>), StoreError> {
+        let s = Arc::clone(&self.shared);
+        self.shared
+            .driver
+            .run("reading the event index", async move {
+                let c = s.reader().await?;
+                let keys = c
+                    .rows(
+                        "SELECT key, idx FROM quire_event_keys WHERE log = $1",
+                        &[(&s.log, Type::INT8)],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        let k = Hash::from_slice(&r.get::<_, Vec<u8>>(0)).map_err(|_| {
+                            StoreError::Corrupt("an event key is not 32 bytes".into())
+                        })?;
+                        Ok((k, uint(r.get(1))?))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let times = c
+                    .rows(
+                        "SELECT time_ms, first_idx FROM quire_log_times WHERE log = $1",
+                        &[(&s.log, Type::INT8)],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| Ok((uint(r.get(0))?, uint(r.get(1))?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok((keys, times))
+            })
+    }
+
     fn payload(&self, index: u64) -> Result<Option<Payload>, StoreError> {
         if self.head.is_none_or(|h| index >= h.size) {
             return Ok(None);

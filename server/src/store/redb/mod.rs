@@ -271,6 +271,29 @@ impl Storage for RedbStore {
         guarded("committing", || self.commit_unguarded(c))
     }
 
+    fn replace_event_index(
+        &self,
+        keys: &[(quire_core::Hash, u64)],
+        times: &[(u64, u64)],
+    ) -> Result<(), StoreError> {
+        guarded("replacing the event index", || {
+            let txn = self.db.begin_write().map_err(engine)?;
+            txn.delete_table(EVENT_KEYS).map_err(engine)?;
+            txn.delete_table(LOG_TIMES).map_err(engine)?;
+            {
+                let mut k = txn.open_table(EVENT_KEYS).map_err(engine)?;
+                for (key, i) in keys {
+                    k.insert(key.as_bytes().as_slice(), *i).map_err(engine)?;
+                }
+                let mut t = txn.open_table(LOG_TIMES).map_err(engine)?;
+                for row in times {
+                    t.insert(*row, ()).map_err(engine)?;
+                }
+            }
+            txn.commit().map_err(engine)
+        })
+    }
+
     fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
         guarded("keeping cosignatures", || {
             let mut txn = self.db.begin_write().map_err(engine)?;

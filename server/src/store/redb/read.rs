@@ -306,6 +306,27 @@ impl StorageReader for RedbReader {
         })
     }
 
+    fn event_index(&self) -> Result<(Vec<(Hash, u64)>, Vec<(u64, u64)>), StoreError> {
+        guarded("reading the event index", || {
+            let mut keys = Vec::new();
+            if let Some(t) = self.event_table(EVENT_KEYS)? {
+                for row in t.iter().map_err(engine)? {
+                    let (k, v) = row.map_err(engine)?;
+                    let k = Hash::from_slice(k.value())
+                        .map_err(|_| StoreError::Corrupt("an event key is not 32 bytes".into()))?;
+                    keys.push((k, v.value()));
+                }
+            }
+            let mut times = Vec::new();
+            if let Some(t) = self.event_table(LOG_TIMES)? {
+                for row in t.iter().map_err(engine)? {
+                    times.push(row.map_err(engine)?.0.value());
+                }
+            }
+            Ok((keys, times))
+        })
+    }
+
     fn first_logged_at(&self, time_ms: u64) -> Result<Option<u64>, StoreError> {
         guarded("reading log times", || {
             let Some(table) = self.event_table(LOG_TIMES)? else {
