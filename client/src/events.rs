@@ -275,7 +275,8 @@ pub struct Erasure {
 }
 
 /// Checks that `erasure` (event `at`) is the erasure of event `index`'s
-/// payload: type `quire.erasure`, `attributes.index` naming it, after it.
+/// payload: type `quire.erasure`, `attributes.index` naming it (or, for
+/// retention, `attributes.from` ≤ it < `attributes.to`), after it.
 ///
 /// # Errors
 /// [`EventVerifyError::Payload`] naming what does not hold: then the
@@ -288,9 +289,17 @@ pub fn check_erasure(index: u64, at: u64, erasure: &Envelope) -> Result<Erasure,
             erasure.event.kind
         )));
     }
-    if erasure.event.attributes.get("index").map(String::as_str) != Some(index.to_string().as_str())
-        || at <= index
-    {
+    let attr = |name: &str| {
+        erasure
+            .event
+            .attributes
+            .get(name)
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    // One event by request, or a range by retention.
+    let names_it = attr("index") == Some(index)
+        || matches!((attr("from"), attr("to")), (Some(f), Some(t)) if f <= index && index < t);
+    if !names_it || at <= index {
         return Err(bad(format!(
             "its payload is said erased by event {at}, which erases another event"
         )));
@@ -397,6 +406,38 @@ mod tests {
             from_json(&serde_json::json!({"type": 1, "actor": "a", "action": "b"})).unwrap_err();
         assert!(e.contains("event field type is not a string"), "{e}");
         assert!(from_json(&serde_json::json!([1])).is_err());
+    }
+
+    #[test]
+    fn an_erasure_must_name_the_event_it_erased() {
+        let mut e = Event::new("quire.erasure", "admin", "erase");
+        e.attributes.insert("index".into(), "4".into());
+        let env = |event: Event| Envelope {
+            log_time_ms: 1,
+            submitter: "token:admin".into(),
+            tenant: None,
+            event,
+            payload: None,
+            prev: quire_core::event::Links::default(),
+        };
+        assert_eq!(
+            check_erasure(4, 9, &env(e.clone())).unwrap().by,
+            "token:admin"
+        );
+        assert!(check_erasure(5, 9, &env(e.clone())).is_err());
+        assert!(
+            check_erasure(4, 3, &env(e.clone())).is_err(),
+            "an erasure comes after"
+        );
+        // Retention names a range.
+        let mut r = Event::new("quire.erasure", "server", "retain");
+        r.attributes.insert("from".into(), "0".into());
+        r.attributes.insert("to".into(), "3".into());
+        assert!(check_erasure(2, 9, &env(r.clone())).is_ok());
+        assert!(check_erasure(3, 9, &env(r)).is_err());
+        let mut other = e;
+        other.kind = "auth.login".into();
+        assert!(check_erasure(4, 9, &env(other)).is_err());
     }
 
     #[test]

@@ -65,24 +65,8 @@ async fn serve_admin<S: Storage>(
     let service =
         service.with_families(config.families.iter().map(|f| (f.origin.clone(), f.period)));
     let admin = Admin::new(service.clone(), config.clone(), opener, access);
-    // Log families: the shards of now and ahead exist before the first
-    // request, then roll over while the server runs.
     let (families_stop, families_stopped) = tokio::sync::watch::channel(false);
-    if !config.families.is_empty() {
-        let families = std::sync::Arc::new(crate::family::Families::new(
-            admin.clone(),
-            config.families.clone(),
-            crate::log::system_clock(),
-        ));
-        let t = families
-            .tick()
-            .await
-            .map_err(|e| anyhow::anyhow!("log families: {e}"))?;
-        if !t.created.is_empty() {
-            tracing::info!(created = ?t.created, "log families: shards created");
-        }
-        tokio::spawn(families.run(crate::family::TICK, families_stopped));
-    }
+    background(&service, &admin, config, &families_stopped).await?;
     let admin = AdminServer::new(GrpcAdmin::new(admin));
     let events = EventsServer::new(GrpcEvents::new(service.clone()))
         .max_decoding_message_size(config.max_message_bytes)
@@ -321,4 +305,46 @@ impl<S: Storage> Server<S> {
         let _ = metrics_stop.send(());
         result
     }
+}
+
+/// The server's own work beside requests, stopped by `stopped`: log
+/// families (the shards of now and ahead exist before the first request,
+/// then roll over while the server runs) and retention (old payloads of
+/// the logs that ask are erased).
+///
+/// # Errors
+/// The families' first step failed.
+async fn background<S: Storage>(
+    service: &LogApi<S>,
+    admin: &Admin<S>,
+    config: &Config,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if !config.families.is_empty() {
+        let families = std::sync::Arc::new(crate::family::Families::new(
+            admin.clone(),
+            config.families.clone(),
+            crate::log::system_clock(),
+        ));
+        let t = families
+            .tick()
+            .await
+            .map_err(|e| anyhow::anyhow!("log families: {e}"))?;
+        if !t.created.is_empty() {
+            tracing::info!(created = ?t.created, "log families: shards created");
+        }
+        tokio::spawn(families.run(crate::family::TICK, stopped.clone()));
+    }
+    for l in config.logs.iter().filter(|l| l.events) {
+        if let Some(days) = l.retention_days {
+            tokio::spawn(crate::events::retention::run(
+                service.clone(),
+                l.origin.clone(),
+                days,
+                crate::events::retention::TICK,
+                stopped.clone(),
+            ));
+        }
+    }
+    Ok(())
 }

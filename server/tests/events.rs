@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use quire_core::event::{payload_commitment, Envelope, Event, KeyField, Outcome};
 use quire_core::{leaf_hash, verify_inclusion, Checkpoint, LogKeyAlgorithm, LogSigner, Note};
@@ -422,4 +423,75 @@ async fn the_index_written_at_ingestion_equals_the_one_rebuilt_from_envelopes() 
     let dir = tempfile::tempdir().unwrap();
     let memory = Log::open(MemoryStore::new(), options(dir.path(), true)).unwrap();
     index_rebuilds(memory, "memory").await;
+}
+
+#[tokio::test]
+async fn retention_erases_old_payloads_by_an_erasure_event() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const DAY: u64 = 86_400_000;
+    const T0: u64 = 1_800_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU64::new(T0));
+    let mut opts = options(dir.path(), true);
+    let clock = Arc::clone(&now);
+    opts.clock = Arc::new(move || clock.load(Ordering::SeqCst));
+    let log = Log::open(redb(dir.path()), opts).unwrap();
+    let api = LogApi::new(vec![log.clone()]);
+    // Day 0: events 0-2 (1 without a payload); day 1: 3-4; day 2: 5.
+    for (day, events) in [
+        (0, vec![Some("a0"), None, Some("a2")]),
+        (1, vec![Some("b3"), Some("b4")]),
+        (2, vec![Some("c5")]),
+    ] {
+        now.store(T0 + day * DAY, Ordering::SeqCst);
+        let batch = events
+            .into_iter()
+            .map(|p| input("alice", "act", None, p))
+            .collect();
+        api.add_events(&Caller::default(), ORIGIN, batch)
+            .await
+            .unwrap();
+    }
+    // Retention's own now: one day kept, so day 0 goes (the log's clock
+    // stays at day 2).
+    let at = T0 + 2 * DAY - 1;
+    let w = api.retain(ORIGIN, at, 1).await.unwrap().unwrap();
+    let erasure = Envelope::decode(&w.events[0].envelope).unwrap();
+    assert_eq!(w.events[0].index, 6);
+    assert_eq!(erasure.event.kind, "quire.erasure");
+    assert_eq!(erasure.event.action, "retain");
+    assert_eq!(erasure.submitter, "server");
+    assert_eq!(erasure.event.attributes["from"], "0");
+    assert_eq!(erasure.event.attributes["to"], "3");
+    let r = log.store().reader().unwrap();
+    use quire_server::store::Payload;
+    assert_eq!(r.payload(0).unwrap(), Some(Payload::Erased { by: 6 }));
+    assert_eq!(r.payload(1).unwrap(), None, "it never had one");
+    assert_eq!(r.payload(2).unwrap(), Some(Payload::Erased { by: 6 }));
+    for i in [3, 4, 5] {
+        assert!(
+            matches!(r.payload(i).unwrap(), Some(Payload::Stored(_))),
+            "{i}"
+        );
+    }
+    // Nothing more to erase until time moves on.
+    assert!(api.retain(ORIGIN, at, 1).await.unwrap().is_none());
+    let later = T0 + 3 * DAY;
+    now.store(later, Ordering::SeqCst);
+    let w = api.retain(ORIGIN, later, 1).await.unwrap().unwrap();
+    let erasure = Envelope::decode(&w.events[0].envelope).unwrap();
+    assert_eq!(
+        (
+            erasure.event.attributes["from"].as_str(),
+            erasure.event.attributes["to"].as_str()
+        ),
+        ("3", "5")
+    );
+    let r = log.store().reader().unwrap();
+    assert!(matches!(r.payload(5).unwrap(), Some(Payload::Stored(_))));
+    // A reader is told which erasure took it.
+    let got = api.event(&Caller::default(), ORIGIN, 4).await.unwrap();
+    assert_eq!(got.erased_by, Some(w.events[0].index));
+    assert_eq!(got.payload, None);
+    log.close();
 }

@@ -232,4 +232,54 @@ impl<S: Storage> LogApi<S> {
             checkpoint: latest.stored.note.clone(),
         })
     }
+
+    /// One pass of retention on the log `origin` (the server's own act:
+    /// no caller): the payloads of events logged more than `days` days
+    /// before `now_ms`, at most [`RETENTION_BATCH`] of them, erased by one
+    /// erasure event (`Draft::retention`). `None` when there is nothing
+    /// left to erase.
+    ///
+    /// # Errors
+    /// An unknown log, a log not in event mode, storage, the log's
+    /// [`WriteError`] (a frozen log takes no erasure event).
+    pub async fn retain(
+        &self,
+        origin: &str,
+        now_ms: u64,
+        days: u64,
+    ) -> Result<Option<WrittenEvents>, ApiError> {
+        let Some(log) = self.registry().logs.get(origin).cloned() else {
+            return Err(ApiError::NotFound(format!("no log {origin:?} here")));
+        };
+        if !log.events() {
+            return Err(ApiError::Write(WriteError::Mode {
+                origin: origin.to_owned(),
+                events: false,
+            }));
+        }
+        let cutoff = now_ms.saturating_sub(days.saturating_mul(86_400_000));
+        let _one = self.erasing.lock().await;
+        let size = log.latest().stored.size;
+        let l = log.clone();
+        let indexes = blocking(move || {
+            let r = read_view(&l)?;
+            let older = r.first_logged_at(cutoff)?.map_or(size, |i| i.min(size));
+            Ok(r.stored_payloads(0, older, RETENTION_BATCH)?)
+        })
+        .await?;
+        let (Some(&from), Some(&last)) = (indexes.first(), indexes.last()) else {
+            return Ok(None);
+        };
+        let draft = Draft::retention(from, last + 1, indexes, days)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (sealed, latest) = log.add_events(vec![draft]).await?;
+        Ok(Some(WrittenEvents {
+            origin: log.origin().to_owned(),
+            events: sealed,
+            checkpoint: latest.stored.note.clone(),
+        }))
+    }
 }
+
+/// Most payloads one retention erasure event erases.
+pub const RETENTION_BATCH: usize = 10_000;

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 pub use crate::lifecycle::LogState;
 pub use error::{ApiError, Kind};
-pub use events::{EventInput, EventRecord, WrittenEvents};
+pub use events::{EventInput, EventRecord, WrittenEvents, RETENTION_BATCH};
 pub use reads::{Consistency, EntryWithProof, Inclusion, LeafRef, LogSummary, Written};
 pub use search::{EventRun, MAX_SEARCH_EVENTS};
 pub use streams::{CheckpointStream, EntryPage, TailPage};

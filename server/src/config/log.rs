@@ -40,6 +40,11 @@ pub struct LogConfig {
     /// when the log is created.
     #[serde(default)]
     pub events: bool,
+    /// Event mode: the payloads of events logged more than this many days
+    /// ago are erased (by an erasure event, as on request); the envelopes
+    /// and every proof stay. None: kept for ever.
+    #[serde(default)]
+    pub retention_days: Option<u64>,
 }
 
 /// The storage engines.
@@ -225,6 +230,7 @@ impl LogConfig {
             storage: StorageConfig::default(),
             witnessing: WitnessingConfig::default(),
             events: false,
+            retention_days: None,
         }
     }
 
@@ -351,6 +357,20 @@ impl LogConfig {
                 "log origin {:?} must also be a valid key name: no spaces or '+'",
                 self.origin
             )));
+        }
+        if let Some(days) = self.retention_days {
+            if !self.events {
+                return Err(ConfigError::Invalid(format!(
+                    "log {:?}: retention_days applies to payloads of events: set events = true",
+                    self.origin
+                )));
+            }
+            if !(1..=36_500).contains(&days) {
+                return Err(ConfigError::Invalid(format!(
+                    "log {:?}: retention_days {days} must be 1 to 36500",
+                    self.origin
+                )));
+            }
         }
         if self.events && server.replication.is_some() {
             return Err(ConfigError::Invalid(format!(

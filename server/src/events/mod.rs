@@ -10,6 +10,7 @@
 //! gRPC face, `quire.v1.Events`.
 
 pub mod reindex;
+pub mod retention;
 pub mod service;
 
 use std::collections::HashMap;
@@ -44,8 +45,8 @@ pub struct Draft {
     submitter: Submitter,
     payload: Option<(Vec<u8>, [u8; SALT_LEN], Hash)>,
     keys: Vec<Hash>,
-    /// An erasure event: the event whose payload it erases.
-    erases: Option<u64>,
+    /// An erasure event: the events whose payloads it erases.
+    erases: Vec<u64>,
 }
 
 /// Why an event cannot be logged.
@@ -99,7 +100,7 @@ impl Draft {
             submitter,
             payload,
             keys,
-            erases: None,
+            erases: Vec::new(),
         };
         // The longest this envelope can be: every link and the time at
         // their largest.
@@ -153,7 +154,33 @@ impl Draft {
         event.attributes.insert("index".into(), index.to_string());
         event.attributes.insert("reason".into(), reason.to_owned());
         let mut d = Draft::new(event, submitter, None)?;
-        d.erases = Some(index);
+        d.erases = vec![index];
+        Ok(d)
+    }
+
+    /// The erasure event of retention: the payloads of `indexes`, all in
+    /// `[from, to)`, the events logged more than `days` days ago. Type
+    /// `quire.erasure`, actor `server`, action `retain`, resource
+    /// `events/FROM-TO`, attributes `from`, `to` and `reason`.
+    ///
+    /// # Errors
+    /// [`DraftError`] (not for the values the retention pass gives).
+    pub fn retention(from: u64, to: u64, indexes: Vec<u64>, days: u64) -> Result<Self, DraftError> {
+        let submitter = Submitter {
+            name: "server".into(),
+            tenant: None,
+        };
+        let mut event = Event::new(ERASURE_TYPE, "server", "retain");
+        event.resource = Some(format!("events/{from}-{to}"));
+        event.outcome = quire_core::event::Outcome::Success;
+        event.attributes.insert("from".into(), from.to_string());
+        event.attributes.insert("to".into(), to.to_string());
+        event.attributes.insert(
+            "reason".into(),
+            format!("retention: payloads of events logged more than {days} days before"),
+        );
+        let mut d = Draft::new(event, submitter, None)?;
+        d.erases = indexes;
         Ok(d)
     }
 }
@@ -261,7 +288,7 @@ impl EventSeq {
         if rows.time.is_none() {
             rows.time = Some((time, index));
         }
-        if let Some(erased) = draft.erases {
+        for erased in draft.erases {
             rows.erased.push((erased, index));
         }
         Ok(Sealed {

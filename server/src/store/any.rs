@@ -201,4 +201,8 @@ impl StorageReader for AnyReader {
     fn event_index(&self) -> Result<(Vec<(Hash, u64)>, Vec<(u64, u64)>), StoreError> {
         each!(self, r => r.event_index())
     }
+
+    fn stored_payloads(&self, from: u64, to: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        each!(self, r => r.stored_payloads(from, to, limit))
+    }
 }

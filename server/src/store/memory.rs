@@ -244,6 +244,16 @@ impl StorageReader for MemoryReader {
         Ok(keys.iter().map(|k| s.newest.get(k).copied()).collect())
     }
 
+    fn stored_payloads(&self, from: u64, to: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(s.payloads
+            .range(from..to.max(from))
+            .filter(|(_, p)| matches!(p, Payload::Stored(_)))
+            .map(|(i, _)| *i)
+            .take(limit)
+            .collect())
+    }
+
     fn event_index(&self) -> Result<(Vec<(Hash, u64)>, Vec<(u64, u64)>), StoreError> {
         let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
         Ok((

@@ -474,6 +474,13 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// [`StoreError`] from the engine.
     fn first_logged_at(&self, time_ms: u64) -> Result<Option<u64>, StoreError>;
 
+    /// Up to `limit` indexes in `[from, to)` of events whose payload is
+    /// stored (not erased), in order: what retention erases.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine.
+    fn stored_payloads(&self, from: u64, to: u64, limit: usize) -> Result<Vec<u64>, StoreError>;
+
     /// The event indexes as stored: every key with its newest event, and
     /// every (log time, first index) row. For `quire-server reindex`,
     /// which compares them with the envelopes.

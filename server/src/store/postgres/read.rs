@@ -188,6 +188,30 @@ impl HashReader for PgReader {
 }
 
 impl StorageReader for PgReader {
+    fn stored_payloads(&self, from: u64, to: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let s = Arc::clone(&self.shared);
+        let (from, to) = (int(from)?, int(to)?);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.shared.driver.run("reading payloads", async move {
+            let c = s.reader().await?;
+            c.rows(
+                "SELECT idx FROM quire_event_payloads
+                 WHERE log = $1 AND idx >= $2 AND idx < $3 AND erased_by IS NULL
+                 ORDER BY idx LIMIT $4",
+                &[
+                    (&s.log, Type::INT8),
+                    (&from, Type::INT8),
+                    (&to, Type::INT8),
+                    (&limit, Type::INT8),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| uint(r.get(0)))
+            .collect()
+        })
+    }
+
     fn event_index(&self) -> Result<(Vec<(Hash, u64)>, Vec<(u64, u64)>), StoreError> {
         let s = Arc::clone(&self.shared);
         self.shared

@@ -306,6 +306,26 @@ impl StorageReader for RedbReader {
         })
     }
 
+    fn stored_payloads(&self, from: u64, to: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        guarded("reading payloads", || {
+            let Some(t) = self.event_table(PAYLOADS)? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for row in t.range(from..to.max(from)).map_err(engine)? {
+                let (k, v) = row.map_err(engine)?;
+                // A 9-byte record is an erasure (`events::encode_erased`).
+                if v.value().len() != 9 {
+                    out.push(k.value());
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn event_index(&self) -> Result<(Vec<(Hash, u64)>, Vec<(u64, u64)>), StoreError> {
         guarded("reading the event index", || {
             let mut keys = Vec::new();
