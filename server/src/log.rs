@@ -551,57 +551,13 @@ impl<S: Storage> Log<S> {
         }
     }
 
-    /// Appends events (a log in event mode): each sealed into its
-    /// envelope by the sequencer, durable and signed before the answer.
-    ///
-    /// # Errors
-    /// [`WriteError`] as [`Log::add`]; [`WriteError::Mode`] for a log not
-    /// in event mode.
-    pub async fn add_events(
-        &self,
-        drafts: Vec<crate::events::Draft>,
-    ) -> Result<(Vec<crate::events::Sealed>, Arc<Latest>), WriteError> {
-        if !self.inner.events {
-            return Err(WriteError::Mode {
-                origin: self.inner.origin.clone(),
-                events: false,
-            });
-        }
-        if drafts.is_empty() {
-            return Err(WriteError::Invalid("no events in the request".into()));
-        }
-        if drafts.len() > self.inner.limits.max_batch {
-            return Err(WriteError::Invalid(format!(
-                "{} events in one request; the batch limit is {}",
-                drafts.len(),
-                self.inner.limits.max_batch
-            )));
-        }
-        if self.inner.follower.is_some() {
-            return Err(WriteError::NotSequencing {
-                origin: self.inner.origin.clone(),
-            });
-        }
-        let (reply, rx) = oneshot::channel();
-        let (sealed_tx, sealed_rx) = oneshot::channel();
-        self.enqueue(Request {
-            events: drafts,
-            sealed: Some(sealed_tx),
-            ..Request::entries(Vec::new(), reply)
-        })?;
-        let (_, latest) = rx.await.map_err(|_| WriteError::ShuttingDown)??;
-        // Sent by the sequencer before it answered.
-        let sealed = sealed_rx.await.map_err(|_| WriteError::ShuttingDown)?;
-        Ok((sealed, latest))
-    }
-
     /// Whether the log is in event mode.
     pub fn events(&self) -> bool {
         self.inner.events
     }
 
     /// Puts `request` on the sequencer's queue while the log is ACTIVE.
-    fn enqueue(&self, request: Request) -> Result<(), WriteError> {
+    pub(crate) fn enqueue(&self, request: Request) -> Result<(), WriteError> {
         let limits = &self.inner.limits;
         let sender = self.sender()?;
         // Queued while the log is ACTIVE, or refused: never behind a

@@ -444,7 +444,11 @@ impl<S: Storage> Sequencer<S> {
             events.committed(newest);
         }
         // Before the publisher answers: the writer reads them once its
-        // answer says the batch is durable.
+        // answer says the batch is durable. The envelopes move out of the
+        // commit, which is done with them but for its count.
+        let integrated = commit.entries.len();
+        let mut sealed = sealed;
+        crate::events::fill_envelopes(&mut sealed, &mut commit.entries, commit.base.size);
         for (req, sealed) in batch.iter_mut().zip(sealed) {
             if let Some(tx) = req.sealed.take() {
                 let _ = tx.send(sealed);
@@ -454,8 +458,8 @@ impl<S: Storage> Sequencer<S> {
         let latest = Arc::new(Latest { stored, root });
         self.newest = Arc::clone(&latest);
         metrics::counter!("quire_entries_integrated_total", "log" => self.origin.clone())
-            .increment(commit.entries.len() as u64);
-        tracing::debug!(origin = %self.origin, size = self.range.size(), entries = commit.entries.len(), "integrated");
+            .increment(integrated as u64);
+        tracing::debug!(origin = %self.origin, size = self.range.size(), entries = integrated, "integrated");
         Ok((per_request, latest))
     }
 
@@ -520,26 +524,21 @@ impl<S: Storage> Sequencer<S> {
                 });
             }
             let drafts = std::mem::take(&mut req.events);
-            let mut sealed_here = Vec::with_capacity(drafts.len());
-            for draft in drafts {
-                let Some(events) = &self.events else {
+            let sealed_here = match &self.events {
+                None if drafts.is_empty() => Vec::new(),
+                None => {
                     return Err(Integrate::Write(WriteError::Invalid(
                         "events sent to a log not in event mode".into(),
-                    )));
-                };
-                let index = range.size();
-                let s = events
-                    .seal(draft, index, now, &mut newest, &mut commit.events)
-                    .map_err(|e| Integrate::Write(WriteError::Invalid(e)))?;
-                let leaf = leaf_hash(&s.envelope);
-                append_entry(&mut range, &mut commit, s.envelope.clone(), leaf)
-                    .map_err(|e| Integrate::Write(WriteError::Invalid(e.to_string())))?;
-                added.push(Added {
-                    index,
-                    duplicate: false,
-                });
-                sealed_here.push(s);
-            }
+                    )))
+                }
+                Some(events) => events
+                    .seal(drafts, now, &mut range, &mut commit, &mut newest)
+                    .map_err(|e| Integrate::Write(WriteError::Invalid(e)))?,
+            };
+            added.extend(sealed_here.iter().map(|s| Added {
+                index: s.index,
+                duplicate: false,
+            }));
             per_request.push(added);
             sealed.push(sealed_here);
         }

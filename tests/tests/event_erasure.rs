@@ -27,6 +27,20 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out.trim()).unwrap()
 }
 
+/// `quire event get 0`, verified against `key`, as JSON.
+fn get0(url: &str, key: &str) -> serde_json::Value {
+    json(&ok(&[
+        "--json",
+        "event",
+        "get",
+        "0",
+        "--addr",
+        url,
+        "--log-key",
+        key,
+    ]))
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -67,16 +81,7 @@ async fn an_erased_payload_leaves_the_disk_and_every_proof_still_verifies() {
         &url,
     ]);
     // Before: the payload is shown and verified; its proof is kept.
-    let before = json(&ok(&[
-        "--json",
-        "event",
-        "get",
-        "0",
-        "--addr",
-        &url,
-        "--log-key",
-        &key,
-    ]));
+    let before = get0(&url, &key);
     assert_eq!(before["verified"], true);
     assert!(before["payload"].as_str().unwrap().contains(MARKER));
     let log = &server.logs[0];
@@ -127,16 +132,7 @@ async fn an_erased_payload_leaves_the_disk_and_every_proof_still_verifies() {
 
     // After: the envelope is the same leaf, the payload is reported erased
     // by a verified erasure event, never as tampering.
-    let after = json(&ok(&[
-        "--json",
-        "event",
-        "get",
-        "0",
-        "--addr",
-        &url,
-        "--log-key",
-        &key,
-    ]));
+    let after = get0(&url, &key);
     assert_eq!(after["verified"], true, "{after}");
     assert_eq!(after["erased_by"], "2");
     assert_eq!(after["erasure_reason"], "GDPR art. 17 request 2026-114");
@@ -192,16 +188,7 @@ async fn an_erased_payload_leaves_the_disk_and_every_proof_still_verifies() {
         .await
         .unwrap();
     let url = server.url();
-    let again = json(&ok(&[
-        "--json",
-        "event",
-        "get",
-        "0",
-        "--addr",
-        &url,
-        "--log-key",
-        &key,
-    ]));
+    let again = get0(&url, &key);
     assert_eq!(again["erased_by"], "2");
     server.stop().await;
 }

@@ -48,7 +48,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 pub use credentials::{new_token, token_hash_hex, MAX_TOKEN_BYTES, TOKEN_PREFIX};
-pub use policy::{Policy, Role, Roles, MAX_POLICY_BYTES};
+pub use policy::{EventWrite, Policy, Role, Roles, MAX_POLICY_BYTES};
 pub use principal::Principal;
 
 use crate::api::{Access, Action, ApiError, Caller, Credential, Identity};
@@ -440,14 +440,14 @@ impl Access for AccessControl {
                     .as_ref()
                     .map(|p| (p, policy.writes_events(p, origin, kinds)));
                 match limited {
-                    Some((p, Ok(()))) => p.clone(),
-                    Some((p, Err((kind, types)))) if !types.is_empty() => {
+                    Some((p, EventWrite::Allowed)) => p.clone(),
+                    Some((p, EventWrite::TypeMissing { kind, allowed })) => {
                         let e = ApiError::Denied {
                             caller: p.to_string(),
                             action: Action::Write.words(),
                             origin: origin.to_owned(),
                             why: format!(
-                                "the writer role for event type {kind:?} is missing (this principal may write only events of the types {types})"
+                                "the writer role for event type {kind:?} is missing (this principal may write only events of the types {allowed})"
                             ),
                         };
                         return Err(self.refuse(caller, Some(p), Some(origin), e));

@@ -229,6 +229,22 @@ struct GrantFile {
     event_types: Vec<String>,
 }
 
+/// What grants limited to event types say of a write of events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventWrite {
+    /// Every type is granted.
+    Allowed,
+    /// No grant limited to event types covers the log.
+    NoGrant,
+    /// A type no grant covers.
+    TypeMissing {
+        /// The type.
+        kind: String,
+        /// The types the grants cover, comma separated.
+        allowed: String,
+    },
+}
+
 /// Origins a grant or tenant covers: exact, or a prefix (`…*`).
 #[derive(Clone, Debug)]
 pub(crate) enum Origins {
@@ -512,31 +528,25 @@ impl Policy {
     /// Whether `principal`, whose roles on `origin` lack an unlimited
     /// writer, may write events of each type of `kinds` there by grants
     /// limited to event types.
-    ///
-    /// # Errors
-    /// The first type no grant covers, with the types that are covered.
-    pub fn writes_events(
-        &self,
-        principal: &Principal,
-        origin: &str,
-        kinds: &[&str],
-    ) -> Result<(), (String, String)> {
+    pub fn writes_events(&self, principal: &Principal, origin: &str, kinds: &[&str]) -> EventWrite {
         let limited: Vec<&Origins> = self
             .grants_of(principal, origin)
             .filter(|g| g.roles.allows(Role::Writer))
             .flat_map(|g| g.event_types.iter())
             .collect();
+        if limited.is_empty() {
+            return EventWrite::NoGrant;
+        }
         match kinds.iter().find(|k| !limited.iter().any(|o| o.covers(k))) {
-            None if !limited.is_empty() => Ok(()),
-            None => Err((String::new(), String::new())),
-            Some(k) => Err((
-                (*k).to_owned(),
-                limited
+            None => EventWrite::Allowed,
+            Some(k) => EventWrite::TypeMissing {
+                kind: (*k).to_owned(),
+                allowed: limited
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", "),
-            )),
+            },
         }
     }
 

@@ -55,14 +55,7 @@ impl<S: Storage> LogApi<S> {
         origin: &str,
         action: Action,
     ) -> Result<crate::log::Log<S>, ApiError> {
-        let log = self.log(caller, origin, action)?;
-        if !log.events() {
-            return Err(ApiError::Write(WriteError::Mode {
-                origin: log.origin().to_owned(),
-                events: false,
-            }));
-        }
-        Ok(log)
+        events_only(self.log(caller, origin, action)?)
     }
 
     /// Appends `events` to the log `origin` (in event mode): each checked,
@@ -81,56 +74,34 @@ impl<S: Storage> LogApi<S> {
         origin: &str,
         events: Vec<EventInput>,
     ) -> Result<WrittenEvents, ApiError> {
-        let mut log = self.find(caller, origin)?;
+        let log = self.find(caller, origin)?;
         let kinds: Vec<String> = events.iter().map(|e| e.event.kind.clone()).collect();
         let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
         let submitter =
             self.access
                 .check_events(caller, log.origin(), &kinds, events.len() as u64)?;
-        let routed = !origin.is_empty() && log.origin() != origin;
-        let drafts = |events: Vec<EventInput>, submitter: &crate::events::Submitter| {
-            events
-                .into_iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    Draft::new(e.event, submitter.clone(), e.payload)
-                        .map_err(|err| ApiError::Invalid(format!("event {i}: {err}")))
-                })
-                .collect::<Result<Vec<_>, _>>()
+        let recheck = |next: &str| {
+            self.access
+                .check_events(caller, next, &kinds, 0)
+                .map(|_| ())
         };
-        let mut tries = 0;
-        let mut pending = Some(events);
-        let (sealed, latest) = loop {
-            // Copied only for a family, whose write may go again.
-            let batch = if routed {
-                pending.clone()
-            } else {
-                pending.take()
-            }
-            .unwrap_or_default();
-            match log.add_events(drafts(batch, &submitter)?).await {
-                // A family's shard frozen between routing and admission:
-                // sent again to the shard of the moment.
-                Err(WriteError::Frozen { .. }) if routed && tries < 2 => {
-                    tries += 1;
-                    let next = self.find(caller, origin)?;
-                    if next.origin() == log.origin() {
-                        return Err(ApiError::Write(WriteError::Frozen {
-                            origin: log.origin().to_owned(),
-                            state: log.state().0,
-                        }));
-                    }
-                    self.access.check_events(caller, next.origin(), &kinds, 0)?;
-                    log = next;
-                }
-                r => break r?,
-            }
-        };
-        Ok(WrittenEvents {
-            origin: log.origin().to_owned(),
-            events: sealed,
-            checkpoint: latest.stored.note.clone(),
-        })
+        let mut events = Some(events);
+        let (log, (sealed, latest)) = self
+            .write_routed(caller, origin, log, recheck, |log, again| {
+                // Kept only for a write that may go again.
+                let batch = if again { events.clone() } else { events.take() }.unwrap_or_default();
+                let drafts = batch
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        Draft::new(e.event, submitter.clone(), e.payload)
+                            .map_err(|err| ApiError::Invalid(format!("event {i}: {err}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>();
+                async move { Ok(log.add_events(drafts?).await?) }
+            })
+            .await?;
+        Ok(written(&log, sealed, &latest))
     }
 
     /// Event `index` of the log `origin`: its envelope, its payload (the
@@ -226,11 +197,7 @@ impl<S: Storage> LogApi<S> {
             Some(Payload::Stored(_)) => {}
         }
         let (sealed, latest) = log.add_events(vec![draft]).await?;
-        Ok(WrittenEvents {
-            origin: log.origin().to_owned(),
-            events: sealed,
-            checkpoint: latest.stored.note.clone(),
-        })
+        Ok(written(&log, sealed, &latest))
     }
 
     /// One pass of retention on the log `origin` (the server's own act:
@@ -251,12 +218,7 @@ impl<S: Storage> LogApi<S> {
         let Some(log) = self.registry().logs.get(origin).cloned() else {
             return Err(ApiError::NotFound(format!("no log {origin:?} here")));
         };
-        if !log.events() {
-            return Err(ApiError::Write(WriteError::Mode {
-                origin: origin.to_owned(),
-                events: false,
-            }));
-        }
+        let log = events_only(log)?;
         let cutoff = now_ms.saturating_sub(days.saturating_mul(86_400_000));
         let _one = self.erasing.lock().await;
         let size = log.latest().stored.size;
@@ -273,13 +235,33 @@ impl<S: Storage> LogApi<S> {
         let draft = Draft::retention(from, last + 1, indexes, days)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let (sealed, latest) = log.add_events(vec![draft]).await?;
-        Ok(Some(WrittenEvents {
-            origin: log.origin().to_owned(),
-            events: sealed,
-            checkpoint: latest.stored.note.clone(),
-        }))
+        Ok(Some(written(&log, sealed, &latest)))
     }
 }
 
 /// Most payloads one retention erasure event erases.
 pub const RETENTION_BATCH: usize = 10_000;
+
+/// `log`, when it is in event mode.
+fn events_only<S: Storage>(log: crate::log::Log<S>) -> Result<crate::log::Log<S>, ApiError> {
+    if log.events() {
+        return Ok(log);
+    }
+    Err(ApiError::Write(WriteError::Mode {
+        origin: log.origin().to_owned(),
+        events: false,
+    }))
+}
+
+/// What a write of events to `log` answers.
+fn written<S: Storage>(
+    log: &crate::log::Log<S>,
+    events: Vec<Sealed>,
+    latest: &crate::log::Latest,
+) -> WrittenEvents {
+    WrittenEvents {
+        origin: log.origin().to_owned(),
+        events,
+        checkpoint: latest.stored.note.clone(),
+    }
+}

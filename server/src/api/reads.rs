@@ -6,7 +6,7 @@ use quire_core::{inclusion_plan, root_at, Hash, VerifierKey};
 
 use super::{blocking, read_view, short_read, tree_size, Action, ApiError, Caller, LogApi};
 use crate::lifecycle::LogState;
-use crate::log::{Added, Latest, Log, WriteError};
+use crate::log::{Added, Latest, Log};
 use crate::proofs::{checked_consistency, checked_inclusion, signed_root};
 use crate::store::{Storage, StorageReader};
 
@@ -131,39 +131,30 @@ impl<S: Storage> LogApi<S> {
         proofs: bool,
         witnessed: bool,
     ) -> Result<Written, ApiError> {
-        let mut log = self.log_for(caller, origin, Action::Write, entries.len() as u64)?;
+        let log = self.log_for(caller, origin, Action::Write, entries.len() as u64)?;
         if proofs && witnessed {
             self.witnessing_of(&log)?;
         }
-        // A log found under another name than its own is a family's shard.
-        let routed = !origin.is_empty() && log.origin() != origin;
-        let (added, latest) = if routed {
-            // The shard may be frozen between the routing and the write
-            // (its period ended): the write goes again, to the shard of
-            // the moment, so that a writer never sees the boundary.
-            let mut tries = 0;
-            loop {
-                match log.add(entries.clone()).await {
-                    Err(WriteError::Frozen { .. }) if tries < 2 => {
-                        tries += 1;
-                        let next = self.find(caller, origin)?;
-                        if next.origin() == log.origin() {
-                            return Err(ApiError::Write(WriteError::Frozen {
-                                origin: log.origin().to_owned(),
-                                state: log.state().0,
-                            }));
-                        }
-                        if !self.access.may(caller, next.origin(), Action::Write) {
-                            self.access.check(caller, next.origin(), Action::Write, 0)?;
-                        }
-                        log = next;
-                    }
-                    r => break r?,
-                }
+        let mut entries = Some(entries);
+        let recheck = |next: &str| {
+            if self.access.may(caller, next, Action::Write) {
+                Ok(())
+            } else {
+                self.access.check(caller, next, Action::Write, 0)
             }
-        } else {
-            log.add(entries).await?
         };
+        let (log, (added, latest)) = self
+            .write_routed(caller, origin, log, recheck, |log, again| {
+                // Kept only for a write that may go again.
+                let batch = if again {
+                    entries.clone()
+                } else {
+                    entries.take()
+                }
+                .unwrap_or_default();
+                async move { Ok(log.add(batch).await?) }
+            })
+            .await?;
         let witnessing = if proofs && witnessed {
             Some(self.witnessing_of(&log)?)
         } else {

@@ -51,3 +51,49 @@ impl<S: Storage> Registry<S> {
         )
     }
 }
+
+impl<S: Storage> super::LogApi<S> {
+    /// Sends a write to `log`, the log found for `origin`. When `origin`
+    /// named a family (the log's own origin is another) and its shard froze
+    /// between the routing and the write (its period ended), the write is
+    /// routed again and sent once more, at most twice, after `recheck` of
+    /// the caller on the new shard: a writer never sees the boundary.
+    /// `write` gets the log and whether the write may go again (then it
+    /// must keep what it sends). Returns the log that took the write.
+    ///
+    /// # Errors
+    /// What `write` fails with; the shard still frozen after routing; the
+    /// caller refused on the new shard.
+    pub(super) async fn write_routed<T, Fut>(
+        &self,
+        caller: &super::Caller,
+        origin: &str,
+        mut log: Log<S>,
+        recheck: impl Fn(&str) -> Result<(), super::ApiError>,
+        mut write: impl FnMut(Log<S>, bool) -> Fut,
+    ) -> Result<(Log<S>, T), super::ApiError>
+    where
+        Fut: std::future::Future<Output = Result<T, super::ApiError>>,
+    {
+        use crate::log::WriteError;
+        let routed = !origin.is_empty() && log.origin() != origin;
+        let mut tries = 0;
+        loop {
+            match write(log.clone(), routed).await {
+                Err(super::ApiError::Write(WriteError::Frozen { .. })) if routed && tries < 2 => {
+                    tries += 1;
+                    let next = self.find(caller, origin)?;
+                    if next.origin() == log.origin() {
+                        return Err(super::ApiError::Write(WriteError::Frozen {
+                            origin: log.origin().to_owned(),
+                            state: log.state().0,
+                        }));
+                    }
+                    recheck(next.origin())?;
+                    log = next;
+                }
+                r => return r.map(|t| (log, t)),
+            }
+        }
+    }
+}

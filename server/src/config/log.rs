@@ -459,3 +459,30 @@ impl LogConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::config::tests::load;
+
+    #[test]
+    fn event_mode_and_retention_are_configured_per_log_and_checked() {
+        let c = load("[[logs]]\norigin = \"ev.example/log\"\nevents = true\nretention_days = 90\n")
+            .unwrap();
+        assert!(c.logs[0].events);
+        assert_eq!(c.logs[0].retention_days, Some(90));
+        for (text, want) in [
+            (
+                "[[logs]]\norigin = \"a.example/log\"\nretention_days = 90\n",
+                "set events = true",
+            ),
+            (
+                "[[logs]]\norigin = \"a.example/log\"\nevents = true\nretention_days = 0\n",
+                "must be 1 to 36500",
+            ),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+}

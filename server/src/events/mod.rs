@@ -14,14 +14,17 @@ pub mod retention;
 pub mod service;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use quire_core::event::{
     key, payload_commitment, Envelope, Event, KeyField, Links, MAX_ENVELOPE, SALT_LEN,
 };
 use quire_core::Hash;
 use rand_core::RngCore;
+use tokio::sync::oneshot;
 
-use crate::store::{EventRows, StorageReader, StoreError, StoredPayload};
+use crate::batch::{Latest, Request, WriteError};
+use crate::store::{StorageReader, StoreError, StoredPayload};
 
 /// The largest payload of one event (the original record it came from).
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -44,7 +47,8 @@ pub struct Draft {
     event: Event,
     submitter: Submitter,
     payload: Option<(Vec<u8>, [u8; SALT_LEN], Hash)>,
-    keys: Vec<Hash>,
+    /// The keyed fields the event has, each with its key.
+    keys: Vec<(KeyField, Hash)>,
     /// An erasure event: the events whose payloads it erases.
     erases: Vec<u64>,
 }
@@ -93,7 +97,7 @@ impl Draft {
         });
         let keys = KeyField::ALL
             .iter()
-            .filter_map(|f| event.value(*f).map(|v| key(*f, v)))
+            .filter_map(|f| event.value(*f).map(|v| (*f, key(*f, v))))
             .collect();
         let draft = Draft {
             event,
@@ -185,6 +189,52 @@ impl Draft {
     }
 }
 
+impl<S: crate::store::Storage> crate::log::Log<S> {
+    /// Appends events (a log in event mode): each sealed into its
+    /// envelope by the sequencer, durable and signed before the answer.
+    ///
+    /// # Errors
+    /// [`WriteError`] as [`Log::add`]; [`WriteError::Mode`] for a log not
+    /// in event mode.
+    pub async fn add_events(
+        &self,
+        drafts: Vec<Draft>,
+    ) -> Result<(Vec<Sealed>, Arc<Latest>), WriteError> {
+        if !self.inner.events {
+            return Err(WriteError::Mode {
+                origin: self.inner.origin.clone(),
+                events: false,
+            });
+        }
+        if drafts.is_empty() {
+            return Err(WriteError::Invalid("no events in the request".into()));
+        }
+        if drafts.len() > self.inner.limits.max_batch {
+            return Err(WriteError::Invalid(format!(
+                "{} events in one request; the batch limit is {}",
+                drafts.len(),
+                self.inner.limits.max_batch
+            )));
+        }
+        if self.inner.follower.is_some() {
+            return Err(WriteError::NotSequencing {
+                origin: self.inner.origin.clone(),
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        let (sealed_tx, sealed_rx) = oneshot::channel();
+        self.enqueue(Request {
+            events: drafts,
+            sealed: Some(sealed_tx),
+            ..Request::entries(Vec::new(), reply)
+        })?;
+        let (_, latest) = rx.await.map_err(|_| WriteError::ShuttingDown)??;
+        // Sent by the sequencer before it answered.
+        let sealed = sealed_rx.await.map_err(|_| WriteError::ShuttingDown)?;
+        Ok((sealed, latest))
+    }
+}
+
 /// The type of an erasure event.
 pub const ERASURE_TYPE: &str = "quire.erasure";
 
@@ -226,7 +276,7 @@ impl EventSeq {
         reader: impl FnOnce() -> Result<R, StoreError>,
     ) -> Result<(), StoreError> {
         let mut missing: Vec<Hash> = drafts
-            .flat_map(|d| d.keys.iter().copied())
+            .flat_map(|d| d.keys.iter().map(|(_, k)| *k))
             .filter(|k| !self.newest.contains_key(k))
             .collect();
         if missing.is_empty() {
@@ -244,58 +294,67 @@ impl EventSeq {
         Ok(())
     }
 
-    /// Seals `draft` as event `index`, logged at `time`: its envelope
-    /// (the entry) and what its writer gets back; its rows go to `rows`,
-    /// its keys' newest event to `batch` (this batch's, applied by
-    /// [`EventSeq::committed`] once the commit is durable).
+    /// Seals `drafts`, appending each envelope to `range` and `commit`
+    /// (whose event rows it fills) as the events logged at `time`; their
+    /// keys' newest events go to `batch` (this batch's, applied by
+    /// [`EventSeq::committed`] once the commit is durable). Returns what
+    /// their writer gets back, the envelopes still to be moved in from the
+    /// commit ([`Sealed::envelope`] empty: see [`fill_envelopes`]).
     ///
     /// # Errors
-    /// The envelope refused (not after [`Draft::new`] accepted it).
+    /// The envelope refused (not after [`Draft::new`] accepted it), a tree
+    /// at its largest size.
     pub(crate) fn seal(
         &self,
-        draft: Draft,
-        index: u64,
+        drafts: Vec<Draft>,
         time: u64,
+        range: &mut quire_core::CompactRange,
+        commit: &mut crate::store::Commit,
         batch: &mut HashMap<Hash, u64>,
-        rows: &mut EventRows,
-    ) -> Result<Sealed, String> {
-        let mut prev = Links::default();
-        let fields = KeyField::ALL
-            .iter()
-            .filter(|f| draft.event.value(**f).is_some());
-        for (f, k) in fields.zip(&draft.keys) {
-            let last = batch
-                .get(k)
-                .copied()
-                .or_else(|| self.newest.get(k).copied().flatten());
-            if let Some(i) = last {
-                prev.0.insert(*f, i);
+    ) -> Result<Vec<Sealed>, String> {
+        let mut out = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let index = range.size();
+            let mut prev = Links::default();
+            for (f, k) in &draft.keys {
+                let last = batch
+                    .get(k)
+                    .copied()
+                    .or_else(|| self.newest.get(k).copied().flatten());
+                if let Some(i) = last {
+                    prev.0.insert(*f, i);
+                }
+                batch.insert(*k, index);
             }
-            batch.insert(*k, index);
-        }
-        let envelope = draft
-            .envelope(time, prev)
-            .encode()
-            .map_err(|e| format!("event {index}: {e}"))?;
-        let salt = draft.payload.map(|(payload, salt, _)| {
-            rows.payloads.push(StoredPayload {
-                index,
-                salt,
-                payload,
+            let envelope = draft
+                .envelope(time, prev)
+                .encode()
+                .map_err(|e| format!("event {index}: {e}"))?;
+            let rows = &mut commit.events;
+            let salt = draft.payload.map(|(payload, salt, _)| {
+                rows.payloads.push(StoredPayload {
+                    index,
+                    salt,
+                    payload,
+                });
+                salt
             });
-            salt
-        });
-        if rows.time.is_none() {
-            rows.time = Some((time, index));
+            if rows.time.is_none() {
+                rows.time = Some((time, index));
+            }
+            for erased in draft.erases {
+                rows.erased.push((erased, index));
+            }
+            let leaf = quire_core::leaf_hash(&envelope);
+            crate::sequencer::append_entry(range, commit, envelope, leaf)
+                .map_err(|e| e.to_string())?;
+            out.push(Sealed {
+                index,
+                envelope: Vec::new(),
+                salt,
+            });
         }
-        for erased in draft.erases {
-            rows.erased.push((erased, index));
-        }
-        Ok(Sealed {
-            index,
-            envelope,
-            salt,
-        })
+        Ok(out)
     }
 
     /// Takes a durable batch's newest events.
@@ -309,6 +368,21 @@ impl EventSeq {
 /// Metadata key of a log's mode: `events` for a log in event mode, absent
 /// for a log of opaque entries.
 pub const MODE_META: &str = "mode";
+
+/// Moves each sealed event's envelope out of the durable commit's
+/// entries (`first` is the commit's first index): the sequencer copies no
+/// envelope on its way to the writer.
+pub(crate) fn fill_envelopes(sealed: &mut [Vec<Sealed>], entries: &mut [Vec<u8>], first: u64) {
+    for s in sealed.iter_mut().flatten() {
+        let at = s
+            .index
+            .checked_sub(first)
+            .and_then(|i| usize::try_from(i).ok());
+        if let Some(e) = at.and_then(|i| entries.get_mut(i)) {
+            s.envelope = std::mem::take(e);
+        }
+    }
+}
 
 /// The metadata record of event mode.
 pub(crate) fn mode_meta() -> (String, Vec<u8>) {
