@@ -149,6 +149,12 @@ impl<'a> TimeRangeCheck<'a> {
         Ok(())
     }
 
+    /// Whether any page was answered (a log that answers none must show it
+    /// is empty: [`TimeRangeCheck::finish`]).
+    pub fn answered(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
     /// The verified answer, once every page is checked.
     ///
     /// # Errors

@@ -74,13 +74,18 @@ pub(crate) fn encode_erased(by: u64) -> Vec<u8> {
     b
 }
 
+/// Whether a payload record is an erasure's ([`encode_erased`]).
+pub(crate) fn is_erased(b: &[u8]) -> bool {
+    b.len() == 9 && b.first() == Some(&b'E')
+}
+
 /// The payload of event `index` from its record.
 ///
 /// # Errors
 /// [`crate::store::StoreError::Corrupt`] for a record that is neither a
 /// salt and payload nor an erasure.
 pub(crate) fn decode_payload(index: u64, b: &[u8]) -> Result<Payload, crate::store::StoreError> {
-    if let (9, Some(b'E'), Some(by)) = (b.len(), b.first(), b.get(1..9)) {
+    if let (true, Some(by)) = (is_erased(b), b.get(1..9)) {
         let mut n = [0u8; 8];
         n.copy_from_slice(by);
         return Ok(Payload::Erased {

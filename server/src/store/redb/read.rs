@@ -14,7 +14,7 @@ use super::layout::{
 };
 use super::leaf_index::{self, IndexState, RUN_BLOCKS, STATE_KEY};
 use crate::store::bundle::{self, BUNDLE_SIZE};
-use crate::store::events::decode_payload;
+use crate::store::events::{decode_payload, is_erased};
 use crate::store::{Head, Payload, StorageReader, StoreError, StoredCheckpoint};
 
 /// A read view of a [`RedbStore`].
@@ -314,8 +314,7 @@ impl StorageReader for RedbReader {
             let mut out = Vec::new();
             for row in t.range(from..to.max(from)).map_err(engine)? {
                 let (k, v) = row.map_err(engine)?;
-                // A 9-byte record is an erasure (`events::encode_erased`).
-                if v.value().len() != 9 {
+                if !is_erased(v.value()) {
                     out.push(k.value());
                     if out.len() >= limit {
                         break;
