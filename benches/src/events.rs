@@ -117,7 +117,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// The `num`/`den` quantile of `v` (nearest rank).
-fn quantile(v: &mut [f64], num: usize, den: usize) -> f64 {
+pub(crate) fn quantile(v: &mut [f64], num: usize, den: usize) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
         return 0.0;

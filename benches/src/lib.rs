@@ -7,7 +7,9 @@
 //! (what is checked in everything received), [`prefill`] (a log brought to
 //! a size before a measurement), [`machine`] (the machine's
 //! limits), [`postgres`] (the hash-chain baseline), [`witness`] (the witness
-//! scenarios), [`failover`] and [`pg_failover`] (replicas under faults) and [`suite`] (all of them in one run, as ratios).
+//! scenarios), [`failover`] and [`pg_failover`] (replicas under faults), [`events`] and
+//! [`keyed`] (audit events: ingestion, searches by time and by key) and
+//! [`suite`] (all of them in one run, as ratios).
 
 // A measurement crate: counts and byte totals become float rates.
 #![allow(clippy::cast_precision_loss)]
@@ -15,6 +17,7 @@
 pub mod auth;
 pub mod events;
 pub mod failover;
+pub mod keyed;
 pub mod load;
 pub mod machine;
 pub mod pg_failover;

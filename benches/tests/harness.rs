@@ -173,3 +173,32 @@ async fn the_events_scenario_writes_searches_verified_and_measures_storage() {
     assert!(v["tables"]["event_payloads"].as_u64().unwrap() > 0, "{v:#}");
     assert!(v["tables"]["event_keys"].as_u64().unwrap() > 0, "{v:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyed_scenario_searches_by_actor_with_every_answer_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = quire_benches::keyed::run(
+        dir.path(),
+        &quire_benches::keyed::KeyedOpts {
+            events: 3000,
+            writers: 2,
+            batch: 100,
+            queries: 3,
+            page: 5,
+        },
+    )
+    .await
+    .unwrap();
+    // Counts, not speeds: the log was filled, the map caught up and holds
+    // keys, every search was verified (the run fails otherwise), a rare
+    // actor's answer was complete and a frequent one's held at most its
+    // page.
+    assert!(v["events"].as_u64().unwrap() >= 3000, "{v:#}");
+    assert!(v["map_keys"].as_u64().unwrap() > 100, "{v:#}");
+    let frequent = v["frequent_events_mean"].as_f64().unwrap();
+    assert!(frequent > 0.0 && frequent <= 5.0, "{v:#}");
+    assert!(
+        v["rare_verified_ms_median"].as_f64().unwrap() > 0.0,
+        "{v:#}"
+    );
+}

@@ -41,6 +41,16 @@ pub enum TrustError {
 }
 
 impl LogTrust {
+    /// Trust in the log `origin` under its key `key` alone, no witnesses.
+    pub fn of_key(origin: &str, key: VerifierKey) -> Self {
+        LogTrust {
+            origin: origin.to_owned(),
+            log_keys: vec![key],
+            witnesses: Vec::new(),
+            quorum: 0,
+        }
+    }
+
     /// Verifies a signed checkpoint note against the log's keys, the origin
     /// and the witness policy.
     ///

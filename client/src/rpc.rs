@@ -562,15 +562,39 @@ async fn call_once<T>(
     method: &'static str,
     call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, RpcError> {
+    within(
+        timeout,
+        method,
+        call,
+        "; the change may or may not have been made: look before asking again",
+    )
+    .await
+}
+
+/// A read's answer within `timeout`.
+async fn call_read<T>(
+    timeout: Duration,
+    method: &'static str,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, RpcError> {
+    within(timeout, method, call, "").await
+}
+
+/// `call`'s answer within `timeout`; `lost` is added to the message of
+/// an answer that did not come.
+async fn within<T>(
+    timeout: Duration,
+    method: &'static str,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    lost: &str,
+) -> Result<T, RpcError> {
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(r)) => Ok(r.into_inner()),
         Ok(Err(s)) => Err(status(method, &s)),
         Err(_) => Err(RpcError::Status {
             method,
             code: tonic::Code::DeadlineExceeded,
-            message: format!(
-                "no answer within {timeout:?}; the change may or may not have been made: look before asking again"
-            ),
+            message: format!("no answer within {timeout:?}{lost}"),
         }),
     }
 }

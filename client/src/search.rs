@@ -36,6 +36,33 @@ pub enum SearchError {
     Incomplete(String),
 }
 
+/// The checkpoint of a page of an answer: the first page's, verified
+/// under `trust` and kept in `held`; every later page must name the same.
+///
+/// # Errors
+/// [`SearchError::Checkpoint`]: a checkpoint that does not verify, or
+/// pages that name different ones.
+pub(crate) fn answer_checkpoint(
+    trust: &LogTrust,
+    held: &mut Option<(Vec<u8>, Checkpoint)>,
+    bytes: &[u8],
+) -> Result<Checkpoint, SearchError> {
+    match held {
+        Some((b, cp)) if b.as_slice() == bytes => Ok(cp.clone()),
+        Some(_) => Err(SearchError::Checkpoint(
+            "pages of one answer name different checkpoints".into(),
+        )),
+        None => {
+            let note = Note::parse(bytes).map_err(|e| SearchError::Checkpoint(e.to_string()))?;
+            let (cp, _) = trust
+                .verify_note(&note)
+                .map_err(|e| SearchError::Checkpoint(e.to_string()))?;
+            *held = Some((bytes.to_vec(), cp.clone()));
+            Ok(cp)
+        }
+    }
+}
+
 /// A verified answer.
 #[derive(Clone, Debug)]
 pub struct TimeRangeAnswer {
@@ -86,24 +113,7 @@ impl<'a> TimeRangeCheck<'a> {
     /// # Errors
     /// [`SearchError`] naming what does not hold.
     pub fn page(&mut self, p: &EventsPage) -> Result<(), SearchError> {
-        let cp = match &self.checkpoint {
-            Some((bytes, cp)) if *bytes == p.checkpoint => cp.clone(),
-            Some(_) => {
-                return Err(SearchError::Checkpoint(
-                    "pages of one answer name different checkpoints".into(),
-                ))
-            }
-            None => {
-                let note = Note::parse(&p.checkpoint)
-                    .map_err(|e| SearchError::Checkpoint(e.to_string()))?;
-                let (cp, _) = self
-                    .trust
-                    .verify_note(&note)
-                    .map_err(|e| SearchError::Checkpoint(e.to_string()))?;
-                self.checkpoint = Some((p.checkpoint.clone(), cp.clone()));
-                cp
-            }
-        };
+        let cp = answer_checkpoint(self.trust, &mut self.checkpoint, &p.checkpoint)?;
         let first = p.first_index;
         match self.next {
             Some(n) if n != first => {

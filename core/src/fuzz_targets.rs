@@ -169,3 +169,36 @@ pub fn event_envelope(data: &[u8]) {
         assert_eq!(env.encode().as_deref(), Ok(data), "envelope round trip");
     }
 }
+
+/// A key map proof (`docs/EVENTS.md` §11) read from `data` (the key, the
+/// root, a leaf flag, the leaf's key and index, then siblings of 32
+/// bytes): verifying never panics, and a proof that verifies names the
+/// key's leaf or none.
+///
+/// # Panics
+/// When a verified proof names a leaf of another key as found.
+pub fn map_proof(data: &[u8]) {
+    let hash = |b: &[u8]| {
+        let mut h = [0u8; 32];
+        h.copy_from_slice(b);
+        crate::Hash(h)
+    };
+    if data.len() < 105 {
+        return;
+    }
+    let (key, root) = (hash(&data[..32]), hash(&data[32..64]));
+    let leaf = (data[64] & 1 == 1).then(|| {
+        let mut i = [0u8; 8];
+        i.copy_from_slice(&data[97..105]);
+        (hash(&data[65..97]), u64::from_be_bytes(i))
+    });
+    let siblings = data[105..].chunks_exact(32).map(hash).collect();
+    let proof = crate::map::MapProof { siblings, leaf };
+    if let Ok(Some(i)) = proof.verify(&key, &root) {
+        assert_eq!(
+            proof.leaf,
+            Some((key, i)),
+            "a proof found another key's leaf"
+        );
+    }
+}

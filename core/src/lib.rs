@@ -35,6 +35,7 @@ pub mod evidence;
 pub mod fuzz_targets;
 pub mod hash;
 pub mod keys;
+pub mod map;
 pub mod node;
 pub mod note;
 pub mod proof;

@@ -129,6 +129,7 @@ impl<S: Storage> Log<S> {
                 route: std::sync::RwLock::new(None),
                 lifecycle: Arc::new(crate::lifecycle::Lifecycle::new(frozen)),
                 events,
+                keymap: None,
             }),
         })
     }

@@ -74,6 +74,10 @@ pub struct LogOptions {
     /// `quire-event/v1` envelopes, and no opaque entries. Recorded with
     /// the log; never changes.
     pub events: bool,
+    /// Event mode: keep the key map (`docs/EVENTS.md` §11), committed to
+    /// by map head events the server appends at most once a second while
+    /// events arrive, so that searches by key prove they are complete.
+    pub key_map: bool,
 }
 
 impl LogOptions {
@@ -90,6 +94,7 @@ impl LogOptions {
             high_water,
             adopt_database: false,
             events: false,
+            key_map: false,
         }
     }
 }
@@ -130,6 +135,8 @@ pub(crate) struct Inner<S> {
     pub(crate) lifecycle: Arc<Lifecycle>,
     /// Event mode: events only, no opaque entries.
     pub(crate) events: bool,
+    /// The key map of a sequencing log in event mode.
+    pub(crate) keymap: Option<Arc<crate::events::map::KeyMaps>>,
 }
 
 impl<S: Storage> Log<S> {
@@ -250,6 +257,8 @@ impl<S: Storage> Log<S> {
         let (latest_tx, latest_rx) = watch::channel(Arc::new(latest));
         let signing = Arc::new(SigningGate::default());
         let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let keymap =
+            (opts.events && opts.key_map).then(|| Arc::new(crate::events::map::KeyMaps::default()));
         let seq = Sequencer {
             clock: opts.clock,
             origin: opts.origin.clone(),
@@ -269,7 +278,9 @@ impl<S: Storage> Log<S> {
             high_water: Some(opts.high_water),
             signing: Arc::clone(&signing),
             lookup_first: 0,
-            events: opts.events.then(crate::events::EventSeq::new),
+            events: opts.events.then(|| {
+                crate::events::EventSeq::new(keymap.as_ref().map(|m| Arc::clone(&m.feed)))
+            }),
         };
         let handle = std::thread::Builder::new()
             .name(format!("sequencer {}", opts.origin))
@@ -291,6 +302,7 @@ impl<S: Storage> Log<S> {
                 route: std::sync::RwLock::new(None),
                 lifecycle: Arc::new(Lifecycle::new(frozen)),
                 events: opts.events,
+                keymap,
             }),
         })
     }
@@ -549,6 +561,12 @@ impl<S: Storage> Log<S> {
             origin: self.inner.origin.clone(),
             state,
         }
+    }
+
+    /// The key map of a sequencing log in event mode (`docs/EVENTS.md`
+    /// §11).
+    pub fn keymap(&self) -> Option<&Arc<crate::events::map::KeyMaps>> {
+        self.inner.keymap.as_ref()
     }
 
     /// Whether the log is in event mode.

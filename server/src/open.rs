@@ -309,6 +309,7 @@ fn log_options(
         high_water,
         adopt_database: config.adopt_database,
         events: cfg.events,
+        key_map: cfg.key_map,
     }
 }
 

@@ -441,7 +441,7 @@ impl<S: Storage> Sequencer<S> {
             }
         }
         if let Some(events) = &mut self.events {
-            events.committed(newest);
+            events.committed(newest, commit.base.size + commit.entries.len() as u64);
         }
         // Before the publisher answers: the writer reads them once its
         // answer says the batch is durable. The envelopes move out of the

@@ -7,6 +7,7 @@
 //! for the C2SP witness endpoint.
 
 pub mod commits;
+pub mod eventlog;
 pub mod failover;
 pub mod memlog;
 pub mod netns;

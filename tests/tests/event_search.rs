@@ -13,7 +13,7 @@ use quire_core::event::{Envelope, Event};
 use quire_core::{LogKeyAlgorithm, LogSigner};
 use quire_proto::v1::EventsPage;
 use quire_server::api::{Caller, EventInput, LogApi};
-use quire_server::log::{Log, LogOptions};
+use quire_server::log::Log;
 use quire_server::store::redb::{RedbOptions, RedbStore};
 use tokio_stream::StreamExt as _;
 
@@ -34,22 +34,11 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let signer = LogSigner::generate(LogKeyAlgorithm::Ed25519, ORIGIN).unwrap();
-    let trust = LogTrust {
-        origin: ORIGIN.into(),
-        log_keys: vec![signer.verifier()],
-        witnesses: Vec::new(),
-        quorum: 0,
-    };
+    let trust = LogTrust::of_key(ORIGIN, signer.verifier());
     let now = Arc::new(AtomicU64::new(T0));
-    let mut opts = LogOptions::new(
-        ORIGIN,
-        vec![signer],
-        quire_server::highwater::HighWater::at(dir.path().join("hw")),
-    );
-    opts.events = true;
-    opts.dedup = quire_server::log::DedupPolicy::Off;
     let clock = Arc::clone(&now);
-    opts.clock = Arc::new(move || clock.load(Ordering::SeqCst));
+    let clock: quire_server::log::Clock = Arc::new(move || clock.load(Ordering::SeqCst));
+    let opts = quire_tests::eventlog::options(dir.path(), ORIGIN, &signer, false, Some(clock));
     let store = RedbStore::open(&dir.path().join("log.redb"), RedbOptions::default()).unwrap();
     let log = Log::open(store, opts).unwrap();
     let api = LogApi::new(vec![log.clone()]);

@@ -75,6 +75,11 @@ enum Scenario {
     /// then `--repeats` searches of about `--query-events` events, each
     /// verified; stored and index bytes per event.
     Events,
+    /// Searches by actor on a log in event mode of `--prefill` events
+    /// (written by `--concurrency` writers of `--batch`): `--repeats`
+    /// searches of a rare actor (all its events) and of a frequent one
+    /// (its newest `--query-events`), each verified.
+    Keyed,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -369,6 +374,37 @@ async fn main() -> anyhow::Result<()> {
                 value["quiet_alone_p99_us"],
                 value["quiet_beside_p99_us"],
                 value["quiet_p99_loaded_over_alone"].as_f64().unwrap_or(0.0),
+                value["cores"],
+            );
+            return emit(&args, &value);
+        }
+        Scenario::Keyed => {
+            let value = quire_benches::keyed::run(
+                &data_dir,
+                &quire_benches::keyed::KeyedOpts {
+                    events: args.prefill,
+                    writers: args.concurrency,
+                    batch: args.batch,
+                    queries: args.repeats,
+                    page: u32::try_from(args.query_events).unwrap_or(u32::MAX),
+                },
+            )
+            .await?;
+            let f = |k: &str| value[k].as_f64().unwrap_or(0.0);
+            println!(
+                "keyed: {} events (filled at {:.0}/s, the map {} events behind at the end, caught up in {:.1} s, {} keys); by a rare actor ({:.1} events, complete) {:.2} ms median, {:.2} ms p99; by a frequent actor (newest {:.0}) {:.2} ms median, {:.2} ms p99; every answer verified; {} searches each; {} cores",
+                value["events"],
+                f("fill_events_per_s"),
+                value["map_lag_events_at_end_of_fill"],
+                f("map_catch_up_s"),
+                value["map_keys"],
+                f("rare_events_mean"),
+                f("rare_verified_ms_median"),
+                f("rare_verified_ms_p99"),
+                f("frequent_events_mean"),
+                f("frequent_verified_ms_median"),
+                f("frequent_verified_ms_p99"),
+                args.repeats,
                 value["cores"],
             );
             return emit(&args, &value);

@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
+use quire_core::event::KeyField;
 use quire_proto::v1::events_client::EventsClient;
 use quire_proto::v1::{
     AddEventsRequest, AddEventsResponse, EraseEventRequest, Event, EventsPage, GetEventRequest,
-    GetEventResponse, SearchEventsRequest,
+    GetEventResponse, KeyPage, SearchEventsRequest, SearchKeyRequest,
 };
 use tonic::transport::Channel;
 
-use super::{call_once, Bearer, Endpoint, RpcError};
+use super::{call_once, call_read, Bearer, Endpoint, RpcError};
 
 /// A connection to one server's events service.
 pub struct EventsRpc {
@@ -88,7 +89,7 @@ impl EventsRpc {
     /// [`RpcError`].
     pub async fn get(&mut self, origin: &str, index: u64) -> Result<GetEventResponse, RpcError> {
         let mut c = self.client.clone();
-        call_once(
+        call_read(
             self.timeout,
             "GetEvent",
             c.get_event(GetEventRequest {
@@ -119,14 +120,35 @@ impl EventsRpc {
             to_ms,
             limit,
         });
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(r)) => Ok(r.into_inner()),
-            Ok(Err(s)) => Err(super::status("SearchEvents", &s)),
-            Err(_) => Err(RpcError::Status {
-                method: "SearchEvents",
-                code: tonic::Code::DeadlineExceeded,
-                message: format!("no answer within {:?}", self.timeout),
-            }),
-        }
+        call_read(self.timeout, "SearchEvents", call).await
+    }
+
+    /// The pages of a search of the events whose `field` is `value`,
+    /// newest first (from `before` when given), stopping after the first
+    /// logged before `from_ms` (0: none); unchecked
+    /// ([`crate::keyed::KeyCheck`] checks them).
+    ///
+    /// # Errors
+    /// [`RpcError`] when the stream cannot be opened; each page may carry
+    /// the error that ended the stream.
+    pub async fn search_key(
+        &mut self,
+        origin: &str,
+        field: KeyField,
+        value: &str,
+        before: Option<u64>,
+        from_ms: u64,
+        limit: u32,
+    ) -> Result<tonic::Streaming<KeyPage>, RpcError> {
+        let mut c = self.client.clone();
+        let call = c.search_key(SearchKeyRequest {
+            log: origin.to_owned(),
+            field: field.name().to_owned(),
+            value: value.to_owned(),
+            before,
+            from_ms,
+            limit,
+        });
+        call_read(self.timeout, "SearchKey", call).await
     }
 }

@@ -74,6 +74,16 @@ impl<S: Storage> LogApi<S> {
         origin: &str,
         events: Vec<EventInput>,
     ) -> Result<WrittenEvents, ApiError> {
+        if let Some((i, e)) = events
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.event.kind.starts_with(RESERVED_TYPES))
+        {
+            return Err(ApiError::Invalid(format!(
+                "event {i}: event field type: {} is reserved for the log's own events (types starting with {RESERVED_TYPES})",
+                e.event.kind
+            )));
+        }
         let log = self.find(caller, origin)?;
         let kinds: Vec<String> = events.iter().map(|e| e.event.kind.clone()).collect();
         let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
@@ -238,6 +248,10 @@ impl<S: Storage> LogApi<S> {
         Ok(Some(written(&log, sealed, &latest)))
     }
 }
+
+/// The prefix of the types of the log's own events (erasures, map heads):
+/// no caller writes them.
+pub const RESERVED_TYPES: &str = "quire.";
 
 /// Most payloads one retention erasure event erases.
 pub const RETENTION_BATCH: usize = 10_000;

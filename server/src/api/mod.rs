@@ -23,6 +23,7 @@
 pub mod budget;
 mod error;
 mod events;
+mod keyed;
 mod reads;
 mod registry;
 mod search;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 pub use crate::lifecycle::LogState;
 pub use error::{ApiError, Kind};
 pub use events::{EventInput, EventRecord, WrittenEvents, RETENTION_BATCH};
+pub use keyed::{KeyPage, KeyQuery, ProvenEvent, KEY_PAGE, MAX_KEY_VALUE};
 pub use reads::{Consistency, EntryWithProof, Inclusion, LeafRef, LogSummary, Written};
 pub use search::{EventRun, MAX_SEARCH_EVENTS};
 pub use streams::{CheckpointStream, EntryPage, TailPage};
@@ -272,6 +274,9 @@ impl<S: Storage> LogApi<S> {
     /// default stream bounds.
     pub fn new(logs: Vec<Log<S>>) -> Self {
         let (stop, stopping) = tokio::sync::watch::channel(false);
+        for l in &logs {
+            crate::events::map::start(l, stopping.clone());
+        }
         LogApi {
             registry: Arc::new(std::sync::RwLock::new(Arc::new(Registry {
                 logs: logs
@@ -397,6 +402,7 @@ impl<S: Storage> LogApi<S> {
                 .map_err(ApiError::Internal)?;
             witnessing.insert(origin.clone(), w);
         }
+        crate::events::map::start(&log, self.stopping.clone());
         let mut logs = guard.logs.clone();
         logs.insert(origin, log);
         *guard = Arc::new(Registry {
@@ -431,11 +437,16 @@ impl<S: Storage> LogApi<S> {
         self.stop.send_replace(true);
     }
 
-    /// After [`Self::stop_streams`]: waits until witness collection has
-    /// let go of every log, so that their storage can close.
+    /// After [`Self::stop_streams`]: waits until witness collection and
+    /// key map followers have let go of every log, so that their storage
+    /// can close.
     pub async fn stopped(&self) {
-        for w in self.registry().witnessing.values() {
+        let registry = self.registry();
+        for w in registry.witnessing.values() {
             w.finished().await;
+        }
+        for m in registry.logs.values().filter_map(Log::keymap) {
+            m.finished().await;
         }
     }
 

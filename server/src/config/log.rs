@@ -45,6 +45,12 @@ pub struct LogConfig {
     /// and every proof stay. None: kept for ever.
     #[serde(default)]
     pub retention_days: Option<u64>,
+    /// Event mode: keep the key map (`docs/EVENTS.md` §11) that proves
+    /// searches by actor, action, resource and type complete; the server
+    /// appends a map head event at most once a second while events
+    /// arrive. Default true; ignored for logs of opaque entries.
+    #[serde(default = "default_true")]
+    pub key_map: bool,
 }
 
 /// The storage engines.
@@ -231,6 +237,7 @@ impl LogConfig {
             witnessing: WitnessingConfig::default(),
             events: false,
             retention_days: None,
+            key_map: true,
         }
     }
 

@@ -9,6 +9,7 @@
 //! domain calls are the log API's (`api/events.rs`); `service.rs` is their
 //! gRPC face, `quire.v1.Events`.
 
+pub mod map;
 pub mod reindex;
 pub mod retention;
 pub mod service;
@@ -255,6 +256,8 @@ pub struct Sealed {
 pub(crate) struct EventSeq {
     newest: HashMap<Hash, Option<u64>>,
     cap: usize,
+    /// Where durable commits' keys go to the key map, if the log keeps one.
+    feed: Option<Arc<map::MapFeed>>,
 }
 
 /// Keys remembered by the sequencer before it forgets them all and looks
@@ -262,10 +265,11 @@ pub(crate) struct EventSeq {
 const KEY_CACHE: usize = 1 << 20;
 
 impl EventSeq {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(feed: Option<Arc<map::MapFeed>>) -> Self {
         EventSeq {
             newest: HashMap::new(),
             cap: KEY_CACHE,
+            feed,
         }
     }
 
@@ -357,8 +361,12 @@ impl EventSeq {
         Ok(out)
     }
 
-    /// Takes a durable batch's newest events.
-    pub(crate) fn committed(&mut self, batch: HashMap<Hash, u64>) {
+    /// Takes a durable batch's newest events (the tree now of `size`),
+    /// and hands them to the key map.
+    pub(crate) fn committed(&mut self, batch: HashMap<Hash, u64>, size: u64) {
+        if let Some(feed) = &self.feed {
+            feed.committed(&batch, size);
+        }
         for (k, i) in batch {
             self.newest.insert(k, Some(i));
         }

@@ -2,16 +2,18 @@
 //! decoded into domain calls, answers encoded, errors mapped to statuses
 //! as the log service maps them. No rule lives here.
 
+use quire_core::event::KeyField;
 use quire_proto::v1::events_server::Events as EventsRpc;
 use quire_proto::v1::{
     AddEventsRequest, AddEventsResponse, EraseEventRequest, EventsPage, GetEventRequest,
-    GetEventResponse, SealedEvent, SearchEventsRequest,
+    GetEventResponse, KeyPage, MapProof, ProvenEvent, SealedEvent, SearchEventsRequest,
+    SearchKeyRequest,
 };
 use quire_proto::{event_from_wire, hashes_to_wire};
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status};
 
-use crate::api::{ApiError, EventInput, LogApi};
+use crate::api::{ApiError, EventInput, KeyQuery, LogApi};
 use crate::grpc::{caller, status, BoxStream};
 use crate::store::Storage;
 
@@ -114,6 +116,67 @@ impl<S: Storage> EventsRpc for GrpcEvents<S> {
             })
             .map_err(|e| status(&e))
         }))))
+    }
+
+    type SearchKeyStream = BoxStream<KeyPage>;
+
+    async fn search_key(
+        &self,
+        req: Request<SearchKeyRequest>,
+    ) -> Result<Response<Self::SearchKeyStream>, Status> {
+        let who = caller(&req);
+        let req = req.into_inner();
+        let field = KeyField::parse(&req.field).ok_or_else(|| {
+            status(&ApiError::Invalid(format!(
+                "field {:?} is not a keyed field: actor, action, resource or type",
+                req.field
+            )))
+        })?;
+        let query = KeyQuery {
+            field,
+            value: req.value,
+            before: req.before,
+            from_ms: req.from_ms,
+            limit: req.limit,
+        };
+        let pages = self
+            .api
+            .search_key(&who, &req.log, query)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(Box::pin(
+            pages.map(|p| p.map(key_page).map_err(|e| status(&e))),
+        )))
+    }
+}
+
+/// A page of a search by key on the wire.
+pub fn key_page(p: crate::api::KeyPage) -> KeyPage {
+    let (head, map_proof) = match p.head {
+        Some((h, m)) => (
+            Some(proven(h)),
+            Some(MapProof {
+                siblings: hashes_to_wire(&m.siblings),
+                leaf_key: m.leaf.map(|(k, _)| k.0.to_vec()).unwrap_or_default(),
+                leaf_index: m.leaf.map_or(0, |(_, i)| i),
+            }),
+        ),
+        None => (None, None),
+    };
+    KeyPage {
+        checkpoint: p.checkpoint.to_vec(),
+        head,
+        map_proof,
+        events: p.events.into_iter().map(proven).collect(),
+    }
+}
+
+/// An event and its proof on the wire.
+fn proven(e: crate::api::ProvenEvent) -> ProvenEvent {
+    ProvenEvent {
+        index: e.index,
+        envelope: e.envelope,
+        inclusion_proof: hashes_to_wire(&e.proof),
     }
 }
 

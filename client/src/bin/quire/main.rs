@@ -10,6 +10,7 @@ use std::process::ExitCode;
 mod admin;
 mod events;
 mod gossip;
+mod keyed;
 mod log_cmds;
 mod saved;
 mod search;
@@ -232,9 +233,16 @@ enum Cmd {
     /// Audit events in a log in event mode: add them, read them back.
     #[command(subcommand)]
     Event(events::EventCmd),
-    /// The events of a log-time range, each proven in the log and the
-    /// answer proven complete against the log's key (--log-key).
+    /// The events of a log-time range, or of one actor, action, resource
+    /// or type, each proven in the log and the answer proven complete
+    /// against the log's key (--log-key).
     Search {
+        #[command(flatten)]
+        key: keyed::KeyArgs,
+        /// With a key: go on from this event (the one an answer cut short
+        /// names).
+        #[arg(long, requires = "key")]
+        before: Option<u64>,
         /// From this log time: Unix ms, RFC 3339, or -N[smhd] before now
         /// (default: the log's start).
         #[arg(long, allow_hyphen_values = true)]
@@ -515,12 +523,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Admin(cmd) => admin::admin(json, cmd).await,
         Cmd::Event(cmd) => events::event(json, cmd).await,
         Cmd::Search {
+            key,
+            before,
             from,
             to,
             limit,
             net,
             trust,
-        } => search::search(json, from, to, limit, &net, &trust).await,
+        } => search::search(json, &key, before, (from, to), limit, &net, &trust).await,
         Cmd::Gossip {
             checkpoint,
             witnesses,

@@ -37,7 +37,7 @@ pub(crate) fn parse_time(s: &str, now_ms: u64) -> Result<u64, String> {
 }
 
 /// `ms` as RFC 3339, UTC.
-fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     i128::from(ms)
         .checked_mul(1_000_000)
         .and_then(|n| time::OffsetDateTime::from_unix_timestamp_nanos(n).ok())
@@ -56,8 +56,9 @@ fn now_ms() -> u64 {
 
 pub(crate) async fn search(
     json: bool,
-    from: Option<String>,
-    to: Option<String>,
+    key: &crate::keyed::KeyArgs,
+    before: Option<u64>,
+    (from, to): (Option<String>, Option<String>),
     limit: u32,
     net: &Net,
     trust: &Trust,
@@ -75,6 +76,17 @@ pub(crate) async fn search(
         return Err(Failure::Input(
             "give the log's verifier key with --log-key: a search proves it is complete only against the log's key".into(),
         ));
+    }
+    if let Some((field, value)) = key.key() {
+        let q = crate::keyed::KeySearch {
+            field,
+            value,
+            before,
+            from_ms,
+            to_ms,
+            limit,
+        };
+        return crate::keyed::search_key(json, &q, net, trust).await;
     }
     let origin = trust.origin.clone().unwrap_or_default();
     let mut rpc = EventsRpc::connect(&endpoint(net)).await?;
@@ -145,7 +157,7 @@ pub(crate) async fn search(
     Ok(())
 }
 
-fn line(index: u64, e: &Envelope) -> String {
+pub(crate) fn line(index: u64, e: &Envelope) -> String {
     let ev = &e.event;
     format!(
         "{index:>8}  {}  {}  {}  {}  {}  {}",
@@ -158,7 +170,7 @@ fn line(index: u64, e: &Envelope) -> String {
     )
 }
 
-fn event_json(index: u64, e: &Envelope) -> serde_json::Value {
+pub(crate) fn event_json(index: u64, e: &Envelope) -> serde_json::Value {
     let ev = &e.event;
     serde_json::json!({
         "index": index.to_string(),
