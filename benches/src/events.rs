@@ -285,7 +285,7 @@ pub async fn run(dir: &Path, o: &EventsOpts) -> anyhow::Result<serde_json::Value
         "stored_bytes_per_event": per(file_bytes),
         "stored_over_json": per(file_bytes) / json_per_event,
         "index_bytes_per_event": per(index_bytes),
-        "payload_bytes_per_event": per(table("event_payloads")),
+        "payload_bytes_per_event": per(table("event_payload_chunks")),
         "bundle_bytes_per_event": per(table("bundles")),
         "tables": tables.iter().map(|(n, b)| (n.clone(), serde_json::json!(b))).collect::<serde_json::Map<_, _>>(),
     }))

@@ -170,7 +170,10 @@ async fn the_events_scenario_writes_searches_verified_and_measures_storage() {
     assert!(v["events"].as_u64().unwrap() >= 100, "{v:#}");
     assert!(v["query_events"].as_u64().unwrap() > 0, "{v:#}");
     assert!(v["stored_bytes_per_event"].as_f64().unwrap() > 0.0, "{v:#}");
-    assert!(v["tables"]["event_payloads"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(
+        v["tables"]["event_payload_chunks"].as_u64().unwrap() > 0,
+        "{v:#}"
+    );
     assert!(v["tables"]["event_keys"].as_u64().unwrap() > 0, "{v:#}");
 }
 

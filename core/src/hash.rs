@@ -58,10 +58,11 @@ impl Hash {
 
     /// Lower-case hexadecimal.
     pub fn to_hex(&self) -> String {
-        use fmt::Write as _;
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(HASH_LEN * 2);
         for b in self.0 {
-            let _ = write!(s, "{b:02x}");
+            s.push(char::from(DIGITS[usize::from(b >> 4)]));
+            s.push(char::from(DIGITS[usize::from(b & 15)]));
         }
         s
     }

@@ -45,9 +45,11 @@ pub struct Submitter {
 /// An event ready for the sequencer.
 #[derive(Debug)]
 pub struct Draft {
-    event: Event,
-    submitter: Submitter,
-    payload: Option<(Vec<u8>, [u8; SALT_LEN], Hash)>,
+    /// Its envelope but for the log time and links, which the sequencer
+    /// sets (built once: the event's strings are not copied again).
+    envelope: Envelope,
+    /// The payload and its salt.
+    payload: Option<(Vec<u8>, [u8; SALT_LEN])>,
     /// The keyed fields the event has, each with its key.
     keys: Vec<(KeyField, Hash)>,
     /// An erasure event: the events whose payloads it erases.
@@ -90,53 +92,48 @@ impl Draft {
                 return Err(DraftError::PayloadTooLarge(p.len()));
             }
         }
+        let mut commitment = None;
         let payload = payload.map(|p| {
             let mut salt = [0u8; SALT_LEN];
             rand_core::OsRng.fill_bytes(&mut salt);
-            let c = payload_commitment(&salt, &p);
-            (p, salt, c)
+            commitment = Some(payload_commitment(&salt, &p));
+            (p, salt)
         });
-        let keys = KeyField::ALL
+        let keys: Vec<(KeyField, Hash)> = KeyField::ALL
             .iter()
             .filter_map(|f| event.value(*f).map(|v| (*f, key(*f, v))))
             .collect();
-        let draft = Draft {
-            event,
-            submitter,
-            payload,
-            keys,
-            erases: Vec::new(),
-        };
         // The longest this envelope can be: every link and the time at
         // their largest.
         let max = quire_core::event::canonical::MAX_INT;
-        let mut links = Links::default();
-        for f in KeyField::ALL {
-            if draft.event.value(f).is_some() {
-                links.0.insert(f, max);
+        let mut envelope = Envelope {
+            log_time_ms: max,
+            submitter: submitter.name,
+            tenant: submitter.tenant,
+            event,
+            payload: commitment,
+            prev: Links(keys.iter().map(|(f, _)| (*f, max)).collect()),
+        };
+        match envelope.encode() {
+            Ok(_) => {}
+            Err(quire_core::event::EnvelopeError::TooLong(n)) => {
+                return Err(DraftError::TooLong(n))
             }
+            Err(e) => return Err(DraftError::Envelope(e.to_string())),
         }
-        match draft.envelope(max, links).encode() {
-            Ok(_) => Ok(draft),
-            Err(quire_core::event::EnvelopeError::TooLong(n)) => Err(DraftError::TooLong(n)),
-            Err(e) => Err(DraftError::Envelope(e.to_string())),
-        }
-    }
-
-    fn envelope(&self, log_time_ms: u64, prev: Links) -> Envelope {
-        Envelope {
-            log_time_ms,
-            submitter: self.submitter.name.clone(),
-            tenant: self.submitter.tenant.clone(),
-            event: self.event.clone(),
-            payload: self.payload.as_ref().map(|(_, _, c)| *c),
-            prev,
-        }
+        envelope.log_time_ms = 0;
+        envelope.prev = Links::default();
+        Ok(Draft {
+            envelope,
+            payload,
+            keys,
+            erases: Vec::new(),
+        })
     }
 
     /// The event's type.
     pub fn kind(&self) -> &str {
-        &self.event.kind
+        &self.envelope.event.kind
     }
 
     /// The erasure event of the payload of event `index`, asked by
@@ -330,12 +327,15 @@ impl EventSeq {
                 }
                 batch.insert(*k, index);
             }
+            let mut draft = draft;
+            draft.envelope.log_time_ms = time;
+            draft.envelope.prev = prev;
             let envelope = draft
-                .envelope(time, prev)
+                .envelope
                 .encode()
                 .map_err(|e| format!("event {index}: {e}"))?;
             let rows = &mut commit.events;
-            let salt = draft.payload.map(|(payload, salt, _)| {
+            let salt = draft.payload.map(|(payload, salt)| {
                 rows.payloads.push(StoredPayload {
                     index,
                     salt,

@@ -106,3 +106,153 @@ pub(crate) fn decode_payload(index: u64, b: &[u8]) -> Result<Payload, crate::sto
         payload: payload.to_vec(),
     }))
 }
+
+/// The most bytes of payload records one chunk gathers (a record larger
+/// than this is a chunk of its own).
+pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Payload records (event index, record: [`encode_payload`] or
+/// [`encode_erased`]) in index order, gathered into chunks: each of at
+/// most [`CHUNK_BYTES`] of records (or one record) and at most
+/// [`crate::store::bundle::BUNDLE_SIZE`] of them, keyed by its first
+/// index. A chunk is stored as an entry bundle (so LZ4-compressed when
+/// that is smaller) of `index (8 bytes, big-endian) ‖ record` entries:
+/// the payloads of one producer share most of their bytes, which one
+/// payload alone does not show the compressor.
+pub(crate) fn chunks(records: Vec<(u64, Vec<u8>)>) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut open: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut bytes = 0;
+    for r in records {
+        let full = open.len() as u64 >= crate::store::bundle::BUNDLE_SIZE
+            || (!open.is_empty() && bytes + r.1.len() > CHUNK_BYTES);
+        if full {
+            out.push((open[0].0, encode_chunk(&open)));
+            open.clear();
+            bytes = 0;
+        }
+        bytes += r.1.len();
+        open.push(r);
+    }
+    if let Some(first) = open.first() {
+        out.push((first.0, encode_chunk(&open)));
+    }
+    out
+}
+
+/// One chunk's stored bytes.
+pub(crate) fn encode_chunk(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let entries: Vec<Vec<u8>> = records
+        .iter()
+        .map(|(i, r)| {
+            let mut e = Vec::with_capacity(8 + r.len());
+            e.extend_from_slice(&i.to_be_bytes());
+            e.extend_from_slice(r);
+            e
+        })
+        .collect();
+    crate::store::bundle::encode(&entries, true)
+}
+
+/// A chunk's records, checked: each at least its index, the indexes
+/// increasing.
+///
+/// # Errors
+/// [`crate::store::StoreError::Corrupt`] naming the chunk (`first`).
+pub(crate) fn decode_chunk(
+    first: u64,
+    stored: &[u8],
+) -> Result<Vec<(u64, Vec<u8>)>, crate::store::StoreError> {
+    let corrupt = |why: String| {
+        crate::store::StoreError::Corrupt(format!("the payload chunk of event {first}: {why}"))
+    };
+    let entries = crate::store::bundle::decode(stored).map_err(|e| corrupt(e.to_string()))?;
+    let mut out: Vec<(u64, Vec<u8>)> = Vec::with_capacity(entries.len());
+    for mut e in entries {
+        let Some(index) = e.first_chunk::<8>().map(|b| u64::from_be_bytes(*b)) else {
+            return Err(corrupt(format!(
+                "a record of {} bytes has no index",
+                e.len()
+            )));
+        };
+        let after = out.last().map_or(first, |(i, _)| i + 1);
+        if index < after {
+            return Err(corrupt(format!("event {index} is out of order")));
+        }
+        e.drain(..8);
+        out.push((index, e));
+    }
+    if out.first().is_some_and(|(i, _)| *i != first) {
+        return Err(corrupt("its first record is of another event".into()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: u64, len: usize) -> (u64, Vec<u8>) {
+        let p = StoredPayload {
+            index: i,
+            salt: [7; SALT_LEN],
+            payload: format!(
+                "{{\"seq\":{i},\"verb\":\"get\",\"pad\":\"{}\"}}",
+                "x".repeat(len)
+            )
+            .into_bytes(),
+        };
+        (i, encode_payload(&p))
+    }
+
+    #[test]
+    fn chunks_gather_records_up_to_their_bounds_and_decode_to_them() {
+        // 600 small records: 256 a chunk at most.
+        let small: Vec<_> = (10..610).map(|i| record(i, 10)).collect();
+        let c = chunks(small.clone());
+        assert_eq!(
+            c.iter().map(|(f, _)| *f).collect::<Vec<_>>(),
+            vec![10, 266, 522]
+        );
+        let back: Vec<_> = c
+            .iter()
+            .flat_map(|(f, b)| decode_chunk(*f, b).unwrap())
+            .collect();
+        assert_eq!(back, small);
+        // Similar records compress together.
+        let raw: usize = small.iter().map(|(_, r)| r.len()).sum();
+        let stored: usize = c.iter().map(|(_, b)| b.len()).sum();
+        assert!(stored * 3 < raw, "{stored} of {raw}");
+        // Large records: a chunk closes before 64 KiB; one larger record
+        // is a chunk alone.
+        let big = vec![
+            record(0, 30_000),
+            record(1, 30_000),
+            record(2, 100_000),
+            record(3, 10),
+        ];
+        let c = chunks(big);
+        assert_eq!(c.iter().map(|(f, _)| *f).collect::<Vec<_>>(), vec![0, 2, 3]);
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_refused_by_name() {
+        let c = chunks(vec![record(5, 10), record(6, 10)]);
+        let (first, bytes) = &c[0];
+        let e = decode_chunk(first + 1, bytes).unwrap_err();
+        assert!(
+            e.to_string().contains("the payload chunk of event 6"),
+            "{e}"
+        );
+        let swapped = encode_chunk(&[record(6, 1), record(5, 1)]);
+        assert!(decode_chunk(6, &swapped)
+            .unwrap_err()
+            .to_string()
+            .contains("out of order"));
+        let short = crate::store::bundle::encode(&[vec![1, 2, 3]], false);
+        assert!(decode_chunk(0, &short)
+            .unwrap_err()
+            .to_string()
+            .contains("no index"));
+    }
+}

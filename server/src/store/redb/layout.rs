@@ -70,8 +70,14 @@ pub(super) const CHECKPOINTS: TableDefinition<u64, (u64, &[u8])> =
     TableDefinition::new("checkpoints");
 /// Tree size → the witness cosignature lines collected for its checkpoint.
 pub(super) const COSIGNATURES: TableDefinition<u64, &[u8]> = TableDefinition::new("cosignatures");
-/// Event index → salt ‖ payload (a log in event mode; erasable).
-pub(super) const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("event_payloads");
+/// The first event index of a chunk → the chunk of payload records
+/// (salt ‖ payload, or an erasure's record) of consecutive events that
+/// have one (a log in event mode; erasable): `store::events::chunks`.
+pub(super) const PAYLOADS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("event_payload_chunks");
+/// Event index → salt ‖ payload, one row each: how payloads were stored
+/// before chunks; moved into chunks when the database opens.
+pub(super) const PAYLOAD_ROWS: TableDefinition<u64, &[u8]> = TableDefinition::new("event_payloads");
 /// Event key (32 bytes) → its newest event's index.
 pub(super) const EVENT_KEYS: TableDefinition<&[u8], u64> = TableDefinition::new("event_keys");
 /// (log time, Unix ms; index of a commit's first event), one per commit.

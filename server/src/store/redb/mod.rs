@@ -113,6 +113,7 @@ impl RedbStore {
             txn.open_table(PAYLOADS).map_err(engine)?;
             txn.open_table(EVENT_KEYS).map_err(engine)?;
             txn.open_table(LOG_TIMES).map_err(engine)?;
+            move_payload_rows(&txn)?;
         }
         txn.commit().map_err(engine)?;
         let db = Arc::new(db);
@@ -307,5 +308,105 @@ impl Storage for RedbStore {
                 .map_err(engine)?;
             txn.commit().map_err(engine)
         })
+    }
+}
+
+/// Moves payloads stored one row each (before chunks) into chunks, in the
+/// transaction that opens the database, and drops their table.
+fn move_payload_rows(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    use redb::{ReadableTable as _, TableHandle as _};
+    let old = layout::PAYLOAD_ROWS.name();
+    if !txn.list_tables().map_err(engine)?.any(|t| t.name() == old) {
+        return Ok(());
+    }
+    {
+        let rows = txn.open_table(layout::PAYLOAD_ROWS).map_err(engine)?;
+        let mut chunks = txn.open_table(PAYLOADS).map_err(engine)?;
+        let mut batch = Vec::new();
+        let mut rows = rows.iter().map_err(engine)?.peekable();
+        while let Some(row) = rows.next() {
+            let (k, v) = row.map_err(engine)?;
+            batch.push((k.value(), v.value().to_vec()));
+            if batch.len() as u64 == crate::store::bundle::BUNDLE_SIZE || rows.peek().is_none() {
+                for (first, c) in crate::store::events::chunks(std::mem::take(&mut batch)) {
+                    chunks.insert(first, c.as_slice()).map_err(engine)?;
+                }
+            }
+        }
+    }
+    txn.delete_table(layout::PAYLOAD_ROWS).map_err(engine)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use redb::TableHandle as _;
+
+    use super::*;
+    use crate::store::events::{encode_erased, encode_payload, StoredPayload};
+    use crate::store::Payload;
+
+    fn stored(i: u64) -> StoredPayload {
+        StoredPayload {
+            index: i,
+            salt: [u8::try_from(i % 251).unwrap(); 32],
+            payload: format!("{{\"verb\":\"get\",\"seq\":{i}}}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn payloads_stored_one_row_each_move_into_chunks_when_the_database_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        {
+            // A database as written before chunks: 600 payload rows, every
+            // seventh erased by event 1000.
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(layout::PAYLOAD_ROWS).unwrap();
+                for i in 0..600u64 {
+                    let rec = if i % 7 == 0 {
+                        encode_erased(1000)
+                    } else {
+                        encode_payload(&stored(i))
+                    };
+                    t.insert(i * 2, rec.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
+        let r = store.reader().unwrap();
+        for i in 0..600u64 {
+            let want = if i % 7 == 0 {
+                Payload::Erased { by: 1000 }
+            } else {
+                Payload::Stored(StoredPayload {
+                    index: i * 2,
+                    ..stored(i)
+                })
+            };
+            assert_eq!(r.payload(i * 2).unwrap(), Some(want));
+            assert_eq!(r.payload(i * 2 + 1).unwrap(), None);
+        }
+        let kept: Vec<u64> = (0..600u64).filter(|i| i % 7 != 0).map(|i| i * 2).collect();
+        assert_eq!(r.stored_payloads(0, 1200, 10_000).unwrap(), kept);
+        assert_eq!(r.stored_payloads(301, 341, 3).unwrap(), vec![302, 304, 306]);
+        drop(r);
+        drop(store);
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert!(!names.contains(&"event_payloads".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"event_payload_chunks".to_owned()),
+            "{names:?}"
+        );
     }
 }

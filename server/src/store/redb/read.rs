@@ -14,7 +14,7 @@ use super::layout::{
 };
 use super::leaf_index::{self, IndexState, RUN_BLOCKS, STATE_KEY};
 use crate::store::bundle::{self, BUNDLE_SIZE};
-use crate::store::events::{decode_payload, is_erased};
+use crate::store::events::{decode_chunk, decode_payload, is_erased};
 use crate::store::{Head, Payload, StorageReader, StoreError, StoredCheckpoint};
 
 /// A read view of a [`RedbStore`].
@@ -285,8 +285,20 @@ impl StorageReader for RedbReader {
             let Some(table) = self.event_table(PAYLOADS)? else {
                 return Ok(None);
             };
-            let row = table.get(index).map_err(engine)?;
-            row.map(|v| decode_payload(index, v.value())).transpose()
+            let Some((first, chunk)) = table
+                .range(..=index)
+                .map_err(engine)?
+                .next_back()
+                .transpose()
+                .map_err(engine)?
+            else {
+                return Ok(None);
+            };
+            decode_chunk(first.value(), chunk.value())?
+                .into_iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, r)| decode_payload(index, &r))
+                .transpose()
         })
     }
 
@@ -311,13 +323,17 @@ impl StorageReader for RedbReader {
             let Some(t) = self.event_table(PAYLOADS)? else {
                 return Ok(Vec::new());
             };
+            // The chunk that may hold `from`, then those after it.
+            let start = chunk_holding(&t, from)?.unwrap_or(from);
             let mut out = Vec::new();
-            for row in t.range(from..to.max(from)).map_err(engine)? {
+            for row in t.range(start..to.max(start)).map_err(engine)? {
                 let (k, v) = row.map_err(engine)?;
-                if !is_erased(v.value()) {
-                    out.push(k.value());
-                    if out.len() >= limit {
-                        break;
+                for (i, r) in decode_chunk(k.value(), v.value())? {
+                    if (from..to).contains(&i) && !is_erased(&r) {
+                        out.push(i);
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
                     }
                 }
             }
@@ -370,4 +386,18 @@ impl StorageReader for RedbReader {
             }
         })
     }
+}
+
+/// The first index of the payload chunk that may hold event `index`: the
+/// last chunk starting at or before it.
+pub(super) fn chunk_holding(
+    t: &impl redb::ReadableTable<u64, &'static [u8]>,
+    index: u64,
+) -> Result<Option<u64>, StoreError> {
+    Ok(t.range(..=index)
+        .map_err(engine)?
+        .next_back()
+        .transpose()
+        .map_err(engine)?
+        .map(|(k, _)| k.value()))
 }

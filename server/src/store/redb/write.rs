@@ -17,7 +17,7 @@ use super::layout::{
 use super::leaf_index::{self, IndexState, STATE_KEY};
 use super::RedbStore;
 use crate::store::bundle::{self, BUNDLE_SIZE};
-use crate::store::events::{encode_erased, encode_payload};
+use crate::store::events::{chunks, decode_chunk, encode_chunk, encode_erased, encode_payload};
 use crate::store::{Commit, EventRows, StoreError};
 
 impl RedbStore {
@@ -53,7 +53,8 @@ impl RedbStore {
             write_bundles(&txn, c, self.opts.compress)?;
             write_tiles(&txn, &c.nodes)?;
             if !c.events.is_empty() {
-                write_events(&txn, &c.events)?;
+                write_payloads(&txn, &c.events)?;
+                write_keys_and_times(&txn, &c.events)?;
             }
             let mut meta = txn.open_table(META).map_err(engine)?;
             meta.insert(HEAD_KEY, encode_head(c.head).as_slice())
@@ -137,20 +138,56 @@ fn write_bundles(txn: &WriteTransaction, c: &Commit, compress: bool) -> Result<(
     Ok(())
 }
 
-fn write_events(txn: &WriteTransaction, rows: &EventRows) -> Result<(), StoreError> {
+/// The commit's payloads, in chunks, and its erasures.
+fn write_payloads(txn: &WriteTransaction, rows: &EventRows) -> Result<(), StoreError> {
     let mut payloads = txn.open_table(PAYLOADS).map_err(engine)?;
-    for p in &rows.payloads {
+    let records = rows
+        .payloads
+        .iter()
+        .map(|p| (p.index, encode_payload(p)))
+        .collect();
+    for (first, chunk) in chunks(records) {
+        payloads.insert(first, chunk.as_slice()).map_err(engine)?;
+    }
+    erase(&mut payloads, &rows.erased)
+}
+
+/// Replaces the records of the erased payloads (event, erasure event)
+/// by erasure records, each chunk read and written once: the old chunk's
+/// pages are freed with this commit (and compaction returns them).
+fn erase(payloads: &mut redb::Table<u64, &[u8]>, erased: &[(u64, u64)]) -> Result<(), StoreError> {
+    let mut by_chunk: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    for &(index, by) in erased {
+        let first = super::read::chunk_holding(&*payloads, index)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no payload chunk holds event {index}")))?;
+        by_chunk.entry(first).or_default().push((index, by));
+    }
+    for (first, erasures) in by_chunk {
+        let stored = payloads
+            .get(first)
+            .map_err(engine)?
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("the payload chunk of event {first} is gone"))
+            })?;
+        let mut records = decode_chunk(first, &stored)?;
+        for (index, by) in erasures {
+            let Some(r) = records.iter_mut().find(|(i, _)| *i == index) else {
+                return Err(StoreError::Corrupt(format!(
+                    "the payload chunk of event {first} does not hold event {index}"
+                )));
+            };
+            r.1 = encode_erased(by);
+        }
         payloads
-            .insert(p.index, encode_payload(p).as_slice())
+            .insert(first, encode_chunk(&records).as_slice())
             .map_err(engine)?;
     }
-    for (index, by) in &rows.erased {
-        // Overwritten in place: the page that held the payload is freed
-        // with this commit (and compaction returns it).
-        payloads
-            .insert(*index, encode_erased(*by).as_slice())
-            .map_err(engine)?;
-    }
+    Ok(())
+}
+
+/// The newest event of each key of the commit, and its log time.
+fn write_keys_and_times(txn: &WriteTransaction, rows: &EventRows) -> Result<(), StoreError> {
     let mut keys = txn.open_table(EVENT_KEYS).map_err(engine)?;
     for (k, i) in &rows.newest {
         keys.insert(k.as_bytes().as_slice(), *i).map_err(engine)?;
