@@ -29,3 +29,37 @@ pub fn options(
     }
     opts
 }
+
+/// `quire --json search FLAG VALUE` against the server at `url`, verified
+/// against `key`: its output once the log's key map has a head (polled,
+/// at most 300 times 20 ms).
+///
+/// # Panics
+/// When the search fails for another reason, or no head comes.
+pub fn search_by_key(url: &str, key: &str, flag: &str, value: &str) -> String {
+    for _ in 0..300 {
+        let (code, out, err) = crate::run_bin(
+            "quire",
+            &[
+                "--json",
+                "search",
+                flag,
+                value,
+                "--addr",
+                url,
+                "--log-key",
+                key,
+            ],
+        );
+        if code == 0 {
+            return out;
+        }
+        // With --json the refusal is on stdout.
+        assert!(
+            format!("{out}{err}").contains("has not committed to a key map yet"),
+            "exit {code}: {out}{err}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("no key map head within 6 s");
+}

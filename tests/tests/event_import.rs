@@ -101,29 +101,7 @@ async fn records_of_three_formats_are_imported_and_found() {
             .collect();
         want.reverse();
         assert!(!want.is_empty());
-        let out = (0..300)
-            .find_map(|_| {
-                let (code, out, err) = run_bin(
-                    "quire",
-                    &[
-                        "--json",
-                        "search",
-                        flag,
-                        value,
-                        "--addr",
-                        &url,
-                        "--log-key",
-                        &key,
-                    ],
-                );
-                if code == 0 {
-                    return Some(out);
-                }
-                assert!(err.contains("has not committed to a key map yet"), "{err}");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                None
-            })
-            .expect("a map head within 6 s");
+        let out = quire_tests::eventlog::search_by_key(&url, &key, flag, value);
         let got = imported(&out);
         let got: Vec<&str> = got.iter().map(|e| e["index"].as_str().unwrap()).collect();
         assert_eq!(got, want, "{flag} {value}: {out}");

@@ -97,7 +97,8 @@ impl<S: Storage> LogApi<S> {
         }
         let Some(head) = log.keymap().and_then(|m| m.head()) else {
             return Err(ApiError::Precondition(format!(
-                "log {origin} has not committed to a key map yet (a map head follows its first events within seconds); try again"
+                "log {} has not committed to a key map yet (a map head follows its first events within seconds); try again",
+                log.origin()
             )));
         };
         let latest = log.latest();

@@ -237,9 +237,29 @@ async fn run<S: Storage>(
     };
     let store = Arc::clone(&inner.store);
     drop(inner);
-    let mut f = tokio::task::spawn_blocking(move || open(&*store))
-        .await
-        .map_err(|e| StoreError::engine(format!("the key map's start: {e}")))??;
+    // An engine whose reads are not one snapshot (PostgreSQL) may show an
+    // index newer than the size read before it while events are written:
+    // read again, a few times.
+    let mut tries = 0;
+    let mut f = loop {
+        let s = Arc::clone(&store);
+        let read = tokio::task::spawn_blocking(move || open(&*s))
+            .await
+            .map_err(|e| StoreError::engine(format!("the key map's start: {e}")))?;
+        match read? {
+            Some(f) => break f,
+            None if tries < 10 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None => {
+                return Err(StoreError::engine(
+                    "the index of keys stayed ahead of the tree size read before it",
+                ))
+            }
+        }
+    };
+    drop(store);
     if let Some((size, index)) = f.covered.take() {
         // The last event is a head of the map of everything before it.
         let mut before = f.map.clone();
@@ -309,14 +329,15 @@ fn log_store<S: Storage>(log: &Weak<Inner<S>>) -> Result<Arc<S>, StoreError> {
 /// The map of what `store` holds: its index of keys at its tree size,
 /// and, when its last event is a head of the map of every event before
 /// it, that head (as the `covered` of the follower, not yet checked).
-fn open<S: Storage>(store: &S) -> Result<Follower, StoreError> {
+/// `None` when the index names an event past the size read before it
+/// (events written between the two reads, on an engine whose reads are
+/// not one snapshot): read again.
+fn open<S: Storage>(store: &S) -> Result<Option<Follower>, StoreError> {
     let r = store.reader()?;
     let size = r.head()?.map_or(0, |h| h.size);
     let (keys, _) = r.event_index()?;
-    if let Some((k, i)) = keys.iter().find(|(_, i)| *i >= size) {
-        return Err(StoreError::Corrupt(format!(
-            "the index of keys names event {i} for key {k}, past the tree size {size}"
-        )));
+    if keys.iter().any(|(_, i)| *i >= size) {
+        return Ok(None);
     }
     let mut map = KeyMap::new();
     map.update(keys);
@@ -329,7 +350,7 @@ fn open<S: Storage>(store: &S) -> Result<Follower, StoreError> {
             }
         }
     }
-    Ok(Follower { map, size, covered })
+    Ok(Some(Follower { map, size, covered }))
 }
 
 /// Turns `map` (of events up to and including the head at `index`) into
