@@ -187,6 +187,20 @@ pub fn audit_entries(
     checkpoint: &[u8],
     trust: &LogTrust,
 ) -> Result<Checkpoint, AuditError> {
+    audit_entries_with(dump, checkpoint, trust, |_, _| {})
+}
+
+/// [`audit_entries`], handing each entry and its index to `visit` as it
+/// is read (what it concludes stands only once the dump verifies).
+///
+/// # Errors
+/// As [`audit_entries`].
+pub fn audit_entries_with(
+    dump: impl BufRead,
+    checkpoint: &[u8],
+    trust: &LogTrust,
+    mut visit: impl FnMut(u64, &[u8]),
+) -> Result<Checkpoint, AuditError> {
     let note = Note::parse(checkpoint).map_err(|e| malformed("checkpoint", e))?;
     let (cp, _) = trust
         .verify_note(&note)
@@ -198,6 +212,7 @@ pub fn audit_entries(
         let entry = b64
             .decode(text.trim_end())
             .map_err(|e| malformed(format!("entries dump line {n}"), e))?;
+        visit(range.size(), &entry);
         range
             .append(leaf_hash(&entry), |_, _| {})
             .map_err(|e| malformed(format!("entries dump line {n}"), e))?;

@@ -25,6 +25,7 @@ pub mod bundle;
 pub mod events;
 pub mod extend;
 pub mod import;
+pub mod index_audit;
 pub mod keyed;
 pub mod monitor;
 pub mod policy;

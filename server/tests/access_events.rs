@@ -28,6 +28,11 @@ event_types = ["auth.*", "session.start"]
 "#;
 
 async fn start() -> Fixture {
+    start_audited(false).await
+}
+
+/// The fixture, with the server's audit log when `audited`.
+async fn start_audited(audited: bool) -> Fixture {
     let event_log = |o: &str| {
         let mut l = LogConfig::new(o);
         l.events = true;
@@ -37,7 +42,7 @@ async fn start() -> Fixture {
     };
     start_logs(
         LIMITED,
-        false,
+        audited,
         vec![
             LogConfig::new(ACME),
             event_log(ACME_EVENTS),
@@ -241,4 +246,56 @@ async fn payloads_need_the_reader_role() {
         "{}",
         e.message()
     );
+}
+
+/// An erasure is an admin action: the server's audit trail records who
+/// erased which event's payload, by which erasure event and why; a
+/// refused erasure is recorded as a refusal.
+#[tokio::test]
+async fn an_erasure_is_recorded_in_the_servers_audit_trail() {
+    use quire_proto::v1::EraseEventRequest;
+    let f = start_audited(true).await;
+    let mut audit = connect_token(&f, "acme-admin").await;
+    until(&mut audit, 1).await;
+    let mut writer = by_token(&f, "acme-writer").await;
+    add(&mut writer, ACME_EVENTS, vec![ev("k8s.audit", "alice")])
+        .await
+        .unwrap();
+    let refused = writer
+        .erase_event(EraseEventRequest {
+            log: ACME_EVENTS.into(),
+            index: 0,
+            reason: "not mine to erase".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let mut admin = by_token(&f, "acme-admin").await;
+    let erased = admin
+        .erase_event(EraseEventRequest {
+            log: ACME_EVENTS.into(),
+            index: 0,
+            reason: "GDPR art. 17 request 7".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let by = erased.events[0].index;
+    let got = until(&mut audit, 3).await;
+    let (denied, done) = (&got[1], &got[2]);
+    assert_denied(denied, &refused);
+    assert_eq!(
+        (&done["event"], &done["log"], &done["principal"]),
+        (
+            &"admin".into(),
+            &ACME_EVENTS.into(),
+            &"token \"acme-admin\"".into()
+        ),
+        "{done}"
+    );
+    assert_eq!(
+        done["message"],
+        format!("erased the payload of event 0 by erasure event {by}: GDPR art. 17 request 7")
+    );
+    f.server.stop().await;
 }

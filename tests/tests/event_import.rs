@@ -153,6 +153,44 @@ async fn records_of_three_formats_are_imported_and_found() {
     assert!(err.contains("line 1: user.username is missing"), "{err}");
     let out = ok(&["--json", "search", "--addr", &url, "--log-key", &key]);
     assert_eq!(imported(&out).len(), 8, "{out}");
+    // An auditor recomputes the indexes from a dump checked against a
+    // signed checkpoint: links, log times and every map head's root.
+    let (dump, cp) = (dir.path().join("dump"), dir.path().join("cp"));
+    let (dump, cp) = (dump.to_str().unwrap(), cp.to_str().unwrap());
+    ok(&[
+        "entries",
+        "--out",
+        dump,
+        "--checkpoint-out",
+        cp,
+        "--addr",
+        &url,
+        "--log-key",
+        &key,
+    ]);
+    let audit = [
+        "audit",
+        "index",
+        dump,
+        "--checkpoint",
+        cp,
+        "--log-key",
+        &key,
+    ];
+    let out = ok(&[&["--json"], &audit[..]].concat());
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verified"], true, "{out}");
+    assert!(
+        v["map_heads"].as_str().unwrap().parse::<u64>().unwrap() >= 1,
+        "{out}"
+    );
+    // A dump whose envelope was altered does not rebuild the signed root.
+    let text = std::fs::read_to_string(dump).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.swap(0, 1);
+    std::fs::write(dump, lines.join("\n") + "\n").unwrap();
+    let (code, out, err) = run_bin("quire", &audit);
+    assert_eq!(code, 1, "{out}{err}");
     server.stop().await;
     // Offline, the index written at ingestion equals the rebuilt one.
     let data = dir.path().join("data");

@@ -478,6 +478,10 @@ impl Access for AccessControl {
         self.decide(&self.policy(), caller, origin, action).is_ok()
     }
 
+    fn note_admin(&self, caller: Option<&Caller>, log: Option<&str>, what: String) {
+        AccessControl::note_admin(self, caller, log, what);
+    }
+
     fn authenticate(&self, caller: &Caller) -> Result<(), ApiError> {
         let policy = self.policy();
         self.principal(&policy, caller)

@@ -207,6 +207,16 @@ impl<S: Storage> LogApi<S> {
             Some(Payload::Stored(_)) => {}
         }
         let (sealed, latest) = log.add_events(vec![draft]).await?;
+        if let Some(e) = sealed.first() {
+            self.access.note_admin(
+                Some(caller),
+                Some(log.origin()),
+                format!(
+                    "erased the payload of event {index} by erasure event {}: {reason}",
+                    e.index
+                ),
+            );
+        }
         Ok(written(&log, sealed, &latest))
     }
 

@@ -206,6 +206,13 @@ pub trait Access: Send + Sync + 'static {
         }
     }
 
+    /// Records an admin action done through the log API (an erasure) in
+    /// the server's audit trail, where there is one (`caller` `None`: the
+    /// server's own). The default records nothing.
+    fn note_admin(&self, caller: Option<&Caller>, log: Option<&str>, what: String) {
+        let _ = (caller, log, what);
+    }
+
     /// Whether `caller`'s credentials are valid, whatever it may do: asked
     /// before a request that names no log it may see is answered.
     ///

@@ -193,7 +193,7 @@ pub fn start<S: Storage>(log: &Log<S>, stop: tokio::sync::watch::Receiver<bool>)
     let guard = Running(Arc::clone(&maps));
     rt.spawn(async move {
         let _guard = guard;
-        if let Err(e) = run(weak, maps, stop).await {
+        if let Err(e) = run(weak, maps, origin.clone(), stop).await {
             tracing::warn!(origin = %origin, error = %e, "the key map stopped; keyed queries are refused");
         }
     });
@@ -230,8 +230,10 @@ impl Follower {
 async fn run<S: Storage>(
     log: Weak<Inner<S>>,
     maps: Arc<KeyMaps>,
+    origin: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
+    let lag = metrics::gauge!("quire_event_index_lag_events", "log" => origin);
     let Some(inner) = log.upgrade() else {
         return Ok(());
     };
@@ -280,6 +282,11 @@ async fn run<S: Storage>(
     }
     loop {
         f.take(&maps.feed);
+        // Events durable but in no published map yet: what a search by
+        // key shows without proving them complete.
+        lag.set(crate::metrics::value(
+            f.size - f.covered.map_or(0, |(covered, _)| covered),
+        ));
         if f.behind() {
             let Some(inner) = log.upgrade() else {
                 return Ok(());

@@ -448,3 +448,79 @@ pub async fn call(c: &mut Client, rpc: Rpc, log: &str, n: u64) -> Result<(), Sta
         }
     }
 }
+
+/// The audit log's latest checkpoint note and its size.
+pub async fn checkpoint(admin: &mut Client) -> (Vec<u8>, u64) {
+    let note = admin
+        .get_checkpoint(GetCheckpointRequest {
+            log: AUDIT.into(),
+            witnessed: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint;
+    let size = std::str::from_utf8(&note)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (note, size)
+}
+
+/// The audit log's entries, as JSON.
+pub async fn events(admin: &mut Client) -> Vec<serde_json::Value> {
+    let (_, size) = checkpoint(admin).await;
+    raw_entries(admin, size)
+        .await
+        .iter()
+        .map(|e| serde_json::from_slice(e).unwrap())
+        .collect()
+}
+
+pub async fn raw_entries(admin: &mut Client, size: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if size == 0 {
+        return out;
+    }
+    let mut s = admin
+        .get_entries(GetEntriesRequest {
+            log: AUDIT.into(),
+            start: 0,
+            end: size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(page) = s.message().await.unwrap() {
+        out.extend(page.entries);
+    }
+    out
+}
+
+/// Polls the audit log until it holds `n` events.
+pub async fn until(admin: &mut Client, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..400 {
+        let e = events(admin).await;
+        if e.len() >= n {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the audit log did not reach {n} events within 400 polls");
+}
+
+/// `record` of the audit trail is the refusal `status` the caller got.
+pub fn assert_denied(record: &serde_json::Value, status: &tonic::Status) {
+    assert_eq!(
+        (&record["event"], &record["code"], &record["message"]),
+        (
+            &"refused".into(),
+            &"PERMISSION_DENIED".into(),
+            &status.message().into()
+        ),
+        "{record}"
+    );
+}

@@ -292,6 +292,18 @@ enum AuditCmd {
         #[command(flatten)]
         trust: Trust,
     },
+    /// An event log's indexes recomputed from an entries dump (from
+    /// `quire entries`, starting at 0) checked against a signed checkpoint:
+    /// every link, log time never going back, every map head's root.
+    Index {
+        /// The dump.
+        dump: PathBuf,
+        /// The signed checkpoint of the dump's size.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        trust: Trust,
+    },
     /// A split-view evidence file.
     Evidence {
         /// The evidence (JSON).
