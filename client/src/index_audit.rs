@@ -11,10 +11,8 @@
 use std::collections::HashMap;
 
 use quire_core::event::{key, Envelope, KeyField, Links};
-use quire_core::map::KeyMap;
+use quire_core::map::{head_of, KeyMap};
 use quire_core::Hash;
-
-use crate::keyed::head_of;
 
 /// Problems kept in full; beyond them only counted.
 pub const MAX_PROBLEMS: usize = 100;

@@ -5,15 +5,12 @@
 //! Nothing the server says is taken without its proof.
 
 use quire_core::event::{key, Envelope, KeyField};
-use quire_core::map::MapProof;
+use quire_core::map::{head_of, MapProof, HEAD_TYPE};
 use quire_core::{leaf_hash, verify_inclusion, Checkpoint, Hash};
 use quire_proto::v1::{KeyPage, ProvenEvent};
 
 use crate::policy::LogTrust;
 use crate::search::{answer_checkpoint, SearchError};
-
-/// The type of a map head event.
-pub const HEAD_TYPE: &str = "quire.map";
 
 /// A verified answer to a search by key.
 #[derive(Clone, Debug)]
@@ -250,20 +247,4 @@ impl KeyCheck<'_> {
             more_from: if self.ended { None } else { self.expect },
         })
     }
-}
-
-/// The map size and root of a map head event: written by the server, of
-/// type `quire.map`, attributes `size` (canonical decimal) and `root`
-/// (lowercase hex).
-pub fn head_of(env: &Envelope) -> Option<(u64, Hash)> {
-    if env.submitter != "server" || env.event.kind != HEAD_TYPE {
-        return None;
-    }
-    let size = env.event.attributes.get("size")?;
-    let root = env.event.attributes.get("root")?;
-    if (size.starts_with('0') && size != "0") || !size.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let hash = Hash::from_hex(root)?;
-    (hash.to_hex() == *root).then_some((size.parse().ok()?, hash))
 }

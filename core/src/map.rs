@@ -15,7 +15,8 @@
 //!
 //! **In scope**: the tree ([`KeyMap`], persistent: an update copies the
 //! paths it changes and shares the rest, so an older map stays readable),
-//! its root, a proof of one key ([`MapProof`]) and its verification.
+//! its root, a proof of one key ([`MapProof`]) and its verification, and
+//! what a map head event commits to ([`head_of`], §11.2).
 //! **Out of scope**: where the map is kept and when it is updated (the
 //! server), what a key means (the envelope).
 
@@ -23,7 +24,32 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::event::Envelope;
 use crate::Hash;
+
+/// The type of a map head event.
+pub const HEAD_TYPE: &str = "quire.map";
+
+/// The submitter (and actor) of the log's own events: no caller is
+/// named so.
+pub const LOG_SUBMITTER: &str = "server";
+
+/// The map size and root a map head event commits to, when `env` is one:
+/// written by the log itself ([`LOG_SUBMITTER`]), of type [`HEAD_TYPE`],
+/// with attributes `size` (decimal, no sign or leading zero) and `root`
+/// (64 lowercase hex digits).
+pub fn head_of(env: &Envelope) -> Option<(u64, Hash)> {
+    if env.submitter != LOG_SUBMITTER || env.event.kind != HEAD_TYPE {
+        return None;
+    }
+    let size = env.event.attributes.get("size")?;
+    let root = env.event.attributes.get("root")?;
+    if (size.starts_with('0') && size != "0") || !size.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hash = Hash::from_hex(root)?;
+    (hash.to_hex() == *root).then_some((size.parse().ok()?, hash))
+}
 
 /// The root of the empty map.
 pub const EMPTY: Hash = Hash([0u8; 32]);

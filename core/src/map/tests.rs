@@ -212,3 +212,46 @@ fn the_python_vectors_agree() {
         }
     }
 }
+
+#[test]
+fn a_head_is_read_only_in_its_one_form() {
+    use crate::event::{Envelope, Event, Links};
+    use crate::map::{head_of, HEAD_TYPE, LOG_SUBMITTER};
+    let root = key(1);
+    let head = |submitter: &str, kind: &str, size: &str, root: &str| {
+        let mut event = Event::new(kind, LOG_SUBMITTER, "map");
+        event.attributes.insert("size".into(), size.into());
+        event.attributes.insert("root".into(), root.into());
+        Envelope {
+            log_time_ms: 1,
+            submitter: submitter.into(),
+            tenant: None,
+            event,
+            payload: None,
+            prev: Links::default(),
+        }
+    };
+    let hex = root.to_hex();
+    assert_eq!(
+        head_of(&head(LOG_SUBMITTER, HEAD_TYPE, "12", &hex)),
+        Some((12, root))
+    );
+    assert_eq!(
+        head_of(&head(LOG_SUBMITTER, HEAD_TYPE, "0", &hex)),
+        Some((0, root))
+    );
+    for (submitter, kind, size, r) in [
+        ("token:x", HEAD_TYPE, "12", hex.clone()),
+        (LOG_SUBMITTER, "quire.erasure", "12", hex.clone()),
+        (LOG_SUBMITTER, HEAD_TYPE, "012", hex.clone()),
+        (LOG_SUBMITTER, HEAD_TYPE, "+12", hex.clone()),
+        (LOG_SUBMITTER, HEAD_TYPE, "12", hex.to_uppercase()),
+        (LOG_SUBMITTER, HEAD_TYPE, "12", hex[1..].to_owned()),
+    ] {
+        assert_eq!(
+            head_of(&head(submitter, kind, size, &r)),
+            None,
+            "{submitter} {kind} {size} {r}"
+        );
+    }
+}

@@ -117,8 +117,12 @@ impl<S: Storage> LogApi<S> {
             }
         }
         let k = key(query.field, &query.value);
-        let (l, q) = (log.clone(), query.clone());
-        let start = blocking(move || newest_below(&l, &q, &k, size)).await?;
+        let start = if query.before.is_some() {
+            query.before
+        } else {
+            let (l, field) = (log.clone(), query.field);
+            blocking(move || newest_below(&l, field, &k, size)).await?
+        };
         let limit = if query.limit == 0 {
             MAX_SEARCH_EVENTS
         } else {
@@ -157,28 +161,30 @@ struct Walk {
     first: Option<Arc<MapHead>>,
 }
 
-/// The event the answer starts at: `before`, or the newest event of the
-/// key in the tree of `size` (the stored index may name one past it: its
-/// links lead back inside).
+/// The newest event of key `k` (of `field`) in the tree of `size`: the
+/// stored index may name one past it, whose links lead back inside.
 fn newest_below<S: Storage>(
     log: &Log<S>,
-    q: &KeyQuery,
+    field: KeyField,
     k: &Hash,
     size: u64,
 ) -> Result<Option<u64>, ApiError> {
-    if q.before.is_some() {
-        return Ok(q.before);
-    }
     let r = log.store().reader()?;
     let mut at = r.newest_events(std::slice::from_ref(k))?.pop().flatten();
     while let Some(i) = at.filter(|i| *i >= size) {
         let (_, env) = entry(&r, i)?;
-        at = env.prev.get(q.field);
-        if at.is_some_and(|p| p >= i) {
-            return Err(corrupt(format!("event {i} links forward")));
-        }
+        at = link(&env, field, i)?;
     }
     Ok(at)
+}
+
+/// The previous event of `field`'s value that event `i` links to, which
+/// must come before it.
+fn link(env: &Envelope, field: KeyField, i: u64) -> Result<Option<u64>, ApiError> {
+    match env.prev.get(field) {
+        Some(p) if p >= i => Err(corrupt(format!("event {i} links forward, to event {p}"))),
+        at => Ok(at),
+    }
 }
 
 fn corrupt(text: String) -> ApiError {
@@ -237,22 +243,14 @@ impl<S: Storage> Answer<S> {
         let cp = Arc::clone(&self.checkpoint);
         let page = blocking(move || {
             let r = read_view(&log)?;
-            read_page(&r, &signed, &query, &key, head.as_deref(), next, count)
+            read_page(&r, &signed, cp, &query, &key, head.as_deref(), next, count)
         })
         .await;
         match page {
-            Ok((head, events, at)) => {
-                walk.left -= events.len() as u64;
+            Ok((page, at)) => {
+                walk.left -= page.events.len() as u64;
                 walk.next = at;
-                tx.send(
-                    KeyPage {
-                        checkpoint: cp,
-                        head,
-                        events,
-                    },
-                    permit,
-                )
-                .await
+                tx.send(page, permit).await
             }
             Err(e) => {
                 tx.fail(e);
@@ -262,26 +260,21 @@ impl<S: Storage> Answer<S> {
     }
 }
 
-/// A page read from `r`: the head's event and the key's map proof when
-/// `head` is given, then up to `count` events of the key from `next`, each
-/// proven against the signed root of `signed`; and the next event to read.
-#[allow(clippy::type_complexity)]
+/// A page of checkpoint `checkpoint` read from `r`: the head's event and
+/// the key's map proof when `head` is given, then up to `count` events of
+/// the key from `next`, each proven against the signed root of `signed`;
+/// and the next event to read.
+#[allow(clippy::too_many_arguments)]
 fn read_page<R: StorageReader>(
     r: &R,
     signed: &Latest,
+    checkpoint: Arc<Vec<u8>>,
     q: &KeyQuery,
     key: &Hash,
     head: Option<&MapHead>,
     next: Option<u64>,
     count: u64,
-) -> Result<
-    (
-        Option<(ProvenEvent, MapProof)>,
-        Vec<ProvenEvent>,
-        Option<u64>,
-    ),
-    ApiError,
-> {
+) -> Result<(KeyPage, Option<u64>), ApiError> {
     let size = signed.stored.size;
     let prove = |index: u64, envelope: Vec<u8>| -> Result<ProvenEvent, ApiError> {
         let plan = inclusion_plan(index, size)?;
@@ -293,10 +286,7 @@ fn read_page<R: StorageReader>(
         })
     };
     let head = match head {
-        Some(h) => {
-            let (bytes, _) = entry(r, h.index)?;
-            Some((prove(h.index, bytes)?, h.map.prove(key)))
-        }
+        Some(h) => Some((prove(h.index, h.envelope.clone())?, h.map.prove(key))),
         None => None,
     };
     let mut events = Vec::new();
@@ -314,11 +304,13 @@ fn read_page<R: StorageReader>(
             });
         }
         let older = q.from_ms != 0 && env.log_time_ms < q.from_ms;
-        at = if older { None } else { env.prev.get(q.field) };
-        if at.is_some_and(|p| p >= i) {
-            return Err(corrupt(format!("event {i} links forward")));
-        }
+        at = if older { None } else { link(&env, q.field, i)? };
         events.push(prove(i, bytes)?);
     }
-    Ok((head, events, at))
+    let page = KeyPage {
+        checkpoint,
+        head,
+        events,
+    };
+    Ok((page, at))
 }

@@ -18,18 +18,12 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use quire_core::event::{Envelope, Event, KeyField, Outcome};
-use quire_core::map::KeyMap;
+use quire_core::map::{head_of, KeyMap, HEAD_TYPE, LOG_SUBMITTER};
 use quire_core::Hash;
 
 use super::{Draft, Submitter};
 use crate::log::{Inner, Log};
 use crate::store::{Storage, StorageReader, StoreError};
-
-/// The type of a map head event.
-pub const HEAD_TYPE: &str = "quire.map";
-
-/// The submitter (and actor) of the log's own events.
-pub const SERVER: &str = "server";
 
 /// How often at most the follower commits to a new map.
 pub const EVERY: Duration = Duration::from_secs(1);
@@ -75,6 +69,8 @@ impl MapFeed {
 pub struct MapHead {
     /// The head event's index.
     pub index: u64,
+    /// Its envelope (the entry), so that searches do not read it again.
+    pub envelope: Vec<u8>,
     /// The map is of events `[0, size)`.
     pub size: u64,
     /// Its root.
@@ -143,35 +139,18 @@ impl KeyMaps {
 /// # Errors
 /// [`super::DraftError`] (not for any size and root).
 pub fn head_draft(size: u64, root: &Hash) -> Result<Draft, super::DraftError> {
-    let mut event = Event::new(HEAD_TYPE, SERVER, "map");
+    let mut event = Event::new(HEAD_TYPE, LOG_SUBMITTER, "map");
     event.outcome = Outcome::Success;
     event.attributes.insert("size".into(), size.to_string());
     event.attributes.insert("root".into(), root.to_hex());
     Draft::new(
         event,
         Submitter {
-            name: SERVER.into(),
+            name: LOG_SUBMITTER.into(),
             tenant: None,
         },
         None,
     )
-}
-
-/// The map `size` and root a head event commits to, when `envelope` is
-/// one (written by the server, of type `quire.map`, with both attributes
-/// well formed).
-pub fn head_of(envelope: &Envelope) -> Option<(u64, Hash)> {
-    if envelope.submitter != SERVER || envelope.event.kind != HEAD_TYPE {
-        return None;
-    }
-    let size = envelope.event.attributes.get("size")?;
-    let root = envelope.event.attributes.get("root")?;
-    if size.starts_with('0') && size != "0" {
-        return None;
-    }
-    let size = size.parse().ok()?;
-    let root = Hash::from_hex(root)?;
-    (root.to_hex() == *envelope.event.attributes.get("root")?).then_some((size, root))
 }
 
 /// Starts the key map follower of `log` (a sequencing log in event mode)
@@ -206,6 +185,10 @@ struct Follower {
     size: u64,
     covered: Option<(u64, u64)>,
 }
+
+/// The log's last event, when it is a map head: its index, envelope's
+/// bytes and the envelope.
+struct LastHead(u64, Vec<u8>, Envelope);
 
 impl Follower {
     /// Whether events past the last head's map are more than that head.
@@ -243,13 +226,13 @@ async fn run<S: Storage>(
     // index newer than the size read before it while events are written:
     // read again, a few times.
     let mut tries = 0;
-    let mut f = loop {
+    let (mut f, last) = loop {
         let s = Arc::clone(&store);
         let read = tokio::task::spawn_blocking(move || open(&*s))
             .await
             .map_err(|e| StoreError::engine(format!("the key map's start: {e}")))?;
         match read? {
-            Some(f) => break f,
+            Some(opened) => break opened,
             None if tries < 10 => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -262,16 +245,16 @@ async fn run<S: Storage>(
         }
     };
     drop(store);
-    if let Some((size, index)) = f.covered.take() {
+    if let Some(LastHead(index, envelope, env)) = last {
         // The last event is a head of the map of everything before it.
-        let mut before = f.map.clone();
-        match revert_head(&mut before, &*log_store(&log)?, index) {
-            Ok(()) => {
+        match map_before(&f.map, index, &env) {
+            Ok((map, size, root)) => {
                 maps.publish(MapHead {
                     index,
+                    envelope,
                     size,
-                    root: before.root(),
-                    map: before,
+                    root,
+                    map,
                 });
                 f.covered = Some((size, index));
             }
@@ -296,9 +279,10 @@ async fn run<S: Storage>(
             let draft = head_draft(f.size, &root).map_err(|e| StoreError::engine(e.to_string()))?;
             match log.add_events(vec![draft]).await {
                 Ok((sealed, _)) => {
-                    if let Some(s) = sealed.first() {
+                    if let Some(s) = sealed.into_iter().next() {
                         maps.publish(MapHead {
                             index: s.index,
+                            envelope: s.envelope,
                             size: f.size,
                             root,
                             map: f.map.clone(),
@@ -327,19 +311,12 @@ async fn run<S: Storage>(
     }
 }
 
-fn log_store<S: Storage>(log: &Weak<Inner<S>>) -> Result<Arc<S>, StoreError> {
-    log.upgrade()
-        .map(|i| Arc::clone(&i.store))
-        .ok_or_else(|| StoreError::engine("the log closed"))
-}
-
 /// The map of what `store` holds: its index of keys at its tree size,
-/// and, when its last event is a head of the map of every event before
-/// it, that head (as the `covered` of the follower, not yet checked).
-/// `None` when the index names an event past the size read before it
-/// (events written between the two reads, on an engine whose reads are
-/// not one snapshot): read again.
-fn open<S: Storage>(store: &S) -> Result<Option<Follower>, StoreError> {
+/// and the last event when it is a head of the map of every event before
+/// it (not yet checked). `None` when the index names an event past the
+/// size read before it (events written between the two reads, on an
+/// engine whose reads are not one snapshot): read again.
+fn open<S: Storage>(store: &S) -> Result<Option<(Follower, Option<LastHead>)>, StoreError> {
     let r = store.reader()?;
     let size = r.head()?.map_or(0, |h| h.size);
     let (keys, _) = r.event_index()?;
@@ -348,34 +325,34 @@ fn open<S: Storage>(store: &S) -> Result<Option<Follower>, StoreError> {
     }
     let mut map = KeyMap::new();
     map.update(keys);
-    let mut covered = None;
-    if let Some(last) = size.checked_sub(1) {
-        let env = r.checked_entries(last, size)?;
-        if let Some(env) = env.first().and_then(|e| Envelope::decode(e).ok()) {
-            if let Some((s, _)) = head_of(&env).filter(|(s, _)| *s == last) {
-                covered = Some((s, last));
+    let mut last = None;
+    if let Some(index) = size.checked_sub(1) {
+        if let Some(bytes) = r.checked_entries(index, size)?.pop() {
+            if let Ok(env) = Envelope::decode(&bytes) {
+                if head_of(&env).is_some_and(|(s, _)| s == index) {
+                    last = Some(LastHead(index, bytes, env));
+                }
             }
         }
     }
-    Ok(Some(Follower { map, size, covered }))
+    let f = Follower {
+        map,
+        size,
+        covered: None,
+    };
+    Ok(Some((f, last)))
 }
 
-/// Turns `map` (of events up to and including the head at `index`) into
-/// the map the head commits to: its own keys back to its links. Checks
-/// that the root is the head's.
-fn revert_head<S: Storage>(map: &mut KeyMap, store: &S, index: u64) -> Result<(), StoreError> {
-    let r = store.reader()?;
-    let bytes = r
-        .checked_entries(index, index + 1)?
-        .pop()
-        .ok_or_else(|| StoreError::Corrupt(format!("event {index} is missing")))?;
-    let env =
-        Envelope::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("event {index}: {e}")))?;
-    let Some((_, root)) = head_of(&env) else {
+/// The map the head `env` at `index` commits to, from `map` (of events up
+/// to and including the head): the head's own keys back to its links;
+/// with its size and root, checked to be the head's.
+fn map_before(map: &KeyMap, index: u64, env: &Envelope) -> Result<(KeyMap, u64, Hash), StoreError> {
+    let Some((size, root)) = head_of(env) else {
         return Err(StoreError::Corrupt(format!(
             "event {index} is not a map head"
         )));
     };
+    let mut map = map.clone();
     for f in KeyField::ALL {
         if let Some(v) = env.event.value(f) {
             let k = quire_core::event::key(f, v);
@@ -393,5 +370,5 @@ fn revert_head<S: Storage>(map: &mut KeyMap, store: &S, index: u64) -> Result<()
             map.root()
         )));
     }
-    Ok(())
+    Ok((map, size, root))
 }

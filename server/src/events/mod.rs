@@ -169,10 +169,10 @@ impl Draft {
     /// [`DraftError`] (not for the values the retention pass gives).
     pub fn retention(from: u64, to: u64, indexes: Vec<u64>, days: u64) -> Result<Self, DraftError> {
         let submitter = Submitter {
-            name: "server".into(),
+            name: quire_core::map::LOG_SUBMITTER.into(),
             tenant: None,
         };
-        let mut event = Event::new(ERASURE_TYPE, "server", "retain");
+        let mut event = Event::new(ERASURE_TYPE, quire_core::map::LOG_SUBMITTER, "retain");
         event.resource = Some(format!("events/{from}-{to}"));
         event.outcome = quire_core::event::Outcome::Success;
         event.attributes.insert("from".into(), from.to_string());

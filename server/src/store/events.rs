@@ -57,12 +57,9 @@ impl EventRows {
     }
 }
 
-/// A stored payload record: salt ‖ payload.
-pub(crate) fn encode_payload(p: &StoredPayload) -> Vec<u8> {
-    let mut b = Vec::with_capacity(SALT_LEN + p.payload.len());
-    b.extend_from_slice(&p.salt);
-    b.extend_from_slice(&p.payload);
-    b
+/// The parts of a stored payload record, in order: salt ‖ payload.
+pub(crate) fn payload_parts(p: &StoredPayload) -> [&[u8]; 2] {
+    [&p.salt, &p.payload]
 }
 
 /// The record of an erased payload: `E` and the erasure event's index
@@ -111,46 +108,56 @@ pub(crate) fn decode_payload(index: u64, b: &[u8]) -> Result<Payload, crate::sto
 /// than this is a chunk of its own).
 pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
 
-/// Payload records (event index, record: [`encode_payload`] or
-/// [`encode_erased`]) in index order, gathered into chunks: each of at
-/// most [`CHUNK_BYTES`] of records (or one record) and at most
+/// A chunk's entry: the event's index (8 bytes, big-endian) and its
+/// payload record, made of `parts` ([`payload_parts`], or a record as
+/// stored), copied once.
+pub(crate) fn chunk_entry(index: u64, parts: &[&[u8]]) -> Vec<u8> {
+    let mut e = Vec::with_capacity(8 + parts.iter().map(|p| p.len()).sum::<usize>());
+    e.extend_from_slice(&index.to_be_bytes());
+    for p in parts {
+        e.extend_from_slice(p);
+    }
+    e
+}
+
+/// Chunk entries ([`chunk_entry`]) in index order, gathered into chunks:
+/// each of at most [`CHUNK_BYTES`] of records (or one record) and at most
 /// [`crate::store::bundle::BUNDLE_SIZE`] of them, keyed by its first
 /// index. A chunk is stored as an entry bundle (so LZ4-compressed when
-/// that is smaller) of `index (8 bytes, big-endian) ‖ record` entries:
-/// the payloads of one producer share most of their bytes, which one
-/// payload alone does not show the compressor.
-pub(crate) fn chunks(records: Vec<(u64, Vec<u8>)>) -> Vec<(u64, Vec<u8>)> {
+/// that is smaller): the payloads of one producer share most of their
+/// bytes, which one payload alone does not show the compressor.
+pub(crate) fn chunks(entries: &[Vec<u8>]) -> Vec<(u64, Vec<u8>)> {
+    let first = |e: &[u8]| e.first_chunk::<8>().map_or(0, |b| u64::from_be_bytes(*b));
     let mut out = Vec::new();
-    let mut open: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut start = 0;
     let mut bytes = 0;
-    for r in records {
-        let full = open.len() as u64 >= crate::store::bundle::BUNDLE_SIZE
-            || (!open.is_empty() && bytes + r.1.len() > CHUNK_BYTES);
-        if full {
-            out.push((open[0].0, encode_chunk(&open)));
-            open.clear();
+    for (n, e) in entries.iter().enumerate() {
+        let record = e.len().saturating_sub(8);
+        let open = n - start;
+        if open as u64 >= crate::store::bundle::BUNDLE_SIZE
+            || (open > 0 && bytes + record > CHUNK_BYTES)
+        {
+            out.push((
+                first(&entries[start]),
+                crate::store::bundle::encode(&entries[start..n], true),
+            ));
+            start = n;
             bytes = 0;
         }
-        bytes += r.1.len();
-        open.push(r);
+        bytes += record;
     }
-    if let Some(first) = open.first() {
-        out.push((first.0, encode_chunk(&open)));
+    if start < entries.len() {
+        out.push((
+            first(&entries[start]),
+            crate::store::bundle::encode(&entries[start..], true),
+        ));
     }
     out
 }
 
-/// One chunk's stored bytes.
+/// One chunk's stored bytes, from its records.
 pub(crate) fn encode_chunk(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let entries: Vec<Vec<u8>> = records
-        .iter()
-        .map(|(i, r)| {
-            let mut e = Vec::with_capacity(8 + r.len());
-            e.extend_from_slice(&i.to_be_bytes());
-            e.extend_from_slice(r);
-            e
-        })
-        .collect();
+    let entries: Vec<Vec<u8>> = records.iter().map(|(i, r)| chunk_entry(*i, &[r])).collect();
     crate::store::bundle::encode(&entries, true)
 }
 
@@ -192,6 +199,10 @@ pub(crate) fn decode_chunk(
 mod tests {
     use super::*;
 
+    fn entries(records: &[(u64, Vec<u8>)]) -> Vec<Vec<u8>> {
+        records.iter().map(|(i, r)| chunk_entry(*i, &[r])).collect()
+    }
+
     fn record(i: u64, len: usize) -> (u64, Vec<u8>) {
         let p = StoredPayload {
             index: i,
@@ -202,14 +213,14 @@ mod tests {
             )
             .into_bytes(),
         };
-        (i, encode_payload(&p))
+        (i, payload_parts(&p).concat())
     }
 
     #[test]
     fn chunks_gather_records_up_to_their_bounds_and_decode_to_them() {
         // 600 small records: 256 a chunk at most.
         let small: Vec<_> = (10..610).map(|i| record(i, 10)).collect();
-        let c = chunks(small.clone());
+        let c = chunks(&entries(&small));
         assert_eq!(
             c.iter().map(|(f, _)| *f).collect::<Vec<_>>(),
             vec![10, 266, 522]
@@ -231,13 +242,13 @@ mod tests {
             record(2, 100_000),
             record(3, 10),
         ];
-        let c = chunks(big);
+        let c = chunks(&entries(&big));
         assert_eq!(c.iter().map(|(f, _)| *f).collect::<Vec<_>>(), vec![0, 2, 3]);
     }
 
     #[test]
     fn a_damaged_chunk_is_refused_by_name() {
-        let c = chunks(vec![record(5, 10), record(6, 10)]);
+        let c = chunks(&entries(&[record(5, 10), record(6, 10)]));
         let (first, bytes) = &c[0];
         let e = decode_chunk(first + 1, bytes).unwrap_err();
         assert!(

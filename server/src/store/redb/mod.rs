@@ -326,9 +326,9 @@ fn move_payload_rows(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         let mut rows = rows.iter().map_err(engine)?.peekable();
         while let Some(row) = rows.next() {
             let (k, v) = row.map_err(engine)?;
-            batch.push((k.value(), v.value().to_vec()));
+            batch.push(crate::store::events::chunk_entry(k.value(), &[v.value()]));
             if batch.len() as u64 == crate::store::bundle::BUNDLE_SIZE || rows.peek().is_none() {
-                for (first, c) in crate::store::events::chunks(std::mem::take(&mut batch)) {
+                for (first, c) in crate::store::events::chunks(&std::mem::take(&mut batch)) {
                     chunks.insert(first, c.as_slice()).map_err(engine)?;
                 }
             }
@@ -344,7 +344,7 @@ mod tests {
     use redb::TableHandle as _;
 
     use super::*;
-    use crate::store::events::{encode_erased, encode_payload, StoredPayload};
+    use crate::store::events::{encode_erased, payload_parts, StoredPayload};
     use crate::store::Payload;
 
     fn stored(i: u64) -> StoredPayload {
@@ -370,7 +370,7 @@ mod tests {
                     let rec = if i % 7 == 0 {
                         encode_erased(1000)
                     } else {
-                        encode_payload(&stored(i))
+                        payload_parts(&stored(i)).concat()
                     };
                     t.insert(i * 2, rec.as_slice()).unwrap();
                 }

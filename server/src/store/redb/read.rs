@@ -285,16 +285,13 @@ impl StorageReader for RedbReader {
             let Some(table) = self.event_table(PAYLOADS)? else {
                 return Ok(None);
             };
-            let Some((first, chunk)) = table
-                .range(..=index)
-                .map_err(engine)?
-                .next_back()
-                .transpose()
-                .map_err(engine)?
-            else {
+            let Some(first) = chunk_holding(&table, index)? else {
                 return Ok(None);
             };
-            decode_chunk(first.value(), chunk.value())?
+            let Some(chunk) = table.get(first).map_err(engine)? else {
+                return Ok(None);
+            };
+            decode_chunk(first, chunk.value())?
                 .into_iter()
                 .find(|(i, _)| *i == index)
                 .map(|(_, r)| decode_payload(index, &r))

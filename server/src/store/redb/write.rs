@@ -17,7 +17,9 @@ use super::layout::{
 use super::leaf_index::{self, IndexState, STATE_KEY};
 use super::RedbStore;
 use crate::store::bundle::{self, BUNDLE_SIZE};
-use crate::store::events::{chunks, decode_chunk, encode_chunk, encode_erased, encode_payload};
+use crate::store::events::{
+    chunk_entry, chunks, decode_chunk, encode_chunk, encode_erased, payload_parts,
+};
 use crate::store::{Commit, EventRows, StoreError};
 
 impl RedbStore {
@@ -141,12 +143,12 @@ fn write_bundles(txn: &WriteTransaction, c: &Commit, compress: bool) -> Result<(
 /// The commit's payloads, in chunks, and its erasures.
 fn write_payloads(txn: &WriteTransaction, rows: &EventRows) -> Result<(), StoreError> {
     let mut payloads = txn.open_table(PAYLOADS).map_err(engine)?;
-    let records = rows
+    let entries: Vec<Vec<u8>> = rows
         .payloads
         .iter()
-        .map(|p| (p.index, encode_payload(p)))
+        .map(|p| chunk_entry(p.index, &payload_parts(p)))
         .collect();
-    for (first, chunk) in chunks(records) {
+    for (first, chunk) in chunks(&entries) {
         payloads.insert(first, chunk.as_slice()).map_err(engine)?;
     }
     erase(&mut payloads, &rows.erased)
