@@ -126,32 +126,47 @@ pub(crate) fn quantile(v: &mut [f64], num: usize, den: usize) -> f64 {
     v[rank - 1]
 }
 
+/// An in-process server (redb, data in `data`) of one log `origin` in
+/// event mode taking requests of `batch` events, and a client of its
+/// events service; both with 256 MiB messages.
+///
+/// # Errors
+/// The server cannot start or be reached.
+pub(crate) async fn event_server(
+    data: &Path,
+    origin: &str,
+    batch: usize,
+) -> anyhow::Result<(LocalServer, EventsClient<Channel>)> {
+    let mut cfg = LogConfig::new(origin);
+    cfg.events = true;
+    cfg.max_batch = batch.max(1000);
+    cfg.queue_depth = 100_000;
+    let config = Config {
+        max_message_bytes: 256 << 20,
+        ..Config::default()
+    };
+    let server = LocalServer::start(data, vec![cfg], config).await?;
+    let channel = Channel::from_shared(server.url())?.connect().await?;
+    let client = EventsClient::new(channel)
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20);
+    Ok((server, client))
+}
+
 /// Runs the scenario in `dir`; the JSON report.
 ///
 /// # Errors
 /// The server cannot start, a request or a verification fails.
 #[allow(clippy::too_many_lines)] // one phase after the other
 pub async fn run(dir: &Path, o: &EventsOpts) -> anyhow::Result<serde_json::Value> {
-    let mut cfg = LogConfig::new(ORIGIN);
-    cfg.events = true;
-    cfg.max_batch = o.batch.max(1000);
-    cfg.queue_depth = 100_000;
-    let config = Config {
-        max_message_bytes: 256 << 20,
-        ..Config::default()
-    };
     let data = dir.join("data");
-    let server = LocalServer::start(&data, vec![cfg], config).await?;
+    let (server, client) = event_server(&data, ORIGIN, o.batch).await?;
     let trust = LogTrust {
         origin: ORIGIN.into(),
         log_keys: server.keys.clone(),
         witnesses: Vec::new(),
         quorum: 0,
     };
-    let channel = Channel::from_shared(server.url())?.connect().await?;
-    let client = EventsClient::new(channel)
-        .max_decoding_message_size(256 << 20)
-        .max_encoding_message_size(256 << 20);
     let events = Arc::new(pool(8192));
     let json_per_event = events.iter().map(json_bytes).sum::<usize>() as f64 / events.len() as f64;
 

@@ -19,13 +19,11 @@ use quire_client::policy::LogTrust;
 use quire_core::event::KeyField;
 use quire_proto::v1::events_client::EventsClient;
 use quire_proto::v1::{AddEventsRequest, Event, SearchKeyRequest};
-use quire_server::config::{Config, LogConfig};
-use quire_server::local::LocalServer;
 use rand::{Rng, SeedableRng};
 use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 
-use crate::events::quantile;
+use crate::events::{event_server, quantile};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -123,20 +121,8 @@ async fn search(
 /// does not catch up within ten minutes.
 #[allow(clippy::too_many_lines)] // one phase after the other
 pub async fn run(dir: &Path, o: &KeyedOpts) -> anyhow::Result<serde_json::Value> {
-    let mut cfg = LogConfig::new(ORIGIN);
-    cfg.events = true;
-    cfg.max_batch = o.batch.max(1000);
-    cfg.queue_depth = 100_000;
-    let config = Config {
-        max_message_bytes: 256 << 20,
-        ..Config::default()
-    };
-    let server = LocalServer::start(&dir.join("data"), vec![cfg], config).await?;
+    let (server, client) = event_server(&dir.join("data"), ORIGIN, o.batch).await?;
     let trust = LogTrust::of_key(ORIGIN, server.keys[0].clone());
-    let channel = Channel::from_shared(server.url())?.connect().await?;
-    let client = EventsClient::new(channel)
-        .max_decoding_message_size(256 << 20)
-        .max_encoding_message_size(256 << 20);
 
     // Filled flat out.
     let done = Arc::new(AtomicU64::new(0));

@@ -1,15 +1,57 @@
-//! Logs in event mode for in-process tests: options with the test's
-//! clock and the key map on or off, and the trust a client puts in them.
+//! Logs in event mode for in-process tests (on redb, with the test's
+//! clock and the key map on or off), and searches by key through the CLI.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use quire_core::LogSigner;
-use quire_server::log::{Clock, DedupPolicy, LogOptions};
+use quire_server::api::LogApi;
+use quire_server::log::{Clock, DedupPolicy, Log, LogOptions};
+use quire_server::store::redb::{RedbOptions, RedbStore};
+
+/// A clock the test sets, at `t0` Unix ms to begin with: the handle that
+/// moves it, and the clock a log reads.
+pub fn test_clock(t0: u64) -> (Arc<AtomicU64>, Clock) {
+    let now = Arc::new(AtomicU64::new(t0));
+    let read = Arc::clone(&now);
+    (now, Arc::new(move || read.load(Ordering::SeqCst)))
+}
+
+/// Opens the event log `origin` signed by `signer` in `dir` (`log.redb`;
+/// a closed log's file is free once its last handle is gone: polled, at
+/// most 500 times 10 ms) and the log API over it alone.
+///
+/// # Panics
+/// When the file does not open or the log refuses to.
+#[allow(clippy::expect_used)]
+pub fn open(
+    dir: &Path,
+    origin: &str,
+    signer: &LogSigner,
+    key_map: bool,
+    clock: Option<Clock>,
+) -> (Log<RedbStore>, LogApi<RedbStore>) {
+    let store = (0..500)
+        .find_map(|_| {
+            RedbStore::open(&dir.join("log.redb"), RedbOptions::default())
+                .ok()
+                .or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    None
+                })
+        })
+        .expect("the store opens");
+    let log =
+        Log::open(store, options(dir, origin, signer, key_map, clock)).expect("the log opens");
+    let api = LogApi::new(vec![log.clone()]);
+    (log, api)
+}
 
 /// Options of the event log `origin` signed by `signer`, its high-water
 /// record in `dir`, no dedup (every event is new), the key map on when
 /// `key_map`, and `clock` in place of the system's when given.
-pub fn options(
+fn options(
     dir: &Path,
     origin: &str,
     signer: &LogSigner,

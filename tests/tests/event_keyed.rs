@@ -6,7 +6,7 @@
 //! is the test's; the map is waited for by bounded polling.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use quire_client::keyed::{KeyAnswer, KeyCheck};
@@ -17,7 +17,7 @@ use quire_core::{LogKeyAlgorithm, LogSigner};
 use quire_proto::v1::KeyPage;
 use quire_server::api::{Caller, EventInput, KeyQuery, LogApi};
 use quire_server::log::Log;
-use quire_server::store::redb::{RedbOptions, RedbStore};
+use quire_server::store::redb::RedbStore;
 use tokio_stream::StreamExt as _;
 
 const ORIGIN: &str = "keyed.example/events";
@@ -46,13 +46,8 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let signer = LogSigner::generate(LogKeyAlgorithm::Ed25519, ORIGIN).unwrap();
     let trust = LogTrust::of_key(ORIGIN, signer.verifier());
-    let now = Arc::new(AtomicU64::new(T0));
-    let clock = Arc::clone(&now);
-    let clock: quire_server::log::Clock = Arc::new(move || clock.load(Ordering::SeqCst));
-    let opts = quire_tests::eventlog::options(dir.path(), ORIGIN, &signer, true, Some(clock));
-    let store = RedbStore::open(&dir.path().join("log.redb"), RedbOptions::default()).unwrap();
-    let log: Log<RedbStore> = Log::open(store, opts).unwrap();
-    let api = LogApi::new(vec![log.clone()]);
+    let (now, clock) = quire_tests::eventlog::test_clock(T0);
+    let (log, api) = quire_tests::eventlog::open(dir.path(), ORIGIN, &signer, true, Some(clock));
     let mut written = Vec::new();
     for batch in 0..BATCHES {
         let time = T0 + batch * 1000;
@@ -347,21 +342,7 @@ fn open(
     signer: &LogSigner,
     key_map: bool,
 ) -> (Log<RedbStore>, LogApi<RedbStore>) {
-    let opts = quire_tests::eventlog::options(dir, ORIGIN, signer, key_map, None);
-    // The file is free once the last handle of the closed log is gone.
-    let store = (0..500)
-        .find_map(|_| {
-            RedbStore::open(&dir.join("log.redb"), RedbOptions::default())
-                .ok()
-                .or_else(|| {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                    None
-                })
-        })
-        .expect("the store opens again");
-    let log = Log::open(store, opts).unwrap();
-    let api = LogApi::new(vec![log.clone()]);
-    (log, api)
+    quire_tests::eventlog::open(dir, ORIGIN, signer, key_map, None)
 }
 
 async fn add(api: &LogApi<RedbStore>, actors: &[&str]) {

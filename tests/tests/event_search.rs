@@ -4,8 +4,7 @@
 //! every time. The log's clock is the test's: every time is placed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use quire_client::policy::LogTrust;
 use quire_client::search::{SearchError, TimeRangeCheck};
@@ -14,7 +13,7 @@ use quire_core::{LogKeyAlgorithm, LogSigner};
 use quire_proto::v1::EventsPage;
 use quire_server::api::{Caller, EventInput, LogApi};
 use quire_server::log::Log;
-use quire_server::store::redb::{RedbOptions, RedbStore};
+use quire_server::store::redb::RedbStore;
 use tokio_stream::StreamExt as _;
 
 const ORIGIN: &str = "search.example/events";
@@ -35,13 +34,8 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let signer = LogSigner::generate(LogKeyAlgorithm::Ed25519, ORIGIN).unwrap();
     let trust = LogTrust::of_key(ORIGIN, signer.verifier());
-    let now = Arc::new(AtomicU64::new(T0));
-    let clock = Arc::clone(&now);
-    let clock: quire_server::log::Clock = Arc::new(move || clock.load(Ordering::SeqCst));
-    let opts = quire_tests::eventlog::options(dir.path(), ORIGIN, &signer, false, Some(clock));
-    let store = RedbStore::open(&dir.path().join("log.redb"), RedbOptions::default()).unwrap();
-    let log = Log::open(store, opts).unwrap();
-    let api = LogApi::new(vec![log.clone()]);
+    let (now, clock) = quire_tests::eventlog::test_clock(T0);
+    let (log, api) = quire_tests::eventlog::open(dir.path(), ORIGIN, &signer, false, Some(clock));
     for batch in 0..EVENTS / 10 {
         now.store(T0 + batch * 1000, Ordering::SeqCst);
         let events = (0..10)
