@@ -14,8 +14,15 @@
 //! FROZEN and sent again, by the API, to the successor. So a writer that
 //! names the family never sees the boundary.
 //!
+//!
+//! A family with `drop_entries_after_days` drops the entries of each
+//! frozen shard that many days after its period ended, once its final
+//! checkpoint is witnessed ([`crate::api::LogApi::drop_entries`]); a shard
+//! whose entries are kept for now is tried again on the next tick, and
+//! why is logged once per reason.
+//!
 //! Out of scope: families created through the admin service (they are
-//! configured), retention of old shards.
+//! configured).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +143,11 @@ pub struct Tick {
     pub created: Vec<String>,
     /// Shards frozen.
     pub frozen: Vec<String>,
+    /// Frozen shards whose entries were dropped.
+    pub dropped: Vec<String>,
+    /// Frozen shards due to drop their entries that keep them for now,
+    /// each with why (its final checkpoint not yet witnessed, say).
+    pub kept: Vec<(String, String)>,
 }
 
 /// The families of a server, kept rolling over.
@@ -182,6 +194,7 @@ impl<S: Storage> Families<S> {
                 }
                 at = family.period.span(at).1;
             }
+            self.drop_due(family, now, &mut done).await;
             let current = family.shard_origin(&family.period.label(now));
             if api.get(&current).is_none() {
                 continue;
@@ -201,6 +214,26 @@ impl<S: Storage> Families<S> {
         Ok(done)
     }
 
+    /// Drops the entries of the frozen shards of `family` whose period
+    /// ended `drop_entries_after_days` ago or more.
+    async fn drop_due(&self, family: &FamilyConfig, now: u64, done: &mut Tick) {
+        let Some(days) = family.drop_entries_after_days else {
+            return;
+        };
+        let after = u64::from(days).saturating_mul(86_400_000);
+        for log in self.admin.api().logs() {
+            let due = shard_span(&family.origin, family.period, log.origin())
+                .is_some_and(|(_, end)| end.saturating_add(after) <= now);
+            if !due || log.dropped().is_some() || log.state().0 != LogState::Frozen {
+                continue;
+            }
+            match self.admin.drop_shard_entries(&log, now, days).await {
+                Ok(()) => done.dropped.push(log.origin().to_owned()),
+                Err(e) => done.kept.push((log.origin().to_owned(), e.to_string())),
+            }
+        }
+    }
+
     /// Ticks every `every` until `stop` turns true; a failed tick is
     /// logged and tried again (the shard of now, created ahead, keeps
     /// taking writes meanwhile).
@@ -209,11 +242,20 @@ impl<S: Storage> Families<S> {
         every: Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
+        // Why each shard due to drop its entries keeps them, as last said.
+        let mut said = std::collections::BTreeMap::<String, String>::new();
         loop {
             match self.tick().await {
-                Ok(t) if t == Tick::default() => {}
-                Ok(t) => {
-                    tracing::info!(created = ?t.created, frozen = ?t.frozen, "log families rolled over");
+                Ok(mut t) => {
+                    for (origin, why) in std::mem::take(&mut t.kept) {
+                        if said.get(&origin) != Some(&why) {
+                            tracing::warn!(origin = %origin, why = %why, "log families: a shard keeps its entries for now");
+                            said.insert(origin, why);
+                        }
+                    }
+                    if t != Tick::default() {
+                        tracing::info!(created = ?t.created, frozen = ?t.frozen, dropped = ?t.dropped, "log families rolled over");
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "log families: a rollover step failed; trying again");

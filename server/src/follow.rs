@@ -106,6 +106,7 @@ impl<S: Storage> Log<S> {
             hw.write_if_newer(stored.size, &stored.note)?;
         }
         let frozen = crate::lifecycle::stored(&reader)?;
+        let dropped = crate::lifecycle::stored_dropped(&reader)?;
         let events = crate::events::stored_mode(&reader)?;
         drop(reader);
         let latest = Arc::new(Latest {
@@ -127,7 +128,7 @@ impl<S: Storage> Log<S> {
                 writes_stopped: Arc::default(),
                 high_water: opts.high_water,
                 route: std::sync::RwLock::new(None),
-                lifecycle: Arc::new(crate::lifecycle::Lifecycle::new(frozen)),
+                lifecycle: Arc::new(crate::lifecycle::Lifecycle::with_dropped(frozen, dropped)),
                 events,
                 keymap: None,
             }),
@@ -173,6 +174,10 @@ impl<S: Storage> Log<S> {
                     .lifecycle
                     .set(crate::lifecycle::LogState::Frozen, Some(f));
             }
+        } else if self.inner.lifecycle.dropped().is_none() {
+            // A frozen log whose entries the sequencing server dropped.
+            let dropped = crate::lifecycle::stored_dropped(&reader)?;
+            self.inner.lifecycle.set_dropped(dropped);
         }
         if stored.note == served.stored.note {
             return Ok(false);

@@ -347,6 +347,7 @@ pub(crate) fn log_info(l: crate::api::LogSummary) -> LogInfo {
         size: l.size,
         signed_at_ms: l.signed_at_ms,
         frozen_at_ms: l.frozen_at_ms.unwrap_or(0),
+        entries_dropped_at_ms: l.entries_dropped_at_ms.unwrap_or(0),
         family: l.shard.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
         period_start_ms: l.shard.as_ref().map_or(0, |s| s.1),
         period_end_ms: l.shard.as_ref().map_or(0, |s| s.2),

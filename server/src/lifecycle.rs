@@ -13,6 +13,13 @@
 //! writing to turn DRAINING, so every write is either queued before the
 //! freeze's barrier (and integrated before the log is frozen) or refused
 //! by name: none is queued behind the barrier and lost.
+//!
+//! A frozen log may later drop its entries ([`Dropped`], the retention of
+//! a family's old shards): its entry bundles (and, in event mode, its
+//! payloads) are deleted, while its tiles, leaf index, checkpoints and
+//! cosignatures stay, so every proof it gave, and every new one, still
+//! verifies. The record is the metadata key [`DROPPED_META`], written in
+//! the transaction that deletes them.
 
 use std::sync::RwLock;
 
@@ -65,16 +72,72 @@ impl Frozen {
     /// # Errors
     /// A value that is not `FROZEN <unix ms>`, quoted (at most 64 bytes).
     pub fn decode(value: &[u8]) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "lifecycle record {:?} is not \"FROZEN <unix ms>\"",
-                String::from_utf8_lossy(&value[..value.len().min(64)])
-            )
-        };
-        let text = std::str::from_utf8(value).map_err(|_| bad())?;
-        let at = text.strip_prefix("FROZEN ").ok_or_else(bad)?;
-        let at_ms = at.parse().map_err(|_| bad())?;
+        let [at_ms] = record(value, "lifecycle record", "FROZEN", "<unix ms>")?;
         Ok(Frozen { at_ms })
+    }
+}
+
+/// The numbers of a record `WORD <n> …` stored as `what`, or why it is
+/// not one: the record quoted (at most 64 bytes) beside the form `fields`.
+fn record<const N: usize>(
+    value: &[u8],
+    what: &str,
+    word: &str,
+    fields: &str,
+) -> Result<[u64; N], String> {
+    let bad = || {
+        format!(
+            "{what} {:?} is not \"{word} {fields}\"",
+            String::from_utf8_lossy(&value[..value.len().min(64)])
+        )
+    };
+    let text = std::str::from_utf8(value).map_err(|_| bad())?;
+    let mut parts = text.split(' ');
+    if parts.next() != Some(word) {
+        return Err(bad());
+    }
+    let mut out = [0u64; N];
+    for n in &mut out {
+        *n = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// The metadata key of the record of dropped entries: `DROPPED <size>
+/// <unix ms>`.
+pub const DROPPED_META: &str = "entries_dropped";
+
+/// The record of a frozen log whose entries were dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// The tree size whose entries are gone (the frozen log's size).
+    pub size: u64,
+    /// When they were dropped, Unix milliseconds.
+    pub at_ms: u64,
+}
+
+impl Dropped {
+    /// The stored value.
+    pub fn encode(self) -> Vec<u8> {
+        format!("DROPPED {} {}", self.size, self.at_ms).into_bytes()
+    }
+
+    /// Parses a stored value.
+    ///
+    /// # Errors
+    /// A value that is not `DROPPED <size> <unix ms>`, quoted (at most 64
+    /// bytes).
+    pub fn decode(value: &[u8]) -> Result<Self, String> {
+        let [size, at_ms] = record(
+            value,
+            "dropped-entries record",
+            "DROPPED",
+            "<size> <unix ms>",
+        )?;
+        Ok(Dropped { size, at_ms })
     }
 }
 
@@ -82,6 +145,7 @@ impl Frozen {
 #[derive(Debug)]
 pub(crate) struct Lifecycle {
     state: RwLock<(LogState, Option<Frozen>)>,
+    dropped: RwLock<Option<Dropped>>,
 }
 
 impl Lifecycle {
@@ -94,7 +158,32 @@ impl Lifecycle {
         };
         Lifecycle {
             state: RwLock::new((state, frozen)),
+            dropped: RwLock::new(None),
         }
+    }
+
+    /// A lifecycle starting from what storage recorded, entries dropped
+    /// or not.
+    pub(crate) fn with_dropped(frozen: Option<Frozen>, dropped: Option<Dropped>) -> Self {
+        let l = Self::new(frozen);
+        l.set_dropped(dropped);
+        l
+    }
+
+    /// Whether, and when, the log's entries were dropped.
+    pub(crate) fn dropped(&self) -> Option<Dropped> {
+        *self
+            .dropped
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that the log's entries were dropped.
+    pub(crate) fn set_dropped(&self, dropped: Option<Dropped>) {
+        *self
+            .dropped
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = dropped;
     }
 
     /// The state now.
@@ -158,9 +247,44 @@ pub fn stored<R: crate::store::StorageReader>(
         .transpose()
 }
 
+/// Reads the record of dropped entries of a store.
+///
+/// # Errors
+/// [`crate::store::StoreError`] from the engine, or
+/// [`crate::store::StoreError::Corrupt`] for a damaged record.
+pub fn stored_dropped<R: crate::store::StorageReader + ?Sized>(
+    reader: &R,
+) -> Result<Option<Dropped>, crate::store::StoreError> {
+    reader
+        .meta(DROPPED_META)?
+        .map(|v| Dropped::decode(&v).map_err(crate::store::StoreError::Corrupt))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dropped_record_round_trips_and_damage_is_named() {
+        let d = Dropped {
+            size: 70_000,
+            at_ms: 1_764_806_400_000,
+        };
+        assert_eq!(Dropped::decode(&d.encode()), Ok(d));
+        for bad in [
+            &b"DROPPED"[..],
+            b"DROPPED 5",
+            b"DROPPED x 5",
+            b"DROPPED 5 x",
+            b"FROZEN 5",
+            b"\xff",
+            b"",
+        ] {
+            let e = Dropped::decode(bad).unwrap_err();
+            assert!(e.contains("is not \"DROPPED <size> <unix ms>\""), "{e}");
+        }
+    }
 
     #[test]
     fn the_record_round_trips_and_damage_is_named() {

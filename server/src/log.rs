@@ -167,6 +167,7 @@ impl<S: Storage> Log<S> {
             return Err(OpenError::ImportInProgress { target, stored });
         }
         let frozen = crate::lifecycle::stored(&reader)?;
+        let dropped = crate::lifecycle::stored_dropped(&reader)?;
         let mark = opts.high_water.read()?;
         if let Some(m) = &mark {
             let note = Note::parse(&m.note)
@@ -300,7 +301,7 @@ impl<S: Storage> Log<S> {
                 writes_stopped: stopped,
                 high_water: None,
                 route: std::sync::RwLock::new(None),
-                lifecycle: Arc::new(Lifecycle::new(frozen)),
+                lifecycle: Arc::new(Lifecycle::with_dropped(frozen, dropped)),
                 events: opts.events,
                 keymap,
             }),

@@ -8,9 +8,11 @@
 //! moves back to where it was): then it is extended from its own head. Each
 //! copied checkpoint is stored only once the rebuilt tree has its root and
 //! its signature verifies, and at the end the target's head, root and
-//! latest checkpoint must be the source's, byte for byte. Nothing touches
-//! the high-water record: the log published what it published, on any
-//! engine.
+//! latest checkpoint must be the source's, byte for byte. A log in event
+//! mode brings its payloads (or their erasures) with its entries, and its
+//! event indexes rebuilt from the copied envelopes
+//! ([`crate::events::migrate`]). Nothing touches the high-water record:
+//! the log published what it published, on any engine.
 
 use quire_core::{leaf_hash, Checkpoint, CompactRange, Note, VerifierKey};
 
@@ -74,6 +76,48 @@ fn verified(note: &[u8], key: &VerifierKey, origin: &str, size: u64) -> Result<C
     Ok(cp)
 }
 
+/// Refuses a source log a migration cannot move: one that dropped its
+/// entries.
+fn refuse_unmovable<R: StorageReader>(src: &R, origin: &str) -> Result<(), MigrateError> {
+    if let Some(d) = crate::lifecycle::stored_dropped(src)? {
+        return Err(MigrateError::Source(format!(
+            "log {origin} dropped its entries at {} ms (frozen at size {}): a migration copies entries, and they are gone",
+            d.at_ms, d.size
+        )));
+    }
+    Ok(())
+}
+
+/// What the first commit to an empty target carries besides entries: the
+/// origin, the mode of a log in event mode, and the source's checkpoint of
+/// the empty tree (verified); returns the checkpoints it copies.
+fn first_commit<R: StorageReader>(
+    src: &R,
+    origin: &str,
+    key: &VerifierKey,
+    events: bool,
+    commit: &mut Commit,
+) -> Result<u64, MigrateError> {
+    commit
+        .meta
+        .push(("origin".into(), origin.as_bytes().to_vec()));
+    if events {
+        commit.meta.push(crate::events::mode_meta());
+    }
+    // The empty tree's checkpoint, signed when the log was created.
+    if let Some(c) = src.checkpoint_at(0)? {
+        let at = verified(&c.note, key, origin, 0).map_err(MigrateError::Source)?;
+        if *at.root() != quire_core::empty_root() {
+            return Err(MigrateError::Source(
+                "its checkpoint of size 0 is not of the empty tree".into(),
+            ));
+        }
+        commit.history.push(c);
+        return Ok(1);
+    }
+    Ok(0)
+}
+
 /// Copies log `origin` from `source` to `target`, checking every checkpoint
 /// against `key` (the log's primary key). `progress(done, total)` is called
 /// after each chunk.
@@ -88,15 +132,12 @@ pub fn migrate<S: Storage, T: Storage>(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<MigrateReport, MigrateError> {
     let src = source.reader()?;
-    if crate::events::stored_mode(&src)? {
-        return Err(MigrateError::Source(format!(
-            "log {origin} is in event mode: moving its payloads and event indexes to another engine is not supported yet"
-        )));
-    }
+    refuse_unmovable(&src, origin)?;
     let (latest, cp) = check_source(&src, origin, key)?;
     let size = latest.size;
     let dst = target.reader()?;
     let (head, mut range) = check_target(&src, &dst, origin, size)?;
+    let events = crate::events::migrate::check_mode(&src, &dst, head.size)?;
     drop(dst);
     let from = head.size;
     let mut copied = 0u64;
@@ -107,20 +148,7 @@ pub fn migrate<S: Storage, T: Storage>(
         ..Commit::default()
     };
     if from == 0 {
-        commit
-            .meta
-            .push(("origin".into(), origin.as_bytes().to_vec()));
-        // The empty tree's checkpoint, signed when the log was created.
-        if let Some(c) = src.checkpoint_at(0)? {
-            let at = verified(&c.note, key, origin, 0).map_err(MigrateError::Source)?;
-            if *at.root() != quire_core::empty_root() {
-                return Err(MigrateError::Source(
-                    "its checkpoint of size 0 is not of the empty tree".into(),
-                ));
-            }
-            commit.history.push(c);
-            copied += 1;
-        }
+        copied += first_commit(&src, origin, key, events, &mut commit)?;
     }
     let mut bytes = 0usize;
     while range.size() < size {
@@ -151,6 +179,9 @@ pub fn migrate<S: Storage, T: Storage>(
                 copied += 1;
             }
         }
+        if events {
+            bytes += crate::events::migrate::payload_rows(&src, start, end, &mut commit.events)?;
+        }
         if commit.entries.len() >= CHUNK_ENTRIES || bytes >= CHUNK_BYTES || range.size() == size {
             commit.head = Head {
                 size: range.size(),
@@ -179,6 +210,9 @@ pub fn migrate<S: Storage, T: Storage>(
     }
     if let Some((at, lines)) = src.latest_cosignatures()? {
         target.keep_cosignatures(at, &lines)?;
+    }
+    if events {
+        crate::events::migrate::finish(&src, target, size)?;
     }
     check_result(target, &latest, &cp)?;
     progress(size, size);

@@ -379,8 +379,14 @@ pub(crate) fn fsck(args: &FsckArgs) -> ExitCode {
             }
         };
         if report.clean() {
+            let dropped = report.dropped.map_or_else(String::new, |d| {
+                format!(
+                    " (its entries were dropped at {} ms: the tree is rebuilt from its stored leaf hashes)",
+                    d.at_ms
+                )
+            });
             println!(
-                "log {}: OK: size {}, {} entries hashed, {} stored hashes and {} checkpoints checked, high-water record agrees",
+                "log {}: OK: size {}, {} entries hashed, {} stored hashes and {} checkpoints checked, high-water record agrees{dropped}",
                 cfg.origin, report.size, report.entries, report.hashes, report.checkpoints
             );
         } else {

@@ -37,6 +37,9 @@ pub async fn serve<S: Storage>(
 
 /// [`serve`], with the admin service able to create logs with `opener`
 /// and to replace the policy file of `access`.
+/// How long a stopping server waits for each of its background tasks.
+const BACKGROUND_STOP: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn serve_admin<S: Storage>(
     listener: TcpListener,
     api: LogApi<S>,
@@ -66,7 +69,7 @@ async fn serve_admin<S: Storage>(
         service.with_families(config.families.iter().map(|f| (f.origin.clone(), f.period)));
     let admin = Admin::new(service.clone(), config.clone(), opener, access);
     let (families_stop, families_stopped) = tokio::sync::watch::channel(false);
-    background(&service, &admin, config, &families_stopped).await?;
+    let work = background(&service, &admin, config, &families_stopped).await?;
     let admin = AdminServer::new(GrpcAdmin::new(admin));
     let events = EventsServer::new(GrpcEvents::new(service.clone()))
         .max_decoding_message_size(config.max_message_bytes)
@@ -128,6 +131,13 @@ async fn serve_admin<S: Storage>(
         )
         .await;
     let _ = families_stop.send(true);
+    // The server's own work ends before the logs close: none of it holds
+    // a log (or its storage) after the server stopped.
+    for w in work {
+        if tokio::time::timeout(BACKGROUND_STOP, w).await.is_err() {
+            tracing::warn!("a background task did not stop within {BACKGROUND_STOP:?}");
+        }
+    }
     // Witness collection ends within its calls' deadlines; then nothing
     // else holds the logs.
     stopped.stopped().await;
@@ -312,6 +322,8 @@ impl<S: Storage> Server<S> {
 /// then roll over while the server runs) and retention (old payloads of
 /// the logs that ask are erased).
 ///
+/// Returns the tasks, which end once `stopped` turns true.
+///
 /// # Errors
 /// The families' first step failed.
 async fn background<S: Storage>(
@@ -319,7 +331,8 @@ async fn background<S: Storage>(
     admin: &Admin<S>,
     config: &Config,
     stopped: &tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut work = Vec::new();
     if !config.families.is_empty() {
         let families = std::sync::Arc::new(crate::family::Families::new(
             admin.clone(),
@@ -333,18 +346,46 @@ async fn background<S: Storage>(
         if !t.created.is_empty() {
             tracing::info!(created = ?t.created, "log families: shards created");
         }
-        tokio::spawn(families.run(crate::family::TICK, stopped.clone()));
+        work.push(tokio::spawn(
+            families.run(crate::family::TICK, stopped.clone()),
+        ));
     }
     for l in config.logs.iter().filter(|l| l.events) {
         if let Some(days) = l.retention_days {
-            tokio::spawn(crate::events::retention::run(
+            let origin = l.origin.clone();
+            work.push(tokio::spawn(crate::events::retention::run(
                 service.clone(),
-                l.origin.clone(),
+                move |_: &LogApi<S>| vec![origin.clone()],
                 days,
                 crate::events::retention::TICK,
                 stopped.clone(),
-            ));
+            )));
         }
     }
-    Ok(())
+    for f in &config.families {
+        let shard = f
+            .shard_config(&f.period.label(0))
+            .map_err(|e| anyhow::anyhow!("log family {:?}: {e}", f.origin))?;
+        let (Some(days), true) = (shard.retention_days, shard.events) else {
+            continue;
+        };
+        let (family, period) = (f.origin.clone(), f.period);
+        work.push(tokio::spawn(crate::events::retention::run(
+            service.clone(),
+            move |api: &LogApi<S>| {
+                api.logs()
+                    .into_iter()
+                    .filter(|l| {
+                        crate::family::shard_span(&family, period, l.origin()).is_some()
+                            && l.state().0 == crate::lifecycle::LogState::Active
+                    })
+                    .map(|l| l.origin().to_owned())
+                    .collect()
+            },
+            days,
+            crate::events::retention::TICK,
+            stopped.clone(),
+        )));
+    }
+    Ok(work)
 }

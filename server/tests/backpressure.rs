@@ -45,6 +45,10 @@ impl Storage for Gated {
     ) -> Result<(), StoreError> {
         self.inner.replace_event_index(keys, times)
     }
+
+    fn drop_entries(&self, dropped: quire_server::lifecycle::Dropped) -> Result<(), StoreError> {
+        self.inner.drop_entries(dropped)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

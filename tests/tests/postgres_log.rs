@@ -252,6 +252,22 @@ fn migrate(args: &[&str]) -> (i32, String) {
     (code, format!("{out}{err}"))
 }
 
+/// A configuration file in `dir` for the server of `data` with one log
+/// `origin` on PostgreSQL at `url`, with the `[[logs]]` lines `extra`.
+fn pg_config(dir: &Path, data: &Path, origin: &str, extra: &str, url: &str) -> PathBuf {
+    let (d, hw) = (path(data), data.join("high-water"));
+    let hw = path(&hw);
+    let config = dir.join("pg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {d:?}\nhigh_water_dir = {hw:?}\n[[logs]]\norigin = {origin:?}\n{extra}[logs.storage]\nengine = \"postgres\"\nurl = {url:?}\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// Every checkpoint a log's storage holds: sizes and notes.
 fn all_checkpoints(server: &LocalServer) -> Vec<(u64, Vec<u8>)> {
     let r = server.logs[0].store().reader().unwrap();
@@ -299,14 +315,7 @@ async fn migrate_moves_a_log_to_postgres_and_back_verified_and_signs_nothing() {
     let on_pg = all_checkpoints(&server);
     server.stop().await;
     // fsck reads the log where its configuration says it is.
-    let config = dir.path().join("pg.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {d:?}\nhigh_water_dir = {hw:?}\n[[logs]]\norigin = {origin:?}\n[logs.storage]\nengine = \"postgres\"\nurl = {url:?}\n"
-        ),
-    )
-    .unwrap();
+    let config = pg_config(dir.path(), &data, origin, "", &url);
     let (code, out, err) = run_bin("quire-server", &["fsck", "--config", path(&config)]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("OK: size 705"), "{out}");
@@ -618,5 +627,119 @@ async fn an_event_log_on_postgres_answers_searches_by_key_proven_complete() {
             .contains(&format!("\"index\":\"{}\"", written[1].1)),
         "{bob}"
     );
+    server.stop().await;
+}
+
+/// An event log moves to PostgreSQL and back with its payloads, its
+/// erasures, its indexes and its key map: every event reads back verified
+/// with the same payload, an erased one still names its erasure, a search
+/// by key is proven complete, and the indexes equal the envelopes'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_moves_an_event_log_with_its_payloads_erasures_and_indexes() {
+    use quire_server::events::reindex::reindex;
+    let (pg, db, dir, data) = setup("migrate_events");
+    let origin = "move.example/events";
+    let url = pg.url_of(&db);
+    let on_redb = || {
+        let mut cfg = LogConfig::new(origin);
+        cfg.events = true;
+        cfg
+    };
+    let server = LocalServer::start(&data, vec![on_redb()], Config::default())
+        .await
+        .unwrap();
+    let key = server.keys[0].to_vkey();
+    let at = server.url();
+    let add = |at: &str, actor: &str, payload: Option<&str>| -> String {
+        let mut args = vec![
+            "--json".to_owned(),
+            "event".into(),
+            "add".into(),
+            "type=app.event".into(),
+            format!("actor={actor}"),
+            "action=login".into(),
+        ];
+        if let Some(p) = payload {
+            let file = dir.path().join(format!("{actor}-{}.json", p.len()));
+            std::fs::write(&file, p).unwrap();
+            args.push(format!("payload=@{}", path(&file)));
+        }
+        args.extend(["--addr".into(), at.to_owned()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let v: serde_json::Value = serde_json::from_str(quire(&args).trim()).unwrap();
+        v["index"].as_str().unwrap().to_owned()
+    };
+    let erased = add(&at, "alice", Some("{\"secret\":\"gone\"}"));
+    let kept = add(&at, "bob", Some("{\"kept\":true}"));
+    add(&at, "alice", None);
+    quire(&[
+        "event",
+        "erase",
+        &erased,
+        "--reason",
+        "right to erasure",
+        "--addr",
+        &at,
+    ]);
+    let get = |at: &str, index: &str| -> serde_json::Value {
+        let out = quire_on(at, &key, &["--json", "event", "get", index]);
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let before_erased = get(&at, &erased);
+    let before_kept = get(&at, &kept);
+    assert!(before_erased["erased_by"].is_string(), "{before_erased}");
+    let size = server.logs[0].latest().stored.size;
+    server.stop().await;
+
+    let d = path(&data);
+    let hw = data.join("high-water");
+    let hw = path(&hw);
+    let common = ["--data-dir", d, "--high-water-dir", hw, "--origin", origin];
+    let (code, out) = migrate(&[&common[..], &["--to", "postgres", "--url", &url]].concat());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("entries 0..{size}")), "{out}");
+
+    let mut on_pg = pg_log(origin, &db);
+    on_pg.events = true;
+    let server = LocalServer::start(&data, vec![on_pg], Config::default())
+        .await
+        .unwrap();
+    let at = server.url();
+    for (index, before) in [(&erased, &before_erased), (&kept, &before_kept)] {
+        let after = get(&at, index);
+        assert_eq!(after["verified"], true, "{after}");
+        for field in ["envelope", "payload", "erased_by"] {
+            assert_eq!(after[field], before[field], "event {index}: {field}");
+        }
+    }
+    let found = quire_tests::eventlog::search_by_key(&at, &key, "--actor", "alice");
+    let lines: Vec<serde_json::Value> = found
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (summary, events) = lines.split_last().unwrap();
+    assert_eq!(summary["verified"], true, "{found}");
+    assert_eq!(events.len(), 2, "{found}");
+    let (diff, _) = reindex(server.logs[0].store(), false, |_, _| {}).unwrap();
+    assert!(diff.is_empty(), "{diff:?}");
+    // The log goes on on PostgreSQL, then moves back: the redb file holds
+    // a prefix and is extended with the new events and their payloads.
+    let later = add(&at, "carol", Some("{\"later\":1}"));
+    let before_later = get(&at, &later);
+    let grown = server.logs[0].latest().stored.size;
+    server.stop().await;
+    let config = pg_config(dir.path(), &data, origin, "events = true\n", &url);
+    let (code, out) = migrate(&["--config", path(&config), "--to", "redb"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("entries {size}..{grown}")), "{out}");
+    let server = LocalServer::start(&data, vec![on_redb()], Config::default())
+        .await
+        .unwrap();
+    let at = server.url();
+    let after = get(&at, &later);
+    assert_eq!(after["payload"], before_later["payload"], "{after}");
+    assert_eq!(get(&at, &erased)["erased_by"], before_erased["erased_by"]);
+    let (diff, _) = reindex(server.logs[0].store(), false, |_, _| {}).unwrap();
+    assert!(diff.is_empty(), "{diff:?}");
     server.stop().await;
 }

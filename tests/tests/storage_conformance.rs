@@ -263,11 +263,91 @@ fn conformance<S: Storage>(store: &S) {
     assert_eq!(r.latest_checkpoint().unwrap().unwrap().size, size + 3);
 }
 
+/// A frozen log drops its entries and payloads, and keeps every hash,
+/// checkpoint and cosignature; a log not frozen in storage keeps them.
+fn drops_entries<S: Storage>(store: &S) {
+    use quire_server::lifecycle::{Dropped, Frozen, DROPPED_META, LIFECYCLE_META};
+    use quire_server::store::{Payload, StoredPayload};
+    let w = Writer::new();
+    let (mut c, w) = w.commit(&entries(0, 300), true);
+    c.events.payloads = vec![StoredPayload {
+        index: 7,
+        salt: [7; 32],
+        payload: b"alice".to_vec(),
+    }];
+    store.commit(&c).unwrap();
+    store
+        .keep_cosignatures(300, "\u{2014} w1 AAAA\n".as_bytes())
+        .unwrap();
+    let dropped = Dropped {
+        size: 300,
+        at_ms: 99,
+    };
+    // Not frozen: refused, nothing deleted.
+    assert!(store.drop_entries(dropped).is_err());
+    let r = store.reader().unwrap();
+    assert_eq!(r.entries(0, 300).unwrap(), w.entries[..300]);
+    assert!(matches!(r.payload(7).unwrap(), Some(Payload::Stored(_))));
+    assert!(r.meta(DROPPED_META).unwrap().is_none());
+    drop(r);
+    // Frozen (a commit of the record alone), then dropped.
+    let (mut c, w) = w.commit(&[], false);
+    c.meta = vec![(LIFECYCLE_META.into(), Frozen { at_ms: 50 }.encode())];
+    store.commit(&c).unwrap();
+    let before = store.reader().unwrap();
+    store.drop_entries(dropped).unwrap();
+    store.drop_entries(dropped).unwrap();
+    let r = store.reader().unwrap();
+    for (a, b) in [(0, 300), (256, 300), (0, 1), (299, 300)] {
+        let e = r.checked_entries(a, b).unwrap_err();
+        assert!(
+            matches!(e, StoreError::Dropped(d) if d == dropped),
+            "{a}..{b}: {e}"
+        );
+        assert!(
+            e.to_string().contains("dropped by retention at 99 ms"),
+            "{e}"
+        );
+    }
+    assert!(r.bundle_entries(1, 44).is_err());
+    assert_eq!(
+        r.payload(7).unwrap(),
+        None,
+        "the payload went with its entry"
+    );
+    assert_eq!(r.meta(DROPPED_META).unwrap(), Some(dropped.encode()));
+    // Every hash, checkpoint and cosignature stays.
+    let mut nodes: Vec<NodeId> = w.nodes.keys().copied().collect();
+    nodes.sort_by_key(|n| (n.level, n.index));
+    let got = r.read_hashes(&nodes).unwrap();
+    for (n, h) in nodes.iter().zip(got) {
+        assert_eq!(h, w.nodes[n], "node {n:?}");
+    }
+    assert_eq!(quire_core::root_at(&r, 300).unwrap(), mth(&w.entries));
+    assert_eq!(
+        r.tile_hashes(TileId { level: 0, index: 1 }, 44).unwrap(),
+        w.entries[256..300]
+            .iter()
+            .map(|e| leaf_hash(e))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(r.latest_checkpoint().unwrap().unwrap().size, 300);
+    assert_eq!(r.latest_cosignatures().unwrap().unwrap().0, 300);
+    assert_eq!(
+        r.find_leaf(&leaf_hash(&w.entries[42])).unwrap(),
+        Some(42),
+        "proof by leaf hash still finds its index"
+    );
+    drop((r, before));
+}
+
 #[test]
 fn redb_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("log.redb"), RedbOptions::default()).unwrap();
     conformance(&store);
+    let store = RedbStore::open(&dir.path().join("drop.redb"), RedbOptions::default()).unwrap();
+    drops_entries(&store);
 }
 
 #[test]
@@ -287,6 +367,13 @@ fn postgres_conforms() {
     )
     .unwrap();
     assert!(other.reader().unwrap().head().unwrap().is_none());
+    drops_entries(
+        &quire_tests::postgres::store(
+            &quire_tests::postgres::unique("dropped.example/log"),
+            Create::Yes,
+        )
+        .unwrap(),
+    );
 }
 
 #[test]
@@ -395,6 +482,7 @@ fn postgres_unreachable_is_an_error_naming_the_host() {
 #[test]
 fn the_memory_engine_conforms() {
     conformance(&MemoryStore::new());
+    drops_entries(&MemoryStore::new());
 }
 
 #[tokio::test]

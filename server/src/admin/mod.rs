@@ -293,6 +293,31 @@ impl<S: Storage> Admin<S> {
         Ok(())
     }
 
+    /// Drops the entries of the frozen shard `log`, whose period ended
+    /// longer ago than its family keeps entries (the server's own
+    /// retention; [`LogApi::drop_entries`]), noting it in the audit trail.
+    ///
+    /// # Errors
+    /// [`crate::api::DropError`] naming what keeps them.
+    pub async fn drop_shard_entries(
+        &self,
+        log: &Log<S>,
+        now_ms: u64,
+        days: u32,
+    ) -> Result<(), crate::api::DropError> {
+        let d = self.api.drop_entries(log, now_ms).await?;
+        self.note(
+            None,
+            Some(log.origin()),
+            format!(
+                "retention: dropped the entries of frozen shard {:?} (size {}; its period ended over {days} days ago); tiles, checkpoints and cosignatures kept",
+                log.origin(),
+                d.size
+            ),
+        );
+        Ok(())
+    }
+
     /// Refuses an origin that is served, or whose files (keys, high-water
     /// record, database) are there unless `adopt`, or that would share its
     /// files' names with a log served.

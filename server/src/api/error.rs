@@ -227,6 +227,7 @@ fn request_kind(r: &ProofRequestError) -> Kind {
 fn store_kind(e: &StoreError) -> Kind {
     match e {
         StoreError::Corrupt(_) => Kind::DataLoss,
+        StoreError::Dropped(_) => Kind::NotFound,
         _ => Kind::Internal,
     }
 }
@@ -292,6 +293,17 @@ mod tests {
         assert_eq!(
             ApiError::from(StoreError::engine("io")).kind(),
             Kind::Internal
+        );
+        let dropped = ApiError::from(StoreError::Dropped(crate::lifecycle::Dropped {
+            size: 300,
+            at_ms: 7,
+        }));
+        assert_eq!(dropped.kind(), Kind::NotFound);
+        assert!(
+            dropped
+                .to_string()
+                .contains("dropped by retention at 7 ms, after it was frozen at size 300"),
+            "{dropped}"
         );
         assert_eq!(
             ApiError::from(ProofRequestError::IndexOutOfRange { index: 9, size: 3 }).kind(),

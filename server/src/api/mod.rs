@@ -21,6 +21,7 @@
 //! everyone write and read, and only this machine administer).
 
 pub mod budget;
+mod dropped;
 mod error;
 mod events;
 mod keyed;
@@ -35,6 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use crate::lifecycle::LogState;
+pub use dropped::DropError;
 pub use error::{ApiError, Kind};
 pub use events::{EventInput, EventRecord, WrittenEvents, RETENTION_BATCH};
 pub use keyed::{KeyPage, KeyQuery, ProvenEvent, KEY_PAGE, MAX_KEY_VALUE};

@@ -90,6 +90,8 @@ pub struct LogSummary {
     pub signed_at_ms: u64,
     /// When it was frozen, Unix milliseconds.
     pub frozen_at_ms: Option<u64>,
+    /// When its entries were dropped, Unix milliseconds.
+    pub entries_dropped_at_ms: Option<u64>,
     /// The family it is a shard of, with the period it covers
     /// `[start, end)`, Unix milliseconds.
     pub shard: Option<(String, u64, u64)>,
@@ -107,6 +109,7 @@ impl LogSummary {
             size: latest.stored.size,
             signed_at_ms: latest.stored.signed_at_ms,
             frozen_at_ms: frozen.map(|f| f.at_ms),
+            entries_dropped_at_ms: log.dropped().map(|d| d.at_ms),
             shard: None,
         }
     }

@@ -1,7 +1,8 @@
 //! A log family's configuration (`[[families]]`): the origin its shards
 //! share, the period each shard covers, how many are created ahead, and
 //! the settings of each shard (`[families.shard]`: the keys of a
-//! `[[logs]]` table but `origin`).
+//! `[[logs]]` table but `origin`), and how long a frozen shard keeps its
+//! entries (`drop_entries_after_days`).
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,12 @@ pub struct FamilyConfig {
     /// Shards created ahead of the current one (1 to 12).
     #[serde(default = "default_ahead")]
     pub ahead: u32,
+    /// Days after a shard's period ends that its entries (and payloads)
+    /// are dropped, keeping its tiles, checkpoints and cosignatures
+    /// ([`crate::api::LogApi::drop_entries`]); 1 to 36500, at least the
+    /// shards' `retention_days`. Unset: kept forever.
+    #[serde(default)]
+    pub drop_entries_after_days: Option<u32>,
     /// The settings of each shard: any key of a `[[logs]]` table but
     /// `origin`.
     #[serde(default)]
@@ -75,7 +82,23 @@ impl FamilyConfig {
             )));
         }
         // A shard of the widest label checks the origin and settings.
-        self.shard_config(&self.period.label(0))?.validate(server)
+        let shard = self.shard_config(&self.period.label(0))?;
+        shard.validate(server)?;
+        if let Some(days) = self.drop_entries_after_days {
+            if !(1..=36_500).contains(&days) {
+                return Err(ConfigError::Invalid(format!(
+                    "family {:?}: drop_entries_after_days = {days} must be 1 to 36500",
+                    self.origin
+                )));
+            }
+            if let Some(kept) = shard.retention_days.filter(|r| *r > u64::from(days)) {
+                return Err(ConfigError::Invalid(format!(
+                    "family {:?}: drop_entries_after_days = {days} is less than the shards' retention_days = {kept}: entries are dropped after their payloads' retention, not before",
+                    self.origin
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -92,6 +115,12 @@ mod tests {
         .unwrap();
         let f = &c.families[0];
         assert_eq!((f.ahead, f.period), (2, crate::family::Period::Month));
+        assert_eq!(f.drop_entries_after_days, None, "kept forever unless set");
+        let kept = load(
+            "[[families]]\norigin = \"a.example/audit\"\nperiod = \"day\"\ndrop_entries_after_days = 90\n[families.shard]\nevents = true\nretention_days = 90\n",
+        )
+        .unwrap();
+        assert_eq!(kept.families[0].drop_entries_after_days, Some(90));
         let shard = f.shard_config("2026-12").unwrap();
         assert_eq!(
             (shard.origin.as_str(), shard.max_batch),
@@ -111,6 +140,14 @@ mod tests {
             (
                 "period = \"day\"\n[families.shard]\nnot_a_key = 1",
                 "unknown field `not_a_key`",
+            ),
+            (
+                "period = \"day\"\ndrop_entries_after_days = 0",
+                "drop_entries_after_days = 0 must be 1 to 36500",
+            ),
+            (
+                "period = \"day\"\ndrop_entries_after_days = 30\n[families.shard]\nevents = true\nretention_days = 90",
+                "drop_entries_after_days = 30 is less than the shards' retention_days = 90",
             ),
         ] {
             let e = load(&format!(

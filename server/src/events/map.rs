@@ -275,6 +275,10 @@ async fn run<S: Storage>(
                 return Ok(());
             };
             let log = Log { inner };
+            if log.state().0 == crate::lifecycle::LogState::Frozen {
+                // A frozen log takes no head: its map stays as published.
+                return Ok(());
+            }
             let root = f.map.root();
             let draft = head_draft(f.size, &root).map_err(|e| StoreError::engine(e.to_string()))?;
             match log.add_events(vec![draft]).await {
@@ -326,7 +330,8 @@ fn open<S: Storage>(store: &S) -> Result<Option<(Follower, Option<LastHead>)>, S
     let mut map = KeyMap::new();
     map.update(keys);
     let mut last = None;
-    if let Some(index) = size.checked_sub(1) {
+    let dropped = crate::lifecycle::stored_dropped(&r)?.is_some();
+    if let Some(index) = size.checked_sub(1).filter(|_| !dropped) {
         if let Some(bytes) = r.checked_entries(index, size)?.pop() {
             if let Ok(env) = Envelope::decode(&bytes) {
                 if head_of(&env).is_some_and(|(s, _)| s == index) {

@@ -10,6 +10,7 @@
 //! gRPC face, `quire.v1.Events`.
 
 pub mod map;
+pub(crate) mod migrate;
 pub mod reindex;
 pub mod retention;
 pub mod service;

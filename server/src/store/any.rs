@@ -117,6 +117,13 @@ impl Storage for AnyStore {
             AnyStore::Postgres(s) => s.replace_event_index(keys, times),
         }
     }
+
+    fn drop_entries(&self, dropped: crate::lifecycle::Dropped) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.drop_entries(dropped),
+            AnyStore::Postgres(s) => s.drop_entries(dropped),
+        }
+    }
 }
 
 /// Calls the same method on whichever reader it is.

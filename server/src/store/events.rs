@@ -45,6 +45,10 @@ pub struct EventRows {
     /// Payloads erased by this commit: (the event's index, the index of
     /// the erasure event that erases it, in this commit).
     pub erased: Vec<(u64, u64)>,
+    /// Payloads of this commit's events that were erased before they
+    /// were copied here (`quire-server migrate`): (the event's index, the
+    /// index of the erasure event), stored as erased from the start.
+    pub erased_copies: Vec<(u64, u64)>,
 }
 
 impl EventRows {
@@ -54,6 +58,7 @@ impl EventRows {
             && self.newest.is_empty()
             && self.time.is_none()
             && self.erased.is_empty()
+            && self.erased_copies.is_empty()
     }
 }
 

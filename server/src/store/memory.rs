@@ -26,6 +26,8 @@ struct State {
     payloads: BTreeMap<u64, Payload>,
     newest: HashMap<Hash, u64>,
     times: std::collections::BTreeSet<(u64, u64)>,
+    /// Entries below this index were dropped ([`Storage::drop_entries`]).
+    dropped_below: u64,
 }
 
 /// A log kept in memory.
@@ -87,6 +89,23 @@ impl Storage for MemoryStore {
         Ok(())
     }
 
+    fn drop_entries(&self, dropped: crate::lifecycle::Dropped) -> Result<(), StoreError> {
+        let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if !s.meta.contains_key(crate::lifecycle::LIFECYCLE_META) {
+            return Err(StoreError::engine(
+                "the log is not frozen in storage: its entries are kept",
+            ));
+        }
+        for e in &mut s.entries {
+            *e = Vec::new();
+        }
+        s.payloads.clear();
+        s.dropped_below = s.entries.len() as u64;
+        s.meta
+            .insert(crate::lifecycle::DROPPED_META.into(), dropped.encode());
+        Ok(())
+    }
+
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
         let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
         check_head(s.head, c)?;
@@ -131,7 +150,7 @@ impl Storage for MemoryStore {
         for p in &c.events.payloads {
             s.payloads.insert(p.index, Payload::Stored(p.clone()));
         }
-        for (index, by) in &c.events.erased {
+        for (index, by) in c.events.erased.iter().chain(&c.events.erased_copies) {
             s.payloads.insert(*index, Payload::Erased { by: *by });
         }
         for (k, i) in &c.events.newest {
@@ -200,6 +219,9 @@ impl StorageReader for MemoryReader {
             return Err(StoreError::Missing(format!("entries {start}..{end}")));
         }
         let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        if start < s.dropped_below && start < end {
+            return Err(StoreError::Missing(format!("entries {start}..{end}")));
+        }
         let (a, b) = (
             usize::try_from(start).unwrap_or(usize::MAX),
             usize::try_from(end).unwrap_or(usize::MAX),

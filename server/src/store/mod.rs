@@ -45,6 +45,11 @@ pub enum StoreError {
     /// A node or entry that must exist is absent.
     #[error("not stored: {0}")]
     Missing(String),
+    /// Entries asked for were dropped with every other entry of their
+    /// frozen log ([`Storage::drop_entries`]); its hashes, checkpoints and
+    /// proofs remain.
+    #[error("the entries of this log were dropped by retention at {} ms, after it was frozen at size {}: its tiles, checkpoints and proofs remain, its entries and payloads do not", .0.at_ms, .0.size)]
+    Dropped(crate::lifecycle::Dropped),
     /// This writer does not hold the log's lease (it expired, or another
     /// replica took it over): nothing was written, and nothing may be
     /// signed.
@@ -252,6 +257,20 @@ pub fn import_progress<R: StorageReader>(r: &R) -> Result<Option<(u64, u64)>, St
     }
 }
 
+/// `e`, a failure to read entries from `start`, as
+/// [`StoreError::Dropped`] when they are missing because the log dropped
+/// them.
+pub fn dropped_or<R: StorageReader + ?Sized>(r: &R, start: u64, e: StoreError) -> StoreError {
+    if !matches!(e, StoreError::Missing(_)) {
+        return e;
+    }
+    match crate::lifecycle::stored_dropped(r) {
+        Ok(Some(d)) if start < d.size => StoreError::Dropped(d),
+        Ok(_) => e,
+        Err(read) => read,
+    }
+}
+
 /// One log's storage.
 pub trait Storage: Send + Sync + 'static {
     /// A consistent read view.
@@ -331,6 +350,18 @@ pub trait Storage: Send + Sync + 'static {
         keys: &[(Hash, u64)],
         times: &[(u64, u64)],
     ) -> Result<(), StoreError>;
+
+    /// Drops the entries of a frozen log: deletes its entry bundles (and,
+    /// in event mode, its payloads and salts) and sets the metadata
+    /// [`crate::lifecycle::DROPPED_META`] to `dropped` in the same
+    /// transaction. Its tiles, leaf index, event indexes, checkpoints and
+    /// cosignatures stay. Not under the compare-and-swap: the caller has
+    /// checked that the log is frozen at `dropped.size`, so no writer
+    /// commits to it again. Dropping again is no change but the record.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the engine; nothing is deleted then.
+    fn drop_entries(&self, dropped: crate::lifecycle::Dropped) -> Result<(), StoreError>;
 }
 
 /// A consistent read view of one log's storage.
@@ -368,7 +399,9 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// [`StoreError::Corrupt`] naming the first entry that does not hash to
     /// its stored leaf hash; otherwise as [`StorageReader::entries`].
     fn checked_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let entries = self.entries(start, end)?;
+        let entries = self
+            .entries(start, end)
+            .map_err(|e| dropped_or(self, start, e))?;
         let nodes: Vec<NodeId> = (start..end).map(NodeId::leaf).collect();
         let leaves = self.read_hashes(&nodes)?;
         for ((i, e), h) in (start..).zip(&entries).zip(&leaves) {

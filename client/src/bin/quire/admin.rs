@@ -77,6 +77,7 @@ fn info_json(l: &LogInfo) -> serde_json::Value {
         "size": l.size.to_string(),
         "signed_at_ms": l.signed_at_ms.to_string(),
         "frozen_at_ms": (l.frozen_at_ms > 0).then(|| l.frozen_at_ms.to_string()),
+        "entries_dropped_at_ms": (l.entries_dropped_at_ms > 0).then(|| l.entries_dropped_at_ms.to_string()),
         "family": (!l.family.is_empty()).then(|| l.family.clone()),
         "period_start_ms": (!l.family.is_empty()).then(|| l.period_start_ms.to_string()),
         "period_end_ms": (!l.family.is_empty()).then(|| l.period_end_ms.to_string()),
@@ -88,6 +89,13 @@ fn info_line(l: &LogInfo) -> String {
     let mut line = format!("{}\t{}\tsize {}", l.origin, l.state, l.size);
     if l.frozen_at_ms > 0 {
         let _ = write!(line, "\tfrozen at {} ms", l.frozen_at_ms);
+    }
+    if l.entries_dropped_at_ms > 0 {
+        let _ = write!(
+            line,
+            "\tentries dropped at {} ms (proofs remain)",
+            l.entries_dropped_at_ms
+        );
     }
     if !l.family.is_empty() {
         let _ = write!(

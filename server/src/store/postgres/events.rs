@@ -19,6 +19,8 @@ pub(super) struct EventPlan {
     time: Option<(i64, i64)>,
     erased: Vec<i64>,
     erased_by: Vec<i64>,
+    copied: Vec<i64>,
+    copied_by: Vec<i64>,
 }
 
 impl EventPlan {
@@ -36,6 +38,10 @@ impl EventPlan {
         for (i, by) in &rows.erased {
             p.erased.push(int(*i)?);
             p.erased_by.push(int(*by)?);
+        }
+        for (i, by) in &rows.erased_copies {
+            p.copied.push(int(*i)?);
+            p.copied_by.push(int(*by)?);
         }
         p.time = rows
             .time
@@ -93,6 +99,19 @@ impl EventPlan {
                     (&self.erased_by, Type::INT8_ARRAY),
                 ],
                 expect(self.erased.len() as u64, "erased payloads".into()),
+            )));
+        }
+        if !self.copied.is_empty() {
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_event_payloads (log, idx, salt, payload, erased_by)
+                 SELECT $1, idx, '', '', by FROM unnest($2::int8[], $3::int8[]) AS e(idx, by)",
+                vec![
+                    (log as &(dyn ToSql + Sync), Type::INT8),
+                    (&self.copied, Type::INT8_ARRAY),
+                    (&self.copied_by, Type::INT8_ARRAY),
+                ],
+                expect(self.copied.len() as u64, "erased payloads copied".into()),
             )));
         }
         if let Some((t, i)) = &self.time {

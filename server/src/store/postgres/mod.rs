@@ -297,4 +297,8 @@ impl Storage for PgStore {
     ) -> Result<(), StoreError> {
         events::replace_index(&self.shared, keys, times)
     }
+
+    fn drop_entries(&self, dropped: crate::lifecycle::Dropped) -> Result<(), StoreError> {
+        write::drop_entries(&self.shared, dropped)
+    }
 }

@@ -136,6 +136,40 @@ pub(super) fn keep_cosignatures(
     })
 }
 
+/// [`crate::store::Storage::drop_entries`]: one statement, so all or
+/// nothing; it deletes only while storage holds the log's freeze record.
+pub(super) fn drop_entries(
+    shared: &Arc<Shared>,
+    dropped: crate::lifecycle::Dropped,
+) -> Result<(), StoreError> {
+    let (s, record) = (Arc::clone(shared), dropped.encode());
+    shared.driver.run("dropping entries", async move {
+        let c = s.reader().await?;
+        let n = c
+            .exec(
+                "WITH frozen AS (SELECT 1 FROM quire_meta WHERE log = $1 AND key = $2),
+                 b AS (DELETE FROM quire_bundles WHERE log = $1 AND EXISTS (SELECT 1 FROM frozen)),
+                 e AS (DELETE FROM quire_entries WHERE log = $1 AND EXISTS (SELECT 1 FROM frozen)),
+                 p AS (DELETE FROM quire_event_payloads WHERE log = $1 AND EXISTS (SELECT 1 FROM frozen))
+                 INSERT INTO quire_meta (log, key, value) SELECT $1, $3, $4 FROM frozen
+                 ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value",
+                &[
+                    (&s.log, Type::INT8),
+                    (&crate::lifecycle::LIFECYCLE_META, Type::TEXT),
+                    (&crate::lifecycle::DROPPED_META, Type::TEXT),
+                    (&record, Type::BYTEA),
+                ],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::engine(
+                "the log is not frozen in the database: its entries are kept",
+            ));
+        }
+        Ok(())
+    })
+}
+
 /// A bundle that a commit completes: its index, the entries of earlier
 /// commits it starts with (read in the transaction), and this commit's.
 struct Completed {

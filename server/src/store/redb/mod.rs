@@ -295,6 +295,35 @@ impl Storage for RedbStore {
         })
     }
 
+    fn drop_entries(&self, dropped: crate::lifecycle::Dropped) -> Result<(), StoreError> {
+        guarded("dropping entries", || {
+            use redb::ReadableTable as _;
+            let txn = self.db.begin_write().map_err(engine)?;
+            let frozen = txn
+                .open_table(META)
+                .map_err(engine)?
+                .get(crate::lifecycle::LIFECYCLE_META)
+                .map_err(engine)?
+                .is_some();
+            if !frozen {
+                return Err(StoreError::engine(
+                    "the log is not frozen in storage: its entries are kept",
+                ));
+            }
+            // Deleting a table frees its pages (compaction returns them
+            // to the file system).
+            txn.delete_table(BUNDLES).map_err(engine)?;
+            txn.delete_table(PAYLOADS).map_err(engine)?;
+            txn.delete_table(layout::PAYLOAD_ROWS).map_err(engine)?;
+            txn.open_table(BUNDLES).map_err(engine)?;
+            txn.open_table(META)
+                .map_err(engine)?
+                .insert(crate::lifecycle::DROPPED_META, dropped.encode().as_slice())
+                .map_err(engine)?;
+            txn.commit().map_err(engine)
+        })
+    }
+
     fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
         guarded("keeping cosignatures", || {
             let mut txn = self.db.begin_write().map_err(engine)?;

@@ -143,11 +143,20 @@ fn write_bundles(txn: &WriteTransaction, c: &Commit, compress: bool) -> Result<(
 /// The commit's payloads, in chunks, and its erasures.
 fn write_payloads(txn: &WriteTransaction, rows: &EventRows) -> Result<(), StoreError> {
     let mut payloads = txn.open_table(PAYLOADS).map_err(engine)?;
-    let entries: Vec<Vec<u8>> = rows
+    let mut entries: Vec<(u64, Vec<u8>)> = rows
         .payloads
         .iter()
-        .map(|p| chunk_entry(p.index, &payload_parts(p)))
+        .map(|p| (p.index, chunk_entry(p.index, &payload_parts(p))))
         .collect();
+    if !rows.erased_copies.is_empty() {
+        entries.extend(
+            rows.erased_copies
+                .iter()
+                .map(|&(i, by)| (i, chunk_entry(i, &[&encode_erased(by)]))),
+        );
+        entries.sort_unstable_by_key(|(i, _)| *i);
+    }
+    let entries: Vec<Vec<u8>> = entries.into_iter().map(|(_, e)| e).collect();
     for (first, chunk) in chunks(&entries) {
         payloads.insert(first, chunk.as_slice()).map_err(engine)?;
     }
