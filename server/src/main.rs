@@ -3,6 +3,12 @@
 //! With no arguments it serves one log (origin `localhost/quire`) on
 //! 127.0.0.1:7400 with data in `./quire-data`, creating keys on first start.
 
+/// mimalloc: the server allocates and frees many small buffers on every
+/// request and commit from several threads, where glibc's arenas contend
+/// (see `docs/PERFORMANCE.md`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

@@ -1,5 +1,11 @@
 //! `quire-witness`: runs a Quire witness, or fetches the evidence one holds.
 
+/// mimalloc: the server allocates and frees many small buffers on every
+/// request and commit from several threads, where glibc's arenas contend
+/// (see `docs/PERFORMANCE.md`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -24,6 +24,11 @@
 // scenario from start to report.
 #![allow(clippy::cast_precision_loss, clippy::too_many_lines)]
 
+/// The allocator the server binary uses, so that the in-process server
+/// is measured as it runs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
