@@ -1,9 +1,16 @@
 //! Entry bundles: up to 256 consecutive entries in one record.
 //!
-//! Format: one codec byte (0 = raw, 1 = LZ4 block with its uncompressed
-//! length prefixed), then the payload: for each entry a little-endian `u32`
-//! length and the bytes. A bundle is compressed only when that makes it
-//! smaller.
+//! Format: one codec byte, then the payload. The entries' payload is, for
+//! each entry, a little-endian `u32` length and the bytes. Codecs:
+//! - 0, raw: the entries' payload as it is;
+//! - 1, LZ4: one LZ4 block of the whole payload, its uncompressed length
+//!   prefixed (written before framed bundles; still read);
+//! - 2, framed: the entries in frames of [`FRAME_ENTRIES`] (the last may
+//!   hold fewer), each a codec byte (0 raw, 1 LZ4 with its length
+//!   prefixed), a little-endian `u32` byte length and the frame's payload.
+//!   A read of a few entries decompresses only their frames.
+//!
+//! A bundle is compressed only when that makes it smaller.
 
 use super::StoreError;
 
@@ -21,29 +28,105 @@ pub const MAX_ENTRY_BYTES: usize = quire_core::tiles::MAX_BUNDLE_ENTRY;
 #[allow(clippy::cast_possible_truncation)] // 256
 pub const MAX_PAYLOAD_BYTES: usize = BUNDLE_SIZE as usize * (4 + MAX_ENTRY_BYTES);
 
+/// Entries per frame of a framed bundle: a read of one entry decompresses
+/// at most this many.
+pub const FRAME_ENTRIES: usize = 32;
+
+/// Largest decoded frame payload.
+const MAX_FRAME_BYTES: usize = FRAME_ENTRIES * (4 + MAX_ENTRY_BYTES);
+
 const RAW: u8 = 0;
 const LZ4: u8 = 1;
+const FRAMED: u8 = 2;
 
-/// Encodes entries into a bundle record.
-pub fn encode(entries: &[Vec<u8>], compress: bool) -> Vec<u8> {
+fn corrupt(why: &str) -> StoreError {
+    StoreError::Corrupt(format!("entry bundle: {why}"))
+}
+
+/// The entries' payload: each entry's length and bytes.
+fn payload_of(entries: &[Vec<u8>]) -> Vec<u8> {
     let len: usize = entries.iter().map(|e| 4 + e.len()).sum();
-    let mut raw = Vec::with_capacity(len + 1);
-    raw.push(RAW);
+    let mut raw = Vec::with_capacity(len);
     for e in entries {
         // Entries are bounded far below 4 GiB by the server's limits.
         raw.extend_from_slice(&u32::try_from(e.len()).unwrap_or(u32::MAX).to_le_bytes());
         raw.extend_from_slice(e);
     }
+    raw
+}
+
+/// Encodes entries into a bundle record: framed and compressed when
+/// `compress` and that makes it smaller, else raw.
+pub fn encode(entries: &[Vec<u8>], compress: bool) -> Vec<u8> {
+    let raw = payload_of(entries);
     if compress {
-        let packed = lz4_flex::block::compress_prepend_size(&raw[1..]);
-        if packed.len() + 1 < raw.len() {
-            let mut out = Vec::with_capacity(packed.len() + 1);
-            out.push(LZ4);
-            out.extend_from_slice(&packed);
+        let mut out = Vec::with_capacity(raw.len() / 2 + 16);
+        out.push(FRAMED);
+        for frame in entries.chunks(FRAME_ENTRIES) {
+            let plain = payload_of(frame);
+            let packed = lz4_flex::block::compress_prepend_size(&plain);
+            let (codec, bytes) = if packed.len() < plain.len() {
+                (LZ4, packed)
+            } else {
+                (RAW, plain)
+            };
+            out.push(codec);
+            // A frame is bounded far below 4 GiB (32 entries of 64 KiB).
+            out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        if out.len() < raw.len() + 1 {
             return out;
         }
     }
-    raw
+    let mut out = Vec::with_capacity(raw.len() + 1);
+    out.push(RAW);
+    out.extend_from_slice(&raw);
+    out
+}
+
+/// Decompresses an LZ4 block with its size prefixed, refusing a size above
+/// `max` before allocating.
+fn unpack(body: &[u8], max: usize) -> Result<Vec<u8>, StoreError> {
+    let Some((prefix, packed)) = body.split_first_chunk::<4>() else {
+        return Err(corrupt("LZ4 record without its size"));
+    };
+    let size = u32::from_le_bytes(*prefix) as usize;
+    if size > max {
+        return Err(corrupt(&format!(
+            "LZ4 size {size} is over the {max} bytes it can hold"
+        )));
+    }
+    lz4_flex::block::decompress(packed, size).map_err(|e| corrupt(&e.to_string()))
+}
+
+/// Walks an entries' payload whose first entry is entry `first` of the
+/// bundle, copying those in `[from, to)` into `out`; returns how many it
+/// held, at most `max`.
+fn walk(
+    mut payload: &[u8],
+    first: usize,
+    (from, to): (usize, usize),
+    max: usize,
+    out: &mut Vec<Vec<u8>>,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    while !payload.is_empty() {
+        if payload.len() < 4 || n >= max {
+            return Err(corrupt("truncated or overlong"));
+        }
+        let len = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]) as usize;
+        let rest = &payload[4..];
+        if rest.len() < len {
+            return Err(corrupt("entry runs past the record"));
+        }
+        if (from..to).contains(&(first + n)) {
+            out.push(rest[..len].to_vec());
+        }
+        payload = &rest[len..];
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Decodes a bundle record.
@@ -51,41 +134,70 @@ pub fn encode(entries: &[Vec<u8>], compress: bool) -> Vec<u8> {
 /// # Errors
 /// [`StoreError::Corrupt`] when the record is not a valid bundle.
 pub fn decode(record: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
-    let corrupt = |why: &str| StoreError::Corrupt(format!("entry bundle: {why}"));
+    #[allow(clippy::cast_possible_truncation)] // 256
+    decode_range(record, 0, BUNDLE_SIZE as usize)
+}
+
+/// The entries of a bundle record at positions `[from, to)` within it (as
+/// many of them as it holds), decompressing only the frames that hold
+/// them. Every frame read is checked; frames skipped are not.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when what is read is not a valid bundle.
+pub fn decode_range(record: &[u8], from: usize, to: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+    #[allow(clippy::cast_possible_truncation)] // 256
+    let most = BUNDLE_SIZE as usize;
     let (codec, body) = record
         .split_first()
         .ok_or_else(|| corrupt("empty record"))?;
-    let unpacked;
-    let mut payload = match *codec {
-        RAW => body,
+    let mut out = Vec::with_capacity(to.saturating_sub(from).min(most));
+    match *codec {
+        RAW => {
+            walk(body, 0, (from, to), most, &mut out)?;
+        }
         LZ4 => {
-            let Some((prefix, packed)) = body.split_first_chunk::<4>() else {
-                return Err(corrupt("LZ4 record without its size"));
-            };
-            let size = u32::from_le_bytes(*prefix) as usize;
-            if size > MAX_PAYLOAD_BYTES {
-                return Err(corrupt(&format!(
-                    "LZ4 size {size} is over the {MAX_PAYLOAD_BYTES} bytes a bundle can hold"
-                )));
+            let payload = unpack(body, MAX_PAYLOAD_BYTES)?;
+            walk(&payload, 0, (from, to), most, &mut out)?;
+        }
+        FRAMED => {
+            let mut rest = body;
+            let mut first = 0;
+            let mut short = false;
+            while !rest.is_empty() {
+                if short || first >= most {
+                    return Err(corrupt("a frame after the last"));
+                }
+                let Some((&codec, after)) = rest.split_first() else {
+                    return Err(corrupt("truncated frame"));
+                };
+                let Some((len, after)) = after.split_first_chunk::<4>() else {
+                    return Err(corrupt("truncated frame"));
+                };
+                let len = u32::from_le_bytes(*len) as usize;
+                let Some((frame, after)) = after.split_at_checked(len) else {
+                    return Err(corrupt("frame runs past the record"));
+                };
+                rest = after;
+                if !(from < first + FRAME_ENTRIES && first < to) {
+                    first += FRAME_ENTRIES;
+                    continue;
+                }
+                let held = match codec {
+                    RAW => walk(frame, first, (from, to), FRAME_ENTRIES, &mut out)?,
+                    LZ4 => {
+                        let plain = unpack(frame, MAX_FRAME_BYTES)?;
+                        walk(&plain, first, (from, to), FRAME_ENTRIES, &mut out)?
+                    }
+                    other => return Err(corrupt(&format!("unknown frame codec {other}"))),
+                };
+                if held == 0 {
+                    return Err(corrupt("an empty frame"));
+                }
+                short = held < FRAME_ENTRIES;
+                first += held;
             }
-            unpacked =
-                lz4_flex::block::decompress(packed, size).map_err(|e| corrupt(&e.to_string()))?;
-            unpacked.as_slice()
         }
         other => return Err(corrupt(&format!("unknown codec {other}"))),
-    };
-    let mut out = Vec::new();
-    while !payload.is_empty() {
-        if payload.len() < 4 || out.len() as u64 >= BUNDLE_SIZE {
-            return Err(corrupt("truncated or overlong"));
-        }
-        let n = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]) as usize;
-        let rest = &payload[4..];
-        if rest.len() < n {
-            return Err(corrupt("entry runs past the record"));
-        }
-        out.push(rest[..n].to_vec());
-        payload = &rest[n..];
     }
     Ok(out)
 }
@@ -94,16 +206,34 @@ pub fn decode(record: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_raw_and_compressed() {
-        let entries: Vec<Vec<u8>> = (0..200u32)
+    fn events(n: u32) -> Vec<Vec<u8>> {
+        (0..n)
             .map(|i| format!("{{\"event\":\"login\",\"user\":{i}}}").into_bytes())
-            .collect();
-        for compress in [false, true] {
-            let rec = encode(&entries, compress);
-            assert_eq!(decode(&rec).unwrap(), entries);
+            .collect()
+    }
+
+    /// The record of the whole-bundle LZ4 codec, as written before frames.
+    fn whole_lz4(entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = vec![LZ4];
+        out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&payload_of(
+            entries,
+        )));
+        out
+    }
+
+    #[test]
+    fn round_trip_raw_framed_and_the_older_whole_block() {
+        for n in [1, 31, 32, 33, 200, 256] {
+            let entries = events(n);
+            let framed = encode(&entries, true);
+            for rec in [encode(&entries, false), framed.clone(), whole_lz4(&entries)] {
+                assert_eq!(decode(&rec).unwrap(), entries, "{n}");
+            }
+            if n > 1 {
+                assert_eq!(framed[0], FRAMED, "{n}");
+                assert!(framed.len() < encode(&entries, false).len());
+            }
         }
-        assert!(encode(&entries, true).len() < encode(&entries, false).len());
         // Incompressible data stays raw.
         let noise: Vec<Vec<u8>> = (0..4u64)
             .map(|i| {
@@ -120,6 +250,35 @@ mod tests {
     }
 
     #[test]
+    fn a_range_is_the_slice_of_the_whole_in_every_codec() {
+        let entries = events(200);
+        for rec in [
+            encode(&entries, false),
+            encode(&entries, true),
+            whole_lz4(&entries),
+        ] {
+            for (a, b) in [
+                (0, 1),
+                (31, 33),
+                (64, 96),
+                (100, 101),
+                (199, 200),
+                (190, 256),
+                (0, 256),
+                (5, 5),
+            ] {
+                let want = &entries[a.min(200)..b.min(200)];
+                assert_eq!(
+                    decode_range(&rec, a, b).unwrap(),
+                    want,
+                    "{a}..{b} codec {}",
+                    rec[0]
+                );
+            }
+        }
+    }
+
+    #[test]
     fn corrupt_records_are_errors() {
         assert!(decode(&[]).is_err());
         assert!(decode(&[9]).is_err());
@@ -129,5 +288,19 @@ mod tests {
         // allocation.
         let e = decode(&[LZ4, 0xff, 0xff, 0xff, 0xff, 0]).unwrap_err();
         assert!(e.to_string().contains("over the"), "{e}");
+        let e = decode(&[FRAMED, LZ4, 5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]).unwrap_err();
+        assert!(e.to_string().contains("over the"), "{e}");
+        // Frames: one past the record, an unknown codec, an empty one, one
+        // after a short one.
+        assert!(decode(&[FRAMED, RAW, 9, 0, 0, 0, 1]).is_err());
+        assert!(decode(&[FRAMED, 7, 1, 0, 0, 0, 0]).is_err());
+        assert!(decode(&[FRAMED, RAW, 0, 0, 0, 0]).is_err());
+        let one = [RAW, 5, 0, 0, 0, 1, 0, 0, 0, 42];
+        let mut two = vec![FRAMED];
+        two.extend_from_slice(&one);
+        assert_eq!(decode(&two).unwrap(), [vec![42]]);
+        two.extend_from_slice(&one);
+        let e = decode(&two).unwrap_err();
+        assert!(e.to_string().contains("after the last"), "{e}");
     }
 }

@@ -398,10 +398,13 @@ impl StorageReader for PgReader {
                 found.insert(idx, data);
                 continue;
             }
-            for (i, e) in (idx * BUNDLE_SIZE..).zip(bundle::decode(&data)?) {
-                if (start..end).contains(&i) {
-                    found.insert(i, e);
-                }
+            // Only the frames holding the range are decompressed.
+            let first = idx * BUNDLE_SIZE;
+            let from = usize::try_from(start.saturating_sub(first)).unwrap_or(usize::MAX);
+            let to = usize::try_from((end - first).min(BUNDLE_SIZE)).unwrap_or(0);
+            let at = first + from as u64;
+            for (i, e) in (at..).zip(bundle::decode_range(&data, from, to)?) {
+                found.insert(i, e);
             }
         }
         let count = found.len() as u64;

@@ -163,13 +163,14 @@ impl RedbReader {
                 .get(b)
                 .map_err(engine)?
                 .ok_or_else(|| StoreError::Missing(format!("entry bundle {b}")))?;
-            let entries = bundle::decode(rec.value())?;
             let from = usize::try_from(i % BUNDLE_SIZE).unwrap_or(0);
             let to = usize::try_from((end - b * BUNDLE_SIZE).min(BUNDLE_SIZE)).unwrap_or(0);
-            let Some(part) = entries.get(from..to) else {
+            // Only the frames holding them are decompressed.
+            let part = bundle::decode_range(rec.value(), from, to)?;
+            if part.len() != to - from {
                 return Err(StoreError::Missing(format!("entries {i}..{end}")));
-            };
-            out.extend_from_slice(part);
+            }
+            out.extend(part);
             i = (b + 1) * BUNDLE_SIZE;
         }
         Ok(out)
