@@ -347,7 +347,12 @@ impl<S: Storage> Log<S> {
             }
         }
         let frozen = Frozen { at_ms: now_ms() };
-        let outcome = self.barrier(frozen).await;
+        let outcome = match self.inner.keymap.clone() {
+            // A log in event mode ends on a head of its whole key map, so
+            // that searches by key of the frozen log are proven complete.
+            Some(maps) => crate::events::map::freeze_with_head(self, &maps, frozen).await,
+            None => self.barrier(frozen, Vec::new()).await.map(|_| ()),
+        };
         match outcome {
             Ok(()) => {
                 self.inner.lifecycle.set(LogState::Frozen, Some(frozen));
@@ -371,17 +376,39 @@ impl<S: Storage> Log<S> {
             .ok_or(WriteError::ShuttingDown)
     }
 
-    /// Queues the freeze's barrier behind every admitted write and waits
-    /// until the sequencer committed its record and answered it (after
-    /// everything queued before it).
-    async fn barrier(&self, frozen: Frozen) -> Result<(), WriteError> {
+    /// Queues the freeze's barrier behind every admitted write (with
+    /// `events`, the log's own, sealed in the same commit as the record)
+    /// and waits until the sequencer committed its record and answered it
+    /// (after everything queued before it); returns the events sealed.
+    pub(crate) async fn barrier(
+        &self,
+        frozen: Frozen,
+        events: Vec<crate::events::Draft>,
+    ) -> Result<Vec<crate::events::Sealed>, WriteError> {
         let sender = self.sender()?;
         let (reply, rx) = oneshot::channel();
+        let (sealed_tx, sealed_rx) = oneshot::channel();
+        let sealed = (!events.is_empty()).then_some(sealed_tx);
         sender
             .send(Request {
                 meta: vec![(LIFECYCLE_META.to_owned(), frozen.encode())],
+                events,
+                sealed,
                 ..Request::entries(Vec::new(), reply)
             })
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
+        rx.await.map_err(|_| WriteError::ShuttingDown)??;
+        Ok(sealed_rx.await.unwrap_or_default())
+    }
+
+    /// Waits until every write queued before this call is integrated and
+    /// answered (an empty request through the sequencer's queue).
+    pub(crate) async fn flush(&self) -> Result<(), WriteError> {
+        let sender = self.sender()?;
+        let (reply, rx) = oneshot::channel();
+        sender
+            .send(Request::entries(Vec::new(), reply))
             .await
             .map_err(|_| WriteError::ShuttingDown)?;
         rx.await.map_err(|_| WriteError::ShuttingDown)?.map(|_| ())

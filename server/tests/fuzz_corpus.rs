@@ -29,7 +29,7 @@ fn bundle_corpus() {
         quire_server::fuzz_targets::bundle(&data);
         decoded += usize::from(quire_server::store::bundle::decode(&data).is_ok());
     }
-    assert!(decoded >= 2, "the seeds decode: raw and LZ4");
+    assert!(decoded >= 3, "the seeds decode: raw, LZ4 and framed");
 }
 
 #[test]

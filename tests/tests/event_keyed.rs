@@ -438,3 +438,60 @@ async fn a_restarted_log_takes_its_last_map_head_again_or_commits_a_new_one() {
     assert_eq!(search(api.clone()).await, vec![4, 2, 0]);
     close(log, api).await;
 }
+
+/// A log frozen right after its last events ends on a head of its whole
+/// key map, sealed in the commit that records the freeze: searches by key
+/// of the frozen log are proven complete up to its last event, before and
+/// after a restart, and no head is left to append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_log_ends_on_a_head_of_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = LogSigner::generate(LogKeyAlgorithm::Ed25519, ORIGIN).unwrap();
+    let trust = LogTrust::of_key(ORIGIN, signer.verifier());
+    let search = |api: LogApi<RedbStore>| {
+        let trust = trust.clone();
+        async move {
+            let q = query(KeyField::Actor, "alice");
+            let mut s = api
+                .search_key(&Caller::default(), ORIGIN, q.clone())
+                .await
+                .unwrap();
+            let mut c = KeyCheck::new(&trust, q.field, &q.value, None, 0);
+            while let Some(p) = s.next().await {
+                c.page(&quire_server::events::service::key_page(p.unwrap()))
+                    .unwrap();
+            }
+            let a = c.finish().unwrap();
+            assert!(a.more_from.is_none());
+            (indexes(&a), a.head)
+        }
+    };
+    let (log, api) = open(dir.path(), &signer, true);
+    add(&api, &["alice", "bob"]).await;
+    quiet_head(&log).await;
+    // Frozen at once: the follower may or may not have headed these.
+    add(&api, &["alice", "carol"]).await;
+    log.freeze().await.unwrap();
+    let size = log.latest().stored.size;
+    let head = log.keymap().unwrap().head().unwrap();
+    assert_eq!(
+        (head.index, head.size),
+        (size - 1, size - 1),
+        "the last event is a head of every event before it"
+    );
+    let (found, proven_by) = search(api.clone()).await;
+    assert_eq!(found, vec![3, 0]);
+    assert_eq!(proven_by, (size - 1, size - 1), "proven by the final head");
+    close(log, api).await;
+
+    let (log, api) = open(dir.path(), &signer, true);
+    assert_eq!(log.state().0, quire_server::lifecycle::LogState::Frozen);
+    let again = quiet_head(&log).await;
+    assert_eq!((again.index, again.root), (head.index, head.root));
+    assert_eq!(
+        search(api.clone()).await,
+        (vec![3, 0], (size - 1, size - 1))
+    );
+    assert_eq!(log.latest().stored.size, size, "nothing appended");
+    close(log, api).await;
+}

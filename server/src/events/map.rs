@@ -124,11 +124,17 @@ impl KeyMaps {
             .clone()
     }
 
+    /// Publishes `head`, unless a newer one is published (the freeze's
+    /// final head, ahead of a follower's answered after it).
     fn publish(&self, head: MapHead) {
-        *self
+        let mut slot = self
             .head
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(head));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|h| h.index > head.index) {
+            return;
+        }
+        *slot = Some(Arc::new(head));
     }
 }
 
@@ -151,6 +157,70 @@ pub fn head_draft(size: u64, root: &Hash) -> Result<Draft, super::DraftError> {
         },
         None,
     )
+}
+
+/// Freezes `log` (DRAINING already: it admits no writes) on a final map
+/// head: once every admitted write is integrated, the map of every stored
+/// event is read from the stored index of keys, and its head is sealed in
+/// the commit that records the freeze, then published. A log whose last
+/// event is already such a head, or that holds no event, is frozen
+/// without one.
+///
+/// # Errors
+/// The sequencer's [`WriteError`] (nothing was frozen then), or a storage
+/// failure reading the index.
+pub(crate) async fn freeze_with_head<S: Storage>(
+    log: &Log<S>,
+    maps: &KeyMaps,
+    frozen: crate::lifecycle::Frozen,
+) -> Result<(), crate::log::WriteError> {
+    use crate::log::WriteError;
+    log.flush().await?;
+    let failed = |e: String| WriteError::Store(format!("the final key map: {e}"));
+    let mut tries = 0;
+    let (f, last) = loop {
+        let store = Arc::clone(&log.inner.store);
+        let read = tokio::task::spawn_blocking(move || open(&*store))
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))?;
+        match read {
+            Some(opened) => break opened,
+            // Nothing is written while draining: only an engine whose
+            // reads are not one snapshot shows this, and not for long.
+            None if tries < 10 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None => {
+                return Err(failed(
+                    "the index of keys stayed ahead of the tree size".into(),
+                ))
+            }
+        }
+    };
+    if f.size == 0 || last.is_some() {
+        return log.barrier(frozen, Vec::new()).await.map(|_| ());
+    }
+    let root = f.map.root();
+    let draft = head_draft(f.size, &root).map_err(|e| failed(e.to_string()))?;
+    let sealed = log.barrier(frozen, vec![draft]).await?;
+    if let Some(s) = sealed.into_iter().next() {
+        if s.index != f.size {
+            // Nothing else is admitted while draining; were it otherwise,
+            // this head would not be of the events before it.
+            tracing::error!(origin = %log.origin(), index = s.index, size = f.size, "the final map head is not at the size it covers; not published");
+            return Ok(());
+        }
+        maps.publish(MapHead {
+            index: s.index,
+            envelope: s.envelope,
+            size: f.size,
+            root,
+            map: f.map,
+        });
+    }
+    Ok(())
 }
 
 /// Starts the key map follower of `log` (a sequencing log in event mode)
