@@ -373,6 +373,21 @@ async fn quiet_head(log: &Log<RedbStore>) -> Arc<quire_server::events::map::MapH
     panic!("the key map did not settle within 10 s");
 }
 
+/// Alice's events, searched by actor and checked by the client.
+async fn alice(api: &LogApi<RedbStore>, trust: &LogTrust) -> KeyAnswer {
+    let q = query(KeyField::Actor, "alice");
+    let mut s = api
+        .search_key(&Caller::default(), ORIGIN, q.clone())
+        .await
+        .unwrap();
+    let mut c = KeyCheck::new(trust, q.field, &q.value, None, 0);
+    while let Some(p) = s.next().await {
+        c.page(&quire_server::events::service::key_page(p.unwrap()))
+            .unwrap();
+    }
+    c.finish().unwrap()
+}
+
 async fn close(log: Log<RedbStore>, api: LogApi<RedbStore>) {
     api.stop_streams();
     api.stopped().await;
@@ -386,19 +401,7 @@ async fn a_restarted_log_takes_its_last_map_head_again_or_commits_a_new_one() {
     let trust = LogTrust::of_key(ORIGIN, signer.verifier());
     let search = |api: LogApi<RedbStore>| {
         let trust = trust.clone();
-        async move {
-            let q = query(KeyField::Actor, "alice");
-            let mut s = api
-                .search_key(&Caller::default(), ORIGIN, q.clone())
-                .await
-                .unwrap();
-            let mut c = KeyCheck::new(&trust, q.field, &q.value, None, 0);
-            while let Some(p) = s.next().await {
-                c.page(&quire_server::events::service::key_page(p.unwrap()))
-                    .unwrap();
-            }
-            indexes(&c.finish().unwrap())
-        }
+        async move { indexes(&alice(&api, &trust).await) }
     };
 
     // Without a map: no head, and keyed searches are refused by name.
@@ -451,17 +454,7 @@ async fn a_frozen_log_ends_on_a_head_of_every_event() {
     let search = |api: LogApi<RedbStore>| {
         let trust = trust.clone();
         async move {
-            let q = query(KeyField::Actor, "alice");
-            let mut s = api
-                .search_key(&Caller::default(), ORIGIN, q.clone())
-                .await
-                .unwrap();
-            let mut c = KeyCheck::new(&trust, q.field, &q.value, None, 0);
-            while let Some(p) = s.next().await {
-                c.page(&quire_server::events::service::key_page(p.unwrap()))
-                    .unwrap();
-            }
-            let a = c.finish().unwrap();
+            let a = alice(&api, &trust).await;
             assert!(a.more_from.is_none());
             (indexes(&a), a.head)
         }
