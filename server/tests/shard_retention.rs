@@ -98,7 +98,8 @@ fn server(
 
 /// Random-looking entries: their bytes are stored as they are (a
 /// compressed bundle keeps unique bytes as literals), so an entry can be
-/// looked for in the file.
+/// looked for in the file by its middle bytes (a match on the repeated
+/// length prefix may run a byte or two into an entry's edges).
 fn entry(i: u64) -> Vec<u8> {
     let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..64)
@@ -146,7 +147,7 @@ async fn a_frozen_shard_drops_its_entries_after_its_days_and_keeps_every_proof()
     let first_cp = Checkpoint::parse(Note::parse(&first_note).unwrap().text().as_bytes()).unwrap();
     let path = file_of(dir.path(), &dec);
     assert!(
-        contains(&std::fs::read(&path).unwrap(), &all[42][..24]),
+        contains(&std::fs::read(&path).unwrap(), &all[42][8..40]),
         "the entries are in the file to begin with"
     );
 
@@ -244,7 +245,7 @@ async fn a_frozen_shard_drops_its_entries_after_its_days_and_keeps_every_proof()
     let bytes = std::fs::read(&path).unwrap();
     for e in [&all[0], &all[42], &all[299]] {
         assert!(
-            !contains(&bytes, &e[..24]),
+            !contains(&bytes, &e[8..40]),
             "an entry's bytes are in the file"
         );
     }
