@@ -288,6 +288,12 @@ fn drops_entries<S: Storage>(store: &S) {
     let r = store.reader().unwrap();
     assert_eq!(r.entries(0, 300).unwrap(), w.entries[..300]);
     assert!(matches!(r.payload(7).unwrap(), Some(Payload::Stored(_))));
+    // A range of payloads is each event's that has one.
+    let seven = r.payload(7).unwrap().unwrap();
+    assert_eq!(r.payloads(0, 300).unwrap(), [(7, seven.clone())]);
+    assert_eq!(r.payloads(7, 8).unwrap(), [(7, seven)]);
+    assert!(r.payloads(8, 300).unwrap().is_empty());
+    assert!(r.payloads(0, 7).unwrap().is_empty());
     assert!(r.meta(DROPPED_META).unwrap().is_none());
     drop(r);
     // Frozen (a commit of the record alone), then dropped.

@@ -50,14 +50,13 @@ pub(crate) fn payload_rows<R: StorageReader>(
     rows: &mut EventRows,
 ) -> Result<usize, StoreError> {
     let mut bytes = 0;
-    for i in start..end {
-        match src.payload(i)? {
-            Some(Payload::Stored(p)) => {
+    for (i, p) in src.payloads(start, end)? {
+        match p {
+            Payload::Stored(p) => {
                 bytes += p.payload.len() + p.salt.len();
                 rows.payloads.push(p);
             }
-            Some(Payload::Erased { by }) => rows.erased_copies.push((i, by)),
-            None => {}
+            Payload::Erased { by } => rows.erased_copies.push((i, by)),
         }
     }
     Ok(bytes)

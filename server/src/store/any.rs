@@ -193,6 +193,10 @@ impl StorageReader for AnyReader {
         each!(self, r => r.head())
     }
 
+    fn payloads(&self, from: u64, to: u64) -> Result<Vec<(u64, Payload)>, StoreError> {
+        each!(self, r => r.payloads(from, to))
+    }
+
     fn payload(&self, index: u64) -> Result<Option<Payload>, StoreError> {
         each!(self, r => r.payload(index))
     }

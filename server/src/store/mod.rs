@@ -492,6 +492,22 @@ pub trait StorageReader: HashReader<Error = StoreError> {
     /// damaged record.
     fn payload(&self, index: u64) -> Result<Option<Payload>, StoreError>;
 
+    /// [`StorageReader::payload`] of every event in `[from, to)` that has
+    /// one, in order. The default asks for each; an engine that stores
+    /// payloads together reads each record once.
+    ///
+    /// # Errors
+    /// As [`StorageReader::payload`].
+    fn payloads(&self, from: u64, to: u64) -> Result<Vec<(u64, Payload)>, StoreError> {
+        let mut out = Vec::new();
+        for i in from..to {
+            if let Some(p) = self.payload(i)? {
+                out.push((i, p));
+            }
+        }
+        Ok(out)
+    }
+
     /// For each key ([`quire_core::event::key`]), the newest event with it
     /// that the store holds (the sequencer's view; a reader bounds what it
     /// finds by its own size).

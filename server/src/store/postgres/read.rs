@@ -259,11 +259,32 @@ impl StorageReader for PgReader {
                     &[(&s.log, Type::INT8), (&idx, Type::INT8)],
                 )
                 .await?;
-            row.map(|r| match r.get::<_, Option<i64>>(1) {
-                Some(by) => Ok(Payload::Erased { by: uint(by)? }),
-                None => decode_payload(index, &r.get::<_, Vec<u8>>(0)),
-            })
-            .transpose()
+            row.map(|r| payload_of(index, &r, 0)).transpose()
+        })
+    }
+
+    fn payloads(&self, from: u64, to: u64) -> Result<Vec<(u64, Payload)>, StoreError> {
+        let to = to.min(self.head.map_or(0, |h| h.size));
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let s = Arc::clone(&self.shared);
+        let (lo, hi) = (int(from)?, int(to)?);
+        self.shared.driver.run("reading payloads", async move {
+            let c = s.reader().await?;
+            let rows = c
+                .rows(
+                    "SELECT idx, salt || payload, erased_by FROM quire_event_payloads
+                     WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                    &[(&s.log, Type::INT8), (&lo, Type::INT8), (&hi, Type::INT8)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let i = uint(r.get(0))?;
+                    Ok((i, payload_of(i, r, 1)?))
+                })
+                .collect()
         })
     }
 
@@ -480,5 +501,14 @@ impl StorageReader for PgReader {
 
     fn head(&self) -> Result<Option<Head>, StoreError> {
         Ok(self.head)
+    }
+}
+
+/// The payload of event `index` in a row whose columns from `at` are
+/// `salt || payload` and `erased_by`.
+fn payload_of(index: u64, r: &tokio_postgres::Row, at: usize) -> Result<Payload, StoreError> {
+    match r.get::<_, Option<i64>>(at + 1) {
+        Some(by) => Ok(Payload::Erased { by: uint(by)? }),
+        None => decode_payload(index, &r.get::<_, Vec<u8>>(at)),
     }
 }

@@ -43,6 +43,30 @@ impl HashReader for RedbReader {
 
 impl RedbReader {
     /// An event table, `None` in a store written before event mode.
+    /// Calls `visit` with each payload record of an event in `[from, to)`,
+    /// in order, each chunk read and decoded once, while it answers true.
+    fn payload_records(
+        &self,
+        from: u64,
+        to: u64,
+        mut visit: impl FnMut(u64, Vec<u8>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let Some(t) = self.event_table(PAYLOADS)? else {
+            return Ok(());
+        };
+        // The chunk that may hold `from`, then those after it.
+        let start = chunk_holding(&t, from)?.unwrap_or(from);
+        for row in t.range(start..to.max(start)).map_err(engine)? {
+            let (k, v) = row.map_err(engine)?;
+            for (i, r) in decode_chunk(k.value(), v.value())? {
+                if (from..to).contains(&i) && !visit(i, r)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn event_table<K: redb::Key + 'static, V: redb::Value + 'static>(
         &self,
         def: redb::TableDefinition<'static, K, V>,
@@ -283,20 +307,12 @@ impl StorageReader for RedbReader {
 
     fn payload(&self, index: u64) -> Result<Option<Payload>, StoreError> {
         guarded("reading a payload", || {
-            let Some(table) = self.event_table(PAYLOADS)? else {
-                return Ok(None);
-            };
-            let Some(first) = chunk_holding(&table, index)? else {
-                return Ok(None);
-            };
-            let Some(chunk) = table.get(first).map_err(engine)? else {
-                return Ok(None);
-            };
-            decode_chunk(first, chunk.value())?
-                .into_iter()
-                .find(|(i, _)| *i == index)
-                .map(|(_, r)| decode_payload(index, &r))
-                .transpose()
+            let mut found = None;
+            self.payload_records(index, index.saturating_add(1), |i, r| {
+                found = Some(decode_payload(i, &r)?);
+                Ok(false)
+            })?;
+            Ok(found)
         })
     }
 
@@ -318,23 +334,24 @@ impl StorageReader for RedbReader {
 
     fn stored_payloads(&self, from: u64, to: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         guarded("reading payloads", || {
-            let Some(t) = self.event_table(PAYLOADS)? else {
-                return Ok(Vec::new());
-            };
-            // The chunk that may hold `from`, then those after it.
-            let start = chunk_holding(&t, from)?.unwrap_or(from);
             let mut out = Vec::new();
-            for row in t.range(start..to.max(start)).map_err(engine)? {
-                let (k, v) = row.map_err(engine)?;
-                for (i, r) in decode_chunk(k.value(), v.value())? {
-                    if (from..to).contains(&i) && !is_erased(&r) {
-                        out.push(i);
-                        if out.len() >= limit {
-                            return Ok(out);
-                        }
-                    }
+            self.payload_records(from, to, |i, r| {
+                if !is_erased(&r) {
+                    out.push(i);
                 }
-            }
+                Ok(out.len() < limit)
+            })?;
+            Ok(out)
+        })
+    }
+
+    fn payloads(&self, from: u64, to: u64) -> Result<Vec<(u64, Payload)>, StoreError> {
+        guarded("reading payloads", || {
+            let mut out = Vec::new();
+            self.payload_records(from, to, |i, r| {
+                out.push((i, decode_payload(i, &r)?));
+                Ok(true)
+            })?;
             Ok(out)
         })
     }
