@@ -14,7 +14,6 @@
 //! FROZEN and sent again, by the API, to the successor. So a writer that
 //! names the family never sees the boundary.
 //!
-//!
 //! A family with `drop_entries_after_days` drops the entries of each
 //! frozen shard that many days after its period ended, once its final
 //! checkpoint is witnessed ([`crate::api::LogApi::drop_entries`]); a shard

@@ -10,8 +10,8 @@
 //! that cannot be read. A frozen log that dropped its entries
 //! ([`crate::lifecycle::Dropped`]) has its stored leaf hashes as the truth
 //! instead: the tree rebuilt from them must match every tile, mid row,
-//! checkpoint and the high-water record, and no entry is read. The check reads one bundle at a time, so its memory
-//! does not grow with the log.
+//! checkpoint and the high-water record, and no entry is read. The check
+//! reads one bundle at a time, so its memory does not grow with the log.
 
 use quire_core::{leaf_hash, Checkpoint, CompactRange, Hash, NodeId, Note, VerifierKey};
 

@@ -35,11 +35,11 @@ pub async fn serve<S: Storage>(
     serve_admin(listener, api, config, None, None, shutdown).await
 }
 
-/// [`serve`], with the admin service able to create logs with `opener`
-/// and to replace the policy file of `access`.
 /// How long a stopping server waits for each of its background tasks.
 const BACKGROUND_STOP: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// [`serve`], with the admin service able to create logs with `opener`
+/// and to replace the policy file of `access`.
 async fn serve_admin<S: Storage>(
     listener: TcpListener,
     api: LogApi<S>,

@@ -21,7 +21,7 @@ use crate::lifecycle::{Dropped, LogState};
 use crate::log::Log;
 use crate::store::{Storage, StorageReader as _, StoreError};
 
-use super::{blocking, ApiError, LogApi};
+use super::{ApiError, LogApi};
 
 /// Why a log's entries were not dropped.
 #[derive(Debug, thiserror::Error)]
@@ -127,23 +127,20 @@ impl<S: Storage> LogApi<S> {
             at_ms: now_ms,
         };
         let l = log.clone();
-        let done = blocking(move || {
+        let done = tokio::task::spawn_blocking(move || {
             let stored = l.store().reader()?.head()?.map_or(0, |h| h.size);
-            if stored != size {
-                return Ok(Some(stored));
+            if stored == size {
+                l.store().drop_entries(dropped)?;
             }
-            l.store().drop_entries(dropped)?;
-            Ok(None)
+            Ok::<_, StoreError>(stored)
         })
         .await
-        .map_err(|e| DropError::Store {
+        .unwrap_or_else(|e| Err(StoreError::engine(format!("worker failed: {e}"))));
+        let stored = done.map_err(|source| DropError::Store {
             origin: origin(),
-            source: match e {
-                ApiError::Store(s) => s,
-                other => StoreError::engine(other.to_string()),
-            },
+            source,
         })?;
-        if let Some(stored) = done {
+        if stored != size {
             return Err(DropError::NotFinal {
                 origin: origin(),
                 size,

@@ -177,28 +177,9 @@ pub(crate) async fn freeze_with_head<S: Storage>(
     use crate::log::WriteError;
     log.flush().await?;
     let failed = |e: String| WriteError::Store(format!("the final key map: {e}"));
-    let mut tries = 0;
-    let (f, last) = loop {
-        let store = Arc::clone(&log.inner.store);
-        let read = tokio::task::spawn_blocking(move || open(&*store))
-            .await
-            .map_err(|e| failed(e.to_string()))?
-            .map_err(|e| failed(e.to_string()))?;
-        match read {
-            Some(opened) => break opened,
-            // Nothing is written while draining: only an engine whose
-            // reads are not one snapshot shows this, and not for long.
-            None if tries < 10 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            None => {
-                return Err(failed(
-                    "the index of keys stayed ahead of the tree size".into(),
-                ))
-            }
-        }
-    };
+    let (f, last) = open_settled(Arc::clone(&log.inner.store))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     if f.size == 0 || last.is_some() {
         return log.barrier(frozen, Vec::new()).await.map(|_| ());
     }
@@ -292,29 +273,7 @@ async fn run<S: Storage>(
     };
     let store = Arc::clone(&inner.store);
     drop(inner);
-    // An engine whose reads are not one snapshot (PostgreSQL) may show an
-    // index newer than the size read before it while events are written:
-    // read again, a few times.
-    let mut tries = 0;
-    let (mut f, last) = loop {
-        let s = Arc::clone(&store);
-        let read = tokio::task::spawn_blocking(move || open(&*s))
-            .await
-            .map_err(|e| StoreError::engine(format!("the key map's start: {e}")))?;
-        match read? {
-            Some(opened) => break opened,
-            None if tries < 10 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            None => {
-                return Err(StoreError::engine(
-                    "the index of keys stayed ahead of the tree size read before it",
-                ))
-            }
-        }
-    };
-    drop(store);
+    let (mut f, last) = open_settled(store).await?;
     if let Some(LastHead(index, envelope, env)) = last {
         // The last event is a head of the map of everything before it.
         match map_before(&f.map, index, &env) {
@@ -385,6 +344,30 @@ async fn run<S: Storage>(
     }
 }
 
+/// [`open`], read again while it shows an index newer than the size read
+/// before it: an engine whose reads are not one snapshot (PostgreSQL) may,
+/// while events are written; a few times, 100 ms apart.
+///
+/// # Errors
+/// [`StoreError`] from the engine, or when the index stayed ahead.
+async fn open_settled<S: Storage>(
+    store: Arc<S>,
+) -> Result<(Follower, Option<LastHead>), StoreError> {
+    for _ in 0..=10 {
+        let s = Arc::clone(&store);
+        let read = tokio::task::spawn_blocking(move || open(&*s))
+            .await
+            .map_err(|e| StoreError::engine(format!("reading the key map: {e}")))?;
+        if let Some(opened) = read? {
+            return Ok(opened);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(StoreError::engine(
+        "the index of keys stayed ahead of the tree size read before it",
+    ))
+}
+
 /// The map of what `store` holds: its index of keys at its tree size,
 /// and the last event when it is a head of the map of every event before
 /// it (not yet checked). `None` when the index names an event past the
@@ -400,9 +383,13 @@ fn open<S: Storage>(store: &S) -> Result<Option<(Follower, Option<LastHead>)>, S
     let mut map = KeyMap::new();
     map.update(keys);
     let mut last = None;
-    let dropped = crate::lifecycle::stored_dropped(&r)?.is_some();
-    if let Some(index) = size.checked_sub(1).filter(|_| !dropped) {
-        if let Some(bytes) = r.checked_entries(index, size)?.pop() {
+    if let Some(index) = size.checked_sub(1) {
+        // A log that dropped its entries has no last event to read.
+        let read = match r.checked_entries(index, size) {
+            Err(StoreError::Dropped(_)) => Vec::new(),
+            other => other?,
+        };
+        if let Some(bytes) = read.into_iter().next_back() {
             if let Ok(env) = Envelope::decode(&bytes) {
                 if head_of(&env).is_some_and(|(s, _)| s == index) {
                     last = Some(LastHead(index, bytes, env));

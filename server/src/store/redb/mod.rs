@@ -314,7 +314,6 @@ impl Storage for RedbStore {
             // to the file system).
             txn.delete_table(BUNDLES).map_err(engine)?;
             txn.delete_table(PAYLOADS).map_err(engine)?;
-            txn.delete_table(layout::PAYLOAD_ROWS).map_err(engine)?;
             txn.open_table(BUNDLES).map_err(engine)?;
             txn.open_table(META)
                 .map_err(engine)?
