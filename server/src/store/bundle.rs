@@ -43,24 +43,33 @@ fn corrupt(why: &str) -> StoreError {
     StoreError::Corrupt(format!("entry bundle: {why}"))
 }
 
-/// The entries' payload: each entry's length and bytes.
-fn payload_of(entries: &[Vec<u8>]) -> Vec<u8> {
-    let len: usize = entries.iter().map(|e| 4 + e.len()).sum();
-    let mut raw = Vec::with_capacity(len);
+/// The bytes of the entries' payload.
+fn payload_len(entries: &[Vec<u8>]) -> usize {
+    entries.iter().map(|e| 4 + e.len()).sum()
+}
+
+/// Appends the entries' payload to `out`: each entry's length and bytes.
+fn write_payload(out: &mut Vec<u8>, entries: &[Vec<u8>]) {
     for e in entries {
         // Entries are bounded far below 4 GiB by the server's limits.
-        raw.extend_from_slice(&u32::try_from(e.len()).unwrap_or(u32::MAX).to_le_bytes());
-        raw.extend_from_slice(e);
+        out.extend_from_slice(&u32::try_from(e.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(e);
     }
+}
+
+/// The entries' payload.
+fn payload_of(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(payload_len(entries));
+    write_payload(&mut raw, entries);
     raw
 }
 
 /// Encodes entries into a bundle record: framed and compressed when
 /// `compress` and that makes it smaller, else raw.
 pub fn encode(entries: &[Vec<u8>], compress: bool) -> Vec<u8> {
-    let raw = payload_of(entries);
+    let raw_len = payload_len(entries);
     if compress {
-        let mut out = Vec::with_capacity(raw.len() / 2 + 16);
+        let mut out = Vec::with_capacity(raw_len / 2 + 16);
         out.push(FRAMED);
         for frame in entries.chunks(FRAME_ENTRIES) {
             let plain = payload_of(frame);
@@ -75,13 +84,13 @@ pub fn encode(entries: &[Vec<u8>], compress: bool) -> Vec<u8> {
             out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
             out.extend_from_slice(&bytes);
         }
-        if out.len() < raw.len() + 1 {
+        if out.len() < raw_len + 1 {
             return out;
         }
     }
-    let mut out = Vec::with_capacity(raw.len() + 1);
+    let mut out = Vec::with_capacity(raw_len + 1);
     out.push(RAW);
-    out.extend_from_slice(&raw);
+    write_payload(&mut out, entries);
     out
 }
 
