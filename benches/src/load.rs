@@ -267,6 +267,7 @@ async fn writer(
         latency: histogram()?,
         errors: BTreeMap::new(),
     };
+    let mut backoff = quire_client::rpc::FIRST_BACKOFF;
     while Instant::now() < deadline {
         if let Some(iv) = interval {
             tokio::time::sleep_until(next.into()).await;
@@ -292,6 +293,7 @@ async fn writer(
         match r {
             Ok(r) => {
                 let _ = report.latency.record(micros(t0));
+                backoff = quire_client::rpc::FIRST_BACKOFF;
                 let r = r.into_inner();
                 if let (Some(added), Some(leaf)) = (r.entries.get(pick), leaf) {
                     if let Ok(mut recent) = shared.recent.lock() {
@@ -304,9 +306,12 @@ async fn writer(
             }
             Err(s) => {
                 *report.errors.entry(format!("{:?}", s.code())).or_default() += 1;
-                // A quota's retry hint is honoured, as Quire's client does.
-                if let Some(wait) = quire_client::rpc::retry_after(&s) {
-                    let until = (Instant::now() + wait).min(deadline);
+                // A quota's refusal is retried as Quire's client retries:
+                // after the hint or the backoff, whichever is longer, the
+                // backoff doubling while refusals follow each other.
+                if let Some(hint) = quire_client::rpc::retry_after(&s) {
+                    let until = (Instant::now() + hint.max(backoff)).min(deadline);
+                    backoff = (backoff * 2).min(quire_client::rpc::MAX_BACKOFF);
                     tokio::time::sleep_until(until.into()).await;
                     next = next.max(until);
                 }

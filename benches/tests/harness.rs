@@ -133,6 +133,7 @@ async fn the_tenants_scenario_holds_the_noisy_tenant_and_reports_both() {
             quiet_rate: 100,
             duration: Duration::from_millis(500),
             entry_bytes: 64,
+            rounds: 2,
         },
     )
     .await
@@ -140,13 +141,20 @@ async fn the_tenants_scenario_holds_the_noisy_tenant_and_reports_both() {
     // Counts, not speeds: the noisy tenant was refused at least once (it
     // offers far more than 200 entries/s), nothing failed to verify.
     assert!(v["noisy_refusals"].as_u64().unwrap() > 0, "{v:#}");
-    for side in ["quiet_alone", "quiet_beside", "noisy"] {
-        assert_eq!(v[side]["verification_failures"], 0, "{side}: {v:#}");
+    let rounds = v["each_round"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{v:#}");
+    for round in rounds {
+        for side in ["quiet_alone", "quiet_beside", "noisy"] {
+            assert_eq!(round[side]["verification_failures"], 0, "{side}: {v:#}");
+        }
+        assert!(
+            round["quiet_beside"]["errors"]
+                .as_object()
+                .unwrap()
+                .is_empty(),
+            "{v:#}"
+        );
     }
-    assert!(
-        v["quiet_beside"]["errors"].as_object().unwrap().is_empty(),
-        "{v:#}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -502,7 +502,7 @@ impl LogRpc {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut delay = Duration::from_millis(50);
+        let mut delay = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
             let mut wait = delay;
@@ -529,11 +529,19 @@ impl LogRpc {
                 }
             }
             tokio::time::sleep(wait).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+            delay = (delay * 2).min(MAX_BACKOFF);
             attempt += 1;
         }
     }
 }
+
+/// The wait before the first retry of a call; it doubles with each
+/// further attempt, up to [`MAX_BACKOFF`], and a quota's longer hint wins.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The longest wait between two attempts of a call, but for a quota's
+/// hint.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The server's hint of when to retry (`retry-after-ms`, sent with a
 /// quota's `RESOURCE_EXHAUSTED`).

@@ -73,7 +73,8 @@ enum Scenario {
     PgFailover,
     /// A noisy tenant held by its quota (`--quota`, `--concurrency`
     /// writers of `--batch`) beside a quiet one (`--quiet-writers` at
-    /// `--rate`): the quiet tenant's latency alone and beside it.
+    /// `--rate`): the quiet tenant's latency alone and beside it, medians
+    /// of `--repeats` rounds of both phases.
     Tenants,
     /// Realistic audit events (Kubernetes audit) to a log in event mode:
     /// `--concurrency` writers of `--batch` events for `--duration` s,
@@ -185,7 +186,7 @@ struct Args {
     /// pg-failover: the formation monitor's port (its `PAF_PORT`).
     #[arg(long, default_value_t = 7460)]
     paf_port: u16,
-    /// failover: rounds.
+    /// failover, pg-failover, tenants: rounds; events, keyed: searches.
     #[arg(long, default_value_t = 10)]
     repeats: usize,
     /// failover: the replicas' lease, milliseconds.
@@ -241,6 +242,8 @@ async fn main() -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| tmp.path().to_owned());
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| anyhow::anyhow!("--data-dir {}: {e}", data_dir.display()))?;
     let payload = args.payload;
     match args.scenario {
         Scenario::WitnessAdd | Scenario::Witnessed => {
@@ -368,17 +371,19 @@ async fn main() -> anyhow::Result<()> {
                     quiet_rate: args.rate.unwrap_or(1000),
                     duration: Duration::from_secs(args.duration),
                     entry_bytes: args.entry_bytes,
+                    rounds: args.repeats,
                 },
             )
             .await?;
             println!(
-                "noisy tenant: {:.0} entries/s under a quota of {} ({:.3}x); quiet tenant p99 {} us alone, {} us beside it ({:.2}x); {} cores",
+                "noisy tenant: {:.0} entries/s under a quota of {} ({:.3}x); quiet tenant p99 {} us alone, {} us beside it ({:.2}x), medians of {} rounds; {} cores",
                 value["noisy_entries_per_s"].as_f64().unwrap_or(0.0),
                 args.quota,
                 value["noisy_over_quota"].as_f64().unwrap_or(0.0),
                 value["quiet_alone_p99_us"],
                 value["quiet_beside_p99_us"],
                 value["quiet_p99_loaded_over_alone"].as_f64().unwrap_or(0.0),
+                value["rounds"],
                 value["cores"],
             );
             return emit(&args, &value);
