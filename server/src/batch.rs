@@ -253,6 +253,14 @@ pub trait WriteRoute: Send + Sync + 'static {
         entries: Vec<Vec<u8>>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Added>, WriteError>> + Send>>;
 
+    /// Freezes the log at its sequencer ([`crate::log::Log::freeze`]).
+    ///
+    /// # Errors
+    /// The sequencer's [`WriteError`], or one saying it cannot be reached.
+    fn freeze(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WriteError>> + Send>>;
+
     /// Where the writes go, for messages.
     fn describe(&self) -> String;
 }

@@ -29,6 +29,7 @@ pub mod config;
 pub mod events;
 pub mod family;
 pub mod follow;
+pub mod formation;
 pub mod fsck;
 pub mod fuzz_targets;
 pub mod grpc;

@@ -99,6 +99,9 @@ impl LogOptions {
     }
 }
 
+/// Reads of storage a follower makes for a freeze it forwarded.
+pub const FROZEN_POLLS: u32 = 100;
+
 /// A running log. Cheap to clone.
 pub struct Log<S: Storage> {
     pub(crate) inner: Arc<Inner<S>>,
@@ -320,8 +323,10 @@ impl<S: Storage> Log<S> {
     /// frozen; freezing a frozen log is no change.
     ///
     /// # Errors
-    /// [`WriteError::NotSequencing`] on a follower (the server that
-    /// sequences the log freezes it), [`WriteError::Frozen`] while another
+    /// [`WriteError::NotSequencing`] on a follower with no route to the
+    /// sequencer (a follower with one has the sequencer freeze the log and
+    /// waits for the record: [`WriteError::Remote`] when it cannot reach
+    /// the sequencer or the record does not show), [`WriteError::Frozen`] while another
     /// freeze drains, and the sequencer's error when the record could not
     /// be committed (then the log is ACTIVE again: nothing was frozen).
     pub async fn freeze(&self) -> Result<Frozen, WriteError> {
@@ -330,7 +335,7 @@ impl<S: Storage> Log<S> {
             if let (LogState::Frozen, Some(f)) = self.state() {
                 return Ok(f);
             }
-            return Err(WriteError::NotSequencing { origin: origin() });
+            return self.freeze_routed().await;
         }
         match self.inner.lifecycle.start_draining() {
             LogState::Active => {}
@@ -492,6 +497,18 @@ impl<S: Storage> Log<S> {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = route;
     }
 
+    /// Where this follower sends writes and freezes.
+    fn route(&self) -> Result<Arc<dyn WriteRoute>, WriteError> {
+        self.inner
+            .route
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| WriteError::NotSequencing {
+                origin: self.inner.origin.clone(),
+            })
+    }
+
     /// A follower's write: sent on its route, then read back from storage
     /// (which holds whatever the sequencer acknowledged) before it is
     /// answered, so that the answer's checkpoint covers it here too.
@@ -499,17 +516,7 @@ impl<S: Storage> Log<S> {
         &self,
         entries: Vec<Vec<u8>>,
     ) -> Result<(Vec<Added>, Arc<Latest>), WriteError> {
-        let route = self
-            .inner
-            .route
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let Some(route) = route else {
-            return Err(WriteError::NotSequencing {
-                origin: self.inner.origin.clone(),
-            });
-        };
+        let route = self.route()?;
         let added = route.add(entries).await?;
         let last = added.iter().map(|a| a.index).max().unwrap_or(0);
         if self.latest().stored.size <= last {
@@ -530,6 +537,34 @@ impl<S: Storage> Log<S> {
             });
         }
         Ok((added, latest))
+    }
+
+    /// A follower's freeze: made by the sequencer on its route, then
+    /// awaited in storage (at most [`FROZEN_POLLS`] reads, 50 ms apart) so
+    /// that this server answers with the log frozen here too.
+    async fn freeze_routed(&self) -> Result<Frozen, WriteError> {
+        let route = self.route()?;
+        route.freeze().await?;
+        for _ in 0..FROZEN_POLLS {
+            let log = self.clone();
+            match tokio::task::spawn_blocking(move || log.refresh()).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "a forwarded freeze not read back yet"),
+                Err(e) => tracing::warn!(error = %e, "follower read failed"),
+                Ok(Ok(_)) => {}
+            }
+            if let (LogState::Frozen, Some(f)) = self.state() {
+                return Ok(f);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(WriteError::Remote {
+            origin: self.inner.origin.clone(),
+            to: route.describe(),
+            code: tonic::Code::Unavailable as i32,
+            message: format!(
+                "the sequencer froze the log, but its record was not in storage after {FROZEN_POLLS} reads; ask again"
+            ),
+        })
     }
 
     /// Queues entries and waits until they are durable and signed.

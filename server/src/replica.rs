@@ -14,6 +14,9 @@
 //! Safety rests on the commit's checks (the lease row and the head's
 //! compare-and-swap inside every transaction), not on this task's timing.
 //!
+//! A freeze taken by a replica goes to the holder the same way (its admin
+//! service), and the replica answers once storage shows the log frozen.
+//!
 //! Out of scope here: the replication check (synchronous standbys), TLS to
 //! other replicas, and forwarding the caller's identity (a replica checks
 //! its caller's access, then presents its own `token_file` to the holder).
@@ -21,8 +24,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use quire_proto::v1::admin_client::AdminClient;
 use quire_proto::v1::log_client::LogClient;
-use quire_proto::v1::AddEntriesRequest;
+use quire_proto::v1::{AddEntriesRequest, FreezeLogRequest};
 use tokio::sync::watch;
 
 use crate::batch::{Added, WriteError, WriteRoute};
@@ -63,6 +67,13 @@ impl WriteRoute for Local {
         Box::pin(async move { Ok(log.add(entries).await?.0) })
     }
 
+    fn freeze(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WriteError>> + Send>> {
+        let log = self.0.clone();
+        Box::pin(async move { log.freeze().await.map(|_| ()) })
+    }
+
     fn describe(&self) -> String {
         "this server".into()
     }
@@ -73,6 +84,7 @@ struct Remote {
     origin: String,
     address: String,
     client: LogClient<tonic::transport::Channel>,
+    admin: AdminClient<tonic::transport::Channel>,
     token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
@@ -98,7 +110,8 @@ impl Remote {
         Ok(Remote {
             origin: origin.to_owned(),
             address: address.to_owned(),
-            client: LogClient::new(channel),
+            client: LogClient::new(channel.clone()),
+            admin: AdminClient::new(channel),
             token,
         })
     }
@@ -140,6 +153,31 @@ impl WriteRoute for Remote {
                     duplicate: e.duplicate,
                 })
                 .collect())
+        })
+    }
+
+    fn freeze(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WriteError>> + Send>> {
+        let mut client = self.admin.clone();
+        let (origin, address) = (self.origin.clone(), self.address.clone());
+        let mut request = tonic::Request::new(FreezeLogRequest {
+            log: origin.clone(),
+        });
+        if let Some(t) = &self.token {
+            request.metadata_mut().insert("authorization", t.clone());
+        }
+        Box::pin(async move {
+            client
+                .freeze_log(request)
+                .await
+                .map(|_| ())
+                .map_err(|s| WriteError::Remote {
+                    origin,
+                    to: address,
+                    code: s.code() as i32,
+                    message: s.message().to_owned(),
+                })
         })
     }
 

@@ -67,7 +67,10 @@ async fn serve_admin<S: Storage>(
     };
     let service =
         service.with_families(config.families.iter().map(|f| (f.origin.clone(), f.period)));
-    let admin = Admin::new(service.clone(), config.clone(), opener, access);
+    let mut admin = Admin::new(service.clone(), config.clone(), opener, access);
+    if let Some(f) = crate::admin::formation::Formation::of(config)? {
+        admin = admin.with_formation(f);
+    }
     let (families_stop, families_stopped) = tokio::sync::watch::channel(false);
     let work = background(&service, &admin, config, &families_stopped).await?;
     let admin = AdminServer::new(GrpcAdmin::new(admin));
@@ -181,7 +184,15 @@ pub struct Server<S: Storage> {
     access: Option<crate::access::AccessControl>,
     /// Opens the logs the admin service creates.
     opener: Option<Opener<S>>,
+    /// Stops the replicas (those opened at start, and those of logs
+    /// created while the server runs).
+    replicas_stop: tokio::sync::watch::Sender<bool>,
+    /// The supervisors of the replicas of logs created while it runs.
+    spawned: Spawned,
 }
+
+/// Supervisor tasks started while the server runs, awaited at its stop.
+type Spawned = std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 impl Server<crate::store::any::AnyStore> {
     /// Opens (creating where allowed) every log of `config`, each on the
@@ -219,11 +230,23 @@ impl Server<crate::store::any::AnyStore> {
         let opened = crate::open_logs(&config, high_water_dir)?;
         let replicas = opened.iter().filter_map(|o| o.replica.clone()).collect();
         let logs = opened.into_iter().map(|o| (o.log, o.created)).collect();
+        let (replicas_stop, replicas_stopped) = tokio::sync::watch::channel(false);
+        let spawned = Spawned::default();
         let creates: Opener<crate::store::any::AnyStore> = {
             let config = config.clone();
             let high_water_dir = high_water_dir.to_owned();
+            let spawned = spawned.clone();
             std::sync::Arc::new(move |cfg| {
                 let opened = crate::open_log(&config, &high_water_dir, cfg, true)?;
+                // A log of a formation: its replica runs from now on (the
+                // opener runs on a blocking thread of the runtime).
+                if let Some(replica) = opened.replica {
+                    let task = replica.spawn(replicas_stopped.clone());
+                    spawned
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(task);
+                }
                 Ok(opened.log)
             })
         };
@@ -233,6 +256,8 @@ impl Server<crate::store::any::AnyStore> {
             replicas,
             access,
             opener: Some(creates),
+            replicas_stop,
+            spawned,
         })
     }
 }
@@ -277,7 +302,8 @@ impl<S: Storage> Server<S> {
         }
         // Replicas follow storage, hold or seek their leases and route
         // writes until the server stops; then a held lease is given up.
-        let (replicas_stop, replicas_stopped) = tokio::sync::watch::channel(false);
+        let replicas_stopped = self.replicas_stop.subscribe();
+        let replicas_stop = self.replicas_stop;
         let running: Vec<_> = self
             .replicas
             .iter()
@@ -309,7 +335,13 @@ impl<S: Storage> Server<S> {
         )
         .await;
         let _ = replicas_stop.send(true);
-        for r in running {
+        let later = std::mem::take(
+            &mut *self
+                .spawned
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for r in running.into_iter().chain(later) {
             let _ = r.await;
         }
         let _ = metrics_stop.send(());
@@ -333,6 +365,25 @@ async fn background<S: Storage>(
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut work = Vec::new();
+    if config
+        .replication
+        .as_ref()
+        .is_some_and(|r| r.may_create("").is_ok())
+    {
+        // The logs other replicas of the formation created, served before
+        // the first request, then followed.
+        let first = admin
+            .adopt_formation_logs()
+            .await
+            .map_err(|e| anyhow::anyhow!("the formation's catalog: {e}"))?;
+        for (origin, why) in first.refused {
+            tracing::error!(origin = %origin, error = %why, "a log of the formation's catalog is not served here");
+        }
+        work.push(tokio::spawn(admin.clone().follow_formation(
+            crate::formation::CATALOG_EVERY,
+            stopped.clone(),
+        )));
+    }
     if !config.families.is_empty() {
         let families = std::sync::Arc::new(crate::family::Families::new(
             admin.clone(),

@@ -107,6 +107,29 @@ impl LogSigner {
         Ok(Self::from_secret(name, secret))
     }
 
+    /// The key of algorithm `alg` whose secret is `secret` (an Ed25519
+    /// seed, or a P-256 scalar in big-endian), for keys derived rather than
+    /// drawn at random.
+    ///
+    /// # Errors
+    /// [`KeyError::BadName`] for an invalid name; [`KeyError::BadKey`] for
+    /// a P-256 scalar that is zero or not below the group order.
+    pub fn from_secret_bytes(
+        alg: LogKeyAlgorithm,
+        name: &str,
+        secret: &[u8; 32],
+    ) -> Result<Self, KeyError> {
+        check_name(name)?;
+        let secret = match alg {
+            LogKeyAlgorithm::Ed25519 => LogSecret::Ed25519(SigningKey::from_bytes(secret)),
+            LogKeyAlgorithm::EcdsaP256 => LogSecret::EcdsaP256(
+                p256::ecdsa::SigningKey::from_bytes(&(*secret).into())
+                    .map_err(|_| KeyError::BadKey(KeyType::EcdsaP256))?,
+            ),
+        };
+        Ok(Self::from_secret(name, secret))
+    }
+
     fn from_secret(name: &str, secret: LogSecret) -> Self {
         let mut s = LogSigner {
             name: name.to_owned(),

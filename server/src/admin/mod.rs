@@ -11,11 +11,15 @@
 //!   its SHA-256, checked whole before it is written, in force before the
 //!   answer.
 //!
-//! Out of scope so far: creating or freezing logs of a replicated
-//! formation (`[replication]`: each replica's configuration names its
-//! logs), deleting logs, rollover of log families by period.
+//! On a replicated formation ([`formation`]), a log is created in the
+//! formation's database and catalog with keys derived from its seed, and
+//! every replica serves it; a freeze taken by any replica is made by the
+//! lease holder.
+//!
+//! Out of scope so far: deleting logs.
 
 pub mod catalog;
+pub mod formation;
 pub mod service;
 
 use std::sync::{Arc, Mutex};
@@ -48,6 +52,8 @@ pub struct Admin<S: Storage> {
     changes: Arc<tokio::sync::Mutex<()>>,
     /// The settings of every log served, for `like`.
     settings: Arc<Mutex<Vec<LogConfig>>>,
+    /// The formation this server is a replica of, when it creates logs.
+    formation: Option<formation::Formation>,
 }
 
 impl<S: Storage> Clone for Admin<S> {
@@ -60,6 +66,7 @@ impl<S: Storage> Clone for Admin<S> {
             access: self.access.clone(),
             changes: Arc::clone(&self.changes),
             settings: Arc::clone(&self.settings),
+            formation: self.formation.clone(),
         }
     }
 }
@@ -100,7 +107,16 @@ impl<S: Storage> Admin<S> {
             access,
             changes: Arc::default(),
             settings: Arc::new(Mutex::new(settings)),
+            formation: None,
         }
+    }
+
+    /// Creates logs on the formation `f`: recorded in its catalog, keys
+    /// derived from its seed ([`formation`]).
+    #[must_use]
+    pub fn with_formation(mut self, f: formation::Formation) -> Self {
+        self.formation = Some(f);
+        self
     }
 
     fn settings_of(&self, origin: &str) -> Option<LogConfig> {
@@ -142,7 +158,10 @@ impl<S: Storage> Admin<S> {
     ) -> Result<Created, ApiError> {
         self.api.may_administer(caller, origin)?;
         let cfg = if like.is_empty() {
-            LogConfig::new(origin)
+            match &self.formation {
+                Some(f) => f.new_log(origin),
+                None => LogConfig::new(origin),
+            }
         } else {
             self.api.administered(caller, like)?;
             let mut cfg = self.settings_of(like).ok_or_else(|| {
@@ -158,15 +177,27 @@ impl<S: Storage> Admin<S> {
                 "this server cannot create logs".into(),
             ));
         };
-        if self.config.replication.is_some() {
-            return Err(ApiError::Precondition(
-                "this server is one replica of a formation ([replication]): add the log to every replica's [[logs]] instead".into(),
-            ));
-        }
-        let _one = self.changes.lock().await;
-        self.check_new(origin, false)?;
         let generated = keys.is_empty();
-        let log = self.open_new(opener, cfg, keys).await?;
+        let log = if let Some(rep) = &self.config.replication {
+            let Some(f) = self.formation.clone() else {
+                return Err(ApiError::Precondition(
+                    rep.may_create("this server is one replica of a formation ([replication])")
+                        .err()
+                        .unwrap_or_else(|| "this formation's catalog is not open".into()),
+                ));
+            };
+            if !generated {
+                return Err(ApiError::Invalid(
+                    "a formation derives the keys of the logs it creates from its keys_seed_file; to serve a log with imported keys, configure it in every replica's [[logs]] with its key files".into(),
+                ));
+            }
+            let _one = self.changes.lock().await;
+            self.create_in_formation(&f, opener, cfg, false).await?
+        } else {
+            let _one = self.changes.lock().await;
+            self.check_new(origin, false)?;
+            self.open_new(opener, cfg, keys).await?
+        };
         let summary = self.api.summary(&log);
         self.note(
             Some(caller),
@@ -229,6 +260,12 @@ impl<S: Storage> Admin<S> {
                 "log {origin:?} was created but could not be recorded, so it is not served: {e}"
             )));
         }
+        self.serve_new(&log, cfg)?;
+        Ok(log)
+    }
+
+    /// Serves the new log `log` of settings `cfg`.
+    fn serve_new(&self, log: &Log<S>, cfg: LogConfig) -> Result<(), ApiError> {
         let witnesses = cfg
             .witness_policy()
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
@@ -237,7 +274,7 @@ impl<S: Storage> Admin<S> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(cfg);
-        Ok(log)
+        Ok(())
     }
 
     /// The log API it administers.
@@ -262,9 +299,23 @@ impl<S: Storage> Admin<S> {
         if self.api.get(&cfg.origin).is_some() {
             return Ok(());
         }
-        self.check_new(&cfg.origin, true)?;
         let origin = cfg.origin.clone();
-        self.open_new(opener, cfg, Vec::new()).await?;
+        if let Some(f) = self.formation.clone() {
+            // Another replica may have created it: then it is served here.
+            match self
+                .create_in_formation(&f, opener.clone(), cfg.clone(), false)
+                .await
+            {
+                Err(ApiError::Exists(_)) => {
+                    self.create_in_formation(&f, opener, cfg, true).await?;
+                    return Ok(());
+                }
+                other => other?,
+            };
+        } else {
+            self.check_new(&cfg.origin, true)?;
+            self.open_new(opener, cfg, Vec::new()).await?;
+        }
         self.note(
             None,
             Some(&origin),

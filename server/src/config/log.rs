@@ -104,6 +104,27 @@ pub struct StorageConfig {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
+impl StorageConfig {
+    /// How the PostgreSQL database is reached, when this is one.
+    pub fn pg_options(&self) -> Option<crate::store::postgres::PgOptions> {
+        let st = self;
+        match (st.engine, &st.url) {
+            (Engine::Postgres, Some(url)) => Some(crate::store::postgres::PgOptions {
+                url: url.clone(),
+                readers: st.connections,
+                connect_timeout: std::time::Duration::from_millis(st.connect_timeout_ms),
+                timeout: std::time::Duration::from_millis(st.timeout_ms),
+                compress: st.compress,
+                idle_in_transaction: None,
+                sync_standbys: st.sync_standbys,
+                allow_unreplicated: st.allow_unreplicated,
+                ca_file: st.ca_file.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 fn default_connections() -> usize {
     4
 }
@@ -322,21 +343,7 @@ impl LogConfig {
     /// How this log's PostgreSQL database is reached, when it is stored
     /// there.
     pub fn pg_options(&self) -> Option<crate::store::postgres::PgOptions> {
-        let st = &self.storage;
-        match (st.engine, &st.url) {
-            (Engine::Postgres, Some(url)) => Some(crate::store::postgres::PgOptions {
-                url: url.clone(),
-                readers: st.connections,
-                connect_timeout: std::time::Duration::from_millis(st.connect_timeout_ms),
-                timeout: std::time::Duration::from_millis(st.timeout_ms),
-                compress: st.compress,
-                idle_in_transaction: None,
-                sync_standbys: st.sync_standbys,
-                allow_unreplicated: st.allow_unreplicated,
-                ca_file: st.ca_file.clone(),
-            }),
-            _ => None,
-        }
+        self.storage.pg_options()
     }
 
     /// The limits this configuration sets.

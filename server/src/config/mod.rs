@@ -170,6 +170,20 @@ pub struct ReplicationConfig {
     /// by the replica it reached first).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// The formation's own database (`[replication.storage]`, PostgreSQL):
+    /// it holds the catalog of the logs created through the admin service
+    /// or by a family's rollover, which every replica serves, and stores
+    /// the logs created without `like`. Without it, logs are configured
+    /// in each replica's `[[logs]]` only.
+    #[serde(default)]
+    pub storage: Option<crate::config::StorageConfig>,
+    /// A file holding the formation's key seed (32 random bytes, in hex or
+    /// base64), the same on every replica: the keys of the logs the
+    /// formation creates are derived from it and the origin
+    /// ([`crate::formation`]), so every replica signs with the same keys
+    /// and no private key is stored in the database.
+    #[serde(default)]
+    pub keys_seed_file: Option<PathBuf>,
 }
 
 fn default_replica_name() -> String {
@@ -195,6 +209,8 @@ impl ReplicationConfig {
             renew_ms: default_renew(),
             follow_ms: default_follow(),
             token_file: None,
+            storage: None,
+            keys_seed_file: None,
         }
     }
 
@@ -228,7 +244,28 @@ impl ReplicationConfig {
         if self.name.is_empty() || self.name.len() > 200 {
             return bad("name must be 1 to 200 bytes".into());
         }
+        if let Some(st) = &self.storage {
+            if st.pg_options().is_none() {
+                return bad(
+                    "[replication.storage] must be a PostgreSQL database: engine = \"postgres\" and its url".into(),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// Whether this formation can create logs (for `what`, in the
+    /// refusal): it needs its own database and its key seed.
+    ///
+    /// # Errors
+    /// What is missing, in words.
+    pub fn may_create(&self, what: &str) -> Result<(), String> {
+        match (&self.storage, &self.keys_seed_file) {
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err(format!(
+                "{what}: a replicated formation creates logs only with [replication.storage] (the formation's PostgreSQL database, where its catalog of created logs is kept) and [replication] keys_seed_file (the seed their keys are derived from, the same file on every replica)"
+            )),
+        }
     }
 
     /// The replica options of this process (`holder` made unique).
@@ -508,13 +545,24 @@ impl Config {
                     f.origin
                 )));
             }
-            if self.replication.is_some() {
-                return Err(ConfigError::Invalid(format!(
-                    "family {:?}: log families are not yet served by a replicated formation ([replication]); configure each period's log in [[logs]]",
-                    f.origin
-                )));
-            }
             f.validate(self)?;
+            if let Some(rep) = &self.replication {
+                rep.may_create(&format!("family {:?}", f.origin))
+                    .map_err(ConfigError::Invalid)?;
+                let shard = f.shard_config(&f.period.label(0))?;
+                if shard.pg_options().is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "family {:?}: the shards of a formation's family are shared by its replicas, so they must be stored in PostgreSQL: set storage.engine = \"postgres\" and storage.url in its shard table",
+                        f.origin
+                    )));
+                }
+                if f.drop_entries_after_days.is_some() {
+                    return Err(ConfigError::Invalid(format!(
+                        "family {:?}: drop_entries_after_days is not yet served by a replicated formation ([replication])",
+                        f.origin
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -586,5 +634,33 @@ key = "{key}"
             let text = e.to_string();
             assert!(text.contains(hint), "{text}");
         }
+    }
+
+    #[test]
+    fn a_formation_creates_logs_only_with_its_database_and_seed() {
+        let base = "[replication]\nadvertise = \"http://127.0.0.1:7400\"\n";
+        let family = "[[families]]\norigin = \"f.example/log\"\nperiod = \"month\"\n";
+        let pg_shard =
+            "[families.shard]\nstorage = { engine = \"postgres\", url = \"postgres://h/db\" }\n";
+        let e = load(&format!("{base}{family}")).unwrap_err().to_string();
+        assert!(
+            e.contains("keys_seed_file") && e.contains("[replication.storage]"),
+            "{e}"
+        );
+        let with = format!(
+            "{base}keys_seed_file = \"/seed\"\n[replication.storage]\nengine = \"postgres\"\nurl = \"postgres://h/db\"\n"
+        );
+        let e = load(&format!("{with}{family}")).unwrap_err().to_string();
+        assert!(e.contains("must be stored in PostgreSQL"), "{e}");
+        load(&format!("{with}{family}{pg_shard}")).unwrap();
+        let e = load(&format!(
+            "{with}{family}drop_entries_after_days = 30\n{pg_shard}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("drop_entries_after_days"), "{e}");
+        let redb = format!("{base}[replication.storage]\nengine = \"redb\"\n");
+        let e = load(&redb).unwrap_err().to_string();
+        assert!(e.contains("must be a PostgreSQL database"), "{e}");
     }
 }

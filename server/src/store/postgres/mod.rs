@@ -13,6 +13,7 @@
 //! Out of scope here: which replica sequences (leases), and replication
 //! checks; those sit above the storage trait.
 
+pub mod catalog;
 mod conn;
 mod events;
 mod lease;

@@ -131,6 +131,16 @@ const MIGRATIONS: &[&str] = &[
         OR (erased_by IS NOT NULL AND length(salt) = 0 AND length(payload) = 0)
     );
     ",
+    // 5: a formation's catalog of the logs its replicas created: each
+    // log's settings (a `[[logs]]` table) and verifier keys.
+    r"
+    CREATE TABLE quire_catalog (
+        origin TEXT PRIMARY KEY,
+        settings TEXT NOT NULL,
+        vkeys TEXT NOT NULL,
+        created_ms BIGINT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this server writes.

@@ -1,0 +1,132 @@
+//! A formation's catalog of created logs in its own database
+//! (`quire_catalog`): one row per log, its settings (a `[[logs]]` table in
+//! TOML) and its verifier keys, never a private key. Rows are only added:
+//! an origin, once taken, is the formation's for good.
+
+use std::sync::Arc;
+
+use super::conn::{engine, Conn, Driver};
+use super::{schema, PgOptions};
+use crate::store::StoreError;
+
+/// Most bytes of one row's settings or keys, checked before parsing.
+pub const MAX_ROW_BYTES: usize = 64 * 1024;
+
+/// Most rows read at once.
+pub const MAX_ROWS: i64 = 100_000;
+
+/// One created log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogRow {
+    /// Its origin.
+    pub origin: String,
+    /// Its `[[logs]]` table, TOML.
+    pub settings: String,
+    /// Its verifier keys (note verifier key texts), one per line.
+    pub vkeys: String,
+    /// When it was added, milliseconds since the epoch.
+    pub created_ms: i64,
+}
+
+/// The catalog in one database, with a connection kept between calls.
+#[derive(Clone)]
+pub struct PgCatalog {
+    shared: Arc<(Driver, Conn)>,
+    place: String,
+}
+
+impl PgCatalog {
+    /// The catalog of the database at `opts.url` (connected on first use).
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`] for a URL that does not parse.
+    pub fn new(opts: &PgOptions) -> Result<Self, StoreError> {
+        Ok(PgCatalog {
+            shared: Arc::new((Driver::new(opts)?, Conn::new())),
+            place: super::PgStore::describe_url(&opts.url),
+        })
+    }
+
+    /// Where it is, for messages (hosts and database only).
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+
+    /// Every row, in the order they were added.
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`] for a database that cannot be reached or
+    /// migrated; [`StoreError::Corrupt`] for a row over [`MAX_ROW_BYTES`].
+    pub fn rows(&self) -> Result<Vec<CatalogRow>, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let driver = &self.shared.0;
+        let config = driver.config().clone();
+        let tls = driver.tls().cloned();
+        driver.run("reading the catalog of created logs", async move {
+            let c = shared.1.get(&config, tls.as_ref()).await?;
+            schema::migrate(&c).await?;
+            let rows = c
+                .query(
+                    "SELECT origin, settings, vkeys, created_ms FROM quire_catalog \
+                     ORDER BY created_ms, origin LIMIT $1",
+                    &[&MAX_ROWS],
+                )
+                .await
+                .map_err(engine)?;
+            rows.iter()
+                .map(|r| {
+                    let row = CatalogRow {
+                        origin: r.get(0),
+                        settings: r.get(1),
+                        vkeys: r.get(2),
+                        created_ms: r.get(3),
+                    };
+                    if row.settings.len() > MAX_ROW_BYTES || row.vkeys.len() > MAX_ROW_BYTES {
+                        return Err(StoreError::Corrupt(format!(
+                            "catalog row of {:?} is over {MAX_ROW_BYTES} bytes",
+                            row.origin
+                        )));
+                    }
+                    Ok(row)
+                })
+                .collect()
+        })
+    }
+
+    /// Adds `row` unless its origin is there; returns the row stored for
+    /// the origin afterwards (another's, when it was there first).
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`] for a database that cannot be reached.
+    pub fn add(&self, row: &CatalogRow) -> Result<CatalogRow, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let driver = &self.shared.0;
+        let config = driver.config().clone();
+        let tls = driver.tls().cloned();
+        let row = row.clone();
+        driver.run("adding to the catalog of created logs", async move {
+            let c = shared.1.get(&config, tls.as_ref()).await?;
+            schema::migrate(&c).await?;
+            c.execute(
+                "INSERT INTO quire_catalog (origin, settings, vkeys, created_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (origin) DO NOTHING",
+                &[&row.origin, &row.settings, &row.vkeys, &row.created_ms],
+            )
+            .await
+            .map_err(engine)?;
+            let r = c
+                .query_one(
+                    "SELECT origin, settings, vkeys, created_ms FROM quire_catalog WHERE origin = $1",
+                    &[&row.origin],
+                )
+                .await
+                .map_err(engine)?;
+            Ok(CatalogRow {
+                origin: r.get(0),
+                settings: r.get(1),
+                vkeys: r.get(2),
+                created_ms: r.get(3),
+            })
+        })
+    }
+}
