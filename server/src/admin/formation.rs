@@ -91,7 +91,10 @@ impl<S: Storage> Admin<S> {
                 crate::formation::CATALOG_EVERY
             )));
         }
-        self.check_new(&origin, adopt)?;
+        // Files of this origin here are adopted: its keys are the seed's
+        // (checked below), and a creation that failed before its row was
+        // written is finished by asking again.
+        self.check_new(&origin, true)?;
         let signers = f.seed.derive(&origin).map_err(ApiError::Invalid)?;
         let derived = vkeys(&signers);
         if let Some(row) = &known {

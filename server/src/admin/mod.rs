@@ -330,7 +330,16 @@ impl<S: Storage> Admin<S> {
     /// # Errors
     /// The freeze's [`crate::log::WriteError`].
     pub async fn freeze_shard(&self, log: &Log<S>) -> Result<(), ApiError> {
-        let frozen = log.freeze().await?;
+        let frozen = match log.freeze().await {
+            Ok(f) => f,
+            // A replica that knows no lease holder yet (a formation
+            // starting): the holder freezes it, or this replica once it
+            // knows one; a later tick asks again.
+            Err(crate::log::WriteError::NotSequencing { .. }) if log.is_follower() => {
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.note(
             None,
             Some(log.origin()),
