@@ -241,6 +241,24 @@ pub(crate) fn sign(
     Ok(note.to_bytes())
 }
 
+/// What a [`WriteRoute`] answers, later.
+pub type RouteFuture<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, WriteError>> + Send>>;
+
+/// An event operation a replica sends to the lease holder.
+#[derive(Debug)]
+pub enum EventsOp {
+    /// Events to append.
+    Add(Vec<crate::api::EventInput>),
+    /// The erasure of the payload of event `index` for `reason`.
+    Erase {
+        /// The event.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
 /// Where a follower sends the writes it takes: the log's sequencer, in this
 /// server or another.
 pub trait WriteRoute: Send + Sync + 'static {
@@ -248,18 +266,22 @@ pub trait WriteRoute: Send + Sync + 'static {
     ///
     /// # Errors
     /// The sequencer's [`WriteError`], or one saying it cannot be reached.
-    fn add(
-        &self,
-        entries: Vec<Vec<u8>>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Added>, WriteError>> + Send>>;
+    fn add(&self, entries: Vec<Vec<u8>>) -> RouteFuture<Vec<Added>>;
+
+    /// Sends an event operation to the server that sequences the log, on
+    /// behalf of `submitter` (whom this server authenticated): what that
+    /// server sealed. Only the lease holder's server is reached this way
+    /// (this server's own sequencer is used directly).
+    ///
+    /// # Errors
+    /// The sequencer's refusal, or one saying it cannot be reached.
+    fn events(&self, op: EventsOp, submitter: String) -> RouteFuture<Vec<crate::events::Sealed>>;
 
     /// Freezes the log at its sequencer ([`crate::log::Log::freeze`]).
     ///
     /// # Errors
     /// The sequencer's [`WriteError`], or one saying it cannot be reached.
-    fn freeze(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WriteError>> + Send>>;
+    fn freeze(&self) -> RouteFuture<()>;
 
     /// Where the writes go, for messages.
     fn describe(&self) -> String;

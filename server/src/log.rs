@@ -115,7 +115,7 @@ impl<S: Storage> Clone for Log<S> {
     }
 }
 
-pub(crate) struct Inner<S> {
+pub(crate) struct Inner<S: Storage> {
     pub(crate) origin: String,
     pub(crate) verifiers: Vec<VerifierKey>,
     pub(crate) limits: LogLimits,
@@ -134,6 +134,8 @@ pub(crate) struct Inner<S> {
     pub(crate) high_water: Option<HighWater>,
     /// Where a follower sends writes, when it takes them.
     pub(crate) route: std::sync::RwLock<Option<Arc<dyn WriteRoute>>>,
+    /// A replica's own sequencer of this log, while it holds the lease.
+    pub(crate) leader: std::sync::RwLock<Option<Log<S>>>,
     /// ACTIVE, DRAINING or FROZEN ([`crate::lifecycle`]).
     pub(crate) lifecycle: Arc<Lifecycle>,
     /// Event mode: events only, no opaque entries.
@@ -304,6 +306,7 @@ impl<S: Storage> Log<S> {
                 writes_stopped: stopped,
                 high_water: None,
                 route: std::sync::RwLock::new(None),
+                leader: std::sync::RwLock::new(None),
                 lifecycle: Arc::new(Lifecycle::with_dropped(frozen, dropped)),
                 events: opts.events,
                 keymap,
@@ -497,6 +500,50 @@ impl<S: Storage> Log<S> {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = route;
     }
 
+    /// This replica's own sequencer of the log while it holds the lease
+    /// (set by the replica with the route): what event writes, erasures
+    /// and keyed queries use there.
+    pub fn set_leader(&self, leader: Option<Log<S>>) {
+        *self
+            .inner
+            .leader
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = leader;
+    }
+
+    /// The sequencer of this log in this server: the log itself, unless it
+    /// is a follower (then its replica's sequencer while it leads).
+    pub fn sequencer_here(&self) -> Option<Log<S>> {
+        if self.inner.follower.is_none() {
+            return Some(self.clone());
+        }
+        self.inner
+            .leader
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Where this follower sends writes, for messages (`None`: nowhere).
+    pub fn route_description(&self) -> Option<String> {
+        self.route().ok().map(|r| r.describe())
+    }
+
+    /// Reads storage once if this follower's checkpoint does not cover
+    /// index `last` yet (written by the sequencer), so that an answer and
+    /// the reads after it agree here.
+    pub(crate) async fn catch_up(&self, last: u64) {
+        if self.inner.follower.is_none() || self.latest().stored.size > last {
+            return;
+        }
+        let log = self.clone();
+        match tokio::task::spawn_blocking(move || log.refresh()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "a forwarded write not read back yet"),
+            Err(e) => tracing::warn!(error = %e, "follower read failed"),
+            Ok(Ok(_)) => {}
+        }
+    }
+
     /// Where this follower sends writes and freezes.
     fn route(&self) -> Result<Arc<dyn WriteRoute>, WriteError> {
         self.inner
@@ -519,14 +566,18 @@ impl<S: Storage> Log<S> {
         let route = self.route()?;
         let added = route.add(entries).await?;
         let last = added.iter().map(|a| a.index).max().unwrap_or(0);
-        if self.latest().stored.size <= last {
-            let log = self.clone();
-            match tokio::task::spawn_blocking(move || log.refresh()).await {
-                Ok(Err(e)) => tracing::warn!(error = %e, "a forwarded write not read back yet"),
-                Err(e) => tracing::warn!(error = %e, "follower read failed"),
-                Ok(Ok(_)) => {}
-            }
-        }
+        let latest = self.read_back(last, route.as_ref()).await?;
+        Ok((added, latest))
+    }
+
+    /// Reads storage until this follower covers index `last`, sent on
+    /// `route`: the checkpoint that answers it.
+    async fn read_back(
+        &self,
+        last: u64,
+        route: &dyn WriteRoute,
+    ) -> Result<Arc<Latest>, WriteError> {
+        self.catch_up(last).await;
         let latest = self.latest();
         if latest.stored.size <= last {
             return Err(WriteError::Forwarded {
@@ -536,7 +587,26 @@ impl<S: Storage> Log<S> {
                 last,
             });
         }
-        Ok((added, latest))
+        Ok(latest)
+    }
+
+    /// A follower's event operation, sent to the lease holder on behalf
+    /// of `submitter`, then read back from storage as [`Self::add`]'s
+    /// forwarded writes are.
+    ///
+    /// # Errors
+    /// [`WriteError::NotSequencing`] with no route; the holder's refusal;
+    /// [`WriteError::Forwarded`] when storage does not show the events yet.
+    pub async fn forward_events(
+        &self,
+        op: crate::batch::EventsOp,
+        submitter: String,
+    ) -> Result<(Vec<crate::events::Sealed>, Arc<Latest>), WriteError> {
+        let route = self.route()?;
+        let sealed = route.events(op, submitter).await?;
+        let last = sealed.iter().map(|e| e.index).max().unwrap_or(0);
+        let latest = self.read_back(last, route.as_ref()).await?;
+        Ok((sealed, latest))
     }
 
     /// A follower's freeze: made by the sequencer on its route, then

@@ -17,19 +17,30 @@
 //! A freeze taken by a replica goes to the holder the same way (its admin
 //! service), and the replica answers once storage shows the log frozen.
 //!
+//! Event writes and erasures go to the holder with the submitter this
+//! replica authenticated ([`ON_BEHALF_OF`]); while this replica holds the
+//! lease, its follower reaches the sequencer itself (`Log::set_leader`),
+//! which keeps the key map of a log in event mode.
+//!
 //! Out of scope here: the replication check (synchronous standbys), TLS to
-//! other replicas, and forwarding the caller's identity (a replica checks
-//! its caller's access, then presents its own `token_file` to the holder).
+//! other replicas. An opaque write carries no submitter: a replica checks
+//! its caller's access, then presents its own `token_file` to the holder.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use quire_proto::v1::admin_client::AdminClient;
+use quire_proto::v1::events_client::EventsClient;
 use quire_proto::v1::log_client::LogClient;
-use quire_proto::v1::{AddEntriesRequest, FreezeLogRequest};
+use quire_proto::v1::{AddEntriesRequest, AddEventsRequest, EraseEventRequest, FreezeLogRequest};
 use tokio::sync::watch;
 
-use crate::batch::{Added, WriteError, WriteRoute};
+use crate::batch::{Added, EventsOp, RouteFuture, WriteError, WriteRoute};
+
+/// The metadata key (binary) naming the submitter a replica forwards
+/// events for; honoured only from a replica of the formation (its
+/// `token_file` token).
+pub const ON_BEHALF_OF: &str = "quire-on-behalf-of-bin";
 use crate::log::{Log, LogOptions};
 use crate::store::any::AnyStore;
 use crate::store::postgres::{Lease, PgStore};
@@ -58,20 +69,22 @@ pub struct ReplicaOptions {
 struct Local(Log<AnyStore>);
 
 impl WriteRoute for Local {
-    fn add(
-        &self,
-        entries: Vec<Vec<u8>>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Added>, WriteError>> + Send>>
-    {
+    fn add(&self, entries: Vec<Vec<u8>>) -> RouteFuture<Vec<Added>> {
         let log = self.0.clone();
         Box::pin(async move { Ok(log.add(entries).await?.0) })
     }
 
-    fn freeze(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WriteError>> + Send>> {
+    fn freeze(&self) -> RouteFuture<()> {
         let log = self.0.clone();
         Box::pin(async move { log.freeze().await.map(|_| ()) })
+    }
+
+    fn events(&self, _op: EventsOp, _submitter: String) -> RouteFuture<Vec<crate::events::Sealed>> {
+        // The log API uses this server's sequencer itself
+        // (`Log::sequencer_here`); a route here means it was replaced
+        // meanwhile.
+        let origin = self.0.origin().to_owned();
+        Box::pin(async move { Err(WriteError::NotSequencing { origin }) })
     }
 
     fn describe(&self) -> String {
@@ -85,6 +98,7 @@ struct Remote {
     address: String,
     client: LogClient<tonic::transport::Channel>,
     admin: AdminClient<tonic::transport::Channel>,
+    events: EventsClient<tonic::transport::Channel>,
     token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
@@ -111,18 +125,15 @@ impl Remote {
             origin: origin.to_owned(),
             address: address.to_owned(),
             client: LogClient::new(channel.clone()),
-            admin: AdminClient::new(channel),
+            admin: AdminClient::new(channel.clone()),
+            events: EventsClient::new(channel),
             token,
         })
     }
 }
 
 impl WriteRoute for Remote {
-    fn add(
-        &self,
-        entries: Vec<Vec<u8>>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Added>, WriteError>> + Send>>
-    {
+    fn add(&self, entries: Vec<Vec<u8>>) -> RouteFuture<Vec<Added>> {
         let mut client = self.client.clone();
         let (origin, address) = (self.origin.clone(), self.address.clone());
         let mut request = tonic::Request::new(AddEntriesRequest {
@@ -156,9 +167,80 @@ impl WriteRoute for Remote {
         })
     }
 
-    fn freeze(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WriteError>> + Send>> {
+    fn events(&self, op: EventsOp, submitter: String) -> RouteFuture<Vec<crate::events::Sealed>> {
+        let mut client = self.events.clone();
+        let (origin, address) = (self.origin.clone(), self.address.clone());
+        let token = self.token.clone();
+        let mark = |meta: &mut tonic::metadata::MetadataMap| {
+            if let Some(t) = &token {
+                meta.insert("authorization", t.clone());
+            }
+            meta.insert_bin(
+                ON_BEHALF_OF,
+                tonic::metadata::MetadataValue::from_bytes(submitter.as_bytes()),
+            );
+        };
+        let call = match op {
+            EventsOp::Add(events) => {
+                let mut request = tonic::Request::new(AddEventsRequest {
+                    log: origin.clone(),
+                    events: events
+                        .into_iter()
+                        .map(|e| quire_proto::event_to_wire(&e.event, e.payload))
+                        .collect(),
+                });
+                mark(request.metadata_mut());
+                Box::pin(async move { client.add_events(request).await })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+            }
+            EventsOp::Erase { index, reason } => {
+                let mut request = tonic::Request::new(EraseEventRequest {
+                    log: origin.clone(),
+                    index,
+                    reason,
+                });
+                mark(request.metadata_mut());
+                Box::pin(async move { client.erase_event(request).await })
+            }
+        };
+        Box::pin(async move {
+            let resp = call.await.map_err(|s| WriteError::Remote {
+                origin: origin.clone(),
+                to: address,
+                code: s.code() as i32,
+                message: s.message().to_owned(),
+            })?;
+            resp.into_inner()
+                .events
+                .into_iter()
+                .map(|e| {
+                    let salt = match e.salt.len() {
+                        0 => None,
+                        _ => Some(
+                            <[u8; quire_core::event::SALT_LEN]>::try_from(e.salt.as_slice())
+                                .map_err(|_| WriteError::Remote {
+                                    origin: origin.clone(),
+                                    to: "the lease holder".into(),
+                                    code: tonic::Code::DataLoss as i32,
+                                    message: format!(
+                                        "event {}: a salt of {} bytes",
+                                        e.index,
+                                        e.salt.len()
+                                    ),
+                                })?,
+                        ),
+                    };
+                    Ok(crate::events::Sealed {
+                        index: e.index,
+                        envelope: e.envelope,
+                        salt,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn freeze(&self) -> RouteFuture<()> {
         let mut client = self.admin.clone();
         let (origin, address) = (self.origin.clone(), self.address.clone());
         let mut request = tonic::Request::new(FreezeLogRequest {
@@ -190,6 +272,8 @@ impl WriteRoute for Remote {
 struct Leading {
     log: Log<AnyStore>,
     lease: Lease,
+    /// Stops the key map follower of a log in event mode.
+    map_stop: watch::Sender<bool>,
 }
 
 /// One log's replica: its follower, and its sequencer while it holds the
@@ -359,13 +443,21 @@ impl Replica {
                 metrics::gauge!("quire_epoch", "log" => origin).set(crate::metrics::value(
                     u64::try_from(lease.epoch).unwrap_or(0),
                 ));
+                // A log in event mode: the sequencer keeps the key map and
+                // appends its heads, as a single server's does.
+                let (map_stop, map_stopped) = watch::channel(false);
+                crate::events::map::start(&log, map_stopped);
+                self.follower.set_leader(Some(log.clone()));
                 self.follower.set_route(Some(Arc::new(Local(log.clone()))));
                 *self
                     .routed_to
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner) = None;
-                *self.leading.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Leading { log, lease });
+                *self.leading.lock().unwrap_or_else(PoisonError::into_inner) = Some(Leading {
+                    log,
+                    lease,
+                    map_stop,
+                });
             }
             Err(e) => {
                 if let Some(repeats) = self.repeats("cannot sequence", &e) {
@@ -390,6 +482,8 @@ impl Replica {
         tracing::warn!(origin = %origin, epoch = leading.lease.epoch, why, "this replica no longer sequences the log");
         metrics::gauge!("quire_leader", "log" => origin).set(0.0);
         self.follower.set_route(None);
+        self.follower.set_leader(None);
+        let _ = leading.map_stop.send(true);
         leading.log.close();
         let _ = self.store.release(&leading.lease);
     }

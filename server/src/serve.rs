@@ -316,6 +316,16 @@ impl<S: Storage> Server<S> {
                 .map(|(l, _)| l.clone())
         });
         let mut api = LogApi::new(self.logs.into_iter().map(|(l, _)| l).collect());
+        if let Some(token) = self
+            .config
+            .replication
+            .as_ref()
+            .map(crate::config::ReplicationConfig::token)
+            .transpose()?
+            .flatten()
+        {
+            api = api.with_replica_token(&token);
+        }
         if let Some(access) = self.access.clone() {
             if let Some(log) = audit_log {
                 let (sink, appender) = crate::access::audit::AuditSink::new(log);

@@ -22,13 +22,20 @@ use quire_tests::postgres;
 
 const ORIGIN: &str = "replicated.example/log";
 
-async fn replica(data: &Path, db: &str, name: &str) -> LocalServer {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// The replication settings of replica `name` listening on `listener`,
+/// with short leases.
+fn replication(listener: &tokio::net::TcpListener, name: &str) -> ReplicationConfig {
     let mut rep = ReplicationConfig::new(&format!("http://{}", listener.local_addr().unwrap()));
     rep.name = name.into();
     rep.lease_ms = 1_200;
     rep.renew_ms = 200;
     rep.follow_ms = 50;
+    rep
+}
+
+async fn replica(data: &Path, db: &str, name: &str) -> LocalServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rep = replication(&listener, name);
     let mut cfg = LogConfig::new(ORIGIN);
     cfg.storage.engine = Engine::Postgres;
     cfg.storage.url = Some(postgres::shared().url_of(db));
@@ -216,11 +223,7 @@ async fn formation_replica(
 ) -> LocalServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = postgres::shared().url_of(db);
-    let mut rep = ReplicationConfig::new(&format!("http://{}", listener.local_addr().unwrap()));
-    rep.name = name.into();
-    rep.lease_ms = 1_200;
-    rep.renew_ms = 200;
-    rep.follow_ms = 50;
+    let mut rep = replication(&listener, name);
     rep.storage =
         Some(toml::from_str(&format!("engine = \"postgres\"\nurl = \"{url}\"\n")).unwrap());
     rep.keys_seed_file = Some(seed.to_owned());
@@ -444,6 +447,238 @@ async fn a_formation_creates_freezes_and_rolls_over_logs_on_every_replica() {
         on_d.keys()
     );
     for r in [a, b, c, d] {
+        r.stop().await;
+    }
+}
+
+const EVENTS: &str = "events.example/log";
+
+/// A replica of an event log, under an access policy with tokens: the
+/// formation's own (`token_file`) and alice's.
+async fn event_replica(data: &Path, db: &str, name: &str, dir: &Path) -> LocalServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut rep = replication(&listener, name);
+    rep.token_file = Some(dir.join("replica.token"));
+    let mut cfg = LogConfig::new(EVENTS);
+    cfg.events = true;
+    cfg.storage.engine = Engine::Postgres;
+    cfg.storage.url = Some(postgres::shared().url_of(db));
+    let config = Config {
+        replication: Some(rep),
+        access: Some(dir.join("access.toml")),
+        ..Config::default()
+    };
+    LocalServer::start_on(listener, data, vec![cfg], config).unwrap()
+}
+
+fn bearer<T>(mut r: tonic::Request<T>, token: &str) -> tonic::Request<T> {
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// Alice's events in a search-by-key answer, checked by the client.
+async fn alices_events(
+    mut s: tonic::Streaming<quire_proto::v1::KeyPage>,
+    trust: &quire_client::policy::LogTrust,
+) -> quire_client::keyed::KeyAnswer {
+    let mut check = quire_client::keyed::KeyCheck::new(
+        trust,
+        quire_core::event::KeyField::Actor,
+        "alice",
+        None,
+        0,
+    );
+    while let Some(p) = s.message().await.unwrap() {
+        check.page(&p).unwrap();
+    }
+    check.finish().unwrap()
+}
+
+fn one_event(actor: &str) -> quire_proto::v1::AddEventsRequest {
+    let mut e = quire_core::event::Event::new("auth.login", actor, "login");
+    e.outcome = quire_core::event::Outcome::Success;
+    quire_proto::v1::AddEventsRequest {
+        log: EVENTS.into(),
+        events: vec![quire_proto::event_to_wire(
+            &e,
+            Some(b"{\"raw\":1}".to_vec()),
+        )],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_log_on_a_formation_keeps_its_submitters_maps_and_erasures() {
+    use quire_proto::v1::events_client::EventsClient;
+    let pg = postgres::shared();
+    let db = pg.create_database("formation_events").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (replica_token, replica_hash) = quire_server::access::new_token();
+    let (alice, alice_hash) = quire_server::access::new_token();
+    std::fs::write(dir.path().join("replica.token"), &replica_token).unwrap();
+    std::fs::write(
+        dir.path().join("access.toml"),
+        format!(
+            r#"public = []
+[[tokens]]
+name = "replica"
+sha256 = "{replica_hash}"
+[[tokens]]
+name = "alice"
+sha256 = "{alice_hash}"
+[[grants]]
+who = "token:replica"
+roles = ["writer", "reader", "admin"]
+logs = ["*"]
+[[grants]]
+who = "token:alice"
+roles = ["writer", "reader", "auditor", "admin"]
+logs = ["{EVENTS}"]
+"#
+        ),
+    )
+    .unwrap();
+    let a = event_replica(&dir.path().join("a"), &db, "a", dir.path()).await;
+    copy_dir(&dir.path().join("a/keys"), &dir.path().join("b/keys"));
+    let b = event_replica(&dir.path().join("b"), &db, "b", dir.path()).await;
+    let both = [&a, &b];
+    let (holder, _) = leader(&both).await;
+    let (holder, other) = (both[holder], both[1 - holder]);
+    // The replica that does not sequence knows where the holder is.
+    poll("a route to the holder", 500, || {
+        other.logs[0]
+            .route_description()
+            .filter(|d| d.starts_with("http"))
+    })
+    .await;
+
+    // Alice writes through either replica: the envelope names her, not
+    // the replica that passed the events on.
+    let mut sealed = Vec::new();
+    for r in [other, holder] {
+        let mut c = EventsClient::new(channel(r).await);
+        let w = c
+            .add_events(bearer(tonic::Request::new(one_event("alice")), &alice))
+            .await
+            .unwrap()
+            .into_inner();
+        let e = &w.events[0];
+        let env = quire_core::event::Envelope::decode(&e.envelope).unwrap();
+        assert_eq!(env.submitter, "token:alice", "through {}", r.url());
+        sealed.push(e.index);
+    }
+
+    // Only the formation's token may name another submitter.
+    let mut spoof = tonic::Request::new(one_event("mallory"));
+    spoof.metadata_mut().insert_bin(
+        quire_server::replica::ON_BEHALF_OF,
+        tonic::metadata::MetadataValue::from_bytes(b"token:bob"),
+    );
+    let refused = EventsClient::new(channel(holder).await)
+        .add_events(bearer(spoof, &alice))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("token_file"), "{refused:?}");
+
+    // Searches by key: proven complete by the client at the holder, which
+    // keeps the map (polled until its head covers both events); the other
+    // replica says where to ask.
+    let trust = quire_client::policy::LogTrust::of_key(EVENTS, holder.keys[0].clone());
+    let search = || quire_proto::v1::SearchKeyRequest {
+        log: EVENTS.into(),
+        field: "actor".into(),
+        value: "alice".into(),
+        before: None,
+        from_ms: 0,
+        limit: 0,
+    };
+    let mut answer = None;
+    for _ in 0..500 {
+        let mut c = EventsClient::new(channel(holder).await);
+        match c
+            .search_key(bearer(tonic::Request::new(search()), &alice))
+            .await
+        {
+            Ok(s) => {
+                let a = alices_events(s.into_inner(), &trust).await;
+                if a.events.len() == 2 {
+                    answer = Some(a);
+                    break;
+                }
+            }
+            Err(s) => assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{s:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answer = answer.expect("both of alice's events in a proven answer");
+    let mut got: Vec<u64> = answer.events.iter().map(|(i, _)| *i).collect();
+    got.sort_unstable();
+    sealed.sort_unstable();
+    assert_eq!(got, sealed);
+    let elsewhere = EventsClient::new(channel(other).await)
+        .search_key(bearer(tonic::Request::new(search()), &alice))
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.code(), tonic::Code::Unavailable, "{elsewhere:?}");
+    assert!(elsewhere.message().contains(&holder.url()), "{elsewhere:?}");
+
+    // An erasure asked of the replica that does not sequence is made by the
+    // holder, named for alice; the payload is gone when read there.
+    let erased = EventsClient::new(channel(other).await)
+        .erase_event(bearer(
+            tonic::Request::new(quire_proto::v1::EraseEventRequest {
+                log: EVENTS.into(),
+                index: sealed[0],
+                reason: "request of the data subject".into(),
+            }),
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let env = quire_core::event::Envelope::decode(&erased.events[0].envelope).unwrap();
+    assert_eq!(env.submitter, "token:alice");
+    let read = EventsClient::new(channel(other).await)
+        .get_event(bearer(
+            tonic::Request::new(quire_proto::v1::GetEventRequest {
+                log: EVENTS.into(),
+                index: sealed[0],
+            }),
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(read.payload.is_empty());
+    assert_eq!(read.erased_by, Some(erased.events[0].index));
+
+    // Frozen through the replica that does not sequence: the holder ends
+    // the log on a head of its whole map, so a search by key of the
+    // frozen log is proven complete up to its last event.
+    let frozen = quire_proto::v1::admin_client::AdminClient::new(channel(other).await)
+        .freeze_log(bearer(
+            tonic::Request::new(quire_proto::v1::FreezeLogRequest { log: EVENTS.into() }),
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let info = frozen.log.unwrap();
+    assert_eq!(info.state, "FROZEN");
+    let s = EventsClient::new(channel(holder).await)
+        .search_key(bearer(tonic::Request::new(search()), &alice))
+        .await
+        .unwrap()
+        .into_inner();
+    let last = alices_events(s, &trust).await;
+    assert_eq!(
+        last.head.0 + 1,
+        info.size,
+        "the final head is the last event"
+    );
+    assert_eq!(last.events.len(), 2);
+    for r in [a, b] {
         r.stop().await;
     }
 }

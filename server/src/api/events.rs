@@ -74,6 +74,24 @@ impl<S: Storage> LogApi<S> {
         origin: &str,
         events: Vec<EventInput>,
     ) -> Result<WrittenEvents, ApiError> {
+        self.add_events_for(caller, origin, events, None).await
+    }
+
+    /// [`Self::add_events`], from a replica of the formation on behalf of
+    /// the submitter `on_behalf_of` that it authenticated (`None`: the
+    /// caller itself). On a replica that does not sequence the log, the
+    /// events go to the lease holder on behalf of the caller.
+    ///
+    /// # Errors
+    /// As [`Self::add_events`]; `PERMISSION_DENIED` for `on_behalf_of`
+    /// from a caller that is not a replica of the formation.
+    pub async fn add_events_for(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        events: Vec<EventInput>,
+        on_behalf_of: Option<String>,
+    ) -> Result<WrittenEvents, ApiError> {
         if let Some((i, e)) = events
             .iter()
             .enumerate()
@@ -87,9 +105,12 @@ impl<S: Storage> LogApi<S> {
         let log = self.find(caller, origin)?;
         let kinds: Vec<String> = events.iter().map(|e| e.event.kind.clone()).collect();
         let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
-        let submitter =
+        let mut submitter =
             self.access
                 .check_events(caller, log.origin(), &kinds, events.len() as u64)?;
+        if let Some(name) = on_behalf_of {
+            submitter.name = self.vouched(caller, log.origin(), name)?;
+        }
         let recheck = |next: &str| {
             self.access
                 .check_events(caller, next, &kinds, 0)
@@ -100,15 +121,37 @@ impl<S: Storage> LogApi<S> {
             .write_routed(caller, origin, log, recheck, |log, again| {
                 // Kept only for a write that may go again.
                 let batch = if again { events.clone() } else { events.take() }.unwrap_or_default();
-                let drafts = batch
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, e)| {
-                        Draft::new(e.event, submitter.clone(), e.payload)
-                            .map_err(|err| ApiError::Invalid(format!("event {i}: {err}")))
-                    })
-                    .collect::<Result<Vec<_>, _>>();
-                async move { Ok(log.add_events(drafts?).await?) }
+                let here = log.sequencer_here();
+                let name = submitter.name.clone();
+                let (drafts, batch) = if here.is_some() {
+                    let drafts = batch
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, e)| {
+                            Draft::new(e.event, submitter.clone(), e.payload)
+                                .map_err(|err| ApiError::Invalid(format!("event {i}: {err}")))
+                        })
+                        .collect::<Result<Vec<_>, _>>();
+                    (Some(drafts), Vec::new())
+                } else {
+                    (None, batch)
+                };
+                async move {
+                    match (here, drafts) {
+                        (Some(seq), Some(drafts)) => {
+                            let (sealed, latest) = seq.add_events(drafts?).await?;
+                            if let Some(last) = sealed.iter().map(|e| e.index).max() {
+                                log.catch_up(last).await;
+                            }
+                            Ok((sealed, latest))
+                        }
+                        // A replica that does not sequence the log: to the
+                        // lease holder, on behalf of this caller.
+                        _ => Ok(log
+                            .forward_events(crate::batch::EventsOp::Add(batch), name)
+                            .await?),
+                    }
+                }
             })
             .await?;
         Ok(written(&log, sealed, &latest))
@@ -178,14 +221,45 @@ impl<S: Storage> LogApi<S> {
         index: u64,
         reason: &str,
     ) -> Result<WrittenEvents, ApiError> {
-        let log = self.event_log(caller, origin, Action::Administer)?;
+        self.erase_event_for(caller, origin, index, reason, None)
+            .await
+    }
+
+    /// [`Self::erase_event`], from a replica of the formation on behalf of
+    /// the submitter `on_behalf_of` (`None`: the caller itself). On a
+    /// replica that does not sequence the log, the erasure is made by the
+    /// lease holder (which checks the payload), on behalf of the caller.
+    ///
+    /// # Errors
+    /// As [`Self::erase_event`]; `PERMISSION_DENIED` for `on_behalf_of`
+    /// from a caller that is not a replica of the formation.
+    pub async fn erase_event_for(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        index: u64,
+        reason: &str,
+        on_behalf_of: Option<String>,
+    ) -> Result<WrittenEvents, ApiError> {
+        let follower = self.event_log(caller, origin, Action::Administer)?;
+        let mut submitter = self.access.identify(caller, follower.origin());
+        if let Some(name) = on_behalf_of {
+            submitter.name = self.vouched(caller, follower.origin(), name)?;
+        }
+        let Some(log) = follower.sequencer_here() else {
+            let op = crate::batch::EventsOp::Erase {
+                index,
+                reason: reason.to_owned(),
+            };
+            let (sealed, latest) = follower.forward_events(op, submitter.name).await?;
+            return Ok(written(&follower, sealed, &latest));
+        };
         let size = log.latest().stored.size;
         if index >= size {
             return Err(ApiError::OutOfRange(format!(
                 "event {index} is past the tree size {size}"
             )));
         }
-        let submitter = self.access.identify(caller, log.origin());
         let draft = Draft::erasure(submitter, index, reason)
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
         // One erasure at a time: the payload is checked, then erased, with
@@ -208,6 +282,7 @@ impl<S: Storage> LogApi<S> {
         }
         let (sealed, latest) = log.add_events(vec![draft]).await?;
         if let Some(e) = sealed.first() {
+            follower.catch_up(e.index).await;
             self.access.note_admin(
                 Some(caller),
                 Some(log.origin()),
@@ -239,6 +314,10 @@ impl<S: Storage> LogApi<S> {
             return Err(ApiError::NotFound(format!("no log {origin:?} here")));
         };
         let log = events_only(log)?;
+        // On a formation, the replica that sequences the log erases.
+        let Some(log) = log.sequencer_here() else {
+            return Ok(None);
+        };
         let cutoff = now_ms.saturating_sub(days.saturating_mul(86_400_000));
         let _one = self.erasing.lock().await;
         let size = log.latest().stored.size;

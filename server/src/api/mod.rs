@@ -261,6 +261,10 @@ pub struct LogApi<S: Storage> {
     slots: StreamSlots,
     /// One erasure at a time: its check of the payload and its write.
     erasing: Arc<tokio::sync::Mutex<()>>,
+    /// The SHA-256 of the formation's replica token (`[replication]
+    /// token_file`): a caller presenting it may write events on behalf of
+    /// the submitter its replica authenticated.
+    replica_token: Option<[u8; 32]>,
 }
 
 impl<S: Storage> Clone for LogApi<S> {
@@ -274,6 +278,7 @@ impl<S: Storage> Clone for LogApi<S> {
             budget: self.budget.clone(),
             slots: self.slots.clone(),
             erasing: Arc::clone(&self.erasing),
+            replica_token: self.replica_token,
         }
     }
 }
@@ -302,6 +307,7 @@ impl<S: Storage> LogApi<S> {
             budget: ResponseBudget::new(DEFAULT_MEMORY_BUDGET),
             slots: StreamSlots::new(DEFAULT_ENTRY_STREAMS),
             erasing: Arc::default(),
+            replica_token: None,
         }
     }
 
@@ -317,6 +323,60 @@ impl<S: Storage> LogApi<S> {
     pub fn with_entry_streams(mut self, max: usize) -> Self {
         self.slots = StreamSlots::new(max);
         self
+    }
+
+    /// Callers presenting `token` (the formation's replica token) may
+    /// write events on behalf of another submitter: the one their replica
+    /// authenticated.
+    #[must_use]
+    pub fn with_replica_token(mut self, token: &str) -> Self {
+        use sha2::Digest as _;
+        self.replica_token = Some(sha2::Sha256::digest(token.as_bytes()).into());
+        self
+    }
+
+    /// Whether `caller` is a replica of this formation (it presents the
+    /// formation's token).
+    pub(crate) fn is_replica(&self, caller: &Caller) -> bool {
+        use sha2::Digest as _;
+        match (&caller.credential, &self.replica_token) {
+            (Credential::Bearer(t), Some(want)) => {
+                <[u8; 32]>::from(sha2::Sha256::digest(t.as_bytes())) == *want
+            }
+            _ => false,
+        }
+    }
+
+    /// The submitter `name` a replica of the formation vouches for.
+    ///
+    /// # Errors
+    /// [`ApiError::Denied`] for a caller that is not such a replica, or a
+    /// name that is empty or over 1 KiB.
+    pub(crate) fn vouched(
+        &self,
+        caller: &Caller,
+        origin: &str,
+        name: String,
+    ) -> Result<String, ApiError> {
+        if !self.is_replica(caller) {
+            return Err(ApiError::Denied {
+                caller: caller.to_string(),
+                action: "write on behalf of another submitter to",
+                origin: origin.to_owned(),
+                why: format!(
+                    "only a replica of this formation (presenting its [replication] token_file token) may send {}",
+                    crate::replica::ON_BEHALF_OF
+                ),
+            });
+        }
+        if name.is_empty() || name.len() > 1024 {
+            return Err(ApiError::Invalid(format!(
+                "{}: a submitter of {} bytes; it must be 1 to 1024",
+                crate::replica::ON_BEHALF_OF,
+                name.len()
+            )));
+        }
+        Ok(name)
     }
 
     /// Entry pages in flight to clients reserve from `budget`, the server's

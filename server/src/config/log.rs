@@ -386,9 +386,14 @@ impl LogConfig {
                 )));
             }
         }
-        if self.events && server.replication.is_some() {
+        if self.events
+            && server
+                .replication
+                .as_ref()
+                .is_some_and(|r| r.token_file.is_none())
+        {
             return Err(ConfigError::Invalid(format!(
-                "log {:?}: event mode is not yet served by a replicated formation ([replication])",
+                "log {:?}: event mode on a replicated formation needs [replication] token_file: the replicas present that token when they send events to the lease holder on behalf of their callers, and the holder records those callers as submitters only for it",
                 self.origin
             )));
         }

@@ -268,19 +268,27 @@ impl ReplicationConfig {
         }
     }
 
+    /// The replica token of `token_file`, if one is configured.
+    ///
+    /// # Errors
+    /// A token file that cannot be read.
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        match &self.token_file {
+            Some(p) => {
+                let text = quire_host::read_bounded_text(p, 64 * 1024)
+                    .map_err(quire_host::config::FileError::from)?;
+                Ok(Some(text.trim().to_owned()))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The replica options of this process (`holder` made unique).
     ///
     /// # Errors
     /// A token file that cannot be read.
     pub fn options(&self) -> Result<crate::replica::ReplicaOptions, ConfigError> {
-        let token = match &self.token_file {
-            Some(p) => {
-                let text = quire_host::read_bounded_text(p, 64 * 1024)
-                    .map_err(quire_host::config::FileError::from)?;
-                Some(text.trim().to_owned())
-            }
-            None => None,
-        };
+        let token = self.token()?;
         let nonce: u64 = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();

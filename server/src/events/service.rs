@@ -36,6 +36,7 @@ impl<S: Storage> EventsRpc for GrpcEvents<S> {
         req: Request<AddEventsRequest>,
     ) -> Result<Response<AddEventsResponse>, Status> {
         let who = caller(&req);
+        let on_behalf = on_behalf_of(&req)?;
         let req = req.into_inner();
         let events = req
             .events
@@ -50,7 +51,7 @@ impl<S: Storage> EventsRpc for GrpcEvents<S> {
             .collect::<Result<Vec<_>, Status>>()?;
         let w = self
             .api
-            .add_events(&who, &req.log, events)
+            .add_events_for(&who, &req.log, events, on_behalf)
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(written(w)))
@@ -61,10 +62,11 @@ impl<S: Storage> EventsRpc for GrpcEvents<S> {
         req: Request<EraseEventRequest>,
     ) -> Result<Response<AddEventsResponse>, Status> {
         let who = caller(&req);
+        let on_behalf = on_behalf_of(&req)?;
         let req = req.into_inner();
         let w = self
             .api
-            .erase_event(&who, &req.log, req.index, &req.reason)
+            .erase_event_for(&who, &req.log, req.index, &req.reason, on_behalf)
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(written(w)))
@@ -178,6 +180,23 @@ fn proven(e: crate::api::ProvenEvent) -> ProvenEvent {
         envelope: e.envelope,
         inclusion_proof: hashes_to_wire(&e.proof),
     }
+}
+
+/// The submitter a replica of the formation writes for
+/// ([`crate::replica::ON_BEHALF_OF`]), when the request names one.
+///
+/// # Errors
+/// `INVALID_ARGUMENT` for a value that is not base64 of UTF-8 text.
+fn on_behalf_of<T>(req: &Request<T>) -> Result<Option<String>, Status> {
+    let Some(v) = req.metadata().get_bin(crate::replica::ON_BEHALF_OF) else {
+        return Ok(None);
+    };
+    let bytes = v.to_bytes().map_err(|_| {
+        Status::invalid_argument(format!("{}: not base64", crate::replica::ON_BEHALF_OF))
+    })?;
+    String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| {
+        Status::invalid_argument(format!("{}: not UTF-8 text", crate::replica::ON_BEHALF_OF))
+    })
 }
 
 fn written(w: crate::api::WrittenEvents) -> AddEventsResponse {
