@@ -40,6 +40,10 @@ pub struct FollowOptions {
     /// and every checkpoint is recorded before it is served. `None`: a
     /// follower that records nothing.
     pub high_water: Option<HighWater>,
+    /// Keep the key map of a log in event mode
+    /// ([`crate::events::replica_map`]), so that this follower answers
+    /// searches by key.
+    pub key_map: bool,
 }
 
 /// Why a checkpoint in storage is not followed.
@@ -131,7 +135,8 @@ impl<S: Storage> Log<S> {
                 leader: std::sync::RwLock::new(None),
                 lifecycle: Arc::new(crate::lifecycle::Lifecycle::with_dropped(frozen, dropped)),
                 events,
-                keymap: None,
+                keymap: (events && opts.key_map)
+                    .then(|| Arc::new(crate::events::map::KeyMaps::default())),
             }),
         })
     }

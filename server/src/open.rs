@@ -278,6 +278,7 @@ fn open_replica(
             verifiers,
             limits: cfg.limits(),
             high_water: Some(high_water.clone()),
+            key_map: cfg.key_map,
         },
     )?;
     let (config, cfg) = (config.clone(), cfg.clone());

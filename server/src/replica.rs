@@ -20,7 +20,10 @@
 //! Event writes and erasures go to the holder with the submitter this
 //! replica authenticated ([`ON_BEHALF_OF`]); while this replica holds the
 //! lease, its follower reaches the sequencer itself (`Log::set_leader`),
-//! which keeps the key map of a log in event mode.
+//! which keeps the key map of a log in event mode and appends its heads;
+//! every replica also keeps that map from storage
+//! ([`crate::events::replica_map`]), so any replica answers searches by
+//! key.
 //!
 //! Out of scope here: the replication check (synchronous standbys), TLS to
 //! other replicas. An opaque write carries no submitter: a replica checks
@@ -329,6 +332,7 @@ impl Replica {
     /// once so that another replica takes over without waiting.
     pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         self.follower.follow(self.opts.follow_every, stop.clone());
+        crate::events::replica_map::start(&self.follower, self.opts.follow_every, stop.clone());
         let me = Arc::clone(self);
         tokio::spawn(async move { me.supervise(stop).await })
     }

@@ -84,6 +84,7 @@ async fn a_follower_serves_what_the_sequencing_log_committed_once_proven() {
     let follower = Log::open_follower(
         store.clone(),
         FollowOptions {
+            key_map: false,
             origin: ORIGIN.into(),
             verifiers: leader.verifiers().to_vec(),
             limits: LogLimits::default(),
@@ -190,6 +191,7 @@ fn a_follower_of_an_empty_store_is_refused_by_name() {
     let e = Log::open_follower(
         MemoryStore::new(),
         FollowOptions {
+            key_map: false,
             origin: ORIGIN.into(),
             verifiers: vec![signer.verifier()],
             limits: LogLimits::default(),

@@ -82,14 +82,9 @@ impl<S: Storage> LogApi<S> {
         query: KeyQuery,
     ) -> Result<PageStream<KeyPage>, ApiError> {
         let log = self.event_log(caller, origin, Action::ReadEntries)?;
-        // The key map is kept by the server that sequences the log.
-        let Some(log) = log.sequencer_here() else {
-            return Err(ApiError::Unavailable(format!(
-                "log {} is sequenced by another replica of its formation, which keeps its key map: search by key there ({})",
-                log.origin(),
-                log.route_description().unwrap_or_else(|| "no lease holder known yet".into())
-            )));
-        };
+        // A replica that sequences the log answers from its sequencer's
+        // map, the freshest; another from the map it keeps from storage.
+        let log = log.sequencer_here().unwrap_or(log);
         if query.value.is_empty() || query.value.len() > MAX_KEY_VALUE {
             return Err(ApiError::Invalid(format!(
                 "the value of {} is {} bytes; it must be 1 to {MAX_KEY_VALUE}",

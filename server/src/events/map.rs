@@ -126,7 +126,7 @@ impl KeyMaps {
 
     /// Publishes `head`, unless a newer one is published (the freeze's
     /// final head, ahead of a follower's answered after it).
-    fn publish(&self, head: MapHead) {
+    pub(crate) fn publish(&self, head: MapHead) {
         let mut slot = self
             .head
             .write()
@@ -231,7 +231,7 @@ pub fn start<S: Storage>(log: &Log<S>, stop: tokio::sync::watch::Receiver<bool>)
 
 /// The follower's state: the map of events `[0, size)`, and the last
 /// head it published (the size of its map and its index).
-struct Follower {
+pub(crate) struct Follower {
     map: KeyMap,
     size: u64,
     covered: Option<(u64, u64)>,
@@ -239,7 +239,7 @@ struct Follower {
 
 /// The log's last event, when it is a map head: its index, envelope's
 /// bytes and the envelope.
-struct LastHead(u64, Vec<u8>, Envelope);
+pub(crate) struct LastHead(u64, Vec<u8>, Envelope);
 
 impl Follower {
     /// Whether events past the last head's map are more than that head.
@@ -274,23 +274,8 @@ async fn run<S: Storage>(
     let store = Arc::clone(&inner.store);
     drop(inner);
     let (mut f, last) = open_settled(store).await?;
-    if let Some(LastHead(index, envelope, env)) = last {
-        // The last event is a head of the map of everything before it.
-        match map_before(&f.map, index, &env) {
-            Ok((map, size, root)) => {
-                maps.publish(MapHead {
-                    index,
-                    envelope,
-                    size,
-                    root,
-                    map,
-                });
-                f.covered = Some((size, index));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the key map's last head is not taken again; a new one follows");
-            }
-        }
+    if let Some(head) = last {
+        f.covered = publish_last(&maps, &f.map, head);
     }
     loop {
         f.take(&maps.feed);
@@ -344,13 +329,48 @@ async fn run<S: Storage>(
     }
 }
 
+impl Follower {
+    /// The map read.
+    pub(crate) fn map(&self) -> &KeyMap {
+        &self.map
+    }
+
+    /// The tree size it is the map of.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// Publishes the log's last event `head`, a head of the map of everything
+/// before it, from `map` (of everything up to and including it), once it
+/// is checked; returns what it covers (its size and index).
+pub(crate) fn publish_last(maps: &KeyMaps, map: &KeyMap, head: LastHead) -> Option<(u64, u64)> {
+    let LastHead(index, envelope, env) = head;
+    match map_before(map, index, &env) {
+        Ok((map, size, root)) => {
+            maps.publish(MapHead {
+                index,
+                envelope,
+                size,
+                root,
+                map,
+            });
+            Some((size, index))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the key map's last head is not taken again; a new one follows");
+            None
+        }
+    }
+}
+
 /// [`open`], read again while it shows an index newer than the size read
 /// before it: an engine whose reads are not one snapshot (PostgreSQL) may,
 /// while events are written; a few times, 100 ms apart.
 ///
 /// # Errors
 /// [`StoreError`] from the engine, or when the index stayed ahead.
-async fn open_settled<S: Storage>(
+pub(crate) async fn open_settled<S: Storage>(
     store: Arc<S>,
 ) -> Result<(Follower, Option<LastHead>), StoreError> {
     for _ in 0..=10 {
@@ -405,16 +425,10 @@ fn open<S: Storage>(store: &S) -> Result<Option<(Follower, Option<LastHead>)>, S
     Ok(Some((f, last)))
 }
 
-/// The map the head `env` at `index` commits to, from `map` (of events up
-/// to and including the head): the head's own keys back to its links;
-/// with its size and root, checked to be the head's.
-fn map_before(map: &KeyMap, index: u64, env: &Envelope) -> Result<(KeyMap, u64, Hash), StoreError> {
-    let Some((size, root)) = head_of(env) else {
-        return Err(StoreError::Corrupt(format!(
-            "event {index} is not a map head"
-        )));
-    };
-    let mut map = map.clone();
+/// Sets each key of the event of `env` in `map` back to the event before
+/// it (its link), or removes it when it has none: `map` is then as it was
+/// before that event, if that event was the newest of each of its keys.
+pub(crate) fn set_back(map: &mut KeyMap, env: &Envelope) {
     for f in KeyField::ALL {
         if let Some(v) = env.event.value(f) {
             let k = quire_core::event::key(f, v);
@@ -426,6 +440,19 @@ fn map_before(map: &KeyMap, index: u64, env: &Envelope) -> Result<(KeyMap, u64, 
             }
         }
     }
+}
+
+/// The map the head `env` at `index` commits to, from `map` (of events up
+/// to and including the head): the head's own keys back to its links;
+/// with its size and root, checked to be the head's.
+fn map_before(map: &KeyMap, index: u64, env: &Envelope) -> Result<(KeyMap, u64, Hash), StoreError> {
+    let Some((size, root)) = head_of(env) else {
+        return Err(StoreError::Corrupt(format!(
+            "event {index} is not a map head"
+        )));
+    };
+    let mut map = map.clone();
+    set_back(&mut map, env);
     if map.root() != root {
         return Err(StoreError::Corrupt(format!(
             "map head {index} commits to root {root}, but the stored index of keys gives {}",

@@ -12,6 +12,7 @@
 pub mod map;
 pub(crate) mod migrate;
 pub mod reindex;
+pub mod replica_map;
 pub mod retention;
 pub mod service;
 

@@ -1,0 +1,263 @@
+//! The key map of a replica that does not sequence its log (a formation's
+//! log in event mode, `docs/EVENTS.md` §11): the lease holder commits to
+//! its map by head events, and every other replica keeps the same map from
+//! what storage holds, so that any replica answers searches by key.
+//!
+//! At start the map is read from the stored index of keys at the tree
+//! size ([`super::map`]'s reading). Then, as the follower's checkpoints
+//! grow, the new envelopes are read in order and folded in; for the last
+//! head among them (size `s`, root `r`, at index `h`), the map of events
+//! `[0, s)` is the map before `h` with the keys of events `[s, h)` set
+//! back to their links (each envelope links every key to its previous
+//! event), walked from `h` down to `s`. It is published only when its root
+//! is `r`: a replica never answers from a map the log did not commit to.
+//!
+//! Out of scope: heads whose size is below what this replica read at
+//! start, beyond the envelopes it can read again (it waits for the next).
+
+use std::sync::{Arc, Weak};
+
+use quire_core::event::{Envelope, KeyField};
+use quire_core::map::{head_of, KeyMap};
+
+use super::map::{KeyMaps, MapHead};
+use crate::log::{Inner, Log};
+use crate::store::{Storage, StorageReader, StoreError};
+
+/// Most envelopes read in one step.
+pub const READ_CHUNK: u64 = 4096;
+
+/// Starts the map of the follower `log` (in event mode, with a key map),
+/// reading every `every` until `stop` turns true or the log is gone.
+pub fn start<S: Storage>(
+    log: &Log<S>,
+    every: std::time::Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(maps) = log.inner.keymap.clone() else {
+        return;
+    };
+    if !log.is_follower() {
+        return;
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let origin = log.origin().to_owned();
+    let weak = Arc::downgrade(&log.inner);
+    rt.spawn(async move {
+        if let Err(e) = run(weak, &maps, every, stop).await {
+            tracing::warn!(origin = %origin, error = %e, "the replica's key map stopped; searches by key go to the lease holder's answers no more here");
+        }
+    });
+}
+
+/// The map of events `[0, size)`.
+struct Folded {
+    map: KeyMap,
+    size: u64,
+}
+
+async fn run<S: Storage>(
+    log: Weak<Inner<S>>,
+    maps: &KeyMaps,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    // The storage is taken from the log at each step, never held between
+    // them: a closed log is not kept open by its map.
+    let Some(store) = log.upgrade().map(|inner| Arc::clone(&inner.store)) else {
+        return Ok(());
+    };
+    let (opened, last) = super::map::open_settled(store).await?;
+    let mut folded = Folded {
+        map: opened.map().clone(),
+        size: opened.size(),
+    };
+    if let Some(head) = last {
+        super::map::publish_last(maps, &folded.map, head);
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let Some(inner) = log.upgrade() else {
+            return Ok(());
+        };
+        let store = Arc::clone(&inner.store);
+        let size = Log { inner }.latest().stored.size;
+        if size <= folded.size {
+            continue;
+        }
+        let (next, head) = tokio::task::spawn_blocking(move || fold(&*store, folded, size))
+            .await
+            .map_err(|e| StoreError::engine(format!("reading the key map: {e}")))??;
+        folded = next;
+        if let Some(h) = head {
+            maps.publish(h);
+        }
+    }
+}
+
+/// `folded` brought to `size` from the envelopes in `store`, and the map
+/// head of the last head event among them, when its map is the one this
+/// replica holds.
+fn fold<S: Storage>(
+    store: &S,
+    mut folded: Folded,
+    size: u64,
+) -> Result<(Folded, Option<MapHead>), StoreError> {
+    let r = store.reader()?;
+    let from = folded.size;
+    // The last head among the new events: its index, bytes, envelope and
+    // the map before it.
+    let mut last: Option<(u64, Vec<u8>, Envelope, KeyMap)> = None;
+    let mut at = from;
+    while at < size {
+        let end = size.min(at + READ_CHUNK);
+        for (i, bytes) in (at..end).zip(r.checked_entries(at, end)?) {
+            let env = Envelope::decode(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("event {i}: not an envelope: {e}")))?;
+            if head_of(&env).is_some() {
+                last = Some((i, bytes, env.clone(), folded.map.clone()));
+            }
+            let updates = KeyField::ALL
+                .iter()
+                .filter_map(|f| {
+                    env.event
+                        .value(*f)
+                        .map(|v| (quire_core::event::key(*f, v), i))
+                })
+                .collect();
+            folded.map.update(updates);
+        }
+        at = end;
+    }
+    folded.size = size;
+    let Some((index, bytes, env, before)) = last else {
+        return Ok((folded, None));
+    };
+    let Some((head_size, root)) = head_of(&env) else {
+        return Ok((folded, None));
+    };
+    if head_size > index {
+        return Err(StoreError::Corrupt(format!(
+            "map head {index} claims a map of {head_size} events, past itself"
+        )));
+    }
+    // Back from the head to its size: each key of events [head_size,
+    // index) to its link, the earliest of them last.
+    let mut map = before;
+    let mut j = index;
+    while j > head_size {
+        let start = head_size.max(j.saturating_sub(READ_CHUNK));
+        let envs = r.checked_entries(start, j)?;
+        let pairs: Vec<(u64, Vec<u8>)> = (start..j).zip(envs).collect();
+        for (k, bytes) in pairs.into_iter().rev() {
+            let e = Envelope::decode(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("event {k}: not an envelope: {e}")))?;
+            super::map::set_back(&mut map, &e);
+        }
+        j = start;
+    }
+    if map.root() != root {
+        tracing::error!(
+            index,
+            size = head_size,
+            "this replica's key map is not the one map head {index} commits to; not published"
+        );
+        return Ok((folded, None));
+    }
+    Ok((
+        folded,
+        Some(MapHead {
+            index,
+            envelope: bytes,
+            size: head_size,
+            root,
+            map,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::events::{Draft, Submitter};
+    use crate::store::memory::MemoryStore;
+    use quire_core::event::Event;
+    use quire_core::{LogKeyAlgorithm, LogSigner};
+
+    const ORIGIN: &str = "map.example/log";
+
+    fn draft(actor: &str) -> Draft {
+        let submitter = Submitter {
+            name: "token:t".into(),
+            tenant: None,
+        };
+        Draft::new(Event::new("test.event", actor, "read"), submitter, None).unwrap()
+    }
+
+    /// The map of the events written with `actors`, at indexes 0, 1, ….
+    fn map_of(actors: &[&str]) -> KeyMap {
+        let mut map = KeyMap::new();
+        for (i, a) in actors.iter().enumerate() {
+            let e = Event::new("test.event", a, "read");
+            let updates = KeyField::ALL
+                .iter()
+                .filter_map(|f| {
+                    e.value(*f)
+                        .map(|v| (quire_core::event::key(*f, v), i as u64))
+                })
+                .collect();
+            map.update(updates);
+        }
+        map
+    }
+
+    #[tokio::test]
+    async fn a_head_of_an_earlier_size_is_taken_back_through_the_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = LogSigner::generate(LogKeyAlgorithm::Ed25519, ORIGIN).unwrap();
+        let mut opts = crate::log::LogOptions::new(
+            ORIGIN,
+            vec![signer],
+            crate::highwater::HighWater::at(dir.path().join("hw")),
+        );
+        opts.events = true;
+        opts.key_map = false;
+        let log = Log::open(MemoryStore::new(), opts).unwrap();
+        // Events 0 and 1; then, written before the head as happens under
+        // load, event 2 (alice again, linking back to 0); then the head at
+        // index 3 of the map of events [0, 2).
+        for a in ["alice", "bob", "alice"] {
+            log.add_events(vec![draft(a)]).await.unwrap();
+        }
+        let root = map_of(&["alice", "bob"]).root();
+        let head = crate::events::map::head_draft(2, &root).unwrap();
+        log.add_events(vec![head]).await.unwrap();
+        let start = Folded {
+            map: KeyMap::new(),
+            size: 0,
+        };
+        let (folded, head) = fold(log.store(), start, 4).unwrap();
+        let head = head.expect("the head, checked");
+        assert_eq!((head.index, head.size, head.root), (3, 2, root));
+        assert_eq!(head.map.root(), root);
+        assert_eq!(folded.size, 4);
+        // The map folded on is of all four events, the head's own keys too.
+        assert_ne!(folded.map.root(), root);
+
+        // A head whose root is not the map of its size is not published.
+        let wrong = crate::events::map::head_draft(3, &root).unwrap();
+        log.add_events(vec![wrong]).await.unwrap();
+        let (_, none) = fold(log.store(), folded, 5).unwrap();
+        assert!(none.is_none(), "a root that is not the map's");
+        log.close();
+    }
+}
