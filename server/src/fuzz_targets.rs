@@ -39,16 +39,37 @@ pub fn high_water(data: &[u8]) {
 
 /// Reads `data` as the admin service's files: its first byte picks a
 /// lifecycle record (a decoded one re-encodes to itself), the catalog of
-/// created logs, or an access policy (checked whole, as `SetAccess` checks
-/// one before writing it).
+/// created logs, an access policy (checked whole, as `SetAccess` checks
+/// one before writing it), a formation's key seed (a seed that parses
+/// derives the same keys twice), or a row of a formation's catalog.
 ///
 /// # Panics
-/// When a lifecycle record's round trip fails.
+/// When a lifecycle record's round trip fails, or a seed derives two sets
+/// of keys.
 pub fn admin_files(data: &[u8]) {
     let Some((pick, rest)) = data.split_first() else {
         return;
     };
-    match pick % 3 {
+    match pick % 5 {
+        3 => {
+            let Ok(text) = std::str::from_utf8(rest) else {
+                return;
+            };
+            if let Ok(seed) = crate::formation::KeySeed::parse(text.trim()) {
+                let once = seed
+                    .derive("fuzz.example/log")
+                    .map(|k| crate::formation::vkeys(&k));
+                let again = seed
+                    .derive("fuzz.example/log")
+                    .map(|k| crate::formation::vkeys(&k));
+                assert_eq!(once, again);
+            }
+        }
+        4 => {
+            if let Ok(text) = std::str::from_utf8(rest) {
+                let _ = crate::admin::formation::parse_settings("fuzz.example/log", text);
+            }
+        }
         0 => {
             if let Ok(f) = crate::lifecycle::Frozen::decode(rest) {
                 assert_eq!(crate::lifecycle::Frozen::decode(&f.encode()), Ok(f));

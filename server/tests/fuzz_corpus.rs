@@ -63,9 +63,12 @@ fn admin_files_corpus() {
         quire_server::fuzz_targets::admin_files(&data);
         let name = p.file_name().unwrap().to_str().unwrap().to_owned();
         let (pick, rest) = data.split_first().unwrap();
-        let ok = match pick % 3 {
+        let text = std::str::from_utf8(rest).unwrap_or("");
+        let ok = match pick % 5 {
             0 => quire_server::lifecycle::Frozen::decode(rest).is_ok(),
             1 => quire_server::admin::catalog::parse(rest, Path::new("seed")).is_ok(),
+            3 => quire_server::formation::KeySeed::parse(text.trim()).is_ok(),
+            4 => quire_server::admin::formation::parse_settings("fuzz.example/log", text).is_ok(),
             _ => {
                 quire_server::access::Policy::validate(Path::new("/nonexistent/access.toml"), rest)
                     .is_ok()
@@ -74,5 +77,5 @@ fn admin_files_corpus() {
         assert_eq!(ok, name.starts_with("valid"), "{name}");
         valid += usize::from(ok);
     }
-    assert_eq!(valid, 3, "each kind's seed reaches its successful path");
+    assert_eq!(valid, 5, "each kind's seed reaches its successful path");
 }

@@ -58,6 +58,31 @@ impl Formation {
     }
 }
 
+/// The settings of the catalog row of `origin`: a `[[logs]]` table of at
+/// most [`crate::store::postgres::catalog::MAX_ROW_BYTES`], naming that
+/// origin (checked as configuration by the caller).
+///
+/// # Errors
+/// In words: too long, not TOML of a log's settings, another origin.
+pub fn parse_settings(origin: &str, text: &str) -> Result<LogConfig, String> {
+    let max = crate::store::postgres::catalog::MAX_ROW_BYTES;
+    if text.len() > max {
+        return Err(format!(
+            "its settings in the catalog are {} bytes; the limit is {max}",
+            text.len()
+        ));
+    }
+    let cfg: LogConfig = toml::from_str(text)
+        .map_err(|e| format!("its settings in the catalog do not parse: {e}"))?;
+    if cfg.origin != origin {
+        return Err(format!(
+            "its settings in the catalog name log {:?}",
+            cfg.origin
+        ));
+    }
+    Ok(cfg)
+}
+
 fn internal(what: &str) -> impl Fn(crate::store::StoreError) -> ApiError + '_ {
     move |e| ApiError::Internal(format!("{what}: {e}"))
 }
@@ -196,15 +221,7 @@ impl<S: Storage> Admin<S> {
                 continue;
             }
             let outcome = async {
-                let cfg: LogConfig = toml::from_str(&row.settings).map_err(|e| {
-                    ApiError::Invalid(format!("its settings in the catalog do not parse: {e}"))
-                })?;
-                if cfg.origin != row.origin {
-                    return Err(ApiError::Invalid(format!(
-                        "its settings in the catalog name log {:?}",
-                        cfg.origin
-                    )));
-                }
+                let cfg = parse_settings(&row.origin, &row.settings).map_err(ApiError::Invalid)?;
                 cfg.validate(&self.config)
                     .map_err(|e| ApiError::Invalid(e.to_string()))?;
                 let _one = self.changes.lock().await;
