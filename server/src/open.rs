@@ -245,7 +245,8 @@ fn open_replica(
     high_water: highwater::HighWater,
     rep: &ReplicationConfig,
 ) -> anyhow::Result<Arc<Replica>> {
-    let opts = rep.options()?;
+    let mut opts = rep.options()?;
+    opts.max_message_bytes = config.max_message_bytes;
     let verifiers: Vec<_> = signers
         .iter()
         .map(quire_core::LogSigner::verifier)

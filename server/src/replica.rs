@@ -66,6 +66,11 @@ pub struct ReplicaOptions {
     /// The bearer token presented to the lease holder with forwarded
     /// writes.
     pub token: Option<String>,
+    /// The largest answer taken from the lease holder: the servers'
+    /// `max_message_bytes` (the holder answers no more). An answer to a
+    /// forwarded write that came through must never be refused by size:
+    /// the write was made.
+    pub max_message_bytes: usize,
 }
 
 /// Writes sent to this server's own sequencer.
@@ -111,6 +116,7 @@ impl Remote {
         address: &str,
         timeout: Duration,
         token: Option<&str>,
+        max_message_bytes: usize,
     ) -> Result<Self, String> {
         let token = token
             .map(|t| {
@@ -127,9 +133,11 @@ impl Remote {
         Ok(Remote {
             origin: origin.to_owned(),
             address: address.to_owned(),
-            client: LogClient::new(channel.clone()),
-            admin: AdminClient::new(channel.clone()),
-            events: EventsClient::new(channel),
+            client: LogClient::new(channel.clone()).max_decoding_message_size(max_message_bytes),
+            admin: AdminClient::new(channel.clone()).max_decoding_message_size(max_message_bytes),
+            events: EventsClient::new(channel)
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
             token,
         })
     }
@@ -517,6 +525,7 @@ impl Replica {
                 a,
                 self.opts.lease.max(Duration::from_secs(5)),
                 self.opts.token.as_deref(),
+                self.opts.max_message_bytes,
             ) {
                 Ok(r) => Some(Arc::new(r)),
                 Err(e) => {

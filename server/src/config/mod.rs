@@ -307,6 +307,7 @@ impl ReplicationConfig {
             renew_every: std::time::Duration::from_millis(self.renew_ms),
             follow_every: std::time::Duration::from_millis(self.follow_ms),
             token,
+            max_message_bytes: Config::default().max_message_bytes,
         })
     }
 }
