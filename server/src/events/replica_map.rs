@@ -47,7 +47,7 @@ pub fn start<S: Storage>(
     let weak = Arc::downgrade(&log.inner);
     rt.spawn(async move {
         if let Err(e) = run(weak, &maps, every, stop).await {
-            tracing::warn!(origin = %origin, error = %e, "the replica's key map stopped; searches by key go to the lease holder's answers no more here");
+            tracing::warn!(origin = %origin, error = %e, "the replica's key map stopped; this replica answers searches by key from the last map head it checked");
         }
     });
 }
