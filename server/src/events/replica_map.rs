@@ -12,8 +12,8 @@
 //! event), walked from `h` down to `s`. It is published only when its root
 //! is `r`: a replica never answers from a map the log did not commit to.
 //!
-//! Out of scope: heads whose size is below what this replica read at
-//! start, beyond the envelopes it can read again (it waits for the next).
+//! While the replica holds the lease, its sequencer's map answers and this
+//! one waits; it catches up from where it stopped once the lease is gone.
 
 use std::sync::{Arc, Weak};
 
@@ -89,7 +89,14 @@ async fn run<S: Storage>(
             return Ok(());
         };
         let store = Arc::clone(&inner.store);
-        let size = Log { inner }.latest().stored.size;
+        let follower = Log { inner };
+        // While this replica sequences the log, its sequencer's map
+        // answers; this one catches up once it no longer does.
+        if follower.sequencer_here().is_some() {
+            continue;
+        }
+        let size = follower.latest().stored.size;
+        drop(follower);
         if size <= folded.size {
             continue;
         }
