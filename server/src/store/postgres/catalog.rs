@@ -31,7 +31,7 @@ pub struct CatalogRow {
 /// The catalog in one database, with a connection kept between calls.
 #[derive(Clone)]
 pub struct PgCatalog {
-    shared: Arc<(Driver, Conn)>,
+    shared: Arc<(Driver, Conn, std::sync::atomic::AtomicBool)>,
     place: String,
 }
 
@@ -42,7 +42,12 @@ impl PgCatalog {
     /// [`StoreError::Engine`] for a URL that does not parse.
     pub fn new(opts: &PgOptions) -> Result<Self, StoreError> {
         Ok(PgCatalog {
-            shared: Arc::new((Driver::new(opts)?, Conn::new())),
+            // The schema is brought up to date on first use only.
+            shared: Arc::new((
+                Driver::new(opts)?,
+                Conn::new(),
+                std::sync::atomic::AtomicBool::new(false),
+            )),
             place: super::PgStore::describe_url(&opts.url),
         })
     }
@@ -64,7 +69,10 @@ impl PgCatalog {
         let tls = driver.tls().cloned();
         driver.run("reading the catalog of created logs", async move {
             let c = shared.1.get(&config, tls.as_ref()).await?;
-            schema::migrate(&c).await?;
+            if !shared.2.load(std::sync::atomic::Ordering::Acquire) {
+                schema::migrate(&c).await?;
+                shared.2.store(true, std::sync::atomic::Ordering::Release);
+            }
             let rows = c
                 .query(
                     "SELECT origin, settings, vkeys, created_ms FROM quire_catalog \
@@ -106,7 +114,10 @@ impl PgCatalog {
         let row = row.clone();
         driver.run("adding to the catalog of created logs", async move {
             let c = shared.1.get(&config, tls.as_ref()).await?;
-            schema::migrate(&c).await?;
+            if !shared.2.load(std::sync::atomic::Ordering::Acquire) {
+                schema::migrate(&c).await?;
+                shared.2.store(true, std::sync::atomic::Ordering::Release);
+            }
             c.execute(
                 "INSERT INTO quire_catalog (origin, settings, vkeys, created_ms) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (origin) DO NOTHING",
