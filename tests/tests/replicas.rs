@@ -543,7 +543,7 @@ logs = ["{EVENTS}"]
     let b = event_replica(&dir.path().join("b"), &db, "b", dir.path()).await;
     let both = [&a, &b];
     let (holder, _) = leader(&both).await;
-    let (holder, other) = (both[holder], both[1 - holder]);
+    let (mut holder, mut other) = (both[holder], both[1 - holder]);
     // The replica that does not sequence knows where the holder is.
     poll("a route to the holder", 500, || {
         other.logs[0]
@@ -622,6 +622,60 @@ logs = ["{EVENTS}"]
         assert_eq!(got, sealed, "through {}", r.url());
     }
 
+    // The lease runs out under the holder: a sequencer opens again in a new
+    // epoch (on either replica) with its key map follower. Alice writes
+    // once more and both replicas answer all three events, proven.
+    let (_, epoch) = leader(&both).await;
+    pg.psql(&db, "UPDATE quire_leases SET expires = clock_timestamp()")
+        .unwrap();
+    let (next, _) = poll("a new epoch", 500, || {
+        both.iter()
+            .enumerate()
+            .find_map(|(i, r)| r.replicas[0].epoch().filter(|e| *e > epoch).map(|e| (i, e)))
+    })
+    .await;
+    (holder, other) = (both[next], both[1 - next]);
+    let mut third = None;
+    for _ in 0..200 {
+        let mut c = EventsClient::new(channel(other).await);
+        match c
+            .add_events(bearer(tonic::Request::new(one_event("alice")), &alice))
+            .await
+        {
+            Ok(w) => {
+                third = Some(w.into_inner().events[0].index);
+                break;
+            }
+            // The other replica learns the new holder within a renewal.
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+    sealed.push(third.expect("a write after the handover"));
+    sealed.sort_unstable();
+    for r in [holder, other] {
+        let mut found = false;
+        for _ in 0..500 {
+            let mut c = EventsClient::new(channel(r).await);
+            if let Ok(s) = c
+                .search_key(bearer(tonic::Request::new(search()), &alice))
+                .await
+            {
+                let a = alices_events(s.into_inner(), &trust).await;
+                let mut got: Vec<u64> = a.events.iter().map(|(i, _)| *i).collect();
+                got.sort_unstable();
+                if got == sealed {
+                    found = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(found, "all three events, proven, through {}", r.url());
+    }
+
     // An erasure asked of the replica that does not sequence is made by the
     // holder, named for alice; the payload is gone when read there.
     let erased = EventsClient::new(channel(other).await)
@@ -681,7 +735,7 @@ logs = ["{EVENTS}"]
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let last = last.expect("an answer from the final head, the last event");
-        assert_eq!(last.events.len(), 2, "through {}", r.url());
+        assert_eq!(last.events.len(), 3, "through {}", r.url());
     }
     for r in [a, b] {
         r.stop().await;
