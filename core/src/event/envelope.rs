@@ -261,6 +261,14 @@ impl Event {
             KeyField::Type => Some(&self.kind),
         }
     }
+
+    /// Each keyed field the event has, with its key ([`key`]), in the
+    /// order of [`KeyField::ALL`].
+    pub fn keys(&self) -> impl Iterator<Item = (KeyField, Hash)> + '_ {
+        KeyField::ALL
+            .into_iter()
+            .filter_map(|f| self.value(f).map(|v| (f, key(f, v))))
+    }
 }
 
 /// For each keyed field the event has, the index of the previous event of

@@ -168,6 +168,22 @@ fn keys_and_commitments_are_the_specified_hashes() {
     input.push(b'p');
     let want: [u8; 32] = Sha256::digest(&input).into();
     assert_eq!(c, Hash(want));
+    // An event's keys: one per keyed field it has, in the order of
+    // `KeyField::ALL` (that of the names).
+    let mut e = Event::new("auth.login", "alice", "login");
+    assert_eq!(
+        e.keys().collect::<Vec<_>>(),
+        vec![
+            (KeyField::Action, key(KeyField::Action, "login")),
+            (KeyField::Actor, k),
+            (KeyField::Type, key(KeyField::Type, "auth.login")),
+        ]
+    );
+    e.resource = Some("doc/1".into());
+    assert_eq!(e.keys().count(), 4);
+    assert!(e
+        .keys()
+        .any(|(f, h)| f == KeyField::Resource && h == key(f, "doc/1")));
 }
 
 /// The vectors of `docs/events/vectors.json`, made by another

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use quire_core::event::{Envelope, Event, KeyField, Outcome};
+use quire_core::event::{Envelope, Event, Outcome};
 use quire_core::map::{head_of, KeyMap, HEAD_TYPE, LOG_SUBMITTER};
 use quire_core::Hash;
 
@@ -429,14 +429,11 @@ fn open<S: Storage>(store: &S) -> Result<Option<(Follower, Option<LastHead>)>, S
 /// it (its link), or removes it when it has none: `map` is then as it was
 /// before that event, if that event was the newest of each of its keys.
 pub(crate) fn set_back(map: &mut KeyMap, env: &Envelope) {
-    for f in KeyField::ALL {
-        if let Some(v) = env.event.value(f) {
-            let k = quire_core::event::key(f, v);
-            match env.prev.get(f) {
-                Some(p) => map.update(vec![(k, p)]),
-                None => {
-                    map.remove(&k);
-                }
+    for (f, k) in env.event.keys() {
+        match env.prev.get(f) {
+            Some(p) => map.update(vec![(k, p)]),
+            None => {
+                map.remove(&k);
             }
         }
     }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use quire_core::event::{
-    key, payload_commitment, Envelope, Event, KeyField, Links, MAX_ENVELOPE, SALT_LEN,
+    payload_commitment, Envelope, Event, KeyField, Links, MAX_ENVELOPE, SALT_LEN,
 };
 use quire_core::Hash;
 use rand_core::RngCore;
@@ -101,10 +101,7 @@ impl Draft {
             commitment = Some(payload_commitment(&salt, &p));
             (p, salt)
         });
-        let keys: Vec<(KeyField, Hash)> = KeyField::ALL
-            .iter()
-            .filter_map(|f| event.value(*f).map(|v| (*f, key(*f, v))))
-            .collect();
+        let keys: Vec<(KeyField, Hash)> = event.keys().collect();
         // The longest this envelope can be: every link and the time at
         // their largest.
         let max = quire_core::event::canonical::MAX_INT;

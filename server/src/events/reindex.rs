@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use quire_core::event::{key, Envelope, KeyField};
+use quire_core::event::Envelope;
 use quire_core::Hash;
 
 use crate::store::{Storage, StorageReader, StoreError};
@@ -67,10 +67,8 @@ pub fn rebuild<R: StorageReader>(
             }
             last_time = env.log_time_ms;
             index.times.entry(env.log_time_ms).or_insert(i);
-            for f in KeyField::ALL {
-                if let Some(v) = env.event.value(f) {
-                    index.newest.insert(key(f, v), i);
-                }
+            for (_, k) in env.event.keys() {
+                index.newest.insert(k, i);
             }
         }
         at = end;

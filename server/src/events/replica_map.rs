@@ -17,7 +17,7 @@
 
 use std::sync::{Arc, Weak};
 
-use quire_core::event::{Envelope, KeyField};
+use quire_core::event::Envelope;
 use quire_core::map::{head_of, KeyMap};
 
 use super::map::{KeyMaps, MapHead};
@@ -132,14 +132,8 @@ fn fold<S: Storage>(
             if head_of(&env).is_some() {
                 last = Some((i, bytes, env.clone(), folded.map.clone()));
             }
-            let updates = KeyField::ALL
-                .iter()
-                .filter_map(|f| {
-                    env.event
-                        .value(*f)
-                        .map(|v| (quire_core::event::key(*f, v), i))
-                })
-                .collect();
+            let updates = env.event.keys().map(|(_, k)| (k, i)).collect();
+
             folded.map.update(updates);
         }
         at = end;
@@ -215,13 +209,7 @@ mod tests {
         let mut map = KeyMap::new();
         for (i, a) in actors.iter().enumerate() {
             let e = Event::new("test.event", a, "read");
-            let updates = KeyField::ALL
-                .iter()
-                .filter_map(|f| {
-                    e.value(*f)
-                        .map(|v| (quire_core::event::key(*f, v), i as u64))
-                })
-                .collect();
+            let updates = e.keys().map(|(_, k)| (k, i as u64)).collect();
             map.update(updates);
         }
         map
