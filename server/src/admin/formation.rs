@@ -1,7 +1,7 @@
 //! Creating logs on a replicated formation ([`crate::formation`]): a log
 //! created on one replica (through `CreateLog`, or a family's rollover) is
-//! opened in the formation's database with keys derived from the key seed,
-//! recorded in the formation's catalog, and served; every other replica
+//! recorded in the formation's catalog, then opened in the formation's
+//! database with keys derived from the key seed and served; every other replica
 //! finds it in the catalog within [`crate::formation::CATALOG_EVERY`],
 //! derives the same keys, checks them against the recorded verifier keys,
 //! and serves it too (as a replica: the lease decides who sequences).
@@ -129,9 +129,11 @@ impl<S: Storage> Admin<S> {
                 )));
             }
         }
-        self.key_files(&origin, &signers)?;
-        let log = self.open_log(opener, &cfg).await?;
         if known.is_none() {
+            // Recorded before it is opened: a creation that fails past
+            // this point is finished by whichever replica reads the
+            // catalog next (this one included), and nothing opened here is
+            // left running for a log no row names.
             let settings = toml::to_string(&cfg)
                 .map_err(|e| ApiError::Internal(format!("writing the settings: {e}")))?;
             let row = CatalogRow {
@@ -143,25 +145,24 @@ impl<S: Storage> Admin<S> {
             let catalog = f.catalog.clone();
             let stored = tokio::task::spawn_blocking(move || catalog.add(&row))
                 .await
-                .map_err(|e| ApiError::Internal(format!("worker failed: {e}")));
-            let stored = match stored.and_then(|r| r.map_err(internal("recording the log"))) {
-                Ok(s) => s,
-                Err(e) => {
-                    let closing = log.clone();
-                    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
-                    return Err(e);
-                }
-            };
+                .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
+                .map_err(internal("recording the log"))?;
             // Two replicas creating one origin at once: one row wins; the
             // keys are the seed's either way.
             if stored.vkeys != derived {
-                let closing = log.clone();
-                let _ = tokio::task::spawn_blocking(move || closing.close()).await;
                 return Err(ApiError::Precondition(format!(
                     "log {origin:?} was recorded by another replica with other keys: this replica's keys_seed_file is not the formation's"
                 )));
             }
         }
+        self.key_files(&origin, &signers)?;
+        let log = self.open_log(opener, &cfg).await.map_err(|e| match e {
+            ApiError::Internal(m) => ApiError::Internal(format!(
+                "{m}; the log is in the formation's catalog, and every replica tries to serve it again within {:?}",
+                crate::formation::CATALOG_EVERY
+            )),
+            other => other,
+        })?;
         self.serve_new(&log, cfg)?;
         Ok(log)
     }
