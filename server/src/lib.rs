@@ -46,6 +46,7 @@ pub mod open;
 pub mod proofs;
 mod repeats;
 pub mod replica;
+pub mod routed;
 pub mod sequencer;
 pub mod serve;
 pub mod signing;
