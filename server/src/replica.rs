@@ -73,33 +73,6 @@ pub struct ReplicaOptions {
     pub max_message_bytes: usize,
 }
 
-/// Writes sent to this server's own sequencer.
-struct Local(Log<AnyStore>);
-
-impl WriteRoute for Local {
-    fn add(&self, entries: Vec<Vec<u8>>) -> RouteFuture<Vec<Added>> {
-        let log = self.0.clone();
-        Box::pin(async move { Ok(log.add(entries).await?.0) })
-    }
-
-    fn freeze(&self) -> RouteFuture<()> {
-        let log = self.0.clone();
-        Box::pin(async move { log.freeze().await.map(|_| ()) })
-    }
-
-    fn events(&self, _op: EventsOp, _submitter: String) -> RouteFuture<Vec<crate::events::Sealed>> {
-        // The log API uses this server's sequencer itself
-        // (`Log::sequencer_here`); a route here means it was replaced
-        // meanwhile.
-        let origin = self.0.origin().to_owned();
-        Box::pin(async move { Err(WriteError::NotSequencing { origin }) })
-    }
-
-    fn describe(&self) -> String {
-        "this server".into()
-    }
-}
-
 /// Writes sent to the lease holder over gRPC.
 struct Remote {
     origin: String,
@@ -459,8 +432,10 @@ impl Replica {
                 // appends its heads, as a single server's does.
                 let (map_stop, map_stopped) = watch::channel(false);
                 crate::events::map::start(&log, map_stopped);
+                // Writes, freezes and event operations taken here go to
+                // this sequencer; no route to another server is kept.
                 self.follower.set_leader(Some(log.clone()));
-                self.follower.set_route(Some(Arc::new(Local(log.clone()))));
+                self.follower.set_route(None);
                 *self
                     .routed_to
                     .lock()

@@ -1,6 +1,7 @@
 //! A follower's way to its log's sequencer (replicas, [`crate::replica`]):
-//! where its writes, freezes and event operations go (the route: this
-//! server's own sequencer while it holds the lease, the holder's otherwise),
+//! where its writes, freezes and event operations go (this server's own
+//! sequencer while it holds the lease, [`Log::set_leader`]; otherwise the
+//! route to the holder, [`Log::set_route`]),
 //! and how each answer is read back from storage before it is given, so
 //! that what the answer says and what this server serves agree.
 
@@ -10,6 +11,9 @@ use crate::batch::{Added, Latest, WriteError, WriteRoute};
 use crate::lifecycle::{Frozen, LogState};
 use crate::log::Log;
 use crate::store::Storage;
+
+/// How messages name this server's own sequencer.
+const THIS_SERVER: &str = "this server";
 
 /// Reads of storage a follower makes for a freeze it forwarded.
 pub const FROZEN_POLLS: u32 = 100;
@@ -43,11 +47,7 @@ impl<S: Storage> Log<S> {
         if self.inner.follower.is_none() {
             return Some(self.clone());
         }
-        self.inner
-            .leader
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.leader()
     }
 
     /// Where this follower sends writes, for messages (`None`: nowhere).
@@ -96,26 +96,37 @@ impl<S: Storage> Log<S> {
         &self,
         entries: Vec<Vec<u8>>,
     ) -> Result<(Vec<Added>, Arc<Latest>), WriteError> {
-        let route = self.route()?;
-        let added = route.add(entries).await?;
+        // Boxed: the sequencer is a log too (it never routes again).
+        let (added, to) = if let Some(seq) = self.leader() {
+            (Box::pin(seq.add(entries)).await?.0, THIS_SERVER.to_owned())
+        } else {
+            let route = self.route()?;
+            (route.add(entries).await?, route.describe())
+        };
         let last = added.iter().map(|a| a.index).max().unwrap_or(0);
-        let latest = self.read_back(last, route.as_ref()).await?;
+        let latest = self.read_back(last, to).await?;
         Ok((added, latest))
     }
 
-    /// Reads storage until this follower covers index `last`, sent on
-    /// `route`: the checkpoint that answers it.
-    async fn read_back(
-        &self,
-        last: u64,
-        route: &dyn WriteRoute,
-    ) -> Result<Arc<Latest>, WriteError> {
+    /// This replica's own sequencer, while it holds the lease (only a
+    /// follower has one).
+    fn leader(&self) -> Option<Log<S>> {
+        self.inner
+            .leader
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads storage until this follower covers index `last`, sent to
+    /// `to`: the checkpoint that answers it.
+    async fn read_back(&self, last: u64, to: String) -> Result<Arc<Latest>, WriteError> {
         self.catch_up(last).await;
         let latest = self.latest();
         if latest.stored.size <= last {
             return Err(WriteError::Forwarded {
                 origin: self.inner.origin.clone(),
-                to: route.describe(),
+                to,
                 size: latest.stored.size,
                 last,
             });
@@ -138,7 +149,7 @@ impl<S: Storage> Log<S> {
         let route = self.route()?;
         let sealed = route.events(op, submitter).await?;
         let last = sealed.iter().map(|e| e.index).max().unwrap_or(0);
-        let latest = self.read_back(last, route.as_ref()).await?;
+        let latest = self.read_back(last, route.describe()).await?;
         Ok((sealed, latest))
     }
 
@@ -146,8 +157,14 @@ impl<S: Storage> Log<S> {
     /// awaited in storage (at most [`FROZEN_POLLS`] reads, 50 ms apart) so
     /// that this server answers with the log frozen here too.
     pub(crate) async fn freeze_routed(&self) -> Result<Frozen, WriteError> {
-        let route = self.route()?;
-        route.freeze().await?;
+        let to = if let Some(seq) = self.leader() {
+            Box::pin(seq.freeze()).await?;
+            THIS_SERVER.to_owned()
+        } else {
+            let route = self.route()?;
+            route.freeze().await?;
+            route.describe()
+        };
         for _ in 0..FROZEN_POLLS {
             self.refresh_now("a forwarded freeze not read back yet")
                 .await;
@@ -158,7 +175,7 @@ impl<S: Storage> Log<S> {
         }
         Err(WriteError::Remote {
             origin: self.inner.origin.clone(),
-            to: route.describe(),
+            to,
             code: tonic::Code::Unavailable as i32,
             message: format!(
                 "the sequencer froze the log, but its record was not in storage after {FROZEN_POLLS} reads; ask again"
