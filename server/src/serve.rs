@@ -375,21 +375,15 @@ async fn background<S: Storage>(
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut work = Vec::new();
-    if config
-        .replication
-        .as_ref()
-        .is_some_and(|r| r.may_create("").is_ok())
-    {
+    if admin.creates_in_formation() {
         // The logs other replicas of the formation created, served before
         // the first request, then followed.
         let first = admin
             .adopt_formation_logs()
             .await
             .map_err(|e| anyhow::anyhow!("the formation's catalog: {e}"))?;
-        for (origin, why) in first.refused {
-            tracing::error!(origin = %origin, error = %why, "a log of the formation's catalog is not served here");
-        }
         work.push(tokio::spawn(admin.clone().follow_formation(
+            first,
             crate::formation::CATALOG_EVERY,
             stopped.clone(),
         )));

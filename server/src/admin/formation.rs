@@ -254,15 +254,18 @@ impl<S: Storage> Admin<S> {
     }
 
     /// Serves the logs other replicas create, every `every` until `stop`
-    /// turns true; a log that cannot be served is logged once per reason.
+    /// turns true, after the reading `first` (made before the server
+    /// served); a log that cannot be served is logged once per reason.
     pub async fn follow_formation(
         self,
+        first: Adopted,
         every: std::time::Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut said: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        let mut outcome: Result<Adopted, ApiError> = Ok(first);
         loop {
-            match self.adopt_formation_logs().await {
+            match outcome {
                 Ok(done) => {
                     for (origin, why) in done.refused {
                         if said.get(&origin) != Some(&why) {
@@ -286,6 +289,7 @@ impl<S: Storage> Admin<S> {
                 () = tokio::time::sleep(every) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
+            outcome = self.adopt_formation_logs().await;
         }
     }
 }

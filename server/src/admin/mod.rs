@@ -111,6 +111,11 @@ impl<S: Storage> Admin<S> {
         }
     }
 
+    /// Whether it creates logs on a formation ([`Self::with_formation`]).
+    pub fn creates_in_formation(&self) -> bool {
+        self.formation.is_some()
+    }
+
     /// Creates logs on the formation `f`: recorded in its catalog, keys
     /// derived from its seed ([`formation`]).
     #[must_use]

@@ -121,9 +121,14 @@ impl<S: Storage> LogApi<S> {
             .write_routed(caller, origin, log, recheck, |log, again| {
                 // Kept only for a write that may go again.
                 let batch = if again { events.clone() } else { events.take() }.unwrap_or_default();
-                let here = log.sequencer_here();
-                let name = submitter.name.clone();
-                let (drafts, batch) = if here.is_some() {
+                let submitter = submitter.clone();
+                async move {
+                    let Some(seq) = log.sequencer_here() else {
+                        // A replica that does not sequence the log: to the
+                        // lease holder, on behalf of this caller.
+                        let op = crate::batch::EventsOp::Add(batch);
+                        return Ok(log.forward_events(op, submitter.name).await?);
+                    };
                     let drafts = batch
                         .into_iter()
                         .enumerate()
@@ -131,26 +136,12 @@ impl<S: Storage> LogApi<S> {
                             Draft::new(e.event, submitter.clone(), e.payload)
                                 .map_err(|err| ApiError::Invalid(format!("event {i}: {err}")))
                         })
-                        .collect::<Result<Vec<_>, _>>();
-                    (Some(drafts), Vec::new())
-                } else {
-                    (None, batch)
-                };
-                async move {
-                    match (here, drafts) {
-                        (Some(seq), Some(drafts)) => {
-                            let (sealed, latest) = seq.add_events(drafts?).await?;
-                            if let Some(last) = sealed.iter().map(|e| e.index).max() {
-                                log.catch_up(last).await;
-                            }
-                            Ok((sealed, latest))
-                        }
-                        // A replica that does not sequence the log: to the
-                        // lease holder, on behalf of this caller.
-                        _ => Ok(log
-                            .forward_events(crate::batch::EventsOp::Add(batch), name)
-                            .await?),
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let (sealed, latest) = seq.add_events(drafts).await?;
+                    if let Some(last) = sealed.iter().map(|e| e.index).max() {
+                        log.catch_up(last).await;
                     }
+                    Ok((sealed, latest))
                 }
             })
             .await?;
