@@ -1,8 +1,10 @@
-//! Signature verification, the CPU cost of a witness's add-checkpoint: ECDSA
-//! P-256 (a Quire log's primary key) with RustCrypto `p256` (what
-//! quire-core uses) beside `ring` on the same key and signature, and Ed25519
-//! (`ed25519-dalek`, log keys and cosignatures) for scale. Same run, same
-//! machine.
+//! Signatures. Verification, the CPU cost of a witness's add-checkpoint:
+//! ECDSA P-256 (a Quire log's primary key) with RustCrypto `p256` (what
+//! quire-core uses to verify) beside `ring` on the same key and signature,
+//! and Ed25519 (`ed25519-dalek`, log keys and cosignatures) for scale.
+//! Signing, a fixed cost of every commit (each checkpoint carries both of
+//! a log's signatures): both implementations of P-256 on one key, Ed25519,
+//! and quire-core's `LogSigner` for each. Same run, same machine.
 
 #![allow(
     missing_docs,
@@ -58,5 +60,39 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn sign(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sign");
+    let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    g.bench_function("p256_rustcrypto", |b| {
+        b.iter(|| {
+            let s: p256::ecdsa::DerSignature = sk.sign(black_box(TEXT));
+            s
+        })
+    });
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        &ring::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        pkcs8.as_ref(),
+        &rng,
+    )
+    .unwrap();
+    g.bench_function("p256_ring", |b| {
+        b.iter(|| pair.sign(&rng, black_box(TEXT)).unwrap())
+    });
+    for (name, alg) in [
+        ("log_signer_p256_quire_core", LogKeyAlgorithm::EcdsaP256),
+        ("log_signer_ed25519_quire_core", LogKeyAlgorithm::Ed25519),
+    ] {
+        let signer = LogSigner::generate(alg, "bench.example/log").unwrap();
+        g.bench_function(name, |b| b.iter(|| signer.sign(black_box(TEXT))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, sign);
 criterion_main!(benches);

@@ -445,3 +445,54 @@ fn p256_verdicts_agree_with_the_p256_crate() {
         }
     }
 }
+
+/// A log's P-256 signatures (made with `ring`) verify with the `p256`
+/// crate, for keys made every way a log gets one: drawn, read from their
+/// private text, and derived from secret bytes; and each signature is a
+/// fresh one (ECDSA's nonce is random) that still verifies.
+#[test]
+fn p256_log_signatures_verify_with_the_p256_crate() {
+    use p256::ecdsa::signature::Verifier as _;
+    let mut r = rng(2560);
+    for i in 0..16u8 {
+        let name = format!("p256-signer-{i}.example");
+        let drawn = LogSigner::generate_with(LogKeyAlgorithm::EcdsaP256, &name, &mut r).unwrap();
+        let read = LogSigner::from_private_text(&drawn.to_private_text()).unwrap();
+        let derived =
+            LogSigner::from_secret_bytes(LogKeyAlgorithm::EcdsaP256, &name, &[i + 1; 32]).unwrap();
+        for signer in [drawn, read, derived] {
+            let vkey = signer.verifier().to_vkey();
+            let spki = {
+                use base64::Engine as _;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(vkey.splitn(3, '+').nth(2).unwrap())
+                    .unwrap();
+                raw[1..].to_vec()
+            };
+            use p256::pkcs8::DecodePublicKey as _;
+            let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&spki).unwrap();
+            let text = format!("{name}\n{i}\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n");
+            let one = signer.sign(text.as_bytes());
+            let two = signer.sign(text.as_bytes());
+            for sig in [&one, &two] {
+                let line = sig.to_line();
+                let mut note = Note::new(&text).unwrap();
+                note.add_signature(sig.clone()).unwrap();
+                let bytes = note.to_bytes();
+                let parsed = Note::parse(&bytes).unwrap();
+                assert_eq!(
+                    parsed.verify(&[signer.verifier()]).unwrap().len(),
+                    1,
+                    "{line}"
+                );
+                let der = parsed.signatures()[0].signature();
+                let s = p256::ecdsa::Signature::from_der(der).unwrap();
+                assert!(vk.verify(text.as_bytes(), &s).is_ok(), "{line}");
+                let mut wrong = text.clone().into_bytes();
+                wrong[0] ^= 1;
+                assert!(vk.verify(&wrong, &s).is_err(), "{line}");
+            }
+            assert_ne!(one.to_line(), two.to_line(), "a nonce used twice");
+        }
+    }
+}
