@@ -9,18 +9,35 @@
 /// bundles that decode to the same entries, and every range of a decoded
 /// bundle is the slice of the whole. Ranges of any record are decoded too
 /// (frames they skip are not read, so they may succeed where the whole
-/// fails, never panic).
+/// fails, never panic). Entries are appended to any record as a commit
+/// appends them: to a valid one, the result decodes to its entries and
+/// the new ones.
 ///
 /// # Panics
 /// When that round trip fails: a bug the fuzzer is there to find.
 pub fn bundle(data: &[u8]) {
-    use crate::store::bundle::{decode, decode_range, encode, BUNDLE_SIZE};
+    use crate::store::bundle::{append, decode, decode_range, encode, BUNDLE_SIZE};
     let (a, b) = match data {
         [x, y, ..] => (usize::from(*x), usize::from(*x) + usize::from(*y)),
         _ => (0, 1),
     };
     let _ = decode_range(data, a, b);
+    let new = [
+        data.get(..a.min(data.len())).unwrap_or_default().to_vec(),
+        vec![7; b - a],
+    ];
+    for compress in [false, true] {
+        let _ = append(data, a, &new, compress);
+    }
     if let Ok(entries) = decode(data) {
+        if (entries.len() + new.len()) as u64 <= BUNDLE_SIZE {
+            let mut all = entries.clone();
+            all.extend_from_slice(&new);
+            for compress in [false, true] {
+                let appended = append(data, entries.len(), &new, compress);
+                assert_eq!(appended.and_then(|r| decode(&r)).ok(), Some(all.clone()));
+            }
+        }
         assert!(entries.len() as u64 <= BUNDLE_SIZE);
         let whole = entries.get(a.min(entries.len())..b.min(entries.len()));
         assert_eq!(decode_range(data, a, b).ok().as_deref(), whole);

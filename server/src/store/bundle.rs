@@ -71,19 +71,7 @@ pub fn encode(entries: &[Vec<u8>], compress: bool) -> Vec<u8> {
     if compress {
         let mut out = Vec::with_capacity(raw_len / 2 + 16);
         out.push(FRAMED);
-        for frame in entries.chunks(FRAME_ENTRIES) {
-            let plain = payload_of(frame);
-            let packed = lz4_flex::block::compress_prepend_size(&plain);
-            let (codec, bytes) = if packed.len() < plain.len() {
-                (LZ4, packed)
-            } else {
-                (RAW, plain)
-            };
-            out.push(codec);
-            // A frame is bounded far below 4 GiB (32 entries of 64 KiB).
-            out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
-            out.extend_from_slice(&bytes);
-        }
+        push_frames(&mut out, entries);
         if out.len() < raw_len + 1 {
             return out;
         }
@@ -92,6 +80,207 @@ pub fn encode(entries: &[Vec<u8>], compress: bool) -> Vec<u8> {
     out.push(RAW);
     write_payload(&mut out, entries);
     out
+}
+
+/// One frame of a framed record: its codec byte, its bytes, and the
+/// plain payload's length (from the LZ4 prefix, or its own for raw).
+struct Frame<'a> {
+    codec: u8,
+    bytes: &'a [u8],
+    plain_len: usize,
+}
+
+/// The frames of a framed record's body, their headers checked (not their
+/// contents).
+fn frames(mut body: &[u8]) -> Result<Vec<Frame<'_>>, StoreError> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let Some((&codec, after)) = body.split_first() else {
+            return Err(corrupt("truncated frame"));
+        };
+        let Some((len, after)) = after.split_first_chunk::<4>() else {
+            return Err(corrupt("truncated frame"));
+        };
+        let Some((bytes, after)) = after.split_at_checked(u32::from_le_bytes(*len) as usize) else {
+            return Err(corrupt("frame runs past the record"));
+        };
+        let plain_len = match codec {
+            RAW => bytes.len(),
+            LZ4 => bytes
+                .first_chunk::<4>()
+                .map(|p| u32::from_le_bytes(*p) as usize)
+                .ok_or_else(|| corrupt("LZ4 frame without its size"))?,
+            other => return Err(corrupt(&format!("unknown frame codec {other}"))),
+        };
+        out.push(Frame {
+            codec,
+            bytes,
+            plain_len,
+        });
+        body = after;
+    }
+    Ok(out)
+}
+
+/// The offsets in a raw payload where each entry starts, and its end.
+fn entry_starts(payload: &[u8], max: usize) -> Result<Vec<usize>, StoreError> {
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at < payload.len() {
+        if starts.len() >= max {
+            return Err(corrupt("truncated or overlong"));
+        }
+        let Some(len) = payload.get(at..at + 4) else {
+            return Err(corrupt("truncated or overlong"));
+        };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        starts.push(at);
+        at += 4 + len;
+    }
+    if at != payload.len() {
+        return Err(corrupt("entry runs past the record"));
+    }
+    starts.push(at);
+    Ok(starts)
+}
+
+/// Appends `new` to `record`, a bundle record holding `have` entries, as
+/// [`encode`] of all of them would, without decompressing or compressing
+/// again the whole frames it holds: only its last frame, when that is
+/// short, is decoded and encoded again with the new entries. A commit of a
+/// few entries then costs a few entries' work, not a bundle's.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when `record` is not a valid bundle of `have`
+/// entries (its whole frames are counted, not decoded: a read checks them).
+pub fn append(
+    record: &[u8],
+    have: usize,
+    new: &[Vec<u8>],
+    compress: bool,
+) -> Result<Vec<u8>, StoreError> {
+    if have == 0 {
+        return Ok(encode(new, compress));
+    }
+    let (codec, body) = record
+        .split_first()
+        .ok_or_else(|| corrupt("empty record"))?;
+    #[allow(clippy::cast_possible_truncation)] // 256
+    let most = BUNDLE_SIZE as usize;
+    let whole = have / FRAME_ENTRIES;
+    let (kept, mut tail): (Vec<Frame<'_>>, Vec<Vec<u8>>) = match *codec {
+        RAW if !compress => {
+            let n = entry_starts(body, most)?.len() - 1;
+            if n != have {
+                return Err(held(n, have));
+            }
+            let mut out = Vec::with_capacity(record.len() + payload_len(new));
+            out.extend_from_slice(record);
+            write_payload(&mut out, new);
+            return Ok(out);
+        }
+        RAW => {
+            // The whole frames as raw frames, sliced at entry boundaries.
+            let starts = entry_starts(body, most)?;
+            if starts.len() - 1 != have {
+                return Err(held(starts.len() - 1, have));
+            }
+            let kept = (0..whole)
+                .map(|f| {
+                    let bytes = &body[starts[f * FRAME_ENTRIES]..starts[(f + 1) * FRAME_ENTRIES]];
+                    Frame {
+                        codec: RAW,
+                        bytes,
+                        plain_len: bytes.len(),
+                    }
+                })
+                .collect();
+            let tail = decode_range(record, whole * FRAME_ENTRIES, have)?;
+            (kept, tail)
+        }
+        FRAMED => {
+            let mut all = frames(body)?;
+            if all.len() != have.div_ceil(FRAME_ENTRIES) {
+                return Err(corrupt(&format!("{} frames for {have} entries", all.len())));
+            }
+            // The last frame is decoded, to count what the record holds;
+            // kept as it is when whole.
+            let last = have.saturating_sub(1) / FRAME_ENTRIES * FRAME_ENTRIES;
+            let mut tail = decode_range(record, last, most)?;
+            if last + tail.len() != have {
+                return Err(held(last + tail.len(), have));
+            }
+            if last < whole * FRAME_ENTRIES {
+                tail.clear();
+            }
+            all.truncate(whole);
+            (all, tail)
+        }
+        _ => {
+            // The whole-bundle codec of older records: all of it again.
+            let mut entries = decode(record)?;
+            if entries.len() != have {
+                return Err(held(entries.len(), have));
+            }
+            entries.extend_from_slice(new);
+            return Ok(encode(&entries, compress));
+        }
+    };
+    tail.extend_from_slice(new);
+    let raw_len = kept.iter().map(|f| f.plain_len).sum::<usize>() + payload_len(&tail);
+    if compress {
+        let mut out = Vec::with_capacity(raw_len / 2 + 16);
+        out.push(FRAMED);
+        for f in &kept {
+            push_frame(&mut out, f.codec, f.bytes);
+        }
+        push_frames(&mut out, &tail);
+        if out.len() < raw_len + 1 {
+            return Ok(out);
+        }
+    }
+    // Raw after all: the whole frames' payloads, then the tail's.
+    let mut out = Vec::with_capacity(raw_len + 1);
+    out.push(RAW);
+    for f in &kept {
+        let plain = match f.codec {
+            LZ4 => &unpack(f.bytes, MAX_FRAME_BYTES)?,
+            _ => f.bytes,
+        };
+        // Decoded here, so checked: a whole frame of whole entries.
+        if entry_starts(plain, FRAME_ENTRIES)?.len() != FRAME_ENTRIES + 1 {
+            return Err(corrupt("a short frame before the last"));
+        }
+        out.extend_from_slice(plain);
+    }
+    write_payload(&mut out, &tail);
+    Ok(out)
+}
+
+fn held(n: usize, have: usize) -> StoreError {
+    corrupt(&format!("holds {n} entries, expected {have}"))
+}
+
+/// Appends `entries` in frames of [`FRAME_ENTRIES`], each compressed when
+/// that makes it smaller.
+fn push_frames(out: &mut Vec<u8>, entries: &[Vec<u8>]) {
+    for frame in entries.chunks(FRAME_ENTRIES) {
+        let plain = payload_of(frame);
+        let packed = lz4_flex::block::compress_prepend_size(&plain);
+        if packed.len() < plain.len() {
+            push_frame(out, LZ4, &packed);
+        } else {
+            push_frame(out, RAW, &plain);
+        }
+    }
+}
+
+/// Appends a frame: its codec, its length and its bytes.
+fn push_frame(out: &mut Vec<u8>, codec: u8, bytes: &[u8]) {
+    out.push(codec);
+    // A frame is bounded far below 4 GiB (32 entries of 64 KiB).
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(bytes);
 }
 
 /// Decompresses an LZ4 block with its size prefixed, refusing a size above
@@ -256,6 +445,95 @@ mod tests {
             })
             .collect();
         assert_eq!(encode(&noise, true)[0], RAW);
+    }
+
+    /// Entries of mixed sizes, every fourth one incompressible.
+    fn mixed(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                if i % 4 == 3 {
+                    (0..=(i % 97) as u64)
+                        .map(|j| {
+                            ((i as u64 * 131 + j).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8
+                        })
+                        .collect()
+                } else {
+                    format!("{{\"event\":\"login\",\"user\":{i}}}").into_bytes()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn appending_is_encoding_the_whole_bundle() {
+        for (name, all) in [("events", events(256)), ("mixed", mixed(256))] {
+            for have in [1, 5, 31, 32, 33, 63, 64, 100, 200, 255] {
+                for add in [1, 2, 31, 32, 33, 156] {
+                    let n = (have + add).min(256);
+                    let (old, new) = (&all[..have], &all[have..n]);
+                    for compress in [false, true] {
+                        let mut records = vec![encode(old, compress), encode(old, !compress)];
+                        records.push(whole_lz4(old));
+                        for rec in records {
+                            let got = append(&rec, have, new, compress).unwrap();
+                            assert_eq!(
+                                decode(&got).unwrap(),
+                                &all[..n],
+                                "{name} {have}+{add} {compress} codec {}",
+                                rec[0]
+                            );
+                            if rec[0] == encode(old, compress)[0] && rec == encode(old, compress) {
+                                // From what encode wrote, the same bytes.
+                                assert_eq!(
+                                    got,
+                                    encode(&all[..n], compress),
+                                    "{name} {have}+{add} {compress}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn appending_to_a_record_of_another_count_is_refused() {
+        let all = events(100);
+        for compress in [false, true] {
+            for rec in [encode(&all[..40], false), encode(&all[..40], true)] {
+                for have in [39, 41, 64, 70] {
+                    let e = append(&rec, have, &all[40..], compress).unwrap_err();
+                    assert!(matches!(e, StoreError::Corrupt(_)), "{have}: {e}");
+                }
+            }
+        }
+        assert!(append(&[], 1, &all, true).is_err());
+        assert_eq!(append(&[], 0, &all, true).unwrap(), encode(&all, true));
+        assert!(append(&[FRAMED, 7, 1, 0, 0, 0, 0], 1, &all, true).is_err());
+        // Damaged records: an error or a record, never a panic; a record
+        // only where the damage still decodes.
+        let new = events(3);
+        for rec in [
+            encode(&all[..40], false),
+            encode(&all[..40], true),
+            encode(&mixed(70), true),
+        ] {
+            for at in 0..rec.len() {
+                let mut bad = rec.clone();
+                bad[at] ^= 0x5a;
+                for have in [1, 31, 32, 40, 70] {
+                    for compress in [false, true] {
+                        if let Ok(out) = append(&bad, have, &new, compress) {
+                            assert!(
+                                decode_range(&out, have, 256).is_ok_and(|t| t == new),
+                                "{at} {have} {compress}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

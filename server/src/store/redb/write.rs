@@ -114,26 +114,23 @@ fn write_bundles(txn: &WriteTransaction, c: &Commit, compress: bool) -> Result<(
     while !pending.is_empty() {
         let b = index / BUNDLE_SIZE;
         let have = index % BUNDLE_SIZE;
-        let mut entries = if have == 0 {
-            Vec::new()
+        let take = usize::try_from((BUNDLE_SIZE - have).min(pending.len() as u64)).unwrap_or(0);
+        let record = if have == 0 {
+            bundle::encode(&pending[..take], compress)
         } else {
             let rec = table
                 .get(b)
                 .map_err(engine)?
                 .ok_or_else(|| StoreError::Missing(format!("entry bundle {b}")))?;
-            bundle::decode(rec.value())?
+            #[allow(clippy::cast_possible_truncation)] // below 256
+            bundle::append(rec.value(), have as usize, &pending[..take], compress).map_err(|e| {
+                match e {
+                    StoreError::Corrupt(why) => StoreError::Corrupt(format!("{why} (bundle {b})")),
+                    other => other,
+                }
+            })?
         };
-        if entries.len() as u64 != have {
-            return Err(StoreError::Corrupt(format!(
-                "entry bundle {b} holds {} entries, expected {have}",
-                entries.len()
-            )));
-        }
-        let take = usize::try_from((BUNDLE_SIZE - have).min(pending.len() as u64)).unwrap_or(0);
-        entries.extend_from_slice(&pending[..take]);
-        table
-            .insert(b, bundle::encode(&entries, compress).as_slice())
-            .map_err(engine)?;
+        table.insert(b, record.as_slice()).map_err(engine)?;
         pending = &pending[take..];
         index += take as u64;
     }
