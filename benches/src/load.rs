@@ -262,7 +262,10 @@ async fn writer(
     let interval = load
         .rate
         .map(|r| Duration::from_secs_f64((load.writers * load.batch) as f64 / r.max(1) as f64));
-    let mut next = Instant::now() + Duration::from_micros(rng.gen_range(0..1000));
+    // Each writer starts at its own point of the interval, so that writers
+    // at a rate spread their calls over it instead of calling together.
+    let mut next =
+        Instant::now() + interval.map_or(Duration::ZERO, |iv| iv.mul_f64(rng.gen_range(0.0..1.0)));
     let mut report = TaskReport {
         latency: histogram()?,
         errors: BTreeMap::new(),
