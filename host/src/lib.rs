@@ -16,6 +16,7 @@
 //!   their owner's regular files;
 //! - [`grpc`]: a layer answering malformed requests `INVALID_ARGUMENT`;
 //! - [`logging`]: the binaries' log set-up, which never panics;
+//! - [`memory`]: transparent huge pages off, for steady tail latency;
 //! - [`net`]: listeners with a connection cap, handshake and idle
 //!   timeouts, and accept errors that back off instead of spinning.
 //!
@@ -28,6 +29,7 @@ pub mod error;
 pub mod grpc;
 pub mod keyfile;
 pub mod logging;
+pub mod memory;
 pub mod net;
 
 use std::fs::File;

@@ -198,6 +198,9 @@ struct RunArgs {
 
 fn main() -> std::process::ExitCode {
     quire_host::logging::init();
+    if let Err(e) = quire_host::memory::no_transparent_huge_pages() {
+        tracing::warn!(error = %e, "transparent huge pages stay on");
+    }
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Run(a)) => a,

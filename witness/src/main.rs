@@ -59,6 +59,9 @@ enum Command {
 
 fn main() -> ExitCode {
     quire_host::logging::init();
+    if let Err(e) = quire_host::memory::no_transparent_huge_pages() {
+        tracing::warn!(error = %e, "transparent huge pages stay on");
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -237,6 +237,10 @@ fn emit(args: &Args, value: &serde_json::Value) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // As the server runs: with transparent huge pages off.
+    if let Err(e) = quire_host::memory::no_transparent_huge_pages() {
+        eprintln!("quire-bench: transparent huge pages stay on: {e}");
+    }
     let tmp = tempfile::tempdir()?;
     let data_dir = args
         .data_dir
