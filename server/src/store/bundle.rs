@@ -106,10 +106,19 @@ fn frames(mut body: &[u8]) -> Result<Vec<Frame<'_>>, StoreError> {
         };
         let plain_len = match codec {
             RAW => bytes.len(),
-            LZ4 => bytes
-                .first_chunk::<4>()
-                .map(|p| u32::from_le_bytes(*p) as usize)
-                .ok_or_else(|| corrupt("LZ4 frame without its size"))?,
+            LZ4 => {
+                let size = bytes
+                    .first_chunk::<4>()
+                    .map(|p| u32::from_le_bytes(*p) as usize)
+                    .ok_or_else(|| corrupt("LZ4 frame without its size"))?;
+                // Bounded before anything is sized by it.
+                if size > MAX_FRAME_BYTES {
+                    return Err(corrupt(&format!(
+                        "LZ4 size {size} is over the {MAX_FRAME_BYTES} bytes a frame can hold"
+                    )));
+                }
+                size
+            }
             other => return Err(corrupt(&format!("unknown frame codec {other}"))),
         };
         out.push(Frame {
@@ -511,6 +520,14 @@ mod tests {
         assert!(append(&[], 1, &all, true).is_err());
         assert_eq!(append(&[], 0, &all, true).unwrap(), encode(&all, true));
         assert!(append(&[FRAMED, 7, 1, 0, 0, 0, 0], 1, &all, true).is_err());
+        // A whole frame whose LZ4 size prefix asks for 4 GiB is refused
+        // before anything is sized by it.
+        let mut huge = vec![FRAMED, LZ4, 5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0];
+        push_frame(&mut huge, RAW, &payload_of(&all[32..33]));
+        for compress in [false, true] {
+            let e = append(&huge, 33, &all[..1], compress).unwrap_err();
+            assert!(e.to_string().contains("over the"), "{e}");
+        }
         // Damaged records: an error or a record, never a panic; a record
         // only where the damage still decodes.
         let new = events(3);
