@@ -7,9 +7,9 @@
 //! size ([`super::map`]'s reading). Then, as the follower's checkpoints
 //! grow, the new envelopes are read in order and folded in; for the last
 //! head among them (size `s`, root `r`, at index `h`), the map of events
-//! `[0, s)` is the map before `h` with the keys of events `[s, h)` set
-//! back to their links (each envelope links every key to its previous
-//! event), walked from `h` down to `s`. It is published only when its root
+//! `[0, s)` is the map of everything read with the keys of every event
+//! from `s` on set back to their links (each envelope links every key to
+//! its previous event), walked from the newest down to `s`. It is published only when its root
 //! is `r`: a replica never answers from a map the log did not commit to.
 //!
 //! While the replica holds the lease, its sequencer's map answers and this
@@ -119,30 +119,25 @@ fn fold<S: Storage>(
     size: u64,
 ) -> Result<(Folded, Option<MapHead>), StoreError> {
     let r = store.reader()?;
-    let from = folded.size;
-    // The last head among the new events: its index, bytes, envelope and
-    // the map before it.
-    let mut last: Option<(u64, Vec<u8>, Envelope, KeyMap)> = None;
-    let mut at = from;
+    // The last head among the new events: its index, bytes, and the size
+    // and root of the map it commits to.
+    let mut last: Option<(u64, Vec<u8>, u64, quire_core::Hash)> = None;
+    let mut at = folded.size;
     while at < size {
         let end = size.min(at + READ_CHUNK);
         for (i, bytes) in (at..end).zip(r.checked_entries(at, end)?) {
-            let env = Envelope::decode(&bytes)
-                .map_err(|e| StoreError::Corrupt(format!("event {i}: not an envelope: {e}")))?;
-            if head_of(&env).is_some() {
-                last = Some((i, bytes, env.clone(), folded.map.clone()));
+            let env = envelope(i, &bytes)?;
+            folded
+                .map
+                .update(env.event.keys().map(|(_, k)| (k, i)).collect());
+            if let Some((head_size, root)) = head_of(&env) {
+                last = Some((i, bytes, head_size, root));
             }
-            let updates = env.event.keys().map(|(_, k)| (k, i)).collect();
-
-            folded.map.update(updates);
         }
         at = end;
     }
     folded.size = size;
-    let Some((index, bytes, env, before)) = last else {
-        return Ok((folded, None));
-    };
-    let Some((head_size, root)) = head_of(&env) else {
+    let Some((index, bytes, head_size, root)) = last else {
         return Ok((folded, None));
     };
     if head_size > index {
@@ -150,18 +145,15 @@ fn fold<S: Storage>(
             "map head {index} claims a map of {head_size} events, past itself"
         )));
     }
-    // Back from the head to its size: each key of events [head_size,
-    // index) to its link, the earliest of them last.
-    let mut map = before;
-    let mut j = index;
+    // Back from the map of [0, size) to the head's size: each key of
+    // events [head_size, size) to its link, the newest first.
+    let mut map = folded.map.clone();
+    let mut j = size;
     while j > head_size {
         let start = head_size.max(j.saturating_sub(READ_CHUNK));
         let envs = r.checked_entries(start, j)?;
-        let pairs: Vec<(u64, Vec<u8>)> = (start..j).zip(envs).collect();
-        for (k, bytes) in pairs.into_iter().rev() {
-            let e = Envelope::decode(&bytes)
-                .map_err(|e| StoreError::Corrupt(format!("event {k}: not an envelope: {e}")))?;
-            super::map::set_back(&mut map, &e);
+        for (k, bytes) in envs.iter().enumerate().rev() {
+            super::map::set_back(&mut map, &envelope(start + k as u64, bytes)?);
         }
         j = start;
     }
@@ -183,6 +175,12 @@ fn fold<S: Storage>(
             map,
         }),
     ))
+}
+
+/// Event `i`'s envelope, decoded from its stored `bytes`.
+fn envelope(i: u64, bytes: &[u8]) -> Result<Envelope, StoreError> {
+    Envelope::decode(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("event {i}: not an envelope: {e}")))
 }
 
 #[cfg(test)]
@@ -251,8 +249,18 @@ mod tests {
         // A head whose root is not the map of its size is not published.
         let wrong = crate::events::map::head_draft(3, &root).unwrap();
         log.add_events(vec![wrong]).await.unwrap();
-        let (_, none) = fold(log.store(), folded, 5).unwrap();
+        let (folded, none) = fold(log.store(), folded, 5).unwrap();
         assert!(none.is_none(), "a root that is not the map's");
+
+        // A head of the map of [0, 5) (as folded forward), then an event
+        // after it read in the same step: taken back through that event.
+        let root5 = folded.map.root();
+        let head5 = crate::events::map::head_draft(5, &root5).unwrap();
+        log.add_events(vec![head5, draft("carol")]).await.unwrap();
+        let (folded, head) = fold(log.store(), folded, 7).unwrap();
+        let head = head.expect("the head of size 5, checked");
+        assert_eq!((head.index, head.size, head.root), (5, 5, root5));
+        assert_eq!(folded.size, 7);
         log.close();
     }
 }
