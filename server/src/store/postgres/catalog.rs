@@ -3,9 +3,11 @@
 //! TOML) and its verifier keys, never a private key. Rows are only added:
 //! an origin, once taken, is the formation's for good.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::conn::{engine, Conn, Driver};
+use super::session::Session;
 use super::{schema, PgOptions};
 use crate::store::StoreError;
 
@@ -31,8 +33,50 @@ pub struct CatalogRow {
 /// The catalog in one database, with a connection kept between calls.
 #[derive(Clone)]
 pub struct PgCatalog {
-    shared: Arc<(Driver, Conn, std::sync::atomic::AtomicBool)>,
+    shared: Arc<Shared>,
     place: String,
+}
+
+/// What every call shares: the driver, the kept connection, and whether
+/// the schema was brought up to date (on first use only).
+struct Shared {
+    driver: Driver,
+    conn: Conn,
+    migrated: AtomicBool,
+}
+
+impl Shared {
+    /// The kept connection, the schema brought up to date on first use.
+    async fn session(
+        &self,
+        config: &tokio_postgres::Config,
+        tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
+    ) -> Result<Arc<Session>, StoreError> {
+        let c = self.conn.get(config, tls).await?;
+        if !self.migrated.load(Ordering::Acquire) {
+            schema::migrate(&c).await?;
+            self.migrated.store(true, Ordering::Release);
+        }
+        Ok(c)
+    }
+}
+
+/// A row read from `quire_catalog` (`origin, settings, vkeys, created_ms`),
+/// refused when its settings or keys are over [`MAX_ROW_BYTES`].
+fn row_of(r: &tokio_postgres::Row) -> Result<CatalogRow, StoreError> {
+    let row = CatalogRow {
+        origin: r.get(0),
+        settings: r.get(1),
+        vkeys: r.get(2),
+        created_ms: r.get(3),
+    };
+    if row.settings.len() > MAX_ROW_BYTES || row.vkeys.len() > MAX_ROW_BYTES {
+        return Err(StoreError::Corrupt(format!(
+            "catalog row of {:?} is over {MAX_ROW_BYTES} bytes",
+            row.origin
+        )));
+    }
+    Ok(row)
 }
 
 impl PgCatalog {
@@ -42,12 +86,11 @@ impl PgCatalog {
     /// [`StoreError::Engine`] for a URL that does not parse.
     pub fn new(opts: &PgOptions) -> Result<Self, StoreError> {
         Ok(PgCatalog {
-            // The schema is brought up to date on first use only.
-            shared: Arc::new((
-                Driver::new(opts)?,
-                Conn::new(),
-                std::sync::atomic::AtomicBool::new(false),
-            )),
+            shared: Arc::new(Shared {
+                driver: Driver::new(opts)?,
+                conn: Conn::new(),
+                migrated: AtomicBool::new(false),
+            }),
             place: super::PgStore::describe_url(&opts.url),
         })
     }
@@ -64,15 +107,11 @@ impl PgCatalog {
     /// migrated; [`StoreError::Corrupt`] for a row over [`MAX_ROW_BYTES`].
     pub fn rows(&self) -> Result<Vec<CatalogRow>, StoreError> {
         let shared = Arc::clone(&self.shared);
-        let driver = &self.shared.0;
+        let driver = &self.shared.driver;
         let config = driver.config().clone();
         let tls = driver.tls().cloned();
         driver.run("reading the catalog of created logs", async move {
-            let c = shared.1.get(&config, tls.as_ref()).await?;
-            if !shared.2.load(std::sync::atomic::Ordering::Acquire) {
-                schema::migrate(&c).await?;
-                shared.2.store(true, std::sync::atomic::Ordering::Release);
-            }
+            let c = shared.session(&config, tls.as_ref()).await?;
             let rows = c
                 .query(
                     "SELECT origin, settings, vkeys, created_ms FROM quire_catalog \
@@ -81,23 +120,7 @@ impl PgCatalog {
                 )
                 .await
                 .map_err(engine)?;
-            rows.iter()
-                .map(|r| {
-                    let row = CatalogRow {
-                        origin: r.get(0),
-                        settings: r.get(1),
-                        vkeys: r.get(2),
-                        created_ms: r.get(3),
-                    };
-                    if row.settings.len() > MAX_ROW_BYTES || row.vkeys.len() > MAX_ROW_BYTES {
-                        return Err(StoreError::Corrupt(format!(
-                            "catalog row of {:?} is over {MAX_ROW_BYTES} bytes",
-                            row.origin
-                        )));
-                    }
-                    Ok(row)
-                })
-                .collect()
+            rows.iter().map(row_of).collect()
         })
     }
 
@@ -105,19 +128,16 @@ impl PgCatalog {
     /// the origin afterwards (another's, when it was there first).
     ///
     /// # Errors
-    /// [`StoreError::Engine`] for a database that cannot be reached.
+    /// [`StoreError::Engine`] for a database that cannot be reached;
+    /// [`StoreError::Corrupt`] when the stored row is over [`MAX_ROW_BYTES`].
     pub fn add(&self, row: &CatalogRow) -> Result<CatalogRow, StoreError> {
         let shared = Arc::clone(&self.shared);
-        let driver = &self.shared.0;
+        let driver = &self.shared.driver;
         let config = driver.config().clone();
         let tls = driver.tls().cloned();
         let row = row.clone();
         driver.run("adding to the catalog of created logs", async move {
-            let c = shared.1.get(&config, tls.as_ref()).await?;
-            if !shared.2.load(std::sync::atomic::Ordering::Acquire) {
-                schema::migrate(&c).await?;
-                shared.2.store(true, std::sync::atomic::Ordering::Release);
-            }
+            let c = shared.session(&config, tls.as_ref()).await?;
             c.execute(
                 "INSERT INTO quire_catalog (origin, settings, vkeys, created_ms) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (origin) DO NOTHING",
@@ -132,12 +152,7 @@ impl PgCatalog {
                 )
                 .await
                 .map_err(engine)?;
-            Ok(CatalogRow {
-                origin: r.get(0),
-                settings: r.get(1),
-                vkeys: r.get(2),
-                created_ms: r.get(3),
-            })
+            row_of(&r)
         })
     }
 }
