@@ -245,8 +245,7 @@ fn open_replica(
     high_water: highwater::HighWater,
     rep: &ReplicationConfig,
 ) -> anyhow::Result<Arc<Replica>> {
-    let mut opts = rep.options()?;
-    opts.max_message_bytes = config.max_message_bytes;
+    let opts = rep.options(config.max_message_bytes)?;
     let verifiers: Vec<_> = signers
         .iter()
         .map(quire_core::LogSigner::verifier)

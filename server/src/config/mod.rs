@@ -283,11 +283,16 @@ impl ReplicationConfig {
         }
     }
 
-    /// The replica options of this process (`holder` made unique).
+    /// The replica options of this process (`holder` made unique), taking
+    /// answers from the lease holder up to `max_message_bytes` (the
+    /// server's own limit).
     ///
     /// # Errors
     /// A token file that cannot be read.
-    pub fn options(&self) -> Result<crate::replica::ReplicaOptions, ConfigError> {
+    pub fn options(
+        &self,
+        max_message_bytes: usize,
+    ) -> Result<crate::replica::ReplicaOptions, ConfigError> {
         let token = self.token()?;
         let nonce: u64 = {
             use std::hash::{BuildHasher, Hasher};
@@ -307,7 +312,7 @@ impl ReplicationConfig {
             renew_every: std::time::Duration::from_millis(self.renew_ms),
             follow_every: std::time::Duration::from_millis(self.follow_ms),
             token,
-            max_message_bytes: Config::default().max_message_bytes,
+            max_message_bytes,
         })
     }
 }
