@@ -70,6 +70,22 @@ async fn leader(replicas: &[&LocalServer]) -> (usize, i64) {
     .await
 }
 
+/// Runs the lease out under its holder in database `db` (as after a pause
+/// or a cut) and waits for a replica to hold it in an epoch after `epoch`:
+/// that replica's place in `replicas`, and its epoch.
+async fn expire_lease(db: &str, replicas: &[&LocalServer], epoch: i64) -> (usize, i64) {
+    postgres::shared()
+        .psql(db, "UPDATE quire_leases SET expires = clock_timestamp()")
+        .unwrap();
+    poll("a new epoch", 500, || {
+        replicas
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.replicas[0].epoch().filter(|e| *e > epoch).map(|e| (i, e)))
+    })
+    .await
+}
+
 /// Writes `entry` through replica `r`, retrying while sequencing moves.
 async fn write(r: &LocalServer, entry: Vec<u8>) -> u64 {
     for _ in 0..200 {
@@ -147,14 +163,7 @@ async fn replicas_share_one_sequencer_and_hand_it_over() {
 
     // The lease runs out under the leader (as after a pause or a cut):
     // another replica takes over in a new epoch, the old one stops.
-    pg.psql(&db, "UPDATE quire_leases SET expires = clock_timestamp()")
-        .unwrap();
-    let (second, new_epoch) = poll("a new leader", 500, || {
-        all.iter()
-            .enumerate()
-            .find_map(|(i, r)| r.replicas[0].epoch().filter(|e| *e > epoch).map(|e| (i, e)))
-    })
-    .await;
+    let (second, new_epoch) = expire_lease(&db, &all, epoch).await;
     poll("the old leader steps down", 500, || {
         (first == second || all[first].replicas[0].epoch().is_none()).then_some(())
     })
@@ -626,14 +635,7 @@ logs = ["{EVENTS}"]
     // epoch (on either replica) with its key map follower. Alice writes
     // once more and both replicas answer all three events, proven.
     let (_, epoch) = leader(&both).await;
-    pg.psql(&db, "UPDATE quire_leases SET expires = clock_timestamp()")
-        .unwrap();
-    let (next, _) = poll("a new epoch", 500, || {
-        both.iter()
-            .enumerate()
-            .find_map(|(i, r)| r.replicas[0].epoch().filter(|e| *e > epoch).map(|e| (i, e)))
-    })
-    .await;
+    let (next, _) = expire_lease(&db, &both, epoch).await;
     (holder, other) = (both[next], both[1 - next]);
     let mut third = None;
     for _ in 0..200 {
