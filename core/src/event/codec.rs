@@ -27,7 +27,17 @@ fn member(out: &mut String, first: &mut bool, name: &str) {
 
 /// Writes `e`'s canonical JSON to `out` (the caller checked its rules).
 pub(super) fn write(e: &Envelope, out: &mut String) {
-    let ev = &e.event;
+    write_head(&e.event, out);
+    write_int(out, e.log_time_ms);
+    write_middle(e, out);
+    write_prev(&e.prev, out);
+    write_tail(e, out);
+}
+
+/// The members before the log time's value: `{"action":…,"actor":…,
+/// ["attributes":{…},]"log_time_ms":`. Every member after it follows a
+/// comma, as the envelope always has these.
+pub(super) fn write_head(ev: &Event, out: &mut String) {
     let mut first = true;
     out.push('{');
     member(out, &mut first, "action");
@@ -54,10 +64,21 @@ pub(super) fn write(e: &Envelope, out: &mut String) {
         out.push('}');
     }
     member(out, &mut first, "log_time_ms");
-    let _ = write!(out, "{}", e.log_time_ms);
+}
+
+/// A number as RFC 8785 writes an integer.
+pub(super) fn write_int(out: &mut String, n: u64) {
+    let _ = write!(out, "{n}");
+}
+
+/// The members between the log time and the links: `occurred_ms`,
+/// `outcome`, `payload_sha256`.
+pub(super) fn write_middle(e: &Envelope, out: &mut String) {
+    let ev = &e.event;
+    let mut first = false;
     if let Some(t) = ev.occurred_ms {
         member(out, &mut first, "occurred_ms");
-        let _ = write!(out, "{t}");
+        write_int(out, t);
     }
     member(out, &mut first, "outcome");
     write_str(out, ev.outcome.as_str());
@@ -67,19 +88,31 @@ pub(super) fn write(e: &Envelope, out: &mut String) {
         out.push_str(&p.to_hex());
         out.push('"');
     }
-    if !e.prev.0.is_empty() {
-        member(out, &mut first, "prev");
-        out.push('{');
-        let mut first_link = true;
-        // KeyField::ALL is in the order of the names.
-        for f in KeyField::ALL {
-            if let Some(i) = e.prev.get(f) {
-                member(out, &mut first_link, f.name());
-                let _ = write!(out, "{i}");
-            }
-        }
-        out.push('}');
+}
+
+/// The member `prev`, when there are links.
+pub(super) fn write_prev(prev: &Links, out: &mut String) {
+    if prev.0.is_empty() {
+        return;
     }
+    let mut first = false;
+    member(out, &mut first, "prev");
+    out.push('{');
+    let mut first_link = true;
+    // KeyField::ALL is in the order of the names.
+    for f in KeyField::ALL {
+        if let Some(i) = prev.get(f) {
+            member(out, &mut first_link, f.name());
+            write_int(out, i);
+        }
+    }
+    out.push('}');
+}
+
+/// The members after the links, to the closing brace.
+pub(super) fn write_tail(e: &Envelope, out: &mut String) {
+    let ev = &e.event;
+    let mut first = false;
     for (name, v) in [("resource", &ev.resource), ("source", &ev.source)] {
         if let Some(v) = v {
             member(out, &mut first, name);

@@ -318,6 +318,33 @@ pub enum EnvelopeError {
     Event(#[from] EventError),
 }
 
+/// Checks the members the sequencer sets: a link only for a keyed field
+/// the event has (`has`), and numbers at most 2^53 − 1.
+pub(super) fn check_sequenced(
+    has: impl Fn(KeyField) -> bool,
+    time: u64,
+    prev: &Links,
+) -> Result<(), EnvelopeError> {
+    if let Some((f, i)) = prev.0.iter().find(|(f, _)| !has(**f)) {
+        return Err(EnvelopeError::Shape(format!(
+            "a link of {} (to {i}) for an event without one",
+            f.name()
+        )));
+    }
+    if time > MAX_INT {
+        return Err(EnvelopeError::Shape(format!(
+            "log_time_ms {time} is above 2^53 - 1"
+        )));
+    }
+    if let Some((f, i)) = prev.0.iter().find(|(_, i)| **i > MAX_INT) {
+        return Err(EnvelopeError::Shape(format!(
+            "the link of {} to {i} is above 2^53 - 1",
+            f.name()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 fn s(v: &str) -> Value {
     Value::Str(v.to_owned())
@@ -380,40 +407,28 @@ impl Envelope {
     /// [`EnvelopeError`] for an event that breaks a rule, a number above
     /// 2^53 − 1, or an envelope longer than an entry may be.
     pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
-        self.event.validate()?;
-        if let Some(t) = &self.tenant {
-            check_text("tenant", t, 256)?;
-        }
-        check_text("submitter", &self.submitter, 512)?;
-        if let Some((f, i)) = self
-            .prev
-            .0
-            .iter()
-            .find(|(f, _)| self.event.value(**f).is_none())
-        {
-            return Err(EnvelopeError::Shape(format!(
-                "a link of {} (to {i}) for an event without one",
-                f.name()
-            )));
-        }
-        if self.log_time_ms > MAX_INT {
-            return Err(EnvelopeError::Shape(format!(
-                "log_time_ms {} is above 2^53 - 1",
-                self.log_time_ms
-            )));
-        }
-        if let Some((f, i)) = self.prev.0.iter().find(|(_, i)| **i > MAX_INT) {
-            return Err(EnvelopeError::Shape(format!(
-                "the link of {} to {i} is above 2^53 - 1",
-                f.name()
-            )));
-        }
+        self.check_fixed()?;
+        check_sequenced(
+            |f| self.event.value(f).is_some(),
+            self.log_time_ms,
+            &self.prev,
+        )?;
         let mut out = String::with_capacity(512);
         super::codec::write(self, &mut out);
         if out.len() > MAX_ENVELOPE {
             return Err(EnvelopeError::TooLong(out.len()));
         }
         Ok(out.into_bytes())
+    }
+
+    /// Checks the rules of every member but the log time and the links.
+    pub(super) fn check_fixed(&self) -> Result<(), EnvelopeError> {
+        self.event.validate()?;
+        if let Some(t) = &self.tenant {
+            check_text("tenant", t, 256)?;
+        }
+        check_text("submitter", &self.submitter, 512)?;
+        Ok(())
     }
 
     /// The envelope of canonical bytes `b`.

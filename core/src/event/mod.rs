@@ -15,11 +15,13 @@
 pub mod canonical;
 mod codec;
 mod envelope;
+mod template;
 
 pub use envelope::{
     key, payload_commitment, Envelope, EnvelopeError, Event, EventError, KeyField, Links, Outcome,
     MAX_ATTRIBUTES, MAX_ENVELOPE, SALT_LEN, VERSION,
 };
+pub use template::Template;
 
 #[cfg(test)]
 mod tests;

@@ -336,3 +336,76 @@ proptest! {
         prop_assert_eq!(Envelope::decode(&ours).unwrap(), e);
     }
 }
+
+proptest! {
+    /// A template sealed with the log time and links gives the bytes and
+    /// the leaf hash of the whole envelope's encoding, and says their
+    /// length before writing them.
+    #[test]
+    fn a_sealed_template_is_the_envelope_byte_for_byte(e in envelopes(), other_time in 0..=canonical::MAX_INT) {
+        let ours = e.encode().unwrap();
+        let mut bare = e.clone();
+        bare.log_time_ms = other_time;
+        bare.prev = Links::default();
+        let t = bare.template().unwrap();
+        prop_assert_eq!(t.sealed_len(e.log_time_ms, &e.prev), ours.len());
+        let (bytes, leaf) = t.seal(e.log_time_ms, &e.prev).unwrap();
+        prop_assert_eq!(&bytes, &ours);
+        prop_assert_eq!(leaf, crate::leaf_hash(&ours));
+        // Sealed again, other numbers: the template is not used up.
+        let (again, _) = t.seal(other_time, &Links::default()).unwrap();
+        prop_assert_eq!(again, bare.encode().unwrap());
+    }
+}
+
+#[test]
+fn a_template_refuses_what_encode_refuses() {
+    let mut e = Envelope {
+        log_time_ms: 0,
+        submitter: "alice".into(),
+        tenant: None,
+        event: Event::new("login", "alice", "login"),
+        payload: None,
+        prev: Links::default(),
+    };
+    let t = e.template().unwrap();
+    let mut resource_link = Links::default();
+    resource_link.0.insert(KeyField::Resource, 3);
+    let err = t.seal(5, &resource_link).unwrap_err();
+    assert!(
+        err.to_string().contains("a link of resource (to 3)"),
+        "{err}"
+    );
+    let too_big = canonical::MAX_INT + 1;
+    assert!(t
+        .seal(too_big, &Links::default())
+        .unwrap_err()
+        .to_string()
+        .contains("log_time_ms"));
+    let mut big_link = Links::default();
+    big_link.0.insert(KeyField::Actor, too_big);
+    assert!(t
+        .seal(1, &big_link)
+        .unwrap_err()
+        .to_string()
+        .contains("above 2^53 - 1"));
+    // An envelope one byte over the limit once its numbers are in.
+    for i in 0..16 {
+        e.event
+            .attributes
+            .insert(format!("a{i:02}"), "y".repeat(4000));
+    }
+    let t = e.template().unwrap();
+    // The last attribute adds its name, quotes, colon and comma: 8 bytes.
+    let fill = MAX_ENVELOPE + 1 - t.sealed_len(1, &Links::default()) - 8;
+    e.event.attributes.insert("zz".into(), "y".repeat(fill));
+    let t = e.template().unwrap();
+    assert_eq!(t.sealed_len(1, &Links::default()), MAX_ENVELOPE + 1);
+    assert!(
+        matches!(t.seal(1, &Links::default()), Err(EnvelopeError::TooLong(n)) if n == MAX_ENVELOPE + 1)
+    );
+    // The rules of the fixed members are checked when the template is made.
+    e.submitter = String::new();
+    assert!(e.template().is_err());
+    assert!(e.encode().is_err());
+}

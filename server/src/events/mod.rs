@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use quire_core::event::{
-    payload_commitment, Envelope, Event, KeyField, Links, MAX_ENVELOPE, SALT_LEN,
+    payload_commitment, Envelope, Event, KeyField, Links, Template, MAX_ENVELOPE, SALT_LEN,
 };
 use quire_core::Hash;
 use rand_core::RngCore;
@@ -48,8 +48,11 @@ pub struct Submitter {
 #[derive(Debug)]
 pub struct Draft {
     /// Its envelope but for the log time and links, which the sequencer
-    /// sets (built once: the event's strings are not copied again).
-    envelope: Envelope,
+    /// sets: written and checked here, on the writer's task, so that the
+    /// log's one sequencing thread only copies it around two numbers.
+    template: Template,
+    /// The event's type.
+    kind: String,
     /// The payload and its salt.
     payload: Option<(Vec<u8>, [u8; SALT_LEN])>,
     /// The keyed fields the event has, each with its key.
@@ -97,33 +100,35 @@ impl Draft {
         let mut commitment = None;
         let payload = payload.map(|p| {
             let mut salt = [0u8; SALT_LEN];
-            rand_core::OsRng.fill_bytes(&mut salt);
+            // ChaCha12 reseeded from the OS: one system call per 64 KiB of
+            // salts, not one per event.
+            rand::thread_rng().fill_bytes(&mut salt);
             commitment = Some(payload_commitment(&salt, &p));
             (p, salt)
         });
         let keys: Vec<(KeyField, Hash)> = event.keys().collect();
-        // The longest this envelope can be: every link and the time at
-        // their largest.
-        let max = quire_core::event::canonical::MAX_INT;
-        let mut envelope = Envelope {
-            log_time_ms: max,
+        let envelope = Envelope {
+            log_time_ms: 0,
             submitter: submitter.name,
             tenant: submitter.tenant,
             event,
             payload: commitment,
-            prev: Links(keys.iter().map(|(f, _)| (*f, max)).collect()),
+            prev: Links::default(),
         };
-        match envelope.encode() {
-            Ok(_) => {}
-            Err(quire_core::event::EnvelopeError::TooLong(n)) => {
-                return Err(DraftError::TooLong(n))
-            }
-            Err(e) => return Err(DraftError::Envelope(e.to_string())),
+        let template = envelope
+            .template()
+            .map_err(|e| DraftError::Envelope(e.to_string()))?;
+        // The longest this envelope can be: every link and the time at
+        // their largest.
+        let max = quire_core::event::canonical::MAX_INT;
+        let longest =
+            template.sealed_len(max, &Links(keys.iter().map(|(f, _)| (*f, max)).collect()));
+        if longest > MAX_ENVELOPE {
+            return Err(DraftError::TooLong(longest));
         }
-        envelope.log_time_ms = 0;
-        envelope.prev = Links::default();
         Ok(Draft {
-            envelope,
+            template,
+            kind: envelope.event.kind,
             payload,
             keys,
             erases: Vec::new(),
@@ -132,7 +137,7 @@ impl Draft {
 
     /// The event's type.
     pub fn kind(&self) -> &str {
-        &self.envelope.event.kind
+        &self.kind
     }
 
     /// The erasure event of the payload of event `index`, asked by
@@ -326,12 +331,9 @@ impl EventSeq {
                 }
                 batch.insert(*k, index);
             }
-            let mut draft = draft;
-            draft.envelope.log_time_ms = time;
-            draft.envelope.prev = prev;
-            let envelope = draft
-                .envelope
-                .encode()
+            let (envelope, leaf) = draft
+                .template
+                .seal(time, &prev)
                 .map_err(|e| format!("event {index}: {e}"))?;
             let rows = &mut commit.events;
             let salt = draft.payload.map(|(payload, salt)| {
@@ -348,7 +350,6 @@ impl EventSeq {
             for erased in draft.erases {
                 rows.erased.push((erased, index));
             }
-            let leaf = quire_core::leaf_hash(&envelope);
             crate::sequencer::append_entry(range, commit, envelope, leaf)
                 .map_err(|e| e.to_string())?;
             out.push(Sealed {
