@@ -191,9 +191,6 @@ pub type WriteResult = Result<(Vec<Added>, Arc<Latest>), WriteError>;
 /// A write queued for the sequencer.
 pub(crate) struct Request {
     pub(crate) entries: Vec<Vec<u8>>,
-    /// The leaf hash of each of `entries` (RFC 9162 §2.1.1), computed on
-    /// the writer's task, not on the log's one sequencing thread.
-    pub(crate) leaves: Vec<Hash>,
     pub(crate) queued_at: std::time::Instant,
     pub(crate) reply: oneshot::Sender<WriteResult>,
     /// Metadata the commit that integrates this request sets (a freeze's
@@ -210,7 +207,6 @@ impl Request {
     /// A request of `entries`, answered on `reply`.
     pub(crate) fn entries(entries: Vec<Vec<u8>>, reply: oneshot::Sender<WriteResult>) -> Self {
         Request {
-            leaves: entries.iter().map(|e| quire_core::leaf_hash(e)).collect(),
             entries,
             queued_at: std::time::Instant::now(),
             reply,

@@ -562,14 +562,10 @@ impl<S: Storage> Log<S> {
         let sender = self.sender()?;
         // Queued while the log is ACTIVE, or refused: never behind a
         // freeze's barrier.
-        // A refused send gives the request back by value (moved, not
-        // copied): nothing to gain from boxing it.
-        #[allow(clippy::result_large_err)]
-        let try_send = || sender.try_send(request);
         let sent = self
             .inner
             .lifecycle
-            .admit(try_send)
+            .admit(|| sender.try_send(request))
             .map_err(|state| self.frozen(state))?;
         metrics::gauge!("quire_queue_depth", "log" => self.inner.origin.clone()).set(
             crate::metrics::value_usize(limits.queue_depth - sender.capacity()),

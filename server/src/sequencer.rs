@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use quire_core::{CompactRange, Hash, LogSigner};
+use quire_core::{leaf_hash, CompactRange, Hash, LogSigner};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::highwater::{HighWater, HighWaterError};
@@ -356,7 +356,10 @@ impl<S: Storage> Sequencer<S> {
     ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), Integrate> {
         let origin = self.origin.clone();
         let store_err = |e: StoreError| Integrate::Write(write_error(&origin, e));
-        let leaves = batch_leaves(batch)?;
+        let leaves: Vec<Hash> = batch
+            .iter()
+            .flat_map(|r| r.entries.iter().map(|e| leaf_hash(e)))
+            .collect();
         // Strict dedup: one batched lookup of the whole batch in the index.
         let stored = if self.dedup == DedupPolicy::Strict && !unchecked {
             let reader = self.store.reader().map_err(store_err)?;
@@ -598,20 +601,6 @@ fn restore(
                 .collect()
         })
         .collect()
-}
-
-/// The leaf hashes of a batch's entries, in order, as their writers'
-/// tasks computed them ([`Request::leaves`]).
-fn batch_leaves(batch: &[Request]) -> Result<Vec<Hash>, Integrate> {
-    if batch.iter().any(|r| r.leaves.len() != r.entries.len()) {
-        return Err(Integrate::Write(WriteError::Invalid(
-            "a request's leaf hashes do not match its entries".into(),
-        )));
-    }
-    Ok(batch
-        .iter()
-        .flat_map(|r| r.leaves.iter().copied())
-        .collect())
 }
 
 /// A storage failure as the writers are told it.
