@@ -23,27 +23,26 @@ pub struct Template {
     tail: Vec<u8>,
     /// SHA-256 over 0x00 ‖ `head`.
     hasher: Sha256,
-    /// Which keyed fields the event has, in the order of [`KeyField::ALL`].
-    has: [bool; 4],
+    /// The keyed fields the event has: the only ones a link may name.
+    fields: Vec<KeyField>,
 }
 
 impl std::fmt::Debug for Template {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Template")
-            .field(
-                "bytes",
-                &(self.head.len() + self.middle.len() + self.tail.len()),
-            )
+            .field("bytes", &self.fixed_len())
             .finish_non_exhaustive()
     }
 }
 
-fn slot(f: KeyField) -> usize {
-    KeyField::ALL.iter().position(|g| *g == f).unwrap_or(0)
-}
-
-fn digits(n: u64) -> usize {
-    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+/// What the sequencer writes into a template: the log time's digits, then
+/// the member `prev` (empty without links); and where the digits end.
+fn numbers(time: u64, prev: &Links) -> (String, usize) {
+    let mut n = String::with_capacity(96);
+    codec::write_int(&mut n, time);
+    let split = n.len();
+    codec::write_prev(prev, &mut n);
+    (n, split)
 }
 
 impl Envelope {
@@ -64,16 +63,16 @@ impl Envelope {
         let mut hasher = Sha256::new();
         hasher.update([0u8]);
         hasher.update(head.as_bytes());
-        let mut has = [false; 4];
-        for (i, f) in KeyField::ALL.into_iter().enumerate() {
-            has[i] = self.event.value(f).is_some();
-        }
+        let fields = KeyField::ALL
+            .into_iter()
+            .filter(|f| self.event.value(*f).is_some())
+            .collect();
         Ok(Template {
             head: head.into_bytes(),
             middle: middle.into_bytes(),
             tail: tail.into_bytes(),
             hasher,
-            has,
+            fields,
         })
     }
 }
@@ -81,15 +80,11 @@ impl Envelope {
 impl Template {
     /// The length of the envelope sealed with `time` and `prev`.
     pub fn sealed_len(&self, time: u64, prev: &Links) -> usize {
-        let links: usize = prev
-            .0
-            .iter()
-            .map(|(f, i)| f.name().len() + 4 + digits(*i))
-            .sum();
-        // `,"prev":{`, each `"name":N` and its comma (one fewer, and the
-        // closing brace).
-        let prev_len = if prev.0.is_empty() { 0 } else { 9 + links };
-        self.head.len() + digits(time) + self.middle.len() + prev_len + self.tail.len()
+        self.fixed_len() + numbers(time, prev).0.len()
+    }
+
+    fn fixed_len(&self) -> usize {
+        self.head.len() + self.middle.len() + self.tail.len()
     }
 
     /// The envelope logged at `time` with the links `prev`, and its leaf
@@ -100,22 +95,17 @@ impl Template {
     /// [`EnvelopeError`] for a link of a field the event lacks, a number
     /// above 2^53 − 1, or an envelope longer than [`MAX_ENVELOPE`].
     pub fn seal(&self, time: u64, prev: &Links) -> Result<(Vec<u8>, Hash), EnvelopeError> {
-        check_sequenced(|f| self.has[slot(f)], time, prev)?;
-        let len = self.sealed_len(time, prev);
+        check_sequenced(|f| self.fields.contains(&f), time, prev)?;
+        let (numbers, split) = numbers(time, prev);
+        let len = self.fixed_len() + numbers.len();
         if len > MAX_ENVELOPE {
             return Err(EnvelopeError::TooLong(len));
         }
-        let mut numbers = String::with_capacity(96);
+        let (time_digits, links) = numbers.as_bytes().split_at(split);
         let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(&self.head);
-        codec::write_int(&mut numbers, time);
-        out.extend_from_slice(numbers.as_bytes());
-        out.extend_from_slice(&self.middle);
-        numbers.clear();
-        codec::write_prev(prev, &mut numbers);
-        out.extend_from_slice(numbers.as_bytes());
-        out.extend_from_slice(&self.tail);
-        debug_assert_eq!(out.len(), len);
+        for part in [&self.head[..], time_digits, &self.middle, links, &self.tail] {
+            out.extend_from_slice(part);
+        }
         let mut h = self.hasher.clone();
         h.update(&out[self.head.len()..]);
         Ok((out, Hash(h.finalize().into())))

@@ -20,7 +20,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use quire_core::event::{
-    payload_commitment, Envelope, Event, KeyField, Links, Template, MAX_ENVELOPE, SALT_LEN,
+    payload_commitment, Envelope, EnvelopeError, Event, KeyField, Links, Template, MAX_ENVELOPE,
+    SALT_LEN,
 };
 use quire_core::Hash;
 use rand_core::RngCore;
@@ -91,7 +92,6 @@ impl Draft {
         submitter: Submitter,
         payload: Option<Vec<u8>>,
     ) -> Result<Self, DraftError> {
-        event.validate()?;
         if let Some(p) = &payload {
             if p.len() > MAX_PAYLOAD_BYTES {
                 return Err(DraftError::PayloadTooLarge(p.len()));
@@ -115,9 +115,12 @@ impl Draft {
             payload: commitment,
             prev: Links::default(),
         };
-        let template = envelope
-            .template()
-            .map_err(|e| DraftError::Envelope(e.to_string()))?;
+        // The event's rules are checked here, once, as the template is
+        // written.
+        let template = envelope.template().map_err(|e| match e {
+            EnvelopeError::Event(e) => DraftError::Field(e),
+            e => DraftError::Envelope(e.to_string()),
+        })?;
         // The longest this envelope can be: every link and the time at
         // their largest.
         let max = quire_core::event::canonical::MAX_INT;
