@@ -3,7 +3,8 @@
 //! The gRPC protocol `quire.v1` (`proto/quire/v1/*.proto`), compiled with
 //! protox (no system `protoc`), and the only conversions between protobuf
 //! messages and `quire-core` types ([`hash_from_wire`], [`hashes_from_wire`],
-//! [`hashes_to_wire`], [`event_from_wire`], [`event_to_wire`]).
+//! [`hashes_to_wire`], [`event_from_wire`], [`event_to_wire`]), and a codec
+//! of messages already encoded ([`raw::Raw`]).
 
 use quire_core::{Hash, HashLengthError};
 
@@ -12,6 +13,8 @@ use quire_core::{Hash, HashLengthError};
 pub mod v1 {
     tonic::include_proto!("quire.v1");
 }
+
+pub mod raw;
 
 /// The encoded `FileDescriptorSet` of the protocol, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

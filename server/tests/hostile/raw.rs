@@ -1,46 +1,10 @@
-//! Raw bytes as gRPC messages (a codec that sends what it is given and
-//! returns what it gets), the server's memory from `/proc`, and its budget
+//! Raw bytes as gRPC messages (`quire_proto::raw::Raw`), the server's memory from `/proc`, and its budget
 //! of bytes in flight from `/metrics`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
-use prost::bytes::{Buf as _, BufMut as _};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use quire_proto::raw::Raw;
 use tonic::transport::Channel;
 use tonic::Status;
-
-#[derive(Clone, Copy, Default)]
-pub struct Raw;
-
-impl Codec for Raw {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = Raw;
-    type Decoder = Raw;
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
-}
-
-impl Encoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let n = src.remaining();
-        Ok(Some(src.copy_to_bytes(n).to_vec()))
-    }
-}
 
 fn path(method: &str) -> http::uri::PathAndQuery {
     format!("/quire.v1.Log/{method}").parse().unwrap()
@@ -50,9 +14,9 @@ fn path(method: &str) -> http::uri::PathAndQuery {
 pub async fn raw_unary(channel: Channel, method: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    grpc.unary(tonic::Request::new(body), path(method), Raw)
+    grpc.unary(tonic::Request::new(body.into()), path(method), Raw)
         .await
-        .map(tonic::Response::into_inner)
+        .map(|r| r.into_inner().to_vec())
 }
 
 /// Calls a server-streaming method with `body`; the first message, or the
@@ -65,10 +29,10 @@ pub async fn server_streaming_first(
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let mut stream = grpc
-        .server_streaming(tonic::Request::new(body), path(method), Raw)
+        .server_streaming(tonic::Request::new(body.into()), path(method), Raw)
         .await?
         .into_inner();
-    stream.message().await
+    Ok(stream.message().await?.map(|m| m.to_vec()))
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
