@@ -309,11 +309,13 @@ async fn writer(
             }
             Err(s) => {
                 *report.errors.entry(format!("{:?}", s.code())).or_default() += 1;
-                // A quota's refusal is retried as Quire's client retries:
-                // after the hint or the backoff, whichever is longer, the
-                // backoff doubling while refusals follow each other.
+                // A quota's refusal is retried as Quire's client retries
+                // (`retry_wait`: after the hint or the backoff, whichever is
+                // longer, spread at random), the backoff doubling while
+                // refusals follow each other.
                 if let Some(hint) = quire_client::rpc::retry_after(&s) {
-                    let until = (Instant::now() + hint.max(backoff)).min(deadline);
+                    let wait = quire_client::rpc::retry_wait(backoff, Some(hint));
+                    let until = (Instant::now() + wait).min(deadline);
                     backoff = (backoff * 2).min(quire_client::rpc::MAX_BACKOFF);
                     tokio::time::sleep_until(until.into()).await;
                     next = next.max(until);

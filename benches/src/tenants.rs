@@ -90,10 +90,13 @@ burst = {burst}
         ..Config::default()
     };
     let server = LocalServer::start(&dir.join("data"), logs, config).await?;
-    // Two tenants are two clients: each its own connection, so the noisy
-    // one's streams do not share the quiet one's HTTP/2 connection.
-    let quiet_channel = Channel::from_shared(server.url())?.connect().await?;
-    let noisy_channel = Channel::from_shared(server.url())?.connect().await?;
+    // Two tenants are two clients: each its own connection and its own
+    // runtime (one thread), as each would be its own process. On the
+    // server's runtime, the noisy tenant's 32 writer tasks would queue
+    // ahead of the quiet tenant's, in the same process, a delay no
+    // tenant of a real server can cause another.
+    let quiet_client = Tenant::connect("quiet", server.url()).await?;
+    let noisy_client = Tenant::connect("noisy", server.url()).await?;
     let base = Load {
         writers: 0,
         batch: 1,
@@ -123,15 +126,70 @@ burst = {burst}
     };
     let mut rounds = Vec::new();
     for _ in 0..o.rounds.max(1) {
-        let alone = load::run(quiet_channel.clone(), &quiet_load).await?;
-        let (loud, beside) = tokio::join!(
-            load::run(noisy_channel.clone(), &noisy_load),
-            load::run(quiet_channel.clone(), &quiet_load)
-        );
+        let alone = quiet_client.run(&quiet_load).await?;
+        let (loud, beside) =
+            tokio::join!(noisy_client.run(&noisy_load), quiet_client.run(&quiet_load));
         rounds.push((alone, loud?, beside?));
     }
     server.stop().await;
     Ok(report(o, &rounds))
+}
+
+/// A tenant's client: a connection made on, and loads run on, a runtime
+/// of its own with one worker thread.
+struct Tenant {
+    runtime: OwnRuntime,
+    channel: Channel,
+}
+
+impl Tenant {
+    /// A runtime named after `name`, and a connection to `url` made on it
+    /// (so that the connection's own task runs there too).
+    async fn connect(name: &str, url: String) -> anyhow::Result<Self> {
+        let runtime = OwnRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(format!("tenant {name}"))
+                .enable_all()
+                .build()?,
+        ));
+        let channel = runtime
+            .spawn(async move { Ok(Channel::from_shared(url)?.connect().await?) })?
+            .await??;
+        Ok(Tenant { runtime, channel })
+    }
+
+    /// Runs `load` on this tenant's runtime.
+    async fn run(&self, load: &Load) -> anyhow::Result<load::Report> {
+        let (channel, load) = (self.channel.clone(), load.clone());
+        self.runtime
+            .spawn(async move { load::run(channel, &load).await })?
+            .await?
+    }
+}
+
+/// A runtime dropped from the harness's async code: its threads are left
+/// to end in the background rather than waited for there.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn spawn<T: Send + 'static>(
+        &self,
+        task: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<T>>> {
+        match &self.0 {
+            Some(runtime) => Ok(runtime.spawn(task)),
+            None => anyhow::bail!("the tenant's runtime is gone"),
+        }
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// One round: the quiet tenant alone, the noisy tenant, the quiet tenant

@@ -505,17 +505,15 @@ impl LogRpc {
         let mut delay = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
-            let mut wait = delay;
+            let mut hint = None;
             match tokio::time::timeout(self.timeout, call()).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),
                 Ok(Err(s)) if attempt < ATTEMPTS && retryable(s.code()) => {
                     // A quota's hint: retry when it says, unless that is
                     // longer than a call may take.
-                    if let Some(hint) = retry_after(&s) {
-                        if hint > self.timeout {
-                            return Err(status(method, &s));
-                        }
-                        wait = wait.max(hint);
+                    hint = retry_after(&s);
+                    if hint.is_some_and(|h| h > self.timeout) {
+                        return Err(status(method, &s));
                     }
                 }
                 Ok(Err(s)) => return Err(status(method, &s)),
@@ -528,7 +526,7 @@ impl LogRpc {
                     })
                 }
             }
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(retry_wait(delay, hint)).await;
             delay = (delay * 2).min(MAX_BACKOFF);
             attempt += 1;
         }
@@ -542,6 +540,17 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest wait between two attempts of a call, but for a quota's
 /// hint.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How long to wait before the next attempt of a call: the doubling
+/// `backoff` or the server's longer `hint`, plus a random part of up to
+/// half of that again. Callers refused together (a quota's bucket empty
+/// for all of a tenant's writers at once) then come back spread over the
+/// wait instead of together; none comes back before the hint.
+pub fn retry_wait(backoff: Duration, hint: Option<Duration>) -> Duration {
+    use rand::Rng as _;
+    let base = hint.map_or(backoff, |h| h.max(backoff));
+    base + base.mul_f64(rand::thread_rng().gen_range(0.0..0.5))
+}
 
 /// The server's hint of when to retry (`retry-after-ms`, sent with a
 /// quota's `RESOURCE_EXHAUSTED`).

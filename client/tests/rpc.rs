@@ -109,3 +109,29 @@ async fn every_call_answers_what_verifies() {
     }
     server.stop().await;
 }
+
+/// A retry waits at least the backoff and the server's hint, at most half
+/// as long again, and callers refused together do not all wait alike.
+#[test]
+fn retries_wait_for_the_hint_and_spread() {
+    use quire_client::rpc::{retry_wait, FIRST_BACKOFF, MAX_BACKOFF};
+    use std::time::Duration;
+    for (backoff, hint) in [
+        (FIRST_BACKOFF, None),
+        (FIRST_BACKOFF, Some(Duration::from_millis(5))),
+        (FIRST_BACKOFF, Some(Duration::from_millis(700))),
+        (MAX_BACKOFF, Some(Duration::from_millis(700))),
+    ] {
+        let base = hint.map_or(backoff, |h| h.max(backoff));
+        let waits: std::collections::BTreeSet<Duration> =
+            (0..64).map(|_| retry_wait(backoff, hint)).collect();
+        let (lo, hi) = (*waits.first().unwrap(), *waits.last().unwrap());
+        assert!(lo >= base, "{lo:?} is shorter than {base:?}");
+        assert!(hi < base + base / 2, "{hi:?} is longer than 1.5 × {base:?}");
+        assert!(
+            waits.len() > 32,
+            "64 waits took only {} values",
+            waits.len()
+        );
+    }
+}
