@@ -142,7 +142,7 @@ pub(crate) async fn leader(db: &tokio_postgres::Client) -> anyhow::Result<Option
             &[],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
 async fn add(client: &mut LogClient<Channel>, entry: &[u8]) -> Option<u64> {

@@ -124,7 +124,7 @@ async fn probe(url: &str) -> Option<bool> {
         )
         .await
         .ok()?;
-    Some(row.get::<_, i64>(0) > 0)
+    Some(row.try_get::<_, i64>(0).ok()? > 0)
 }
 
 /// Probes every 20 ms from `killed_at` until a new primary takes replicated
@@ -161,7 +161,7 @@ async fn wait_rejoined(opts: &PgFailoverOptions, db_url: &str, node: u32) -> any
                     &[&standby],
                 )
                 .await
-                .is_ok_and(|r| r.get::<_, i64>(0) == 1),
+                .is_ok_and(|r| r.try_get::<_, i64>(0).is_ok_and(|n| n == 1)),
             Err(_) => false,
         };
         if streams {

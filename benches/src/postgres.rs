@@ -181,7 +181,8 @@ async fn verify_chain(c: &tokio_postgres::Client) -> anyhow::Result<u64> {
     let mut next = 0i64;
     while let Some(row) = stream.next().await {
         let row = row?;
-        let (seq, entry, hash): (i64, Vec<u8>, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+        let (seq, entry, hash): (i64, Vec<u8>, Vec<u8>) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
         let mut d = sha2::Sha256::new();
         d.update(&h);
         d.update(&entry);

@@ -220,6 +220,32 @@ async fn a_database_restored_from_an_old_backup_is_refused() {
     assert!(text.contains(&format!("database {empty}")), "{text}");
 }
 
+/// A value of another type than the schema's, in a database altered beside
+/// the server, is refused as corrupt storage naming the column: never a
+/// panic of the engine's task (which would surface as "the engine
+/// stopped").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_altered_beside_the_server_is_refused_by_name() {
+    let (pg, db, _dir, data) = setup("altered");
+    let origin = "altered.example/log";
+    let server = start(&data, origin, &db, Config::default()).await.unwrap();
+    server.logs[0].add(entries(0, 3)).await.unwrap();
+    server.stop().await;
+    pg.psql(
+        &db,
+        "ALTER TABLE quire_heads DROP CONSTRAINT quire_heads_size_check;
+         ALTER TABLE quire_heads ALTER COLUMN size TYPE text",
+    )
+    .unwrap();
+    let e = start(&data, origin, &db, Config::default())
+        .await
+        .err()
+        .unwrap();
+    let text = format!("{e:#}");
+    assert!(text.contains("a stored row's column 0 is not a"), "{text}");
+    assert!(!text.contains("engine stopped"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_origin_in_a_database_of_logs_is_refused_unless_asked_for() {
     let (_, db, _dir, data) = setup("typo");

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::conn::{engine, Conn, Driver};
+use super::conn::{engine, Column as _, Conn, Driver};
 use super::session::Session;
 use super::{schema, PgOptions};
 use crate::store::StoreError;
@@ -65,10 +65,10 @@ impl Shared {
 /// refused when its settings or keys are over [`MAX_ROW_BYTES`].
 fn row_of(r: &tokio_postgres::Row) -> Result<CatalogRow, StoreError> {
     let row = CatalogRow {
-        origin: r.get(0),
-        settings: r.get(1),
-        vkeys: r.get(2),
-        created_ms: r.get(3),
+        origin: r.col(0)?,
+        settings: r.col(1)?,
+        vkeys: r.col(2)?,
+        created_ms: r.col(3)?,
     };
     if row.settings.len() > MAX_ROW_BYTES || row.vkeys.len() > MAX_ROW_BYTES {
         return Err(StoreError::Corrupt(format!(

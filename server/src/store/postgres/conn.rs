@@ -41,6 +41,29 @@ pub(crate) fn uint(v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("a negative stored size {v}")))
 }
 
+/// Typed reads of a row's columns that fail instead of panicking: a value
+/// of another type, or a NULL where the schema allows none (a database
+/// altered or damaged beside the server), is [`StoreError::Corrupt`]
+/// naming the column and what was expected.
+pub(crate) trait Column {
+    /// Column `i` as a `T`.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when it is not one.
+    fn col<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, i: usize) -> Result<T, StoreError>;
+}
+
+impl Column for tokio_postgres::Row {
+    fn col<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, i: usize) -> Result<T, StoreError> {
+        self.try_get(i).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "a stored row's column {i} is not a {}: {e}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}
+
 /// The engine's runtime, its connection settings and its deadline.
 pub(crate) struct Driver {
     rt: Option<tokio::runtime::Runtime>,

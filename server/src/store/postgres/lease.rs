@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::types::Type;
 
+use super::conn::Column as _;
 use super::{PgStore, Shared};
 use crate::store::StoreError;
 
@@ -92,7 +93,7 @@ impl PgStore {
                     ],
                 )
                 .await?;
-            Ok(row.map(|r| (holder, r.get::<_, i64>(0))))
+            row.map(|r| Ok((holder, r.col::<i64>(0)?))).transpose()
         })?;
         let lease = got.map(|(holder, epoch)| Lease {
             holder,
@@ -181,11 +182,14 @@ impl PgStore {
                     &[(&s.log, Type::INT8)],
                 )
                 .await?;
-            Ok(row.map(|r| Holder {
-                holder: r.get(0),
-                address: r.get(1),
-                epoch: r.get(2),
-            }))
+            row.map(|r| {
+                Ok(Holder {
+                    holder: r.col(0)?,
+                    address: r.col(1)?,
+                    epoch: r.col(2)?,
+                })
+            })
+            .transpose()
         })
     }
 

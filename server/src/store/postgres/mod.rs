@@ -31,7 +31,7 @@ use std::time::Duration;
 pub use lease::{Holder, Lease};
 pub use read::PgReader;
 
-use self::conn::{engine, Conn, Driver};
+use self::conn::{engine, Column as _, Conn, Driver};
 use crate::store::{Storage, StoreError};
 
 /// How a [`PgStore`] connects.
@@ -158,7 +158,7 @@ impl PgStore {
                 .await
                 .map_err(engine)?;
             if let Some(row) = found {
-                let id = row.get::<_, i64>(0);
+                let id = row.col::<i64>(0)?;
                 let replicated = c
                     .query_opt(
                         "SELECT 1 FROM quire_meta WHERE log = $1 AND key = $2",
@@ -188,7 +188,7 @@ impl PgStore {
                 )
                 .await
                 .map_err(engine)?;
-            Ok((row.get::<_, i64>(0), false))
+            Ok((row.col::<i64>(0)?, false))
         })?;
         Ok(PgStore {
             shared: Arc::new(Shared {
@@ -225,7 +225,7 @@ impl PgStore {
                 .query_one("SELECT to_regclass('quire_logs') IS NOT NULL", &[])
                 .await
                 .map_err(engine)?
-                .get(0);
+                .col(0)?;
             if !exists {
                 return Ok(Vec::new());
             }
@@ -233,7 +233,7 @@ impl PgStore {
                 .query("SELECT origin FROM quire_logs ORDER BY origin", &[])
                 .await
                 .map_err(engine)?;
-            Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+            rows.iter().map(|r| r.col::<String>(0)).collect()
         })
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use quire_core::{perfect_root, Hash, HashReader, NodeId};
 use tokio_postgres::types::Type;
 
-use super::conn::{int, uint};
+use super::conn::{int, uint, Column as _};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::events::decode_payload;
@@ -48,10 +48,7 @@ impl PgReader {
                     &[(&s.log, Type::INT8)],
                 )
                 .await?;
-            let head = match (
-                row.get::<_, Option<i64>>(0),
-                row.get::<_, Option<Vec<u8>>>(1),
-            ) {
+            let head = match (row.col::<Option<i64>>(0)?, row.col::<Option<Vec<u8>>>(1)?) {
                 (Some(size), Some(root)) => Some(Head {
                     size: uint(size)?,
                     root: Hash::from_slice(&root)
@@ -60,9 +57,9 @@ impl PgReader {
                 _ => None,
             };
             let latest = match (
-                row.get::<_, Option<i64>>(2),
-                row.get::<_, Option<i64>>(3),
-                row.get::<_, Option<Vec<u8>>>(4),
+                row.col::<Option<i64>>(2)?,
+                row.col::<Option<i64>>(3)?,
+                row.col::<Option<Vec<u8>>>(4)?,
             ) {
                 (Some(size), Some(at), Some(note)) => Some(checkpoint(size, at, note)?),
                 _ => None,
@@ -147,10 +144,9 @@ impl HashReader for PgReader {
                     ],
                 )
                 .await?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get::<_, i32>(0), r.get::<_, Vec<u8>>(1)))
-                .collect::<Vec<_>>())
+            rows.iter()
+                .map(|r| Ok((r.col::<i32>(0)?, r.col::<Vec<u8>>(1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()
         })?;
         let mut got: Vec<Option<Vec<u8>>> = vec![None; nodes.len()];
         for (k, bytes) in runs {
@@ -207,7 +203,7 @@ impl StorageReader for PgReader {
             )
             .await?
             .iter()
-            .map(|r| uint(r.get(0)))
+            .map(|r| uint(r.col(0)?))
             .collect()
         })
     }
@@ -226,10 +222,10 @@ impl StorageReader for PgReader {
                     .await?
                     .iter()
                     .map(|r| {
-                        let k = Hash::from_slice(&r.get::<_, Vec<u8>>(0)).map_err(|_| {
+                        let k = Hash::from_slice(&r.col::<Vec<u8>>(0)?).map_err(|_| {
                             StoreError::Corrupt("an event key is not 32 bytes".into())
                         })?;
-                        Ok((k, uint(r.get(1))?))
+                        Ok((k, uint(r.col(1)?)?))
                     })
                     .collect::<Result<Vec<_>, StoreError>>()?;
                 let times = c
@@ -239,7 +235,7 @@ impl StorageReader for PgReader {
                     )
                     .await?
                     .iter()
-                    .map(|r| Ok((uint(r.get(0))?, uint(r.get(1))?)))
+                    .map(|r| Ok((uint(r.col(0)?)?, uint(r.col(1)?)?)))
                     .collect::<Result<Vec<_>, StoreError>>()?;
                 Ok((keys, times))
             })
@@ -281,7 +277,7 @@ impl StorageReader for PgReader {
                 .await?;
             rows.iter()
                 .map(|r| {
-                    let i = uint(r.get(0))?;
+                    let i = uint(r.col(0)?)?;
                     Ok((i, payload_of(i, r, 1)?))
                 })
                 .collect()
@@ -303,7 +299,7 @@ impl StorageReader for PgReader {
                 )
                 .await?;
             rows.iter()
-                .map(|r| Ok((r.get::<_, Vec<u8>>(0), uint(r.get(1))?)))
+                .map(|r| Ok((r.col::<Vec<u8>>(0)?, uint(r.col(1)?)?)))
                 .collect::<Result<BTreeMap<Vec<u8>, u64>, StoreError>>()
         })?;
         Ok(keys
@@ -327,7 +323,7 @@ impl StorageReader for PgReader {
                     &[(&s.log, Type::INT8), (&t, Type::INT8)],
                 )
                 .await?;
-            row.map(|r| uint(r.get(0))).transpose()
+            row.map(|r| uint(r.col(0)?)).transpose()
         })?;
         Ok(first.filter(|i| *i < size))
     }
@@ -374,7 +370,7 @@ impl StorageReader for PgReader {
                 )
                 .await?;
             rows.into_iter()
-                .map(|r| checkpoint(r.get(0), r.get(1), r.get(2)))
+                .map(|r| checkpoint(r.col(0)?, r.col(1)?, r.col(2)?))
                 .collect()
         })
     }
@@ -407,10 +403,9 @@ impl StorageReader for PgReader {
                     ],
                 )
                 .await?;
-            Ok(rows
-                .into_iter()
-                .map(|r| (r.get::<_, bool>(0), r.get::<_, i64>(1), r.get::<_, Vec<u8>>(2)))
-                .collect::<Vec<_>>())
+            rows.into_iter()
+                .map(|r| Ok((r.col::<bool>(0)?, r.col::<i64>(1)?, r.col::<Vec<u8>>(2)?)))
+                .collect::<Result<Vec<_>, StoreError>>()
         })?;
         let mut found: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         for (single, idx, data) in rows {
@@ -453,10 +448,9 @@ impl StorageReader for PgReader {
                     &[(&s.log, Type::INT8), (&keys, Type::BYTEA_ARRAY), (&size, Type::INT8)],
                 )
                 .await?;
-            Ok(rows
-                .into_iter()
-                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, i64>(1)))
-                .collect::<Vec<_>>())
+            rows.into_iter()
+                .map(|r| Ok((r.col::<Vec<u8>>(0)?, r.col::<i64>(1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()
         })?;
         let mut by_leaf = std::collections::HashMap::new();
         for (leaf, idx) in rows {
@@ -478,7 +472,7 @@ impl StorageReader for PgReader {
                     &[(&s.log, Type::INT8), (&key, Type::TEXT)],
                 )
                 .await?;
-            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+            row.map(|r| r.col::<Vec<u8>>(0)).transpose()
         })
     }
 
@@ -493,7 +487,7 @@ impl StorageReader for PgReader {
                 )
                 .await?;
             match row {
-                Some(r) => Ok(Some((uint(r.get(0))?, r.get::<_, Vec<u8>>(1)))),
+                Some(r) => Ok(Some((uint(r.col(0)?)?, r.col::<Vec<u8>>(1)?))),
                 None => Ok(None),
             }
         })
@@ -507,8 +501,8 @@ impl StorageReader for PgReader {
 /// The payload of event `index` in a row whose columns from `at` are
 /// `salt || payload` and `erased_by`.
 fn payload_of(index: u64, r: &tokio_postgres::Row, at: usize) -> Result<Payload, StoreError> {
-    match r.get::<_, Option<i64>>(at + 1) {
+    match r.col::<Option<i64>>(at + 1)? {
         Some(by) => Ok(Payload::Erased { by: uint(by)? }),
-        None => decode_payload(index, &r.get::<_, Vec<u8>>(at)),
+        None => decode_payload(index, &r.col::<Vec<u8>>(at)?),
     }
 }

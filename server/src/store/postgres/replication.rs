@@ -4,6 +4,7 @@
 
 use tokio_postgres::types::Type;
 
+use super::conn::Column as _;
 use super::session::Session;
 use crate::store::StoreError;
 
@@ -62,10 +63,10 @@ pub(super) async fn replicated(
         )
         .await?;
     let (mode, names, sync, all): (String, String, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
+        (row.col(0)?, row.col(1)?, row.col(2)?, row.col(3)?);
     // How far the slowest standby's replay is behind (0 without standbys).
     metrics::gauge!("quire_replication_lag_seconds", "log" => origin.to_owned())
-        .set(row.get::<_, f64>(4));
+        .set(row.col::<f64>(4)?);
     // PostgreSQL waits for the standbys it names whatever is connected (a
     // promoted standby may keep the old primary's setting): then at least
     // one is required, and refused at once rather than left to block.

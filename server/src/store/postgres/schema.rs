@@ -8,7 +8,7 @@
 
 use tokio_postgres::Client;
 
-use super::conn::engine;
+use super::conn::{engine, Column as _};
 use crate::store::StoreError;
 
 /// The advisory lock key of migrations ("quire" in ASCII).
@@ -163,7 +163,7 @@ pub(crate) async fn migrate(client: &Client) -> Result<(), StoreError> {
             .query_one("SELECT to_regclass('quire_schema') IS NOT NULL", &[])
             .await
             .map_err(engine)?
-            .get(0);
+            .col(0)?;
         if !exists {
             client
                 .batch_execute("CREATE TABLE quire_schema (version INT NOT NULL)")
@@ -175,7 +175,7 @@ pub(crate) async fn migrate(client: &Client) -> Result<(), StoreError> {
             .await
             .map_err(engine)?;
         let have: i32 = if let Some(r) = row {
-            r.get(0)
+            r.col(0)?
         } else {
             client
                 .execute("INSERT INTO quire_schema (version) VALUES (0)", &[])

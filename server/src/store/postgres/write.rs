@@ -18,7 +18,7 @@ use quire_core::node::TileId;
 use quire_core::Hash;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::conn::{engine, int, uint};
+use super::conn::{engine, int, uint, Column as _};
 use super::events::EventPlan;
 use super::replication::{mark_replicated, replicated, SyncCheck};
 use super::session::Session;
@@ -407,8 +407,8 @@ impl Plan {
             .await?;
         let stored = match row {
             Some(r) => Some(Head {
-                size: uint(r.get(0))?,
-                root: Hash::from_slice(r.get::<_, &[u8]>(1))
+                size: uint(r.col(0)?)?,
+                root: Hash::from_slice(r.col::<&[u8]>(1)?)
                     .map_err(|_| StoreError::Corrupt("the stored head's root".into()))?,
             }),
             None => None,
@@ -440,7 +440,9 @@ impl Plan {
                         &[(&log, Type::INT8), (&b.from, Type::INT8), (&(b.from + b.prior), Type::INT8)],
                     )
                     .await?;
-                rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect()
+                rows.iter()
+                    .map(|r| r.col::<Vec<u8>>(0))
+                    .collect::<Result<Vec<_>, _>>()?
             };
             if i64::try_from(entries.len()).ok() != Some(b.prior) {
                 return Err(StoreError::Corrupt(format!(
