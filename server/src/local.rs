@@ -82,6 +82,8 @@ impl LocalServer {
                 })
                 .await;
             if let Err(e) = result {
+                // On stderr too: a test's server that stopped says why.
+                eprintln!("local server failed: {e:#}");
                 tracing::error!(error = %e, "local server failed");
             }
         });

@@ -254,6 +254,13 @@ fn open_replica(
     while store.reader()?.latest_checkpoint()?.is_none() {
         // A new log: whoever takes the lease first signs its empty tree.
         if let Some(lease) = store.acquire(&opts.holder, &opts.address, opts.lease)? {
+            // Another replica may have signed the empty tree and given the
+            // lease up between the look above and this take: under the
+            // lease the look is conclusive, and such a log is followed.
+            if store.reader()?.latest_checkpoint()?.is_some() {
+                store.release(&lease)?;
+                break;
+            }
             let first = Log::open(
                 AnyStore::Postgres(store.clone()),
                 log_options(config, cfg, signers, high_water.clone()),

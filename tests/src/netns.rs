@@ -3,7 +3,8 @@
 //! do to install packages): the test re-runs itself inside one, where it
 //! starts everything it needs on that namespace's loopback and cuts paths
 //! with `scripts/partition` (nftables). Nothing it does reaches the
-//! machine's own network.
+//! machine's own network, so the packages it needs (nftables, PostgreSQL)
+//! are installed before it enters the namespace.
 //!
 //! Never a skip: a namespace that cannot be made fails the test, naming
 //! why.
@@ -28,6 +29,13 @@ pub fn inside(name: &str) -> bool {
             panic!("bringing the namespace's loopback up: {e}");
         }
         return true;
+    }
+    // What the namespace needs is installed here, outside it: inside there
+    // is no network to fetch a package with.
+    for (name, what) in [("partition", "nftables"), ("postgres", "PostgreSQL")] {
+        if let Err(e) = script(name, &[], &["install"]) {
+            panic!("installing {what} before entering the namespace: {e}");
+        }
     }
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("this test's path: {e}"));
     let out = Command::new("unshare")
