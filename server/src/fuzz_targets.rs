@@ -1,8 +1,10 @@
 //! Bodies of the server's fuzz targets (`fuzz/fuzz_targets/`), kept here so
 //! that the ordinary test suite replays their corpora: decoding a stored
-//! entry bundle, reading a high-water record slot, and the files the admin
+//! entry bundle, reading a high-water record slot, the files the admin
 //! service reads and writes (a lifecycle record, the catalog of created
-//! logs, an access policy). None may panic or allocate beyond its bound on
+//! logs, an access policy), and the small records storage keeps beside the
+//! tree (payloads, payload chunks, the leaf index's state, a dropped-entries
+//! record, redb's head). None may panic or allocate beyond its bound on
 //! any input.
 
 /// Decodes `data` as a stored entry bundle; a decoded bundle re-encodes to
@@ -100,6 +102,72 @@ pub fn admin_files(data: &[u8]) {
                 std::path::Path::new("/nonexistent/quire-fuzz/access.toml"),
                 rest,
             );
+        }
+    }
+}
+
+/// Decodes `data` as one of the records storage keeps beside the tree, by
+/// its first byte: an event's payload record, a chunk of payload records
+/// (its first event's index in the next 8 bytes), the redb leaf index's
+/// state, a frozen log's dropped-entries record, or redb's head record.
+/// Whatever decodes encodes back to what decodes the same. Returns whether
+/// the record decoded.
+///
+/// # Panics
+/// When a round trip fails: a bug the fuzzer is there to find.
+pub fn stored_records(data: &[u8]) -> bool {
+    use crate::store::events::{
+        decode_chunk, decode_payload, encode_chunk, encode_erased, payload_parts, Payload,
+    };
+    let Some((pick, rest)) = data.split_first() else {
+        return false;
+    };
+    match pick % 5 {
+        0 => match decode_payload(7, rest) {
+            Ok(Payload::Stored(p)) => {
+                assert_eq!(payload_parts(&p).concat(), rest);
+                true
+            }
+            Ok(Payload::Erased { by }) => {
+                assert_eq!(encode_erased(by), rest);
+                true
+            }
+            Err(_) => false,
+        },
+        1 => {
+            let Some((first, chunk)) = rest.split_first_chunk::<8>() else {
+                return false;
+            };
+            let first = u64::from_be_bytes(*first);
+            let Ok(records) = decode_chunk(first, chunk) else {
+                return false;
+            };
+            let again = encode_chunk(&records);
+            assert_eq!(decode_chunk(first, &again).ok(), Some(records));
+            true
+        }
+        2 => {
+            use crate::store::redb::leaf_index::IndexState;
+            let Ok(state) = IndexState::decode(rest) else {
+                return false;
+            };
+            assert_eq!(IndexState::decode(&state.encode()).ok(), Some(state));
+            true
+        }
+        3 => {
+            let Ok(d) = crate::lifecycle::Dropped::decode(rest) else {
+                return false;
+            };
+            assert_eq!(crate::lifecycle::Dropped::decode(&d.encode()), Ok(d));
+            true
+        }
+        _ => {
+            use crate::store::redb::layout::{decode_head, encode_head};
+            let Ok(h) = decode_head(rest) else {
+                return false;
+            };
+            assert_eq!(encode_head(h).as_slice(), rest);
+            true
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Replays `fuzz/corpus/bundle`, `high_water` and `admin_files` through the
+//! Replays `fuzz/corpus/bundle`, `high_water`, `admin_files` and
+//! `stored_records` through the
 //! fuzz targets' bodies, and checks that the seeds reach the decoders'
 //! successful paths (the corpora exercise more than the first check).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
@@ -78,4 +79,26 @@ fn admin_files_corpus() {
         valid += usize::from(ok);
     }
     assert_eq!(valid, 5, "each kind's seed reaches its successful path");
+}
+
+#[test]
+fn stored_records_corpus_and_every_cut_and_flip_of_it() {
+    let mut valid = 0;
+    for (p, data) in corpus("stored_records") {
+        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+        let ok = quire_server::fuzz_targets::stored_records(&data);
+        assert_eq!(ok, name.starts_with("valid"), "{name}");
+        valid += usize::from(ok);
+        // Every prefix and every byte flipped: decoded or refused, never a
+        // panic, and whatever decodes round-trips (the body asserts it).
+        for cut in 0..data.len() {
+            quire_server::fuzz_targets::stored_records(&data[..cut]);
+        }
+        for at in 1..data.len() {
+            let mut flipped = data.clone();
+            flipped[at] ^= 0xff;
+            quire_server::fuzz_targets::stored_records(&flipped);
+        }
+    }
+    assert_eq!(valid, 6, "each kind's seed reaches its successful path");
 }

@@ -87,7 +87,7 @@ pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 /// Metadata key of the head: size (8 bytes, big-endian) and root.
 pub(super) const HEAD_KEY: &str = "head";
 
-pub(super) fn encode_head(h: Head) -> [u8; 40] {
+pub(crate) fn encode_head(h: Head) -> [u8; 40] {
     let mut b = [0u8; 40];
     b[..8].copy_from_slice(&h.size.to_be_bytes());
     b[8..].copy_from_slice(h.root.as_bytes());
@@ -107,7 +107,7 @@ pub(super) fn legacy_head(note: &[u8]) -> Result<Head, StoreError> {
     })
 }
 
-pub(super) fn decode_head(b: &[u8]) -> Result<Head, StoreError> {
+pub(crate) fn decode_head(b: &[u8]) -> Result<Head, StoreError> {
     let (Some(size), Some(root)) = (b.get(..8), b.get(8..)) else {
         return Err(StoreError::Corrupt("head record".into()));
     };

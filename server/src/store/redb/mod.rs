@@ -9,8 +9,8 @@
 mod bloom;
 mod error;
 mod index_cache;
-mod layout;
-mod leaf_index;
+pub(crate) mod layout;
+pub(crate) mod leaf_index;
 mod read;
 mod write;
 
