@@ -24,6 +24,7 @@ pub mod audit;
 pub mod bundle;
 pub mod events;
 pub mod extend;
+pub mod fuzz_targets;
 pub mod import;
 pub mod index_audit;
 pub mod keyed;
