@@ -4,8 +4,8 @@
 //! service reads and writes (a lifecycle record, the catalog of created
 //! logs, an access policy), and the small records storage keeps beside the
 //! tree (payloads, payload chunks, the leaf index's state, a dropped-entries
-//! record, redb's head). None may panic or allocate beyond its bound on
-//! any input.
+//! record, redb's head), and the server's configuration file. None may
+//! panic or allocate beyond its bound on any input.
 
 /// Decodes `data` as a stored entry bundle; a decoded bundle re-encodes to
 /// bundles that decode to the same entries, and every range of a decoded
@@ -170,4 +170,20 @@ pub fn stored_records(data: &[u8]) -> bool {
             true
         }
     }
+}
+
+/// Parses `data` as the server's configuration file (`quire-server
+/// --config`, read whole under its size limit before this) and checks it
+/// as a start does. Returns whether it is a configuration the server
+/// would take.
+pub fn config_file(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let Ok(config) = toml::from_str::<crate::config::Config>(text) else {
+        return false;
+    };
+    config.validate().is_ok()
+        && config.check_unique_logs().is_ok()
+        && config.logs.iter().all(|l| l.validate(&config).is_ok())
 }

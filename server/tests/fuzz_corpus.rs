@@ -81,24 +81,46 @@ fn admin_files_corpus() {
     assert_eq!(valid, 5, "each kind's seed reaches its successful path");
 }
 
-#[test]
-fn stored_records_corpus_and_every_cut_and_flip_of_it() {
+/// Runs each seed of corpus `name` through `target`, which must say a
+/// seed decoded exactly when its name starts with "valid", then every
+/// prefix of it and (with `flip`) every byte after the first flipped:
+/// decoded or refused, never a panic. Returns how many seeds decoded.
+fn replay(name: &str, target: fn(&[u8]) -> bool, flip: bool) -> usize {
     let mut valid = 0;
-    for (p, data) in corpus("stored_records") {
-        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
-        let ok = quire_server::fuzz_targets::stored_records(&data);
-        assert_eq!(ok, name.starts_with("valid"), "{name}");
+    for (p, data) in corpus(name) {
+        let file = p.file_name().unwrap().to_str().unwrap().to_owned();
+        let ok = target(&data);
+        assert_eq!(ok, file.starts_with("valid"), "{file}");
         valid += usize::from(ok);
-        // Every prefix and every byte flipped: decoded or refused, never a
-        // panic, and whatever decodes round-trips (the body asserts it).
         for cut in 0..data.len() {
-            quire_server::fuzz_targets::stored_records(&data[..cut]);
+            target(&data[..cut]);
         }
-        for at in 1..data.len() {
+        for at in (1..data.len()).filter(|_| flip) {
             let mut flipped = data.clone();
             flipped[at] ^= 0xff;
-            quire_server::fuzz_targets::stored_records(&flipped);
+            target(&flipped);
         }
     }
+    valid
+}
+
+#[test]
+fn stored_records_corpus_and_every_cut_and_flip_of_it() {
+    // Whatever decodes round-trips: the body asserts it.
+    let valid = replay(
+        "stored_records",
+        quire_server::fuzz_targets::stored_records,
+        true,
+    );
     assert_eq!(valid, 6, "each kind's seed reaches its successful path");
+}
+
+#[test]
+fn config_file_corpus_and_every_cut_of_it() {
+    let valid = replay(
+        "config_file",
+        quire_server::fuzz_targets::config_file,
+        false,
+    );
+    assert_eq!(valid, 3, "each valid seed is taken");
 }
