@@ -1,7 +1,8 @@
 //! The body of the `witness_request` fuzz target (`fuzz/`), which the test
 //! suite also replays over `fuzz/corpus/witness_request`: a C2SP
 //! add-checkpoint HTTP body through the parser, the note check and the
-//! decision against a stored checkpoint. Nothing may panic.
+//! decision against a stored checkpoint; and of `witness_config`, the
+//! witness's configuration file. Nothing may panic.
 
 use quire_core::{LogSigner, VerifierKey};
 
@@ -47,4 +48,15 @@ pub fn witness_request(data: &[u8]) {
     };
     let _ = decide(Some(&latest), old, &proof, &verified, &keys);
     let _ = decide(None, old, &proof, &verified, &keys);
+}
+
+/// Parses `data` as the witness's configuration file (`quire-witness run
+/// --config`, read whole under its size limit before this) and checks it
+/// as a start does (names, ranges, every log's and peer's key). Returns
+/// whether the witness would take it.
+pub fn witness_config(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    toml::from_str::<crate::config::WitnessConfig>(text).is_ok_and(|c| c.validate().is_ok())
 }

@@ -52,3 +52,22 @@ fn seeds_reach_the_decision() {
         Decision::Advance(l) if l.size == 17
     ));
 }
+
+#[test]
+fn witness_config_corpus_and_every_cut_of_it() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/witness_config");
+    let mut valid = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+        let input = std::fs::read(&p).unwrap();
+        let ok = quire_witness::fuzz_target::witness_config(&input);
+        assert_eq!(ok, name.starts_with("valid"), "{name}");
+        valid += usize::from(ok);
+        for cut in 0..input.len() {
+            quire_witness::fuzz_target::witness_config(&input[..cut]);
+        }
+    }
+    assert_eq!(valid, 2, "each valid seed is taken");
+}
