@@ -215,7 +215,7 @@ pub fn open_postgres_log(
     // This process's record alone, from here on.
     high_water.lock()?;
     if let Some(rep) = &config.replication {
-        let replica = open_replica(config, cfg, store, signers, high_water, rep)?;
+        let replica = open_replica(config, cfg, store, &signers, high_water, rep)?;
         return Ok(Opened {
             log: replica.log().clone(),
             created,
@@ -233,6 +233,41 @@ pub fn open_postgres_log(
     })
 }
 
+/// The first signature of a new log that replicas share: takes the log's
+/// lease as `holder` (advertising `address`, for `ttl`) and, when storage
+/// holds no signed checkpoint yet, has `sign` sign the empty tree, then
+/// gives the lease up. Storage is looked at again under the lease, where
+/// the look is conclusive: a log that another replica signed (and gave
+/// up) since the caller last looked is left to be followed, never signed
+/// over.
+///
+/// Returns `None` while another replica holds the lease (look again
+/// later), `Some(true)` when `sign` signed, `Some(false)` when the log was
+/// signed already.
+///
+/// # Errors
+/// The database's, or `sign`'s; the lease is given up either way.
+pub fn sign_new_log(
+    store: &PgStore,
+    holder: &str,
+    address: &str,
+    ttl: std::time::Duration,
+    sign: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<Option<bool>> {
+    let Some(lease) = store.acquire(holder, address, ttl)? else {
+        return Ok(None);
+    };
+    let signed = match store.reader().and_then(|r| r.latest_checkpoint()) {
+        Ok(Some(_)) => Ok(false),
+        Ok(None) => sign().map(|()| true),
+        Err(e) => Err(e.into()),
+    };
+    let released = store.release(&lease);
+    let signed = signed?;
+    released?;
+    Ok(Some(signed))
+}
+
 /// A replica of a log shared with other servers: its follower, opened once
 /// storage holds a signed checkpoint (on a new log, the first replica to
 /// take the lease signs the empty tree), and the sequencer it opens while
@@ -241,7 +276,7 @@ fn open_replica(
     config: &Config,
     cfg: &LogConfig,
     store: PgStore,
-    signers: Vec<quire_core::LogSigner>,
+    signers: &[quire_core::LogSigner],
     high_water: highwater::HighWater,
     rep: &ReplicationConfig,
 ) -> anyhow::Result<Arc<Replica>> {
@@ -253,20 +288,15 @@ fn open_replica(
     let mut polls = 0;
     while store.reader()?.latest_checkpoint()?.is_none() {
         // A new log: whoever takes the lease first signs its empty tree.
-        if let Some(lease) = store.acquire(&opts.holder, &opts.address, opts.lease)? {
-            // Another replica may have signed the empty tree and given the
-            // lease up between the look above and this take: under the
-            // lease the look is conclusive, and such a log is followed.
-            if store.reader()?.latest_checkpoint()?.is_some() {
-                store.release(&lease)?;
-                break;
-            }
-            let first = Log::open(
+        let sign = || -> anyhow::Result<()> {
+            Log::open(
                 AnyStore::Postgres(store.clone()),
-                log_options(config, cfg, signers, high_water.clone()),
-            );
-            store.release(&lease)?;
-            first?.close();
+                log_options(config, cfg, signers.to_vec(), high_water.clone()),
+            )?
+            .close();
+            Ok(())
+        };
+        if sign_new_log(&store, &opts.holder, &opts.address, opts.lease, sign)?.is_some() {
             break;
         }
         polls += 1;

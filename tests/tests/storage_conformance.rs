@@ -456,6 +456,62 @@ fn postgres_leases_fence_every_commit() {
     assert_eq!(b.reader().unwrap().head().unwrap().unwrap().size, 4);
 }
 
+/// The first signature of a new log shared by replicas, placed by
+/// counting, not timing: b signs the empty tree and gives the lease up
+/// after a had looked and found nothing; a then takes the lease and must
+/// follow the signed log, not sign it again (it would have no high-water
+/// record for the tree b published). And a replica that finds the lease
+/// held leaves the log alone.
+#[test]
+fn postgres_a_new_log_is_signed_once_by_the_first_replica_to_take_its_lease() {
+    use quire_server::open::sign_new_log;
+    use std::cell::Cell;
+    use std::time::Duration;
+    let origin = quire_tests::postgres::unique("first.example/log");
+    let (a, b) = (
+        quire_tests::postgres::store(&origin, Create::Yes).unwrap(),
+        quire_tests::postgres::store(&origin, Create::No).unwrap(),
+    );
+    let long = Duration::from_secs(60);
+    // a looks: a new log.
+    assert!(a.reader().unwrap().latest_checkpoint().unwrap().is_none());
+    // b signs it first (as Log::open does: the empty tree's checkpoint).
+    let signed_by_b = Cell::new(0);
+    let sign_b = || -> anyhow::Result<()> {
+        let w = Writer::new();
+        let (commit, _) = w.commit(&[], true);
+        b.commit(&commit)?;
+        signed_by_b.set(signed_by_b.get() + 1);
+        Ok(())
+    };
+    assert_eq!(
+        sign_new_log(&b, "b", "http://b", long, sign_b).unwrap(),
+        Some(true)
+    );
+    assert_eq!(signed_by_b.get(), 1);
+    assert!(b.holder().unwrap().is_none(), "b gave the lease up");
+    // a takes the lease now, on its stale look: it must not sign.
+    let signed_by_a = Cell::new(0);
+    let sign_a = || -> anyhow::Result<()> {
+        signed_by_a.set(signed_by_a.get() + 1);
+        Ok(())
+    };
+    assert_eq!(
+        sign_new_log(&a, "a", "http://a", long, sign_a).unwrap(),
+        Some(false)
+    );
+    assert_eq!(signed_by_a.get(), 0, "a signed over b's tree");
+    assert!(a.holder().unwrap().is_none(), "a gave the lease up");
+    // While another replica holds the lease, nothing is signed or taken.
+    let held = b.acquire("b", "http://b", long).unwrap().unwrap();
+    let never = || -> anyhow::Result<()> { panic!("signed under another's lease") };
+    assert_eq!(
+        sign_new_log(&a, "a", "http://a", long, never).unwrap(),
+        None
+    );
+    assert_eq!(b.holder().unwrap().unwrap().epoch, held.epoch);
+}
+
 #[test]
 fn postgres_refuses_a_log_it_does_not_hold_unless_asked_to_create_it() {
     let origin = quire_tests::postgres::unique("absent.example/log");
