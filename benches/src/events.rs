@@ -102,9 +102,8 @@ fn pool(n: usize) -> Vec<Event> {
 }
 
 /// Requests of `batch` events each, encoded, that between them send every
-/// event of `events` about four times: (bytes, events in it).
-fn encoded_batches(events: &[Event], batch: usize) -> Vec<(Bytes, u64)> {
-    let batch = batch.max(1);
+/// event of `events` about four times.
+fn encoded_batches(events: &[Event], batch: usize) -> Vec<Bytes> {
     let count = (4 * events.len()).div_ceil(batch).max(1);
     (0..count)
         .map(|j| {
@@ -114,7 +113,7 @@ fn encoded_batches(events: &[Event], batch: usize) -> Vec<(Bytes, u64)> {
                     .map(|k| events[(j * batch + k) % events.len()].clone())
                     .collect(),
             };
-            (Bytes::from(request.encode_to_vec()), batch as u64)
+            Bytes::from(request.encode_to_vec())
         })
         .collect()
 }
@@ -197,7 +196,8 @@ pub async fn run(dir: &Path, o: &EventsOpts) -> anyhow::Result<serde_json::Value
     // server, and re-encoding a megabyte for every request would take them
     // from the server it measures. The server decodes every request as it
     // would any other; each event gets its own salt and log time.
-    let requests = Arc::new(encoded_batches(&events, o.batch));
+    let batch = o.batch.max(1);
+    let requests = Arc::new(encoded_batches(&events, batch));
     let channel = Channel::from_shared(server.url())?.connect().await?;
     let done = Arc::new(AtomicU64::new(0));
     let stop = Instant::now() + o.duration;
@@ -211,7 +211,7 @@ pub async fn run(dir: &Path, o: &EventsOpts) -> anyhow::Result<serde_json::Value
             let mut at = w * 7;
             // At least one request each, whatever the clock says.
             loop {
-                let (body, n) = &requests[at % requests.len()];
+                let body = &requests[at % requests.len()];
                 at += 1;
                 grpc.ready().await?;
                 grpc.unary(
@@ -220,7 +220,7 @@ pub async fn run(dir: &Path, o: &EventsOpts) -> anyhow::Result<serde_json::Value
                     Raw,
                 )
                 .await?;
-                done.fetch_add(*n, Ordering::Relaxed);
+                done.fetch_add(batch as u64, Ordering::Relaxed);
                 if Instant::now() >= stop {
                     break;
                 }

@@ -138,32 +138,37 @@ burst = {burst}
 /// A tenant's client: a connection made on, and loads run on, a runtime
 /// of its own with one worker thread.
 struct Tenant {
-    runtime: OwnRuntime,
+    handle: tokio::runtime::Handle,
     channel: Channel,
+    _runtime: OwnRuntime,
 }
 
 impl Tenant {
     /// A runtime named after `name`, and a connection to `url` made on it
     /// (so that the connection's own task runs there too).
     async fn connect(name: &str, url: String) -> anyhow::Result<Self> {
-        let runtime = OwnRuntime(Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name(format!("tenant {name}"))
-                .enable_all()
-                .build()?,
-        ));
-        let channel = runtime
-            .spawn(async move { Ok(Channel::from_shared(url)?.connect().await?) })?
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("tenant {name}"))
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let runtime = OwnRuntime(Some(runtime));
+        let channel = handle
+            .spawn(async move { anyhow::Ok(Channel::from_shared(url)?.connect().await?) })
             .await??;
-        Ok(Tenant { runtime, channel })
+        Ok(Tenant {
+            handle,
+            channel,
+            _runtime: runtime,
+        })
     }
 
     /// Runs `load` on this tenant's runtime.
     async fn run(&self, load: &Load) -> anyhow::Result<load::Report> {
         let (channel, load) = (self.channel.clone(), load.clone());
-        self.runtime
-            .spawn(async move { load::run(channel, &load).await })?
+        self.handle
+            .spawn(async move { load::run(channel, &load).await })
             .await?
     }
 }
@@ -171,18 +176,6 @@ impl Tenant {
 /// A runtime dropped from the harness's async code: its threads are left
 /// to end in the background rather than waited for there.
 struct OwnRuntime(Option<tokio::runtime::Runtime>);
-
-impl OwnRuntime {
-    fn spawn<T: Send + 'static>(
-        &self,
-        task: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
-    ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<T>>> {
-        match &self.0 {
-            Some(runtime) => Ok(runtime.spawn(task)),
-            None => anyhow::bail!("the tenant's runtime is gone"),
-        }
-    }
-}
 
 impl Drop for OwnRuntime {
     fn drop(&mut self) {

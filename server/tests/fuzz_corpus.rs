@@ -81,11 +81,14 @@ fn admin_files_corpus() {
     assert_eq!(valid, 5, "each kind's seed reaches its successful path");
 }
 
+/// A fuzz target's body that says whether its input decoded.
+type Target = fn(&[u8]) -> bool;
+
 /// Runs each seed of corpus `name` through `target`, which must say a
 /// seed decoded exactly when its name starts with "valid", then every
 /// prefix of it and (with `flip`) every byte after the first flipped:
 /// decoded or refused, never a panic. Returns how many seeds decoded.
-fn replay(name: &str, target: fn(&[u8]) -> bool, flip: bool) -> usize {
+fn replay(name: &str, target: Target, flip: bool) -> usize {
     let mut valid = 0;
     for (p, data) in corpus(name) {
         let file = p.file_name().unwrap().to_str().unwrap().to_owned();
@@ -104,23 +107,29 @@ fn replay(name: &str, target: fn(&[u8]) -> bool, flip: bool) -> usize {
     valid
 }
 
+/// Storage's records (every byte flipped too; whatever decodes
+/// round-trips, which the body asserts) and the configuration file.
 #[test]
-fn stored_records_corpus_and_every_cut_and_flip_of_it() {
-    // Whatever decodes round-trips: the body asserts it.
-    let valid = replay(
-        "stored_records",
-        quire_server::fuzz_targets::stored_records,
-        true,
-    );
-    assert_eq!(valid, 6, "each kind's seed reaches its successful path");
-}
-
-#[test]
-fn config_file_corpus_and_every_cut_of_it() {
-    let valid = replay(
-        "config_file",
-        quire_server::fuzz_targets::config_file,
-        false,
-    );
-    assert_eq!(valid, 3, "each valid seed is taken");
+fn stored_records_and_config_file_corpora_and_their_cuts() {
+    let targets: [(&str, Target, bool, usize); 2] = [
+        (
+            "stored_records",
+            quire_server::fuzz_targets::stored_records,
+            true,
+            6,
+        ),
+        (
+            "config_file",
+            quire_server::fuzz_targets::config_file,
+            false,
+            3,
+        ),
+    ];
+    for (name, target, flip, want) in targets {
+        assert_eq!(
+            replay(name, target, flip),
+            want,
+            "{name}: each valid seed is taken"
+        );
+    }
 }

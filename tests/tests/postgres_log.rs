@@ -40,6 +40,22 @@ async fn start(data: &Path, origin: &str, db: &str, config: Config) -> anyhow::R
     LocalServer::start(data, vec![pg_log(origin, db)], config).await
 }
 
+/// Starts a server for `origin` on `db`, writes 3 entries and stops it.
+async fn with_three_entries(data: &Path, origin: &str, db: &str) {
+    let server = start(data, origin, db, Config::default()).await.unwrap();
+    server.logs[0].add(entries(0, 3)).await.unwrap();
+    server.stop().await;
+}
+
+/// Why a server for `origin` on `db` refuses to start, with its causes.
+async fn refusal(data: &Path, origin: &str, db: &str) -> String {
+    let e = start(data, origin, db, Config::default())
+        .await
+        .err()
+        .unwrap();
+    format!("{e:#}")
+}
+
 /// The shared server, a new database named from `prefix`, a temporary
 /// directory and the server's data directory in it.
 fn setup(
@@ -187,9 +203,7 @@ async fn two_servers_writing_one_log_never_sign_a_fork() {
 async fn a_database_restored_from_an_old_backup_is_refused() {
     let (pg, db, _dir, data) = setup("restore");
     let origin = "restore.example/log";
-    let server = start(&data, origin, &db, Config::default()).await.unwrap();
-    server.logs[0].add(entries(0, 3)).await.unwrap();
-    server.stop().await;
+    with_three_entries(&data, origin, &db).await;
     // The backup: a copy of the database at size 3.
     let backup = db.clone() + "_backup";
     pg.psql(
@@ -201,21 +215,13 @@ async fn a_database_restored_from_an_old_backup_is_refused() {
     server.logs[0].add(entries(10, 3)).await.unwrap();
     server.stop().await;
     // Pointed at the backup, the log refuses to start: it would fork.
-    let e = start(&data, origin, &backup, Config::default())
-        .await
-        .err()
-        .unwrap();
-    let text = format!("{e:#}");
+    let text = refusal(&data, origin, &backup).await;
     assert!(text.contains("the database holds size 3"), "{text}");
     assert!(text.contains("published size 6"), "{text}");
     // A database that does not hold the log at all is refused too, naming
     // the record that shows the log has published.
     let empty = pg.create_database("empty").unwrap();
-    let e = start(&data, origin, &empty, Config::default())
-        .await
-        .err()
-        .unwrap();
-    let text = format!("{e:#}");
+    let text = refusal(&data, origin, &empty).await;
     assert!(text.contains("has published checkpoints"), "{text}");
     assert!(text.contains(&format!("database {empty}")), "{text}");
 }
@@ -228,20 +234,14 @@ async fn a_database_restored_from_an_old_backup_is_refused() {
 async fn a_column_altered_beside_the_server_is_refused_by_name() {
     let (pg, db, _dir, data) = setup("altered");
     let origin = "altered.example/log";
-    let server = start(&data, origin, &db, Config::default()).await.unwrap();
-    server.logs[0].add(entries(0, 3)).await.unwrap();
-    server.stop().await;
+    with_three_entries(&data, origin, &db).await;
     pg.psql(
         &db,
         "ALTER TABLE quire_heads DROP CONSTRAINT quire_heads_size_check;
          ALTER TABLE quire_heads ALTER COLUMN size TYPE text",
     )
     .unwrap();
-    let e = start(&data, origin, &db, Config::default())
-        .await
-        .err()
-        .unwrap();
-    let text = format!("{e:#}");
+    let text = refusal(&data, origin, &db).await;
     assert!(text.contains("a stored row's column 0 is not a"), "{text}");
     assert!(!text.contains("engine stopped"), "{text}");
 }
