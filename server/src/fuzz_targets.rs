@@ -147,7 +147,7 @@ pub fn stored_records(data: &[u8]) -> bool {
             true
         }
         2 => {
-            use crate::store::redb::leaf_index::IndexState;
+            use crate::store::leaf_index::IndexState;
             let Ok(state) = IndexState::decode(rest) else {
                 return false;
             };

@@ -347,6 +347,19 @@ impl<S: Storage> Sequencer<S> {
         }
     }
 
+    /// Strict dedup: one batched lookup of a batch's leaves in the index, in
+    /// a view of the newest commit (read from nothing: this sequencer made
+    /// it, and a commit by anyone else fails this one's compare-and-swap).
+    fn look_up(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        let head = crate::store::Head {
+            size: self.newest.stored.size,
+            root: self.newest.root,
+        };
+        self.store
+            .reader_at(head, &self.newest.stored)?
+            .find_leaves(leaves)
+    }
+
     /// One attempt at `batch`; `unchecked`: its leaves are not looked up,
     /// and the commit says they are new.
     fn integrate_once(
@@ -360,10 +373,8 @@ impl<S: Storage> Sequencer<S> {
             .iter()
             .flat_map(|r| r.entries.iter().map(|e| leaf_hash(e)))
             .collect();
-        // Strict dedup: one batched lookup of the whole batch in the index.
         let stored = if self.dedup == DedupPolicy::Strict && !unchecked {
-            let reader = self.store.reader().map_err(store_err)?;
-            reader.find_leaves(&leaves).map_err(store_err)?
+            self.look_up(&leaves).map_err(store_err)?
         } else {
             Vec::new()
         };

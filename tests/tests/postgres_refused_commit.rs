@@ -12,7 +12,7 @@ use quire_tests::commits::{entries, Writer};
 /// even into a transaction that rolls back: that would put a signed note
 /// over a tree the log never had into PostgreSQL's WAL, its standbys and
 /// its backups. Refused here: a stale base, a lease gone, a standby
-/// required and missing, and a leaf said new but stored. Checked on the
+/// required and missing, and a leaf index changed under the writer. Checked on the
 /// table's pages themselves (`pageinspect`), which keep the dead tuples of
 /// rolled-back inserts until a vacuum (off for the table meanwhile).
 #[test]
@@ -53,18 +53,30 @@ fn postgres_never_writes_the_checkpoint_of_a_refused_commit() {
     store.commit(&with_note(c, "kept")).unwrap();
     let w = next;
 
+    // The leaf index's stored state is not the one the commit's step was
+    // computed from (another writer's step): a valid state, but another.
+    quire_tests::postgres::psql(
+        &pg.url,
+        &format!(
+            "INSERT INTO quire_meta (log, key, value)
+             SELECT id, 'leaf_index', '\\x01'::bytea || int8send(7) || int8send(0) || int8send(0) || int8send(0)
+             FROM quire_logs WHERE origin = '{origin}'
+             ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value"
+        ),
+    )
+    .unwrap();
+    let (c, _) = w.commit(&entries(200, 2), true);
+    let e = store.commit(&with_note(c, "leaf-state")).unwrap_err();
+    assert!(e.to_string().contains("leaf index changed"), "{e}");
+    quire_tests::postgres::psql(
+        &pg.url,
+        &format!("DELETE FROM quire_meta USING quire_logs l WHERE quire_meta.log = l.id AND l.origin = '{origin}' AND quire_meta.key = 'leaf_index'"),
+    )
+    .unwrap();
     // A stale base.
     let (c, _) = Writer::new().commit(&entries(100, 3), true);
     let e = store.commit(&with_note(c, "stale")).unwrap_err();
     assert!(matches!(e, StoreError::Conflict { .. }), "{e:?}");
-    // A leaf said new that is stored.
-    let (mut c, _) = w.commit(
-        &[entries(200, 2), vec![w.entries[3].clone()]].concat(),
-        true,
-    );
-    c.new_leaves = true;
-    let e = store.commit(&with_note(c, "stored-leaf")).unwrap_err();
-    assert!(matches!(e, StoreError::LeafStored(_)), "{e:?}");
     // A synchronous standby required, and none streams.
     let replicated = PgStore::open(
         &PgOptions {
@@ -98,7 +110,7 @@ fn postgres_never_writes_the_checkpoint_of_a_refused_commit() {
     assert!(matches!(e, StoreError::NotLeader(_)), "{e:?}");
 
     assert_eq!(on_pages("kept"), 1, "the pages show a stored checkpoint");
-    for what in ["stale", "stored-leaf", "unreplicated", "lease-gone"] {
+    for what in ["stale", "leaf-state", "unreplicated", "lease-gone"] {
         assert_eq!(
             on_pages(what),
             0,

@@ -119,6 +119,7 @@ impl StorageConfig {
                 sync_standbys: st.sync_standbys,
                 allow_unreplicated: st.allow_unreplicated,
                 ca_file: st.ca_file.clone(),
+                leaf_flush: crate::store::postgres::DEFAULT_LEAF_FLUSH,
             }),
             _ => None,
         }

@@ -19,6 +19,7 @@
 pub mod any;
 pub mod bundle;
 pub mod events;
+pub(crate) mod leaf_index;
 pub mod memory;
 pub mod postgres;
 pub mod redb;

@@ -16,7 +16,9 @@
 pub mod catalog;
 mod conn;
 mod events;
+mod leaf_blocks;
 mod lease;
+mod leaves;
 mod read;
 mod replication;
 mod schema;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use lease::{Holder, Lease};
+pub use leaves::DEFAULT_FLUSH as DEFAULT_LEAF_FLUSH;
 pub use read::PgReader;
 
 use self::conn::{engine, Column as _, Conn, Driver};
@@ -65,6 +68,9 @@ pub struct PgOptions {
     /// Acknowledge commits the database does not replicate (availability
     /// over durability across machines).
     pub allow_unreplicated: bool,
+    /// Leaves each replica keeps in memory before the writer stores them
+    /// as a sorted run of the leaf index.
+    pub leaf_flush: usize,
 }
 
 impl PgOptions {
@@ -81,6 +87,7 @@ impl PgOptions {
             idle_in_transaction: None,
             sync_standbys: None,
             allow_unreplicated: false,
+            leaf_flush: leaves::DEFAULT_FLUSH,
         }
     }
 }
@@ -102,6 +109,8 @@ pub(crate) struct Shared {
     /// left without one after a failover is not taken for a database that
     /// never had one.
     replicated: std::sync::atomic::AtomicBool,
+    /// The leaf index's memory ([`leaves`]).
+    leaves: leaves::LeafIndex,
 }
 
 impl Shared {
@@ -190,24 +199,26 @@ impl PgStore {
                 .map_err(engine)?;
             Ok((row.col::<i64>(0)?, false))
         })?;
-        Ok(PgStore {
-            shared: Arc::new(Shared {
-                driver,
-                writer: Conn::new(),
-                readers: (0..opts.readers.max(1)).map(|_| Conn::new()).collect(),
-                next: AtomicUsize::new(0),
-                log,
-                origin: origin.to_owned(),
-                compress: opts.compress,
-                fence: std::sync::Mutex::default(),
-                replication: if opts.allow_unreplicated {
-                    replication::SyncCheck::Off
-                } else {
-                    replication::SyncCheck::Standbys(opts.sync_standbys)
-                },
-                replicated: std::sync::atomic::AtomicBool::new(replicated),
-            }),
-        })
+        let index = leaves::LeafIndex::new(opts.leaf_flush);
+        let shared = Arc::new(Shared {
+            driver,
+            writer: Conn::new(),
+            readers: (0..opts.readers.max(1)).map(|_| Conn::new()).collect(),
+            next: AtomicUsize::new(0),
+            log,
+            origin: origin.to_owned(),
+            compress: opts.compress,
+            fence: std::sync::Mutex::default(),
+            replication: if opts.allow_unreplicated {
+                replication::SyncCheck::Off
+            } else {
+                replication::SyncCheck::Standbys(opts.sync_standbys)
+            },
+            replicated: std::sync::atomic::AtomicBool::new(replicated),
+            leaves: index,
+        });
+        shared.leaves.start(&shared)?;
+        Ok(PgStore { shared })
     }
 
     /// The origins of the logs in the database at `opts.url`, in order (none
@@ -254,6 +265,12 @@ impl PgStore {
     pub fn origin(&self) -> &str {
         &self.shared.origin
     }
+
+    /// Bytes this replica's leaf index filters hold (about two bytes per
+    /// leaf in a run once built; none until then).
+    pub fn leaf_index_filter_bytes(&self) -> usize {
+        self.shared.leaves.filter_bytes()
+    }
 }
 
 impl Storage for PgStore {
@@ -277,10 +294,6 @@ impl Storage for PgStore {
 
     fn writable(&self) -> Result<(), StoreError> {
         self.shared.fence().map(|_| ())
-    }
-
-    fn checks_new_leaves(&self) -> bool {
-        true
     }
 
     fn commit(&self, commit: &crate::store::Commit) -> Result<(), StoreError> {

@@ -437,29 +437,12 @@ impl StorageReader for PgReader {
         if leaves.is_empty() {
             return Ok(Vec::new());
         }
-        let size = int(self.size())?;
-        let keys: Vec<Vec<u8>> = leaves.iter().map(|h| h.0.to_vec()).collect();
-        let s = Arc::clone(&self.shared);
-        let rows = self.shared.driver.run("looking up leaf hashes", async move {
-            let c = s.reader().await?;
-            let rows = c
-                .rows(
-                    "SELECT leaf, idx FROM quire_leaves WHERE log = $1 AND leaf = ANY($2) AND idx < $3",
-                    &[(&s.log, Type::INT8), (&keys, Type::BYTEA_ARRAY), (&size, Type::INT8)],
-                )
-                .await?;
-            rows.into_iter()
-                .map(|r| Ok((r.col::<Vec<u8>>(0)?, r.col::<i64>(1)?)))
-                .collect::<Result<Vec<_>, StoreError>>()
-        })?;
-        let mut by_leaf = std::collections::HashMap::new();
-        for (leaf, idx) in rows {
-            by_leaf.insert(leaf, uint(idx)?);
-        }
-        Ok(leaves
-            .iter()
-            .map(|h| by_leaf.get(h.0.as_slice()).copied())
-            .collect())
+        self.shared
+            .leaves
+            .find(&self.shared, self.size(), leaves, |indexes| {
+                let nodes: Vec<NodeId> = indexes.iter().map(|i| NodeId::leaf(*i)).collect();
+                self.read_hashes(&nodes)
+            })
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

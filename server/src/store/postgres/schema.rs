@@ -141,6 +141,47 @@ const MIGRATIONS: &[&str] = &[
         created_ms BIGINT NOT NULL
     );
     ",
+    // 6: the leaf index as sorted runs of (key, index) pairs in blocks
+    // (crate::store::leaf_index), its state in quire_meta: a commit no
+    // longer writes a row per entry. Keys are a leaf hash's first 8 bytes,
+    // big-endian, with the sign bit flipped so that BIGINT order is their
+    // order; pairs are 16 bytes, key then index, big-endian. The rows of
+    // quire_leaves become run 0 of each log, covering its head.
+    r"
+    CREATE TABLE quire_leaf_blocks (
+        log BIGINT NOT NULL,
+        run BIGINT NOT NULL,
+        first_key BIGINT NOT NULL,
+        first_idx BIGINT NOT NULL,
+        pairs BYTEA NOT NULL,
+        PRIMARY KEY (log, run, first_key, first_idx)
+    );
+    -- Random bytes do not compress, and a block fits a page.
+    ALTER TABLE quire_leaf_blocks ALTER COLUMN pairs SET STORAGE PLAIN;
+    INSERT INTO quire_leaf_blocks (log, run, first_key, first_idx, pairs)
+    SELECT log, 0,
+           ('x' || encode((array_agg(pk ORDER BY pk, idx))[1], 'hex'))::bit(64)::bigint
+               # (-9223372036854775807 - 1),
+           (array_agg(idx ORDER BY pk, idx))[1],
+           string_agg(pk || int8send(idx), ''::bytea ORDER BY pk, idx)
+    FROM (
+        SELECT log, idx, substring(leaf FROM 1 FOR 8) AS pk,
+               (row_number() OVER (PARTITION BY log ORDER BY substring(leaf FROM 1 FOR 8), idx) - 1)
+                   / 240 AS blk
+        FROM quire_leaves
+    ) AS t
+    GROUP BY log, blk;
+    INSERT INTO quire_meta (log, key, value)
+    SELECT log, 'leaf_index',
+           CASE WHEN size = 0
+                THEN '\x01'::bytea || int8send(0) || int8send(0) || int8send(0) || int8send(0)
+                ELSE '\x01'::bytea || int8send(1) || int8send(1) || int8send(0) || int8send(0)
+                     || int8send(size) || int8send(0) || int8send(0)
+           END
+    FROM quire_heads
+    ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value;
+    DROP TABLE quire_leaves;
+    ",
 ];
 
 /// The schema version this server writes.

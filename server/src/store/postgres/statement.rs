@@ -1,5 +1,4 @@
-//! A commit's statements and the checks of what each wrote: row counts,
-//! and the leaf insert that refuses a hash said new but stored.
+//! A commit's statements and the checks of what each wrote: row counts.
 
 use tokio_postgres::types::{ToSql, Type};
 
@@ -17,44 +16,6 @@ pub(super) fn expect(want: u64, what: String) -> impl FnOnce(u64) -> Result<(), 
             )))
         }
     }
-}
-
-/// The insert of leaf hashes said new ([`Commit::new_leaves`]): without
-/// `ON CONFLICT`, so a hash stored already fails it (a unique violation of
-/// the leaf index's key) and aborts the transaction there, as
-/// [`StoreError::LeafStored`].
-///
-/// [`Commit::new_leaves`]: crate::store::Commit::new_leaves
-pub(super) async fn insert_new_leaves(
-    client: &Session,
-    params: Vec<Param<'_>>,
-    n: usize,
-) -> Result<(), StoreError> {
-    let written = client
-        .exec(
-            "INSERT INTO quire_leaves (log, leaf, idx) SELECT $1, * FROM unnest($2::bytea[], $3::int8[])",
-            &params,
-        )
-        .await;
-    match written {
-        Ok(got) => expect(n as u64, "leaf hashes".into())(got),
-        Err(StoreError::Engine(cause)) if is_stored_leaf(&cause) => Err(StoreError::LeafStored(
-            format!("a leaf hash of the commit's {n} said new is stored already ({cause})"),
-        )),
-        Err(e) => Err(e),
-    }
-}
-
-/// Whether `cause` is the leaf index refusing a hash it holds.
-fn is_stored_leaf(cause: &crate::store::Cause) -> bool {
-    cause
-        .get()
-        .downcast_ref::<tokio_postgres::Error>()
-        .and_then(tokio_postgres::Error::as_db_error)
-        .is_some_and(|db| {
-            *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-                && db.constraint() == Some("quire_leaves_pkey")
-        })
 }
 
 /// One statement, its row count checked by `check`.

@@ -1,6 +1,6 @@
 //! A commit in one PostgreSQL transaction: the log's head row locked and
 //! compared first (the compare-and-swap), then entries, completed bundles,
-//! tile and mid rows, leaf hashes, the checkpoint and metadata, and the new
+//! tile and mid rows, the leaf index's step, the checkpoint and metadata, and the new
 //! head. The statements after the lock are pipelined on the connection;
 //! any failure rolls the whole transaction back.
 //!
@@ -16,13 +16,14 @@ use std::sync::Arc;
 use futures_util::future::try_join_all;
 use quire_core::node::TileId;
 use quire_core::Hash;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::Type;
 
 use super::conn::{engine, int, uint, Column as _};
 use super::events::EventPlan;
+use super::leaf_blocks::BlockRows;
 use super::replication::{mark_replicated, replicated, SyncCheck};
 use super::session::Session;
-use super::statement::{exec, exec_owned, expect, insert_new_leaves};
+use super::statement::{exec, exec_owned, expect};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::rows::{RowSpan, MID};
@@ -40,6 +41,12 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
             c.leaf_index.len()
         )));
     }
+    if c.new_leaves {
+        // Its lookups are in memory: strict dedup looks up first.
+        return Err(StoreError::engine(
+            "PostgreSQL does not check leaves inside a commit; look them up first",
+        ));
+    }
     if c.head.size != c.base.size + c.entries.len() as u64 {
         return Err(StoreError::Corrupt(format!(
             "a commit of {} entries from size {} to size {}",
@@ -50,6 +57,36 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
     }
     let mut plan = Plan::of(c, shared.compress, shared.log)?;
     plan.lease = shared.fence()?;
+    // The leaf index's step: none for a commit without entries.
+    let planned = if c.leaf_index.is_empty() {
+        None
+    } else {
+        Some(shared.leaves.plan(shared, c.base.size, &c.leaf_index)?)
+    };
+    if let Some(p) = &planned {
+        let state = p.step.state.encode();
+        if p.base != state {
+            plan.meta
+                .0
+                .push(crate::store::leaf_index::STATE_KEY.to_owned());
+            plan.meta.1.push(state);
+        }
+        plan.leaf = Some(LeafPlan {
+            rows: BlockRows::of(&p.changes)?,
+            base: p.base.clone(),
+        });
+    }
+    let result = run_commit(shared, plan);
+    match (&result, planned) {
+        (Ok(()), Some(p)) => shared.leaves.committed(p, &c.leaf_index),
+        (Err(_), Some(_)) => shared.leaves.forget(),
+        _ => {}
+    }
+    result
+}
+
+/// Runs `plan` in one transaction on the writer's connection.
+fn run_commit(shared: &Arc<Shared>, mut plan: Plan) -> Result<(), StoreError> {
     plan.origin.clone_from(&shared.origin);
     plan.replication = shared.replication;
     let ever = shared.replicated.load(std::sync::atomic::Ordering::Relaxed);
@@ -189,6 +226,13 @@ struct RowAppend {
     bytes: Vec<u8>,
 }
 
+/// The leaf index's share of a commit: its blocks, and the stored state
+/// they extend.
+struct LeafPlan {
+    rows: BlockRows,
+    base: Vec<u8>,
+}
+
 /// What a commit writes, computed before the transaction opens.
 struct Plan {
     base: Head,
@@ -199,13 +243,11 @@ struct Plan {
     single: (Vec<i64>, Vec<Vec<u8>>),
     completed: Vec<Completed>,
     rows: Vec<RowAppend>,
-    leaves: (Vec<Vec<u8>>, Vec<i64>),
+    /// The leaf index's step.
+    leaf: Option<LeafPlan>,
     /// Checkpoints: sizes, signing times, notes.
     checkpoints: (Vec<i64>, Vec<i64>, Vec<Vec<u8>>),
     meta: (Vec<String>, Vec<Vec<u8>>),
-    /// The leaves are said new ([`Commit::new_leaves`]): their insert must
-    /// write every one.
-    new_leaves: bool,
     compress: bool,
     log: i64,
     /// The log's origin (for metrics).
@@ -281,16 +323,6 @@ impl Plan {
                 bytes,
             });
         }
-        // In key order (the lowest index first for a repeated leaf, which
-        // the insert keeps): the index's pages are visited in turn, about
-        // twice as fast as in arrival order.
-        let mut sorted: Vec<(&Hash, u64)> = c.leaf_index.iter().map(|(h, i)| (h, *i)).collect();
-        sorted.sort_unstable();
-        let mut leaves = (Vec::new(), Vec::new());
-        for (h, i) in sorted {
-            leaves.0.push(h.0.to_vec());
-            leaves.1.push(int(i)?);
-        }
         let mut checkpoints = (Vec::new(), Vec::new(), Vec::new());
         for cp in c.history.iter().chain(&c.checkpoint) {
             checkpoints.0.push(int(cp.size)?);
@@ -304,10 +336,9 @@ impl Plan {
             single,
             completed,
             rows,
-            leaves,
+            leaf: None,
             checkpoints,
             meta: c.meta.iter().cloned().unzip(),
-            new_leaves: c.new_leaves,
             compress,
             log,
             origin: String::new(),
@@ -327,10 +358,8 @@ impl Plan {
     /// pipelined: nothing that carries the commit's signed checkpoint
     /// reaches the database (its WAL, its standbys) unless the commit
     /// extends the stored head under this server's lease and will be
-    /// replicated as required. The one check left to the writes, a leaf
-    /// said new but stored, fails its insert, and PostgreSQL skips every
-    /// later statement (the checkpoint's among them) of the aborted
-    /// transaction.
+    /// replicated as required, and its leaf index step extends the stored
+    /// index state.
     async fn write(&self, client: &Session) -> Result<(), StoreError> {
         let log = self.log;
         let replication = async {
@@ -341,16 +370,18 @@ impl Plan {
                 SyncCheck::Off => Ok(false),
             }
         };
-        let (begun, lease, head, (replicated, bundles)) = futures_util::future::join4(
+        let (begun, lease, head, leaf, (replicated, bundles)) = futures_util::future::join5(
             client.batch_execute("BEGIN"),
             self.lock_lease(client, log),
             self.lock_head(client, log),
+            self.check_leaf_state(client, log),
             futures_util::future::join(replication, self.bundles(client, log)),
         )
         .await;
         begun.map_err(engine)?;
         lease?;
         head?;
+        leaf?;
         let mark = replicated? && !self.ever_replicated;
         let bundles = bundles?;
         let mut work = self.bundle_statements(client, &bundles);
@@ -420,6 +451,33 @@ impl Plan {
                 ..Commit::default()
             },
         )
+    }
+
+    /// The leaf index state the commit's step was computed from must be the
+    /// stored one (read after the head's lock, which every writer takes).
+    async fn check_leaf_state(&self, client: &Session, log: i64) -> Result<(), StoreError> {
+        let Some(leaf) = &self.leaf else {
+            return Ok(());
+        };
+        let row = client
+            .row_opt(
+                "SELECT value FROM quire_meta WHERE log = $1 AND key = $2",
+                &[
+                    (&log, Type::INT8),
+                    (&crate::store::leaf_index::STATE_KEY, Type::TEXT),
+                ],
+            )
+            .await?;
+        let stored = match row {
+            Some(r) => r.col::<Vec<u8>>(0)?,
+            None => crate::store::leaf_index::IndexState::default().encode(),
+        };
+        if stored != leaf.base {
+            return Err(StoreError::engine(
+                "the stored leaf index changed since this commit's step was computed (another writer); the next commit reads it again",
+            ));
+        }
+        Ok(())
     }
 
     /// The records of the bundles this commit completes, each with the
@@ -502,7 +560,7 @@ impl Plan {
         work
     }
 
-    /// Tile and mid rows, leaf hashes, the checkpoint, metadata and the
+    /// Tile and mid rows, leaf index blocks, the checkpoint, metadata and the
     /// new head.
     fn statements<'a>(&'a self, client: &'a Session, work: &mut Vec<Work<'a>>) {
         for r in &self.rows {
@@ -528,26 +586,36 @@ impl Plan {
                 )));
             }
         }
-        if !self.leaves.0.is_empty() {
-            let params = vec![
-                (&self.log as &(dyn ToSql + Sync), Type::INT8),
-                (&self.leaves.0, Type::BYTEA_ARRAY),
-                (&self.leaves.1, Type::INT8_ARRAY),
-            ];
-            if self.new_leaves {
-                // Before the checkpoint's insert: a leaf stored already
-                // fails this one, and the checkpoint is never written.
-                work.push(Box::pin(insert_new_leaves(
-                    client,
-                    params,
-                    self.leaves.0.len(),
-                )));
-            } else {
+        if let Some(leaf) = &self.leaf {
+            let (puts, deletes) = (&leaf.rows.puts, &leaf.rows.deletes);
+            if !puts.0.is_empty() {
                 work.push(Box::pin(exec(
                     client,
-                    "INSERT INTO quire_leaves (log, leaf, idx) SELECT $1, * FROM unnest($2::bytea[], $3::int8[]) ON CONFLICT DO NOTHING",
-                    params,
-                    |_| Ok(()),
+                    "INSERT INTO quire_leaf_blocks (log, run, first_key, first_idx, pairs)
+                     SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[])",
+                    vec![
+                        (&self.log, Type::INT8),
+                        (&puts.0, Type::INT8_ARRAY),
+                        (&puts.1, Type::INT8_ARRAY),
+                        (&puts.2, Type::INT8_ARRAY),
+                        (&puts.3, Type::BYTEA_ARRAY),
+                    ],
+                    expect(puts.0.len() as u64, "leaf index blocks".into()),
+                )));
+            }
+            if !deletes.0.is_empty() {
+                work.push(Box::pin(exec(
+                    client,
+                    "DELETE FROM quire_leaf_blocks b
+                     USING unnest($2::int8[], $3::int8[], $4::int8[]) AS d(run, first_key, first_idx)
+                     WHERE b.log = $1 AND b.run = d.run AND b.first_key = d.first_key AND b.first_idx = d.first_idx",
+                    vec![
+                        (&self.log, Type::INT8),
+                        (&deletes.0, Type::INT8_ARRAY),
+                        (&deletes.1, Type::INT8_ARRAY),
+                        (&deletes.2, Type::INT8_ARRAY),
+                    ],
+                    expect(deletes.0.len() as u64, "leaf index blocks deleted".into()),
                 )));
             }
         }

@@ -2,15 +2,13 @@
 //!
 //! Files: [`layout`] (tables, where each hash is stored, the head record),
 //! [`write`] (a commit in one transaction), [`read`] (a snapshot's reads),
-//! the leaf index ([`leaf_index`], its in-memory part and filters in
-//! [`index_cache`] and [`bloom`]), and [`error`] (redb's failures and the
+//! the leaf index's blocks ([`leaf_blocks`]; the index itself is
+//! [`crate::store::leaf_index`]), and [`error`] (redb's failures and the
 //! guard against its panics on damaged pages).
 
-mod bloom;
 mod error;
-mod index_cache;
 pub(crate) mod layout;
-pub(crate) mod leaf_index;
+mod leaf_blocks;
 mod read;
 mod write;
 
@@ -20,13 +18,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use quire_core::{HashReader, NodeId};
 use redb::{Database, ReadableDatabase};
 
+use crate::store::leaf_index::memtable::{Builder, IndexCache, Memtable, SharedCache};
+use crate::store::leaf_index::{self, MergeBloom};
 pub(crate) use error::engine;
 use error::guarded;
-use index_cache::{Builder, IndexCache, Memtable, SharedCache};
 use layout::{
     BUNDLES, CHECKPOINTS, COSIGNATURES, EVENT_KEYS, LOG_TIMES, META, MIDS, PAYLOADS, TILES,
 };
-use leaf_index::{MergeBloom, RUN_BLOCKS};
+use leaf_blocks::RUN_BLOCKS;
 pub(crate) use read::index_state;
 pub use read::RedbReader;
 
@@ -143,7 +142,7 @@ impl RedbStore {
         }
         drop(reader);
         let cache = Arc::new(RwLock::new(IndexCache::new(mem, &state)));
-        let builder = Builder::spawn(Arc::clone(&db), Arc::clone(&cache))?;
+        let builder = Builder::spawn(build_filter(Arc::clone(&db)), Arc::clone(&cache))?;
         if opts.leaf_filters {
             for run in &state.runs {
                 builder.queue(run.id);
@@ -157,6 +156,19 @@ impl RedbStore {
             builder,
         })
     }
+}
+
+/// Builds a run's filter from the file.
+fn build_filter(db: Arc<Database>) -> leaf_index::memtable::BuildFilter {
+    Box::new(move |id, stop| {
+        let txn = db.begin_read().map_err(engine)?;
+        let state = index_state(&txn)?;
+        let Some(run) = state.runs.iter().find(|r| r.id == id).copied() else {
+            return Ok(None);
+        };
+        let table = txn.open_table(RUN_BLOCKS).map_err(engine)?;
+        leaf_blocks::build_bloom(&table, &run, stop)
+    })
 }
 
 impl RedbStore {

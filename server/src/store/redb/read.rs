@@ -7,14 +7,15 @@ use quire_core::{perfect_root, Hash, HashReader, NodeId};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::error::{engine, guarded};
-use super::index_cache::SharedCache;
 use super::layout::{
     decode_head, legacy_head, Part, RowSpan, BUNDLES, CHECKPOINTS, COSIGNATURES, EVENT_KEYS,
     HEAD_KEY, LOG_TIMES, META, MIDS, PAYLOADS, TILES,
 };
-use super::leaf_index::{self, IndexState, RUN_BLOCKS, STATE_KEY};
+use super::leaf_blocks::{self, RUN_BLOCKS};
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::events::{decode_chunk, decode_payload, is_erased};
+use crate::store::leaf_index::memtable::SharedCache;
+use crate::store::leaf_index::{self, IndexState, STATE_KEY};
 use crate::store::{Head, Payload, StorageReader, StoreError, StoredCheckpoint};
 
 /// A read view of a [`RedbStore`].
@@ -203,14 +204,11 @@ impl RedbReader {
     fn find_leaves_unguarded(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
         let size = self.latest_checkpoint()?.map_or(0, |c| c.size);
         let keys: Vec<u64> = leaves.iter().map(leaf_index::key).collect();
-        let mut candidates: Vec<Vec<u64>> = vec![Vec::new(); leaves.len()];
-        let blooms = {
-            let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
-            for (k, c) in keys.iter().zip(&mut candidates) {
-                cache.mem.get(*k, c);
-            }
-            cache.blooms()
-        };
+        let (mut candidates, blooms) = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .candidates(&keys);
         // Runs are read from a transaction begun after the memtable: leaves
         // leave the memtable only once their run is committed, so together
         // the two hold every leaf (some twice). Leaf index facts never change,
@@ -231,7 +229,7 @@ impl RedbReader {
             let bloom = blooms.get(&run.id);
             for (k, c) in keys.iter().zip(&mut candidates) {
                 if bloom.is_none_or(|b| b.may_contain(*k)) {
-                    leaf_index::probe(&table, run, *k, c)?;
+                    leaf_blocks::probe(&table, run, *k, c)?;
                 }
             }
         }

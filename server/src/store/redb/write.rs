@@ -14,12 +14,14 @@ use super::layout::{
     decode_head, encode_head, legacy_head, RowSpan, BUNDLES, CHECKPOINTS, EVENT_KEYS, HEAD_KEY,
     LOG_TIMES, META, MID, MIDS, PAYLOADS, TILES,
 };
-use super::leaf_index::{self, IndexState, STATE_KEY};
+use super::leaf_blocks::{self, Blocks, RUN_BLOCKS};
 use super::RedbStore;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::events::{
     chunk_entry, chunks, decode_chunk, encode_chunk, encode_erased, payload_parts,
 };
+use crate::store::leaf_index::bloom::Density;
+use crate::store::leaf_index::{self, IndexState, STATE_KEY};
 use crate::store::{Commit, EventRows, StoreError};
 
 impl RedbStore {
@@ -73,14 +75,19 @@ impl RedbStore {
                     .merge_bloom
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                leaf_index::write_step(
-                    &txn,
+                let mut blocks = txn.open_table(RUN_BLOCKS).map_err(engine)?;
+                let (step, changes) = leaf_index::write_step(
+                    &Blocks(&blocks),
                     state,
                     &cache.mem,
                     &c.leaf_index,
                     self.opts.leaf_flush,
-                    self.opts.leaf_filters.then_some(&mut *merge_bloom),
-                )?
+                    self.opts
+                        .leaf_filters
+                        .then_some((Density::Compact, &mut *merge_bloom)),
+                )?;
+                leaf_blocks::apply(&mut blocks, &changes)?;
+                step
             };
             meta.insert(STATE_KEY, step.state.encode().as_slice())
                 .map_err(engine)?;

@@ -11,10 +11,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableDatabase};
-
 use super::bloom::Bloom;
-use super::leaf_index::{self, IndexState, Step, RUN_BLOCKS};
+use super::{IndexState, Step};
 use crate::store::StoreError;
 
 /// Keys are already uniformly random: hash them by identity.
@@ -115,9 +113,29 @@ impl IndexCache {
         }
     }
 
-    /// The filters of the runs now (cheap: shared pointers).
-    pub(crate) fn blooms(&self) -> HashMap<u64, Arc<Bloom>> {
-        self.blooms.clone()
+    /// Starts over from what is stored: `mem` and the runs of `state`,
+    /// keeping the filters of runs still live (a run never changes).
+    /// Returns the runs that have no filter.
+    pub(crate) fn reset(&mut self, mem: Memtable, state: &IndexState) -> Vec<u64> {
+        self.mem = mem;
+        self.live = state.runs.iter().map(|r| r.id).collect();
+        self.blooms.retain(|id, _| self.live.contains(id));
+        state
+            .runs
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !self.blooms.contains_key(id))
+            .collect()
+    }
+
+    /// Each key's indexes in the memtable, and the filters of the runs now
+    /// (cheap: shared pointers).
+    pub(crate) fn candidates(&self, keys: &[u64]) -> (Vec<Vec<u64>>, HashMap<u64, Arc<Bloom>>) {
+        let mut candidates = vec![Vec::new(); keys.len()];
+        for (k, c) in keys.iter().zip(&mut candidates) {
+            self.mem.get(*k, c);
+        }
+        (candidates, self.blooms.clone())
     }
 
     /// Applies a committed step: the memtable, new and finished runs.
@@ -127,7 +145,7 @@ impl IndexCache {
             self.mem = Memtable::new(end);
         } else {
             for (h, i) in leaves {
-                self.mem.push(leaf_index::key(h), *i);
+                self.mem.push(super::key(h), *i);
             }
         }
         self.live = step.state.runs.iter().map(|r| r.id).collect();
@@ -150,11 +168,21 @@ impl IndexCache {
         build
     }
 
+    /// Whether `id` is a run of the last committed state without a filter.
+    pub(crate) fn wants_filter(&self, id: u64) -> bool {
+        self.live.contains(&id) && !self.blooms.contains_key(&id)
+    }
+
     /// Bytes the filters hold.
     pub(crate) fn bloom_bytes(&self) -> usize {
         self.blooms.values().map(|b| b.bytes()).sum()
     }
 }
+
+/// Builds the filter of one run from what is stored: `None` when the run
+/// is gone or `stop` was set meanwhile.
+pub(crate) type BuildFilter =
+    Box<dyn Fn(u64, &AtomicBool) -> Result<Option<Bloom>, StoreError> + Send>;
 
 /// The thread that builds missing filters.
 pub(crate) struct Builder {
@@ -164,7 +192,9 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
-    pub(crate) fn spawn(db: Arc<Database>, cache: SharedCache) -> Result<Self, StoreError> {
+    /// # Errors
+    /// [`StoreError::Engine`] when the thread cannot start.
+    pub(crate) fn spawn(build: BuildFilter, cache: SharedCache) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<u64>();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
@@ -175,8 +205,24 @@ impl Builder {
                     if stopping.load(Ordering::Relaxed) {
                         return;
                     }
-                    if let Err(e) = build_one(&db, &cache, id, &stopping) {
-                        tracing::warn!(run = id, error = %e, "leaf index filter not built; the run is probed directly");
+                    if !cache
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .wants_filter(id)
+                    {
+                        continue;
+                    }
+                    match build(id, &stopping) {
+                        Ok(Some(bloom)) => {
+                            let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
+                            if cache.live.contains(&id) {
+                                cache.blooms.insert(id, Arc::new(bloom));
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(run = id, error = %e, "leaf index filter not built; the run is probed directly");
+                        }
                     }
                 }
             })
@@ -212,32 +258,12 @@ impl Drop for Builder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(h) = handle {
+        // Dropped by the builder itself (it held the last reference to
+        // its engine while building): it ends when it sees `stop`.
+        if let Some(h) = handle.filter(|h| h.thread().id() != std::thread::current().id()) {
             let _ = h.join();
         }
     }
-}
-
-fn build_one(
-    db: &Database,
-    cache: &SharedCache,
-    id: u64,
-    stop: &AtomicBool,
-) -> Result<(), StoreError> {
-    let txn = db.begin_read().map_err(super::error::engine)?;
-    let state = super::read::index_state(&txn)?;
-    let Some(run) = state.runs.iter().find(|r| r.id == id).copied() else {
-        return Ok(());
-    };
-    let table = txn.open_table(RUN_BLOCKS).map_err(super::error::engine)?;
-    let Some(bloom) = leaf_index::build_bloom(&table, &run, stop)? else {
-        return Ok(());
-    };
-    let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
-    if cache.live.contains(&run.id) {
-        cache.blooms.insert(id, Arc::new(bloom));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

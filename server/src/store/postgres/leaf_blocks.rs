@@ -1,0 +1,289 @@
+//! The leaf index's blocks in `quire_leaf_blocks`, as a step reads them
+//! ([`Blocks`]) and as a commit writes them ([`BlockRows`]).
+//!
+//! A merge reads its two input runs in order, a bounded step per commit,
+//! and later deletes their blocks the same way. Runs never change once
+//! written, so the writer reads ahead ([`ReadAhead`]): one statement every
+//! few commits instead of three round trips in every commit, and the keys
+//! of the blocks it read serve their deletion.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio_postgres::types::Type;
+
+use super::conn::{int, uint, Column as _};
+use super::Shared;
+use crate::store::leaf_index::{
+    BlockKey, BlockSource, Changes, IndexState, PairsAfter, BLOCK_PAIRS,
+};
+use crate::store::StoreError;
+
+/// Pairs read ahead of a merge, per input run (64 blocks, 240 KiB).
+const READ_AHEAD: usize = 64 * BLOCK_PAIRS;
+
+/// A key as stored: the `u64` order as `BIGINT` order.
+pub(super) fn db_key(k: u64) -> i64 {
+    i64::from_ne_bytes((k ^ (1 << 63)).to_ne_bytes())
+}
+
+fn from_db_key(k: i64) -> u64 {
+    u64::from_ne_bytes(k.to_ne_bytes()) ^ (1 << 63)
+}
+
+/// What the writer has read of one run.
+#[derive(Default)]
+struct Ahead {
+    /// Pairs after `from`, in order, as stored.
+    pairs: VecDeque<(u64, u64)>,
+    from: Option<(u64, u64)>,
+    /// `pairs` reach the run's end.
+    end: bool,
+    /// Keys of the blocks read, still stored.
+    keys: BTreeSet<BlockKey>,
+    /// `keys` were read from the run's start on.
+    from_start: bool,
+    /// Something was read.
+    filled: bool,
+}
+
+impl Ahead {
+    /// `keys` are all the run's blocks still stored (read from its start
+    /// to its end).
+    fn all_keys(&self) -> bool {
+        self.from_start && self.end
+    }
+
+    /// The first `max` pairs read, and whether they end the run.
+    fn take(&self, max: usize) -> (Vec<(u64, u64)>, bool) {
+        let out: Vec<(u64, u64)> = self.pairs.iter().take(max).copied().collect();
+        let done = self.end && out.len() == self.pairs.len();
+        (out, done)
+    }
+}
+
+/// The writer's read-ahead of runs being merged or deleted.
+#[derive(Default)]
+pub(super) struct ReadAhead {
+    runs: HashMap<u64, Ahead>,
+}
+
+impl ReadAhead {
+    /// After a commit of `changes` leading to `state`: deleted blocks are
+    /// gone, and runs no longer merged or deleted are dropped.
+    pub(super) fn committed(&mut self, changes: &Changes, state: &IndexState) {
+        for k in &changes.deletes {
+            if let Some(a) = self.runs.get_mut(&k.0) {
+                a.keys.remove(k);
+            }
+        }
+        let wanted = |id: &u64| {
+            state.garbage.contains(id)
+                || state
+                    .merge
+                    .is_some_and(|m| m.older.id == *id || m.newer.id == *id)
+        };
+        self.runs.retain(|id, _| wanted(id));
+    }
+
+    /// Forgets everything (a commit failed: what it deleted is unknown).
+    pub(super) fn clear(&mut self) {
+        self.runs.clear();
+    }
+}
+
+/// The stored blocks, read by a step through the writer's read-ahead.
+pub(super) struct Blocks<'a> {
+    pub(super) shared: &'a Arc<Shared>,
+    pub(super) ahead: Option<&'a Mutex<ReadAhead>>,
+}
+
+impl Blocks<'_> {
+    /// Up to `max` pairs of `run` after `after` (and whether the run ends
+    /// there), with the keys of the blocks they came from.
+    #[allow(clippy::type_complexity)]
+    fn read(
+        &self,
+        run: u64,
+        after: Option<(u64, u64)>,
+        max: usize,
+    ) -> Result<(Vec<(u64, u64)>, bool, Vec<BlockKey>), StoreError> {
+        let (s, log, run_id) = (Arc::clone(self.shared), self.shared.log, int(run)?);
+        let (k0, i0) = after.map_or(Ok((i64::MIN, -1)), |(k, i)| Ok((db_key(k), int(i)?)))?;
+        // Blocks enough for `max` pairs after `after`, and the one holding it.
+        let limit = i64::try_from(max / BLOCK_PAIRS + 2).unwrap_or(i64::MAX);
+        let rows = self
+            .shared
+            .driver
+            .run("reading leaf index blocks", async move {
+                let c = s.reader().await?;
+                let rows = c
+                    .rows(
+                        "(SELECT false, first_key, first_idx, pairs FROM quire_leaf_blocks
+                      WHERE log = $1 AND run = $2 AND (first_key, first_idx) <= ($3, $4)
+                      ORDER BY first_key DESC, first_idx DESC LIMIT 1)
+                     UNION ALL
+                     (SELECT true, first_key, first_idx, pairs FROM quire_leaf_blocks
+                      WHERE log = $1 AND run = $2 AND (first_key, first_idx) > ($3, $4)
+                      ORDER BY first_key, first_idx LIMIT $5)",
+                        &[
+                            (&log, Type::INT8),
+                            (&run_id, Type::INT8),
+                            (&k0, Type::INT8),
+                            (&i0, Type::INT8),
+                            (&limit, Type::INT8),
+                        ],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.col::<bool>(0)?,
+                            (r.col::<i64>(1)?, r.col::<i64>(2)?),
+                            r.col::<Vec<u8>>(3)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })?;
+        // The query's second part hit its limit: more may follow.
+        let later = rows.iter().filter(|(later, _, _)| *later).count();
+        let more = i64::try_from(later).unwrap_or(i64::MAX) >= limit;
+        let mut blocks = Vec::with_capacity(rows.len());
+        for (_, (k, i), bytes) in rows {
+            blocks.push(((run, from_db_key(k), uint(i)?), bytes));
+        }
+        blocks.sort_by_key(|(k, _)| *k);
+        let mut pairs = PairsAfter::new(after, max);
+        for (_, block) in &blocks {
+            if !pairs.take(block) {
+                break;
+            }
+        }
+        let (out, ran_out) = pairs.finish();
+        let keys = blocks.iter().map(|(k, _)| *k).collect();
+        Ok((out, ran_out && !more, keys))
+    }
+}
+
+impl BlockSource for Blocks<'_> {
+    fn pairs_after(
+        &self,
+        run: u64,
+        after: Option<(u64, u64)>,
+        max: usize,
+    ) -> Result<(Vec<(u64, u64)>, bool), StoreError> {
+        let Some(ahead) = self.ahead else {
+            let (pairs, done, _) = self.read(run, after, max)?;
+            return Ok((pairs, done));
+        };
+        let mut ahead = ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        let a = ahead.runs.entry(run).or_default();
+        // What was read holds every pair after `from`: it serves a read
+        // from `after` on when that is not before `from`, and the pairs
+        // past `after` are `max` or the rest of the run.
+        if a.filled && a.from <= after {
+            while a
+                .pairs
+                .front()
+                .is_some_and(|p| after.is_some_and(|x| *p <= x))
+            {
+                a.pairs.pop_front();
+            }
+            a.from = after;
+            if a.pairs.len() >= max || a.end {
+                return Ok(a.take(max));
+            }
+        }
+        let (pairs, done, keys) = self.read(run, after, max.max(READ_AHEAD))?;
+        if after.is_none() {
+            a.keys.clear();
+            a.from_start = true;
+        }
+        a.keys.extend(keys);
+        a.filled = true;
+        a.from = after;
+        a.end = done;
+        a.pairs = pairs.into();
+        Ok(a.take(max))
+    }
+
+    fn block_keys(&self, run: u64, max: usize) -> Result<Vec<BlockKey>, StoreError> {
+        if let Some(ahead) = self.ahead {
+            let ahead = ahead.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(a) = ahead.runs.get(&run).filter(|a| a.all_keys()) {
+                return Ok(a.keys.iter().take(max).copied().collect());
+            }
+        }
+        let (s, log, run_id) = (Arc::clone(self.shared), self.shared.log, int(run)?);
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = self
+            .shared
+            .driver
+            .run("reading leaf index blocks", async move {
+                let c = s.reader().await?;
+                let rows = c
+                    .rows(
+                        "SELECT first_key, first_idx FROM quire_leaf_blocks
+                     WHERE log = $1 AND run = $2 ORDER BY first_key, first_idx LIMIT $3",
+                        &[
+                            (&log, Type::INT8),
+                            (&run_id, Type::INT8),
+                            (&limit, Type::INT8),
+                        ],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.col::<i64>(0)?, r.col::<i64>(1)?)))
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })?;
+        rows.into_iter()
+            .map(|(k, i)| Ok((run, from_db_key(k), uint(i)?)))
+            .collect()
+    }
+}
+
+/// A step's block changes as statement parameters: puts (runs, keys,
+/// indexes, pairs) and deletes (runs, keys, indexes).
+pub(super) struct BlockRows {
+    pub(super) puts: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<Vec<u8>>),
+    pub(super) deletes: (Vec<i64>, Vec<i64>, Vec<i64>),
+}
+
+impl BlockRows {
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a run or index past `BIGINT`.
+    pub(super) fn of(changes: &Changes) -> Result<Self, StoreError> {
+        let mut rows = BlockRows {
+            puts: (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+            deletes: (Vec::new(), Vec::new(), Vec::new()),
+        };
+        for ((run, k, i), bytes) in &changes.puts {
+            rows.puts.0.push(int(*run)?);
+            rows.puts.1.push(db_key(*k));
+            rows.puts.2.push(int(*i)?);
+            rows.puts.3.push(bytes.clone());
+        }
+        for (run, k, i) in &changes.deletes {
+            rows.deletes.0.push(int(*run)?);
+            rows.deletes.1.push(db_key(*k));
+            rows.deletes.2.push(int(*i)?);
+        }
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_keys_keep_the_order_of_keys() {
+        let keys = [0u64, 1, (1 << 63) - 1, 1 << 63, u64::MAX - 1, u64::MAX];
+        for w in keys.windows(2) {
+            assert!(db_key(w[0]) < db_key(w[1]), "{w:?}");
+        }
+        for k in keys {
+            assert_eq!(from_db_key(db_key(k)), k);
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The leaf index in PostgreSQL ([`crate::store::leaf_index`]): sorted runs
+//! of (key, index) pairs in `quire_leaf_blocks`, its state in `quire_meta`,
+//! and in each replica's memory the newest leaves (read from the level-0
+//! tile rows) and a filter per run.
+//!
+//! A commit writes an index row only when its memtable is full (one run of
+//! blocks) or a merge is under way (a bounded step), never a row per entry:
+//! a random-keyed row per entry was half the cost of a batched commit.
+//!
+//! Every replica keeps the same cache. The writer's follows its own commits;
+//! a reader's view larger than the cache first reads the tile rows it
+//! lacks. A lookup that probed runs reads the stored state again after the
+//! probes: a run merged away meanwhile (whose blocks a later commit may
+//! have deleted) makes it look again, so a probe never misses a leaf for
+//! want of a block deleted under it. The writer's step is conditional on
+//! the stored state it was computed from, checked inside the commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
+
+use quire_core::Hash;
+use tokio_postgres::types::Type;
+
+use super::conn::{int, uint, Column as _};
+use super::leaf_blocks::{db_key, Blocks, ReadAhead};
+use super::session::Param;
+use super::Shared;
+use crate::store::leaf_index::bloom::{Bloom, Density};
+use crate::store::leaf_index::memtable::{BuildFilter, Builder, IndexCache, Memtable, SharedCache};
+use crate::store::leaf_index::{
+    self, block_lookup, BlockSource, Changes, IndexState, MergeBloom, Step, BLOCK_PAIRS, STATE_KEY,
+};
+use crate::store::StoreError;
+
+/// Leaves a PostgreSQL log holds in memory before it writes them as a run:
+/// a replica that reloads its cache reads at most this many hashes (2 MiB).
+pub const DEFAULT_FLUSH: usize = 1 << 16;
+/// Lookups that start again when runs were merged away under them.
+const LOOKUP_ATTEMPTS: usize = 8;
+/// Leaves read from tile rows per statement.
+const TAIL_CHUNK: u64 = 64 * 256;
+
+/// One replica's part of the leaf index.
+pub(super) struct LeafIndex {
+    cache: SharedCache,
+    /// The stored state the cache was built from or last committed: `None`
+    /// until loaded, and after a commit that failed.
+    known: Mutex<Option<IndexState>>,
+    merge_bloom: Mutex<MergeBloom>,
+    /// The writer's read-ahead of runs being merged or deleted.
+    ahead: Mutex<ReadAhead>,
+    /// Builds filters in the background; set once the store is shared.
+    builder: OnceLock<Builder>,
+    flush: usize,
+}
+
+/// A step computed for a commit, and what it was computed from.
+pub(super) struct Planned {
+    pub(super) step: Step,
+    pub(super) changes: Changes,
+    /// The stored state the step extends, encoded (no stored state is the
+    /// empty one).
+    pub(super) base: Vec<u8>,
+    /// The memtable's end the step extends.
+    pub(super) base_size: u64,
+}
+
+impl LeafIndex {
+    pub(super) fn new(flush: usize) -> Self {
+        LeafIndex {
+            cache: Arc::new(RwLock::new(IndexCache::new(
+                Memtable::default(),
+                &IndexState::default(),
+            ))),
+            known: Mutex::new(None),
+            merge_bloom: Mutex::new(None),
+            ahead: Mutex::new(ReadAhead::default()),
+            builder: OnceLock::new(),
+            flush: flush.max(1),
+        }
+    }
+
+    /// Starts the thread that builds filters from `shared`'s database.
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`] when the thread cannot start.
+    pub(super) fn start(&self, shared: &Arc<Shared>) -> Result<(), StoreError> {
+        let builder = Builder::spawn(
+            build_filter(Arc::downgrade(shared)),
+            Arc::clone(&self.cache),
+        )?;
+        let _ = self.builder.set(builder);
+        Ok(())
+    }
+
+    fn queue(&self, id: u64) {
+        if let Some(b) = self.builder.get() {
+            b.queue(id);
+        }
+    }
+
+    /// Brings the cache to cover leaves `[0, size)` and returns the state
+    /// its runs follow. `fresh`: compare with the stored state even when
+    /// the cache covers `size` already.
+    fn sync(&self, shared: &Arc<Shared>, size: u64, fresh: bool) -> Result<IndexState, StoreError> {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let end = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .mem
+            .end;
+        if let (Some(state), false) = (&*known, fresh) {
+            if end >= size {
+                return Ok(state.clone());
+            }
+        }
+        let stored = read_state(shared)?.unwrap_or_default();
+        if known.as_ref() == Some(&stored) && end >= stored.covered() {
+            if end < size {
+                let hashes = tail(shared, end, size)?;
+                let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+                for (i, h) in (end..).zip(&hashes) {
+                    cache.mem.push(leaf_index::key(h), i);
+                }
+            }
+            return Ok(stored);
+        }
+        let covered = stored.covered();
+        let mut mem = Memtable::new(covered);
+        if covered < size {
+            for (i, h) in (covered..).zip(&tail(shared, covered, size)?) {
+                mem.push(leaf_index::key(h), i);
+            }
+        }
+        let missing = self
+            .cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reset(mem, &stored);
+        for id in missing {
+            self.queue(id);
+        }
+        *self
+            .merge_bloom
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        *known = Some(stored.clone());
+        Ok(stored)
+    }
+
+    /// The index's share of a commit of `leaves` onto a log of `base_size`
+    /// leaves: computed from the stored blocks, written by the commit.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the database.
+    pub(super) fn plan(
+        &self,
+        shared: &Arc<Shared>,
+        base_size: u64,
+        leaves: &[(Hash, u64)],
+    ) -> Result<Planned, StoreError> {
+        let mut state = self.sync(shared, base_size, false)?;
+        let mem_end = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .mem
+            .end;
+        if mem_end != base_size {
+            // A view of another replica's commits ran ahead of this one's
+            // base: start over from what is stored.
+            self.forget();
+            state = self.sync(shared, base_size, true)?;
+        }
+        let base = state.encode();
+        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        let mut merge_bloom = self
+            .merge_bloom
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (step, changes) = leaf_index::write_step(
+            &Blocks {
+                shared,
+                ahead: Some(&self.ahead),
+            },
+            state,
+            &cache.mem,
+            leaves,
+            self.flush,
+            Some((Density::Dense, &mut *merge_bloom)),
+        )?;
+        Ok(Planned {
+            step,
+            changes,
+            base,
+            base_size,
+        })
+    }
+
+    /// After the commit of `planned` (with `leaves`): the cache follows it.
+    pub(super) fn committed(&self, planned: Planned, leaves: &[(Hash, u64)]) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let base = IndexState::decode(&planned.base).ok();
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        if known.as_ref() != base.as_ref() || cache.mem.end != planned.base_size {
+            *known = None;
+            self.ahead
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+            return;
+        }
+        *known = Some(planned.step.state.clone());
+        self.ahead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .committed(&planned.changes, &planned.step.state);
+        let build = cache.apply(planned.step, leaves);
+        drop(cache);
+        if let Some(id) = build {
+            self.queue(id);
+        }
+    }
+
+    /// After a commit that failed or whose outcome is unknown: the cache is
+    /// loaded again from what is stored before its next use.
+    pub(super) fn forget(&self) {
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self
+            .merge_bloom
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The lowest index below `size` of each leaf, its full hash checked by
+    /// `hashes` (the leaves' stored hashes at candidate indexes).
+    ///
+    /// # Errors
+    /// [`StoreError`] from the database.
+    pub(super) fn find(
+        &self,
+        shared: &Arc<Shared>,
+        size: u64,
+        leaves: &[Hash],
+        hashes: impl Fn(&[u64]) -> Result<Vec<Hash>, StoreError>,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let keys: Vec<u64> = leaves.iter().map(leaf_index::key).collect();
+        let mut fresh = false;
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let state = self.sync(shared, size, fresh)?;
+            let (mut candidates, blooms) = self
+                .cache
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .candidates(&keys);
+            let mut probes = (Vec::new(), Vec::new(), Vec::new());
+            for run in state.runs.iter().filter(|r| r.start < size) {
+                let bloom = blooms.get(&run.id);
+                for (n, k) in keys.iter().enumerate() {
+                    if bloom.is_none_or(|b| b.may_contain(*k)) {
+                        probes.0.push(i32::try_from(n).unwrap_or(i32::MAX));
+                        probes.1.push(int(run.id)?);
+                        probes.2.push(db_key(*k));
+                    }
+                }
+            }
+            if !probes.0.is_empty() {
+                let (blocks, now) = probe(shared, probes)?;
+                for (n, block) in blocks {
+                    if let (Some(c), Some(k)) = (candidates.get_mut(n), keys.get(n)) {
+                        block_lookup(&block, *k, c);
+                    }
+                }
+                // The runs probed must still be stored whole.
+                let now = now.unwrap_or_default();
+                let live = |id: u64| now.runs.iter().any(|r| r.id == id);
+                if !state
+                    .runs
+                    .iter()
+                    .filter(|r| r.start < size)
+                    .all(|r| live(r.id))
+                {
+                    fresh = true;
+                    continue;
+                }
+            }
+            return check(leaves, candidates, size, hashes);
+        }
+        Err(StoreError::engine(format!(
+            "the leaf index merged runs under {LOOKUP_ATTEMPTS} lookups in a row; try again"
+        )))
+    }
+
+    /// Bytes the filters hold now.
+    pub(super) fn filter_bytes(&self) -> usize {
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bloom_bytes()
+    }
+}
+
+/// The lowest candidate of each leaf whose stored hash is the leaf's.
+fn check(
+    leaves: &[Hash],
+    candidates: Vec<Vec<u64>>,
+    size: u64,
+    hashes: impl Fn(&[u64]) -> Result<Vec<Hash>, StoreError>,
+) -> Result<Vec<Option<u64>>, StoreError> {
+    let mut all: Vec<u64> = candidates
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|i| *i < size)
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    let stored: HashMap<u64, Hash> = all.iter().copied().zip(hashes(&all)?).collect();
+    Ok(leaves
+        .iter()
+        .zip(candidates)
+        .map(|(leaf, mut c)| {
+            c.sort_unstable();
+            c.into_iter().find(|i| stored.get(i) == Some(leaf))
+        })
+        .collect())
+}
+
+/// The stored state, if any.
+fn read_state(shared: &Arc<Shared>) -> Result<Option<IndexState>, StoreError> {
+    let bytes = read_state_bytes(shared)?;
+    bytes.map(|b| IndexState::decode(&b)).transpose()
+}
+
+pub(super) fn read_state_bytes(shared: &Arc<Shared>) -> Result<Option<Vec<u8>>, StoreError> {
+    let (s, log) = (Arc::clone(shared), shared.log);
+    shared
+        .driver
+        .run("reading the leaf index state", async move {
+            let c = s.reader().await?;
+            let row = c
+                .row_opt(
+                    "SELECT value FROM quire_meta WHERE log = $1 AND key = $2",
+                    &[(&log, Type::INT8), (&STATE_KEY, Type::TEXT)],
+                )
+                .await?;
+            row.map(|r| r.col::<Vec<u8>>(0)).transpose()
+        })
+}
+
+/// The leaf hashes `[from, to)`, from the level-0 tile rows.
+fn tail(shared: &Arc<Shared>, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+    let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
+    let mut at = from;
+    while at < to {
+        let upto = (at - at % 256 + TAIL_CHUNK).min(to);
+        let (first, last) = (int(at / 256)?, int((upto - 1) / 256)?);
+        let (s, log) = (Arc::clone(shared), shared.log);
+        let rows = shared.driver.run("reading leaf hashes", async move {
+            let c = s.reader().await?;
+            let rows = c
+                .rows(
+                    "SELECT idx, hashes FROM quire_tiles
+                     WHERE log = $1 AND mid = false AND level = 0 AND idx >= $2 AND idx <= $3
+                     ORDER BY idx",
+                    &[
+                        (&log, Type::INT8),
+                        (&first, Type::INT8),
+                        (&last, Type::INT8),
+                    ],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| Ok((uint(r.col(0)?)?, r.col::<Vec<u8>>(1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })?;
+        for (tile, bytes) in rows {
+            for (i, h) in (tile * 256..).zip(bytes.chunks_exact(32)) {
+                if i >= at && i < upto && i == from + out.len() as u64 {
+                    out.push(
+                        Hash::from_slice(h)
+                            .map_err(|_| StoreError::Corrupt(format!("tile row 0/{tile}")))?,
+                    );
+                }
+            }
+        }
+        if from + (out.len() as u64) < upto {
+            return Err(StoreError::Missing(format!(
+                "leaf hashes {}..{upto} in the tile rows",
+                from + out.len() as u64
+            )));
+        }
+        at = upto;
+    }
+    Ok(out)
+}
+
+/// Blocks that may hold each probe's key: per probe (number, run, key),
+/// the block starting at or before the key and those starting with it;
+/// and the stored state read after them (pipelined on one connection,
+/// which runs the statements in the order sent).
+#[allow(clippy::type_complexity)]
+fn probe(
+    shared: &Arc<Shared>,
+    (n, run, key): (Vec<i32>, Vec<i64>, Vec<i64>),
+) -> Result<(Vec<(usize, Vec<u8>)>, Option<IndexState>), StoreError> {
+    let (s, log) = (Arc::clone(shared), shared.log);
+    let (blocks, state) = shared.driver.run("probing the leaf index", async move {
+        let c = s.reader().await?;
+        let probe_params: [Param<'_>; 4] = [
+            (&log, Type::INT8),
+            (&n, Type::INT4_ARRAY),
+            (&run, Type::INT8_ARRAY),
+            (&key, Type::INT8_ARRAY),
+        ];
+        let state_params: [Param<'_>; 2] = [(&log, Type::INT8), (&STATE_KEY, Type::TEXT)];
+        let probed = c.rows(
+                "SELECT p.n, b.pairs
+                 FROM unnest($2::int4[], $3::int8[], $4::int8[]) AS p(n, run, key)
+                 JOIN LATERAL (
+                     SELECT pairs FROM quire_leaf_blocks
+                     WHERE log = $1 AND run = p.run AND first_key <= p.key AND first_key >= COALESCE(
+                         (SELECT first_key FROM quire_leaf_blocks
+                          WHERE log = $1 AND run = p.run AND first_key < p.key
+                          ORDER BY first_key DESC, first_idx DESC LIMIT 1),
+                         p.key)
+                 ) b ON true",
+                &probe_params,
+            );
+        let state = c.row_opt(
+            "SELECT value FROM quire_meta WHERE log = $1 AND key = $2",
+            &state_params,
+        );
+        let (rows, state) = futures_util::future::join(probed, state).await;
+        let blocks = rows?
+            .iter()
+            .map(|r| {
+                Ok((
+                    usize::try_from(r.col::<i32>(0)?).unwrap_or(usize::MAX),
+                    r.col::<Vec<u8>>(1)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((blocks, state?.map(|r| r.col::<Vec<u8>>(0)).transpose()?))
+    })?;
+    Ok((blocks, state.map(|b| IndexState::decode(&b)).transpose()?))
+}
+
+/// Builds a run's filter from its stored blocks, a page at a time.
+fn build_filter(shared: Weak<Shared>) -> BuildFilter {
+    Box::new(move |id, stop| {
+        let Some(shared) = shared.upgrade() else {
+            return Ok(None);
+        };
+        let Some(state) = read_state(&shared)? else {
+            return Ok(None);
+        };
+        let Some(run) = state.runs.iter().find(|r| r.id == id).copied() else {
+            return Ok(None);
+        };
+        let mut bloom = Bloom::with_density(run.len(), Density::Dense);
+        let blocks = Blocks {
+            shared: &shared,
+            ahead: None,
+        };
+        let mut after = None;
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let (pairs, done) = blocks.pairs_after(id, after, 64 * BLOCK_PAIRS)?;
+            for (k, _) in &pairs {
+                bloom.insert(*k);
+            }
+            after = pairs.last().copied().or(after);
+            if done {
+                return Ok(Some(bloom));
+            }
+        }
+    })
+}

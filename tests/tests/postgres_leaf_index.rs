@@ -1,0 +1,197 @@
+//! PostgreSQL's leaf index (sorted runs in `quire_leaf_blocks`, a memtable
+//! per replica rebuilt from tile rows) against a model, on a real server:
+//! tiny flush sizes so that flushes, merges, deletions of merged-away runs
+//! and restarts in the middle of a merge all happen many times, with a
+//! second replica answering lookups throughout from its own cache. And the
+//! migration that turns the rows of the old `quire_leaves` table into a run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::collections::HashMap;
+
+use quire_core::{leaf_hash, Hash};
+use quire_server::store::postgres::{Create, PgOptions, PgStore};
+use quire_server::store::{Storage, StorageReader};
+use quire_tests::commits::Writer;
+
+/// SplitMix64: a seeded sequence, the same on every run.
+struct Seq(u64);
+
+impl Seq {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+fn pool_entry(n: u64) -> Vec<u8> {
+    format!("pooled entry {n}").into_bytes()
+}
+
+fn open(url: &str, origin: &str, flush: usize, create: Create) -> PgStore {
+    PgStore::open(
+        &PgOptions {
+            leaf_flush: flush,
+            ..PgOptions::new(url.to_owned())
+        },
+        origin,
+        create,
+    )
+    .unwrap()
+}
+
+/// Every pool entry's lowest index (or absence) as `store` answers it.
+fn check(store: &PgStore, pool: u64, model: &HashMap<Hash, u64>, ctx: &str) {
+    let leaves: Vec<Hash> = (0..pool).map(|n| leaf_hash(&pool_entry(n))).collect();
+    let got = store.reader().unwrap().find_leaves(&leaves).unwrap();
+    for (n, (leaf, got)) in leaves.iter().zip(got).enumerate() {
+        assert_eq!(got, model.get(leaf).copied(), "{ctx}: pool entry {n}");
+    }
+}
+
+#[test]
+fn postgres_leaf_index_matches_a_model_through_flushes_merges_restarts_and_a_second_replica() {
+    let pg = quire_tests::postgres::shared();
+    // (seed, flush, largest batch, pool): the last makes runs of thousands
+    // of pairs, so that merges and deletions take several commits each.
+    for (seed, flush, batch, pool) in [
+        (1u64, 5usize, 30u64, 300u64),
+        (2, 23, 30, 300),
+        (3, 400, 600, 1500),
+    ] {
+        let origin = quire_tests::postgres::unique("leaf-index.example/log");
+        let mut rng = Seq(seed);
+        let mut writer = open(&pg.url, &origin, flush, Create::Yes);
+        let follower = open(&pg.url, &origin, flush, Create::No);
+        let mut w = Writer::new();
+        let mut model: HashMap<Hash, u64> = HashMap::new();
+        for step in 0..90 {
+            let n = 1 + rng.below(batch);
+            let batch: Vec<Vec<u8>> = (0..n).map(|_| pool_entry(rng.below(pool))).collect();
+            let size = w.head().size;
+            let (c, next) = w.commit(&batch, true);
+            writer.commit(&c).unwrap();
+            w = next;
+            for (i, e) in (size..).zip(&batch) {
+                model.entry(leaf_hash(e)).or_insert(i);
+            }
+            let ctx = format!("seed {seed} flush {flush} step {step}");
+            check(&writer, pool, &model, &format!("{ctx}, the writer"));
+            if step % 3 == 0 {
+                check(
+                    &follower,
+                    pool,
+                    &model,
+                    &format!("{ctx}, the second replica"),
+                );
+            }
+            if rng.below(20) == 0 {
+                // A restart: the memtable from the tile rows, filters built
+                // again in the background, a merge picked up midway.
+                drop(writer);
+                writer = open(&pg.url, &origin, flush, Create::No);
+            }
+        }
+        let runs: u64 = quire_tests::postgres::psql(
+            &pg.url,
+            &format!(
+                "SELECT count(DISTINCT run) FROM quire_leaf_blocks b JOIN quire_logs l ON l.id = b.log WHERE l.origin = '{origin}'"
+            ),
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        // Runs stay few: about log2 of the leaves over the flush size, plus
+        // a merge's output and runs whose deletion is under way.
+        let leaves = w.head().size;
+        let bound = 2 * (64 - (leaves / flush as u64).leading_zeros()) as u64 + 4;
+        assert!(
+            (1..=bound).contains(&runs),
+            "seed {seed}: {runs} runs stored for {leaves} leaves, flush {flush}"
+        );
+        // A leaf never logged, and one whose first 8 bytes are a logged
+        // leaf's but not the rest: neither is found.
+        let mut forged = leaf_hash(&pool_entry(0)).0;
+        forged[31] ^= 1;
+        let got = follower
+            .reader()
+            .unwrap()
+            .find_leaves(&[leaf_hash(b"never logged"), Hash(forged)])
+            .unwrap();
+        assert_eq!(got, [None, None]);
+    }
+}
+
+/// A database written by a server before the leaf index was runs: the
+/// migration turns each log's `quire_leaves` rows into one run covering
+/// its head, and the log answers lookups and takes commits after it.
+#[test]
+fn the_migration_turns_leaf_rows_into_a_run() {
+    let pg = quire_tests::postgres::shared();
+    let db = pg.create_database("leaf_rows").unwrap();
+    let url = pg.url_of(&db);
+    let origin = "old-rows.example/log";
+    let store = open(&url, origin, 1 << 16, Create::Yes);
+    let mut w = Writer::new();
+    let mut all = Vec::new();
+    for k in 0..3u64 {
+        let batch: Vec<Vec<u8>> = (0..400).map(|n| pool_entry(k * 1000 + n % 350)).collect();
+        let (c, next) = w.commit(&batch, true);
+        store.commit(&c).unwrap();
+        all.extend(batch);
+        w = next;
+    }
+    drop(store);
+    // Back to schema 5: the old table, one row per distinct leaf at its
+    // lowest index, and no runs.
+    let mut rows = String::new();
+    let mut seen = HashMap::new();
+    for (i, e) in all.iter().enumerate() {
+        let h = leaf_hash(e);
+        if let std::collections::hash_map::Entry::Vacant(v) = seen.entry(h) {
+            v.insert(i);
+            let hex: String = h.0.iter().map(|b| format!("{b:02x}")).collect();
+            rows.push_str(&format!(
+                "{}(1, '\\x{hex}', {i})",
+                if rows.is_empty() { "" } else { "," }
+            ));
+        }
+    }
+    pg.psql(
+        &db,
+        &format!(
+            "DROP TABLE quire_leaf_blocks;
+             DELETE FROM quire_meta WHERE key = 'leaf_index';
+             CREATE TABLE quire_leaves (log BIGINT NOT NULL, leaf BYTEA NOT NULL, idx BIGINT NOT NULL, PRIMARY KEY (log, leaf));
+             INSERT INTO quire_leaves (log, leaf, idx) VALUES {rows};
+             UPDATE quire_schema SET version = 5"
+        ),
+    )
+    .unwrap();
+    let store = open(&url, origin, 1 << 16, Create::No);
+    assert_eq!(
+        pg.psql(&db, "SELECT to_regclass('quire_leaves') IS NULL, count(DISTINCT run) FROM quire_leaf_blocks")
+            .unwrap()
+            .trim(),
+        "t|1"
+    );
+    let leaves: Vec<Hash> = seen.keys().copied().collect();
+    let got = store.reader().unwrap().find_leaves(&leaves).unwrap();
+    for (leaf, got) in leaves.iter().zip(got) {
+        assert_eq!(got, seen.get(leaf).map(|i| *i as u64));
+    }
+    // It takes commits after the migration, and still finds old and new.
+    let (c, _) = w.commit(&[pool_entry(0), pool_entry(99_999)], true);
+    store.commit(&c).unwrap();
+    let got = store
+        .reader()
+        .unwrap()
+        .find_leaves(&[leaf_hash(&pool_entry(0)), leaf_hash(&pool_entry(99_999))])
+        .unwrap();
+    // The store appends what it is given: the repeat lands at 1200, the new
+    // entry at 1201, and the repeat's lowest index is still 0.
+    assert_eq!(got, [Some(0), Some(1201)]);
+}
