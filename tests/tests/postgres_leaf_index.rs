@@ -30,10 +30,11 @@ fn pool_entry(n: u64) -> Vec<u8> {
     format!("pooled entry {n}").into_bytes()
 }
 
-fn open(url: &str, origin: &str, flush: usize, create: Create) -> PgStore {
+fn open(url: &str, origin: &str, (flush, fanout): (usize, usize), create: Create) -> PgStore {
     PgStore::open(
         &PgOptions {
             leaf_flush: flush,
+            leaf_fanout: fanout,
             ..PgOptions::new(url.to_owned())
         },
         origin,
@@ -54,17 +55,18 @@ fn check(store: &PgStore, pool: u64, model: &HashMap<Hash, u64>, ctx: &str) {
 #[test]
 fn postgres_leaf_index_matches_a_model_through_flushes_merges_restarts_and_a_second_replica() {
     let pg = quire_tests::postgres::shared();
-    // (seed, flush, largest batch, pool): the last makes runs of thousands
-    // of pairs, so that merges and deletions take several commits each.
-    for (seed, flush, batch, pool) in [
-        (1u64, 5usize, 30u64, 300u64),
-        (2, 23, 30, 300),
-        (3, 400, 600, 1500),
+    // (seed, flush, merge fanout, largest batch, pool): the last makes runs
+    // of thousands of pairs, so that merges and deletions take several
+    // commits each.
+    for (seed, flush, fanout, batch, pool) in [
+        (1u64, 5usize, 2usize, 30u64, 300u64),
+        (2, 23, 3, 30, 300),
+        (3, 200, 8, 600, 1500),
     ] {
         let origin = quire_tests::postgres::unique("leaf-index.example/log");
         let mut rng = Seq(seed);
-        let mut writer = open(&pg.url, &origin, flush, Create::Yes);
-        let follower = open(&pg.url, &origin, flush, Create::No);
+        let mut writer = open(&pg.url, &origin, (flush, fanout), Create::Yes);
+        let follower = open(&pg.url, &origin, (flush, fanout), Create::No);
         let mut w = Writer::new();
         let mut model: HashMap<Hash, u64> = HashMap::new();
         for step in 0..90 {
@@ -91,7 +93,7 @@ fn postgres_leaf_index_matches_a_model_through_flushes_merges_restarts_and_a_sec
                 // A restart: the memtable from the tile rows, filters built
                 // again in the background, a merge picked up midway.
                 drop(writer);
-                writer = open(&pg.url, &origin, flush, Create::No);
+                writer = open(&pg.url, &origin, (flush, fanout), Create::No);
             }
         }
         let runs: u64 = quire_tests::postgres::psql(
@@ -104,13 +106,16 @@ fn postgres_leaf_index_matches_a_model_through_flushes_merges_restarts_and_a_sec
         .trim()
         .parse()
         .unwrap();
-        // Runs stay few: about log2 of the leaves over the flush size, plus
-        // a merge's output and runs whose deletion is under way.
+        // Runs stay few: up to fanout - 1 of each size, sizes growing by the
+        // fanout (bounded here by log2), plus a merge's inputs and output
+        // and runs whose deletion is under way.
         let leaves = w.head().size;
-        let bound = 2 * (64 - (leaves / flush as u64).leading_zeros()) as u64 + 4;
+        let levels = u64::from(64 - (leaves / flush as u64).leading_zeros());
+        let t = fanout as u64;
+        let bound = (t - 1) * (levels + 2) + 2 * t + 2;
         assert!(
             (1..=bound).contains(&runs),
-            "seed {seed}: {runs} runs stored for {leaves} leaves, flush {flush}"
+            "seed {seed}: {runs} runs stored for {leaves} leaves, flush {flush}, fanout {fanout}"
         );
         // A leaf never logged, and one whose first 8 bytes are a logged
         // leaf's but not the rest: neither is found.
@@ -134,7 +139,7 @@ fn the_migration_turns_leaf_rows_into_a_run() {
     let db = pg.create_database("leaf_rows").unwrap();
     let url = pg.url_of(&db);
     let origin = "old-rows.example/log";
-    let store = open(&url, origin, 1 << 16, Create::Yes);
+    let store = open(&url, origin, (1 << 16, 8), Create::Yes);
     let mut w = Writer::new();
     let mut all = Vec::new();
     for k in 0..3u64 {
@@ -171,7 +176,7 @@ fn the_migration_turns_leaf_rows_into_a_run() {
         ),
     )
     .unwrap();
-    let store = open(&url, origin, 1 << 16, Create::No);
+    let store = open(&url, origin, (1 << 16, 8), Create::No);
     assert_eq!(
         pg.psql(&db, "SELECT to_regclass('quire_leaves') IS NULL, count(DISTINCT run) FROM quire_leaf_blocks")
             .unwrap()

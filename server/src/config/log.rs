@@ -120,6 +120,7 @@ impl StorageConfig {
                 allow_unreplicated: st.allow_unreplicated,
                 ca_file: st.ca_file.clone(),
                 leaf_flush: crate::store::postgres::DEFAULT_LEAF_FLUSH,
+                leaf_fanout: crate::store::postgres::DEFAULT_LEAF_FANOUT,
             }),
             _ => None,
         }

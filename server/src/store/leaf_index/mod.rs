@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use quire_core::Hash;
 
 pub(crate) use state::{IndexState, Run};
-pub(crate) use step::{write_step, MergeBloom, Step};
+pub(crate) use step::{write_step, MergeBloom, Shape, Step};
 
 use crate::store::StoreError;
 

@@ -21,11 +21,14 @@ impl Run {
     }
 }
 
-/// A merge of two adjacent runs into `output`, done a step at a time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Most runs one merge takes.
+pub(crate) const MAX_FANOUT: usize = 16;
+
+/// A merge of adjacent runs (two or more, oldest first) into `output`,
+/// done a step at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Merge {
-    pub(crate) older: Run,
-    pub(crate) newer: Run,
+    pub(crate) inputs: Vec<Run>,
     pub(crate) output: u64,
     /// The last pair written to `output`.
     pub(crate) last: Option<(u64, u64)>,
@@ -61,8 +64,15 @@ impl IndexState {
         match &self.merge {
             None => put(0),
             Some(m) => {
-                put(1);
-                for r in [m.older, m.newer] {
+                // Flag 1: two inputs (the only merge of the first format);
+                // flag 2: a count, then the inputs.
+                if m.inputs.len() == 2 {
+                    put(1);
+                } else {
+                    put(2);
+                    put(m.inputs.len() as u64);
+                }
+                for r in &m.inputs {
                     put(r.id);
                     put(r.start);
                     put(r.end);
@@ -114,22 +124,32 @@ impl IndexState {
         for _ in 0..n.min(MAX_STATE_BYTES as u64) {
             runs.push(run(&mut get)?);
         }
-        let merge = match get()? {
-            0 => None,
-            1 => {
-                let older = run(&mut get)?;
-                let newer = run(&mut get)?;
-                let output = get()?;
-                let has = get()?;
-                let (k, i) = (get()?, get()?);
-                Some(Merge {
-                    older,
-                    newer,
-                    output,
-                    last: (has == 1).then_some((k, i)),
-                })
-            }
+        let inputs = match get()? {
+            0 => 0,
+            1 => 2,
+            2 => get()?,
             _ => return Err(bad("bad merge flag")),
+        };
+        let merge = if inputs == 0 {
+            None
+        } else {
+            if !(2..=MAX_FANOUT as u64).contains(&inputs) {
+                return Err(bad(&format!(
+                    "a merge of {inputs} runs (2 to {MAX_FANOUT})"
+                )));
+            }
+            let mut runs = Vec::new();
+            for _ in 0..inputs {
+                runs.push(run(&mut get)?);
+            }
+            let output = get()?;
+            let has = get()?;
+            let (k, i) = (get()?, get()?);
+            Some(Merge {
+                inputs: runs,
+                output,
+                last: (has == 1).then_some((k, i)),
+            })
         };
         let g = get()?;
         let mut garbage = Vec::new();
@@ -177,16 +197,18 @@ mod tests {
                 },
             ],
             merge: Some(Merge {
-                older: Run {
-                    id: 2,
-                    start: 0,
-                    end: 10,
-                },
-                newer: Run {
-                    id: 4,
-                    start: 10,
-                    end: 13,
-                },
+                inputs: vec![
+                    Run {
+                        id: 2,
+                        start: 0,
+                        end: 10,
+                    },
+                    Run {
+                        id: 4,
+                        start: 10,
+                        end: 13,
+                    },
+                ],
                 output: 3,
                 last: Some((7, 9)),
             }),
@@ -204,5 +226,29 @@ mod tests {
         gap.runs[1].start = 11;
         assert!(IndexState::decode(&gap.encode()).is_err());
         assert!(IndexState::decode(&vec![1u8; MAX_STATE_BYTES + 1]).is_err());
+        // A merge of two keeps the first format's bytes (flag 1), read by
+        // servers that know no other; a wider one has a flag of its own.
+        assert_eq!(bytes[8 * 8 + 1..8 * 8 + 9], 1u64.to_be_bytes());
+        let mut wide = s.clone();
+        if let Some(m) = &mut wide.merge {
+            m.inputs.push(Run {
+                id: 6,
+                start: 13,
+                end: 20,
+            });
+        }
+        let wide_bytes = wide.encode();
+        assert_eq!(IndexState::decode(&wide_bytes).unwrap(), wide);
+        for cut in 0..wide_bytes.len() {
+            assert!(
+                IndexState::decode(&wide_bytes[..cut]).is_err(),
+                "prefix {cut}"
+            );
+        }
+        let mut too_wide = wide.clone();
+        if let Some(m) = &mut too_wide.merge {
+            m.inputs = vec![m.inputs[0]; MAX_FANOUT + 1];
+        }
+        assert!(IndexState::decode(&too_wide.encode()).is_err());
     }
 }

@@ -7,7 +7,7 @@ use quire_core::Hash;
 
 use super::bloom::{Bloom, Density};
 use super::memtable::Memtable;
-use super::state::{IndexState, Merge, Run};
+use super::state::{IndexState, Merge, Run, MAX_FANOUT};
 use super::{key, BlockSource, Changes, Staged, BLOCK_PAIRS};
 use crate::store::StoreError;
 
@@ -24,7 +24,7 @@ pub(crate) struct Step {
 
 /// A finished merge: `inputs` are gone, `output` replaces them.
 pub(crate) struct Merged {
-    pub(crate) inputs: [u64; 2],
+    pub(crate) inputs: Vec<u64>,
     pub(crate) output: u64,
     /// Its filter, when every pair went through this process (not after a
     /// restart in the middle of the merge).
@@ -35,10 +35,21 @@ pub(crate) struct Merged {
 /// while it has seen every pair written to that merge's output.
 pub(crate) type MergeBloom = Option<(u64, Bloom)>;
 
+/// How a writer shapes its index.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape {
+    /// Leaves held in memory before they are written as a run.
+    pub(crate) flush: usize,
+    /// Runs of similar size merged at once (2 to [`MAX_FANOUT`]): each
+    /// pair is written about log-base-`fanout` of (leaves / `flush`) times,
+    /// and up to `fanout - 1` runs of each size are probed.
+    pub(crate) fanout: usize,
+}
+
 /// This commit's share of the index: a flush when the memtable (plus
-/// `new_pairs`) reaches `flush`, then a bounded merge step and a bounded
-/// deletion step. `filters`: the writer keeps filters of this density, and
-/// `merge_bloom` is the one of the merge in progress.
+/// `new_pairs`) reaches `shape.flush`, then a bounded merge step and a
+/// bounded deletion step. `filters`: the writer keeps filters of this
+/// density, and `merge_bloom` is the one of the merge in progress.
 ///
 /// # Errors
 /// [`StoreError`] from the engine, or a commit that does not follow the
@@ -48,7 +59,7 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
     mut state: IndexState,
     mem: &Memtable,
     new_pairs: &[(Hash, u64)],
-    flush: usize,
+    shape: Shape,
     filters: Option<(Density, &mut MergeBloom)>,
 ) -> Result<(Step, Changes), StoreError> {
     let mut staged = Staged::new(source);
@@ -67,7 +78,7 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
     let end = mem.end + new_pairs.len() as u64;
     let mut flushed_to = None;
     let mut flushed = None;
-    if mem.len() + new_pairs.len() as u64 >= flush as u64 && end > mem.start {
+    if mem.len() + new_pairs.len() as u64 >= shape.flush as u64 && end > mem.start {
         let mut pairs = mem.sorted_pairs();
         pairs.extend(new_pairs.iter().map(|(h, i)| (key(h), *i)));
         pairs.sort_unstable();
@@ -90,29 +101,28 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
     }
     let budget = (4 * new_pairs.len()).max(16 * BLOCK_PAIRS);
     if state.merge.is_none() {
-        state.merge = pick_merge(&mut state);
+        state.merge = pick_merge(&mut state, shape.fanout);
         if let (Some(m), Some(mb)) = (&state.merge, merge_bloom.as_deref_mut()) {
-            *mb = Some((
-                m.output,
-                Bloom::with_density(m.older.len() + m.newer.len(), density),
-            ));
+            let pairs = m.inputs.iter().map(Run::len).sum();
+            *mb = Some((m.output, Bloom::with_density(pairs, density)));
         }
     }
     let mut merged = None;
-    if let Some(m) = state.merge {
+    if let Some(m) = state.merge.take() {
         let mut bloom = match merge_bloom.as_deref_mut().and_then(Option::take) {
             Some((id, b)) if id == m.output => Some(b),
             _ => None,
         };
+        let (inputs, output) = (m.inputs.iter().map(|r| r.id).collect(), m.output);
         state.merge = merge_step(&mut staged, &mut state, m, budget, bloom.as_mut())?;
         if state.merge.is_none() {
             merged = Some(Merged {
-                inputs: [m.older.id, m.newer.id],
-                output: m.output,
+                inputs,
+                output,
                 bloom,
             });
         } else if let Some(mb) = merge_bloom {
-            *mb = bloom.map(|b| (m.output, b));
+            *mb = bloom.map(|b| (output, b));
         }
     }
     delete_step(&mut staged, &mut state, budget)?;
@@ -127,17 +137,18 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
     ))
 }
 
-/// The newest two adjacent runs of similar size (the older at most twice
-/// the newer).
-fn pick_merge(state: &mut IndexState) -> Option<Merge> {
-    let i = (1..state.runs.len())
+/// The newest `fanout` adjacent runs of similar size (the oldest at most
+/// twice the newest).
+fn pick_merge(state: &mut IndexState, fanout: usize) -> Option<Merge> {
+    let t = fanout.clamp(2, MAX_FANOUT);
+    let n = state.runs.len();
+    let last = (t - 1..n)
         .rev()
-        .find(|&i| state.runs[i - 1].len() <= 2 * state.runs[i].len())?;
+        .find(|&i| state.runs[i + 1 - t].len() <= 2 * state.runs[i].len())?;
     let output = state.next_id;
     state.next_id += 1;
     Some(Merge {
-        older: state.runs[i - 1],
-        newer: state.runs[i],
+        inputs: state.runs[last + 1 - t..=last].to_vec(),
         output,
         last: None,
     })
@@ -150,33 +161,27 @@ fn merge_step<S: BlockSource + ?Sized>(
     budget: usize,
     bloom: Option<&mut Bloom>,
 ) -> Result<Option<Merge>, StoreError> {
-    let (older, older_done) = staged.pairs_after(merge.older.id, merge.last, budget)?;
-    let (newer, newer_done) = staged.pairs_after(merge.newer.id, merge.last, budget)?;
+    // Each input's next pairs, whether it has no more, and the position.
+    let mut sides = Vec::with_capacity(merge.inputs.len());
+    for r in &merge.inputs {
+        let (pairs, done) = staged.pairs_after(r.id, merge.last, budget)?;
+        sides.push((pairs, done, 0usize));
+    }
     let mut out = Vec::with_capacity(budget);
-    let (mut x, mut y) = (0, 0); // positions in older, newer
-    while out.len() < budget {
-        let next = match (older.get(x), newer.get(y)) {
-            (Some(p), Some(q)) => {
-                if p < q {
-                    x += 1;
-                    *p
-                } else {
-                    y += 1;
-                    *q
-                }
+    'merge: while out.len() < budget {
+        let mut best: Option<(usize, (u64, u64))> = None;
+        for (n, (pairs, done, at)) in sides.iter().enumerate() {
+            match pairs.get(*at) {
+                Some(p) if best.is_none_or(|(_, b)| *p < b) => best = Some((n, *p)),
+                // A side ran dry: its remainder may still be stored, and
+                // may hold the smallest pair.
+                None if !*done => break 'merge,
+                Some(_) | None => {}
             }
-            // One side ran dry: its remainder may still be stored.
-            (Some(p), None) if newer_done => {
-                x += 1;
-                *p
-            }
-            (None, Some(q)) if older_done => {
-                y += 1;
-                *q
-            }
-            _ => break,
-        };
-        out.push(next);
+        }
+        let Some((n, p)) = best else { break };
+        sides[n].2 += 1;
+        out.push(p);
     }
     staged.put(merge.output, &out);
     if let Some(bloom) = bloom {
@@ -187,29 +192,32 @@ fn merge_step<S: BlockSource + ?Sized>(
     if let Some(last) = out.last() {
         merge.last = Some(*last);
     }
-    let finished = older_done && newer_done && x == older.len() && y == newer.len();
+    let finished = sides
+        .iter()
+        .all(|(pairs, done, at)| *done && *at == pairs.len());
     if !finished {
         return Ok(Some(merge));
     }
-    let Some(pos) = state.runs.iter().position(|r| *r == merge.older) else {
+    let (Some(first), Some(newest)) = (merge.inputs.first(), merge.inputs.last()) else {
+        return Err(StoreError::Corrupt("leaf index merge of no runs".into()));
+    };
+    let Some(pos) = state.runs.iter().position(|r| r == first) else {
         return Err(StoreError::Corrupt(
             "leaf index merge input is not among the runs".into(),
         ));
     };
-    if state.runs.get(pos + 1) != Some(&merge.newer) {
+    if state.runs.get(pos..pos + merge.inputs.len()) != Some(merge.inputs.as_slice()) {
         return Err(StoreError::Corrupt(
             "leaf index merge inputs are not adjacent".into(),
         ));
     }
-    state.runs.splice(
-        pos..pos + 2,
-        [Run {
-            id: merge.output,
-            start: merge.older.start,
-            end: merge.newer.end,
-        }],
-    );
-    state.garbage.extend([merge.older.id, merge.newer.id]);
+    let merged = Run {
+        id: merge.output,
+        start: first.start,
+        end: newest.end,
+    };
+    state.runs.splice(pos..pos + merge.inputs.len(), [merged]);
+    state.garbage.extend(merge.inputs.iter().map(|r| r.id));
     Ok(None)
 }
 

@@ -81,7 +81,8 @@ impl ReadAhead {
             state.garbage.contains(id)
                 || state
                     .merge
-                    .is_some_and(|m| m.older.id == *id || m.newer.id == *id)
+                    .as_ref()
+                    .is_some_and(|m| m.inputs.iter().any(|r| r.id == *id))
         };
         self.runs.retain(|id, _| wanted(id));
     }

@@ -28,13 +28,18 @@ use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
 use crate::store::leaf_index::memtable::{BuildFilter, Builder, IndexCache, Memtable, SharedCache};
 use crate::store::leaf_index::{
-    self, block_lookup, BlockSource, Changes, IndexState, MergeBloom, Step, BLOCK_PAIRS, STATE_KEY,
+    self, block_lookup, BlockSource, Changes, IndexState, MergeBloom, Shape, Step, BLOCK_PAIRS,
+    STATE_KEY,
 };
 use crate::store::StoreError;
 
 /// Leaves a PostgreSQL log holds in memory before it writes them as a run:
 /// a replica that reloads its cache reads at most this many hashes (2 MiB).
 pub const DEFAULT_FLUSH: usize = 1 << 16;
+/// Runs of similar size merged at once: each pair is written about
+/// log8(leaves / flush) times, a third of what merging two at a time costs,
+/// for up to 7 runs of a size to probe (with filters, in memory).
+pub const DEFAULT_FANOUT: usize = 8;
 /// Lookups that start again when runs were merged away under them.
 const LOOKUP_ATTEMPTS: usize = 8;
 /// Leaves read from tile rows per statement.
@@ -51,7 +56,7 @@ pub(super) struct LeafIndex {
     ahead: Mutex<ReadAhead>,
     /// Builds filters in the background; set once the store is shared.
     builder: OnceLock<Builder>,
-    flush: usize,
+    shape: Shape,
 }
 
 /// A step computed for a commit, and what it was computed from.
@@ -66,7 +71,7 @@ pub(super) struct Planned {
 }
 
 impl LeafIndex {
-    pub(super) fn new(flush: usize) -> Self {
+    pub(super) fn new(shape: Shape) -> Self {
         LeafIndex {
             cache: Arc::new(RwLock::new(IndexCache::new(
                 Memtable::default(),
@@ -76,7 +81,10 @@ impl LeafIndex {
             merge_bloom: Mutex::new(None),
             ahead: Mutex::new(ReadAhead::default()),
             builder: OnceLock::new(),
-            flush: flush.max(1),
+            shape: Shape {
+                flush: shape.flush.max(1),
+                fanout: shape.fanout,
+            },
         }
     }
 
@@ -187,7 +195,7 @@ impl LeafIndex {
             state,
             &cache.mem,
             leaves,
-            self.flush,
+            self.shape,
             Some((Density::Dense, &mut *merge_bloom)),
         )?;
         Ok(Planned {

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use lease::{Holder, Lease};
-pub use leaves::DEFAULT_FLUSH as DEFAULT_LEAF_FLUSH;
+pub use leaves::{DEFAULT_FANOUT as DEFAULT_LEAF_FANOUT, DEFAULT_FLUSH as DEFAULT_LEAF_FLUSH};
 pub use read::PgReader;
 
 use self::conn::{engine, Column as _, Conn, Driver};
@@ -71,6 +71,8 @@ pub struct PgOptions {
     /// Leaves each replica keeps in memory before the writer stores them
     /// as a sorted run of the leaf index.
     pub leaf_flush: usize,
+    /// Runs of similar size the leaf index merges at once (2 to 16).
+    pub leaf_fanout: usize,
 }
 
 impl PgOptions {
@@ -88,6 +90,7 @@ impl PgOptions {
             sync_standbys: None,
             allow_unreplicated: false,
             leaf_flush: leaves::DEFAULT_FLUSH,
+            leaf_fanout: leaves::DEFAULT_FANOUT,
         }
     }
 }
@@ -199,7 +202,10 @@ impl PgStore {
                 .map_err(engine)?;
             Ok((row.col::<i64>(0)?, false))
         })?;
-        let index = leaves::LeafIndex::new(opts.leaf_flush);
+        let index = leaves::LeafIndex::new(crate::store::leaf_index::Shape {
+            flush: opts.leaf_flush,
+            fanout: opts.leaf_fanout,
+        });
         let shared = Arc::new(Shared {
             driver,
             writer: Conn::new(),

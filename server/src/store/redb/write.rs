@@ -81,7 +81,10 @@ impl RedbStore {
                     state,
                     &cache.mem,
                     &c.leaf_index,
-                    self.opts.leaf_flush,
+                    leaf_index::Shape {
+                        flush: self.opts.leaf_flush,
+                        fanout: 2,
+                    },
                     self.opts
                         .leaf_filters
                         .then_some((Density::Compact, &mut *merge_bloom)),
