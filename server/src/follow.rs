@@ -132,6 +132,7 @@ impl<S: Storage> Log<S> {
                 writes_stopped: Arc::default(),
                 high_water: opts.high_water,
                 route: std::sync::RwLock::new(None),
+                pacing: Arc::default(),
                 leader: std::sync::RwLock::new(None),
                 lifecycle: Arc::new(crate::lifecycle::Lifecycle::with_dropped(frozen, dropped)),
                 events,

@@ -43,6 +43,7 @@ pub mod log;
 pub mod metrics;
 pub mod migrate;
 pub mod open;
+pub mod pacing;
 pub mod proofs;
 mod repeats;
 pub mod replica;

@@ -131,6 +131,8 @@ pub(crate) struct Inner<S: Storage> {
     pub(crate) high_water: Option<HighWater>,
     /// Where a follower sends writes, when it takes them.
     pub(crate) route: std::sync::RwLock<Option<Arc<dyn WriteRoute>>>,
+    /// Whether its commits are paced (a writer over its quota).
+    pub(crate) pacing: Arc<crate::pacing::Pacing>,
     /// A replica's own sequencer of this log, while it holds the lease.
     pub(crate) leader: std::sync::RwLock<Option<Log<S>>>,
     /// ACTIVE, DRAINING or FROZEN ([`crate::lifecycle`]).
@@ -262,7 +264,9 @@ impl<S: Storage> Log<S> {
         let stopped: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let keymap =
             (opts.events && opts.key_map).then(|| Arc::new(crate::events::map::KeyMaps::default()));
+        let pacing = Arc::new(crate::pacing::Pacing::default());
         let seq = Sequencer {
+            pacing: Arc::clone(&pacing),
             clock: opts.clock,
             origin: opts.origin.clone(),
             signers: opts.signers,
@@ -303,6 +307,7 @@ impl<S: Storage> Log<S> {
                 writes_stopped: stopped,
                 high_water: None,
                 route: std::sync::RwLock::new(None),
+                pacing,
                 leader: std::sync::RwLock::new(None),
                 lifecycle: Arc::new(Lifecycle::with_dropped(frozen, dropped)),
                 events: opts.events,
@@ -444,6 +449,19 @@ impl<S: Storage> Log<S> {
             tracing::error!(origin = %self.inner.origin, reason = %why, "signing stopped: nothing more will be signed until an operator acts and the server restarts; reads go on");
             metrics::gauge!("quire_signing_stopped", "log" => self.inner.origin.clone()).set(1.0);
         }
+    }
+
+    /// A write to this log was refused for a quota: its commits are paced
+    /// for a while ([`crate::pacing`]).
+    pub fn quota_refused(&self) {
+        self.inner.pacing.refused(std::time::Instant::now());
+    }
+
+    /// Whether its commits are paced now: a write to it was refused for a
+    /// quota within [`crate::pacing::WINDOW`].
+    pub fn commits_paced(&self) -> bool {
+        let now = std::time::Instant::now();
+        self.inner.pacing.wait(now, now).is_some()
     }
 
     /// The origin.

@@ -104,6 +104,8 @@ pub(crate) struct Sequencer<S> {
     pub(crate) lookup_first: u32,
     /// Event mode: the newest event of each key, for the links.
     pub(crate) events: Option<EventSeq>,
+    /// Whether commits gather for a while first (a writer over its quota).
+    pub(crate) pacing: Arc<crate::pacing::Pacing>,
 }
 
 /// What [`Sequencer::assign`] makes of a batch.
@@ -240,6 +242,9 @@ impl<S: Storage> Sequencer<S> {
             }
         };
         while let Some(first) = rx.blocking_recv() {
+            if let Some(wait) = self.pacing.wait(first.queued_at, std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
             let mut batch = vec![first];
             let mut count = batch[0].entries.len();
             while count < self.max_commit {

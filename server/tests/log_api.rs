@@ -64,6 +64,53 @@ impl Access for OnlyA {
     }
 }
 
+/// Holds writes to log B to a quota that is used up; admits the rest.
+struct QuotaOnB;
+
+impl Access for QuotaOnB {
+    fn check(&self, _: &Caller, origin: &str, action: Action, n: u64) -> Result<(), ApiError> {
+        if origin == B && action == Action::Write && n > 0 {
+            return Err(ApiError::Quota {
+                message: "a quota of the test holds log B".into(),
+                retry_after: Some(std::time::Duration::from_secs(1)),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A write refused for a quota paces its log's commits (`pacing`); other
+/// logs, reads and other refusals pace nothing.
+#[tokio::test]
+async fn a_write_refused_for_a_quota_paces_only_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (open(dir.path(), A), open(dir.path(), B));
+    let api = LogApi::new(vec![a.clone(), b.clone()]).with_access(QuotaOnB);
+    let who = Caller::default();
+    api.add(&who, A, entries(2), false, false).await.unwrap();
+    api.checkpoint(&who, B, false).await.unwrap();
+    assert!(!a.commits_paced() && !b.commits_paced());
+    let e = api
+        .add(&who, B, entries(1), false, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), Kind::ResourceExhausted, "{e}");
+    assert!(b.commits_paced(), "the log over its quota");
+    assert!(!a.commits_paced(), "another log");
+    // A paced log still takes what is admitted: A's writes go on, B's
+    // reads too.
+    api.add(&who, A, entries(3), false, false).await.unwrap();
+    assert_eq!(api.list(&who).unwrap().len(), 2);
+    // A refusal of another kind paces nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(dir.path(), B);
+    let api = LogApi::new(vec![c.clone()]).with_access(OnlyA::default());
+    api.add(&who, B, entries(1), false, false)
+        .await
+        .unwrap_err();
+    assert!(!c.commits_paced());
+}
+
 fn entries(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| format!("entry {i}").into_bytes()).collect()
 }

@@ -105,9 +105,10 @@ impl<S: Storage> LogApi<S> {
         let log = self.find(caller, origin)?;
         let kinds: Vec<String> = events.iter().map(|e| e.event.kind.clone()).collect();
         let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
-        let mut submitter =
-            self.access
-                .check_events(caller, log.origin(), &kinds, events.len() as u64)?;
+        let mut submitter = self
+            .access
+            .check_events(caller, log.origin(), &kinds, events.len() as u64)
+            .inspect_err(|e| super::paced_if_over_quota(&log, e))?;
         if let Some(name) = on_behalf_of {
             submitter.name = self.vouched(caller, log.origin(), name)?;
         }

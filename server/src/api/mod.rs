@@ -562,7 +562,9 @@ impl<S: Storage> LogApi<S> {
         entries: u64,
     ) -> Result<Log<S>, ApiError> {
         let log = self.find(caller, origin)?;
-        self.access.check(caller, log.origin(), action, entries)?;
+        self.access
+            .check(caller, log.origin(), action, entries)
+            .inspect_err(|e| paced_if_over_quota(&log, e))?;
         Ok(log)
     }
 
@@ -661,6 +663,13 @@ fn read_view<S: Storage>(log: &Log<S>) -> Result<S::Reader, ApiError> {
         root: latest.root,
     };
     Ok(log.store().reader_at(head, &latest.stored)?)
+}
+
+/// A write refused for a quota paces its log's commits ([`crate::pacing`]).
+pub(crate) fn paced_if_over_quota<S: crate::store::Storage>(log: &Log<S>, e: &ApiError) {
+    if matches!(e, ApiError::Quota { .. }) {
+        log.quota_refused();
+    }
 }
 
 #[cfg(test)]
