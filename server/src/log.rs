@@ -460,8 +460,7 @@ impl<S: Storage> Log<S> {
     /// Whether its commits are paced now: a write to it was refused for a
     /// quota within [`crate::pacing::WINDOW`].
     pub fn commits_paced(&self) -> bool {
-        let now = std::time::Instant::now();
-        self.inner.pacing.wait(now, now).is_some()
+        self.inner.pacing.paced(std::time::Instant::now())
     }
 
     /// The origin.

@@ -53,10 +53,15 @@ impl Pacing {
         self.until_ms.fetch_max(until, Ordering::Relaxed);
     }
 
+    /// Whether commits are paced at `now`.
+    pub(crate) fn paced(&self, now: Instant) -> bool {
+        self.ms(now) < self.until_ms.load(Ordering::Relaxed)
+    }
+
     /// How long to wait at `now` before committing a batch whose first
     /// request was queued at `first`: none when the log is not paced.
     pub(crate) fn wait(&self, first: Instant, now: Instant) -> Option<Duration> {
-        if self.ms(now) >= self.until_ms.load(Ordering::Relaxed) {
+        if !self.paced(now) {
             return None;
         }
         first

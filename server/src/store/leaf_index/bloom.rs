@@ -108,32 +108,26 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     #[test]
-    fn no_false_negatives_and_few_false_positives() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let keys: Vec<u64> = (0..100_000).map(|_| rng.gen()).collect();
-        let mut b = Bloom::with_capacity(keys.len() as u64);
-        for k in &keys {
-            b.insert(*k);
+    fn no_false_negatives_and_few_false_positives_at_either_density() {
+        // (density, most false positives in 100,000, bits a key)
+        for (density, most_fp, bits) in [(Density::Compact, 5_000, 8), (Density::Dense, 300, 16)] {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+            let keys: Vec<u64> = (0..100_000).map(|_| rng.gen()).collect();
+            let mut b = Bloom::with_density(keys.len() as u64, density);
+            for k in &keys {
+                b.insert(*k);
+            }
+            assert!(keys.iter().all(|k| b.may_contain(*k)), "{density:?}");
+            let fp = (0..100_000).filter(|_| b.may_contain(rng.gen())).count();
+            assert!(fp < most_fp, "{density:?}: {fp} false positives in 100000");
+            // The bits a key, in whole 64-byte blocks.
+            assert_eq!(b.bytes(), 100_000 * bits / 512 * 64, "{density:?}");
         }
-        assert!(keys.iter().all(|k| b.may_contain(*k)));
-        let fp = (0..100_000).filter(|_| b.may_contain(rng.gen())).count();
-        assert!(fp < 5_000, "{fp} false positives in 100000");
-        // 8 bits a key, in whole 64-byte blocks.
-        assert_eq!(b.bytes(), 100_000 * 8 / 512 * 64);
-    }
-
-    #[test]
-    fn dense_filters_have_about_a_tenth_of_a_percent_false_positives() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
-        let keys: Vec<u64> = (0..100_000).map(|_| rng.gen()).collect();
-        let mut b = Bloom::with_density(keys.len() as u64, Density::Dense);
-        for k in &keys {
-            b.insert(*k);
-        }
-        assert!(keys.iter().all(|k| b.may_contain(*k)));
-        let fp = (0..100_000).filter(|_| b.may_contain(rng.gen())).count();
-        assert!(fp < 300, "{fp} false positives in 100000");
-        assert_eq!(b.bytes(), 100_000 * 16 / 512 * 64);
+        // `with_capacity` is the compact density.
+        assert_eq!(
+            Bloom::with_capacity(100_000).hashes,
+            Density::Compact.hashes()
+        );
     }
 
     #[test]

@@ -182,33 +182,13 @@ mod tests {
 
     #[test]
     fn state_round_trips_and_rejects_damage() {
+        let run = |id, start, end| Run { id, start, end };
+        let runs = vec![run(2, 0, 10), run(4, 10, 13)];
         let s = IndexState {
             next_id: 5,
-            runs: vec![
-                Run {
-                    id: 2,
-                    start: 0,
-                    end: 10,
-                },
-                Run {
-                    id: 4,
-                    start: 10,
-                    end: 13,
-                },
-            ],
+            runs: runs.clone(),
             merge: Some(Merge {
-                inputs: vec![
-                    Run {
-                        id: 2,
-                        start: 0,
-                        end: 10,
-                    },
-                    Run {
-                        id: 4,
-                        start: 10,
-                        end: 13,
-                    },
-                ],
+                inputs: runs,
                 output: 3,
                 last: Some((7, 9)),
             }),
@@ -231,11 +211,7 @@ mod tests {
         assert_eq!(bytes[8 * 8 + 1..8 * 8 + 9], 1u64.to_be_bytes());
         let mut wide = s.clone();
         if let Some(m) = &mut wide.merge {
-            m.inputs.push(Run {
-                id: 6,
-                start: 13,
-                end: 20,
-            });
+            m.inputs.push(run(6, 13, 20));
         }
         let wide_bytes = wide.encode();
         assert_eq!(IndexState::decode(&wide_bytes).unwrap(), wide);

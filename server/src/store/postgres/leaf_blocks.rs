@@ -1,5 +1,6 @@
 //! The leaf index's blocks in `quire_leaf_blocks`, as a step reads them
-//! ([`Blocks`]) and as a commit writes them ([`BlockRows`]).
+//! ([`Blocks`]) and as a commit writes them, with the index state
+//! ([`LeafPlan`]).
 //!
 //! A merge reads its two input runs in order, a bounded step per commit,
 //! and later deletes their blocks the same way. Runs never change once
@@ -13,9 +14,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio_postgres::types::Type;
 
 use super::conn::{int, uint, Column as _};
+use super::leaves::Planned;
+use super::session::Session;
+use super::statement::{exec, expect};
+use super::write::Work;
 use super::Shared;
 use crate::store::leaf_index::{
-    BlockKey, BlockSource, Changes, IndexState, PairsAfter, BLOCK_PAIRS,
+    BlockKey, BlockSource, Changes, IndexState, PairsAfter, BLOCK_PAIRS, STATE_KEY,
 };
 use crate::store::StoreError;
 
@@ -31,8 +36,7 @@ fn from_db_key(k: i64) -> u64 {
     u64::from_ne_bytes(k.to_ne_bytes()) ^ (1 << 63)
 }
 
-/// What the writer has read of one run.
-#[derive(Default)]
+/// What the writer has read of one run (in [`ReadAhead`] once it read).
 struct Ahead {
     /// Pairs after `from`, in order, as stored.
     pairs: VecDeque<(u64, u64)>,
@@ -43,8 +47,6 @@ struct Ahead {
     keys: BTreeSet<BlockKey>,
     /// `keys` were read from the run's start on.
     from_start: bool,
-    /// Something was read.
-    filled: bool,
 }
 
 impl Ahead {
@@ -178,11 +180,10 @@ impl BlockSource for Blocks<'_> {
             return Ok((pairs, done));
         };
         let mut ahead = ahead.lock().unwrap_or_else(PoisonError::into_inner);
-        let a = ahead.runs.entry(run).or_default();
         // What was read holds every pair after `from`: it serves a read
         // from `after` on when that is not before `from`, and the pairs
         // past `after` are `max` or the rest of the run.
-        if a.filled && a.from <= after {
+        if let Some(a) = ahead.runs.get_mut(&run).filter(|a| a.from <= after) {
             while a
                 .pairs
                 .front()
@@ -196,12 +197,18 @@ impl BlockSource for Blocks<'_> {
             }
         }
         let (pairs, done, keys) = self.read(run, after, max.max(READ_AHEAD))?;
+        let a = ahead.runs.entry(run).or_insert_with(|| Ahead {
+            pairs: VecDeque::new(),
+            from: after,
+            end: false,
+            keys: BTreeSet::new(),
+            from_start: after.is_none(),
+        });
         if after.is_none() {
             a.keys.clear();
             a.from_start = true;
         }
         a.keys.extend(keys);
-        a.filled = true;
         a.from = after;
         a.end = done;
         a.pairs = pairs.into();
@@ -243,33 +250,122 @@ impl BlockSource for Blocks<'_> {
     }
 }
 
-/// A step's block changes as statement parameters: puts (runs, keys,
-/// indexes, pairs) and deletes (runs, keys, indexes).
-pub(super) struct BlockRows {
-    pub(super) puts: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<Vec<u8>>),
-    pub(super) deletes: (Vec<i64>, Vec<i64>, Vec<i64>),
+/// The stored state of a log's leaf index (`$1` the log, `$2` the key).
+pub(super) const STATE_SQL: &str = "SELECT value FROM quire_meta WHERE log = $1 AND key = $2";
+
+/// The leaf index's share of a commit: the blocks its step writes and
+/// deletes as statement parameters (runs, keys, indexes, and the pairs of
+/// those written), the stored state it extends, and the new state when
+/// the step changed it.
+pub(super) struct LeafPlan {
+    puts: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<Vec<u8>>),
+    deletes: (Vec<i64>, Vec<i64>, Vec<i64>),
+    base: Vec<u8>,
+    state: Option<Vec<u8>>,
 }
 
-impl BlockRows {
+impl LeafPlan {
+    /// The statements of `planned`, whose written blocks move here.
+    ///
     /// # Errors
     /// [`StoreError::Corrupt`] for a run or index past `BIGINT`.
-    pub(super) fn of(changes: &Changes) -> Result<Self, StoreError> {
-        let mut rows = BlockRows {
+    pub(super) fn of(planned: &mut Planned) -> Result<Self, StoreError> {
+        let base = planned.base.encode();
+        let state = planned.step.state.encode();
+        let mut p = LeafPlan {
             puts: (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
             deletes: (Vec::new(), Vec::new(), Vec::new()),
+            state: (state != base).then_some(state),
+            base,
         };
-        for ((run, k, i), bytes) in &changes.puts {
-            rows.puts.0.push(int(*run)?);
-            rows.puts.1.push(db_key(*k));
-            rows.puts.2.push(int(*i)?);
-            rows.puts.3.push(bytes.clone());
+        for ((run, k, i), bytes) in std::mem::take(&mut planned.changes.puts) {
+            p.puts.0.push(int(run)?);
+            p.puts.1.push(db_key(k));
+            p.puts.2.push(int(i)?);
+            p.puts.3.push(bytes);
         }
-        for (run, k, i) in &changes.deletes {
-            rows.deletes.0.push(int(*run)?);
-            rows.deletes.1.push(db_key(*k));
-            rows.deletes.2.push(int(*i)?);
+        for (run, k, i) in &planned.changes.deletes {
+            p.deletes.0.push(int(*run)?);
+            p.deletes.1.push(db_key(*k));
+            p.deletes.2.push(int(*i)?);
         }
-        Ok(rows)
+        Ok(p)
+    }
+
+    /// The state the step was computed from must be the stored one (read
+    /// after the head's lock, which every writer takes).
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`] when another writer changed it.
+    pub(super) async fn check(&self, client: &Session, log: i64) -> Result<(), StoreError> {
+        let row = client
+            .row_opt(STATE_SQL, &[(&log, Type::INT8), (&STATE_KEY, Type::TEXT)])
+            .await?;
+        let stored = match row {
+            Some(r) => r.col::<Vec<u8>>(0)?,
+            None => IndexState::default().encode(),
+        };
+        if stored != self.base {
+            return Err(StoreError::engine(
+                "the stored leaf index changed since this commit's step was computed (another writer); the next commit reads it again",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The blocks written and deleted, and the new state, each checked by
+    /// the rows it wrote (`log` is borrowed: the parameters refer to it).
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    pub(super) fn statements<'a>(
+        &'a self,
+        client: &'a Session,
+        log: &'a i64,
+        work: &mut Vec<Work<'a>>,
+    ) {
+        let (puts, deletes) = (&self.puts, &self.deletes);
+        if !puts.0.is_empty() {
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_leaf_blocks (log, run, first_key, first_idx, pairs)
+                 SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[])",
+                vec![
+                    (log, Type::INT8),
+                    (&puts.0, Type::INT8_ARRAY),
+                    (&puts.1, Type::INT8_ARRAY),
+                    (&puts.2, Type::INT8_ARRAY),
+                    (&puts.3, Type::BYTEA_ARRAY),
+                ],
+                expect(puts.0.len() as u64, "leaf index blocks".into()),
+            )));
+        }
+        if !deletes.0.is_empty() {
+            work.push(Box::pin(exec(
+                client,
+                "DELETE FROM quire_leaf_blocks b
+                 USING unnest($2::int8[], $3::int8[], $4::int8[]) AS d(run, first_key, first_idx)
+                 WHERE b.log = $1 AND b.run = d.run AND b.first_key = d.first_key AND b.first_idx = d.first_idx",
+                vec![
+                    (log, Type::INT8),
+                    (&deletes.0, Type::INT8_ARRAY),
+                    (&deletes.1, Type::INT8_ARRAY),
+                    (&deletes.2, Type::INT8_ARRAY),
+                ],
+                expect(deletes.0.len() as u64, "leaf index blocks deleted".into()),
+            )));
+        }
+        if let Some(state) = &self.state {
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_meta (log, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value",
+                vec![
+                    (log, Type::INT8),
+                    (&STATE_KEY, Type::TEXT),
+                    (state, Type::BYTEA),
+                ],
+                expect(1, "the leaf index state".into()),
+            )));
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use quire_core::Hash;
 use tokio_postgres::types::Type;
 
 use super::conn::{int, uint, Column as _};
-use super::leaf_blocks::{db_key, Blocks, ReadAhead};
+use super::leaf_blocks::{db_key, Blocks, ReadAhead, STATE_SQL};
 use super::session::Param;
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
@@ -63,9 +63,9 @@ pub(super) struct LeafIndex {
 pub(super) struct Planned {
     pub(super) step: Step,
     pub(super) changes: Changes,
-    /// The stored state the step extends, encoded (no stored state is the
-    /// empty one).
-    pub(super) base: Vec<u8>,
+    /// The stored state the step extends (no stored state is the empty
+    /// one).
+    pub(super) base: IndexState,
     /// The memtable's end the step extends.
     pub(super) base_size: u64,
 }
@@ -181,7 +181,7 @@ impl LeafIndex {
             self.forget();
             state = self.sync(shared, base_size, true)?;
         }
-        let base = state.encode();
+        let base = state.clone();
         let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
         let mut merge_bloom = self
             .merge_bloom
@@ -209,9 +209,8 @@ impl LeafIndex {
     /// After the commit of `planned` (with `leaves`): the cache follows it.
     pub(super) fn committed(&self, planned: Planned, leaves: &[(Hash, u64)]) {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-        let base = IndexState::decode(&planned.base).ok();
         let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
-        if known.as_ref() != base.as_ref() || cache.mem.end != planned.base_size {
+        if known.as_ref() != Some(&planned.base) || cache.mem.end != planned.base_size {
             *known = None;
             self.ahead
                 .lock()
@@ -262,9 +261,12 @@ impl LeafIndex {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .candidates(&keys);
+            // A run its filter rules out for a key answers without a read.
             let mut probes = (Vec::new(), Vec::new(), Vec::new());
+            let mut runs_probed = Vec::new();
             for run in state.runs.iter().filter(|r| r.start < size) {
                 let bloom = blooms.get(&run.id);
+                let before = probes.0.len();
                 for (n, k) in keys.iter().enumerate() {
                     if bloom.is_none_or(|b| b.may_contain(*k)) {
                         probes.0.push(i32::try_from(n).unwrap_or(i32::MAX));
@@ -272,8 +274,11 @@ impl LeafIndex {
                         probes.2.push(db_key(*k));
                     }
                 }
+                if probes.0.len() > before {
+                    runs_probed.push(run.id);
+                }
             }
-            if !probes.0.is_empty() {
+            if !runs_probed.is_empty() {
                 let (blocks, now) = probe(shared, probes)?;
                 for (n, block) in blocks {
                     if let (Some(c), Some(k)) = (candidates.get_mut(n), keys.get(n)) {
@@ -282,12 +287,9 @@ impl LeafIndex {
                 }
                 // The runs probed must still be stored whole.
                 let now = now.unwrap_or_default();
-                let live = |id: u64| now.runs.iter().any(|r| r.id == id);
-                if !state
-                    .runs
+                if !runs_probed
                     .iter()
-                    .filter(|r| r.start < size)
-                    .all(|r| live(r.id))
+                    .all(|id| now.runs.iter().any(|r| r.id == *id))
                 {
                     fresh = true;
                     continue;
@@ -337,24 +339,17 @@ fn check(
 
 /// The stored state, if any.
 fn read_state(shared: &Arc<Shared>) -> Result<Option<IndexState>, StoreError> {
-    let bytes = read_state_bytes(shared)?;
-    bytes.map(|b| IndexState::decode(&b)).transpose()
-}
-
-pub(super) fn read_state_bytes(shared: &Arc<Shared>) -> Result<Option<Vec<u8>>, StoreError> {
     let (s, log) = (Arc::clone(shared), shared.log);
-    shared
+    let bytes = shared
         .driver
         .run("reading the leaf index state", async move {
             let c = s.reader().await?;
             let row = c
-                .row_opt(
-                    "SELECT value FROM quire_meta WHERE log = $1 AND key = $2",
-                    &[(&log, Type::INT8), (&STATE_KEY, Type::TEXT)],
-                )
+                .row_opt(STATE_SQL, &[(&log, Type::INT8), (&STATE_KEY, Type::TEXT)])
                 .await?;
             row.map(|r| r.col::<Vec<u8>>(0)).transpose()
-        })
+        })?;
+    bytes.map(|b| IndexState::decode(&b)).transpose()
 }
 
 /// The leaf hashes `[from, to)`, from the level-0 tile rows.
@@ -385,7 +380,8 @@ fn tail(shared: &Arc<Shared>, from: u64, to: u64) -> Result<Vec<Hash>, StoreErro
         })?;
         for (tile, bytes) in rows {
             for (i, h) in (tile * 256..).zip(bytes.chunks_exact(32)) {
-                if i >= at && i < upto && i == from + out.len() as u64 {
+                // The next leaf wanted, in order (rows start before `at`).
+                if i < upto && i == from + out.len() as u64 {
                     out.push(
                         Hash::from_slice(h)
                             .map_err(|_| StoreError::Corrupt(format!("tile row 0/{tile}")))?,
@@ -436,10 +432,7 @@ fn probe(
                  ) b ON true",
                 &probe_params,
             );
-        let state = c.row_opt(
-            "SELECT value FROM quire_meta WHERE log = $1 AND key = $2",
-            &state_params,
-        );
+        let state = c.row_opt(STATE_SQL, &state_params);
         let (rows, state) = futures_util::future::join(probed, state).await;
         let blocks = rows?
             .iter()

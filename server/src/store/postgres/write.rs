@@ -20,7 +20,7 @@ use tokio_postgres::types::Type;
 
 use super::conn::{engine, int, uint, Column as _};
 use super::events::EventPlan;
-use super::leaf_blocks::BlockRows;
+use super::leaf_blocks::LeafPlan;
 use super::replication::{mark_replicated, replicated, SyncCheck};
 use super::session::Session;
 use super::statement::{exec, exec_owned, expect};
@@ -58,23 +58,13 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
     let mut plan = Plan::of(c, shared.compress, shared.log)?;
     plan.lease = shared.fence()?;
     // The leaf index's step: none for a commit without entries.
-    let planned = if c.leaf_index.is_empty() {
+    let mut planned = if c.leaf_index.is_empty() {
         None
     } else {
         Some(shared.leaves.plan(shared, c.base.size, &c.leaf_index)?)
     };
-    if let Some(p) = &planned {
-        let state = p.step.state.encode();
-        if p.base != state {
-            plan.meta
-                .0
-                .push(crate::store::leaf_index::STATE_KEY.to_owned());
-            plan.meta.1.push(state);
-        }
-        plan.leaf = Some(LeafPlan {
-            rows: BlockRows::of(&p.changes)?,
-            base: p.base.clone(),
-        });
+    if let Some(p) = &mut planned {
+        plan.leaf = Some(LeafPlan::of(p)?);
     }
     let result = run_commit(shared, plan);
     match (&result, planned) {
@@ -226,13 +216,6 @@ struct RowAppend {
     bytes: Vec<u8>,
 }
 
-/// The leaf index's share of a commit: its blocks, and the stored state
-/// they extend.
-struct LeafPlan {
-    rows: BlockRows,
-    base: Vec<u8>,
-}
-
 /// What a commit writes, computed before the transaction opens.
 struct Plan {
     base: Head,
@@ -374,7 +357,12 @@ impl Plan {
             client.batch_execute("BEGIN"),
             self.lock_lease(client, log),
             self.lock_head(client, log),
-            self.check_leaf_state(client, log),
+            async {
+                match &self.leaf {
+                    Some(leaf) => leaf.check(client, log).await,
+                    None => Ok(()),
+                }
+            },
             futures_util::future::join(replication, self.bundles(client, log)),
         )
         .await;
@@ -451,33 +439,6 @@ impl Plan {
                 ..Commit::default()
             },
         )
-    }
-
-    /// The leaf index state the commit's step was computed from must be the
-    /// stored one (read after the head's lock, which every writer takes).
-    async fn check_leaf_state(&self, client: &Session, log: i64) -> Result<(), StoreError> {
-        let Some(leaf) = &self.leaf else {
-            return Ok(());
-        };
-        let row = client
-            .row_opt(
-                "SELECT value FROM quire_meta WHERE log = $1 AND key = $2",
-                &[
-                    (&log, Type::INT8),
-                    (&crate::store::leaf_index::STATE_KEY, Type::TEXT),
-                ],
-            )
-            .await?;
-        let stored = match row {
-            Some(r) => r.col::<Vec<u8>>(0)?,
-            None => crate::store::leaf_index::IndexState::default().encode(),
-        };
-        if stored != leaf.base {
-            return Err(StoreError::engine(
-                "the stored leaf index changed since this commit's step was computed (another writer); the next commit reads it again",
-            ));
-        }
-        Ok(())
     }
 
     /// The records of the bundles this commit completes, each with the
@@ -587,37 +548,7 @@ impl Plan {
             }
         }
         if let Some(leaf) = &self.leaf {
-            let (puts, deletes) = (&leaf.rows.puts, &leaf.rows.deletes);
-            if !puts.0.is_empty() {
-                work.push(Box::pin(exec(
-                    client,
-                    "INSERT INTO quire_leaf_blocks (log, run, first_key, first_idx, pairs)
-                     SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[])",
-                    vec![
-                        (&self.log, Type::INT8),
-                        (&puts.0, Type::INT8_ARRAY),
-                        (&puts.1, Type::INT8_ARRAY),
-                        (&puts.2, Type::INT8_ARRAY),
-                        (&puts.3, Type::BYTEA_ARRAY),
-                    ],
-                    expect(puts.0.len() as u64, "leaf index blocks".into()),
-                )));
-            }
-            if !deletes.0.is_empty() {
-                work.push(Box::pin(exec(
-                    client,
-                    "DELETE FROM quire_leaf_blocks b
-                     USING unnest($2::int8[], $3::int8[], $4::int8[]) AS d(run, first_key, first_idx)
-                     WHERE b.log = $1 AND b.run = d.run AND b.first_key = d.first_key AND b.first_idx = d.first_idx",
-                    vec![
-                        (&self.log, Type::INT8),
-                        (&deletes.0, Type::INT8_ARRAY),
-                        (&deletes.1, Type::INT8_ARRAY),
-                        (&deletes.2, Type::INT8_ARRAY),
-                    ],
-                    expect(deletes.0.len() as u64, "leaf index blocks deleted".into()),
-                )));
-            }
+            leaf.statements(client, &self.log, work);
         }
         if !self.checkpoints.0.is_empty() {
             let n = self.checkpoints.0.len() as u64;
