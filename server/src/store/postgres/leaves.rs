@@ -112,6 +112,19 @@ impl LeafIndex {
     /// the cache covers `size` already.
     fn sync(&self, shared: &Arc<Shared>, size: u64, fresh: bool) -> Result<IndexState, StoreError> {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sync_locked(&mut known, shared, size, fresh)
+    }
+
+    /// [`LeafIndex::sync`] with the known state held: the writer's
+    /// [`LeafIndex::committed`] waits for it, so the cache read next is the
+    /// one this state's runs follow.
+    fn sync_locked(
+        &self,
+        known: &mut Option<IndexState>,
+        shared: &Arc<Shared>,
+        size: u64,
+        fresh: bool,
+    ) -> Result<IndexState, StoreError> {
         let end = self
             .cache
             .read()
@@ -255,12 +268,16 @@ impl LeafIndex {
         let keys: Vec<u64> = leaves.iter().map(leaf_index::key).collect();
         let mut fresh = false;
         for _ in 0..LOOKUP_ATTEMPTS {
-            let state = self.sync(shared, size, fresh)?;
-            let (mut candidates, blooms) = self
-                .cache
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .candidates(&keys);
+            // The state and the cache read together: a commit of this
+            // writer's landing meanwhile (the sequencer looks up the next
+            // batch while it commits) cannot pair one's runs with the
+            // other's memtable.
+            let (state, (mut candidates, blooms)) = {
+                let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+                let state = self.sync_locked(&mut known, shared, size, fresh)?;
+                let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+                (state, cache.candidates(&keys))
+            };
             // A run its filter rules out for a key answers without a read.
             let mut probes = (Vec::new(), Vec::new(), Vec::new());
             let mut runs_probed = Vec::new();

@@ -4,56 +4,26 @@
 //! transaction before it answers.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use quire_core::{leaf_hash, CompactRange, Hash, LogSigner};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-use crate::highwater::{HighWater, HighWaterError};
-use std::sync::Mutex;
-
-use crate::batch::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError, WriteResult};
+use crate::batch::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError};
 use crate::events::{EventSeq, Sealed};
+use crate::highwater::HighWater;
 use crate::signing::{Signing, SigningGate};
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
+
+mod publish;
+mod recent;
+
+use publish::{publish, stop_writes, stopped_cause, Committed, PUBLISH_QUEUE};
+pub(crate) use recent::RecentLeaves;
 
 /// Longest a batch waits for a held gate (start-up checks finish within
 /// their own deadlines, far below this) before it is refused.
 pub const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// A bounded map of recent leaf hashes (first in, first out).
-pub(crate) struct RecentLeaves {
-    map: HashMap<Hash, u64>,
-    order: std::collections::VecDeque<Hash>,
-    cap: usize,
-}
-
-impl RecentLeaves {
-    pub(crate) fn new(cap: usize) -> Self {
-        RecentLeaves {
-            map: HashMap::with_capacity(cap.min(1 << 20)),
-            order: std::collections::VecDeque::with_capacity(cap.min(1 << 20)),
-            cap,
-        }
-    }
-
-    fn get(&self, h: &Hash) -> Option<u64> {
-        self.map.get(h).copied()
-    }
-
-    fn insert(&mut self, h: Hash, index: u64) {
-        if self.cap == 0 {
-            return;
-        }
-        if self.order.len() >= self.cap {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
-            }
-        }
-        self.map.insert(h, index);
-        self.order.push_back(h);
-    }
-}
 
 /// Appends `entry` (whose leaf hash is `leaf`) to `range` and to `commit`:
 /// the entry, the leaf index pair, and every node the append completes (the
@@ -117,106 +87,6 @@ struct Assigned {
     sealed: Vec<Vec<Sealed>>,
     /// The newest event of each key of the batch's events.
     newest: HashMap<Hash, u64>,
-}
-
-/// A committed batch on its way to the publisher: its checkpoint and the
-/// answers it owes.
-struct Committed {
-    latest: Arc<Latest>,
-    replies: Vec<(oneshot::Sender<WriteResult>, Vec<Added>)>,
-}
-
-/// Batches committed and not yet recorded: the sequencer commits the next
-/// batch while the publisher syncs the record of the previous ones.
-const PUBLISH_QUEUE: usize = 2;
-
-fn stopped_cause(stopped: &Mutex<Option<String>>) -> Option<String> {
-    stopped
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-}
-
-/// Records `cause` as the failure that stopped writes (the first one wins),
-/// logging it once.
-fn stop_writes(stopped: &Mutex<Option<String>>, origin: &str, size: u64, cause: &str) {
-    let mut s = stopped
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if s.is_none() {
-        tracing::error!(
-            origin = %origin,
-            size,
-            cause = %cause,
-            "storage failed: this log stops writing until restart; reads go on"
-        );
-        metrics::gauge!("quire_writes_stopped", "log" => origin.to_owned()).set(1.0);
-        *s = Some(cause.to_owned());
-    }
-}
-
-/// The publisher: records each committed batch's checkpoint in the
-/// high-water record (one sync for all batches waiting), then publishes
-/// the newest and answers the writers. Nothing is answered or published
-/// before the record covers it.
-fn publish(
-    rx: &std::sync::mpsc::Receiver<Committed>,
-    high_water: &HighWater,
-    latest: &watch::Sender<Arc<Latest>>,
-    stopped: &Mutex<Option<String>>,
-    origin: &str,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while let Ok(c) = rx.try_recv() {
-            group.push(c);
-        }
-        let newest = group
-            .iter()
-            .map(|c| &c.latest)
-            .max_by_key(|l| l.stored.size)
-            .map(Arc::clone);
-        let outcome = match (stopped_cause(stopped), newest) {
-            (Some(cause), _) => Err(WriteError::Stopped {
-                origin: origin.to_owned(),
-                size: latest.borrow().stored.size,
-                cause,
-            }),
-            (None, None) => Ok(()),
-            (None, Some(newest)) => {
-                let recorded = if newest.stored.size > latest.borrow().stored.size {
-                    high_water.write(&newest.stored.note)
-                } else {
-                    Ok(())
-                };
-                match recorded {
-                    Ok(()) => {
-                        metrics::gauge!("quire_tree_size", "log" => origin.to_owned())
-                            .set(crate::metrics::value(newest.stored.size));
-                        latest.send_replace(newest);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let full = matches!(&e, HighWaterError::Io { source, .. } if crate::store::is_full(source));
-                        stop_writes(stopped, origin, newest.stored.size, &e.to_string());
-                        Err(if full {
-                            WriteError::StorageFull(e.to_string())
-                        } else {
-                            WriteError::Store(e.to_string())
-                        })
-                    }
-                }
-            }
-        };
-        for c in group {
-            for (reply, added) in c.replies {
-                let _ = reply.send(match &outcome {
-                    Ok(()) => Ok((added, Arc::clone(&c.latest))),
-                    Err(e) => Err(e.clone()),
-                });
-            }
-        }
-    }
 }
 
 impl<S: Storage> Sequencer<S> {

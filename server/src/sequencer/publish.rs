@@ -1,0 +1,110 @@
+//! The publisher: the thread that records committed checkpoints in the
+//! high-water record, publishes the newest and answers the writers; and
+//! the stop every storage failure of the log's writes leads to.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{oneshot, watch};
+
+use crate::batch::{Added, Latest, WriteError, WriteResult};
+use crate::highwater::{HighWater, HighWaterError};
+
+/// A committed batch on its way to the publisher: its checkpoint and the
+/// answers it owes.
+pub(super) struct Committed {
+    pub(super) latest: Arc<Latest>,
+    pub(super) replies: Vec<(oneshot::Sender<WriteResult>, Vec<Added>)>,
+}
+
+/// Batches committed and not yet recorded: the sequencer commits the next
+/// batch while the publisher syncs the record of the previous ones.
+pub(super) const PUBLISH_QUEUE: usize = 2;
+
+pub(super) fn stopped_cause(stopped: &Mutex<Option<String>>) -> Option<String> {
+    stopped
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// Records `cause` as the failure that stopped writes (the first one wins),
+/// logging it once.
+pub(super) fn stop_writes(stopped: &Mutex<Option<String>>, origin: &str, size: u64, cause: &str) {
+    let mut s = stopped
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if s.is_none() {
+        tracing::error!(
+            origin = %origin,
+            size,
+            cause = %cause,
+            "storage failed: this log stops writing until restart; reads go on"
+        );
+        metrics::gauge!("quire_writes_stopped", "log" => origin.to_owned()).set(1.0);
+        *s = Some(cause.to_owned());
+    }
+}
+
+/// The publisher: records each committed batch's checkpoint in the
+/// high-water record (one sync for all batches waiting), then publishes
+/// the newest and answers the writers. Nothing is answered or published
+/// before the record covers it.
+pub(super) fn publish(
+    rx: &std::sync::mpsc::Receiver<Committed>,
+    high_water: &HighWater,
+    latest: &watch::Sender<Arc<Latest>>,
+    stopped: &Mutex<Option<String>>,
+    origin: &str,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while let Ok(c) = rx.try_recv() {
+            group.push(c);
+        }
+        let newest = group
+            .iter()
+            .map(|c| &c.latest)
+            .max_by_key(|l| l.stored.size)
+            .map(Arc::clone);
+        let outcome = match (stopped_cause(stopped), newest) {
+            (Some(cause), _) => Err(WriteError::Stopped {
+                origin: origin.to_owned(),
+                size: latest.borrow().stored.size,
+                cause,
+            }),
+            (None, None) => Ok(()),
+            (None, Some(newest)) => {
+                let recorded = if newest.stored.size > latest.borrow().stored.size {
+                    high_water.write(&newest.stored.note)
+                } else {
+                    Ok(())
+                };
+                match recorded {
+                    Ok(()) => {
+                        metrics::gauge!("quire_tree_size", "log" => origin.to_owned())
+                            .set(crate::metrics::value(newest.stored.size));
+                        latest.send_replace(newest);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let full = matches!(&e, HighWaterError::Io { source, .. } if crate::store::is_full(source));
+                        stop_writes(stopped, origin, newest.stored.size, &e.to_string());
+                        Err(if full {
+                            WriteError::StorageFull(e.to_string())
+                        } else {
+                            WriteError::Store(e.to_string())
+                        })
+                    }
+                }
+            }
+        };
+        for c in group {
+            for (reply, added) in c.replies {
+                let _ = reply.send(match &outcome {
+                    Ok(()) => Ok((added, Arc::clone(&c.latest))),
+                    Err(e) => Err(e.clone()),
+                });
+            }
+        }
+    }
+}
