@@ -4,6 +4,7 @@
 //! and restarts in the middle of a merge all happen many times, with a
 //! second replica answering lookups throughout from its own cache. And the
 //! migration that turns the rows of the old `quire_leaves` table into a run.
+//! Commits of leaves said new (checked inside the commit) take part.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
 use std::collections::HashMap;
@@ -80,6 +81,35 @@ fn postgres_leaf_index_matches_a_model_through_flushes_merges_restarts_and_a_sec
                 model.entry(leaf_hash(e)).or_insert(i);
             }
             let ctx = format!("seed {seed} flush {flush} step {step}");
+            if step % 2 == 0 {
+                // Leaves said new (strict dedup without a lookup first): a
+                // commit carrying a stored one, among the newest leaves or
+                // in a run, is refused and writes nothing; one of new
+                // leaves is taken, each probed in the runs whose filters
+                // let it through.
+                let stored = (0..pool)
+                    .map(|_| pool_entry(rng.below(pool)))
+                    .find(|e| model.contains_key(&leaf_hash(e)))
+                    .unwrap();
+                let fresh = |k: u64| format!("fresh {seed} {step} {k}").into_bytes();
+                let (mut c, _) = w.commit(&[fresh(0), stored.clone()], true);
+                c.new_leaves = true;
+                let e = writer.commit(&c).unwrap_err();
+                assert!(
+                    matches!(e, quire_server::store::StoreError::LeafStored(_)),
+                    "{ctx}: {e:?}"
+                );
+                let size = w.head().size;
+                let news: Vec<Vec<u8>> = (1..=1 + rng.below(40)).map(fresh).collect();
+                let (mut c, next) = w.commit(&news, true);
+                c.new_leaves = true;
+                writer.commit(&c).unwrap();
+                w = next;
+                let leaves: Vec<Hash> = news.iter().map(|e| leaf_hash(e)).collect();
+                let want: Vec<Option<u64>> = (size..).take(news.len()).map(Some).collect();
+                let r = writer.reader().unwrap();
+                assert_eq!(r.find_leaves(&leaves).unwrap(), want, "{ctx}");
+            }
             check(&writer, pool, &model, &format!("{ctx}, the writer"));
             if step % 3 == 0 {
                 check(

@@ -138,8 +138,25 @@ async fn a_log_on_postgres_proves_what_it_signed_across_a_restart() {
         rows, "2 89",
         "601 entries: two bundles of 256 and 89 single rows"
     );
-    // Frozen: the record is in the database, so a restart finds it.
+    // Strict dedup: the commit checks the leaves said new and refuses a
+    // stored one (here in the newest leaves, restored from the tile rows
+    // after the restart), and the batch goes again after a lookup.
     let log = &server.logs[0];
+    let (added, _) = log
+        .add(vec![
+            entries(1, 1)[0].clone(),
+            b"new after the restart".to_vec(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        added
+            .iter()
+            .map(|a| (a.index, a.duplicate))
+            .collect::<Vec<_>>(),
+        [(1, true), (601, false)]
+    );
+    // Frozen: the record is in the database, so a restart finds it.
     let frozen = log.freeze().await.unwrap();
     assert!(log.add(entries(5000, 1)).await.is_err());
     server.stop().await;
@@ -149,7 +166,7 @@ async fn a_log_on_postgres_proves_what_it_signed_across_a_restart() {
         log.state(),
         (quire_server::lifecycle::LogState::Frozen, Some(frozen))
     );
-    assert_eq!(log.latest().stored.size, 601);
+    assert_eq!(log.latest().stored.size, 602);
     let e = log.add(entries(5000, 1)).await.unwrap_err();
     assert!(e.to_string().contains("is FROZEN"), "{e}");
     server.stop().await;

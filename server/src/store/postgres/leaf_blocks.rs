@@ -15,12 +15,12 @@ use tokio_postgres::types::Type;
 
 use super::conn::{int, uint, Column as _};
 use super::leaves::Planned;
-use super::session::Session;
+use super::session::{Param, Session};
 use super::statement::{exec, expect};
 use super::write::Work;
 use super::Shared;
 use crate::store::leaf_index::{
-    BlockKey, BlockSource, Changes, IndexState, PairsAfter, BLOCK_PAIRS, STATE_KEY,
+    block_lookup, BlockKey, BlockSource, Changes, IndexState, PairsAfter, BLOCK_PAIRS, STATE_KEY,
 };
 use crate::store::StoreError;
 
@@ -253,6 +253,32 @@ impl BlockSource for Blocks<'_> {
 /// The stored state of a log's leaf index (`$1` the log, `$2` the key).
 pub(super) const STATE_SQL: &str = "SELECT value FROM quire_meta WHERE log = $1 AND key = $2";
 
+/// The block of each probe that may hold its key: `$2` the probes'
+/// numbers, `$3` their runs, `$4` their keys (as stored); one row a probe,
+/// the last block of its run whose first key is at most the key, or a
+/// block of equal first keys before it.
+pub(super) const PROBE_SQL: &str = "SELECT p.n, b.pairs
+     FROM unnest($2::int4[], $3::int8[], $4::int8[]) AS p(n, run, key)
+     JOIN LATERAL (
+         SELECT pairs FROM quire_leaf_blocks
+         WHERE log = $1 AND run = p.run AND first_key <= p.key AND first_key >= COALESCE(
+             (SELECT first_key FROM quire_leaf_blocks
+              WHERE log = $1 AND run = p.run AND first_key < p.key
+              ORDER BY first_key DESC, first_idx DESC LIMIT 1),
+             p.key)
+     ) b ON true";
+
+/// Probes of runs' blocks: each one's number (of the key it is for), its
+/// run, and the key as stored.
+pub(super) type Probes = (Vec<i32>, Vec<i64>, Vec<i64>);
+
+/// A commit's check that its leaves are new: the probes of the runs whose
+/// filters did not rule their keys out, and the keys.
+pub(super) struct NewLeaves {
+    pub(super) probes: Probes,
+    pub(super) keys: Vec<u64>,
+}
+
 /// The leaf index's share of a commit: the blocks its step writes and
 /// deletes as statement parameters (runs, keys, indexes, and the pairs of
 /// those written), the stored state it extends, and the new state when
@@ -262,6 +288,8 @@ pub(super) struct LeafPlan {
     deletes: (Vec<i64>, Vec<i64>, Vec<i64>),
     base: Vec<u8>,
     state: Option<Vec<u8>>,
+    /// For a commit of leaves said new: their check, read with the state.
+    pub(super) new_leaves: Option<NewLeaves>,
 }
 
 impl LeafPlan {
@@ -277,6 +305,7 @@ impl LeafPlan {
             deletes: (Vec::new(), Vec::new(), Vec::new()),
             state: (state != base).then_some(state),
             base,
+            new_leaves: None,
         };
         for ((run, k, i), bytes) in std::mem::take(&mut planned.changes.puts) {
             p.puts.0.push(int(run)?);
@@ -293,15 +322,36 @@ impl LeafPlan {
     }
 
     /// The state the step was computed from must be the stored one (read
-    /// after the head's lock, which every writer takes).
+    /// after the head's lock, which every writer takes), and for leaves
+    /// said new, no probed block may hold one's key. The state and the
+    /// probes are pipelined: the probed runs are the stored state's once
+    /// it is the one expected.
     ///
     /// # Errors
-    /// [`StoreError::Engine`] when another writer changed it.
+    /// [`StoreError::Engine`] when another writer changed the state;
+    /// [`StoreError::LeafStored`] when a leaf's key is in a run.
     pub(super) async fn check(&self, client: &Session, log: i64) -> Result<(), StoreError> {
-        let row = client
-            .row_opt(STATE_SQL, &[(&log, Type::INT8), (&STATE_KEY, Type::TEXT)])
-            .await?;
-        let stored = match row {
+        let state_params: [Param<'_>; 2] = [(&log, Type::INT8), (&STATE_KEY, Type::TEXT)];
+        let state = client.row_opt(STATE_SQL, &state_params);
+        let probed = async {
+            match &self.new_leaves {
+                Some(c) if !c.probes.0.is_empty() => client
+                    .rows_planned(
+                        PROBE_SQL,
+                        &[
+                            (&log, Type::INT8),
+                            (&c.probes.0, Type::INT4_ARRAY),
+                            (&c.probes.1, Type::INT8_ARRAY),
+                            (&c.probes.2, Type::INT8_ARRAY),
+                        ],
+                    )
+                    .await
+                    .map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (row, probed) = futures_util::future::join(state, probed).await;
+        let stored = match row? {
             Some(r) => r.col::<Vec<u8>>(0)?,
             None => IndexState::default().encode(),
         };
@@ -309,6 +359,20 @@ impl LeafPlan {
             return Err(StoreError::engine(
                 "the stored leaf index changed since this commit's step was computed (another writer); the next commit reads it again",
             ));
+        }
+        if let (Some(rows), Some(c)) = (probed?, &self.new_leaves) {
+            let mut found = Vec::new();
+            for r in &rows {
+                let n = usize::try_from(r.col::<i32>(0)?).unwrap_or(usize::MAX);
+                if let Some(k) = c.keys.get(n) {
+                    block_lookup(r.col::<&[u8]>(1)?, *k, &mut found);
+                }
+                if let Some(i) = found.first() {
+                    return Err(StoreError::LeafStored(format!(
+                        "leaf {n} of the commit may be stored already (its key is at index {i} in a run of the leaf index)"
+                    )));
+                }
+            }
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use quire_core::Hash;
 use tokio_postgres::types::Type;
 
 use super::conn::{int, uint, Column as _};
-use super::leaf_blocks::{db_key, Blocks, ReadAhead, STATE_SQL};
+use super::leaf_blocks::{db_key, Blocks, NewLeaves, Probes, ReadAhead, PROBE_SQL, STATE_SQL};
 use super::session::Param;
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
@@ -268,33 +268,17 @@ impl LeafIndex {
         let keys: Vec<u64> = leaves.iter().map(leaf_index::key).collect();
         let mut fresh = false;
         for _ in 0..LOOKUP_ATTEMPTS {
-            // The state and the cache read together: a commit of this
-            // writer's landing meanwhile (the sequencer looks up the next
-            // batch while it commits) cannot pair one's runs with the
-            // other's memtable.
+            // The state and the cache read together: a commit landing
+            // meanwhile (the writer's own readers look up while its
+            // sequencer commits) cannot pair one's runs with the other's
+            // memtable.
             let (state, (mut candidates, blooms)) = {
                 let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
                 let state = self.sync_locked(&mut known, shared, size, fresh)?;
                 let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
                 (state, cache.candidates(&keys))
             };
-            // A run its filter rules out for a key answers without a read.
-            let mut probes = (Vec::new(), Vec::new(), Vec::new());
-            let mut runs_probed = Vec::new();
-            for run in state.runs.iter().filter(|r| r.start < size) {
-                let bloom = blooms.get(&run.id);
-                let before = probes.0.len();
-                for (n, k) in keys.iter().enumerate() {
-                    if bloom.is_none_or(|b| b.may_contain(*k)) {
-                        probes.0.push(i32::try_from(n).unwrap_or(i32::MAX));
-                        probes.1.push(int(run.id)?);
-                        probes.2.push(db_key(*k));
-                    }
-                }
-                if probes.0.len() > before {
-                    runs_probed.push(run.id);
-                }
-            }
+            let (probes, runs_probed) = probes_for(&state, &blooms, &keys, size)?;
             if !runs_probed.is_empty() {
                 let (blocks, now) = probe(shared, probes)?;
                 for (n, block) in blocks {
@@ -319,6 +303,42 @@ impl LeafIndex {
         )))
     }
 
+    /// The check of a commit of `leaves` said new ([`Commit::new_leaves`])
+    /// with `planned`, its step: refused at once if a leaf's key is among
+    /// the newest leaves, else the probes of the runs whose filters do not
+    /// rule a key out, which the commit reads under its lock.
+    ///
+    /// # Errors
+    /// [`StoreError::LeafStored`] for a key among the newest leaves;
+    /// [`StoreError::Corrupt`] for a run number past `BIGINT`.
+    ///
+    /// [`Commit::new_leaves`]: crate::store::Commit::new_leaves
+    pub(super) fn new_leaves(
+        &self,
+        planned: &Planned,
+        leaves: &[(Hash, u64)],
+    ) -> Result<NewLeaves, StoreError> {
+        let keys: Vec<u64> = leaves.iter().map(|(h, _)| leaf_index::key(h)).collect();
+        // The cache is the one `planned` was computed from: the writer
+        // applies its step only after the commit.
+        let (candidates, blooms) = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .candidates(&keys);
+        if let Some((n, i)) = candidates
+            .iter()
+            .enumerate()
+            .find_map(|(n, c)| c.first().map(|i| (n, *i)))
+        {
+            return Err(StoreError::LeafStored(format!(
+                "leaf {n} of the commit may be stored already (its key is at index {i}, among the newest leaves)"
+            )));
+        }
+        let (probes, _) = probes_for(&planned.base, &blooms, &keys, planned.base_size)?;
+        Ok(NewLeaves { probes, keys })
+    }
+
     /// Bytes the filters hold now.
     pub(super) fn filter_bytes(&self) -> usize {
         self.cache
@@ -326,6 +346,34 @@ impl LeafIndex {
             .unwrap_or_else(PoisonError::into_inner)
             .bloom_bytes()
     }
+}
+
+/// The probes of `keys` in the runs of `state` that start below `size`
+/// and whose filters do not rule them out (a run without a filter yet is
+/// probed for every key), and the runs probed.
+fn probes_for(
+    state: &IndexState,
+    blooms: &HashMap<u64, Arc<Bloom>>,
+    keys: &[u64],
+    size: u64,
+) -> Result<(Probes, Vec<u64>), StoreError> {
+    let mut probes = (Vec::new(), Vec::new(), Vec::new());
+    let mut runs_probed = Vec::new();
+    for run in state.runs.iter().filter(|r| r.start < size) {
+        let bloom = blooms.get(&run.id);
+        let before = probes.0.len();
+        for (n, k) in keys.iter().enumerate() {
+            if bloom.is_none_or(|b| b.may_contain(*k)) {
+                probes.0.push(i32::try_from(n).unwrap_or(i32::MAX));
+                probes.1.push(int(run.id)?);
+                probes.2.push(db_key(*k));
+            }
+        }
+        if probes.0.len() > before {
+            runs_probed.push(run.id);
+        }
+    }
+    Ok((probes, runs_probed))
 }
 
 /// The lowest candidate of each leaf whose stored hash is the leaf's.
@@ -424,7 +472,7 @@ fn tail(shared: &Arc<Shared>, from: u64, to: u64) -> Result<Vec<Hash>, StoreErro
 #[allow(clippy::type_complexity)]
 fn probe(
     shared: &Arc<Shared>,
-    (n, run, key): (Vec<i32>, Vec<i64>, Vec<i64>),
+    (n, run, key): Probes,
 ) -> Result<(Vec<(usize, Vec<u8>)>, Option<IndexState>), StoreError> {
     let (s, log) = (Arc::clone(shared), shared.log);
     let (blocks, state) = shared.driver.run("probing the leaf index", async move {
@@ -436,19 +484,7 @@ fn probe(
             (&key, Type::INT8_ARRAY),
         ];
         let state_params: [Param<'_>; 2] = [(&log, Type::INT8), (&STATE_KEY, Type::TEXT)];
-        let probed = c.rows(
-                "SELECT p.n, b.pairs
-                 FROM unnest($2::int4[], $3::int8[], $4::int8[]) AS p(n, run, key)
-                 JOIN LATERAL (
-                     SELECT pairs FROM quire_leaf_blocks
-                     WHERE log = $1 AND run = p.run AND first_key <= p.key AND first_key >= COALESCE(
-                         (SELECT first_key FROM quire_leaf_blocks
-                          WHERE log = $1 AND run = p.run AND first_key < p.key
-                          ORDER BY first_key DESC, first_idx DESC LIMIT 1),
-                         p.key)
-                 ) b ON true",
-                &probe_params,
-            );
+        let probed = c.rows_planned(PROBE_SQL, &probe_params);
         let state = c.row_opt(STATE_SQL, &state_params);
         let (rows, state) = futures_util::future::join(probed, state).await;
         let blocks = rows?

@@ -290,6 +290,14 @@ impl Storage for PgStore {
         true
     }
 
+    /// A commit of leaves said new checks them: the newest leaves in
+    /// memory, the runs by their filters and, for a key a filter lets
+    /// through, a probe of its block read under the commit's lock (no
+    /// lookup round trip before a batch).
+    fn checks_new_leaves(&self) -> bool {
+        true
+    }
+
     fn reader_at(
         &self,
         head: crate::store::Head,

@@ -95,6 +95,22 @@ impl Session {
         Ok(rows)
     }
 
+    /// The rows of `sql`, planned for its values on every call (an
+    /// unnamed statement, still one round trip): for the leaf index's
+    /// probes, whose generic plan (the one a prepared statement settles
+    /// on) reads about ten times the index pages of a plan made for the
+    /// probes at hand.
+    ///
+    /// # Errors
+    /// What PostgreSQL answers, as [`engine`] maps it.
+    pub(crate) async fn rows_planned(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.client.query_typed(sql, params).await.map_err(engine)
+    }
+
     /// The one row of `sql`, or none.
     ///
     /// # Errors

@@ -41,12 +41,6 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
             c.leaf_index.len()
         )));
     }
-    if c.new_leaves {
-        // Its lookups are in memory: strict dedup looks up first.
-        return Err(StoreError::engine(
-            "PostgreSQL does not check leaves inside a commit; look them up first",
-        ));
-    }
     if c.head.size != c.base.size + c.entries.len() as u64 {
         return Err(StoreError::Corrupt(format!(
             "a commit of {} entries from size {} to size {}",
@@ -66,9 +60,21 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
     if let Some(p) = &mut planned {
         plan.leaf = Some(LeafPlan::of(p)?);
     }
-    let result = run_commit(shared, plan);
+    // Leaves said new are checked against the newest leaves here, and
+    // against the runs by probes read under the commit's lock.
+    let checked = match (&planned, &mut plan.leaf) {
+        (Some(p), Some(leaf)) if c.new_leaves => shared
+            .leaves
+            .new_leaves(p, &c.leaf_index)
+            .map(|check| leaf.new_leaves = Some(check)),
+        _ => Ok(()),
+    };
+    let result = checked.and_then(|()| run_commit(shared, plan));
     match (&result, planned) {
         (Ok(()), Some(p)) => shared.leaves.committed(p, &c.leaf_index),
+        // Refused before anything was written: the cache is still the
+        // stored index's.
+        (Err(StoreError::LeafStored(_)), Some(_)) => {}
         (Err(_), Some(_)) => shared.leaves.forget(),
         _ => {}
     }
