@@ -191,6 +191,10 @@ pub type WriteResult = Result<(Vec<Added>, Arc<Latest>), WriteError>;
 /// A write queued for the sequencer.
 pub(crate) struct Request {
     pub(crate) entries: Vec<Vec<u8>>,
+    /// The entries' leaf hashes, computed by the writer's task before it
+    /// queues them (beside decoding the request, and off the sequencer's
+    /// path, which every batch of the log waits on).
+    pub(crate) leaves: Vec<Hash>,
     pub(crate) queued_at: std::time::Instant,
     pub(crate) reply: oneshot::Sender<WriteResult>,
     /// Metadata the commit that integrates this request sets (a freeze's
@@ -207,6 +211,7 @@ impl Request {
     /// A request of `entries`, answered on `reply`.
     pub(crate) fn entries(entries: Vec<Vec<u8>>, reply: oneshot::Sender<WriteResult>) -> Self {
         Request {
+            leaves: entries.iter().map(|e| quire_core::leaf_hash(e)).collect(),
             entries,
             queued_at: std::time::Instant::now(),
             reply,
@@ -214,6 +219,22 @@ impl Request {
             events: Vec::new(),
             sealed: None,
         }
+    }
+}
+
+impl Request {
+    /// The leaf hashes of `batch`'s entries, in order: those each request
+    /// carries, computed here for one whose entries changed since.
+    pub(crate) fn leaves_of(batch: &[Request]) -> Vec<Hash> {
+        let mut leaves = Vec::with_capacity(batch.iter().map(|r| r.entries.len()).sum());
+        for r in batch {
+            if r.leaves.len() == r.entries.len() {
+                leaves.extend_from_slice(&r.leaves);
+            } else {
+                leaves.extend(r.entries.iter().map(|e| quire_core::leaf_hash(e)));
+            }
+        }
+        leaves
     }
 }
 

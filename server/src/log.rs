@@ -582,17 +582,26 @@ impl<S: Storage> Log<S> {
         let sent = self
             .inner
             .lifecycle
-            .admit(|| sender.try_send(request))
+            .admit(|| {
+                // A refused request is dropped here: what matters is
+                // whether the queue was full.
+                sender
+                    .try_send(request)
+                    .map_err(|e| matches!(e, mpsc::error::TrySendError::Full(_)))
+            })
             .map_err(|state| self.frozen(state))?;
         metrics::gauge!("quire_queue_depth", "log" => self.inner.origin.clone()).set(
             crate::metrics::value_usize(limits.queue_depth - sender.capacity()),
         );
-        sent.map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => WriteError::QueueFull {
-                origin: self.inner.origin.clone(),
-                depth: limits.queue_depth,
-            },
-            mpsc::error::TrySendError::Closed(_) => WriteError::ShuttingDown,
+        sent.map_err(|full| {
+            if full {
+                WriteError::QueueFull {
+                    origin: self.inner.origin.clone(),
+                    depth: limits.queue_depth,
+                }
+            } else {
+                WriteError::ShuttingDown
+            }
         })
     }
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use quire_core::{leaf_hash, CompactRange, Hash, LogSigner};
+use quire_core::{CompactRange, Hash, LogSigner};
 use tokio::sync::{mpsc, watch};
 
 use crate::batch::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError};
@@ -244,10 +244,7 @@ impl<S: Storage> Sequencer<S> {
     ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), Integrate> {
         let origin = self.origin.clone();
         let store_err = |e: StoreError| Integrate::Write(write_error(&origin, e));
-        let leaves: Vec<Hash> = batch
-            .iter()
-            .flat_map(|r| r.entries.iter().map(|e| leaf_hash(e)))
-            .collect();
+        let leaves = Request::leaves_of(batch);
         let stored = if self.dedup == DedupPolicy::Strict && !unchecked {
             self.look_up(&leaves).map_err(store_err)?
         } else {
