@@ -231,7 +231,10 @@ struct Plan {
     /// Entries that stay in single rows (their bundle is not complete).
     single: (Vec<i64>, Vec<Vec<u8>>),
     completed: Vec<Completed>,
+    /// Rows appended to.
     rows: Vec<RowAppend>,
+    /// New rows, one statement for all: mid or not, levels, indexes, bytes.
+    new_rows: (Vec<bool>, Vec<i16>, Vec<i64>, Vec<Vec<u8>>),
     /// The leaf index's step.
     leaf: Option<LeafPlan>,
     /// Checkpoints: sizes, signing times, notes.
@@ -294,6 +297,7 @@ impl Plan {
                 .push((span.offset, *hash));
         }
         let mut rows = Vec::new();
+        let mut new_rows = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for ((mid, tile), mut hashes) in by_row {
             hashes.sort_by_key(|(slot, _)| *slot);
             let first = hashes.first().map_or(0, |(s, _)| *s);
@@ -304,13 +308,20 @@ impl Plan {
                 }
                 bytes.extend_from_slice(&h.0);
             }
-            rows.push(RowAppend {
-                mid,
-                level: i16::from(tile.level),
-                index: int(tile.index)?,
-                at: i32::try_from(first * 32).unwrap_or(i32::MAX),
-                bytes,
-            });
+            if first == 0 {
+                new_rows.0.push(mid);
+                new_rows.1.push(i16::from(tile.level));
+                new_rows.2.push(int(tile.index)?);
+                new_rows.3.push(bytes);
+            } else {
+                rows.push(RowAppend {
+                    mid,
+                    level: i16::from(tile.level),
+                    index: int(tile.index)?,
+                    at: i32::try_from(first * 32).unwrap_or(i32::MAX),
+                    bytes,
+                });
+            }
         }
         let mut checkpoints = (Vec::new(), Vec::new(), Vec::new());
         for cp in c.history.iter().chain(&c.checkpoint) {
@@ -325,6 +336,7 @@ impl Plan {
             single,
             completed,
             rows,
+            new_rows,
             leaf: None,
             checkpoints,
             meta: c.meta.iter().cloned().unzip(),
@@ -530,6 +542,23 @@ impl Plan {
     /// Tile and mid rows, leaf index blocks, the checkpoint, metadata and the
     /// new head.
     fn statements<'a>(&'a self, client: &'a Session, work: &mut Vec<Work<'a>>) {
+        if !self.new_rows.0.is_empty() {
+            let n = self.new_rows.0.len() as u64;
+            work.push(Box::pin(exec(
+                client,
+                "INSERT INTO quire_tiles (log, mid, level, idx, hashes)
+                 SELECT $1, * FROM unnest($2::bool[], $3::int2[], $4::int8[], $5::bytea[])
+                 ON CONFLICT DO NOTHING",
+                vec![
+                    (&self.log, Type::INT8),
+                    (&self.new_rows.0, Type::BOOL_ARRAY),
+                    (&self.new_rows.1, Type::INT2_ARRAY),
+                    (&self.new_rows.2, Type::INT8_ARRAY),
+                    (&self.new_rows.3, Type::BYTEA_ARRAY),
+                ],
+                expect(n, format!("{n} new tile and mid rows (some exist already)")),
+            )));
+        }
         for r in &self.rows {
             let what = format!(
                 "{} row {}/{}",
@@ -537,21 +566,12 @@ impl Plan {
                 r.level,
                 r.index
             );
-            if r.at == 0 {
-                work.push(Box::pin(exec(
-                    client,
-                    "INSERT INTO quire_tiles (log, mid, level, idx, hashes) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    vec![(&self.log, Type::INT8), (&r.mid, Type::BOOL), (&r.level, Type::INT2), (&r.index, Type::INT8), (&r.bytes, Type::BYTEA)],
-                    expect(1, format!("{what} (a new row that exists already)")),
-                )));
-            } else {
-                work.push(Box::pin(exec(
-                    client,
-                    "UPDATE quire_tiles SET hashes = hashes || $5 WHERE log = $1 AND mid = $2 AND level = $3 AND idx = $4 AND length(hashes) = $6",
-                    vec![(&self.log, Type::INT8), (&r.mid, Type::BOOL), (&r.level, Type::INT2), (&r.index, Type::INT8), (&r.bytes, Type::BYTEA), (&r.at, Type::INT4)],
-                    expect(1, format!("{what} (not {} hashes long)", r.at / 32)),
-                )));
-            }
+            work.push(Box::pin(exec(
+                client,
+                "UPDATE quire_tiles SET hashes = hashes || $5 WHERE log = $1 AND mid = $2 AND level = $3 AND idx = $4 AND length(hashes) = $6",
+                vec![(&self.log, Type::INT8), (&r.mid, Type::BOOL), (&r.level, Type::INT2), (&r.index, Type::INT8), (&r.bytes, Type::BYTEA), (&r.at, Type::INT4)],
+                expect(1, format!("{what} (not {} hashes long)", r.at / 32)),
+            )));
         }
         if let Some(leaf) = &self.leaf {
             leaf.statements(client, &self.log, work);
