@@ -144,6 +144,19 @@ impl Driver {
         what: &'static str,
         fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.start(what, fut)?.wait()
+    }
+
+    /// Starts `fut` on the engine's runtime, at most [`Driver::timeout`],
+    /// and returns at once: the caller works meanwhile, then waits.
+    ///
+    /// # Errors
+    /// [`StoreError::Engine`] once the engine is closed.
+    pub(crate) fn start<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<Started<T>, StoreError> {
         let Some(rt) = &self.rt else {
             return Err(StoreError::engine("the PostgreSQL engine is closed"));
         };
@@ -159,8 +172,7 @@ impl Driver {
             };
             let _ = tx.send(r);
         });
-        rx.recv()
-            .map_err(|_| StoreError::engine(format!("PostgreSQL: {what}: the engine stopped")))?
+        Ok(Started { rx, what })
     }
 
     /// A new connection (its driving task on the engine's runtime).
@@ -187,6 +199,26 @@ impl Driver {
             }
         };
         Ok(client)
+    }
+}
+
+/// Work started on the engine's runtime ([`Driver::start`]).
+pub(crate) struct Started<T> {
+    rx: std::sync::mpsc::Receiver<Result<T, StoreError>>,
+    what: &'static str,
+}
+
+impl<T> Started<T> {
+    /// Waits for the work's outcome.
+    ///
+    /// # Errors
+    /// What the work failed with, or [`StoreError::Engine`] if the engine
+    /// stopped first.
+    pub(crate) fn wait(self) -> Result<T, StoreError> {
+        let what = self.what;
+        self.rx
+            .recv()
+            .map_err(|_| StoreError::engine(format!("PostgreSQL: {what}: the engine stopped")))?
     }
 }
 

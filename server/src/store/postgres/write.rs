@@ -69,7 +69,7 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
             .map(|check| leaf.new_leaves = Some(check)),
         _ => Ok(()),
     };
-    let result = checked.and_then(|()| run_commit(shared, plan));
+    let result = checked.and_then(|()| run_commit(shared, plan, &c.entries));
     match (&result, planned) {
         (Ok(()), Some(p)) => shared.leaves.committed(p, &c.leaf_index),
         // Refused before anything was written: the cache is still the
@@ -81,14 +81,24 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
     result
 }
 
-/// Runs `plan` in one transaction on the writer's connection.
-fn run_commit(shared: &Arc<Shared>, mut plan: Plan) -> Result<(), StoreError> {
+/// Runs `plan` in one transaction on the writer's connection. While its
+/// first round trip is under way, this thread encodes the bundles the
+/// commit fills alone from `entries`, the commit's.
+fn run_commit(shared: &Arc<Shared>, mut plan: Plan, entries: &[Vec<u8>]) -> Result<(), StoreError> {
+    let fresh: Vec<std::ops::Range<usize>> = plan
+        .completed
+        .iter()
+        .filter(|b| b.prior == 0)
+        .map(|b| b.range.clone())
+        .collect();
+    let compress = plan.compress;
+    let (encoded_tx, encoded) = tokio::sync::oneshot::channel();
     plan.origin.clone_from(&shared.origin);
     plan.replication = shared.replication;
     let ever = shared.replicated.load(std::sync::atomic::Ordering::Relaxed);
     plan.ever_replicated = ever;
     let shared2 = Arc::clone(shared);
-    shared.driver.run("a commit", async move {
+    let started = shared.driver.start("a commit", async move {
         let mut tx = InTransaction {
             slot: shared2
                 .writer
@@ -99,7 +109,7 @@ fn run_commit(shared: &Arc<Shared>, mut plan: Plan) -> Result<(), StoreError> {
         let Some(client) = tx.slot.as_ref().map(Arc::clone) else {
             return Err(StoreError::engine("no PostgreSQL connection for the commit"));
         };
-        let written = plan.write(&client).await;
+        let written = plan.write(&client, encoded).await;
         if let Err(e) = written {
             // A rollback that fails leaves the transaction open: the
             // connection is discarded then, and the server rolls back a
@@ -127,7 +137,17 @@ fn run_commit(shared: &Arc<Shared>, mut plan: Plan) -> Result<(), StoreError> {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
-    })
+    })?;
+    // A range outside the commit (never made by `Plan::of`) sends nothing,
+    // and the transaction ends without writing.
+    let bundles: Option<Vec<Vec<u8>>> = fresh
+        .into_iter()
+        .map(|r| entries.get(r).map(|e| bundle::encode(e, compress)))
+        .collect();
+    if let Some(bundles) = bundles {
+        let _ = encoded_tx.send(bundles);
+    }
+    started.wait()
 }
 
 /// The writer's connection while a commit's transaction may be open on it.
@@ -204,11 +224,15 @@ pub(super) fn drop_entries(
 }
 
 /// A bundle that a commit completes: its index, the entries of earlier
-/// commits it starts with (read in the transaction), and this commit's.
+/// commits it starts with (read in the transaction), and this commit's:
+/// their place in the commit, and a copy when the bundle starts with
+/// earlier entries (a bundle of this commit's alone is encoded from the
+/// commit by the committing thread while the transaction opens).
 struct Completed {
     bundle: i64,
     from: i64,
     prior: i64,
+    range: std::ops::Range<usize>,
     new: Vec<Vec<u8>>,
 }
 
@@ -268,13 +292,15 @@ impl Plan {
             let have = index % BUNDLE_SIZE;
             let take = usize::try_from((BUNDLE_SIZE - have).min(pending.len() as u64))
                 .unwrap_or(pending.len());
+            let at = c.entries.len() - pending.len();
             let (part, rest) = pending.split_at(take);
             if have + take as u64 == BUNDLE_SIZE {
                 completed.push(Completed {
                     bundle: int(b)?,
                     from: int(b * BUNDLE_SIZE)?,
                     prior: int(have)?,
-                    new: part.to_vec(),
+                    range: at..at + take,
+                    new: if have == 0 { Vec::new() } else { part.to_vec() },
                 });
             } else {
                 for (i, e) in (index..).zip(part) {
@@ -361,7 +387,11 @@ impl Plan {
     /// extends the stored head under this server's lease and will be
     /// replicated as required, and its leaf index step extends the stored
     /// index state.
-    async fn write(&self, client: &Session) -> Result<(), StoreError> {
+    async fn write(
+        &self,
+        client: &Session,
+        encoded: tokio::sync::oneshot::Receiver<Vec<Vec<u8>>>,
+    ) -> Result<(), StoreError> {
         let log = self.log;
         let replication = async {
             match self.replication {
@@ -381,7 +411,7 @@ impl Plan {
                     None => Ok(()),
                 }
             },
-            futures_util::future::join(replication, self.bundles(client, log)),
+            futures_util::future::join(replication, self.bundles(client, log, encoded)),
         )
         .await;
         begun.map_err(engine)?;
@@ -459,28 +489,27 @@ impl Plan {
         )
     }
 
-    /// The records of the bundles this commit completes, each with the
-    /// entries of earlier commits that it starts with.
+    /// The records of the bundles this commit completes: one that starts
+    /// with entries of earlier commits (at most the first) read and encoded
+    /// here, the others as `encoded` brings them.
     async fn bundles(
         &self,
         client: &Session,
         log: i64,
+        encoded: tokio::sync::oneshot::Receiver<Vec<Vec<u8>>>,
     ) -> Result<Vec<(&Completed, Vec<u8>)>, StoreError> {
         let mut bundles = Vec::with_capacity(self.completed.len());
-        for b in &self.completed {
-            let mut entries = if b.prior == 0 {
-                Vec::new()
-            } else {
-                let rows = client
-                    .rows(
-                        "SELECT data FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-                        &[(&log, Type::INT8), (&b.from, Type::INT8), (&(b.from + b.prior), Type::INT8)],
-                    )
-                    .await?;
-                rows.iter()
-                    .map(|r| r.col::<Vec<u8>>(0))
-                    .collect::<Result<Vec<_>, _>>()?
-            };
+        for b in self.completed.iter().filter(|b| b.prior > 0) {
+            let rows = client
+                .rows(
+                    "SELECT data FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                    &[(&log, Type::INT8), (&b.from, Type::INT8), (&(b.from + b.prior), Type::INT8)],
+                )
+                .await?;
+            let mut entries = rows
+                .iter()
+                .map(|r| r.col::<Vec<u8>>(0))
+                .collect::<Result<Vec<_>, _>>()?;
             if i64::try_from(entries.len()).ok() != Some(b.prior) {
                 return Err(StoreError::Corrupt(format!(
                     "entry bundle {} has {} entries stored, expected {}",
@@ -491,6 +520,20 @@ impl Plan {
             }
             entries.extend(b.new.iter().cloned());
             bundles.push((b, bundle::encode(&entries, self.compress)));
+        }
+        let fresh: Vec<&Completed> = self.completed.iter().filter(|b| b.prior == 0).collect();
+        if !fresh.is_empty() {
+            let encoded = encoded
+                .await
+                .map_err(|_| StoreError::engine("the bundles of the commit were not encoded"))?;
+            if encoded.len() != fresh.len() {
+                return Err(StoreError::engine(format!(
+                    "{} bundles encoded for a commit that fills {}",
+                    encoded.len(),
+                    fresh.len()
+                )));
+            }
+            bundles.extend(fresh.into_iter().zip(encoded));
         }
         Ok(bundles)
     }
