@@ -220,11 +220,11 @@ impl Request {
             sealed: None,
         }
     }
-}
 
-impl Request {
     /// The leaf hashes of `batch`'s entries, in order: those each request
-    /// carries, computed here for one whose entries changed since.
+    /// carries. One whose hashes do not match its entries in number (none
+    /// that [`Request::entries`] made) has them computed here, so that one
+    /// request's hashes can never shift onto another's entries.
     pub(crate) fn leaves_of(batch: &[Request]) -> Vec<Hash> {
         let mut leaves = Vec::with_capacity(batch.iter().map(|r| r.entries.len()).sum());
         for r in batch {

@@ -12,17 +12,35 @@ use super::{Plan, Work};
 use crate::store::bundle;
 use crate::store::StoreError;
 
-/// A bundle that a commit completes: its index, the entries of earlier
-/// commits it starts with (read in the transaction), and this commit's:
-/// their place in the commit, and a copy when the bundle starts with
-/// earlier entries (a bundle of this commit's alone is encoded from the
-/// commit by the committing thread while the transaction opens).
+/// A bundle that a commit completes: its index, its first entry's, and
+/// this commit's entries in it.
 pub(super) struct Completed {
     pub(super) bundle: i64,
     pub(super) from: i64,
-    pub(super) prior: i64,
-    pub(super) range: std::ops::Range<usize>,
-    pub(super) new: Vec<Vec<u8>>,
+    pub(super) new: New,
+}
+
+/// This commit's entries in a bundle it completes.
+pub(super) enum New {
+    /// The whole bundle, by its place in the commit: encoded by the
+    /// committing thread while the transaction opens.
+    Alone(std::ops::Range<usize>),
+    /// The rest of a bundle that starts with `prior` entries of earlier
+    /// commits (read in the transaction): a copy, encoded there.
+    After { prior: i64, entries: Vec<Vec<u8>> },
+}
+
+impl Plan {
+    /// Where in the commit are the bundles it fills alone, in order.
+    pub(super) fn alone(&self) -> Vec<std::ops::Range<usize>> {
+        self.completed
+            .iter()
+            .filter_map(|b| match &b.new {
+                New::Alone(range) => Some(range.clone()),
+                New::After { .. } => None,
+            })
+            .collect()
+    }
 }
 
 impl Plan {
@@ -36,41 +54,47 @@ impl Plan {
         encoded: tokio::sync::oneshot::Receiver<Vec<Vec<u8>>>,
     ) -> Result<Vec<(&Completed, Vec<u8>)>, StoreError> {
         let mut bundles = Vec::with_capacity(self.completed.len());
-        for b in self.completed.iter().filter(|b| b.prior > 0) {
+        let mut alone = Vec::new();
+        for b in &self.completed {
+            let (prior, new) = match &b.new {
+                New::Alone(_) => {
+                    alone.push(b);
+                    continue;
+                }
+                New::After { prior, entries } => (*prior, entries),
+            };
             let rows = client
                 .rows(
                     "SELECT data FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-                    &[(&log, Type::INT8), (&b.from, Type::INT8), (&(b.from + b.prior), Type::INT8)],
+                    &[(&log, Type::INT8), (&b.from, Type::INT8), (&(b.from + prior), Type::INT8)],
                 )
                 .await?;
             let mut entries = rows
                 .iter()
                 .map(|r| r.col::<Vec<u8>>(0))
                 .collect::<Result<Vec<_>, _>>()?;
-            if i64::try_from(entries.len()).ok() != Some(b.prior) {
+            if i64::try_from(entries.len()).ok() != Some(prior) {
                 return Err(StoreError::Corrupt(format!(
-                    "entry bundle {} has {} entries stored, expected {}",
+                    "entry bundle {} has {} entries stored, expected {prior}",
                     b.bundle,
                     entries.len(),
-                    b.prior
                 )));
             }
-            entries.extend(b.new.iter().cloned());
+            entries.extend(new.iter().cloned());
             bundles.push((b, bundle::encode(&entries, self.compress)));
         }
-        let fresh: Vec<&Completed> = self.completed.iter().filter(|b| b.prior == 0).collect();
-        if !fresh.is_empty() {
+        if !alone.is_empty() {
             let encoded = encoded
                 .await
                 .map_err(|_| StoreError::engine("the bundles of the commit were not encoded"))?;
-            if encoded.len() != fresh.len() {
+            if encoded.len() != alone.len() {
                 return Err(StoreError::engine(format!(
                     "{} bundles encoded for a commit that fills {}",
                     encoded.len(),
-                    fresh.len()
+                    alone.len()
                 )));
             }
-            bundles.extend(fresh.into_iter().zip(encoded));
+            bundles.extend(alone.into_iter().zip(encoded));
         }
         Ok(bundles)
     }
@@ -103,14 +127,14 @@ impl Plan {
                 ],
                 expect(1, format!("entry bundle {}", b.bundle)),
             )));
-            if b.prior > 0 {
-                let end = b.from + b.prior;
+            if let New::After { prior, .. } = b.new {
+                let end = b.from + prior;
                 work.push(Box::pin(exec_owned(
                     client,
                     "DELETE FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3",
                     [self.log, b.from, end],
                     expect(
-                        u64::try_from(b.prior).unwrap_or(0),
+                        u64::try_from(prior).unwrap_or(0),
                         format!("moving bundle {}", b.bundle),
                     ),
                 )));

@@ -20,7 +20,7 @@ use tokio_postgres::types::Type;
 
 mod bundles;
 
-use bundles::Completed;
+use bundles::{Completed, New};
 
 use super::conn::{engine, int, uint, Column as _};
 use super::events::EventPlan;
@@ -89,12 +89,7 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
 /// first round trip is under way, this thread encodes the bundles the
 /// commit fills alone from `entries`, the commit's.
 fn run_commit(shared: &Arc<Shared>, mut plan: Plan, entries: &[Vec<u8>]) -> Result<(), StoreError> {
-    let fresh: Vec<std::ops::Range<usize>> = plan
-        .completed
-        .iter()
-        .filter(|b| b.prior == 0)
-        .map(|b| b.range.clone())
-        .collect();
+    let alone = plan.alone();
     let compress = plan.compress;
     let (encoded_tx, encoded) = tokio::sync::oneshot::channel();
     plan.origin.clone_from(&shared.origin);
@@ -144,7 +139,7 @@ fn run_commit(shared: &Arc<Shared>, mut plan: Plan, entries: &[Vec<u8>]) -> Resu
     })?;
     // A range outside the commit (never made by `Plan::of`) sends nothing,
     // and the transaction ends without writing.
-    let bundles: Option<Vec<Vec<u8>>> = fresh
+    let bundles: Option<Vec<Vec<u8>>> = alone
         .into_iter()
         .map(|r| entries.get(r).map(|e| bundle::encode(e, compress)))
         .collect();
@@ -289,9 +284,14 @@ impl Plan {
                 completed.push(Completed {
                     bundle: int(b)?,
                     from: int(b * BUNDLE_SIZE)?,
-                    prior: int(have)?,
-                    range: at..at + take,
-                    new: if have == 0 { Vec::new() } else { part.to_vec() },
+                    new: if have == 0 {
+                        New::Alone(at..at + take)
+                    } else {
+                        New::After {
+                            prior: int(have)?,
+                            entries: part.to_vec(),
+                        }
+                    },
                 });
             } else {
                 for (i, e) in (index..).zip(part) {
