@@ -20,10 +20,21 @@ use tokio_postgres::{Client, NoTls};
 use super::session::Session;
 use crate::store::{Cause, StoreError};
 
+/// The SQLSTATE `quire_expect` raises (schema migration 7): a statement
+/// of a commit wrote other rows than the commit planned.
+const UNEXPECTED_ROWS: &str = "QU001";
+
 /// A PostgreSQL error as a [`StoreError`]: a full disk is
-/// [`StoreError::Full`], everything else [`StoreError::Engine`] with the
-/// driver's error kept as its cause.
+/// [`StoreError::Full`], a commit's statement that wrote other rows than
+/// planned (`quire_expect`) is [`StoreError::Corrupt`] with its message,
+/// everything else [`StoreError::Engine`] with the driver's error kept as
+/// its cause.
 pub(crate) fn engine(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        if db.code().code() == UNEXPECTED_ROWS {
+            return StoreError::Corrupt(db.message().to_owned());
+        }
+    }
     if e.code() == Some(&SqlState::DISK_FULL) || e.code() == Some(&SqlState::PROGRAM_LIMIT_EXCEEDED)
     {
         return StoreError::Full(Cause::new(e));

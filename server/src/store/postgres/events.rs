@@ -5,7 +5,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::conn::int;
 use super::session::Session;
-use super::statement::{exec, expect};
+use super::statement::exec;
 use crate::store::{EventRows, StoreError};
 
 /// The event rows of one commit, as statement parameters.
@@ -62,68 +62,87 @@ impl EventPlan {
         if !self.payload_idx.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_event_payloads (log, idx, salt, payload)
-                 SELECT $1, * FROM unnest($2::int8[], $3::bytea[], $4::bytea[])",
+                "WITH w AS (
+                    INSERT INTO quire_event_payloads (log, idx, salt, payload)
+                    SELECT $1, * FROM unnest($2::int8[], $3::bytea[], $4::bytea[])
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $5, $6) FROM w",
                 vec![
                     (log as &(dyn ToSql + Sync), Type::INT8),
                     (&self.payload_idx, Type::INT8_ARRAY),
                     (&self.salts, Type::BYTEA_ARRAY),
                     (&self.payloads, Type::BYTEA_ARRAY),
                 ],
-                expect(self.payload_idx.len() as u64, "event payloads".into()),
+                self.payload_idx.len() as u64,
+                "event payloads".into(),
             )));
         }
         if !self.keys.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_event_keys (log, key, idx)
-                 SELECT $1, * FROM unnest($2::bytea[], $3::int8[])
-                 ON CONFLICT (log, key) DO UPDATE SET idx = EXCLUDED.idx",
+                "WITH w AS (
+                    INSERT INTO quire_event_keys (log, key, idx)
+                    SELECT $1, * FROM unnest($2::bytea[], $3::int8[])
+                    ON CONFLICT (log, key) DO UPDATE SET idx = EXCLUDED.idx
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
                 vec![
                     (log as &(dyn ToSql + Sync), Type::INT8),
                     (&self.keys, Type::BYTEA_ARRAY),
                     (&self.key_idx, Type::INT8_ARRAY),
                 ],
-                expect(self.keys.len() as u64, "event keys".into()),
+                self.keys.len() as u64,
+                "event keys".into(),
             )));
         }
         if !self.erased.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "UPDATE quire_event_payloads AS p SET salt = '', payload = '', erased_by = e.by
-                 FROM unnest($2::int8[], $3::int8[]) AS e(idx, by)
-                 WHERE p.log = $1 AND p.idx = e.idx AND p.erased_by IS NULL",
+                "WITH w AS (
+                    UPDATE quire_event_payloads AS p SET salt = '', payload = '', erased_by = e.by
+                    FROM unnest($2::int8[], $3::int8[]) AS e(idx, by)
+                    WHERE p.log = $1 AND p.idx = e.idx AND p.erased_by IS NULL
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
                 vec![
                     (log as &(dyn ToSql + Sync), Type::INT8),
                     (&self.erased, Type::INT8_ARRAY),
                     (&self.erased_by, Type::INT8_ARRAY),
                 ],
-                expect(self.erased.len() as u64, "erased payloads".into()),
+                self.erased.len() as u64,
+                "erased payloads".into(),
             )));
         }
         if !self.copied.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_event_payloads (log, idx, salt, payload, erased_by)
-                 SELECT $1, idx, '', '', by FROM unnest($2::int8[], $3::int8[]) AS e(idx, by)",
+                "WITH w AS (
+                    INSERT INTO quire_event_payloads (log, idx, salt, payload, erased_by)
+                    SELECT $1, idx, '', '', by FROM unnest($2::int8[], $3::int8[]) AS e(idx, by)
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
                 vec![
                     (log as &(dyn ToSql + Sync), Type::INT8),
                     (&self.copied, Type::INT8_ARRAY),
                     (&self.copied_by, Type::INT8_ARRAY),
                 ],
-                expect(self.copied.len() as u64, "erased payloads copied".into()),
+                self.copied.len() as u64,
+                "erased payloads copied".into(),
             )));
         }
         if let Some((t, i)) = &self.time {
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_log_times (log, time_ms, first_idx) VALUES ($1, $2, $3)",
+                "WITH w AS (
+                    INSERT INTO quire_log_times (log, time_ms, first_idx) VALUES ($1, $2, $3) RETURNING 1
+                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
                 vec![
                     (log as &(dyn ToSql + Sync), Type::INT8),
                     (t, Type::INT8),
                     (i, Type::INT8),
                 ],
-                expect(1, "the commit's log time".into()),
+                1,
+                "the commit's log time".into(),
             )));
         }
     }

@@ -16,7 +16,7 @@ use tokio_postgres::types::Type;
 use super::conn::{int, uint, Column as _};
 use super::leaves::Planned;
 use super::session::{Param, Session};
-use super::statement::{exec, expect};
+use super::statement::exec;
 use super::write::Work;
 use super::Shared;
 use crate::store::leaf_index::{
@@ -390,8 +390,11 @@ impl LeafPlan {
         if !puts.0.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_leaf_blocks (log, run, first_key, first_idx, pairs)
-                 SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[])",
+                "WITH w AS (
+                    INSERT INTO quire_leaf_blocks (log, run, first_key, first_idx, pairs)
+                    SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[])
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $6, $7) FROM w",
                 vec![
                     (log, Type::INT8),
                     (&puts.0, Type::INT8_ARRAY),
@@ -399,35 +402,44 @@ impl LeafPlan {
                     (&puts.2, Type::INT8_ARRAY),
                     (&puts.3, Type::BYTEA_ARRAY),
                 ],
-                expect(puts.0.len() as u64, "leaf index blocks".into()),
+                puts.0.len() as u64,
+                "leaf index blocks".into(),
             )));
         }
         if !deletes.0.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "DELETE FROM quire_leaf_blocks b
-                 USING unnest($2::int8[], $3::int8[], $4::int8[]) AS d(run, first_key, first_idx)
-                 WHERE b.log = $1 AND b.run = d.run AND b.first_key = d.first_key AND b.first_idx = d.first_idx",
+                "WITH w AS (
+                    DELETE FROM quire_leaf_blocks b
+                    USING unnest($2::int8[], $3::int8[], $4::int8[]) AS d(run, first_key, first_idx)
+                    WHERE b.log = $1 AND b.run = d.run AND b.first_key = d.first_key AND b.first_idx = d.first_idx
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $5, $6) FROM w",
                 vec![
                     (log, Type::INT8),
                     (&deletes.0, Type::INT8_ARRAY),
                     (&deletes.1, Type::INT8_ARRAY),
                     (&deletes.2, Type::INT8_ARRAY),
                 ],
-                expect(deletes.0.len() as u64, "leaf index blocks deleted".into()),
+                deletes.0.len() as u64,
+                "leaf index blocks deleted".into(),
             )));
         }
         if let Some(state) = &self.state {
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_meta (log, key, value) VALUES ($1, $2, $3)
-                 ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value",
+                "WITH w AS (
+                    INSERT INTO quire_meta (log, key, value) VALUES ($1, $2, $3)
+                    ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
                 vec![
                     (log, Type::INT8),
                     (&STATE_KEY, Type::TEXT),
                     (state, Type::BYTEA),
                 ],
-                expect(1, "the leaf index state".into()),
+                1,
+                "the leaf index state".into(),
             )));
         }
     }

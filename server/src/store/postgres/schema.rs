@@ -182,6 +182,23 @@ const MIGRATIONS: &[&str] = &[
     ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value;
     DROP TABLE quire_leaves;
     ",
+    // 7: a commit's writes are pipelined with its COMMIT, so what each
+    // wrote is checked by PostgreSQL itself: a statement reports the rows
+    // it wrote to quire_expect, whose error aborts the transaction and
+    // turns that COMMIT into a rollback.
+    r"
+    CREATE OR REPLACE FUNCTION quire_expect(got BIGINT, want BIGINT, what TEXT) RETURNS BIGINT
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF got IS DISTINCT FROM want THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'QU001',
+                MESSAGE = format('%s: %s rows written, expected %s', what, got, want);
+        END IF;
+        RETURN got;
+    END
+    $$;
+    ",
 ];
 
 /// The schema version this server writes.

@@ -7,7 +7,7 @@ use tokio_postgres::types::Type;
 
 use super::super::conn::Column as _;
 use super::super::session::Session;
-use super::super::statement::{exec, exec_owned, expect};
+use super::super::statement::{exec, exec_owned};
 use super::{Plan, Work};
 use crate::store::bundle;
 use crate::store::StoreError;
@@ -111,32 +111,39 @@ impl Plan {
             let n = self.single.0.len() as u64;
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_entries (log, idx, data) SELECT $1, * FROM unnest($2::int8[], $3::bytea[])",
+                "WITH w AS (
+                    INSERT INTO quire_entries (log, idx, data) SELECT $1, * FROM unnest($2::int8[], $3::bytea[])
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
                 vec![(&self.log, Type::INT8), (&self.single.0, Type::INT8_ARRAY), (&self.single.1, Type::BYTEA_ARRAY)],
-                expect(n, "entries".into()),
+                n,
+                "entries".into(),
             )));
         }
         for (b, data) in bundles {
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_bundles (log, idx, data) VALUES ($1, $2, $3)",
+                "WITH w AS (
+                    INSERT INTO quire_bundles (log, idx, data) VALUES ($1, $2, $3) RETURNING 1
+                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
                 vec![
                     (&self.log, Type::INT8),
                     (&b.bundle, Type::INT8),
                     (data, Type::BYTEA),
                 ],
-                expect(1, format!("entry bundle {}", b.bundle)),
+                1,
+                format!("entry bundle {}", b.bundle),
             )));
             if let New::After { prior, .. } = b.new {
                 let end = b.from + prior;
                 work.push(Box::pin(exec_owned(
                     client,
-                    "DELETE FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3",
+                    "WITH w AS (
+                        DELETE FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3 RETURNING 1
+                     ) SELECT quire_expect(count(*), $4, $5) FROM w",
                     [self.log, b.from, end],
-                    expect(
-                        u64::try_from(prior).unwrap_or(0),
-                        format!("moving bundle {}", b.bundle),
-                    ),
+                    u64::try_from(prior).unwrap_or(0),
+                    format!("moving bundle {}", b.bundle),
                 )));
             }
         }

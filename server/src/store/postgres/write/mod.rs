@@ -1,19 +1,21 @@
 //! A commit in one PostgreSQL transaction: the log's head row locked and
 //! compared first (the compare-and-swap), then entries, completed bundles,
 //! tile and mid rows, the leaf index's step, the checkpoint and metadata, and the new
-//! head. The statements after the lock are pipelined on the connection;
-//! any failure rolls the whole transaction back.
+//! head. Two round trips: the locks and checks, then the writes and
+//! `COMMIT`, pipelined; PostgreSQL checks what each write wrote
+//! ([`super::statement`]), so any failure rolls the whole transaction back.
 //!
-//! A commit whose outcome is unknown (the connection lost at `COMMIT`, or
-//! its deadline passed) is an error that says so: the caller must read the
-//! head again before it trusts anything it did not read back.
+//! A commit whose outcome is unknown (the connection lost with its
+//! `COMMIT` sent, or its deadline passed) is an error that says so: the
+//! caller must read the head again before it trusts anything it did not
+//! read back.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use quire_core::node::TileId;
 use quire_core::Hash;
 use tokio_postgres::types::Type;
@@ -27,7 +29,7 @@ use super::events::EventPlan;
 use super::leaf_blocks::LeafPlan;
 use super::replication::{mark_replicated, replicated, SyncCheck};
 use super::session::Session;
-use super::statement::{exec, expect};
+use super::statement::exec;
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::rows::{RowSpan, MID};
@@ -106,11 +108,15 @@ fn run_commit(shared: &Arc<Shared>, mut plan: Plan, entries: &[Vec<u8>]) -> Resu
             open: true,
         };
         let Some(client) = tx.slot.as_ref().map(Arc::clone) else {
-            return Err(StoreError::engine("no PostgreSQL connection for the commit"));
+            return Err(StoreError::engine(
+                "no PostgreSQL connection for the commit",
+            ));
         };
         let written = plan.write(&client, encoded).await;
         if let Err(e) = written {
-            // A rollback that fails leaves the transaction open: the
+            // The transaction is open when a check refused the commit, and
+            // ended when its writes and COMMIT were sent (a ROLLBACK then
+            // only warns). A rollback that fails leaves it open: the
             // connection is discarded then, and the server rolls back a
             // transaction whose connection is gone.
             if client.batch_execute("ROLLBACK").await.is_ok() {
@@ -118,16 +124,6 @@ fn run_commit(shared: &Arc<Shared>, mut plan: Plan, entries: &[Vec<u8>]) -> Resu
             }
             return Err(e);
         }
-        client.batch_execute("COMMIT").await.map_err(|e| {
-            if client.is_closed() {
-                StoreError::engine(format!(
-                    "the outcome of the commit to size {} is unknown (the PostgreSQL connection closed at COMMIT: {e}); read the head again before trusting it",
-                    plan.head.size
-                ))
-            } else {
-                engine(e)
-            }
-        })?;
         tx.open = false;
         drop(tx);
         if plan.marked.load(std::sync::atomic::Ordering::Relaxed) {
@@ -368,16 +364,23 @@ impl Plan {
         })
     }
 
-    /// The whole transaction but `COMMIT`, in two round trips. First,
-    /// pipelined: `BEGIN`, the locks, the replication check and the rows
-    /// a completed bundle starts with; PostgreSQL runs them in the order
-    /// sent, so the lease and the head are locked before anything is read,
-    /// and their answers are checked in that order. Only then the writes,
-    /// pipelined: nothing that carries the commit's signed checkpoint
-    /// reaches the database (its WAL, its standbys) unless the commit
-    /// extends the stored head under this server's lease and will be
-    /// replicated as required, and its leaf index step extends the stored
-    /// index state.
+    /// The whole transaction, in two round trips. First, pipelined:
+    /// `BEGIN`, the locks, the replication check and the rows a completed
+    /// bundle starts with; PostgreSQL runs them in the order sent, so the
+    /// lease and the head are locked before anything is read, and their
+    /// answers are checked in that order. Only then the writes and
+    /// `COMMIT`, pipelined: nothing that carries the commit's signed
+    /// checkpoint reaches the database (its WAL, its standbys) unless the
+    /// commit extends the stored head under this server's lease and will
+    /// be replicated as required, and its leaf index step extends the
+    /// stored index state. Each write is checked by PostgreSQL
+    /// ([`super::statement`]): one that fails aborts the transaction, and
+    /// the `COMMIT` behind it rolls back.
+    ///
+    /// # Errors
+    /// A check that refused the commit (the transaction is still open),
+    /// the first write that failed (it is rolled back), or an outcome
+    /// that is unknown: the connection closed with the `COMMIT` sent.
     async fn write(
         &self,
         client: &Session,
@@ -421,8 +424,24 @@ impl Plan {
             }));
         }
         self.statements(client, &mut work);
-        try_join_all(work).await?;
-        Ok(())
+        let (written, committed) =
+            futures_util::future::join(join_all(work), client.batch_execute("COMMIT")).await;
+        let failed = written.into_iter().find_map(Result::err);
+        match (failed, committed) {
+            (None, Ok(())) => Ok(()),
+            (failed, committed) if client.is_closed() => {
+                let why = failed.map_or_else(
+                    || committed.err().map(|e| e.to_string()).unwrap_or_default(),
+                    |e| e.to_string(),
+                );
+                Err(StoreError::engine(format!(
+                    "the outcome of the commit to size {} is unknown (the PostgreSQL connection closed with its COMMIT sent: {why}); read the head again before trusting it",
+                    self.head.size
+                )))
+            }
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => Err(engine(e)),
+        }
     }
 
     /// The fence, when the store has one: the lease row, locked first (a
@@ -480,16 +499,20 @@ impl Plan {
         )
     }
 
-    /// Tile and mid rows, leaf index blocks, the checkpoint, metadata and the
-    /// new head.
+    /// Tile and mid rows, leaf index blocks, metadata, event rows, the
+    /// checkpoint and the new head: the checkpoint after every write that
+    /// PostgreSQL checks, so a write that fails aborts the transaction
+    /// before the signed note is ever written.
     fn statements<'a>(&'a self, client: &'a Session, work: &mut Vec<Work<'a>>) {
         if !self.new_rows.0.is_empty() {
             let n = self.new_rows.0.len() as u64;
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_tiles (log, mid, level, idx, hashes)
-                 SELECT $1, * FROM unnest($2::bool[], $3::int2[], $4::int8[], $5::bytea[])
-                 ON CONFLICT DO NOTHING",
+                "WITH w AS (
+                    INSERT INTO quire_tiles (log, mid, level, idx, hashes)
+                    SELECT $1, * FROM unnest($2::bool[], $3::int2[], $4::int8[], $5::bytea[])
+                    ON CONFLICT DO NOTHING RETURNING 1
+                 ) SELECT quire_expect(count(*), $6, $7) FROM w",
                 vec![
                     (&self.log, Type::INT8),
                     (&self.new_rows.0, Type::BOOL_ARRAY),
@@ -497,7 +520,8 @@ impl Plan {
                     (&self.new_rows.2, Type::INT8_ARRAY),
                     (&self.new_rows.3, Type::BYTEA_ARRAY),
                 ],
-                expect(n, format!("{n} new tile and mid rows (some exist already)")),
+                n,
+                format!("{n} new tile and mid rows (some exist already)"),
             )));
         }
         for r in &self.rows {
@@ -509,49 +533,73 @@ impl Plan {
             );
             work.push(Box::pin(exec(
                 client,
-                "UPDATE quire_tiles SET hashes = hashes || $5 WHERE log = $1 AND mid = $2 AND level = $3 AND idx = $4 AND length(hashes) = $6",
-                vec![(&self.log, Type::INT8), (&r.mid, Type::BOOL), (&r.level, Type::INT2), (&r.index, Type::INT8), (&r.bytes, Type::BYTEA), (&r.at, Type::INT4)],
-                expect(1, format!("{what} (not {} hashes long)", r.at / 32)),
+                "WITH w AS (
+                    UPDATE quire_tiles SET hashes = hashes || $5
+                    WHERE log = $1 AND mid = $2 AND level = $3 AND idx = $4 AND length(hashes) = $6
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $7, $8) FROM w",
+                vec![
+                    (&self.log, Type::INT8),
+                    (&r.mid, Type::BOOL),
+                    (&r.level, Type::INT2),
+                    (&r.index, Type::INT8),
+                    (&r.bytes, Type::BYTEA),
+                    (&r.at, Type::INT4),
+                ],
+                1,
+                format!("{what} (not {} hashes long)", r.at / 32),
             )));
         }
         if let Some(leaf) = &self.leaf {
             leaf.statements(client, &self.log, work);
         }
+        if !self.meta.0.is_empty() {
+            work.push(Box::pin(exec(
+                client,
+                "WITH w AS (
+                    INSERT INTO quire_meta (log, key, value) SELECT $1, * FROM unnest($2::text[], $3::bytea[])
+                    ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
+                vec![(&self.log, Type::INT8), (&self.meta.0, Type::TEXT_ARRAY), (&self.meta.1, Type::BYTEA_ARRAY)],
+                self.meta.0.len() as u64,
+                "metadata".into(),
+            )));
+        }
+        self.events.statements(client, &self.log, work);
         if !self.checkpoints.0.is_empty() {
             let n = self.checkpoints.0.len() as u64;
             work.push(Box::pin(exec(
                 client,
-                "INSERT INTO quire_checkpoints (log, size, signed_at_ms, note)
-                 SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::bytea[])",
+                "WITH w AS (
+                    INSERT INTO quire_checkpoints (log, size, signed_at_ms, note)
+                    SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::bytea[])
+                    RETURNING 1
+                 ) SELECT quire_expect(count(*), $5, $6) FROM w",
                 vec![
                     (&self.log, Type::INT8),
                     (&self.checkpoints.0, Type::INT8_ARRAY),
                     (&self.checkpoints.1, Type::INT8_ARRAY),
                     (&self.checkpoints.2, Type::BYTEA_ARRAY),
                 ],
-                expect(n, "checkpoints".into()),
+                n,
+                "checkpoints".into(),
             )));
         }
-        if !self.meta.0.is_empty() {
-            work.push(Box::pin(exec(
-                client,
-                "INSERT INTO quire_meta (log, key, value) SELECT $1, * FROM unnest($2::text[], $3::bytea[])
-                 ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value",
-                vec![(&self.log, Type::INT8), (&self.meta.0, Type::TEXT_ARRAY), (&self.meta.1, Type::BYTEA_ARRAY)],
-                |_| Ok(()),
-            )));
-        }
-        self.events.statements(client, &self.log, work);
         work.push(Box::pin(exec(
             client,
-            "INSERT INTO quire_heads (log, size, root) VALUES ($1, $2, $3)
-             ON CONFLICT (log) DO UPDATE SET size = EXCLUDED.size, root = EXCLUDED.root",
+            "WITH w AS (
+                INSERT INTO quire_heads (log, size, root) VALUES ($1, $2, $3)
+                ON CONFLICT (log) DO UPDATE SET size = EXCLUDED.size, root = EXCLUDED.root
+                RETURNING 1
+             ) SELECT quire_expect(count(*), $4, $5) FROM w",
             vec![
                 (&self.log, Type::INT8),
                 (&self.head_row.0, Type::INT8),
                 (&self.head_row.1, Type::BYTEA),
             ],
-            expect(1, "the head".into()),
+            1,
+            "the head".into(),
         )));
     }
 }
