@@ -589,3 +589,70 @@ async fn a_commit_by_another_writer_stops_the_sequencer_without_signing() {
     assert!(matches!(e, WriteError::Stopped { .. }), "{e:?}");
     log.close();
 }
+
+/// A value altered beside the server to be longer than any Quire writes
+/// (a checkpoint note, an entry, metadata, kept cosignatures) is refused
+/// as corrupt, naming the value and its limit, and values within their
+/// limits still read. (The statements select at most a limit and a byte,
+/// so PostgreSQL cuts such a value before sending it.)
+#[test]
+fn postgres_refuses_stored_values_over_their_limits() {
+    let pg = quire_tests::postgres::shared();
+    let origin = quire_tests::postgres::unique("oversized.example/log");
+    let store = quire_tests::postgres::store(&origin, Create::Yes).unwrap();
+    let (c, _) = Writer::new().commit(&entries(0, 10), true);
+    store.commit(&c).unwrap();
+    store
+        .keep_cosignatures(10, b"\xe2\x80\x94 witness sig\n")
+        .unwrap();
+    let sql = |q: &str| {
+        quire_tests::postgres::psql(
+            &pg.url,
+            &q.replace(
+                "LOG",
+                &format!("(SELECT id FROM quire_logs WHERE origin = '{origin}')"),
+            ),
+        )
+        .unwrap()
+    };
+    let refused = |e: StoreError, what: &str, limit: usize| {
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+        let want = format!("{what} is over {limit} bytes");
+        assert!(e.to_string().contains(&want), "{e} (wanted {want:?})");
+    };
+    let big = "repeat('x', 300000)::bytea";
+
+    // The latest checkpoint's note: the view that reads it does not open.
+    sql(&format!(
+        "UPDATE quire_checkpoints SET note = note || {big} WHERE log = LOG"
+    ));
+    let e = store.reader().err().unwrap();
+    refused(e, "the stored note of the checkpoint of size 10", 64 * 1024);
+    sql("UPDATE quire_checkpoints SET note = substring(note FROM 1 FOR length(note) - 300000) WHERE log = LOG");
+    let r = store.reader().unwrap();
+    assert_eq!(r.entries(0, 10).unwrap(), entries(0, 10));
+
+    // An entry, metadata, kept cosignatures.
+    sql(&format!(
+        "UPDATE quire_entries SET data = {big} WHERE log = LOG AND idx = 3"
+    ));
+    refused(r.entries(0, 10).unwrap_err(), "stored entry 3", 65535);
+    sql(&format!(
+        "INSERT INTO quire_meta (log, key, value) VALUES (LOG, 'lifecycle', {big})"
+    ));
+    refused(
+        r.meta("lifecycle").unwrap_err(),
+        "stored metadata \"lifecycle\"",
+        64 * 1024,
+    );
+    sql(&format!(
+        "UPDATE quire_cosignatures SET lines = {big} WHERE log = LOG"
+    ));
+    refused(
+        r.latest_cosignatures().unwrap_err(),
+        "the kept cosignatures of size 10",
+        64 * 1024,
+    );
+    // What is within its limit still reads.
+    assert_eq!(r.entries(4, 10).unwrap(), entries(4, 6));
+}

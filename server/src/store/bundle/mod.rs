@@ -28,6 +28,13 @@ pub const MAX_ENTRY_BYTES: usize = quire_core::tiles::MAX_BUNDLE_ENTRY;
 #[allow(clippy::cast_possible_truncation)] // 256
 pub const MAX_PAYLOAD_BYTES: usize = BUNDLE_SIZE as usize * (4 + MAX_ENTRY_BYTES);
 
+/// Largest bundle record any codec writes: an LZ4 record's codec byte,
+/// size prefix and the largest block of the largest payload (above a raw
+/// record's codec byte and payload, and a framed record, which is kept
+/// only when smaller than raw). A stored record above it is damage.
+pub const MAX_RECORD_BYTES: usize =
+    1 + 4 + lz4_flex::block::get_maximum_output_size(MAX_PAYLOAD_BYTES);
+
 /// Entries per frame of a framed bundle: a read of one entry decompresses
 /// at most this many.
 pub const FRAME_ENTRIES: usize = 32;

@@ -14,6 +14,12 @@ use crate::store::StoreError;
 /// Most bytes of one row's settings or keys, checked before parsing.
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
 
+/// Most characters read of a row's text: one over [`MAX_ROW_BYTES`], so
+/// that PostgreSQL sends at most four bytes a character of a row over it
+/// (a row altered beside the servers), which is then refused.
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // 64 KiB
+const READ_CHARS: i32 = MAX_ROW_BYTES as i32 + 1;
+
 /// Most rows read at once.
 pub const MAX_ROWS: i64 = 100_000;
 
@@ -62,7 +68,7 @@ impl Shared {
 }
 
 /// A row read from `quire_catalog` (`origin, settings, vkeys, created_ms`),
-/// refused when its settings or keys are over [`MAX_ROW_BYTES`].
+/// refused when its origin, settings or keys are over [`MAX_ROW_BYTES`].
 fn row_of(r: &tokio_postgres::Row) -> Result<CatalogRow, StoreError> {
     let row = CatalogRow {
         origin: r.col(0)?,
@@ -70,7 +76,10 @@ fn row_of(r: &tokio_postgres::Row) -> Result<CatalogRow, StoreError> {
         vkeys: r.col(2)?,
         created_ms: r.col(3)?,
     };
-    if row.settings.len() > MAX_ROW_BYTES || row.vkeys.len() > MAX_ROW_BYTES {
+    if row.origin.len() > MAX_ROW_BYTES
+        || row.settings.len() > MAX_ROW_BYTES
+        || row.vkeys.len() > MAX_ROW_BYTES
+    {
         return Err(StoreError::Corrupt(format!(
             "catalog row of {:?} is over {MAX_ROW_BYTES} bytes",
             row.origin
@@ -114,9 +123,9 @@ impl PgCatalog {
             let c = shared.session(&config, tls.as_ref()).await?;
             let rows = c
                 .query(
-                    "SELECT origin, settings, vkeys, created_ms FROM quire_catalog \
-                     ORDER BY created_ms, origin LIMIT $1",
-                    &[&MAX_ROWS],
+                    "SELECT left(origin, $2), left(settings, $2), left(vkeys, $2), created_ms \
+                     FROM quire_catalog ORDER BY created_ms, origin LIMIT $1",
+                    &[&MAX_ROWS, &READ_CHARS],
                 )
                 .await
                 .map_err(engine)?;
@@ -147,8 +156,9 @@ impl PgCatalog {
             .map_err(engine)?;
             let r = c
                 .query_one(
-                    "SELECT origin, settings, vkeys, created_ms FROM quire_catalog WHERE origin = $1",
-                    &[&row.origin],
+                    "SELECT left(origin, $2), left(settings, $2), left(vkeys, $2), created_ms \
+                     FROM quire_catalog WHERE origin = $1",
+                    &[&row.origin, &READ_CHARS],
                 )
                 .await
                 .map_err(engine)?;

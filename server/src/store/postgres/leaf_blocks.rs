@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_postgres::types::Type;
 
+use super::bounded;
 use super::conn::{int, uint, Column as _};
 use super::leaves::Planned;
 use super::session::{Param, Session};
@@ -122,11 +123,11 @@ impl Blocks<'_> {
                 let c = s.reader().await?;
                 let rows = c
                     .rows(
-                        "(SELECT false, first_key, first_idx, pairs FROM quire_leaf_blocks
+                        "(SELECT false, first_key, first_idx, substring(pairs FROM 1 FOR $6) FROM quire_leaf_blocks
                       WHERE log = $1 AND run = $2 AND (first_key, first_idx) <= ($3, $4)
                       ORDER BY first_key DESC, first_idx DESC LIMIT 1)
                      UNION ALL
-                     (SELECT true, first_key, first_idx, pairs FROM quire_leaf_blocks
+                     (SELECT true, first_key, first_idx, substring(pairs FROM 1 FOR $6) FROM quire_leaf_blocks
                       WHERE log = $1 AND run = $2 AND (first_key, first_idx) > ($3, $4)
                       ORDER BY first_key, first_idx LIMIT $5)",
                         &[
@@ -135,6 +136,7 @@ impl Blocks<'_> {
                             (&k0, Type::INT8),
                             (&i0, Type::INT8),
                             (&limit, Type::INT8),
+                            (&BLOCK_LIMIT, Type::INT4),
                         ],
                     )
                     .await?;
@@ -143,7 +145,7 @@ impl Blocks<'_> {
                         Ok((
                             r.col::<bool>(0)?,
                             (r.col::<i64>(1)?, r.col::<i64>(2)?),
-                            r.col::<Vec<u8>>(3)?,
+                            block_within(r.col::<Vec<u8>>(3)?, "read from a run")?,
                         ))
                     })
                     .collect::<Result<Vec<_>, StoreError>>()
@@ -237,6 +239,7 @@ impl BlockSource for Blocks<'_> {
                             (&log, Type::INT8),
                             (&run_id, Type::INT8),
                             (&limit, Type::INT8),
+                            (&BLOCK_LIMIT, Type::INT4),
                         ],
                     )
                     .await?;
@@ -250,14 +253,43 @@ impl BlockSource for Blocks<'_> {
     }
 }
 
-/// The stored state of a log's leaf index (`$1` the log, `$2` the key).
-pub(super) const STATE_SQL: &str = "SELECT value FROM quire_meta WHERE log = $1 AND key = $2";
+/// The stored state of a log's leaf index (`$1` the log, `$2` the key,
+/// `$3` [`bounded::param`] of [`bounded::META`]).
+pub(super) const STATE_SQL: &str =
+    "SELECT substring(value FROM 1 FOR $3) FROM quire_meta WHERE log = $1 AND key = $2";
+
+/// The parameters of [`STATE_SQL`] for log `log`.
+pub(super) fn state_params(log: &i64) -> [Param<'_>; 3] {
+    [
+        (log, Type::INT8),
+        (&STATE_KEY, Type::TEXT),
+        (&STATE_LIMIT, Type::INT4),
+    ]
+}
+
+/// [`STATE_SQL`]'s `$3`.
+const STATE_LIMIT: i32 = bounded::param(bounded::META);
+
+/// A block's pairs read as [`bounded`] says: refused over the most a
+/// block holds.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] naming the block when it is over.
+pub(super) fn block_within(pairs: Vec<u8>, which: &str) -> Result<Vec<u8>, StoreError> {
+    bounded::within(pairs, bounded::LEAF_BLOCK, || {
+        format!("a stored block of the leaf index ({which})")
+    })
+}
+
+/// [`PROBE_SQL`]'s `$5` and the blocks read's `$6`.
+pub(super) const BLOCK_LIMIT: i32 = bounded::param(bounded::LEAF_BLOCK);
 
 /// The block of each probe that may hold its key: `$2` the probes'
-/// numbers, `$3` their runs, `$4` their keys (as stored); one row a probe,
+/// numbers, `$3` their runs, `$4` their keys (as stored), `$5`
+/// [`BLOCK_LIMIT`]; one row a probe,
 /// the last block of its run whose first key is at most the key, or a
 /// block of equal first keys before it.
-pub(super) const PROBE_SQL: &str = "SELECT p.n, b.pairs
+pub(super) const PROBE_SQL: &str = "SELECT p.n, substring(b.pairs FROM 1 FOR $5)
      FROM unnest($2::int4[], $3::int8[], $4::int8[]) AS p(n, run, key)
      JOIN LATERAL (
          SELECT pairs FROM quire_leaf_blocks
@@ -331,7 +363,7 @@ impl LeafPlan {
     /// [`StoreError::Engine`] when another writer changed the state;
     /// [`StoreError::LeafStored`] when a leaf's key is in a run.
     pub(super) async fn check(&self, client: &Session, log: i64) -> Result<(), StoreError> {
-        let state_params: [Param<'_>; 2] = [(&log, Type::INT8), (&STATE_KEY, Type::TEXT)];
+        let state_params = state_params(&log);
         let state = client.row_opt(STATE_SQL, &state_params);
         let probed = async {
             match &self.new_leaves {
@@ -343,6 +375,7 @@ impl LeafPlan {
                             (&c.probes.0, Type::INT4_ARRAY),
                             (&c.probes.1, Type::INT8_ARRAY),
                             (&c.probes.2, Type::INT8_ARRAY),
+                            (&BLOCK_LIMIT, Type::INT4),
                         ],
                     )
                     .await
@@ -365,7 +398,8 @@ impl LeafPlan {
             for r in &rows {
                 let n = usize::try_from(r.col::<i32>(0)?).unwrap_or(usize::MAX);
                 if let Some(k) = c.keys.get(n) {
-                    block_lookup(r.col::<&[u8]>(1)?, *k, &mut found);
+                    let block = block_within(r.col::<Vec<u8>>(1)?, "probed")?;
+                    block_lookup(&block, *k, &mut found);
                 }
                 if let Some(i) = found.first() {
                     return Err(StoreError::LeafStored(format!(

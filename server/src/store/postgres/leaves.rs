@@ -21,15 +21,18 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use quire_core::Hash;
 use tokio_postgres::types::Type;
 
+use super::bounded;
 use super::conn::{int, uint, Column as _};
-use super::leaf_blocks::{db_key, Blocks, NewLeaves, Probes, ReadAhead, PROBE_SQL, STATE_SQL};
+use super::leaf_blocks::{
+    block_within, db_key, state_params, Blocks, NewLeaves, Probes, ReadAhead, BLOCK_LIMIT,
+    PROBE_SQL, STATE_SQL,
+};
 use super::session::Param;
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
 use crate::store::leaf_index::memtable::{BuildFilter, Builder, IndexCache, Memtable, SharedCache};
 use crate::store::leaf_index::{
     self, block_lookup, BlockSource, Changes, IndexState, MergeBloom, Shape, Step, BLOCK_PAIRS,
-    STATE_KEY,
 };
 use crate::store::StoreError;
 
@@ -409,9 +412,7 @@ fn read_state(shared: &Arc<Shared>) -> Result<Option<IndexState>, StoreError> {
         .driver
         .run("reading the leaf index state", async move {
             let c = s.reader().await?;
-            let row = c
-                .row_opt(STATE_SQL, &[(&log, Type::INT8), (&STATE_KEY, Type::TEXT)])
-                .await?;
+            let row = c.row_opt(STATE_SQL, &state_params(&log)).await?;
             row.map(|r| r.col::<Vec<u8>>(0)).transpose()
         })?;
     bytes.map(|b| IndexState::decode(&b)).transpose()
@@ -429,18 +430,25 @@ fn tail(shared: &Arc<Shared>, from: u64, to: u64) -> Result<Vec<Hash>, StoreErro
             let c = s.reader().await?;
             let rows = c
                 .rows(
-                    "SELECT idx, hashes FROM quire_tiles
+                    "SELECT idx, substring(hashes FROM 1 FOR $4) FROM quire_tiles
                      WHERE log = $1 AND mid = false AND level = 0 AND idx >= $2 AND idx <= $3
                      ORDER BY idx",
                     &[
                         (&log, Type::INT8),
                         (&first, Type::INT8),
                         (&last, Type::INT8),
+                        (&bounded::param(bounded::TILE_ROW), Type::INT4),
                     ],
                 )
                 .await?;
             rows.iter()
-                .map(|r| Ok((uint(r.col(0)?)?, r.col::<Vec<u8>>(1)?)))
+                .map(|r| {
+                    let tile = uint(r.col(0)?)?;
+                    let hashes = bounded::within(r.col::<Vec<u8>>(1)?, bounded::TILE_ROW, || {
+                        format!("stored tile row 0/{tile}")
+                    })?;
+                    Ok((tile, hashes))
+                })
                 .collect::<Result<Vec<_>, StoreError>>()
         })?;
         for (tile, bytes) in rows {
@@ -477,13 +485,14 @@ fn probe(
     let (s, log) = (Arc::clone(shared), shared.log);
     let (blocks, state) = shared.driver.run("probing the leaf index", async move {
         let c = s.reader().await?;
-        let probe_params: [Param<'_>; 4] = [
+        let probe_params: [Param<'_>; 5] = [
             (&log, Type::INT8),
             (&n, Type::INT4_ARRAY),
             (&run, Type::INT8_ARRAY),
             (&key, Type::INT8_ARRAY),
+            (&BLOCK_LIMIT, Type::INT4),
         ];
-        let state_params: [Param<'_>; 2] = [(&log, Type::INT8), (&STATE_KEY, Type::TEXT)];
+        let state_params = state_params(&log);
         let probed = c.rows_planned(PROBE_SQL, &probe_params);
         let state = c.row_opt(STATE_SQL, &state_params);
         let (rows, state) = futures_util::future::join(probed, state).await;
@@ -492,7 +501,7 @@ fn probe(
             .map(|r| {
                 Ok((
                     usize::try_from(r.col::<i32>(0)?).unwrap_or(usize::MAX),
-                    r.col::<Vec<u8>>(1)?,
+                    block_within(r.col::<Vec<u8>>(1)?, "probed")?,
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

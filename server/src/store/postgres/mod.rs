@@ -13,6 +13,7 @@
 //! Out of scope here: which replica sequences (leases), and replication
 //! checks; those sit above the storage trait.
 
+mod bounded;
 pub mod catalog;
 mod conn;
 mod events;

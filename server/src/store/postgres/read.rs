@@ -9,6 +9,7 @@ use std::sync::Arc;
 use quire_core::{perfect_root, Hash, HashReader, NodeId};
 use tokio_postgres::types::Type;
 
+use super::bounded;
 use super::conn::{int, uint, Column as _};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
@@ -23,11 +24,14 @@ pub struct PgReader {
     latest: Option<StoredCheckpoint>,
 }
 
+/// A stored checkpoint from its row, its note read as [`bounded`] says.
 fn checkpoint(size: i64, at: i64, note: Vec<u8>) -> Result<StoredCheckpoint, StoreError> {
     Ok(StoredCheckpoint {
         size: uint(size)?,
         signed_at_ms: uint(at)?,
-        note,
+        note: bounded::within(note, bounded::NOTE, || {
+            format!("the stored note of the checkpoint of size {size}")
+        })?,
     })
 }
 
@@ -42,10 +46,14 @@ impl PgReader {
                      FROM (SELECT 1) AS one
                      LEFT JOIN quire_heads h ON h.log = $1
                      LEFT JOIN LATERAL (
-                         SELECT size, signed_at_ms, note FROM quire_checkpoints
+                         SELECT size, signed_at_ms, substring(note FROM 1 FOR $2) AS note
+                         FROM quire_checkpoints
                          WHERE log = $1 ORDER BY size DESC LIMIT 1
                      ) cp ON true",
-                    &[(&s.log, Type::INT8)],
+                    &[
+                        (&s.log, Type::INT8),
+                        (&bounded::param(bounded::NOTE), Type::INT4),
+                    ],
                 )
                 .await?;
             let head = match (row.col::<Option<i64>>(0)?, row.col::<Option<Vec<u8>>>(1)?) {
@@ -251,8 +259,13 @@ impl StorageReader for PgReader {
             let c = s.reader().await?;
             let row = c
                 .row_opt(
-                    "SELECT salt || payload, erased_by FROM quire_event_payloads WHERE log = $1 AND idx = $2",
-                    &[(&s.log, Type::INT8), (&idx, Type::INT8)],
+                    "SELECT substring(salt || payload FROM 1 FOR $3), erased_by
+                     FROM quire_event_payloads WHERE log = $1 AND idx = $2",
+                    &[
+                        (&s.log, Type::INT8),
+                        (&idx, Type::INT8),
+                        (&bounded::param(bounded::PAYLOAD), Type::INT4),
+                    ],
                 )
                 .await?;
             row.map(|r| payload_of(index, &r, 0)).transpose()
@@ -270,9 +283,15 @@ impl StorageReader for PgReader {
             let c = s.reader().await?;
             let rows = c
                 .rows(
-                    "SELECT idx, salt || payload, erased_by FROM quire_event_payloads
+                    "SELECT idx, substring(salt || payload FROM 1 FOR $4), erased_by
+                     FROM quire_event_payloads
                      WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-                    &[(&s.log, Type::INT8), (&lo, Type::INT8), (&hi, Type::INT8)],
+                    &[
+                        (&s.log, Type::INT8),
+                        (&lo, Type::INT8),
+                        (&hi, Type::INT8),
+                        (&bounded::param(bounded::PAYLOAD), Type::INT4),
+                    ],
                 )
                 .await?;
             rows.iter()
@@ -359,13 +378,14 @@ impl StorageReader for PgReader {
             let c = s.reader().await?;
             let rows = c
                 .rows(
-                    "SELECT size, signed_at_ms, note FROM quire_checkpoints
+                    "SELECT size, signed_at_ms, substring(note FROM 1 FOR $5) FROM quire_checkpoints
                      WHERE log = $1 AND size >= $2 AND size <= $3 ORDER BY size LIMIT $4",
                     &[
                         (&s.log, Type::INT8),
                         (&from, Type::INT8),
                         (&max, Type::INT8),
                         (&limit, Type::INT8),
+                        (&bounded::param(bounded::NOTE), Type::INT4),
                     ],
                 )
                 .await?;
@@ -391,15 +411,19 @@ impl StorageReader for PgReader {
             // its single rows or as the bundle, never as neither.
             let rows = c
                 .rows(
-                    "SELECT false, idx, data FROM quire_bundles WHERE log = $1 AND idx >= $2 AND idx < $3
+                    "SELECT false, idx, substring(data FROM 1 FOR $6) FROM quire_bundles
+                     WHERE log = $1 AND idx >= $2 AND idx < $3
                      UNION ALL
-                     SELECT true, idx, data FROM quire_entries WHERE log = $1 AND idx >= $4 AND idx < $5",
+                     SELECT true, idx, substring(data FROM 1 FOR $7) FROM quire_entries
+                     WHERE log = $1 AND idx >= $4 AND idx < $5",
                     &[
                         (&s.log, Type::INT8),
                         (&b0, Type::INT8),
                         (&b1, Type::INT8),
                         (&e0, Type::INT8),
                         (&e1, Type::INT8),
+                        (&bounded::param(bounded::BUNDLE), Type::INT4),
+                        (&bounded::param(bounded::ENTRY), Type::INT4),
                     ],
                 )
                 .await?;
@@ -411,9 +435,13 @@ impl StorageReader for PgReader {
         for (single, idx, data) in rows {
             let idx = uint(idx)?;
             if single {
+                let data = bounded::within(data, bounded::ENTRY, || format!("stored entry {idx}"))?;
                 found.insert(idx, data);
                 continue;
             }
+            let data = bounded::within(data, bounded::BUNDLE, || {
+                format!("stored entry bundle {idx}")
+            })?;
             // Only the frames holding the range are decompressed.
             let first = idx * BUNDLE_SIZE;
             let from = usize::try_from(start.saturating_sub(first)).unwrap_or(usize::MAX);
@@ -451,11 +479,20 @@ impl StorageReader for PgReader {
             let c = s.reader().await?;
             let row = c
                 .row_opt(
-                    "SELECT value FROM quire_meta WHERE log = $1 AND key = $2",
-                    &[(&s.log, Type::INT8), (&key, Type::TEXT)],
+                    "SELECT substring(value FROM 1 FOR $3) FROM quire_meta WHERE log = $1 AND key = $2",
+                    &[
+                        (&s.log, Type::INT8),
+                        (&key, Type::TEXT),
+                        (&bounded::param(bounded::META), Type::INT4),
+                    ],
                 )
                 .await?;
-            row.map(|r| r.col::<Vec<u8>>(0)).transpose()
+            row.map(|r| {
+                bounded::within(r.col::<Vec<u8>>(0)?, bounded::META, || {
+                    format!("stored metadata {key:?}")
+                })
+            })
+            .transpose()
         })
     }
 
@@ -465,12 +502,23 @@ impl StorageReader for PgReader {
             let c = s.reader().await?;
             let row = c
                 .row_opt(
-                    "SELECT size, lines FROM quire_cosignatures WHERE log = $1 ORDER BY size DESC LIMIT 1",
-                    &[(&s.log, Type::INT8)],
+                    "SELECT size, substring(lines FROM 1 FOR $2) FROM quire_cosignatures
+                     WHERE log = $1 ORDER BY size DESC LIMIT 1",
+                    &[
+                        (&s.log, Type::INT8),
+                        (&bounded::param(bounded::COSIGNATURES), Type::INT4),
+                    ],
                 )
                 .await?;
             match row {
-                Some(r) => Ok(Some((uint(r.col(0)?)?, r.col::<Vec<u8>>(1)?))),
+                Some(r) => {
+                    let size = uint(r.col(0)?)?;
+                    let lines =
+                        bounded::within(r.col::<Vec<u8>>(1)?, bounded::COSIGNATURES, || {
+                            format!("the kept cosignatures of size {size}")
+                        })?;
+                    Ok(Some((size, lines)))
+                }
                 None => Ok(None),
             }
         })
@@ -486,6 +534,11 @@ impl StorageReader for PgReader {
 fn payload_of(index: u64, r: &tokio_postgres::Row, at: usize) -> Result<Payload, StoreError> {
     match r.col::<Option<i64>>(at + 1)? {
         Some(by) => Ok(Payload::Erased { by: uint(by)? }),
-        None => decode_payload(index, &r.col::<Vec<u8>>(at)?),
+        None => decode_payload(
+            index,
+            &bounded::within(r.col::<Vec<u8>>(at)?, bounded::PAYLOAD, || {
+                format!("the stored payload of event {index}")
+            })?,
+        ),
     }
 }

@@ -5,6 +5,7 @@
 
 use tokio_postgres::types::Type;
 
+use super::super::bounded;
 use super::super::conn::Column as _;
 use super::super::session::Session;
 use super::super::statement::{exec, exec_owned};
@@ -65,13 +66,23 @@ impl Plan {
             };
             let rows = client
                 .rows(
-                    "SELECT data FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-                    &[(&log, Type::INT8), (&b.from, Type::INT8), (&(b.from + prior), Type::INT8)],
+                    "SELECT substring(data FROM 1 FOR $4) FROM quire_entries
+                     WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                    &[
+                        (&log, Type::INT8),
+                        (&b.from, Type::INT8),
+                        (&(b.from + prior), Type::INT8),
+                        (&bounded::param(bounded::ENTRY), Type::INT4),
+                    ],
                 )
                 .await?;
             let mut entries = rows
                 .iter()
-                .map(|r| r.col::<Vec<u8>>(0))
+                .map(|r| {
+                    bounded::within(r.col::<Vec<u8>>(0)?, bounded::ENTRY, || {
+                        format!("a stored entry of bundle {}", b.bundle)
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if i64::try_from(entries.len()).ok() != Some(prior) {
                 return Err(StoreError::Corrupt(format!(
