@@ -591,7 +591,8 @@ async fn a_commit_by_another_writer_stops_the_sequencer_without_signing() {
 }
 
 /// A value altered beside the server to be longer than any Quire writes
-/// (a checkpoint note, an entry, metadata, kept cosignatures) is refused
+/// (a checkpoint note, an entry, metadata, kept cosignatures, a lease's
+/// address) is refused
 /// as corrupt, naming the value and its limit, and values within their
 /// limits still read. (The statements select at most a limit and a byte,
 /// so PostgreSQL cuts such a value before sending it.)
@@ -655,4 +656,23 @@ fn postgres_refuses_stored_values_over_their_limits() {
     );
     // What is within its limit still reads.
     assert_eq!(r.entries(4, 10).unwrap(), entries(4, 6));
+
+    // A lease's holder and address: none longer is taken, and one altered
+    // to be longer is refused when read.
+    let long = "h".repeat(4097);
+    let e = store
+        .acquire(&long, "http://a", std::time::Duration::from_secs(60))
+        .unwrap_err();
+    assert!(e.to_string().contains("at most 4096 bytes"), "{e}");
+    store
+        .acquire("a", "http://a", std::time::Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.holder().unwrap().unwrap().address, "http://a");
+    sql("UPDATE quire_leases SET address = repeat('x', 300000) WHERE log = LOG");
+    refused(
+        store.holder().unwrap_err(),
+        "the stored lease's address",
+        4096,
+    );
 }

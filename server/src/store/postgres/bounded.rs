@@ -26,6 +26,9 @@ pub(super) const PAYLOAD: usize = quire_core::event::SALT_LEN + crate::events::M
 pub(super) const META: usize = crate::store::leaf_index::state::MAX_STATE_BYTES;
 /// A tile row: 256 hashes.
 pub(super) const TILE_ROW: usize = 256 * 32;
+/// A lease's holder or address (text: read as at most this many
+/// characters and a character, then checked in bytes).
+pub(super) const LEASE_TEXT: usize = 4096;
 /// A block of the leaf index's pairs.
 pub(super) const LEAF_BLOCK: usize =
     crate::store::leaf_index::BLOCK_PAIRS * crate::store::leaf_index::PAIR;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::types::Type;
 
+use super::bounded;
 use super::conn::Column as _;
 use super::{PgStore, Shared};
 use crate::store::StoreError;
@@ -60,13 +61,20 @@ impl PgStore {
     /// epoch), and fences this store's commits with it.
     ///
     /// # Errors
-    /// [`StoreError::Engine`] from the database.
+    /// [`StoreError::Engine`] from the database, or for a holder or
+    /// address over 4,096 bytes.
     pub fn acquire(
         &self,
         holder: &str,
         address: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
+        if holder.len() > bounded::LEASE_TEXT || address.len() > bounded::LEASE_TEXT {
+            return Err(StoreError::engine(format!(
+                "a lease's holder and address are at most {} bytes each",
+                bounded::LEASE_TEXT
+            )));
+        }
         let (s, holder, address, ttl_ms) = (
             Arc::clone(&self.shared),
             holder.to_owned(),
@@ -177,15 +185,28 @@ impl PgStore {
             let c = s.reader().await?;
             let row = c
                 .row_opt(
-                    "SELECT holder, address, epoch FROM quire_leases
+                    "SELECT left(holder, $2), left(address, $2), epoch FROM quire_leases
                      WHERE log = $1 AND expires > clock_timestamp()",
-                    &[(&s.log, Type::INT8)],
+                    &[
+                        (&s.log, Type::INT8),
+                        (&bounded::param(bounded::LEASE_TEXT), Type::INT4),
+                    ],
                 )
                 .await?;
             row.map(|r| {
+                let text = |i: usize, what: &str| -> Result<String, StoreError> {
+                    let t: String = r.col(i)?;
+                    if t.len() > bounded::LEASE_TEXT {
+                        return Err(StoreError::Corrupt(format!(
+                            "the stored lease's {what} is over {} bytes, the most it can hold",
+                            bounded::LEASE_TEXT
+                        )));
+                    }
+                    Ok(t)
+                };
                 Ok(Holder {
-                    holder: r.col(0)?,
-                    address: r.col(1)?,
+                    holder: text(0, "holder")?,
+                    address: text(1, "address")?,
                     epoch: r.col(2)?,
                 })
             })
