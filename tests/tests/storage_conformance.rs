@@ -592,7 +592,7 @@ async fn a_commit_by_another_writer_stops_the_sequencer_without_signing() {
 
 /// A value altered beside the server to be longer than any Quire writes
 /// (a checkpoint note, an entry, metadata, kept cosignatures, a lease's
-/// address) is refused
+/// address, an origin) is refused
 /// as corrupt, naming the value and its limit, and values within their
 /// limits still read. (The statements select at most a limit and a byte,
 /// so PostgreSQL cuts such a value before sending it.)
@@ -674,5 +674,19 @@ fn postgres_refuses_stored_values_over_their_limits() {
         store.holder().unwrap_err(),
         "the stored lease's address",
         4096,
+    );
+
+    // The list of a database's logs, in a database of its own (other
+    // tests list the shared one's).
+    let db = pg.create_database("oversized").unwrap();
+    let opts = PgOptions::new(pg.url_of(&db));
+    PgStore::open(&opts, "origin.example/log", Create::Yes).unwrap();
+    assert_eq!(PgStore::origins(&opts).unwrap(), ["origin.example/log"]);
+    pg.psql(&db, "UPDATE quire_logs SET origin = repeat('o', 70000)")
+        .unwrap();
+    refused(
+        PgStore::origins(&opts).unwrap_err(),
+        "a stored origin",
+        64 * 1024,
     );
 }

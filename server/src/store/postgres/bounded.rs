@@ -26,6 +26,8 @@ pub(super) const PAYLOAD: usize = quire_core::event::SALT_LEN + crate::events::M
 pub(super) const META: usize = crate::store::leaf_index::state::MAX_STATE_BYTES;
 /// A tile row: 256 hashes.
 pub(super) const TILE_ROW: usize = 256 * 32;
+/// A log's origin, as a catalog row's text.
+pub(super) const ORIGIN: usize = super::catalog::MAX_ROW_BYTES;
 /// A lease's holder or address (text: read as at most this many
 /// characters and a character, then checked in bytes).
 pub(super) const LEASE_TEXT: usize = 4096;

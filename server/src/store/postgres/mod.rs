@@ -247,11 +247,33 @@ impl PgStore {
             if !exists {
                 return Ok(Vec::new());
             }
+            // Bounded as the catalog's rows are: an origin read as at most
+            // its limit and a character, and at most as many logs.
             let rows = c
-                .query("SELECT origin FROM quire_logs ORDER BY origin", &[])
+                .query(
+                    "SELECT left(origin, $1) FROM quire_logs ORDER BY origin LIMIT $2",
+                    &[&bounded::param(bounded::ORIGIN), &(catalog::MAX_ROWS + 1)],
+                )
                 .await
                 .map_err(engine)?;
-            rows.iter().map(|r| r.col::<String>(0)).collect()
+            if i64::try_from(rows.len()).unwrap_or(i64::MAX) > catalog::MAX_ROWS {
+                return Err(StoreError::Corrupt(format!(
+                    "the database holds more than {} logs",
+                    catalog::MAX_ROWS
+                )));
+            }
+            rows.iter()
+                .map(|r| {
+                    let origin = r.col::<String>(0)?;
+                    if origin.len() > bounded::ORIGIN {
+                        return Err(StoreError::Corrupt(format!(
+                            "a stored origin is over {} bytes, the most it can hold",
+                            bounded::ORIGIN
+                        )));
+                    }
+                    Ok(origin)
+                })
+                .collect()
         })
     }
 
