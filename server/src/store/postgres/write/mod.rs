@@ -15,7 +15,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::future::join_all;
 use quire_core::node::TileId;
 use quire_core::Hash;
 use tokio_postgres::types::Type;
@@ -32,7 +31,7 @@ use super::events::EventPlan;
 use super::leaf_blocks::LeafPlan;
 use super::replication::{mark_replicated, replicated, SyncCheck};
 use super::session::Session;
-use super::statement::exec;
+use super::statement::{exec, with_commit};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::rows::{RowSpan, MID};
@@ -373,9 +372,15 @@ impl Plan {
             }));
         }
         self.statements(client, &mut work);
-        let (written, committed) =
-            futures_util::future::join(join_all(work), client.batch_execute("COMMIT")).await;
+        let (written, committed) = with_commit(work, || client.batch_execute("COMMIT")).await;
         let failed = written.into_iter().find_map(Result::err);
+        let Some(committed) = committed else {
+            // A write failed before it was sent: no COMMIT went behind it,
+            // and the caller rolls the open transaction back.
+            return Err(failed.unwrap_or_else(|| {
+                StoreError::engine("a commit's write was not sent, and neither was its COMMIT")
+            }));
+        };
         match (failed, committed) {
             (None, Ok(())) => Ok(()),
             (failed, committed) if client.is_closed() => {
