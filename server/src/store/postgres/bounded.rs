@@ -24,8 +24,9 @@ pub(super) const ENTRY: usize = crate::store::bundle::MAX_ENTRY_BYTES;
 pub(super) const PAYLOAD: usize = quire_core::event::SALT_LEN + crate::events::MAX_PAYLOAD_BYTES;
 /// A metadata value: the largest is the leaf index's state.
 pub(super) const META: usize = crate::store::leaf_index::state::MAX_STATE_BYTES;
-/// A tile row: 256 hashes.
-pub(super) const TILE_ROW: usize = 256 * 32;
+/// A tile row: a full tile's hashes.
+#[allow(clippy::cast_possible_truncation)] // 256
+pub(super) const TILE_ROW: usize = quire_core::node::TILE_WIDTH as usize * 32;
 /// A log's origin, as a catalog row's text.
 pub(super) const ORIGIN: usize = super::catalog::MAX_ROW_BYTES;
 /// A lease's holder or address (text: read as at most this many
@@ -48,16 +49,17 @@ pub(super) const fn param(limit: usize) -> i32 {
     }
 }
 
-/// `value`, read as [`param`] says, when it is within `limit`.
+/// `value` (bytes, or text measured in bytes), read as [`param`] says,
+/// when it is within `limit`.
 ///
 /// # Errors
 /// [`StoreError::Corrupt`] naming `what` and the limit when it is over.
-pub(super) fn within(
-    value: Vec<u8>,
+pub(super) fn within<T: AsRef<[u8]>>(
+    value: T,
     limit: usize,
     what: impl FnOnce() -> String,
-) -> Result<Vec<u8>, StoreError> {
-    if value.len() > limit {
+) -> Result<T, StoreError> {
+    if value.as_ref().len() > limit {
         return Err(StoreError::Corrupt(format!(
             "{} is over {limit} bytes, the most it can hold",
             what()

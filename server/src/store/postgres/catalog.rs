@@ -17,8 +17,7 @@ pub const MAX_ROW_BYTES: usize = 64 * 1024;
 /// Most characters read of a row's text: one over [`MAX_ROW_BYTES`], so
 /// that PostgreSQL sends at most four bytes a character of a row over it
 /// (a row altered beside the servers), which is then refused.
-#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // 64 KiB
-const READ_CHARS: i32 = MAX_ROW_BYTES as i32 + 1;
+const READ_CHARS: i32 = super::bounded::param(MAX_ROW_BYTES);
 
 /// Most rows read at once.
 pub const MAX_ROWS: i64 = 100_000;

@@ -5,7 +5,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::conn::int;
 use super::session::Session;
-use super::statement::exec;
+use super::statement::{checked, exec};
 use crate::store::{EventRows, StoreError};
 
 /// The event rows of one commit, as statement parameters.
@@ -62,11 +62,11 @@ impl EventPlan {
         if !self.payload_idx.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_event_payloads (log, idx, salt, payload)
-                    SELECT $1, * FROM unnest($2::int8[], $3::bytea[], $4::bytea[])
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $5, $6) FROM w",
+                checked!(
+                    "INSERT INTO quire_event_payloads (log, idx, salt, payload) SELECT $1, * FROM unnest($2::int8[], $3::bytea[], $4::bytea[])",
+                    5,
+                    6
+                ),
                 vec![
                     (log as &(dyn ToSql + Sync), Type::INT8),
                     (&self.payload_idx, Type::INT8_ARRAY),
@@ -80,12 +80,11 @@ impl EventPlan {
         if !self.keys.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_event_keys (log, key, idx)
-                    SELECT $1, * FROM unnest($2::bytea[], $3::int8[])
-                    ON CONFLICT (log, key) DO UPDATE SET idx = EXCLUDED.idx
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
+                checked!(
+                    "INSERT INTO quire_event_keys (log, key, idx) SELECT $1, * FROM unnest($2::bytea[], $3::int8[]) ON CONFLICT (log, key) DO UPDATE SET idx = EXCLUDED.idx",
+                    4,
+                    5
+                ),
                 vec![
                     (log as &(dyn ToSql + Sync), Type::INT8),
                     (&self.keys, Type::BYTEA_ARRAY),
@@ -98,12 +97,11 @@ impl EventPlan {
         if !self.erased.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    UPDATE quire_event_payloads AS p SET salt = '', payload = '', erased_by = e.by
-                    FROM unnest($2::int8[], $3::int8[]) AS e(idx, by)
-                    WHERE p.log = $1 AND p.idx = e.idx AND p.erased_by IS NULL
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
+                checked!(
+                    "UPDATE quire_event_payloads AS p SET salt = '', payload = '', erased_by = e.by FROM unnest($2::int8[], $3::int8[]) AS e(idx, by) WHERE p.log = $1 AND p.idx = e.idx AND p.erased_by IS NULL",
+                    4,
+                    5
+                ),
                 vec![
                     (log as &(dyn ToSql + Sync), Type::INT8),
                     (&self.erased, Type::INT8_ARRAY),
@@ -116,11 +114,11 @@ impl EventPlan {
         if !self.copied.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_event_payloads (log, idx, salt, payload, erased_by)
-                    SELECT $1, idx, '', '', by FROM unnest($2::int8[], $3::int8[]) AS e(idx, by)
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
+                checked!(
+                    "INSERT INTO quire_event_payloads (log, idx, salt, payload, erased_by) SELECT $1, idx, '', '', by FROM unnest($2::int8[], $3::int8[]) AS e(idx, by)",
+                    4,
+                    5
+                ),
                 vec![
                     (log as &(dyn ToSql + Sync), Type::INT8),
                     (&self.copied, Type::INT8_ARRAY),
@@ -133,9 +131,11 @@ impl EventPlan {
         if let Some((t, i)) = &self.time {
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_log_times (log, time_ms, first_idx) VALUES ($1, $2, $3) RETURNING 1
-                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
+                checked!(
+                    "INSERT INTO quire_log_times (log, time_ms, first_idx) VALUES ($1, $2, $3)",
+                    4,
+                    5
+                ),
                 vec![
                     (log as &(dyn ToSql + Sync), Type::INT8),
                     (t, Type::INT8),

@@ -17,7 +17,7 @@ use super::bounded;
 use super::conn::{int, uint, Column as _};
 use super::leaves::Planned;
 use super::session::{Param, Session};
-use super::statement::exec;
+use super::statement::{checked, exec};
 use super::write::Work;
 use super::Shared;
 use crate::store::leaf_index::{
@@ -239,7 +239,6 @@ impl BlockSource for Blocks<'_> {
                             (&log, Type::INT8),
                             (&run_id, Type::INT8),
                             (&limit, Type::INT8),
-                            (&BLOCK_LIMIT, Type::INT4),
                         ],
                     )
                     .await?;
@@ -275,14 +274,14 @@ const STATE_LIMIT: i32 = bounded::param(bounded::META);
 ///
 /// # Errors
 /// [`StoreError::Corrupt`] naming the block when it is over.
-pub(super) fn block_within(pairs: Vec<u8>, which: &str) -> Result<Vec<u8>, StoreError> {
+fn block_within(pairs: Vec<u8>, which: &str) -> Result<Vec<u8>, StoreError> {
     bounded::within(pairs, bounded::LEAF_BLOCK, || {
         format!("a stored block of the leaf index ({which})")
     })
 }
 
 /// [`PROBE_SQL`]'s `$5` and the blocks read's `$6`.
-pub(super) const BLOCK_LIMIT: i32 = bounded::param(bounded::LEAF_BLOCK);
+const BLOCK_LIMIT: i32 = bounded::param(bounded::LEAF_BLOCK);
 
 /// The block of each probe that may hold its key: `$2` the probes'
 /// numbers, `$3` their runs, `$4` their keys (as stored), `$5`
@@ -303,6 +302,30 @@ pub(super) const PROBE_SQL: &str = "SELECT p.n, substring(b.pairs FROM 1 FOR $5)
 /// Probes of runs' blocks: each one's number (of the key it is for), its
 /// run, and the key as stored.
 pub(super) type Probes = (Vec<i32>, Vec<i64>, Vec<i64>);
+
+/// The parameters of [`PROBE_SQL`] for `probes` of log `log`.
+pub(super) fn probe_params<'a>(log: &'a i64, probes: &'a Probes) -> [Param<'a>; 5] {
+    [
+        (log, Type::INT8),
+        (&probes.0, Type::INT4_ARRAY),
+        (&probes.1, Type::INT8_ARRAY),
+        (&probes.2, Type::INT8_ARRAY),
+        (&BLOCK_LIMIT, Type::INT4),
+    ]
+}
+
+/// A row of [`PROBE_SQL`]: the number of the key probed, and the pairs of
+/// the block that may hold it.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] for a column of another type or a block over
+/// its limit.
+pub(super) fn probe_row(r: &tokio_postgres::Row) -> Result<(usize, Vec<u8>), StoreError> {
+    Ok((
+        usize::try_from(r.col::<i32>(0)?).unwrap_or(usize::MAX),
+        block_within(r.col::<Vec<u8>>(1)?, "probed")?,
+    ))
+}
 
 /// A commit's check that its leaves are new: the probes of the runs whose
 /// filters did not rule their keys out, and the keys.
@@ -368,16 +391,7 @@ impl LeafPlan {
         let probed = async {
             match &self.new_leaves {
                 Some(c) if !c.probes.0.is_empty() => client
-                    .rows_planned(
-                        PROBE_SQL,
-                        &[
-                            (&log, Type::INT8),
-                            (&c.probes.0, Type::INT4_ARRAY),
-                            (&c.probes.1, Type::INT8_ARRAY),
-                            (&c.probes.2, Type::INT8_ARRAY),
-                            (&BLOCK_LIMIT, Type::INT4),
-                        ],
-                    )
+                    .rows_planned(PROBE_SQL, &probe_params(&log, &c.probes))
                     .await
                     .map(Some),
                 _ => Ok(None),
@@ -396,9 +410,8 @@ impl LeafPlan {
         if let (Some(rows), Some(c)) = (probed?, &self.new_leaves) {
             let mut found = Vec::new();
             for r in &rows {
-                let n = usize::try_from(r.col::<i32>(0)?).unwrap_or(usize::MAX);
+                let (n, block) = probe_row(r)?;
                 if let Some(k) = c.keys.get(n) {
-                    let block = block_within(r.col::<Vec<u8>>(1)?, "probed")?;
                     block_lookup(&block, *k, &mut found);
                 }
                 if let Some(i) = found.first() {
@@ -424,11 +437,11 @@ impl LeafPlan {
         if !puts.0.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_leaf_blocks (log, run, first_key, first_idx, pairs)
-                    SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[])
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $6, $7) FROM w",
+                checked!(
+                    "INSERT INTO quire_leaf_blocks (log, run, first_key, first_idx, pairs) SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[])",
+                    6,
+                    7
+                ),
                 vec![
                     (log, Type::INT8),
                     (&puts.0, Type::INT8_ARRAY),
@@ -443,12 +456,11 @@ impl LeafPlan {
         if !deletes.0.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    DELETE FROM quire_leaf_blocks b
-                    USING unnest($2::int8[], $3::int8[], $4::int8[]) AS d(run, first_key, first_idx)
-                    WHERE b.log = $1 AND b.run = d.run AND b.first_key = d.first_key AND b.first_idx = d.first_idx
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $5, $6) FROM w",
+                checked!(
+                    "DELETE FROM quire_leaf_blocks b USING unnest($2::int8[], $3::int8[], $4::int8[]) AS d(run, first_key, first_idx) WHERE b.log = $1 AND b.run = d.run AND b.first_key = d.first_key AND b.first_idx = d.first_idx",
+                    5,
+                    6
+                ),
                 vec![
                     (log, Type::INT8),
                     (&deletes.0, Type::INT8_ARRAY),
@@ -462,11 +474,11 @@ impl LeafPlan {
         if let Some(state) = &self.state {
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_meta (log, key, value) VALUES ($1, $2, $3)
-                    ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
+                checked!(
+                    "INSERT INTO quire_meta (log, key, value) VALUES ($1, $2, $3) ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value",
+                    4,
+                    5
+                ),
                 vec![
                     (log, Type::INT8),
                     (&STATE_KEY, Type::TEXT),

@@ -194,15 +194,10 @@ impl PgStore {
                 )
                 .await?;
             row.map(|r| {
-                let text = |i: usize, what: &str| -> Result<String, StoreError> {
-                    let t: String = r.col(i)?;
-                    if t.len() > bounded::LEASE_TEXT {
-                        return Err(StoreError::Corrupt(format!(
-                            "the stored lease's {what} is over {} bytes, the most it can hold",
-                            bounded::LEASE_TEXT
-                        )));
-                    }
-                    Ok(t)
+                let text = |i: usize, what: &str| {
+                    bounded::within(r.col::<String>(i)?, bounded::LEASE_TEXT, || {
+                        format!("the stored lease's {what}")
+                    })
                 };
                 Ok(Holder {
                     holder: text(0, "holder")?,

@@ -24,10 +24,9 @@ use tokio_postgres::types::Type;
 use super::bounded;
 use super::conn::{int, uint, Column as _};
 use super::leaf_blocks::{
-    block_within, db_key, state_params, Blocks, NewLeaves, Probes, ReadAhead, BLOCK_LIMIT,
-    PROBE_SQL, STATE_SQL,
+    db_key, probe_params, probe_row, state_params, Blocks, NewLeaves, Probes, ReadAhead, PROBE_SQL,
+    STATE_SQL,
 };
-use super::session::Param;
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
 use crate::store::leaf_index::memtable::{BuildFilter, Builder, IndexCache, Memtable, SharedCache};
@@ -480,30 +479,19 @@ fn tail(shared: &Arc<Shared>, from: u64, to: u64) -> Result<Vec<Hash>, StoreErro
 #[allow(clippy::type_complexity)]
 fn probe(
     shared: &Arc<Shared>,
-    (n, run, key): Probes,
+    probes: Probes,
 ) -> Result<(Vec<(usize, Vec<u8>)>, Option<IndexState>), StoreError> {
     let (s, log) = (Arc::clone(shared), shared.log);
     let (blocks, state) = shared.driver.run("probing the leaf index", async move {
         let c = s.reader().await?;
-        let probe_params: [Param<'_>; 5] = [
-            (&log, Type::INT8),
-            (&n, Type::INT4_ARRAY),
-            (&run, Type::INT8_ARRAY),
-            (&key, Type::INT8_ARRAY),
-            (&BLOCK_LIMIT, Type::INT4),
-        ];
+        let probe_params = probe_params(&log, &probes);
         let state_params = state_params(&log);
-        let probed = c.rows_planned(PROBE_SQL, &probe_params);
+        let rows = c.rows_planned(PROBE_SQL, &probe_params);
         let state = c.row_opt(STATE_SQL, &state_params);
-        let (rows, state) = futures_util::future::join(probed, state).await;
+        let (rows, state) = futures_util::future::join(rows, state).await;
         let blocks = rows?
             .iter()
-            .map(|r| {
-                Ok((
-                    usize::try_from(r.col::<i32>(0)?).unwrap_or(usize::MAX),
-                    block_within(r.col::<Vec<u8>>(1)?, "probed")?,
-                ))
-            })
+            .map(probe_row)
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok((blocks, state?.map(|r| r.col::<Vec<u8>>(0)).transpose()?))
     })?;

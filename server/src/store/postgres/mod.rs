@@ -264,14 +264,9 @@ impl PgStore {
             }
             rows.iter()
                 .map(|r| {
-                    let origin = r.col::<String>(0)?;
-                    if origin.len() > bounded::ORIGIN {
-                        return Err(StoreError::Corrupt(format!(
-                            "a stored origin is over {} bytes, the most it can hold",
-                            bounded::ORIGIN
-                        )));
-                    }
-                    Ok(origin)
+                    bounded::within(r.col::<String>(0)?, bounded::ORIGIN, || {
+                        "a stored origin".into()
+                    })
                 })
                 .collect()
         })

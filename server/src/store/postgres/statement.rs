@@ -12,12 +12,32 @@
 //! nothing aborts: [`with_commit`] sends the `COMMIT` only once every
 //! write was sent.
 //!
-//! A statement's SQL is its write in a `WITH w AS (… RETURNING 1)` and
-//! `SELECT quire_expect(count(*), $k, $k+1) FROM w`, where `$k` and `$k+1`
-//! are the two parameters after its own: the rows expected and what they
-//! are, for the error's message.
+//! A statement's SQL is its write made by [`checked!`]: in a `WITH w AS
+//! (… RETURNING 1)` and `SELECT quire_expect(count(*), $k, $k+1) FROM w`,
+//! where `$k` and `$k+1` are the two parameters after its own, which
+//! [`exec`] passes: the rows expected and what they are, for the error's
+//! message.
 
 use tokio_postgres::types::{ToSql, Type};
+
+/// A commit's write as PostgreSQL checks it: `$write` (a statement
+/// without `RETURNING`) reporting the rows it wrote to `quire_expect`,
+/// with the rows expected and what they are as parameters `$want` and
+/// `$what`, the two after the write's own ([`exec`] passes them).
+macro_rules! checked {
+    ($write:literal, $want:literal, $what:literal) => {
+        concat!(
+            "WITH w AS (",
+            $write,
+            " RETURNING 1) SELECT quire_expect(count(*), $",
+            $want,
+            ", $",
+            $what,
+            ") FROM w"
+        )
+    };
+}
+pub(super) use checked;
 
 use super::conn::int;
 use super::session::{Param, Session};
@@ -35,6 +55,15 @@ pub(super) async fn exec(
     want: u64,
     what: String,
 ) -> Result<(), StoreError> {
+    debug_assert!(
+        sql.ends_with(&format!(
+            "${}, ${}) FROM w",
+            params.len() + 1,
+            params.len() + 2
+        )),
+        "{sql} takes the rows expected and what they are after its {} parameters",
+        params.len()
+    );
     let want = int(want)?;
     let mut all: Vec<Param<'_>> = params;
     all.push((&want, Type::INT8));
@@ -179,6 +208,14 @@ mod tests {
             log.lock().unwrap().push("COMMIT sent".into());
             std::future::ready("committed")
         }
+    }
+
+    #[test]
+    fn a_checked_write_reports_its_rows_in_the_two_parameters_after_its_own() {
+        assert_eq!(
+            checked!("DELETE FROM t WHERE a = $1", 2, 3),
+            "WITH w AS (DELETE FROM t WHERE a = $1 RETURNING 1) SELECT quire_expect(count(*), $2, $3) FROM w"
+        );
     }
 
     #[tokio::test]

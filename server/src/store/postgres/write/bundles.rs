@@ -8,7 +8,7 @@ use tokio_postgres::types::Type;
 use super::super::bounded;
 use super::super::conn::Column as _;
 use super::super::session::Session;
-use super::super::statement::{exec, exec_owned};
+use super::super::statement::{checked, exec, exec_owned};
 use super::{Plan, Work};
 use crate::store::bundle;
 use crate::store::StoreError;
@@ -42,9 +42,7 @@ impl Plan {
             })
             .collect()
     }
-}
 
-impl Plan {
     /// The records of the bundles this commit completes: one that starts
     /// with entries of earlier commits (at most the first) read and encoded
     /// here, the others as `encoded` brings them.
@@ -122,11 +120,16 @@ impl Plan {
             let n = self.single.0.len() as u64;
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_entries (log, idx, data) SELECT $1, * FROM unnest($2::int8[], $3::bytea[])
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
-                vec![(&self.log, Type::INT8), (&self.single.0, Type::INT8_ARRAY), (&self.single.1, Type::BYTEA_ARRAY)],
+                checked!(
+                    "INSERT INTO quire_entries (log, idx, data) SELECT $1, * FROM unnest($2::int8[], $3::bytea[])",
+                    4,
+                    5
+                ),
+                vec![
+                    (&self.log, Type::INT8),
+                    (&self.single.0, Type::INT8_ARRAY),
+                    (&self.single.1, Type::BYTEA_ARRAY),
+                ],
                 n,
                 "entries".into(),
             )));
@@ -134,9 +137,11 @@ impl Plan {
         for (b, data) in bundles {
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_bundles (log, idx, data) VALUES ($1, $2, $3) RETURNING 1
-                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
+                checked!(
+                    "INSERT INTO quire_bundles (log, idx, data) VALUES ($1, $2, $3)",
+                    4,
+                    5
+                ),
                 vec![
                     (&self.log, Type::INT8),
                     (&b.bundle, Type::INT8),
@@ -149,9 +154,11 @@ impl Plan {
                 let end = b.from + prior;
                 work.push(Box::pin(exec_owned(
                     client,
-                    "WITH w AS (
-                        DELETE FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3 RETURNING 1
-                     ) SELECT quire_expect(count(*), $4, $5) FROM w",
+                    checked!(
+                        "DELETE FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3",
+                        4,
+                        5
+                    ),
                     [self.log, b.from, end],
                     u64::try_from(prior).unwrap_or(0),
                     format!("moving bundle {}", b.bundle),

@@ -31,7 +31,7 @@ use super::events::EventPlan;
 use super::leaf_blocks::LeafPlan;
 use super::replication::{mark_replicated, replicated, SyncCheck};
 use super::session::Session;
-use super::statement::{exec, with_commit};
+use super::statement::{checked, exec, with_commit};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::rows::{RowSpan, MID};
@@ -462,11 +462,11 @@ impl Plan {
             let n = self.new_rows.0.len() as u64;
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_tiles (log, mid, level, idx, hashes)
-                    SELECT $1, * FROM unnest($2::bool[], $3::int2[], $4::int8[], $5::bytea[])
-                    ON CONFLICT DO NOTHING RETURNING 1
-                 ) SELECT quire_expect(count(*), $6, $7) FROM w",
+                checked!(
+                    "INSERT INTO quire_tiles (log, mid, level, idx, hashes) SELECT $1, * FROM unnest($2::bool[], $3::int2[], $4::int8[], $5::bytea[]) ON CONFLICT DO NOTHING",
+                    6,
+                    7
+                ),
                 vec![
                     (&self.log, Type::INT8),
                     (&self.new_rows.0, Type::BOOL_ARRAY),
@@ -487,11 +487,11 @@ impl Plan {
             );
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    UPDATE quire_tiles SET hashes = hashes || $5
-                    WHERE log = $1 AND mid = $2 AND level = $3 AND idx = $4 AND length(hashes) = $6
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $7, $8) FROM w",
+                checked!(
+                    "UPDATE quire_tiles SET hashes = hashes || $5 WHERE log = $1 AND mid = $2 AND level = $3 AND idx = $4 AND length(hashes) = $6",
+                    7,
+                    8
+                ),
                 vec![
                     (&self.log, Type::INT8),
                     (&r.mid, Type::BOOL),
@@ -510,11 +510,11 @@ impl Plan {
         if !self.meta.0.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_meta (log, key, value) SELECT $1, * FROM unnest($2::text[], $3::bytea[])
-                    ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $4, $5) FROM w",
+                checked!(
+                    "INSERT INTO quire_meta (log, key, value) SELECT $1, * FROM unnest($2::text[], $3::bytea[]) ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value",
+                    4,
+                    5
+                ),
                 vec![(&self.log, Type::INT8), (&self.meta.0, Type::TEXT_ARRAY), (&self.meta.1, Type::BYTEA_ARRAY)],
                 self.meta.0.len() as u64,
                 "metadata".into(),
@@ -525,11 +525,11 @@ impl Plan {
             let n = self.checkpoints.0.len() as u64;
             work.push(Box::pin(exec(
                 client,
-                "WITH w AS (
-                    INSERT INTO quire_checkpoints (log, size, signed_at_ms, note)
-                    SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::bytea[])
-                    RETURNING 1
-                 ) SELECT quire_expect(count(*), $5, $6) FROM w",
+                checked!(
+                    "INSERT INTO quire_checkpoints (log, size, signed_at_ms, note) SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::bytea[])",
+                    5,
+                    6
+                ),
                 vec![
                     (&self.log, Type::INT8),
                     (&self.checkpoints.0, Type::INT8_ARRAY),
@@ -542,11 +542,11 @@ impl Plan {
         }
         work.push(Box::pin(exec(
             client,
-            "WITH w AS (
-                INSERT INTO quire_heads (log, size, root) VALUES ($1, $2, $3)
-                ON CONFLICT (log) DO UPDATE SET size = EXCLUDED.size, root = EXCLUDED.root
-                RETURNING 1
-             ) SELECT quire_expect(count(*), $4, $5) FROM w",
+            checked!(
+                "INSERT INTO quire_heads (log, size, root) VALUES ($1, $2, $3) ON CONFLICT (log) DO UPDATE SET size = EXCLUDED.size, root = EXCLUDED.root",
+                4,
+                5
+            ),
             vec![
                 (&self.log, Type::INT8),
                 (&self.head_row.0, Type::INT8),
