@@ -3,11 +3,13 @@
 //! server committed, taking the latest checkpoint from storage instead of
 //! from a sequencer of its own (the read replicas of a replicated engine).
 //!
-//! A checkpoint read from storage is served only once it is proven: the
-//! note parses, names the log's origin and verifies with the log's primary
-//! key; the stored hashes give its root at its size; the newest entries hash
-//! to their leaves; and it is consistent (RFC 9162 §2.1.4) with the one
-//! served before. Storage that went back, or a checkpoint that fails any of
+//! A checkpoint read from storage is served only once it is proven: it is
+//! as durable as an acknowledged commit ([`crate::store::Storage::durable_reader`]:
+//! on PostgreSQL, flushed by the synchronous standbys the log requires);
+//! the note parses, names the log's origin and verifies with the log's
+//! primary key; the stored hashes give its root at its size; the newest
+//! entries hash to their leaves; and it is consistent (RFC 9162 §2.1.4)
+//! with the one served before. Storage that went back, or a checkpoint that fails any of
 //! these, is an error and the checkpoint served before stays: a follower
 //! never serves a fork it could detect. A follower never signs and refuses
 //! writes by name.
@@ -23,7 +25,7 @@ use tokio::sync::watch;
 use crate::highwater::HighWater;
 use crate::log::{Inner, Latest, Log, LogLimits};
 use crate::signing::SigningGate;
-use crate::startup::{check_extends, check_stored, OpenError};
+use crate::startup::{check_extends, check_stored, view_to_serve, OpenError};
 use crate::store::{Storage, StorageReader, StoreError};
 
 /// What a follower needs to open.
@@ -92,7 +94,11 @@ impl<S: Storage> Log<S> {
         let Some(primary) = opts.verifiers.first() else {
             return Err(OpenError::NoKey(opts.origin));
         };
-        let reader = store.reader()?;
+        let mark = match &opts.high_water {
+            Some(hw) => hw.read()?,
+            None => None,
+        };
+        let reader = view_to_serve(&store, store.reader()?, mark.as_ref().map(|m| m.size))?;
         let Some(stored) = reader.latest_checkpoint()? else {
             return Err(OpenError::Mismatch(
                 FollowError::Empty {
@@ -103,7 +109,7 @@ impl<S: Storage> Log<S> {
         };
         let range = check_stored(&reader, &stored, &opts.origin, primary)?;
         if let Some(hw) = &opts.high_water {
-            if let Some(mark) = hw.read()? {
+            if let Some(mark) = mark {
                 let record = hw.path().display().to_string();
                 check_extends(&reader, &stored, range.root(), &mark, &opts.origin, &record)?;
             }
@@ -161,7 +167,12 @@ impl<S: Storage> Log<S> {
         };
         let origin = &self.inner.origin;
         let served = self.latest();
-        let reader = self.inner.store.reader()?;
+        // Served only once durable ([`view_to_serve`]).
+        let reader = view_to_serve(
+            &*self.inner.store,
+            self.inner.store.reader()?,
+            Some(served.stored.size),
+        )?;
         let Some(stored) = reader.latest_checkpoint()? else {
             return Err(FollowError::Empty {
                 origin: origin.clone(),

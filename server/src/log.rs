@@ -178,6 +178,7 @@ impl<S: Storage> Log<S> {
                 .map_err(|e| OpenError::Mismatch(format!("high-water record: {e}")))?;
             check_origin_and_key(&note, &opts.origin, &primary.verifier())?;
         }
+        let reader = crate::startup::view_to_serve(&store, reader, mark.as_ref().map(|m| m.size))?;
         let record = opts.high_water.path().display().to_string();
         let (range, latest) = match (reader.latest_checkpoint()?, mark) {
             (None, Some(m)) if m.size > 0 => {

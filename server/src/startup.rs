@@ -7,7 +7,7 @@
 use quire_core::{Checkpoint, CompactRange, Hash, Note, VerifierKey};
 
 use crate::highwater::{HighWaterError, Mark};
-use crate::store::{StorageReader, StoreError, StoredCheckpoint};
+use crate::store::{Storage, StorageReader, StoreError, StoredCheckpoint};
 
 /// Why a log refused to open.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +147,33 @@ pub(crate) fn check_origin_and_key(
             why: e.to_string(),
         })?;
     Ok(cp)
+}
+
+/// The view a server starts serving (or sequencing) from: `reader` when
+/// its latest checkpoint is no newer than `published`, the size this
+/// server published before (its high-water record, or what a follower
+/// serves), and otherwise a durable view ([`Storage::durable_reader`]):
+/// a checkpoint served for the first time must be as durable as an
+/// acknowledged commit, never one the database shows but a failover may
+/// drop. Nothing stored needs no proof either. A view older than
+/// `published` is returned as it is, for the checks that refuse it.
+///
+/// # Errors
+/// [`StoreError::NotDurable`] when storage is ahead and that cannot be
+/// shown in time, or [`StoreError`] from the engine.
+pub(crate) fn view_to_serve<S: Storage>(
+    store: &S,
+    reader: S::Reader,
+    published: Option<u64>,
+) -> Result<S::Reader, StoreError> {
+    match (reader.latest_checkpoint()?, published) {
+        (None, _) => Ok(reader),
+        (Some(stored), Some(p)) if stored.size <= p => Ok(reader),
+        (Some(_), _) => {
+            drop(reader);
+            store.durable_reader()
+        }
+    }
 }
 
 /// Checks that the database's latest checkpoint (`stored`, whose tree was

@@ -65,6 +65,13 @@ impl Storage for AnyStore {
         })
     }
 
+    fn durable_reader(&self) -> Result<AnyReader, StoreError> {
+        Ok(match self {
+            AnyStore::Redb(s) => AnyReader::Redb(s.durable_reader()?),
+            AnyStore::Postgres(s) => AnyReader::Postgres(s.durable_reader()?),
+        })
+    }
+
     fn reads_wait_on_network(&self) -> bool {
         match self {
             AnyStore::Redb(s) => s.reads_wait_on_network(),

@@ -61,6 +61,11 @@ pub enum StoreError {
     /// that do not wait for them): nothing was written.
     #[error("the commit would not be replicated: {0}; nothing was written")]
     NotReplicated(String),
+    /// What storage holds is not yet as durable as an acknowledged commit
+    /// (PostgreSQL: not flushed by the synchronous standbys the log's
+    /// commits require): it is not served, recorded or sequenced on.
+    #[error("storage's latest commit is not yet on the synchronous standbys its commits require: {0}; it is not served or built on")]
+    NotDurable(String),
     /// A commit that said its leaves were all new ([`Commit::new_leaves`])
     /// carried a leaf hash the log stores already: nothing was written.
     /// The sequencer integrates such a batch again, looking its leaves up
@@ -282,6 +287,20 @@ pub trait Storage: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] from the engine.
     fn reader(&self) -> Result<Self::Reader, StoreError>;
+
+    /// A read view, as [`Storage::reader`], whose head and latest checkpoint
+    /// are as durable as an acknowledged commit: what a server takes from
+    /// storage to serve, record or sequence on. PostgreSQL with synchronous
+    /// standbys waits for them to flush what the view saw (a primary
+    /// restarted after a crash shows commits no standby confirmed, which a
+    /// failover may drop); the embedded engines' reads are durable already.
+    ///
+    /// # Errors
+    /// [`StoreError::NotDurable`] when that cannot be shown in time, or
+    /// [`StoreError`] from the engine.
+    fn durable_reader(&self) -> Result<Self::Reader, StoreError> {
+        self.reader()
+    }
 
     /// Whether a read may wait on the network (a database server): then
     /// the log API never runs it on one of the runtime's workers, even the

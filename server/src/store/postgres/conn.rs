@@ -190,26 +190,27 @@ impl Driver {
     async fn connect(
         config: tokio_postgres::Config,
         tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
-    ) -> Result<Client, StoreError> {
+    ) -> Result<(Client, Arc<Warnings>), StoreError> {
         let failed = |e| {
             StoreError::Engine(Cause::new(Connect {
                 hosts: hosts(&config),
                 source: e,
             }))
         };
+        let warnings = Arc::new(Warnings::default());
         let client = match tls {
             None => {
                 let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
-                tokio::spawn(watch(connection));
+                tokio::spawn(watch(connection, Arc::clone(&warnings)));
                 client
             }
             Some(tls) => {
                 let (client, connection) = config.connect(tls).await.map_err(failed)?;
-                tokio::spawn(watch(connection));
+                tokio::spawn(watch(connection, Arc::clone(&warnings)));
                 client
             }
         };
-        Ok(client)
+        Ok((client, warnings))
     }
 }
 
@@ -242,10 +243,79 @@ impl Drop for Driver {
     }
 }
 
-/// Drives a connection until it closes.
-async fn watch<T: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: T) {
-    if let Err(e) = connection.await {
-        tracing::warn!(error = %e, "PostgreSQL connection closed");
+/// The warnings PostgreSQL sent on one connection (notices of severity
+/// `WARNING`, told by the field that is never translated): how many, and
+/// the newest. A connection's messages are taken in the order sent, so a
+/// warning sent before a statement's answer is counted before the caller
+/// has that answer: a commit compares the count across its `COMMIT`.
+#[derive(Default)]
+pub(crate) struct Warnings {
+    count: std::sync::atomic::AtomicU64,
+    newest: std::sync::Mutex<Option<String>>,
+}
+
+/// Longest warning kept, in bytes (a message and its detail).
+const MAX_WARNING_BYTES: usize = 1024;
+
+impl Warnings {
+    /// How many warnings the connection had so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The newest warning, message and detail.
+    pub(crate) fn newest(&self) -> Option<String> {
+        self.newest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn add(&self, notice: &tokio_postgres::error::DbError) {
+        let mut text = notice.message().to_owned();
+        if let Some(detail) = notice.detail() {
+            text.push_str(" (");
+            text.push_str(detail);
+            text.push(')');
+        }
+        if text.len() > MAX_WARNING_BYTES {
+            let mut end = MAX_WARNING_BYTES;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        *self
+            .newest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
+        self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Drives a connection until it closes, counting the warnings it brings.
+async fn watch<S, T>(mut connection: tokio_postgres::Connection<S, T>, warnings: Arc<Warnings>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notice(notice))) => {
+                if notice.parsed_severity() == Some(tokio_postgres::error::Severity::Warning) {
+                    tracing::warn!(warning = %notice.message(), detail = ?notice.detail(), "PostgreSQL warned");
+                    warnings.add(&notice);
+                } else {
+                    tracing::debug!(notice = %notice.message(), "PostgreSQL notice");
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "PostgreSQL connection closed");
+                return;
+            }
+            None => return,
+        }
     }
 }
 
@@ -363,9 +433,8 @@ impl Conn {
     ) -> Result<tokio::sync::MutexGuard<'_, Option<Arc<Session>>>, StoreError> {
         let mut slot = self.slot.lock().await;
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
-            *slot = Some(Arc::new(Session::new(
-                Driver::connect(config.clone(), tls.cloned()).await?,
-            )));
+            let (client, warnings) = Driver::connect(config.clone(), tls.cloned()).await?;
+            *slot = Some(Arc::new(Session::new(client, warnings)));
         }
         Ok(slot)
     }

@@ -301,7 +301,11 @@ impl Storage for PgStore {
     type Reader = PgReader;
 
     fn reader(&self) -> Result<PgReader, StoreError> {
-        PgReader::open(&self.shared)
+        PgReader::open(&self.shared, false)
+    }
+
+    fn durable_reader(&self) -> Result<PgReader, StoreError> {
+        PgReader::open(&self.shared, true)
     }
 
     fn reads_wait_on_network(&self) -> bool {

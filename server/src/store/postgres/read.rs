@@ -36,13 +36,24 @@ fn checkpoint(size: i64, at: i64, note: Vec<u8>) -> Result<StoredCheckpoint, Sto
 }
 
 impl PgReader {
-    pub(super) fn open(shared: &Arc<Shared>) -> Result<Self, StoreError> {
+    /// A view of the last commit; `durable`: one whose head and checkpoint
+    /// the synchronous standbys a commit requires have flushed
+    /// ([`super::replication::settled`], in the same session, after the
+    /// read: the flush position it waits for covers every commit read).
+    pub(super) fn open(shared: &Arc<Shared>, durable: bool) -> Result<Self, StoreError> {
         let s = Arc::clone(shared);
-        let (head, latest) = shared.driver.run("opening a read view", async move {
+        let what = if durable {
+            "opening a durable read view"
+        } else {
+            "opening a read view"
+        };
+        let (head, latest) = shared.driver.run(what, async move {
             let c = s.reader().await?;
             let row = c
                 .row_one(
-                    "SELECT h.size, h.root, cp.size, cp.signed_at_ms, cp.note
+                    "SELECT h.size, h.root, cp.size, cp.signed_at_ms, cp.note,
+                            CASE WHEN pg_is_in_recovery() THEN NULL
+                                 ELSE pg_current_wal_flush_lsn()::text END
                      FROM (SELECT 1) AS one
                      LEFT JOIN quire_heads h ON h.log = $1
                      LEFT JOIN LATERAL (
@@ -72,6 +83,13 @@ impl PgReader {
                 (Some(size), Some(at), Some(note)) => Some(checkpoint(size, at, note)?),
                 _ => None,
             };
+            if let (true, super::replication::SyncCheck::Standbys(required)) =
+                (durable, s.replication)
+            {
+                let lsn = row.col::<Option<String>>(5)?;
+                let ever = s.replicated.load(std::sync::atomic::Ordering::Relaxed);
+                super::replication::settled(&c, lsn.as_deref(), required, ever).await?;
+            }
             Ok((head, latest))
         })?;
         Ok(PgReader {

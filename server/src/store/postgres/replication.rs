@@ -1,6 +1,10 @@
 //! The replication check of every commit: whether PostgreSQL will make it
 //! durable on the synchronous standbys required before `COMMIT` returns,
-//! and the mark a log gets once a commit of it was checked replicated.
+//! and the mark a log gets once a commit of it was checked replicated; and
+//! the same durability proven of what a read saw before a server serves it
+//! or sequences on it ([`settled`]).
+
+use std::time::Duration;
 
 use tokio_postgres::types::Type;
 
@@ -67,11 +71,7 @@ pub(super) async fn replicated(
     // How far the slowest standby's replay is behind (0 without standbys).
     metrics::gauge!("quire_replication_lag_seconds", "log" => origin.to_owned())
         .set(row.col::<f64>(4)?);
-    // PostgreSQL waits for the standbys it names whatever is connected (a
-    // promoted standby may keep the old primary's setting): then at least
-    // one is required, and refused at once rather than left to block.
-    let required =
-        i64::from(required.unwrap_or(u32::from(ever || all > 0 || !names.trim().is_empty())));
+    let required = required_count(required, ever, all, &names);
     if required == 0 {
         return Ok(false);
     }
@@ -81,9 +81,7 @@ pub(super) async fn replicated(
         )));
     }
     if names.trim().is_empty() {
-        return Err(StoreError::NotReplicated(
-            "synchronous_standby_names is empty: the primary runs without a synchronous standby (after a failover?)".into(),
-        ));
+        return Err(StoreError::NotReplicated(NO_NAMES.into()));
     }
     if sync < required {
         return Err(StoreError::NotReplicated(format!(
@@ -91,4 +89,80 @@ pub(super) async fn replicated(
         )));
     }
     Ok(true)
+}
+
+const NO_NAMES: &str = "synchronous_standby_names is empty: the primary runs without a synchronous standby (after a failover?)";
+
+/// The synchronous standbys a commit requires: `required` when set, else
+/// one when the primary has or names any standby or the log was replicated
+/// before (`ever`). PostgreSQL waits for the standbys it names whatever is
+/// connected (a promoted standby may keep the old primary's setting): then
+/// at least one is required, and refused at once rather than left to block.
+fn required_count(required: Option<u32>, ever: bool, all: i64, names: &str) -> i64 {
+    i64::from(required.unwrap_or(u32::from(ever || all > 0 || !names.trim().is_empty())))
+}
+
+/// How long [`settled`] waits for the synchronous standbys to flush what a
+/// read saw: they do within a commit's round trip while they stream.
+pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits until as many synchronous standbys as a commit requires
+/// ([`replicated`]) have flushed the primary's WAL up to `lsn`, polling the
+/// primary's senders in `client`'s session (the one whose read saw `lsn`):
+/// then everything that read saw survives a failover as an acknowledged
+/// commit does. A commit becomes visible on the primary once its own flush
+/// is done and its wait for the standbys is over or cut short (a primary
+/// restarted after a crash shows commits no standby confirmed; a cancelled
+/// wait does too), so what a read sees is not durable until this holds.
+/// `lsn` `None`: the session reached a standby, whose reads cannot be
+/// checked so.
+///
+/// # Errors
+/// [`StoreError::NotDurable`] when standbys are required and the session
+/// is on a standby, the primary names none, or they have not flushed `lsn`
+/// within [`SETTLE_WAIT`]; [`StoreError::Engine`] for a failed read.
+pub(super) async fn settled(
+    client: &Session,
+    lsn: Option<&str>,
+    required: Option<u32>,
+    ever: bool,
+) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+    loop {
+        let row = client
+            .row_one(
+                "SELECT current_setting('synchronous_standby_names'),
+                        count(*) FILTER (WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')
+                                         AND flush_lsn >= $1::text::pg_lsn),
+                        count(*) FILTER (WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum')),
+                        count(*)
+                   FROM pg_stat_get_wal_senders()",
+                &[(&lsn.unwrap_or("0/0"), Type::TEXT)],
+            )
+            .await?;
+        let (names, flushed, sync, all): (String, i64, i64, i64) =
+            (row.col(0)?, row.col(1)?, row.col(2)?, row.col(3)?);
+        let required = required_count(required, ever, all, &names);
+        if required == 0 {
+            return Ok(());
+        }
+        let Some(lsn) = lsn else {
+            return Err(StoreError::NotDurable(
+                "the read reached a standby, where it cannot be checked against the primary's synchronous standbys; point the URL at the primary (target_session_attrs=read-write)".into(),
+            ));
+        };
+        if names.trim().is_empty() {
+            return Err(StoreError::NotDurable(NO_NAMES.into()));
+        }
+        if flushed >= required {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::NotDurable(format!(
+                "{flushed} of {required} required synchronous standbys flushed the WAL up to {lsn} within {} ms ({sync} streaming as synchronous, {all} connected)",
+                SETTLE_WAIT.as_millis()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }

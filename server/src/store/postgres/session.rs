@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
 
-use super::conn::engine;
+use super::conn::{engine, Warnings};
 use crate::store::StoreError;
 
 /// A parameter and its type, as the engine passes them.
@@ -34,6 +34,7 @@ pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 pub(crate) struct Session {
     client: Client,
     prepared: Mutex<HashMap<&'static str, Statement>>,
+    warnings: std::sync::Arc<Warnings>,
 }
 
 impl std::ops::Deref for Session {
@@ -45,11 +46,17 @@ impl std::ops::Deref for Session {
 }
 
 impl Session {
-    pub(crate) fn new(client: Client) -> Self {
+    pub(crate) fn new(client: Client, warnings: std::sync::Arc<Warnings>) -> Self {
         Session {
             client,
             prepared: Mutex::new(HashMap::new()),
+            warnings,
         }
+    }
+
+    /// The warnings PostgreSQL sent on this connection.
+    pub(crate) fn warnings(&self) -> &Warnings {
+        &self.warnings
     }
 
     /// `sql` prepared on this connection, if it is.

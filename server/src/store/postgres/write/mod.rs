@@ -6,9 +6,10 @@
 //! ([`super::statement`]), so any failure rolls the whole transaction back.
 //!
 //! A commit whose outcome is unknown (the connection lost with its
-//! `COMMIT` sent, or its deadline passed) is an error that says so: the
-//! caller must read the head again before it trusts anything it did not
-//! read back.
+//! `COMMIT` sent, its deadline passed, or a `COMMIT` answered with a
+//! warning: a wait for the synchronous standbys cut short) is an error
+//! that says so: the caller must read the head again before it trusts
+//! anything it did not read back.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -372,6 +373,7 @@ impl Plan {
             }));
         }
         self.statements(client, &mut work);
+        let warned = client.warnings().count();
         let (written, committed) = with_commit(work, || client.batch_execute("COMMIT")).await;
         let failed = written.into_iter().find_map(Result::err);
         let Some(committed) = committed else {
@@ -382,6 +384,17 @@ impl Plan {
             }));
         };
         match (failed, committed) {
+            // A warning during the commit: PostgreSQL answers a COMMIT
+            // whose wait for the synchronous standbys was cut short (a
+            // cancel, a statement timeout) with success and a warning, the
+            // commit made locally and perhaps on no standby.
+            (None, Ok(())) if client.warnings().count() != warned => {
+                Err(StoreError::engine(format!(
+                    "the outcome of the commit to size {} is unknown: PostgreSQL committed it with a warning ({}), so it may not be on the synchronous standbys; read the head again before trusting it",
+                    self.head.size,
+                    client.warnings().newest().unwrap_or_default()
+                )))
+            }
             (None, Ok(())) => Ok(()),
             (failed, committed) if client.is_closed() => {
                 let why = failed.map_or_else(

@@ -1,0 +1,145 @@
+//! What PostgreSQL committed on the primary but no synchronous standby
+//! confirmed is never acknowledged, served or built on: a failover may
+//! drop it. PostgreSQL shows such commits in two ways, both placed here on
+//! a server of the test's own that names a synchronous standby which never
+//! connects: a `COMMIT` whose wait for the standby is cancelled answers
+//! success with a warning (the commit made locally), and afterwards every
+//! read sees it (as after a primary restarted from a crash while commits
+//! waited). The commit is reported of unknown outcome, and a durable read
+//! view (what a follower serves and a sequencer starts from) refuses the
+//! head until the standbys have flushed it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+use std::time::{Duration, Instant};
+
+use quire_server::store::postgres::{Create, PgOptions, PgStore};
+use quire_server::store::{Storage, StorageReader, StoreError};
+use quire_tests::commits::{entries, Writer};
+
+/// Bounded polling: `f` until it gives a value, at most a minute.
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn postgres_never_trusts_a_commit_no_synchronous_standby_confirmed() {
+    let pg = quire_tests::postgres::start_new().unwrap();
+    let db = pg.create_database("unconfirmed").unwrap();
+    let url = pg.url_of(&db);
+    let origin = "unconfirmed.example/log";
+    // Commits that do not ask for a standby (so the commit reaches its
+    // `COMMIT`), with a deadline far beyond the test's polling.
+    let no_check = PgOptions {
+        sync_standbys: Some(0),
+        timeout: Duration::from_secs(120),
+        ..PgOptions::new(url.clone())
+    };
+    let w = Writer::new();
+    let (c, w) = w.commit(&entries(0, 10), true);
+    {
+        let store = PgStore::open(&no_check, origin, Create::Yes).unwrap();
+        store.commit(&c).unwrap();
+        // Durable: no standby is named or required yet.
+        let r = store.durable_reader().unwrap();
+        assert_eq!(r.latest_checkpoint().unwrap().unwrap().size, 10);
+    }
+
+    // A synchronous standby named that never connects: every COMMIT waits.
+    pg.psql(
+        "postgres",
+        "ALTER SYSTEM SET synchronous_standby_names = 'never_connects'",
+    )
+    .unwrap();
+    pg.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    poll("the setting", || {
+        (pg.psql("postgres", "SHOW synchronous_standby_names")
+            .ok()?
+            .trim()
+            == "never_connects")
+            .then_some(())
+    });
+
+    // The commit waits for the standby; its wait is cancelled.
+    let store = PgStore::open(&no_check, origin, Create::No).unwrap();
+    let (c, _) = w.commit(&entries(10, 5), true);
+    let committing = std::thread::spawn(move || store.commit(&c));
+    let pid = poll("a commit waiting for its standby", || {
+        let pid = pg
+            .psql(
+                &db,
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' LIMIT 1",
+            )
+            .ok()?;
+        (!pid.trim().is_empty()).then(|| pid.trim().to_owned())
+    });
+    pg.psql(&db, &format!("SELECT pg_cancel_backend({pid})"))
+        .unwrap();
+    let e = committing.join().unwrap().unwrap_err();
+    let said = e.to_string();
+    assert!(
+        said.contains("the outcome of the commit to size 15 is unknown")
+            && said.contains("canceling wait for synchronous replication"),
+        "{said}"
+    );
+    // PostgreSQL did commit it, on the primary alone: every read sees it.
+    let sizes = pg
+        .psql(
+            &db,
+            "SELECT h.size FROM quire_heads h JOIN quire_logs l ON l.id = h.log",
+        )
+        .unwrap();
+    assert_eq!(sizes.trim(), "15");
+
+    // A store that requires a standby when one is named (the default)
+    // reads it, but a durable view refuses it: no standby flushed it.
+    let store = PgStore::open(&PgOptions::new(url.clone()), origin, Create::No).unwrap();
+    let r = store.reader().unwrap();
+    assert_eq!(r.latest_checkpoint().unwrap().unwrap().size, 15);
+    match store.durable_reader() {
+        Err(StoreError::NotDurable(why)) => assert!(
+            why.contains("0 of 1 required synchronous standbys flushed the WAL up to"),
+            "{why}"
+        ),
+        Err(e) => panic!("{e:?}"),
+        Ok(r) => panic!(
+            "a durable view of size {:?}",
+            r.latest_checkpoint().unwrap().map(|c| c.size)
+        ),
+    }
+    // One that requires none reads it as durable.
+    let r = PgStore::open(&no_check, origin, Create::No)
+        .unwrap()
+        .durable_reader()
+        .unwrap();
+    assert_eq!(r.latest_checkpoint().unwrap().unwrap().size, 15);
+    // The standby no longer named, with standbys still required by
+    // default for this log? None was ever confirmed, so none is: durable.
+    pg.psql("postgres", "ALTER SYSTEM RESET synchronous_standby_names")
+        .unwrap();
+    pg.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    poll("the setting reset", || {
+        pg.psql("postgres", "SHOW synchronous_standby_names")
+            .ok()?
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+    let store = PgStore::open(&PgOptions::new(url), origin, Create::No).unwrap();
+    assert_eq!(
+        store
+            .durable_reader()
+            .unwrap()
+            .latest_checkpoint()
+            .unwrap()
+            .unwrap()
+            .size,
+        15
+    );
+}
