@@ -235,14 +235,13 @@ impl Replicas {
     /// What each running replica said on stderr, and the context, for a
     /// failure's report.
     pub fn said(&self) -> String {
-        let mut s: Vec<String> = self
-            .procs
-            .iter()
-            .map(|(n, p)| format!("--- replica {n} ({}):\n{}", p.url(), p.said()))
-            .collect();
-        if let Some(c) = &self.context {
-            s.push(c());
-        }
+        // The context first: a report cut short keeps its start and end.
+        let mut s: Vec<String> = self.context.iter().map(|c| c()).collect();
+        s.extend(
+            self.procs
+                .iter()
+                .map(|(n, p)| format!("--- replica {n} ({}):\n{}", p.url(), p.said())),
+        );
         s.join("\n")
     }
 

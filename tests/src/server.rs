@@ -11,7 +11,33 @@ pub struct ServerProcess {
     pub child: Child,
     /// Where its gRPC face listens.
     pub addr: SocketAddr,
-    said: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    said: std::sync::Arc<std::sync::Mutex<Said>>,
+}
+
+/// The last lines a server said on stderr, a line repeated (the same but
+/// for its timestamp) kept once with its count, so that a failure's report
+/// shows what changed rather than the same refusal two hundred times.
+#[derive(Default)]
+struct Said(std::collections::VecDeque<(String, u64)>);
+
+/// Lines kept.
+const KEPT_LINES: usize = 200;
+
+impl Said {
+    fn push(&mut self, line: String) {
+        let body = |l: &str| l.split_once(' ').map_or(l, |(_, b)| b).to_owned();
+        if let Some((last, n)) = self.0.back_mut() {
+            if body(last) == body(&line) {
+                *last = line;
+                *n += 1;
+                return;
+            }
+        }
+        if self.0.len() >= KEPT_LINES {
+            self.0.pop_front();
+        }
+        self.0.push_back((line, 1));
+    }
 }
 
 /// A loopback port free when asked (the server binding it later may still
@@ -25,11 +51,20 @@ pub fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-/// The lines kept, one string.
-fn joined(lines: &std::sync::Mutex<std::collections::VecDeque<String>>) -> String {
+/// The lines kept, one string (a repeated line: its last time, and how
+/// many times).
+fn joined(lines: &std::sync::Mutex<Said>) -> String {
     lines
         .lock()
-        .map(|v| v.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .map(|v| {
+            v.0.iter()
+                .map(|(l, n)| match n {
+                    1 => l.clone(),
+                    n => format!("{l} [{n} times]"),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .unwrap_or_default()
 }
 
@@ -52,17 +87,12 @@ impl ServerProcess {
             .map_err(|e| format!("spawning quire-server: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
-        let err_lines = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<
-            String,
-        >::new()));
+        let err_lines = std::sync::Arc::new(std::sync::Mutex::new(Said::default()));
         let sink = std::sync::Arc::clone(&err_lines);
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(mut v) = sink.lock() {
-                    if v.len() >= 200 {
-                        v.pop_front();
-                    }
-                    v.push_back(line);
+                    v.push(line);
                 }
             }
         });
