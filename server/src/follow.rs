@@ -167,12 +167,19 @@ impl<S: Storage> Log<S> {
         };
         let origin = &self.inner.origin;
         let served = self.latest();
-        // Served only once durable ([`view_to_serve`]).
-        let reader = view_to_serve(
-            &*self.inner.store,
-            self.inner.store.reader()?,
-            Some(served.stored.size),
-        )?;
+        let reader = self.inner.store.reader()?;
+        // Anything new taken from storage (a checkpoint, a freeze, a drop)
+        // is taken only from a durable view, read again ([`view_to_serve`]).
+        let news = reader
+            .latest_checkpoint()?
+            .is_some_and(|c| c.note != served.stored.note)
+            || self.lifecycle_news(&reader)?;
+        let reader = if news {
+            drop(reader);
+            self.inner.store.durable_reader()?
+        } else {
+            reader
+        };
         let Some(stored) = reader.latest_checkpoint()? else {
             return Err(FollowError::Empty {
                 origin: origin.clone(),
@@ -185,14 +192,16 @@ impl<S: Storage> Log<S> {
                 found: stored.size,
             });
         }
-        if self.inner.lifecycle.get().0 != crate::lifecycle::LogState::Frozen {
+        // Without news, the lifecycle reads above found nothing to take.
+        let frozen = self.inner.lifecycle.get().0 == crate::lifecycle::LogState::Frozen;
+        if news && !frozen {
             // Frozen by the sequencing server: a record without a new tree.
             if let Some(f) = crate::lifecycle::stored(&reader)? {
                 self.inner
                     .lifecycle
                     .set(crate::lifecycle::LogState::Frozen, Some(f));
             }
-        } else if self.inner.lifecycle.dropped().is_none() {
+        } else if news && self.inner.lifecycle.dropped().is_none() {
             // A frozen log whose entries the sequencing server dropped.
             let dropped = crate::lifecycle::stored_dropped(&reader)?;
             self.inner.lifecycle.set_dropped(dropped);
@@ -239,6 +248,19 @@ impl<S: Storage> Log<S> {
         }
         publish.send_replace(Arc::new(Latest { stored, root }));
         Ok(true)
+    }
+
+    /// Whether storage records a freeze, or a drop of a frozen log's
+    /// entries, that this follower does not know of yet.
+    fn lifecycle_news(&self, reader: &S::Reader) -> Result<bool, StoreError> {
+        Ok(
+            if self.inner.lifecycle.get().0 == crate::lifecycle::LogState::Frozen {
+                self.inner.lifecycle.dropped().is_none()
+                    && crate::lifecycle::stored_dropped(reader)?.is_some()
+            } else {
+                crate::lifecycle::stored(reader)?.is_some()
+            },
+        )
     }
 
     /// Refreshes every `every` until `stop` turns true (spawned on the

@@ -7,11 +7,15 @@
 //! read sees it (as after a primary restarted from a crash while commits
 //! waited). The commit is reported of unknown outcome, and a durable read
 //! view (what a follower serves and a sequencer starts from) refuses the
-//! head until the standbys have flushed it.
+//! head until the standbys have flushed it, so a follower does not start
+//! serving it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
 use std::time::{Duration, Instant};
 
+use quire_core::{LogKeyAlgorithm, LogSigner};
+use quire_server::follow::FollowOptions;
+use quire_server::log::{Log, LogLimits};
 use quire_server::store::postgres::{Create, PgOptions, PgStore};
 use quire_server::store::{Storage, StorageReader, StoreError};
 use quire_tests::commits::{entries, Writer};
@@ -113,6 +117,26 @@ fn postgres_never_trusts_a_commit_no_synchronous_standby_confirmed() {
             r.latest_checkpoint().unwrap().map(|c| c.size)
         ),
     }
+    // So a follower does not start serving it.
+    let signer = LogSigner::generate(LogKeyAlgorithm::Ed25519, origin).unwrap();
+    let refused = Log::open_follower(
+        store.clone(),
+        FollowOptions {
+            key_map: false,
+            origin: origin.into(),
+            verifiers: vec![signer.verifier()],
+            limits: LogLimits::default(),
+            high_water: None,
+        },
+    )
+    .map(drop)
+    .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("not yet on the synchronous standbys its commits require"),
+        "{refused}"
+    );
     // One that requires none reads it as durable.
     let r = PgStore::open(&no_check, origin, Create::No)
         .unwrap()
