@@ -48,6 +48,20 @@ pub struct FollowOptions {
     pub key_map: bool,
 }
 
+impl FollowOptions {
+    /// Options for log `origin` with `verifiers`: default limits, no
+    /// high-water record, no key map.
+    pub fn new(origin: impl Into<String>, verifiers: Vec<VerifierKey>) -> Self {
+        FollowOptions {
+            origin: origin.into(),
+            verifiers,
+            limits: LogLimits::default(),
+            high_water: None,
+            key_map: false,
+        }
+    }
+}
+
 /// Why a checkpoint in storage is not followed.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {

@@ -10,7 +10,7 @@ use quire_core::{
 };
 use quire_server::api::{Caller, Kind, LeafRef, LogApi};
 use quire_server::follow::{FollowError, FollowOptions};
-use quire_server::log::{Log, LogLimits, LogOptions};
+use quire_server::log::{Log, LogOptions};
 use quire_server::store::memory::MemoryStore;
 use quire_server::store::{Commit, Head, Storage, StorageReader, StoredCheckpoint};
 
@@ -83,13 +83,7 @@ async fn a_follower_serves_what_the_sequencing_log_committed_once_proven() {
     .unwrap();
     let follower = Log::open_follower(
         store.clone(),
-        FollowOptions {
-            key_map: false,
-            origin: ORIGIN.into(),
-            verifiers: leader.verifiers().to_vec(),
-            limits: LogLimits::default(),
-            high_water: None,
-        },
+        FollowOptions::new(ORIGIN, leader.verifiers().to_vec()),
     )
     .unwrap();
     assert!(follower.is_follower() && !leader.is_follower());
@@ -190,13 +184,7 @@ fn a_follower_of_an_empty_store_is_refused_by_name() {
     let signer = LogSigner::generate(LogKeyAlgorithm::Ed25519, ORIGIN).unwrap();
     let e = Log::open_follower(
         MemoryStore::new(),
-        FollowOptions {
-            key_map: false,
-            origin: ORIGIN.into(),
-            verifiers: vec![signer.verifier()],
-            limits: LogLimits::default(),
-            high_water: None,
-        },
+        FollowOptions::new(ORIGIN, vec![signer.verifier()]),
     )
     .map(drop)
     .unwrap_err();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use quire_core::{LogKeyAlgorithm, LogSigner};
 use quire_server::follow::FollowOptions;
-use quire_server::log::{Log, LogLimits};
+use quire_server::log::Log;
 use quire_server::store::postgres::{Create, PgOptions, PgStore};
 use quire_server::store::{Storage, StorageReader, StoreError};
 use quire_tests::commits::{entries, Writer};
@@ -121,13 +121,7 @@ fn postgres_never_trusts_a_commit_no_synchronous_standby_confirmed() {
     let signer = LogSigner::generate(LogKeyAlgorithm::Ed25519, origin).unwrap();
     let refused = Log::open_follower(
         store.clone(),
-        FollowOptions {
-            key_map: false,
-            origin: origin.into(),
-            verifiers: vec![signer.verifier()],
-            limits: LogLimits::default(),
-            high_water: None,
-        },
+        FollowOptions::new(origin, vec![signer.verifier()]),
     )
     .map(drop)
     .unwrap_err();
