@@ -119,8 +119,9 @@ pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(2);
 ///
 /// # Errors
 /// [`StoreError::NotDurable`] when standbys are required and the session
-/// is on a standby, the primary names none, or they have not flushed `lsn`
-/// within [`SETTLE_WAIT`]; [`StoreError::Engine`] for a failed read.
+/// is on a standby, the primary names none, fewer stream than required,
+/// or they have not flushed `lsn` within [`SETTLE_WAIT`];
+/// [`StoreError::Engine`] for a failed read.
 pub(super) async fn settled(
     client: &Session,
     lsn: Option<&str>,
@@ -128,6 +129,7 @@ pub(super) async fn settled(
     ever: bool,
 ) -> Result<(), StoreError> {
     let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+    let mut pause = Duration::from_millis(1);
     loop {
         let row = client
             .row_one(
@@ -157,12 +159,19 @@ pub(super) async fn settled(
         if flushed >= required {
             return Ok(());
         }
-        if tokio::time::Instant::now() >= deadline {
+        // Too few standbys stream to get there (one lost, a failover):
+        // said at once rather than polled for.
+        if sync < required || tokio::time::Instant::now() >= deadline {
             return Err(StoreError::NotDurable(format!(
-                "{flushed} of {required} required synchronous standbys flushed the WAL up to {lsn} within {} ms ({sync} streaming as synchronous, {all} connected)",
+                "{flushed} of {required} required synchronous standbys flushed the WAL up to {lsn} ({sync} streaming as synchronous, {all} connected; waited at most {} ms)",
                 SETTLE_WAIT.as_millis()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
+
+/// The longest pause between two polls of [`settled`]: streaming standbys
+/// flush within a commit's round trip, so the first polls come quickly.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
