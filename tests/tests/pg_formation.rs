@@ -2,7 +2,9 @@
 //! standby, started by `scripts/pg-formation`): writes are acknowledged
 //! only once the standby holds them, refused by name while the database
 //! would not replicate them (standby gone, no synchronous standby named,
-//! too few), resumed when it would; and after the primary is lost and the
+//! too few), resumed when it would; a commit whose wait for the standby
+//! was cancelled is of unknown outcome, served once the standby has it;
+//! and after the primary is lost and the
 //! standby promoted, every acknowledged entry is there and the log goes on
 //! from it without a fork.
 //!
@@ -47,6 +49,17 @@ fn set(node: &quire_tests::postgres::Postgres, what: &str) {
     node.psql("postgres", &format!("ALTER SYSTEM {what}"))
         .unwrap();
     node.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+}
+
+/// `kill -SIGNAL pid`.
+fn signal(signal: &str, pid: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.trim())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
 }
 
 /// Writes one entry, polling until the outcome is `want` (Ok or the
@@ -141,6 +154,73 @@ async fn writes_are_acknowledged_only_when_the_standby_holds_them() {
         Err("1 synchronous standbys are streaming, 2 required"),
     )
     .await;
+    server.stop().await;
+
+    // A commit whose wait for the standby is cancelled (the standby's WAL
+    // receiver paused): PostgreSQL answers success with a warning, the
+    // commit made on the primary alone. Not acknowledged: its outcome is
+    // unknown and the log stops writing. Once the standby has it, a
+    // restart serves it. (A call deadline far beyond the test's polls, so
+    // the cancel is the test's, not the statement timeout's.)
+    let mut cfg = log_on(&f.url_of("quire"), None, false);
+    cfg.storage.timeout_ms = 120_000;
+    let server = LocalServer::start(&data, vec![cfg.clone()], Config::default())
+        .await
+        .unwrap();
+    acked.push(write_until(&server, &mut n, Ok(())).await.unwrap());
+    let size = server.logs[0].latest().stored.size;
+    let receiver = standby
+        .psql("postgres", "SELECT pid FROM pg_stat_wal_receiver")
+        .unwrap();
+    signal("STOP", &receiver);
+    let log = server.logs[0].clone();
+    let write = tokio::spawn(async move { log.add(vec![b"cancelled wait".to_vec()]).await });
+    let mut waiting = String::new();
+    for _ in 0..3000 {
+        waiting = f
+            .primary
+            .psql(
+                "quire",
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' LIMIT 1",
+            )
+            .unwrap();
+        if !waiting.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!waiting.is_empty(), "no commit waits for the standby");
+    f.primary
+        .psql("quire", &format!("SELECT pg_cancel_backend({waiting})"))
+        .unwrap();
+    let refused = write.await.unwrap().map(drop).unwrap_err().to_string();
+    assert!(
+        refused.contains(&format!(
+            "the outcome of the commit to size {} is unknown",
+            size + 1
+        )) && refused.contains("canceling wait for synchronous replication")
+            && refused.contains("0 of 1 required synchronous standbys flushed the WAL"),
+        "{refused}"
+    );
+    signal("CONT", &receiver);
+    server.stop().await;
+    // The standby has it once it shows it (replayed after flushed).
+    let mut seen = 0;
+    for _ in 0..3000 {
+        seen = standby
+            .psql("quire", "SELECT size FROM quire_heads")
+            .map_or(0, |s| s.parse().unwrap_or(0));
+        if seen > size {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, size + 1, "the standby holds the cancelled commit");
+    let server = LocalServer::start(&data, vec![cfg], Config::default())
+        .await
+        .unwrap();
+    assert_eq!(server.logs[0].latest().stored.size, size + 1);
+    acked.push(write_until(&server, &mut n, Ok(())).await.unwrap());
     server.stop().await;
 
     // The primary lost, the standby promoted by hand: the server finds it

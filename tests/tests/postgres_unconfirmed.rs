@@ -1,14 +1,13 @@
 //! What PostgreSQL committed on the primary but no synchronous standby
-//! confirmed is never acknowledged, served or built on: a failover may
-//! drop it. PostgreSQL shows such commits in two ways, both placed here on
-//! a server of the test's own that names a synchronous standby which never
-//! connects: a `COMMIT` whose wait for the standby is cancelled answers
-//! success with a warning (the commit made locally), and afterwards every
-//! read sees it (as after a primary restarted from a crash while commits
-//! waited). The commit is reported of unknown outcome, and a durable read
-//! view (what a follower serves and a sequencer starts from) refuses the
-//! head until the standbys have flushed it, so a follower does not start
-//! serving it.
+//! confirmed is never served or built on: a failover may drop it.
+//! PostgreSQL shows such commits to every read, as here: a server of the
+//! test's own names a synchronous standby that never connects, and a
+//! commit that requires none has its wait for it cancelled (PostgreSQL
+//! answers success with a warning, the commit made locally; the same as
+//! after a primary restarted from a crash while commits waited). A
+//! durable read view (what a follower serves and a sequencer starts from)
+//! refuses that head until the standbys have flushed it, so a follower
+//! does not start serving it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
 use std::time::{Duration, Instant};
@@ -33,7 +32,7 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 #[test]
-fn postgres_never_trusts_a_commit_no_synchronous_standby_confirmed() {
+fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
     let pg = quire_tests::postgres::start_new().unwrap();
     let db = pg.create_database("unconfirmed").unwrap();
     let url = pg.url_of(&db);
@@ -85,13 +84,10 @@ fn postgres_never_trusts_a_commit_no_synchronous_standby_confirmed() {
     });
     pg.psql(&db, &format!("SELECT pg_cancel_backend({pid})"))
         .unwrap();
-    let e = committing.join().unwrap().unwrap_err();
-    let said = e.to_string();
-    assert!(
-        said.contains("the outcome of the commit to size 15 is unknown")
-            && said.contains("canceling wait for synchronous replication"),
-        "{said}"
-    );
+    // It asked for no standby: PostgreSQL's success with a warning is one.
+    // (One that asks for a standby is of unknown outcome unless shown on
+    // it: tests/tests/pg_formation.rs, with a real standby.)
+    committing.join().unwrap().unwrap();
     // PostgreSQL did commit it, on the primary alone: every read sees it.
     let sizes = pg
         .psql(

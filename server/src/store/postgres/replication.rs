@@ -172,6 +172,33 @@ pub(super) async fn settled(
     }
 }
 
+/// Waits until the synchronous standbys required have flushed everything
+/// committed in `client`'s session so far ([`settled`] from the primary's
+/// flush position now). For a `COMMIT` answered with a warning: PostgreSQL
+/// answers one whose wait for the standbys was cut short (a cancel
+/// request, a statement timeout) with success and a warning, the commit
+/// made on the primary and perhaps on no standby; other warnings (a
+/// database to vacuum soon) say nothing of it, and their words are
+/// translated, so the commit is shown durable rather than told by them.
+///
+/// # Errors
+/// As [`settled`].
+pub(super) async fn flushed_now(
+    client: &Session,
+    required: Option<u32>,
+    ever: bool,
+) -> Result<(), StoreError> {
+    let lsn: Option<String> = client
+        .row_one(
+            "SELECT CASE WHEN pg_is_in_recovery() THEN NULL
+                         ELSE pg_current_wal_flush_lsn()::text END",
+            &[],
+        )
+        .await?
+        .col(0)?;
+    settled(client, lsn.as_deref(), required, ever).await
+}
+
 /// The longest pause between two polls of [`settled`]: streaming standbys
 /// flush within a commit's round trip, so the first polls come quickly.
 const MAX_PAUSE: Duration = Duration::from_millis(50);

@@ -7,9 +7,9 @@
 //!
 //! A commit whose outcome is unknown (the connection lost with its
 //! `COMMIT` sent, its deadline passed, or a `COMMIT` answered with a
-//! warning: a wait for the synchronous standbys cut short) is an error
-//! that says so: the caller must read the head again before it trusts
-//! anything it did not read back.
+//! warning and not shown on the synchronous standbys: a wait for them cut
+//! short) is an error that says so: the caller must read the head again
+//! before it trusts anything it did not read back.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,7 +30,7 @@ use bundles::{Completed, New};
 use super::conn::{engine, int, uint, Column as _};
 use super::events::EventPlan;
 use super::leaf_blocks::LeafPlan;
-use super::replication::{mark_replicated, replicated, SyncCheck};
+use super::replication::{flushed_now, mark_replicated, replicated, SyncCheck};
 use super::session::Session;
 use super::statement::{checked, exec, with_commit};
 use super::Shared;
@@ -384,17 +384,22 @@ impl Plan {
             }));
         };
         match (failed, committed) {
-            // A warning during the commit: PostgreSQL answers a COMMIT
-            // whose wait for the synchronous standbys was cut short (a
-            // cancel, a statement timeout) with success and a warning, the
-            // commit made locally and perhaps on no standby.
-            (None, Ok(())) if client.warnings().count() != warned => {
-                Err(StoreError::engine(format!(
-                    "the outcome of the commit to size {} is unknown: PostgreSQL committed it with a warning ({}), so it may not be on the synchronous standbys; read the head again before trusting it",
-                    self.head.size,
-                    client.warnings().newest().unwrap_or_default()
-                )))
-            }
+            // A COMMIT answered with a warning: a success only once shown
+            // on the standbys required (`flushed_now`).
+            (None, Ok(())) if client.warnings().count() != warned => match self.replication {
+                SyncCheck::Off => Ok(()),
+                SyncCheck::Standbys(required) => {
+                    flushed_now(client, required, self.ever_replicated || mark)
+                        .await
+                        .map_err(|e| {
+                            StoreError::engine(format!(
+                                "the outcome of the commit to size {} is unknown: PostgreSQL committed it with a warning ({}) and it is not shown to be on the synchronous standbys ({e}); read the head again before trusting it",
+                                self.head.size,
+                                client.warnings().newest().unwrap_or_default()
+                            ))
+                        })
+                }
+            },
             (None, Ok(())) => Ok(()),
             (failed, committed) if client.is_closed() => {
                 let why = failed.map_or_else(
