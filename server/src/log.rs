@@ -156,7 +156,11 @@ impl<S: Storage> Log<S> {
             return Err(OpenError::NoKey(opts.origin));
         };
         let verifiers: Vec<VerifierKey> = opts.signers.iter().map(LogSigner::verifier).collect();
-        let reader = store.reader()?;
+        // Storage ahead of what this server published is taken from a
+        // durable view only, everything below read from it.
+        let mark = opts.high_water.read()?;
+        let reader =
+            crate::startup::view_to_serve(&store, store.reader()?, mark.as_ref().map(|m| m.size))?;
         match reader.meta("origin")? {
             Some(stored) if stored != opts.origin.as_bytes() => {
                 return Err(OpenError::OriginChanged {
@@ -172,13 +176,11 @@ impl<S: Storage> Log<S> {
         }
         let frozen = crate::lifecycle::stored(&reader)?;
         let dropped = crate::lifecycle::stored_dropped(&reader)?;
-        let mark = opts.high_water.read()?;
         if let Some(m) = &mark {
             let note = Note::parse(&m.note)
                 .map_err(|e| OpenError::Mismatch(format!("high-water record: {e}")))?;
             check_origin_and_key(&note, &opts.origin, &primary.verifier())?;
         }
-        let reader = crate::startup::view_to_serve(&store, reader, mark.as_ref().map(|m| m.size))?;
         let record = opts.high_water.path().display().to_string();
         let (range, latest) = match (reader.latest_checkpoint()?, mark) {
             (None, Some(m)) if m.size > 0 => {
