@@ -6,14 +6,17 @@
 //! answers success with a warning, the commit made locally; the same as
 //! after a primary restarted from a crash while commits waited). A
 //! durable read view (what a follower serves and a sequencer starts from)
-//! refuses that head until the standbys have flushed it, so a follower
-//! does not start serving it.
+//! refuses that head until the standbys have flushed it: a follower does
+//! not start serving it, and one serving already keeps what it served
+//! until no standby is required.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
 use std::time::{Duration, Instant};
 
 use quire_core::{LogKeyAlgorithm, LogSigner};
-use quire_server::follow::FollowOptions;
+use quire_server::config::{Config, Engine, LogConfig};
+use quire_server::follow::{FollowError, FollowOptions};
+use quire_server::local::LocalServer;
 use quire_server::log::Log;
 use quire_server::store::postgres::{Create, PgOptions, PgStore};
 use quire_server::store::{Storage, StorageReader, StoreError};
@@ -29,6 +32,22 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Cancels the commit in database `db` that waits for its synchronous
+/// standby, once there is one.
+fn cancel_waiting_commit(pg: &quire_tests::postgres::Postgres, db: &str) {
+    let pid = poll("a commit waiting for its standby", || {
+        let pid = pg
+            .psql(
+                db,
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = current_database()",
+            )
+            .ok()?;
+        (!pid.trim().is_empty()).then(|| pid.trim().to_owned())
+    });
+    pg.psql(db, &format!("SELECT pg_cancel_backend({pid})"))
+        .unwrap();
 }
 
 #[test]
@@ -54,6 +73,34 @@ fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
         assert_eq!(r.latest_checkpoint().unwrap().unwrap().size, 10);
     }
 
+    // A log served by a server (its commits ask for no standby) and
+    // followed by a replica that requires one when one is named (the
+    // default), in a database of its own.
+    let db2 = pg.create_database("followed").unwrap();
+    let url2 = pg.url_of(&db2);
+    let followed = "followed.example/log";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = LogConfig::new(followed);
+    cfg.storage.engine = Engine::Postgres;
+    cfg.storage.url = Some(url2.clone());
+    cfg.storage.sync_standbys = Some(0);
+    cfg.storage.timeout_ms = 120_000;
+    let server = rt
+        .block_on(LocalServer::start(
+            &data.path().join("server"),
+            vec![cfg],
+            Config::default(),
+        ))
+        .unwrap();
+    rt.block_on(server.logs[0].add(entries(0, 10))).unwrap();
+    let follower = Log::open_follower(
+        PgStore::open(&PgOptions::new(url2.clone()), followed, Create::No).unwrap(),
+        FollowOptions::new(followed, server.logs[0].verifiers().to_vec()),
+    )
+    .unwrap();
+    assert_eq!(follower.latest().stored.size, 10);
+
     // A synchronous standby named that never connects: every COMMIT waits.
     pg.psql(
         "postgres",
@@ -73,17 +120,7 @@ fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
     let store = PgStore::open(&no_check, origin, Create::No).unwrap();
     let (c, _) = w.commit(&entries(10, 5), true);
     let committing = std::thread::spawn(move || store.commit(&c));
-    let pid = poll("a commit waiting for its standby", || {
-        let pid = pg
-            .psql(
-                &db,
-                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' LIMIT 1",
-            )
-            .ok()?;
-        (!pid.trim().is_empty()).then(|| pid.trim().to_owned())
-    });
-    pg.psql(&db, &format!("SELECT pg_cancel_backend({pid})"))
-        .unwrap();
+    cancel_waiting_commit(&pg, &db);
     // It asked for no standby: PostgreSQL's success with a warning is one.
     // (One that asks for a standby is of unknown outcome unless shown on
     // it: tests/tests/pg_formation.rs, with a real standby.)
@@ -127,6 +164,17 @@ fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
             .contains("not yet on the synchronous standbys its commits require"),
         "{refused}"
     );
+    // The server's next commit is made the same way and acknowledged (it
+    // asked for no standby); the follower keeps serving what it served.
+    let log = server.logs[0].clone();
+    let adding = rt.spawn(async move { log.add(entries(10, 1)).await });
+    cancel_waiting_commit(&pg, &db2);
+    rt.block_on(adding).unwrap().map(drop).unwrap();
+    match follower.refresh() {
+        Err(FollowError::Store(StoreError::NotDurable(_))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(follower.latest().stored.size, 10);
     // One that requires none reads it as durable.
     let r = PgStore::open(&no_check, origin, Create::No)
         .unwrap()
@@ -145,6 +193,10 @@ fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
             .is_empty()
             .then_some(())
     });
+    // And the follower takes the server's commit: no standby is named.
+    assert!(follower.refresh().unwrap());
+    assert_eq!(follower.latest().stored.size, 11);
+    rt.block_on(server.stop());
     let store = PgStore::open(&PgOptions::new(url), origin, Create::No).unwrap();
     assert_eq!(
         store
