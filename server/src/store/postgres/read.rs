@@ -38,7 +38,7 @@ fn checkpoint(size: i64, at: i64, note: Vec<u8>) -> Result<StoredCheckpoint, Sto
 impl PgReader {
     /// A view of the last commit; `durable`: one whose head and checkpoint
     /// the synchronous standbys a commit requires have flushed
-    /// ([`super::replication::settled`], in the same session, after the
+    /// ([`super::replication::flushed_now`], in the same session after the
     /// read: the flush position it waits for covers every commit read).
     pub(super) fn open(shared: &Arc<Shared>, durable: bool) -> Result<Self, StoreError> {
         let s = Arc::clone(shared);
@@ -51,9 +51,7 @@ impl PgReader {
             let c = s.reader().await?;
             let row = c
                 .row_one(
-                    "SELECT h.size, h.root, cp.size, cp.signed_at_ms, cp.note,
-                            CASE WHEN pg_is_in_recovery() THEN NULL
-                                 ELSE pg_current_wal_flush_lsn()::text END
+                    "SELECT h.size, h.root, cp.size, cp.signed_at_ms, cp.note
                      FROM (SELECT 1) AS one
                      LEFT JOIN quire_heads h ON h.log = $1
                      LEFT JOIN LATERAL (
@@ -86,9 +84,8 @@ impl PgReader {
             if let (true, super::replication::SyncCheck::Standbys(required)) =
                 (durable, s.replication)
             {
-                let lsn = row.col::<Option<String>>(5)?;
                 let ever = s.replicated.load(std::sync::atomic::Ordering::Relaxed);
-                super::replication::settled(&c, lsn.as_deref(), required, ever).await?;
+                super::replication::flushed_now(&c, required, ever).await?;
             }
             Ok((head, latest))
         })?;

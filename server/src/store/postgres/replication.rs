@@ -1,8 +1,8 @@
 //! The replication check of every commit: whether PostgreSQL will make it
 //! durable on the synchronous standbys required before `COMMIT` returns,
 //! and the mark a log gets once a commit of it was checked replicated; and
-//! the same durability proven of what a read saw before a server serves it
-//! or sequences on it ([`settled`]).
+//! the same durability proven of what a session saw before a server serves
+//! it or sequences on it ([`flushed_now`]).
 
 use std::time::Duration;
 
@@ -104,7 +104,7 @@ fn required_count(required: Option<u32>, ever: bool, all: i64, names: &str) -> i
 
 /// How long [`settled`] waits for the synchronous standbys to flush what a
 /// read saw: they do within a commit's round trip while they stream.
-pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(2);
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
 
 /// Waits until as many synchronous standbys as a commit requires
 /// ([`replicated`]) have flushed the primary's WAL up to `lsn`, polling the
@@ -122,7 +122,7 @@ pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(2);
 /// is on a standby, the primary names none, fewer stream than required,
 /// or they have not flushed `lsn` within [`SETTLE_WAIT`];
 /// [`StoreError::Engine`] for a failed read.
-pub(super) async fn settled(
+async fn settled(
     client: &Session,
     lsn: Option<&str>,
     required: Option<u32>,
@@ -173,13 +173,15 @@ pub(super) async fn settled(
 }
 
 /// Waits until the synchronous standbys required have flushed everything
-/// committed in `client`'s session so far ([`settled`] from the primary's
-/// flush position now). For a `COMMIT` answered with a warning: PostgreSQL
-/// answers one whose wait for the standbys was cut short (a cancel
-/// request, a statement timeout) with success and a warning, the commit
-/// made on the primary and perhaps on no standby; other warnings (a
-/// database to vacuum soon) say nothing of it, and their words are
-/// translated, so the commit is shown durable rather than told by them.
+/// `client`'s session has seen so far ([`settled`] from the primary's
+/// flush position now, which covers every commit read or made before it).
+/// For a durable read view, after its read; and for a `COMMIT` answered
+/// with a warning: PostgreSQL answers one whose wait for the standbys was
+/// cut short (a cancel request, a statement timeout) with success and a
+/// warning, the commit made on the primary and perhaps on no standby;
+/// other warnings (a database to vacuum soon) say nothing of it, and their
+/// words are translated, so the commit is shown durable rather than told
+/// by them.
 ///
 /// # Errors
 /// As [`settled`].
