@@ -386,34 +386,41 @@ impl Plan {
         match (failed, committed) {
             // A COMMIT answered with a warning: a success only once shown
             // on the standbys required (`flushed_now`).
-            (None, Ok(())) if client.warnings().count() != warned => match self.replication {
-                SyncCheck::Off => Ok(()),
-                SyncCheck::Standbys(required) => {
-                    flushed_now(client, required, self.ever_replicated || mark)
-                        .await
-                        .map_err(|e| {
-                            StoreError::engine(format!(
-                                "the outcome of the commit to size {} is unknown: PostgreSQL committed it with a warning ({}) and it is not shown to be on the synchronous standbys ({e}); read the head again before trusting it",
-                                self.head.size,
-                                client.warnings().newest().unwrap_or_default()
-                            ))
-                        })
-                }
-            },
+            (None, Ok(())) if client.warnings().count() != warned => {
+                let SyncCheck::Standbys(required) = self.replication else {
+                    return Ok(());
+                };
+                flushed_now(client, required, self.ever_replicated || mark)
+                    .await
+                    .map_err(|e| {
+                        self.unknown(&format!(
+                            ": PostgreSQL committed it with a warning ({}) and it is not shown to be on the synchronous standbys ({e})",
+                            client.warnings().newest().unwrap_or_default()
+                        ))
+                    })
+            }
             (None, Ok(())) => Ok(()),
             (failed, committed) if client.is_closed() => {
                 let why = failed.map_or_else(
                     || committed.err().map(|e| e.to_string()).unwrap_or_default(),
                     |e| e.to_string(),
                 );
-                Err(StoreError::engine(format!(
-                    "the outcome of the commit to size {} is unknown (the PostgreSQL connection closed with its COMMIT sent: {why}); read the head again before trusting it",
-                    self.head.size
+                Err(self.unknown(&format!(
+                    " (the PostgreSQL connection closed with its COMMIT sent: {why})"
                 )))
             }
             (Some(e), _) => Err(e),
             (None, Err(e)) => Err(engine(e)),
         }
+    }
+
+    /// The error of this commit when its outcome is unknown, `why` said
+    /// after "is unknown".
+    fn unknown(&self, why: &str) -> StoreError {
+        StoreError::engine(format!(
+            "the outcome of the commit to size {} is unknown{why}; read the head again before trusting it",
+            self.head.size
+        ))
     }
 
     /// The fence, when the store has one: the lease row, locked first (a
