@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::highwater::HighWater;
 use crate::log::{Inner, Latest, Log, LogLimits};
 use crate::signing::SigningGate;
-use crate::startup::{check_extends, check_stored, view_to_serve, OpenError};
+use crate::startup::{check_extends, check_stored, newer_than, view_to_serve, OpenError};
 use crate::store::{Storage, StorageReader, StoreError};
 
 /// What a follower needs to open.
@@ -112,7 +112,9 @@ impl<S: Storage> Log<S> {
             Some(hw) => hw.read()?,
             None => None,
         };
-        let reader = view_to_serve(&store, store.reader()?, mark.as_ref().map(|m| m.size))?;
+        let reader = store.reader()?;
+        let news = newer_than(&reader, mark.as_ref().map(|m| m.size))?;
+        let reader = view_to_serve(&store, reader, news)?;
         let Some(stored) = reader.latest_checkpoint()? else {
             return Err(OpenError::Mismatch(
                 FollowError::Empty {
@@ -183,17 +185,12 @@ impl<S: Storage> Log<S> {
         let served = self.latest();
         let reader = self.inner.store.reader()?;
         // Anything new taken from storage (a checkpoint, a freeze, a drop)
-        // is taken only from a durable view, read again ([`view_to_serve`]).
+        // is taken only from a durable view.
         let news = reader
             .latest_checkpoint()?
             .is_some_and(|c| c.note != served.stored.note)
             || self.lifecycle_news(&reader)?;
-        let reader = if news {
-            drop(reader);
-            self.inner.store.durable_reader()?
-        } else {
-            reader
-        };
+        let reader = view_to_serve(&*self.inner.store, reader, news)?;
         let Some(stored) = reader.latest_checkpoint()? else {
             return Err(FollowError::Empty {
                 origin: origin.clone(),

@@ -20,7 +20,9 @@ use crate::lifecycle::{Frozen, Lifecycle, LogState, LIFECYCLE_META};
 use crate::sequencer::{RecentLeaves, Sequencer};
 pub use crate::signing::Signing;
 use crate::signing::SigningGate;
-use crate::startup::{check_extends, check_origin_and_key, check_stored};
+use crate::startup::{
+    check_extends, check_origin_and_key, check_stored, newer_than, view_to_serve,
+};
 pub use crate::startup::{OpenError, Refusal};
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
@@ -159,8 +161,9 @@ impl<S: Storage> Log<S> {
         // Storage ahead of what this server published is taken from a
         // durable view only, everything below read from it.
         let mark = opts.high_water.read()?;
-        let reader =
-            crate::startup::view_to_serve(&store, store.reader()?, mark.as_ref().map(|m| m.size))?;
+        let reader = store.reader()?;
+        let news = newer_than(&reader, mark.as_ref().map(|m| m.size))?;
+        let reader = view_to_serve(&store, reader, news)?;
         match reader.meta("origin")? {
             Some(stored) if stored != opts.origin.as_bytes() => {
                 return Err(OpenError::OriginChanged {

@@ -149,31 +149,42 @@ pub(crate) fn check_origin_and_key(
     Ok(cp)
 }
 
-/// The view a server starts serving (or sequencing) from: `reader` when
-/// its latest checkpoint is no newer than `published`, the size this
-/// server published before (its high-water record, or what a follower
-/// serves), and otherwise a durable view ([`Storage::durable_reader`]):
-/// a checkpoint served for the first time must be as durable as an
-/// acknowledged commit, never one the database shows but a failover may
-/// drop. Nothing stored needs no proof either. A view older than
-/// `published` is returned as it is, for the checks that refuse it.
+/// The view a server serves (or sequences) from: `reader` when nothing it
+/// holds is `news` to this server, and otherwise a durable view
+/// ([`Storage::durable_reader`]), read again: what a server takes from
+/// storage for the first time must be as durable as an acknowledged
+/// commit, never what the database shows but a failover may drop.
 ///
 /// # Errors
-/// [`StoreError::NotDurable`] when storage is ahead and that cannot be
-/// shown in time, or [`StoreError`] from the engine.
+/// [`StoreError::NotDurable`] when there is news and its durability cannot
+/// be shown in time, or [`StoreError`] from the engine.
 pub(crate) fn view_to_serve<S: Storage>(
     store: &S,
     reader: S::Reader,
-    published: Option<u64>,
+    news: bool,
 ) -> Result<S::Reader, StoreError> {
-    match (reader.latest_checkpoint()?, published) {
-        (None, _) => Ok(reader),
-        (Some(stored), Some(p)) if stored.size <= p => Ok(reader),
-        (Some(_), _) => {
-            drop(reader);
-            store.durable_reader()
-        }
+    if news {
+        drop(reader);
+        store.durable_reader()
+    } else {
+        Ok(reader)
     }
+}
+
+/// Whether `reader`'s latest checkpoint is newer than `published`, the
+/// size a server published before (its high-water record); with none,
+/// anything stored is. A view at or below it is not news: the checks that
+/// follow accept it or refuse it.
+///
+/// # Errors
+/// [`StoreError`] from the engine.
+pub(crate) fn newer_than<R: StorageReader>(
+    reader: &R,
+    published: Option<u64>,
+) -> Result<bool, StoreError> {
+    Ok(reader
+        .latest_checkpoint()?
+        .is_some_and(|c| published.is_none_or(|p| c.size > p)))
 }
 
 /// Checks that the database's latest checkpoint (`stored`, whose tree was
