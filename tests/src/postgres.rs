@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// A started server.
+#[derive(Clone)]
 pub struct Postgres {
     /// Its URL (`postgres://quire@127.0.0.1:PORT/postgres`).
     pub url: String,
@@ -184,6 +185,35 @@ impl Postgres {
     /// `psql`'s own words when it fails.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
         psql(&self.url_of(db), sql)
+    }
+
+    /// Cancels the commit in database `db` that waits for its synchronous
+    /// standby (`pg_cancel_backend`), once one does: polled, at most a
+    /// minute. PostgreSQL answers it with success and a warning, the
+    /// commit made here alone.
+    ///
+    /// # Errors
+    /// `psql`'s words, or none waiting within the minute.
+    pub fn cancel_waiting_commit(&self, db: &str) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let pid = self.psql(
+                db,
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = current_database()",
+            )?;
+            let pid = pid.trim();
+            if !pid.is_empty() {
+                return self
+                    .psql(db, &format!("SELECT pg_cancel_backend({pid})"))
+                    .map(drop);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "no commit in {db} waited for its standby within a minute"
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// A new, empty database of this server (its name made unique from

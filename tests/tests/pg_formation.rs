@@ -51,6 +51,24 @@ fn set(node: &quire_tests::postgres::Postgres, what: &str) {
     node.psql("postgres", "SELECT pg_reload_conf()").unwrap();
 }
 
+/// The log's size on `standby` once it is past `size` (bounded polling;
+/// until replayed there, even the tables may not exist).
+async fn standby_past(standby: &quire_tests::postgres::Postgres, size: u64) -> u64 {
+    let mut seen = 0;
+    let mut said = String::new();
+    for _ in 0..3000 {
+        match standby.psql("quire", "SELECT size FROM quire_heads") {
+            Ok(out) => seen = out.parse::<u64>().unwrap_or(0),
+            Err(e) => said = e,
+        }
+        if seen > size {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the standby holds size {seen}, not past {size} ({said})");
+}
+
 /// `kill -SIGNAL pid`.
 fn signal(signal: &str, pid: &str) {
     let ok = std::process::Command::new("kill")
@@ -105,19 +123,7 @@ async fn writes_are_acknowledged_only_when_the_standby_holds_them() {
     // replayed, which the poll waits for: until then even the tables may
     // not exist there).
     let last = *acked.iter().max().unwrap();
-    let mut seen = 0;
-    let mut said = String::new();
-    for _ in 0..300 {
-        match standby.psql("quire", "SELECT size FROM quire_heads") {
-            Ok(out) => seen = out.parse::<u64>().unwrap_or(0),
-            Err(e) => said = e,
-        }
-        if seen > last {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(seen > last, "the standby holds size {seen} ({said})");
+    standby_past(&standby, last).await;
     let text = metrics.render();
     assert!(
         text.contains(&format!(
@@ -175,23 +181,10 @@ async fn writes_are_acknowledged_only_when_the_standby_holds_them() {
     signal("STOP", &receiver);
     let log = server.logs[0].clone();
     let write = tokio::spawn(async move { log.add(vec![b"cancelled wait".to_vec()]).await });
-    let mut waiting = String::new();
-    for _ in 0..3000 {
-        waiting = f
-            .primary
-            .psql(
-                "quire",
-                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' LIMIT 1",
-            )
-            .unwrap();
-        if !waiting.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(!waiting.is_empty(), "no commit waits for the standby");
-    f.primary
-        .psql("quire", &format!("SELECT pg_cancel_backend({waiting})"))
+    let primary = f.primary.clone();
+    tokio::task::spawn_blocking(move || primary.cancel_waiting_commit("quire"))
+        .await
+        .unwrap()
         .unwrap();
     let refused = write.await.unwrap().map(drop).unwrap_err().to_string();
     assert!(
@@ -205,17 +198,11 @@ async fn writes_are_acknowledged_only_when_the_standby_holds_them() {
     signal("CONT", &receiver);
     server.stop().await;
     // The standby has it once it shows it (replayed after flushed).
-    let mut seen = 0;
-    for _ in 0..3000 {
-        seen = standby
-            .psql("quire", "SELECT size FROM quire_heads")
-            .map_or(0, |s| s.parse().unwrap_or(0));
-        if seen > size {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(seen, size + 1, "the standby holds the cancelled commit");
+    assert_eq!(
+        standby_past(&standby, size).await,
+        size + 1,
+        "the standby holds the cancelled commit"
+    );
     let server = LocalServer::start(&data, vec![cfg], Config::default())
         .await
         .unwrap();

@@ -34,22 +34,6 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Cancels the commit in database `db` that waits for its synchronous
-/// standby, once there is one.
-fn cancel_waiting_commit(pg: &quire_tests::postgres::Postgres, db: &str) {
-    let pid = poll("a commit waiting for its standby", || {
-        let pid = pg
-            .psql(
-                db,
-                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = current_database()",
-            )
-            .ok()?;
-        (!pid.trim().is_empty()).then(|| pid.trim().to_owned())
-    });
-    pg.psql(db, &format!("SELECT pg_cancel_backend({pid})"))
-        .unwrap();
-}
-
 #[test]
 fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
     let pg = quire_tests::postgres::start_new().unwrap();
@@ -120,7 +104,7 @@ fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
     let store = PgStore::open(&no_check, origin, Create::No).unwrap();
     let (c, _) = w.commit(&entries(10, 5), true);
     let committing = std::thread::spawn(move || store.commit(&c));
-    cancel_waiting_commit(&pg, &db);
+    pg.cancel_waiting_commit(&db).unwrap();
     // It asked for no standby: PostgreSQL's success with a warning is one.
     // (One that asks for a standby is of unknown outcome unless shown on
     // it: tests/tests/pg_formation.rs, with a real standby.)
@@ -168,7 +152,7 @@ fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
     // asked for no standby); the follower keeps serving what it served.
     let log = server.logs[0].clone();
     let adding = rt.spawn(async move { log.add(entries(10, 1)).await });
-    cancel_waiting_commit(&pg, &db2);
+    pg.cancel_waiting_commit(&db2).unwrap();
     rt.block_on(adding).unwrap().map(drop).unwrap();
     match follower.refresh() {
         Err(FollowError::Store(StoreError::NotDurable(_))) => {}
