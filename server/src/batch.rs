@@ -153,9 +153,10 @@ pub enum WriteError {
         "storage is full; the batch is not acknowledged: {0}; free space and restart the server"
     )]
     StorageFull(String),
-    /// An earlier storage failure stopped this log's writes until restart;
-    /// reads go on from what is stored.
-    #[error("log {origin} stopped writing after a storage failure ({cause}); entries up to size {size} are stored and signed and reads go on; fix the disk and restart the server")]
+    /// An earlier storage failure stopped this log's writes until a new
+    /// sequencer reads storage again (`remedy` says when); reads go on
+    /// from what is stored.
+    #[error("log {origin} stopped writing after a storage failure ({cause}); entries up to size {size} are stored and signed and reads go on; {remedy}")]
     Stopped {
         /// The log.
         origin: String,
@@ -163,6 +164,8 @@ pub enum WriteError {
         size: u64,
         /// The failure that stopped writes.
         cause: String,
+        /// What resumes writes ([`crate::store::Storage::resume_after_stop`]).
+        remedy: &'static str,
     },
 }
 

@@ -207,6 +207,13 @@ async fn two_servers_writing_one_log_never_sign_a_fork() {
         matches!(e, WriteError::Stopped { .. }),
         "writes stay stopped: {e:?}"
     );
+    // Without [replication] nothing resumes them but a restart, and the
+    // writer is told so (not to fix a disk).
+    assert!(
+        e.to_string()
+            .contains("writes resume when the server is restarted once PostgreSQL answers"),
+        "{e}"
+    );
     // One tree in the database: the first server's.
     let r = one.logs[0].store().reader().unwrap();
     assert_eq!(r.head().unwrap().unwrap().size, 7);

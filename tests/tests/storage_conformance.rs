@@ -587,5 +587,7 @@ async fn a_commit_by_another_writer_stops_the_sequencer_without_signing() {
     assert_eq!(log.latest().stored.size, 5);
     let e = log.add(entries(300, 1)).await.unwrap_err();
     assert!(matches!(e, WriteError::Stopped { .. }), "{e:?}");
+    // The writer is told what resumes writes on this engine.
+    assert!(e.to_string().ends_with(store.resume_after_stop()), "{e}");
     log.close();
 }

@@ -268,6 +268,7 @@ mod tests {
                     origin: "o".into(),
                     size: 7,
                     cause: "disk full".into(),
+                    remedy: "fix the disk and restart the server",
                 },
                 Kind::Unavailable,
             ),

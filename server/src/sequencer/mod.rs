@@ -18,7 +18,7 @@ use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint}
 mod publish;
 mod recent;
 
-use publish::{publish, stop_writes, stopped_cause, Committed, PUBLISH_QUEUE};
+use publish::{stop_writes, stopped_cause, Committed, Publisher, PUBLISH_QUEUE};
 pub(crate) use recent::RecentLeaves;
 
 /// Longest a batch waits for a held gate (start-up checks finish within
@@ -90,15 +90,24 @@ struct Assigned {
 }
 
 impl<S: Storage> Sequencer<S> {
+    /// Its publisher, once: it takes the high-water record and where
+    /// published state goes.
+    fn publisher(&mut self) -> Option<Publisher> {
+        Some(Publisher {
+            high_water: self.high_water.take()?,
+            latest: self.latest.take()?,
+            stopped: Arc::clone(&self.stopped),
+            remedy: self.store.resume_after_stop(),
+            origin: self.origin.clone(),
+        })
+    }
+
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let (publish_tx, publish_rx) = std::sync::mpsc::sync_channel::<Committed>(PUBLISH_QUEUE);
-        let (Some(high_water), Some(latest)) = (self.high_water.take(), self.latest.take()) else {
+        let Some(publisher) = self.publisher() else {
             return;
         };
-        let (stopped, origin) = (Arc::clone(&self.stopped), self.origin.clone());
-        let publisher = std::thread::Builder::new()
-            .name(format!("publisher {}", self.origin))
-            .spawn(move || publish(&publish_rx, &high_water, &latest, &stopped, &origin));
+        let publisher = publisher.spawn(publish_rx);
         let publisher = match publisher {
             Ok(p) => p,
             Err(e) => {
@@ -137,6 +146,7 @@ impl<S: Storage> Sequencer<S> {
                     origin: self.origin.clone(),
                     size: self.range.size(),
                     cause,
+                    remedy: self.store.resume_after_stop(),
                 }),
                 (None, Signing::Held(why)) => Err(WriteError::SigningHeld {
                     origin: self.origin.clone(),

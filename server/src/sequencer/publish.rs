@@ -45,65 +45,93 @@ pub(super) fn stop_writes(stopped: &Mutex<Option<String>>, origin: &str, size: u
     }
 }
 
-/// The publisher: records each committed batch's checkpoint in the
-/// high-water record (one sync for all batches waiting), then publishes
-/// the newest and answers the writers. Nothing is answered or published
-/// before the record covers it.
-pub(super) fn publish(
-    rx: &std::sync::mpsc::Receiver<Committed>,
-    high_water: &HighWater,
-    latest: &watch::Sender<Arc<Latest>>,
-    stopped: &Mutex<Option<String>>,
-    origin: &str,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while let Ok(c) = rx.try_recv() {
-            group.push(c);
-        }
-        let newest = group
-            .iter()
-            .map(|c| &c.latest)
-            .max_by_key(|l| l.stored.size)
-            .map(Arc::clone);
-        let outcome = match (stopped_cause(stopped), newest) {
-            (Some(cause), _) => Err(WriteError::Stopped {
-                origin: origin.to_owned(),
-                size: latest.borrow().stored.size,
-                cause,
-            }),
-            (None, None) => Ok(()),
-            (None, Some(newest)) => {
-                let recorded = if newest.stored.size > latest.borrow().stored.size {
-                    high_water.write(&newest.stored.note)
-                } else {
-                    Ok(())
-                };
-                match recorded {
-                    Ok(()) => {
-                        metrics::gauge!("quire_tree_size", "log" => origin.to_owned())
-                            .set(crate::metrics::value(newest.stored.size));
-                        latest.send_replace(newest);
+/// The publisher of a log: the thread that records each committed
+/// batch's checkpoint in the high-water record (one sync for all batches
+/// waiting), then publishes the newest and answers the writers. Nothing
+/// is answered or published before the record covers it.
+pub(super) struct Publisher {
+    pub(super) high_water: HighWater,
+    pub(super) latest: watch::Sender<Arc<Latest>>,
+    /// The failure that stopped writes, shared with the sequencer.
+    pub(super) stopped: Arc<Mutex<Option<String>>>,
+    /// What resumes them ([`crate::store::Storage::resume_after_stop`]).
+    pub(super) remedy: &'static str,
+    pub(super) origin: String,
+}
+
+impl Publisher {
+    /// Starts the thread, taking what `rx` brings until it closes.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub(super) fn spawn(
+        self,
+        rx: std::sync::mpsc::Receiver<Committed>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(format!("publisher {}", self.origin))
+            .spawn(move || self.publish(&rx))
+    }
+
+    fn publish(&self, rx: &std::sync::mpsc::Receiver<Committed>) {
+        let Publisher {
+            high_water,
+            latest,
+            stopped,
+            remedy,
+            origin,
+        } = self;
+        let (remedy, origin) = (*remedy, origin.as_str());
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while let Ok(c) = rx.try_recv() {
+                group.push(c);
+            }
+            let newest = group
+                .iter()
+                .map(|c| &c.latest)
+                .max_by_key(|l| l.stored.size)
+                .map(Arc::clone);
+            let outcome = match (stopped_cause(stopped), newest) {
+                (Some(cause), _) => Err(WriteError::Stopped {
+                    origin: origin.to_owned(),
+                    size: latest.borrow().stored.size,
+                    cause,
+                    remedy,
+                }),
+                (None, None) => Ok(()),
+                (None, Some(newest)) => {
+                    let recorded = if newest.stored.size > latest.borrow().stored.size {
+                        high_water.write(&newest.stored.note)
+                    } else {
                         Ok(())
-                    }
-                    Err(e) => {
-                        let full = matches!(&e, HighWaterError::Io { source, .. } if crate::store::is_full(source));
-                        stop_writes(stopped, origin, newest.stored.size, &e.to_string());
-                        Err(if full {
-                            WriteError::StorageFull(e.to_string())
-                        } else {
-                            WriteError::Store(e.to_string())
-                        })
+                    };
+                    match recorded {
+                        Ok(()) => {
+                            metrics::gauge!("quire_tree_size", "log" => origin.to_owned())
+                                .set(crate::metrics::value(newest.stored.size));
+                            latest.send_replace(newest);
+                            Ok(())
+                        }
+                        Err(e) => {
+                            let full = matches!(&e, HighWaterError::Io { source, .. } if crate::store::is_full(source));
+                            stop_writes(stopped, origin, newest.stored.size, &e.to_string());
+                            Err(if full {
+                                WriteError::StorageFull(e.to_string())
+                            } else {
+                                WriteError::Store(e.to_string())
+                            })
+                        }
                     }
                 }
-            }
-        };
-        for c in group {
-            for (reply, added) in c.replies {
-                let _ = reply.send(match &outcome {
-                    Ok(()) => Ok((added, Arc::clone(&c.latest))),
-                    Err(e) => Err(e.clone()),
-                });
+            };
+            for c in group {
+                for (reply, added) in c.replies {
+                    let _ = reply.send(match &outcome {
+                        Ok(()) => Ok((added, Arc::clone(&c.latest))),
+                        Err(e) => Err(e.clone()),
+                    });
+                }
             }
         }
     }

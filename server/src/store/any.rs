@@ -86,6 +86,13 @@ impl Storage for AnyStore {
         }
     }
 
+    fn resume_after_stop(&self) -> &'static str {
+        match self {
+            AnyStore::Redb(s) => s.resume_after_stop(),
+            AnyStore::Postgres(s) => s.resume_after_stop(),
+        }
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         match self {
             AnyStore::Redb(s) => s.writable(),

@@ -317,6 +317,13 @@ pub trait Storage: Send + Sync + 'static {
         false
     }
 
+    /// What resumes a log's writes once a storage failure stopped its
+    /// sequencer, as its writers are told: an embedded engine must be
+    /// reopened (a restart) before anyone knows what reached the disk.
+    fn resume_after_stop(&self) -> &'static str {
+        "fix the disk and restart the server"
+    }
+
     /// Whether this writer may sign and commit now: engines shared by
     /// several servers answer [`StoreError::NotLeader`] once this one's
     /// lease is gone (checked again inside every commit). The sequencer

@@ -243,6 +243,17 @@ impl From<Option<Lease>> for Fence {
 }
 
 impl Shared {
+    /// Whether commits are fenced by a lease (a replica's store).
+    pub(crate) fn fenced(&self) -> bool {
+        !matches!(
+            *self
+                .fence
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            Fence::None
+        )
+    }
+
     /// The lease commits must hold, checked against this server's clock:
     /// `Ok(None)` when the store is not fenced.
     pub(crate) fn fence(&self) -> Result<Option<Lease>, StoreError> {

@@ -320,6 +320,17 @@ impl Storage for PgStore {
         true
     }
 
+    /// A replica (a fenced store) hands its lease on and a new sequencer
+    /// reads the head again by itself; a server without `[replication]`
+    /// does so when restarted.
+    fn resume_after_stop(&self) -> &'static str {
+        if self.shared.fenced() {
+            "this replica gives up the lease and a new sequencer resumes by itself once it has read the database's head again"
+        } else {
+            "writes resume when the server is restarted once PostgreSQL answers, reading the database's head again (a server with [replication] resumes by itself)"
+        }
+    }
+
     fn reader_at(
         &self,
         head: crate::store::Head,
