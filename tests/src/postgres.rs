@@ -20,6 +20,9 @@ pub struct Postgres {
     pub dir: PathBuf,
     /// Its port.
     pub port: u16,
+    /// The addresses it listens on, when `scripts/postgres` started it
+    /// (it can then be stopped and started again: [`Postgres::stop_server`]).
+    listen: Option<String>,
 }
 
 /// Log `origin` on the database of the [`shared`] server, opened (or
@@ -163,6 +166,7 @@ pub fn start_listening(also: &[&str]) -> Result<Postgres, String> {
                     url: url.to_owned(),
                     dir,
                     port,
+                    listen: Some(listen),
                 });
             }
         }
@@ -177,6 +181,47 @@ pub fn start_listening(also: &[&str]) -> Result<Postgres, String> {
 }
 
 impl Postgres {
+    /// Stops this server (`scripts/postgres stop`: a fast shutdown, every
+    /// connection closed), keeping its data for [`Postgres::start_server`].
+    ///
+    /// # Errors
+    /// The script's words, or a server the script did not start (a
+    /// formation's node).
+    pub fn stop_server(&self) -> Result<(), String> {
+        self.server_script("stop")
+    }
+
+    /// Starts this server again after [`Postgres::stop_server`], on its
+    /// port, addresses and data; stopped like it was once the test process
+    /// ends.
+    ///
+    /// # Errors
+    /// As [`Postgres::stop_server`].
+    pub fn start_server(&self) -> Result<(), String> {
+        self.server_script("start")
+    }
+
+    fn server_script(&self, action: &str) -> Result<(), String> {
+        let listen = self.listen.as_deref().ok_or_else(|| {
+            format!(
+                "the server at {} was not started by scripts/postgres",
+                self.url
+            )
+        })?;
+        let (port, owner) = (self.port.to_string(), std::process::id().to_string());
+        script(
+            "postgres",
+            &[
+                ("PG_DIR", self.dir.as_os_str()),
+                ("PG_PORT", port.as_ref()),
+                ("PG_LISTEN", listen.as_ref()),
+                ("PG_OWNER", owner.as_ref()),
+            ],
+            &[action],
+        )
+        .map(drop)
+    }
+
     /// Runs `sql` in database `db` with `psql` (the server's own client),
     /// stopping at the first error; returns what it printed (unaligned,
     /// tuples only).
@@ -313,6 +358,16 @@ pub struct Formation {
 }
 
 impl Formation {
+    /// Its standby `n` (1 is the first), as a server to run `psql` on.
+    pub fn standby(&self, n: u16) -> Postgres {
+        Postgres {
+            url: format!("postgres://quire@127.0.0.1:{}/postgres", self.port + n),
+            dir: self.dir.join(format!("standby{n}")),
+            port: self.port + n,
+            listen: None,
+        }
+    }
+
     /// Starts one; each call a new formation.
     ///
     /// # Errors
@@ -349,6 +404,7 @@ impl Formation {
                                 url: primary,
                                 dir: dir.join("primary"),
                                 port,
+                                listen: None,
                             },
                             url,
                             dir,

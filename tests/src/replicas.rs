@@ -43,6 +43,8 @@ pub struct Acks {
     pub acked: Vec<(u64, Vec<u8>)>,
     /// The last few refusals (status messages), for a failure's report.
     pub refused: Vec<String>,
+    /// Every refusal, counted.
+    pub refusals: usize,
 }
 
 /// The acknowledgements, whatever a writer that panicked left them as.
@@ -228,6 +230,25 @@ impl Replicas {
                     self.said()
                 );
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Writes refused so far, counted.
+    pub fn refusals(&self) -> usize {
+        lock(&self.acks).refusals
+    }
+
+    /// Waits until at least `n` writes were refused in all.
+    pub async fn wait_refused(&self, n: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.refusals() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} refusals seen\n{}",
+                self.refusals(),
+                self.said()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -564,6 +585,7 @@ async fn write_one(
             }
             Err(s) => {
                 let mut a = lock(acks);
+                a.refusals += 1;
                 if a.refused.len() >= 8 {
                     a.refused.remove(0);
                 }

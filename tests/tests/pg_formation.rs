@@ -106,11 +106,7 @@ async fn writes_are_acknowledged_only_when_the_standby_holds_them() {
     let metrics = quire_server::metrics::install().expect("the first recorder of this binary");
     let f = Formation::start().unwrap();
     f.primary.psql("postgres", "CREATE DATABASE quire").unwrap();
-    let standby = quire_tests::postgres::Postgres {
-        url: format!("postgres://quire@127.0.0.1:{}/postgres", f.port + 1),
-        dir: f.dir.join("standby1"),
-        port: f.port + 1,
-    };
+    let standby = f.standby(1);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");
     let server = start(&data, &f, None, false).await;

@@ -2,7 +2,8 @@
 //! server started by `scripts/postgres`) and two witnesses fed every
 //! checkpoint any replica serves, under faults: the leader SIGKILLed while
 //! writers write, the next one SIGSTOPped past its lease and woken, the
-//! killed one restarted, a second server from one configuration. After
+//! killed one restarted, a second server from one configuration; and a
+//! lone replica whose PostgreSQL server stops and starts again. After
 //! each: the checks of [`quire_tests::replicas`], and writes going on.
 //!
 //! Faults are placed by counting acknowledgements; waits are bounded polls.
@@ -86,4 +87,38 @@ async fn a_second_server_from_the_same_configuration_is_refused() {
     f.write(3, &["a"]).await;
     assert_eq!(f.leader().as_deref(), Some("a"));
     f.verify().await;
+}
+
+/// One replica alone (`[replication]` on a single server) on a PostgreSQL
+/// server of its own: the database stopped while two writers write, until
+/// a write is refused (the sequencer stopped on the failed commit), then
+/// started again. The replica gives up its lease and takes it again with a
+/// new sequencer that reads the head again: writes resume with no restart
+/// of the replica, and nothing acknowledged is lost or forked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_replica_resumes_writing_after_its_database_restarts() {
+    let pg = postgres::start_new().unwrap();
+    let db = pg.create_database("alone").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = Replicas::new(pg.url_of(&db), tmp.path(), ORIGIN);
+    f.start("a");
+    f.wait_leader(None).await;
+    f.write(10, &["a"]).await;
+    let epoch = f.epoch();
+    let load = f.load(2, &["a"]);
+    f.wait_acked(f.acked() + 20).await;
+    let refused = f.refusals();
+    tokio::task::block_in_place(|| pg.stop_server()).unwrap();
+    f.wait_refused(refused + 1).await;
+    tokio::task::block_in_place(|| pg.start_server()).unwrap();
+    f.wait_acked(f.acked() + 20).await;
+    load.stop().await;
+    f.sample().await;
+    f.verify().await;
+    let now = f.epoch();
+    assert!(
+        now > epoch,
+        "a new sequencer took the lease (epoch {epoch} then {now})\n{}",
+        f.said()
+    );
 }
