@@ -218,20 +218,8 @@ impl Replicas {
 
     /// Waits until at least `n` writes were acknowledged in all.
     pub async fn wait_acked(&self, n: usize) {
-        let deadline = Instant::now() + PATIENCE;
-        while self.acked() < n {
-            if Instant::now() > deadline {
-                let (count, refused) = {
-                    let a = lock(&self.acks);
-                    (a.acked.len(), a.refused.clone())
-                };
-                panic!(
-                    "{count} of {n} writes acknowledged; last refusals: {refused:?}\n{}",
-                    self.said()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_count(n, "writes acknowledged", |a| a.acked.len())
+            .await;
     }
 
     /// Writes refused so far, counted.
@@ -241,14 +229,30 @@ impl Replicas {
 
     /// Waits until at least `n` writes were refused in all.
     pub async fn wait_refused(&self, n: usize) {
+        self.wait_count(n, "writes refused", |a| a.refusals).await;
+    }
+
+    /// Waits until `count` of what the writers were told reaches `n`
+    /// (bounded polling, [`PATIENCE`]); the report names `what`.
+    async fn wait_count(&self, n: usize, what: &str, count: impl Fn(&Acks) -> usize) {
         let deadline = Instant::now() + PATIENCE;
-        while self.refusals() < n {
-            assert!(
-                Instant::now() < deadline,
-                "{} of {n} refusals seen\n{}",
-                self.refusals(),
-                self.said()
-            );
+        loop {
+            let (have, refused) = {
+                let a = lock(&self.acks);
+                (
+                    count(&a),
+                    (Instant::now() > deadline).then(|| a.refused.clone()),
+                )
+            };
+            if have >= n {
+                return;
+            }
+            if let Some(refused) = refused {
+                panic!(
+                    "{have} of {n} {what}; last refusals: {refused:?}\n{}",
+                    self.said()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -18,7 +18,7 @@ use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint}
 mod publish;
 mod recent;
 
-use publish::{stop_writes, stopped_cause, Committed, Publisher, PUBLISH_QUEUE};
+use publish::{refusal, stop_writes, Committed, Publisher, PUBLISH_QUEUE};
 pub(crate) use recent::RecentLeaves;
 
 /// Longest a batch waits for a held gate (start-up checks finish within
@@ -92,19 +92,21 @@ struct Assigned {
 impl<S: Storage> Sequencer<S> {
     /// Its publisher, once: it takes the high-water record and where
     /// published state goes.
-    fn publisher(&mut self) -> Option<Publisher> {
+    fn publisher(&mut self, remedy: &'static str) -> Option<Publisher> {
         Some(Publisher {
             high_water: self.high_water.take()?,
             latest: self.latest.take()?,
             stopped: Arc::clone(&self.stopped),
-            remedy: self.store.resume_after_stop(),
+            remedy,
             origin: self.origin.clone(),
         })
     }
 
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let (publish_tx, publish_rx) = std::sync::mpsc::sync_channel::<Committed>(PUBLISH_QUEUE);
-        let Some(publisher) = self.publisher() else {
+        // What resumes writes once stopped: asked once, not per batch.
+        let remedy = self.store.resume_after_stop();
+        let Some(publisher) = self.publisher(remedy) else {
             return;
         };
         let publisher = publisher.spawn(publish_rx);
@@ -141,13 +143,9 @@ impl<S: Storage> Sequencer<S> {
             metrics::gauge!("quire_queue_depth", &label).set(crate::metrics::value_usize(rx.len()));
             let started = std::time::Instant::now();
             let signing = self.signing.wait_while_held(MAX_HOLD);
-            let result = match (stopped_cause(&self.stopped), signing) {
-                (Some(cause), _) => Err(WriteError::Stopped {
-                    origin: self.origin.clone(),
-                    size: self.range.size(),
-                    cause,
-                    remedy: self.store.resume_after_stop(),
-                }),
+            let stopped = refusal(&self.stopped, &self.origin, self.range.size(), remedy);
+            let result = match (stopped, signing) {
+                (Some(e), _) => Err(e),
                 (None, Signing::Held(why)) => Err(WriteError::SigningHeld {
                     origin: self.origin.clone(),
                     why,

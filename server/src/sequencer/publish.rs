@@ -20,11 +20,25 @@ pub(super) struct Committed {
 /// batch while the publisher syncs the record of the previous ones.
 pub(super) const PUBLISH_QUEUE: usize = 2;
 
-pub(super) fn stopped_cause(stopped: &Mutex<Option<String>>) -> Option<String> {
-    stopped
+/// The refusal of every batch once writes stopped: the failure that
+/// stopped them, the size signed, and what resumes them (`remedy`,
+/// [`crate::store::Storage::resume_after_stop`]). `None` while they go on.
+pub(super) fn refusal(
+    stopped: &Mutex<Option<String>>,
+    origin: &str,
+    size: u64,
+    remedy: &'static str,
+) -> Option<WriteError> {
+    let cause = stopped
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
+        .clone()?;
+    Some(WriteError::Stopped {
+        origin: origin.to_owned(),
+        size,
+        cause,
+        remedy,
+    })
 }
 
 /// Records `cause` as the failure that stopped writes (the first one wins),
@@ -92,16 +106,13 @@ impl Publisher {
                 .map(|c| &c.latest)
                 .max_by_key(|l| l.stored.size)
                 .map(Arc::clone);
-            let outcome = match (stopped_cause(stopped), newest) {
-                (Some(cause), _) => Err(WriteError::Stopped {
-                    origin: origin.to_owned(),
-                    size: latest.borrow().stored.size,
-                    cause,
-                    remedy,
-                }),
+            // The size published so far.
+            let size = latest.borrow().stored.size;
+            let outcome = match (refusal(stopped, origin, size, remedy), newest) {
+                (Some(e), _) => Err(e),
                 (None, None) => Ok(()),
                 (None, Some(newest)) => {
-                    let recorded = if newest.stored.size > latest.borrow().stored.size {
+                    let recorded = if newest.stored.size > size {
                         high_water.write(&newest.stored.note)
                     } else {
                         Ok(())
