@@ -1,8 +1,9 @@
-# Shared by scripts/postgres and scripts/pg-formation: finds PostgreSQL's
-# binaries (installing the Debian package `postgresql` when absent, with
-# apt-get as root or through sudo), and how to run them (as the user
-# postgres when this runs as root, which PostgreSQL refuses). Sets BIN and
-# AS; defines port_free PORT.
+# Shared by scripts/postgres, scripts/pg-formation and
+# scripts/pg-auto-failover: finds PostgreSQL's binaries (installing the
+# Debian package `postgresql` when absent, with apt-get as root or through
+# sudo), and how to run them (as the user postgres when this runs as root,
+# which PostgreSQL refuses). Sets BIN and AS; defines port_free PORT and
+# remove_when_owner_ends DIR COMMAND....
 
 find_bin() {
   local d
@@ -38,4 +39,18 @@ port_free() {
     echo "port $1 on 127.0.0.1 is taken: choose other ports" >&2
     exit 3
   fi
+}
+
+# With PG_OWNER=PID: once that process and the script calling this have
+# both ended, runs COMMAND (what stops the servers) and removes DIR.
+# Called before anything starts, so that an owner ended (or a start that
+# failed) midway leaves nothing behind.
+remove_when_owner_ends() {
+  [ -n "${PG_OWNER:-}" ] || return 0
+  nohup bash -c '
+    owner=$1 start=$2 dir=$3; shift 3
+    while kill -0 "$owner" 2>/dev/null || kill -0 "$start" 2>/dev/null; do sleep 1; done
+    "$@" >/dev/null 2>&1
+    rm -rf "$dir"
+  ' _ "$PG_OWNER" "$$" "$@" </dev/null >/dev/null 2>&1 &
 }
