@@ -39,6 +39,8 @@ pub struct LogLimits {
     pub max_commit_entries: usize,
     /// Leaf hashes remembered for best-effort dedup.
     pub dedup_cache_entries: usize,
+    /// Group commit ([`crate::pacing::GroupCommit`]).
+    pub group_commit: crate::pacing::GroupCommit,
 }
 
 impl Default for LogLimits {
@@ -49,6 +51,7 @@ impl Default for LogLimits {
             queue_depth: 4096,
             max_commit_entries: 16_384,
             dedup_cache_entries: 100_000,
+            group_commit: crate::pacing::GroupCommit::default(),
         }
     }
 }
@@ -278,6 +281,7 @@ impl<S: Storage> Log<S> {
             signers: opts.signers,
             dedup: opts.dedup,
             max_commit: opts.limits.max_commit_entries,
+            group_commit: opts.limits.group_commit,
             recent: RecentLeaves::new(if opts.dedup == DedupPolicy::BestEffort {
                 opts.limits.dedup_cache_entries
             } else {

@@ -16,6 +16,14 @@
 //! a noisy one held to 2,000 entries/s went from 1.25× to 1.08× its
 //! unloaded value (medians of three runs of 15 rounds; 1.20× with a
 //! 20 ms gather).
+//!
+//! Group commit ([`GroupCommit`]) is the same gathering for a log with many
+//! writers at once, as PostgreSQL's `commit_delay` and `commit_siblings`
+//! do for its own commits: after a commit that carried at least
+//! `siblings` requests, the sequencer waits `delay` before it takes the
+//! next batch, so that the writers just answered are in it. Fewer, larger
+//! commits cost the database less for the same entries. A lone writer
+//! (commits of one request) never waits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -71,9 +79,62 @@ impl Pacing {
     }
 }
 
+/// Group commit on PostgreSQL unless configured: how long to gather.
+/// Measured (`docs/PERFORMANCE.md`, issue 12): 64 single-entry writers
+/// went from 12.0–13.4k to 14.4–15.0k entries/s; 2 ms gathered too long.
+pub const PG_COMMIT_DELAY: Duration = Duration::from_micros(500);
+/// Group commit unless configured: requests of the commit before that
+/// make the next one wait (16 writers or fewer never wait; measured, a
+/// wait cost them 1–9 %).
+pub const COMMIT_SIBLINGS: usize = 16;
+
+/// Group commit: the wait before a commit, by how many requests the commit
+/// before carried. The default waits never.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupCommit {
+    /// How long to gather (zero: never).
+    pub delay: Duration,
+    /// Requests the commit before must have carried for a wait.
+    pub siblings: usize,
+}
+
+impl GroupCommit {
+    /// The wait before the next commit after one of `last` requests: none
+    /// below `siblings`, or when the delay is zero.
+    pub fn wait(&self, last: usize) -> Option<Duration> {
+        (!self.delay.is_zero() && last >= self.siblings.max(1)).then_some(self.delay)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_commit_waits_only_after_a_commit_of_enough_requests() {
+        let g = GroupCommit {
+            delay: PG_COMMIT_DELAY,
+            siblings: COMMIT_SIBLINGS,
+        };
+        assert_eq!(g.wait(0), None);
+        assert_eq!(g.wait(1), None, "a lone writer never waits");
+        assert_eq!(g.wait(COMMIT_SIBLINGS - 1), None);
+        assert_eq!(g.wait(COMMIT_SIBLINGS), Some(PG_COMMIT_DELAY));
+        assert_eq!(g.wait(10_000), Some(PG_COMMIT_DELAY));
+        assert_eq!(GroupCommit::default().wait(10_000), None, "off by default");
+        let zero = GroupCommit {
+            delay: Duration::ZERO,
+            siblings: 1,
+        };
+        assert_eq!(zero.wait(100), None);
+        // Siblings of zero count as one: still never before any commit.
+        let any = GroupCommit {
+            delay: PG_COMMIT_DELAY,
+            siblings: 0,
+        };
+        assert_eq!(any.wait(0), None);
+        assert_eq!(any.wait(1), Some(PG_COMMIT_DELAY));
+    }
 
     #[test]
     fn paces_for_a_window_after_a_refusal_and_never_past_the_gather_time() {

@@ -51,6 +51,8 @@ pub(crate) struct Sequencer<S> {
     pub(crate) signers: Vec<LogSigner>,
     pub(crate) dedup: DedupPolicy,
     pub(crate) max_commit: usize,
+    /// Group commit: how long to gather after a commit of many requests.
+    pub(crate) group_commit: crate::pacing::GroupCommit,
     pub(crate) recent: RecentLeaves,
     pub(crate) store: Arc<S>,
     pub(crate) range: CompactRange,
@@ -122,8 +124,11 @@ impl<S: Storage> Sequencer<S> {
                 return;
             }
         };
+        // Requests the last batch carried (group commit).
+        let mut last_requests = 0;
         while let Some(first) = rx.blocking_recv() {
-            if let Some(wait) = self.pacing.wait(first.queued_at, std::time::Instant::now()) {
+            let paced = self.pacing.wait(first.queued_at, std::time::Instant::now());
+            if let Some(wait) = paced.max(self.group_commit.wait(last_requests)) {
                 std::thread::sleep(wait);
             }
             let mut batch = vec![first];
@@ -137,6 +142,7 @@ impl<S: Storage> Sequencer<S> {
                     Err(_) => break,
                 }
             }
+            last_requests = batch.len();
             let label = [("log", self.origin.clone())];
             metrics::gauge!("quire_oldest_unintegrated_age_seconds", &label)
                 .set(batch[0].queued_at.elapsed().as_secs_f64());
