@@ -20,10 +20,10 @@
 //! Group commit ([`GroupCommit`]) is the same gathering for a log with many
 //! writers at once, as PostgreSQL's `commit_delay` and `commit_siblings`
 //! do for its own commits: after a commit that carried at least
-//! `siblings` requests, the sequencer waits `delay` before it takes the
-//! next batch, so that the writers just answered are in it. Fewer, larger
-//! commits cost the database less for the same entries. A lone writer
-//! (commits of one request) never waits.
+//! `siblings` requests, the next batch gathers until it holds as many
+//! requests as that commit (the writers just answered, sending again) or
+//! `delay` has passed. Fewer, larger commits cost the database less for
+//! the same entries. A lone writer (commits of one request) never waits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -79,13 +79,13 @@ impl Pacing {
     }
 }
 
-/// Group commit on PostgreSQL unless configured: how long to gather.
-/// Measured (`docs/PERFORMANCE.md`, issue 12): 64 single-entry writers
-/// went from 12.0–13.4k to 14.4–15.0k entries/s; 2 ms gathered too long.
+/// Group commit on PostgreSQL unless configured: the longest a batch
+/// gathers. Measured (`docs/PERFORMANCE.md`, issue 12): 32 to 96
+/// single-entry writers gained up to 20%; a fixed 2 ms wait was too long.
 pub const PG_COMMIT_DELAY: Duration = Duration::from_micros(500);
 /// Group commit unless configured: requests of the commit before that
-/// make the next one wait (16 writers or fewer never wait; measured, a
-/// wait cost them 1–9 %).
+/// make the next one gather (a wait on every commit cost 4 and 16 writers
+/// 1–9%).
 pub const COMMIT_SIBLINGS: usize = 16;
 
 /// Group commit: the wait before a commit, by how many requests the commit
@@ -98,11 +98,35 @@ pub struct GroupCommit {
     pub siblings: usize,
 }
 
+/// How often a gathering batch looks at the queue again (group commit).
+pub const GATHER_POLL: Duration = Duration::from_micros(50);
+
 impl GroupCommit {
-    /// The wait before the next commit after one of `last` requests: none
-    /// below `siblings`, or when the delay is zero.
+    /// How long the next batch may gather after a commit of `last`
+    /// requests: not at all below `siblings`, or when the delay is zero.
     pub fn wait(&self, last: usize) -> Option<Duration> {
         (!self.delay.is_zero() && last >= self.siblings.max(1)).then_some(self.delay)
+    }
+
+    /// Whether a batch of `have` requests, gathering `until` after a
+    /// commit of `last`, waits at `now` before it looks at the queue again,
+    /// and how long: not once it holds as many requests as that commit or
+    /// the commit's limit of entries (`full`), nor past `until`.
+    pub fn pause(
+        until: Option<Instant>,
+        have: usize,
+        last: usize,
+        full: bool,
+        now: Instant,
+    ) -> Option<Duration> {
+        let until = until?;
+        if have >= last || full {
+            return None;
+        }
+        until
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())
+            .map(|d| d.min(GATHER_POLL))
     }
 }
 
@@ -134,6 +158,38 @@ mod tests {
         };
         assert_eq!(any.wait(0), None);
         assert_eq!(any.wait(1), Some(PG_COMMIT_DELAY));
+    }
+
+    #[test]
+    fn a_gathering_batch_stops_at_the_last_commits_size_its_limit_or_its_deadline() {
+        let now = Instant::now();
+        let until = Some(now + PG_COMMIT_DELAY);
+        // Not gathering at all.
+        assert_eq!(GroupCommit::pause(None, 1, 24, false, now), None);
+        // Short of the last commit's requests: looks again soon, never
+        // later than the deadline.
+        assert_eq!(
+            GroupCommit::pause(until, 10, 24, false, now),
+            Some(GATHER_POLL)
+        );
+        let near = now + Duration::from_micros(480);
+        assert_eq!(
+            GroupCommit::pause(until, 10, 24, false, near),
+            Some(Duration::from_micros(20))
+        );
+        // As many as the last commit, the limit reached, or the deadline
+        // passed: commits now.
+        assert_eq!(GroupCommit::pause(until, 24, 24, false, now), None);
+        assert_eq!(GroupCommit::pause(until, 30, 24, false, now), None);
+        assert_eq!(GroupCommit::pause(until, 10, 24, true, now), None);
+        assert_eq!(
+            GroupCommit::pause(until, 10, 24, false, now + PG_COMMIT_DELAY),
+            None
+        );
+        assert_eq!(
+            GroupCommit::pause(until, 10, 24, false, now + Duration::from_secs(1)),
+            None
+        );
     }
 
     #[test]

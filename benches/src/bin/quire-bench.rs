@@ -150,6 +150,14 @@ struct Args {
     /// directory).
     #[arg(long)]
     store_pg: Option<String>,
+    /// The in-process log's group commit wait, microseconds
+    /// (`[logs.storage] commit_delay_us`; default: the engine's).
+    #[arg(long)]
+    commit_delay_us: Option<u64>,
+    /// Requests of a commit that make the next one gather
+    /// (`[logs.storage] commit_siblings`; default 16).
+    #[arg(long)]
+    commit_siblings: Option<usize>,
     /// PostgreSQL URL for `postgres` and `suite` (`scripts/postgres` starts
     /// a server and prints it).
     #[arg(long)]
@@ -469,6 +477,8 @@ async fn main() -> anyhow::Result<()> {
         };
         cfg.max_batch = args.batch.max(1000);
         cfg.queue_depth = 100_000;
+        cfg.storage.commit_delay_us = args.commit_delay_us;
+        cfg.storage.commit_siblings = args.commit_siblings;
         if let Some(url) = &args.store_pg {
             cfg.storage.engine = quire_server::config::Engine::Postgres;
             cfg.storage.url = Some(url.clone());

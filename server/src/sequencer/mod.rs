@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::batch::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError};
 use crate::events::{EventSeq, Sealed};
 use crate::highwater::HighWater;
+use crate::pacing::GroupCommit;
 use crate::signing::{Signing, SigningGate};
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
@@ -127,21 +128,10 @@ impl<S: Storage> Sequencer<S> {
         // Requests the last batch carried (group commit).
         let mut last_requests = 0;
         while let Some(first) = rx.blocking_recv() {
-            let paced = self.pacing.wait(first.queued_at, std::time::Instant::now());
-            if let Some(wait) = paced.max(self.group_commit.wait(last_requests)) {
+            if let Some(wait) = self.pacing.wait(first.queued_at, std::time::Instant::now()) {
                 std::thread::sleep(wait);
             }
-            let mut batch = vec![first];
-            let mut count = batch[0].entries.len();
-            while count < self.max_commit {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        count += r.entries.len();
-                        batch.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let (mut batch, count) = self.take_batch(&mut rx, first, last_requests);
             last_requests = batch.len();
             let label = [("log", self.origin.clone())];
             metrics::gauge!("quire_oldest_unintegrated_age_seconds", &label)
@@ -205,6 +195,41 @@ impl<S: Storage> Sequencer<S> {
             tracing::error!(origin = %self.origin, "publisher thread panicked");
         }
         tracing::info!(origin = %self.origin, "sequencer stopped");
+    }
+
+    /// The batch that starts with `first`: what is queued, up to the
+    /// commit's limit. Group commit: after a commit of `last` requests (at
+    /// least [`GroupCommit::siblings`]), it gathers until it holds as many
+    /// or [`GroupCommit::delay`] has passed, polling the queue.
+    ///
+    fn take_batch(
+        &self,
+        rx: &mut mpsc::Receiver<Request>,
+        first: Request,
+        last: usize,
+    ) -> (Vec<Request>, usize) {
+        let until = self
+            .group_commit
+            .wait(last)
+            .map(|d| std::time::Instant::now() + d);
+        let mut count = first.entries.len();
+        let mut batch = vec![first];
+        loop {
+            while count < self.max_commit {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        count += r.entries.len();
+                        batch.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let full = count >= self.max_commit;
+            match GroupCommit::pause(until, batch.len(), last, full, std::time::Instant::now()) {
+                Some(pause) => std::thread::sleep(pause),
+                None => return (batch, count),
+            }
+        }
     }
 
     /// Integrates `batch`: under strict dedup on an engine that checks new
