@@ -80,13 +80,13 @@ impl Pacing {
 }
 
 /// Group commit on PostgreSQL unless configured: the longest a batch
-/// gathers. Measured (`docs/PERFORMANCE.md`, issue 12): 32 to 96
-/// single-entry writers gained up to 20%; a fixed 2 ms wait was too long.
+/// gathers. Measured (`docs/PERFORMANCE.md`, issue 12): 4 to 96
+/// single-entry writers gained up to 25%; a fixed 2 ms wait was too long.
 pub const PG_COMMIT_DELAY: Duration = Duration::from_micros(500);
 /// Group commit unless configured: requests of the commit before that
-/// make the next one gather (a wait on every commit cost 4 and 16 writers
-/// 1–9%).
-pub const COMMIT_SIBLINGS: usize = 16;
+/// make the next one gather. Two: a lone writer never waits, and 4 and
+/// 16 writers gained 17–25% (a fixed wait had cost them 1–9%).
+pub const COMMIT_SIBLINGS: usize = 2;
 
 /// Group commit: the wait before a commit, by how many requests the commit
 /// before carried. The default waits never.
@@ -100,6 +100,10 @@ pub struct GroupCommit {
 
 /// How often a gathering batch looks at the queue again (group commit).
 pub const GATHER_POLL: Duration = Duration::from_micros(50);
+/// Entries of a batch that gathers no more: one entry bundle. A commit
+/// of more is mostly work per entry, which waiting does not save
+/// (measured: 8 writers of 1,000 entries lost 7–18% gathering).
+pub const GATHER_ENTRIES: usize = 256;
 
 impl GroupCommit {
     /// How long the next batch may gather after a commit of `last`
@@ -111,7 +115,8 @@ impl GroupCommit {
     /// Whether a batch of `have` requests, gathering `until` after a
     /// commit of `last`, waits at `now` before it looks at the queue again,
     /// and how long: not once it holds as many requests as that commit or
-    /// the commit's limit of entries (`full`), nor past `until`.
+    /// enough entries (`full`: [`GATHER_ENTRIES`] or the commit's limit),
+    /// nor past `until`.
     pub fn pause(
         until: Option<Instant>,
         have: usize,

@@ -155,7 +155,7 @@ struct Args {
     #[arg(long)]
     commit_delay_us: Option<u64>,
     /// Requests of a commit that make the next one gather
-    /// (`[logs.storage] commit_siblings`; default 16).
+    /// (`[logs.storage] commit_siblings`; default 2).
     #[arg(long)]
     commit_siblings: Option<usize>,
     /// PostgreSQL URL for `postgres` and `suite` (`scripts/postgres` starts

@@ -109,7 +109,7 @@ pub struct StorageConfig {
     /// gained nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_delay_us: Option<u64>,
-    /// Requests of a commit that make the next one gather (default 16).
+    /// Requests of a commit that make the next one gather (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_siblings: Option<usize>,
 }

@@ -224,7 +224,7 @@ impl<S: Storage> Sequencer<S> {
                     Err(_) => break,
                 }
             }
-            let full = count >= self.max_commit;
+            let full = count >= self.max_commit.min(crate::pacing::GATHER_ENTRIES);
             match GroupCommit::pause(until, batch.len(), last, full, std::time::Instant::now()) {
                 Some(pause) => std::thread::sleep(pause),
                 None => return (batch, count),
