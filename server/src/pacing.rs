@@ -112,23 +112,39 @@ impl GroupCommit {
         (!self.delay.is_zero() && last >= self.siblings.max(1)).then_some(self.delay)
     }
 
-    /// Whether a batch of `have` requests, gathering `until` after a
-    /// commit of `last`, waits at `now` before it looks at the queue again,
-    /// and how long: not once it holds as many requests as that commit or
-    /// enough entries (`full`: [`GATHER_ENTRIES`] or the commit's limit),
-    /// nor past `until`.
-    pub fn pause(
-        until: Option<Instant>,
-        have: usize,
-        last: usize,
-        full: bool,
-        now: Instant,
-    ) -> Option<Duration> {
-        let until = until?;
-        if have >= last || full {
+    /// The gathering of the batch that starts at `now`, after a commit of
+    /// `last` requests, whose commit takes at most `max_entries` entries:
+    /// none when [`GroupCommit::wait`] says so.
+    pub fn gather(&self, last: usize, max_entries: usize, now: Instant) -> Option<Gather> {
+        Some(Gather {
+            until: now.checked_add(self.wait(last)?)?,
+            requests: last,
+            entries: max_entries.min(GATHER_ENTRIES),
+        })
+    }
+}
+
+/// One batch's gathering (group commit): until when, and the requests
+/// and entries that end it sooner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gather {
+    until: Instant,
+    /// The requests of the commit before.
+    requests: usize,
+    /// [`GATHER_ENTRIES`], or the commit's limit when lower.
+    entries: usize,
+}
+
+impl Gather {
+    /// How long a batch of `requests` requests and `entries` entries waits
+    /// at `now` before it looks at the queue again: none once it holds as
+    /// many requests as the commit before or enough entries, nor past the
+    /// deadline.
+    pub fn pause(&self, requests: usize, entries: usize, now: Instant) -> Option<Duration> {
+        if requests >= self.requests || entries >= self.entries {
             return None;
         }
-        until
+        self.until
             .checked_duration_since(now)
             .filter(|d| !d.is_zero())
             .map(|d| d.min(GATHER_POLL))
@@ -167,34 +183,32 @@ mod tests {
 
     #[test]
     fn a_gathering_batch_stops_at_the_last_commits_size_its_limit_or_its_deadline() {
+        let g = GroupCommit {
+            delay: PG_COMMIT_DELAY,
+            siblings: COMMIT_SIBLINGS,
+        };
         let now = Instant::now();
-        let until = Some(now + PG_COMMIT_DELAY);
-        // Not gathering at all.
-        assert_eq!(GroupCommit::pause(None, 1, 24, false, now), None);
+        // Not gathering at all after a lone writer's commit, or when off.
+        assert_eq!(g.gather(1, 16_384, now), None);
+        assert_eq!(GroupCommit::default().gather(24, 16_384, now), None);
+        let gather = g.gather(24, 16_384, now).unwrap();
         // Short of the last commit's requests: looks again soon, never
         // later than the deadline.
-        assert_eq!(
-            GroupCommit::pause(until, 10, 24, false, now),
-            Some(GATHER_POLL)
-        );
+        assert_eq!(gather.pause(10, 10, now), Some(GATHER_POLL));
         let near = now + Duration::from_micros(480);
-        assert_eq!(
-            GroupCommit::pause(until, 10, 24, false, near),
-            Some(Duration::from_micros(20))
-        );
-        // As many as the last commit, the limit reached, or the deadline
+        assert_eq!(gather.pause(10, 10, near), Some(Duration::from_micros(20)));
+        // As many as the last commit, enough entries, or the deadline
         // passed: commits now.
-        assert_eq!(GroupCommit::pause(until, 24, 24, false, now), None);
-        assert_eq!(GroupCommit::pause(until, 30, 24, false, now), None);
-        assert_eq!(GroupCommit::pause(until, 10, 24, true, now), None);
-        assert_eq!(
-            GroupCommit::pause(until, 10, 24, false, now + PG_COMMIT_DELAY),
-            None
-        );
-        assert_eq!(
-            GroupCommit::pause(until, 10, 24, false, now + Duration::from_secs(1)),
-            None
-        );
+        assert_eq!(gather.pause(24, 24, now), None);
+        assert_eq!(gather.pause(30, 30, now), None);
+        assert_eq!(gather.pause(10, GATHER_ENTRIES, now), None);
+        assert_eq!(gather.pause(10, GATHER_ENTRIES - 1, now), Some(GATHER_POLL));
+        assert_eq!(gather.pause(10, 10, now + PG_COMMIT_DELAY), None);
+        assert_eq!(gather.pause(10, 10, now + Duration::from_secs(1)), None);
+        // A commit's limit below a bundle ends gathering there.
+        let small = g.gather(24, 100, now).unwrap();
+        assert_eq!(small.pause(10, 99, now), Some(GATHER_POLL));
+        assert_eq!(small.pause(10, 100, now), None);
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub(crate) struct Sequencer<S> {
     pub(crate) dedup: DedupPolicy,
     pub(crate) max_commit: usize,
     /// Group commit: how long to gather after a commit of many requests.
-    pub(crate) group_commit: crate::pacing::GroupCommit,
+    pub(crate) group_commit: GroupCommit,
     pub(crate) recent: RecentLeaves,
     pub(crate) store: Arc<S>,
     pub(crate) range: CompactRange,
@@ -198,20 +198,17 @@ impl<S: Storage> Sequencer<S> {
     }
 
     /// The batch that starts with `first`: what is queued, up to the
-    /// commit's limit. Group commit: after a commit of `last` requests (at
-    /// least [`GroupCommit::siblings`]), it gathers until it holds as many
-    /// or [`GroupCommit::delay`] has passed, polling the queue.
-    ///
+    /// commit's limit. Group commit: after a commit of `last` requests,
+    /// it gathers ([`GroupCommit::gather`]), polling the queue.
     fn take_batch(
         &self,
         rx: &mut mpsc::Receiver<Request>,
         first: Request,
         last: usize,
     ) -> (Vec<Request>, usize) {
-        let until = self
+        let gather = self
             .group_commit
-            .wait(last)
-            .map(|d| std::time::Instant::now() + d);
+            .gather(last, self.max_commit, std::time::Instant::now());
         let mut count = first.entries.len();
         let mut batch = vec![first];
         loop {
@@ -224,8 +221,8 @@ impl<S: Storage> Sequencer<S> {
                     Err(_) => break,
                 }
             }
-            let full = count >= self.max_commit.min(crate::pacing::GATHER_ENTRIES);
-            match GroupCommit::pause(until, batch.len(), last, full, std::time::Instant::now()) {
+            let now = std::time::Instant::now();
+            match gather.and_then(|g| g.pause(batch.len(), count, now)) {
                 Some(pause) => std::thread::sleep(pause),
                 None => return (batch, count),
             }
