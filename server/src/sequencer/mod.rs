@@ -404,7 +404,8 @@ impl<S: Storage> Sequencer<S> {
         let mut leaves = leaves
             .into_iter()
             .zip(stored.into_iter().chain(std::iter::repeat(None)));
-        let mut in_batch: HashMap<Hash, u64> = HashMap::new();
+        // Seeded per process: leaf hashes come from clients' entries.
+        let mut in_batch: HashMap<Hash, u64, foldhash::fast::RandomState> = HashMap::default();
         let mut per_request = Vec::with_capacity(batch.len());
         let mut sealed = Vec::with_capacity(batch.len());
         let mut newest = HashMap::new();

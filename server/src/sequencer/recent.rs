@@ -6,7 +6,8 @@ use quire_core::Hash;
 
 /// A bounded map of recent leaf hashes (first in, first out).
 pub(crate) struct RecentLeaves {
-    map: HashMap<Hash, u64>,
+    /// Seeded per process: leaf hashes come from clients' entries.
+    map: HashMap<Hash, u64, foldhash::fast::RandomState>,
     order: std::collections::VecDeque<Hash>,
     cap: usize,
 }
@@ -14,7 +15,10 @@ pub(crate) struct RecentLeaves {
 impl RecentLeaves {
     pub(crate) fn new(cap: usize) -> Self {
         RecentLeaves {
-            map: HashMap::with_capacity(cap.min(1 << 20)),
+            map: HashMap::with_capacity_and_hasher(
+                cap.min(1 << 20),
+                foldhash::fast::RandomState::default(),
+            ),
             order: std::collections::VecDeque::with_capacity(cap.min(1 << 20)),
             cap,
         }

@@ -10,7 +10,8 @@
 //!   prefixed), a little-endian `u32` byte length and the frame's payload.
 //!   A read of a few entries decompresses only their frames.
 //!
-//! A bundle is compressed only when that makes it smaller.
+//! A bundle is compressed only when that makes it smaller, a frame only
+//! when that saves an eighth of it; a frame that did not spares the next frames the try ([`RETRY_EVERY`]).
 
 use super::StoreError;
 
@@ -78,7 +79,7 @@ pub fn encode(entries: &[Vec<u8>], compress: bool) -> Vec<u8> {
     if compress {
         let mut out = Vec::with_capacity(raw_len / 2 + 16);
         out.push(FRAMED);
-        push_frames(&mut out, entries);
+        push_frames(&mut out, entries, 0, false);
         if out.len() < raw_len + 1 {
             return out;
         }
@@ -253,7 +254,8 @@ pub fn append(
         for f in &kept {
             push_frame(&mut out, f.codec, f.bytes);
         }
-        push_frames(&mut out, &tail);
+        let after_lz4 = kept.last().is_some_and(|f| f.codec == LZ4);
+        push_frames(&mut out, &tail, kept.len(), after_lz4);
         if out.len() < raw_len + 1 {
             return Ok(out);
         }
@@ -280,16 +282,37 @@ fn held(n: usize, have: usize) -> StoreError {
     corrupt(&format!("holds {n} entries, expected {have}"))
 }
 
-/// Appends `entries` in frames of [`FRAME_ENTRIES`], each compressed when
-/// that makes it smaller.
-fn push_frames(out: &mut Vec<u8>, entries: &[Vec<u8>]) {
-    for frame in entries.chunks(FRAME_ENTRIES) {
+/// A frame is stored compressed only when LZ4 saves at least this part
+/// of it (an eighth). Random entries of equal length shrink by about a
+/// byte each (their repeated length prefixes), which is not worth a
+/// decompression on every read, nor the compression work.
+const SAVES_AT_LEAST: usize = 8;
+
+/// After a frame that did not shrink by [`SAVES_AT_LEAST`], the frames of a bundle that are
+/// stored raw without trying LZ4 before it tries again: a try is made at
+/// every multiple of this position, and after every frame that shrank.
+/// Incompressible entries (encrypted or hashed payloads) then cost a
+/// quarter of the compression work; compressible ones lose nothing, and a
+/// bundle that turns compressible midway is tried again within 4 frames.
+const RETRY_EVERY: usize = 4;
+
+/// Appends `entries` in frames of [`FRAME_ENTRIES`], the first of them
+/// the bundle's frame number `first`, after a frame compressed or not
+/// (`after_lz4`). A frame is compressed when that saves an eighth, and
+/// tried only as [`RETRY_EVERY`] says, which depends on the frames before
+/// it alone: an append writes what encoding the whole bundle writes.
+fn push_frames(out: &mut Vec<u8>, entries: &[Vec<u8>], first: usize, after_lz4: bool) {
+    let mut after_lz4 = after_lz4;
+    for (n, frame) in entries.chunks(FRAME_ENTRIES).enumerate() {
         let plain = payload_of(frame);
-        let packed = lz4_flex::block::compress_prepend_size(&plain);
-        if packed.len() < plain.len() {
-            push_frame(out, LZ4, &packed);
-        } else {
-            push_frame(out, RAW, &plain);
+        let at = first + n;
+        let packed = (after_lz4 || at.is_multiple_of(RETRY_EVERY))
+            .then(|| lz4_flex::block::compress_prepend_size(&plain))
+            .filter(|packed| packed.len() <= plain.len() - plain.len() / SAVES_AT_LEAST);
+        after_lz4 = packed.is_some();
+        match packed {
+            Some(packed) => push_frame(out, LZ4, &packed),
+            None => push_frame(out, RAW, &plain),
         }
     }
 }

@@ -140,6 +140,66 @@ fn appending_to_a_record_of_another_count_is_refused() {
     }
 }
 
+/// The codec of each frame of a framed record.
+fn frame_codecs(record: &[u8]) -> Vec<u8> {
+    assert_eq!(record[0], FRAMED);
+    frames(&record[1..])
+        .unwrap()
+        .iter()
+        .map(|f| f.codec)
+        .collect()
+}
+
+/// `n` incompressible entries.
+fn noise(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    (0..n as u64)
+        .map(|i| {
+            (0..32u64)
+                .flat_map(|j| {
+                    ((seed << 32) ^ (i * 977 + j * 7919))
+                        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        .rotate_left(29)
+                        .wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+                        .to_le_bytes()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_frame_that_did_not_shrink_spares_the_next_ones_the_try() {
+    let f = FRAME_ENTRIES;
+    let frames = |n: usize| events(u32::try_from(n * f).unwrap());
+    // Frame 0 is noise, frames 1 to 7 compress well: 1 to 3 are not
+    // tried, 4 is, and after it every frame is.
+    let mut entries = noise(f, 1);
+    entries.extend(frames(7));
+    let rec = encode(&entries, true);
+    assert_eq!(frame_codecs(&rec), [RAW, RAW, RAW, RAW, LZ4, LZ4, LZ4, LZ4]);
+    assert_eq!(decode(&rec).unwrap(), entries);
+    // Compressible frames, then noise, then compressible again: the frame
+    // after the noise is not tried, the next multiple of 4 is.
+    let mut entries = frames(2);
+    entries.extend(noise(f, 2));
+    entries.extend(frames(5));
+    assert_eq!(
+        frame_codecs(&encode(&entries, true)),
+        [LZ4, LZ4, RAW, RAW, LZ4, LZ4, LZ4, LZ4]
+    );
+    // Appends, at every count, write what encoding the whole writes.
+    for have in [1, f - 1, f, f + 1, 3 * f, 4 * f - 1, 4 * f + 3, 7 * f] {
+        let got = append(
+            &encode(&entries[..have], true),
+            have,
+            &entries[have..],
+            true,
+        )
+        .unwrap();
+        assert_eq!(got, encode(&entries, true), "{have}");
+    }
+}
+
 #[test]
 fn a_range_is_the_slice_of_the_whole_in_every_codec() {
     let entries = events(200);

@@ -37,9 +37,18 @@ impl Density {
     }
 }
 
+/// One block, on a cache line of its own.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u64; WORDS]);
+
+/// Keys a batched query touches before it tests them: their blocks
+/// (4 KiB) stay in the first-level cache between the two passes.
+const TOUCH_AHEAD: usize = 64;
+
 /// A blocked Bloom filter sized for a known number of keys.
 pub(crate) struct Bloom {
-    blocks: Vec<[u64; WORDS]>,
+    blocks: Vec<Block>,
     hashes: u32,
 }
 
@@ -53,7 +62,7 @@ impl Bloom {
     pub(crate) fn with_density(keys: u64, density: Density) -> Self {
         let blocks = (keys.saturating_mul(density.bits_per_key()) / BLOCK_BITS).max(1);
         Bloom {
-            blocks: vec![[0u64; WORDS]; usize::try_from(blocks).unwrap_or(usize::MAX)],
+            blocks: vec![Block([0u64; WORDS]); usize::try_from(blocks).unwrap_or(usize::MAX)],
             hashes: density.hashes(),
         }
     }
@@ -84,16 +93,36 @@ impl Bloom {
         let b = self.block(key);
         if let Some(block) = self.blocks.get_mut(b) {
             for (w, mask) in Self::bits(key, self.hashes) {
-                block[w] |= mask;
+                block.0[w] |= mask;
             }
         }
     }
 
     /// False only if `key` was never inserted.
     pub(crate) fn may_contain(&self, key: u64) -> bool {
-        self.blocks
-            .get(self.block(key))
-            .is_none_or(|block| Self::bits(key, self.hashes).all(|(w, mask)| block[w] & mask != 0))
+        self.blocks.get(self.block(key)).is_none_or(|block| {
+            Self::bits(key, self.hashes).all(|(w, mask)| block.0[w] & mask != 0)
+        })
+    }
+
+    /// [`Bloom::may_contain`] of each of `keys`: `hit(n)` for each key
+    /// `keys[n]` that may be in the filter, in order. A batch of keys
+    /// first loads each block it will test, as loads that do not wait for
+    /// one another, so that their cache misses overlap instead of each
+    /// stalling behind the early exit of the test before it.
+    pub(crate) fn may_contain_each(&self, keys: &[u64], mut hit: impl FnMut(usize)) {
+        for (c, chunk) in keys.chunks(TOUCH_AHEAD).enumerate() {
+            let touched = chunk
+                .iter()
+                .filter_map(|k| self.blocks.get(self.block(*k)))
+                .fold(0u64, |acc, b| acc ^ b.0[0]);
+            std::hint::black_box(touched);
+            for (n, k) in chunk.iter().enumerate() {
+                if self.may_contain(*k) {
+                    hit(c * TOUCH_AHEAD + n);
+                }
+            }
+        }
     }
 
     /// Bytes held.
@@ -128,6 +157,34 @@ mod tests {
             Bloom::with_capacity(100_000).hashes,
             Density::Compact.hashes()
         );
+    }
+
+    #[test]
+    fn a_batched_query_is_each_query() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut b = Bloom::with_density(64, Density::Dense);
+        for _ in 0..300 {
+            b.insert(rng.gen());
+        }
+        let keys: Vec<u64> = (0..1000).map(|_| rng.gen()).collect();
+        let want: Vec<usize> = (0..keys.len())
+            .filter(|n| b.may_contain(keys[*n]))
+            .collect();
+        // Some hits and some misses, across several touch batches.
+        assert!(want.len() > 10 && want.len() < 990, "{}", want.len());
+        for len in [
+            0,
+            1,
+            TOUCH_AHEAD - 1,
+            TOUCH_AHEAD,
+            TOUCH_AHEAD + 1,
+            keys.len(),
+        ] {
+            let mut got = Vec::new();
+            b.may_contain_each(&keys[..len], |n| got.push(n));
+            let want: Vec<usize> = want.iter().copied().filter(|n| *n < len).collect();
+            assert_eq!(got, want, "{len}");
+        }
     }
 
     #[test]

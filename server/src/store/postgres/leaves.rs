@@ -362,14 +362,18 @@ fn probes_for(
     let mut probes = (Vec::new(), Vec::new(), Vec::new());
     let mut runs_probed = Vec::new();
     for run in state.runs.iter().filter(|r| r.start < size) {
-        let bloom = blooms.get(&run.id);
         let before = probes.0.len();
-        for (n, k) in keys.iter().enumerate() {
-            if bloom.is_none_or(|b| b.may_contain(*k)) {
+        let id = int(run.id)?;
+        let probe = |n: usize| {
+            if let Some(k) = keys.get(n) {
                 probes.0.push(i32::try_from(n).unwrap_or(i32::MAX));
-                probes.1.push(int(run.id)?);
+                probes.1.push(id);
                 probes.2.push(db_key(*k));
             }
+        };
+        match blooms.get(&run.id) {
+            Some(bloom) => bloom.may_contain_each(keys, probe),
+            None => (0..keys.len()).for_each(probe),
         }
         if probes.0.len() > before {
             runs_probed.push(run.id);
