@@ -81,7 +81,7 @@ impl Pacing {
 
 /// Group commit on PostgreSQL unless configured: the longest a batch
 /// gathers. A gather mostly ends before it, once the writers just
-/// answered are back. Measured (`docs/PERFORMANCE.md`, issue 12): against
+/// answered are back (3 and 5 ms measured the same). Measured (`docs/PERFORMANCE.md`, issue 12): against
 /// 500 µs, 64 and 96 single-entry writers gained 12–37% with lower
 /// latency, on one instance and with a synchronous standby; 4 and 16
 /// writers were even; 3 and 5 ms gained no more. (A fixed 2 ms wait,

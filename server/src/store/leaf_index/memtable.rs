@@ -5,7 +5,6 @@
 //! directly, which is slower but never wrong.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -15,25 +14,11 @@ use super::bloom::Bloom;
 use super::{IndexState, Step};
 use crate::store::StoreError;
 
-/// Keys are already uniformly random: hash them by identity.
-#[derive(Default)]
-pub(crate) struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
+/// Keys are leaf-hash prefixes, which a client can grind (a few hundred
+/// thousand SHA-256 computations put an entry's key in a chosen bucket of
+/// a map hashed by identity): a hasher seeded at random per process keeps
+/// them spread.
+type KeyMap<V> = HashMap<u64, V, foldhash::fast::RandomState>;
 
 /// Leaves `[start, end)` not yet written as a run.
 #[derive(Default)]
