@@ -80,12 +80,12 @@ impl Pacing {
 }
 
 /// Group commit on PostgreSQL unless configured: the longest a batch
-/// gathers. A gather mostly ends before it, once the writers just
-/// answered are back (3 and 5 ms measured the same). Measured (`docs/PERFORMANCE.md`, issue 12): against
-/// 500 µs, 64 and 96 single-entry writers gained 12–37% with lower
-/// latency, on one instance and with a synchronous standby; 4 and 16
-/// writers were even; 3 and 5 ms gained no more. (A fixed 2 ms wait,
-/// without the early end, had lost.)
+/// gathers; most gathers end before it, once the writers just answered
+/// are back. Measured (`docs/PERFORMANCE.md`, issue 12) against 500 µs:
+/// 64 and 96 single-entry writers gained 12–37% with lower latency, on
+/// one instance and with a synchronous standby; 4 and 16 writers were
+/// even; 3 and 5 ms gained no more. (A fixed 2 ms wait, without the
+/// early end, had lost.)
 pub const PG_COMMIT_DELAY: Duration = Duration::from_millis(2);
 /// Group commit unless configured: requests of the commit before that
 /// make the next one gather. Two: a lone writer never waits, and 4 and

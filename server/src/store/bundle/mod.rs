@@ -11,7 +11,8 @@
 //!   A read of a few entries decompresses only their frames.
 //!
 //! A bundle is compressed only when that makes it smaller, a frame only
-//! when that saves an eighth of it; a frame that did not spares the next frames the try ([`RETRY_EVERY`]).
+//! when that saves an eighth of it; a frame that did not spares the next
+//! frames the try ([`RETRY_EVERY`]).
 
 use super::StoreError;
 
@@ -283,14 +284,14 @@ fn held(n: usize, have: usize) -> StoreError {
 }
 
 /// A frame is stored compressed only when LZ4 saves at least this part
-/// of it (an eighth). Random entries of equal length shrink by about a
-/// byte each (their repeated length prefixes), which is not worth a
-/// decompression on every read, nor the compression work.
+/// of it (an eighth). Random entries behind a short header (a counter, a
+/// length) shrink by about 3 bytes each, 1%, which is worth neither
+/// the compression work nor a decompression on every read.
 const SAVES_AT_LEAST: usize = 8;
 
-/// After a frame that did not shrink by [`SAVES_AT_LEAST`], the frames of a bundle that are
-/// stored raw without trying LZ4 before it tries again: a try is made at
-/// every multiple of this position, and after every frame that shrank.
+/// After a frame that did not shrink by [`SAVES_AT_LEAST`], the frames of
+/// a bundle are stored raw without trying LZ4 until the next multiple of
+/// this position; a frame after one that shrank is always tried.
 /// Incompressible entries (encrypted or hashed payloads) then cost a
 /// quarter of the compression work; compressible ones lose nothing, and a
 /// bundle that turns compressible midway is tried again within 4 frames.
