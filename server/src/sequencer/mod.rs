@@ -14,6 +14,7 @@ use crate::events::{EventSeq, Sealed};
 use crate::highwater::HighWater;
 use crate::pacing::GroupCommit;
 use crate::signing::{Signing, SigningGate};
+use crate::store::leaf_index::LeafMap;
 use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
 
 mod publish;
@@ -404,8 +405,7 @@ impl<S: Storage> Sequencer<S> {
         let mut leaves = leaves
             .into_iter()
             .zip(stored.into_iter().chain(std::iter::repeat(None)));
-        // Seeded per process: leaf hashes come from clients' entries.
-        let mut in_batch: HashMap<Hash, u64, foldhash::fast::RandomState> = HashMap::default();
+        let mut in_batch: LeafMap<Hash, u64> = LeafMap::default();
         let mut per_request = Vec::with_capacity(batch.len());
         let mut sealed = Vec::with_capacity(batch.len());
         let mut newest = HashMap::new();

@@ -1,13 +1,12 @@
 //! Best-effort dedup's memory: the leaf hashes of recent commits.
 
-use std::collections::HashMap;
+use crate::store::leaf_index::LeafMap;
 
 use quire_core::Hash;
 
 /// A bounded map of recent leaf hashes (first in, first out).
 pub(crate) struct RecentLeaves {
-    /// Seeded per process: leaf hashes come from clients' entries.
-    map: HashMap<Hash, u64, foldhash::fast::RandomState>,
+    map: LeafMap<Hash, u64>,
     order: std::collections::VecDeque<Hash>,
     cap: usize,
 }
@@ -15,7 +14,7 @@ pub(crate) struct RecentLeaves {
 impl RecentLeaves {
     pub(crate) fn new(cap: usize) -> Self {
         RecentLeaves {
-            map: HashMap::with_capacity_and_hasher(
+            map: LeafMap::with_capacity_and_hasher(
                 cap.min(1 << 20),
                 foldhash::fast::RandomState::default(),
             ),

@@ -302,8 +302,7 @@ const RETRY_EVERY: usize = 4;
 /// (`after_lz4`). A frame is compressed when that saves an eighth, and
 /// tried only as [`RETRY_EVERY`] says, which depends on the frames before
 /// it alone: an append writes what encoding the whole bundle writes.
-fn push_frames(out: &mut Vec<u8>, entries: &[Vec<u8>], first: usize, after_lz4: bool) {
-    let mut after_lz4 = after_lz4;
+fn push_frames(out: &mut Vec<u8>, entries: &[Vec<u8>], first: usize, mut after_lz4: bool) {
     for (n, frame) in entries.chunks(FRAME_ENTRIES).enumerate() {
         let plain = payload_of(frame);
         let at = first + n;

@@ -125,6 +125,16 @@ impl Bloom {
         }
     }
 
+    /// The keys of `keys` a run must be probed for, given its filter:
+    /// `hit(n)` for each key `keys[n]` that `filter` may hold, or for
+    /// every key when the run has no filter yet (being built), in order.
+    pub(crate) fn to_probe(filter: Option<&Bloom>, keys: &[u64], mut hit: impl FnMut(usize)) {
+        match filter {
+            Some(bloom) => bloom.may_contain_each(keys, hit),
+            None => (0..keys.len()).for_each(&mut hit),
+        }
+    }
+
     /// Bytes held.
     pub(crate) fn bytes(&self) -> usize {
         self.blocks.len() * WORDS * 8
@@ -185,6 +195,23 @@ mod tests {
             let want: Vec<usize> = want.iter().copied().filter(|n| *n < len).collect();
             assert_eq!(got, want, "{len}");
         }
+    }
+
+    #[test]
+    fn a_run_without_a_filter_is_probed_for_every_key() {
+        let mut b = Bloom::with_capacity(100);
+        b.insert(7);
+        let keys = [1, 7, 9];
+        let mut all = Vec::new();
+        Bloom::to_probe(None, &keys, |n| all.push(n));
+        assert_eq!(all, [0, 1, 2]);
+        let mut some = Vec::new();
+        Bloom::to_probe(Some(&b), &keys, |n| some.push(n));
+        let want: Vec<usize> = (0..keys.len())
+            .filter(|n| b.may_contain(keys[*n]))
+            .collect();
+        assert_eq!(some, want);
+        assert!(some.contains(&1));
     }
 
     #[test]

@@ -14,11 +14,8 @@ use super::bloom::Bloom;
 use super::{IndexState, Step};
 use crate::store::StoreError;
 
-/// Keys are leaf-hash prefixes, which a client can grind (a few hundred
-/// thousand SHA-256 computations put an entry's key in a chosen bucket of
-/// a map hashed by identity): a hasher seeded at random per process keeps
-/// them spread.
-type KeyMap<V> = HashMap<u64, V, foldhash::fast::RandomState>;
+/// Keys are leaf-hash prefixes.
+type KeyMap<V> = super::LeafMap<u64, V>;
 
 /// Leaves `[start, end)` not yet written as a run.
 #[derive(Default)]

@@ -36,6 +36,13 @@ use std::collections::BTreeMap;
 use quire_core::Hash;
 
 pub(crate) use state::{IndexState, Run};
+
+/// A map keyed by leaf hashes or their prefixes, which clients can grind
+/// (a few hundred thousand SHA-256 computations put an entry's key in a
+/// chosen bucket of a map with a fixed or identity hash): hashed with a
+/// seed random per process. The memtable's maps, the sequencer's map of a
+/// commit's own leaves and best-effort dedup's recent leaves.
+pub(crate) type LeafMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub(crate) use step::{write_step, MergeBloom, Shape, Step};
 
 use crate::store::StoreError;

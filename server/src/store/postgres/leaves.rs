@@ -371,10 +371,7 @@ fn probes_for(
                 probes.2.push(db_key(*k));
             }
         };
-        match blooms.get(&run.id) {
-            Some(bloom) => bloom.may_contain_each(keys, probe),
-            None => (0..keys.len()).for_each(probe),
-        }
+        Bloom::to_probe(blooms.get(&run.id).map(|b| &**b), keys, probe);
         if probes.0.len() > before {
             runs_probed.push(run.id);
         }

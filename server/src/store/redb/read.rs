@@ -14,6 +14,7 @@ use super::layout::{
 use super::leaf_blocks::{self, RUN_BLOCKS};
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::events::{decode_chunk, decode_payload, is_erased};
+use crate::store::leaf_index::bloom::Bloom;
 use crate::store::leaf_index::memtable::SharedCache;
 use crate::store::leaf_index::{self, IndexState, STATE_KEY};
 use crate::store::{Head, Payload, StorageReader, StoreError, StoredCheckpoint};
@@ -225,10 +226,12 @@ impl RedbReader {
             if run.start >= size {
                 break;
             }
-            // A run without a filter (being built) is probed for every key.
-            let bloom = blooms.get(&run.id);
-            for (k, c) in keys.iter().zip(&mut candidates) {
-                if bloom.is_none_or(|b| b.may_contain(*k)) {
+            let mut hits = Vec::new();
+            Bloom::to_probe(blooms.get(&run.id).map(|b| &**b), &keys, |n| {
+                hits.push(n);
+            });
+            for n in hits {
+                if let (Some(k), Some(c)) = (keys.get(n), candidates.get_mut(n)) {
                     leaf_blocks::probe(&table, run, *k, c)?;
                 }
             }
