@@ -295,6 +295,7 @@ impl<S: Storage> Log<S> {
             high_water: Some(opts.high_water),
             signing: Arc::clone(&signing),
             lookup_first: 0,
+            last_requests: 0,
             events: opts.events.then(|| {
                 crate::events::EventSeq::new(keymap.as_ref().map(|m| Arc::clone(&m.feed)))
             }),

@@ -2,62 +2,18 @@
 //! is lost: what was queued is integrated once the sequencer moves again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
-use std::sync::{Arc, Condvar, Mutex};
+mod common;
 
+use common::gated::Gated;
 use quire_core::{LogKeyAlgorithm, LogSigner};
 use quire_server::log::{Log, LogLimits, LogOptions, WriteError};
 use quire_server::store::redb::{RedbOptions, RedbStore};
-use quire_server::store::{Commit, Storage, StoreError};
-
-/// Storage whose commits wait at a gate the test opens.
-struct Gated {
-    inner: RedbStore,
-    gate: Arc<(Mutex<bool>, Condvar)>,
-    entered: Arc<(Mutex<u32>, Condvar)>,
-}
-
-impl Storage for Gated {
-    type Reader = <RedbStore as Storage>::Reader;
-    fn reader(&self) -> Result<Self::Reader, StoreError> {
-        self.inner.reader()
-    }
-    fn commit(&self, c: &Commit) -> Result<(), StoreError> {
-        if !c.entries.is_empty() {
-            let (m, cv) = &*self.entered;
-            *m.lock().unwrap() += 1;
-            cv.notify_all();
-            let (open, cv) = &*self.gate;
-            let mut o = open.lock().unwrap();
-            while !*o {
-                o = cv.wait(o).unwrap();
-            }
-        }
-        self.inner.commit(c)
-    }
-    fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
-        self.inner.keep_cosignatures(size, lines)
-    }
-
-    fn replace_event_index(
-        &self,
-        keys: &[(quire_core::Hash, u64)],
-        times: &[(u64, u64)],
-    ) -> Result<(), StoreError> {
-        self.inner.replace_event_index(keys, times)
-    }
-
-    fn drop_entries(&self, dropped: quire_server::lifecycle::Dropped) -> Result<(), StoreError> {
-        self.inner.drop_entries(dropped)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_is_resource_exhausted_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let gate = Arc::new((Mutex::new(false), Condvar::new()));
-    let entered = Arc::new((Mutex::new(0u32), Condvar::new()));
-    let store = Gated {
-        inner: RedbStore::open(
+    let store = Gated::new(
+        RedbStore::open(
             &dir.path().join("log.redb"),
             RedbOptions {
                 compress: false,
@@ -65,11 +21,9 @@ async fn full_queue_is_resource_exhausted_and_nothing_is_lost() {
             },
         )
         .unwrap(),
-        gate: Arc::clone(&gate),
-        entered: Arc::clone(&entered),
-    };
+    );
     let log = Log::open(
-        store,
+        store.clone(),
         LogOptions {
             limits: LogLimits {
                 queue_depth: 2,
@@ -89,13 +43,7 @@ async fn full_queue_is_resource_exhausted_and_nothing_is_lost() {
         let log = log.clone();
         async move { log.add(vec![b"first".to_vec()]).await }
     });
-    {
-        let (m, cv) = &*entered;
-        let mut n = m.lock().unwrap();
-        while *n == 0 {
-            n = cv.wait(n).unwrap();
-        }
-    }
+    store.wait_entered(1);
     // Two more fill the queue (depth 2); the next is refused with the limit.
     let queued: Vec<_> = (0..2)
         .map(|i| {
@@ -120,11 +68,7 @@ async fn full_queue_is_resource_exhausted_and_nothing_is_lost() {
     assert!(matches!(status_err, WriteError::QueueFull { depth: 2, .. }));
 
     // Open the gate: everything queued is integrated.
-    {
-        let (open, cv) = &*gate;
-        *open.lock().unwrap() = true;
-        cv.notify_all();
-    }
+    store.open();
     let (a, _) = first.await.unwrap().unwrap();
     assert_eq!(a[0].index, 0);
     let mut indexes = Vec::new();

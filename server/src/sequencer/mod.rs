@@ -1,25 +1,32 @@
 //! The sequencer: one thread per log that takes what is queued (group
 //! commit), assigns indexes, applies the dedup policy, appends to the right
 //! edge, signs the new checkpoint and commits it all in one durable
-//! transaction before it answers.
+//! transaction before it answers. Its commits run on a committer thread of
+//! the log, one at a time, while it assigns what arrives meanwhile
+//! ([`flight`]).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use quire_core::{CompactRange, Hash, LogSigner};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::batch::{sign, Added, Clock, DedupPolicy, Latest, Request, WriteError};
-use crate::events::{EventSeq, Sealed};
+use crate::batch::{Added, Clock, DedupPolicy, Latest, Request, WriteError};
+use crate::events::EventSeq;
 use crate::highwater::HighWater;
 use crate::pacing::GroupCommit;
 use crate::signing::{Signing, SigningGate};
-use crate::store::leaf_index::LeafMap;
-use crate::store::{Commit, Storage, StorageReader, StoreError, StoredCheckpoint};
+use crate::store::{Commit, Storage, StoreError};
 
+mod assign;
+mod flight;
+mod integrate;
 mod publish;
 mod recent;
 
+use assign::Assigned;
+use flight::{wake, Committer, Outcome, Wake};
+use integrate::{Prepared, Ready};
 use publish::{refusal, stop_writes, Committed, Publisher, PUBLISH_QUEUE};
 pub(crate) use recent::RecentLeaves;
 
@@ -80,17 +87,26 @@ pub(crate) struct Sequencer<S> {
     pub(crate) events: Option<EventSeq>,
     /// Whether commits gather for a while first (a writer over its quota).
     pub(crate) pacing: Arc<crate::pacing::Pacing>,
+    /// Requests the last batch carried (group commit).
+    pub(crate) last_requests: usize,
 }
 
-/// What [`Sequencer::assign`] makes of a batch.
-struct Assigned {
-    commit: Commit,
-    range: CompactRange,
-    per_request: Vec<Vec<Added>>,
-    /// Each request's sealed events.
-    sealed: Vec<Vec<Sealed>>,
-    /// The newest event of each key of the batch's events.
-    newest: HashMap<Hash, u64>,
+/// A commit under way, and the batch it answers.
+struct Flight {
+    batch: Vec<Request>,
+    count: usize,
+    started: Instant,
+    prepared: Box<Prepared>,
+    done: oneshot::Receiver<Outcome>,
+}
+
+/// The requests that arrived while a commit was under way: the next
+/// batch, assigned onto that commit's tree as long as each could be.
+#[derive(Default)]
+struct Next {
+    batch: Vec<Request>,
+    count: usize,
+    assigned: Option<Assigned>,
 }
 
 impl<S: Storage> Sequencer<S> {
@@ -113,89 +129,93 @@ impl<S: Storage> Sequencer<S> {
         let Some(publisher) = self.publisher(remedy) else {
             return;
         };
-        let publisher = publisher.spawn(publish_rx);
-        let publisher = match publisher {
-            Ok(p) => p,
+        let started = publisher.spawn(publish_rx).and_then(|p| {
+            let committer = Committer::spawn(Arc::clone(&self.store), &self.origin)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()?;
+            Ok((p, committer, rt))
+        });
+        let (publisher, committer, rt) = match started {
+            Ok(s) => s,
             Err(e) => {
                 stop_writes(
                     &self.stopped,
                     &self.origin,
                     self.range.size(),
-                    &format!("starting the publisher: {e}"),
+                    &format!("starting the publisher and committer: {e}"),
                 );
                 return;
             }
         };
-        // Requests the last batch carried (group commit).
-        let mut last_requests = 0;
-        while let Some(first) = rx.blocking_recv() {
-            if let Some(wait) = self.pacing.wait(first.queued_at, std::time::Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            let (mut batch, count) = self.take_batch(&mut rx, first, last_requests);
-            last_requests = batch.len();
-            let label = [("log", self.origin.clone())];
-            metrics::gauge!("quire_oldest_unintegrated_age_seconds", &label)
-                .set(batch[0].queued_at.elapsed().as_secs_f64());
-            metrics::gauge!("quire_queue_depth", &label).set(crate::metrics::value_usize(rx.len()));
-            let started = std::time::Instant::now();
-            let signing = self.signing.wait_while_held(MAX_HOLD);
-            let stopped = refusal(&self.stopped, &self.origin, self.range.size(), remedy);
-            let result = match (stopped, signing) {
-                (Some(e), _) => Err(e),
-                (None, Signing::Held(why)) => Err(WriteError::SigningHeld {
-                    origin: self.origin.clone(),
-                    why,
-                }),
-                (None, Signing::Stopped(why)) => Err(WriteError::SigningStopped {
-                    origin: self.origin.clone(),
-                    why,
-                }),
-                (None, Signing::Open) => self.integrate(&mut batch),
-            };
-            if let Err(
-                WriteError::Store(cause)
-                | WriteError::StorageFull(cause)
-                | WriteError::NotLeader { why: cause, .. },
-            ) = &result
-            {
-                // An epoch once lost never writes again: a new sequencer
-                // takes over from what storage holds.
-                stop_writes(&self.stopped, &self.origin, self.range.size(), cause);
-            }
-            metrics::histogram!("quire_integration_seconds", &label)
-                .record(started.elapsed().as_secs_f64());
-            metrics::histogram!("quire_batch_entries", &label)
-                .record(crate::metrics::value_usize(count));
-            match result {
-                Ok((per_request, latest)) => {
-                    let replies = batch
-                        .into_iter()
-                        .map(|r| r.reply)
-                        .zip(per_request)
-                        .collect();
-                    // Answered by the publisher once the record covers it.
-                    if let Err(std::sync::mpsc::SendError(c)) =
-                        publish_tx.send(Committed { latest, replies })
-                    {
-                        for (reply, _) in c.replies {
-                            let _ = reply.send(Err(WriteError::ShuttingDown));
+        let out = Out {
+            committer: &committer,
+            publish: &publish_tx,
+            remedy,
+        };
+        let mut flight: Option<Flight> = None;
+        let mut next = Next::default();
+        let mut closed = false;
+        loop {
+            if let Some(f) = flight.as_mut() {
+                let tick = !closed && self.takes_ahead(&next);
+                match wake(&rt, &mut f.done, tick) {
+                    Wake::Tick => {
+                        let (range, root) = (&f.prepared.range, f.prepared.latest.root);
+                        while self.takes_ahead(&next) {
+                            match rx.try_recv() {
+                                Ok(r) => self.ahead(&mut next, range, root, r),
+                                Err(mpsc::error::TryRecvError::Empty) => break,
+                                Err(mpsc::error::TryRecvError::Disconnected) => {
+                                    closed = true;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Wake::Landed(outcome) => {
+                        let landed = flight.take().map(|f| self.land_flight(&out, f, outcome));
+                        if !next.batch.is_empty() {
+                            self.queue_depth(&rx);
+                            let next = std::mem::take(&mut next);
+                            flight = self.begin(&out, next, landed == Some(true));
                         }
                     }
                 }
-                Err(e) => {
-                    tracing::error!(origin = %self.origin, error = %e, "batch not integrated");
-                    for req in batch {
-                        let _ = req.reply.send(Err(e.clone()));
-                    }
-                }
+                continue;
             }
+            if closed {
+                break;
+            }
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            if let Some(wait) = self.pacing.wait(first.queued_at, Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let (batch, count) = self.take_batch(&mut rx, first, self.last_requests);
+            self.queue_depth(&rx);
+            flight = self.begin(
+                &out,
+                Next {
+                    batch,
+                    count,
+                    assigned: None,
+                },
+                false,
+            );
         }
         drop(publish_tx);
+        drop(committer);
         if publisher.join().is_err() {
             tracing::error!(origin = %self.origin, "publisher thread panicked");
         }
         tracing::info!(origin = %self.origin, "sequencer stopped");
+    }
+
+    fn queue_depth(&self, rx: &mpsc::Receiver<Request>) {
+        metrics::gauge!("quire_queue_depth", "log" => self.origin.clone())
+            .set(crate::metrics::value_usize(rx.len()));
     }
 
     /// The batch that starts with `first`: what is queued, up to the
@@ -209,7 +229,7 @@ impl<S: Storage> Sequencer<S> {
     ) -> (Vec<Request>, usize) {
         let gather = self
             .group_commit
-            .gather(last, self.max_commit, std::time::Instant::now());
+            .gather(last, self.max_commit, Instant::now());
         let mut count = first.entries.len();
         let mut batch = vec![first];
         loop {
@@ -222,7 +242,7 @@ impl<S: Storage> Sequencer<S> {
                     Err(_) => break,
                 }
             }
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             match gather.and_then(|g| g.pause(batch.len(), count, now)) {
                 Some(pause) => std::thread::sleep(pause),
                 None => return (batch, count),
@@ -230,20 +250,147 @@ impl<S: Storage> Sequencer<S> {
         }
     }
 
-    /// Integrates `batch`: under strict dedup on an engine that checks new
-    /// leaves in its commit, first without looking the leaves up (one
-    /// round trip to a database server fewer), and again with the lookup
-    /// when the commit finds one stored already. After such a duplicate
-    /// the next [`LOOKUP_AFTER_DUPLICATE`] batches look up first.
-    fn integrate(
+    /// Whether the sequencer takes another request from the queue while
+    /// a commit is under way: only to assign it ahead, up to the commit's
+    /// limit. Otherwise requests wait in the queue, whose bound the
+    /// writers see (`RESOURCE_EXHAUSTED` when it is full).
+    fn takes_ahead(&self, next: &Next) -> bool {
+        next.count < self.max_commit
+            && (next.batch.is_empty() || next.assigned.is_some())
+            && self.ahead_allowed()
+    }
+
+    /// Adds `req`, arrived while the commit that makes the tree `range`
+    /// (root `root`) is under way, to the next batch: assigned onto that
+    /// tree when it carries entries alone and every request before it was
+    /// assigned too ([`Sequencer::ahead_allowed`]).
+    fn ahead(&mut self, next: &mut Next, range: &CompactRange, root: Hash, mut req: Request) {
+        next.count += req.entries.len();
+        let plain = req.meta.is_empty() && req.events.is_empty() && !req.entries.is_empty();
+        let onto = next.batch.is_empty() || next.assigned.is_some();
+        if !(plain && onto && self.ahead_allowed()) {
+            unassign(next);
+            next.batch.push(req);
+            return;
+        }
+        let assigned = next
+            .assigned
+            .get_or_insert_with(|| Assigned::new(range.clone(), root));
+        let leaves = Request::leaves_of(std::slice::from_ref(&req));
+        let mut leaves = leaves.into_iter().map(|h| (h, None));
+        // The log time of events only: a request of entries has none.
+        match assigned.add(&self.rules(), &mut req, &mut leaves, 0) {
+            Ok(()) => next.batch.push(req),
+            Err(e) => {
+                // Its entries are spent; those before it are given back.
+                next.count -= next.count.min(req.leaves.len());
+                unassign(next);
+                let _ = req.reply.send(Err(e.into_write()));
+            }
+        }
+    }
+
+    /// Starts `next`: when it was assigned ahead onto the commit that just
+    /// succeeded (`onto_landed`), and signing is open, it is signed as it
+    /// is; otherwise prepared anew. Its commit goes to the committer; a
+    /// batch refused, or with nothing to commit, is answered here.
+    fn begin(&mut self, out: &Out<'_>, mut next: Next, onto_landed: bool) -> Option<Flight> {
+        self.last_requests = next.batch.len();
+        let label = [("log", self.origin.clone())];
+        if let Some(first) = next.batch.first() {
+            metrics::gauge!("quire_oldest_unintegrated_age_seconds", &label)
+                .set(first.queued_at.elapsed().as_secs_f64());
+        }
+        let started = Instant::now();
+        let open = onto_landed
+            && matches!(self.signing.get(), Signing::Open)
+            && refusal(&self.stopped, &self.origin, self.range.size(), out.remedy).is_none()
+            && self.ahead_allowed();
+        let ready = match next.assigned.take() {
+            Some(assigned) if open => {
+                let now = (self.clock)();
+                let unchecked = self.dedup == DedupPolicy::Strict;
+                self.seal(assigned, Vec::new(), now, unchecked)
+            }
+            assigned => {
+                next.assigned = assigned;
+                unassign(&mut next);
+                self.prepare_checked(out, &mut next.batch)
+            }
+        };
+        match ready {
+            Ok(Ready::Commit(commit, prepared)) => Some(Flight {
+                batch: next.batch,
+                count: next.count,
+                started,
+                prepared,
+                done: out.committer.start(commit),
+            }),
+            Ok(Ready::Done(per_request, latest)) => {
+                self.answer(
+                    out,
+                    next.batch,
+                    next.count,
+                    started,
+                    Ok((per_request, latest)),
+                );
+                None
+            }
+            Err(e) => {
+                let e = e.into_write();
+                self.answer(out, next.batch, next.count, started, Err(e));
+                None
+            }
+        }
+    }
+
+    /// Prepares `batch` once signing is open (waiting while it is held)
+    /// and writes go on; under strict dedup on an engine that checks new
+    /// leaves in its commit, without looking the leaves up unless a batch
+    /// lately carried a stored one ([`LOOKUP_AFTER_DUPLICATE`]).
+    fn prepare_checked(
         &mut self,
+        out: &Out<'_>,
         batch: &mut [Request],
-    ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), WriteError> {
+    ) -> Result<Ready, Integrate> {
+        if let Some(e) = refusal(&self.stopped, &self.origin, self.range.size(), out.remedy) {
+            return Err(Integrate::Write(e));
+        }
+        match self.signing.wait_while_held(MAX_HOLD) {
+            Signing::Open => {}
+            Signing::Held(why) => {
+                return Err(Integrate::Write(WriteError::SigningHeld {
+                    origin: self.origin.clone(),
+                    why,
+                }))
+            }
+            Signing::Stopped(why) => {
+                return Err(Integrate::Write(WriteError::SigningStopped {
+                    origin: self.origin.clone(),
+                    why,
+                }))
+            }
+        }
         let unchecked = self.dedup == DedupPolicy::Strict
             && self.store.checks_new_leaves()
             && self.lookup_first == 0;
         self.lookup_first = self.lookup_first.saturating_sub(1);
-        match self.integrate_once(batch, unchecked) {
+        self.prepare(batch, unchecked)
+    }
+
+    /// Follows the commit of `flight` (`outcome`) and answers its batch.
+    /// A batch that carried a stored leaf when its leaves were said new is
+    /// integrated again, with a lookup, before anything else. Returns
+    /// whether it committed.
+    fn land_flight(&mut self, out: &Out<'_>, flight: Flight, outcome: Outcome) -> bool {
+        let Flight {
+            mut batch,
+            count,
+            started,
+            prepared,
+            ..
+        } = flight;
+        let result = match self.land(&mut batch, *prepared, outcome) {
             Err(Integrate::LeafStored { entries, cause }) => {
                 tracing::debug!(origin = %self.origin, cause = %cause, "a batch carried a stored leaf; integrating it again after a lookup");
                 metrics::counter!("quire_dedup_retries_total", "log" => self.origin.clone())
@@ -252,223 +399,100 @@ impl<S: Storage> Sequencer<S> {
                 for (req, e) in batch.iter_mut().zip(entries) {
                     req.entries = e;
                 }
-                self.integrate_once(batch, false)
+                self.integrate_now(out.committer, &mut batch, false)
                     .map_err(Integrate::into_write)
             }
             other => other.map_err(Integrate::into_write),
-        }
+        };
+        let committed = result.is_ok();
+        self.answer(out, batch, count, started, result);
+        committed
     }
 
-    /// Strict dedup: one batched lookup of a batch's leaves in the index, in
-    /// a view of the newest commit (read from nothing: this sequencer made
-    /// it, and a commit by anyone else fails this one's compare-and-swap).
-    fn look_up(&self, leaves: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
-        let head = crate::store::Head {
-            size: self.newest.stored.size,
-            root: self.newest.root,
-        };
-        self.store
-            .reader_at(head, &self.newest.stored)?
-            .find_leaves(leaves)
-    }
-
-    /// One attempt at `batch`; `unchecked`: its leaves are not looked up,
-    /// and the commit says they are new.
-    fn integrate_once(
-        &mut self,
-        batch: &mut [Request],
-        unchecked: bool,
-    ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), Integrate> {
-        let origin = self.origin.clone();
-        let store_err = |e: StoreError| Integrate::Write(write_error(&origin, e));
-        let leaves = Request::leaves_of(batch);
-        let stored = if self.dedup == DedupPolicy::Strict && !unchecked {
-            self.look_up(&leaves).map_err(store_err)?
-        } else {
-            Vec::new()
-        };
-        // A freeze's record, committed with the batch it ends.
-        let meta: Vec<(String, Vec<u8>)> =
-            batch.iter().flat_map(|r| r.meta.iter().cloned()).collect();
-        // The time of the checkpoint, and the log time of the batch's
-        // events: never below the last checkpoint's (checked below).
-        let now = (self.clock)();
-        if let Some(events) = &mut self.events {
-            let store = &self.store;
-            events
-                .prepare(batch.iter().flat_map(|r| r.events.iter()), || {
-                    store.reader()
-                })
-                .map_err(store_err)?;
-        }
-        let Assigned {
-            mut commit,
-            range,
-            per_request,
-            sealed,
-            newest,
-        } = self.assign(batch, leaves, stored, now)?;
-        commit.events.newest = newest.iter().map(|(k, i)| (*k, *i)).collect();
-        if commit.entries.is_empty() {
-            if !meta.is_empty() {
-                // No new tree: the metadata alone, on the same head.
-                self.store.writable().map_err(store_err)?;
-                commit.head = commit.base;
-                commit.meta = meta;
-                self.store.commit(&commit).map_err(store_err)?;
-            }
-            // Only duplicates: answered with the newest committed state,
-            // which covers them, once it is recorded.
-            return Ok((per_request, Arc::clone(&self.newest)));
-        }
-        commit.meta = meta;
-        let last_ms = self.newest.stored.signed_at_ms;
-        if now < last_ms {
-            return Err(Integrate::Write(WriteError::ClockBackwards {
-                now_ms: now,
-                last_ms,
-            }));
-        }
-        // Never a signature by a writer that lost its lease.
-        self.store.writable().map_err(store_err)?;
-        let root = range.root();
-        let stored = StoredCheckpoint {
-            size: range.size(),
-            signed_at_ms: now,
-            note: sign(&self.origin, range.size(), root, &self.signers).map_err(store_err)?,
-        };
-        commit.checkpoint = Some(stored.clone());
-        commit.head = crate::store::Head {
-            size: range.size(),
-            root,
-        };
-        commit.new_leaves = unchecked;
-        match self.store.commit(&commit) {
-            Ok(()) => {}
-            Err(StoreError::LeafStored(cause)) if unchecked => {
-                let Some(entries) = restore(&per_request, &commit.entries, commit.base.size) else {
-                    return Err(Integrate::Write(WriteError::Store(format!(
-                        "{cause}, and the batch's entries could not be restored to integrate it again"
-                    ))));
-                };
-                return Err(Integrate::LeafStored { entries, cause });
-            }
-            Err(e) => return Err(store_err(e)),
-        }
-        if self.dedup == DedupPolicy::BestEffort {
-            for (h, i) in &commit.leaf_index {
-                self.recent.insert(*h, *i);
-            }
-        }
-        if let Some(events) = &mut self.events {
-            events.committed(newest, commit.base.size + commit.entries.len() as u64);
-        }
-        // Before the publisher answers: the writer reads them once its
-        // answer says the batch is durable. The envelopes move out of the
-        // commit, which is done with them but for its count.
-        let integrated = commit.entries.len();
-        let mut sealed = sealed;
-        crate::events::fill_envelopes(&mut sealed, &mut commit.entries, commit.base.size);
-        for (req, sealed) in batch.iter_mut().zip(sealed) {
-            if let Some(tx) = req.sealed.take() {
-                let _ = tx.send(sealed);
-            }
-        }
-        self.range = range;
-        let latest = Arc::new(Latest { stored, root });
-        self.newest = Arc::clone(&latest);
-        metrics::counter!("quire_entries_integrated_total", "log" => self.origin.clone())
-            .increment(integrated as u64);
-        tracing::debug!(origin = %self.origin, size = self.range.size(), entries = integrated, "integrated");
-        Ok((per_request, latest))
-    }
-
-    /// Assigns the entries of `batch` (whose leaf hashes are `leaves`,
-    /// and `stored` the indexes a lookup found, if one was made) their
-    /// indexes under the dedup policy: the commit, the tree after it, and
-    /// each request's answers. The entries move into the commit.
-    fn assign(
+    /// Answers `batch` (`count` entries, begun at `started`) with
+    /// `result`: committed batches through the publisher, in order, once
+    /// the record covers them; refusals at once. A storage failure stops
+    /// the log's writes.
+    fn answer(
         &self,
-        batch: &mut [Request],
-        leaves: Vec<Hash>,
-        stored: Vec<Option<u64>>,
-        now: u64,
-    ) -> Result<Assigned, Integrate> {
-        let mut range = self.range.clone();
-        let mut commit = Commit {
-            base: crate::store::Head {
-                size: range.size(),
-                root: self.newest.root,
-            },
-            ..Commit::default()
-        };
-        let mut leaves = leaves
-            .into_iter()
-            .zip(stored.into_iter().chain(std::iter::repeat(None)));
-        let mut in_batch: LeafMap<Hash, u64> = LeafMap::default();
-        let mut per_request = Vec::with_capacity(batch.len());
-        let mut sealed = Vec::with_capacity(batch.len());
-        let mut newest = HashMap::new();
-        for req in batch.iter_mut() {
-            let mut added = Vec::with_capacity(req.entries.len());
-            // The entries move into the commit: no copy on the write path.
-            for entry in std::mem::take(&mut req.entries) {
-                let Some((leaf, in_store)) = leaves.next() else {
-                    return Err(Integrate::Write(WriteError::Invalid(
-                        "batch changed while integrating".into(),
-                    )));
-                };
-                let seen = match self.dedup {
-                    DedupPolicy::Off => None,
-                    DedupPolicy::BestEffort => in_batch
-                        .get(&leaf)
-                        .copied()
-                        .or_else(|| self.recent.get(&leaf)),
-                    DedupPolicy::Strict => in_store.or_else(|| in_batch.get(&leaf).copied()),
-                };
-                if let Some(index) = seen {
-                    added.push(Added {
-                        index,
-                        duplicate: true,
-                    });
-                    continue;
-                }
-                let index = append_entry(&mut range, &mut commit, entry, leaf)
-                    .map_err(|e| Integrate::Write(WriteError::Invalid(e.to_string())))?;
-                if self.dedup != DedupPolicy::Off {
-                    in_batch.insert(leaf, index);
-                }
-                added.push(Added {
-                    index,
-                    duplicate: false,
-                });
-            }
-            let drafts = std::mem::take(&mut req.events);
-            let sealed_here = match &self.events {
-                None if drafts.is_empty() => Vec::new(),
-                None => {
-                    return Err(Integrate::Write(WriteError::Invalid(
-                        "events sent to a log not in event mode".into(),
-                    )))
-                }
-                Some(events) => events
-                    .seal(drafts, now, &mut range, &mut commit, &mut newest)
-                    .map_err(|e| Integrate::Write(WriteError::Invalid(e)))?,
-            };
-            added.extend(sealed_here.iter().map(|s| Added {
-                index: s.index,
-                duplicate: false,
-            }));
-            per_request.push(added);
-            sealed.push(sealed_here);
+        out: &Out<'_>,
+        batch: Vec<Request>,
+        count: usize,
+        started: Instant,
+        result: Result<(Vec<Vec<Added>>, Arc<Latest>), WriteError>,
+    ) {
+        let label = [("log", self.origin.clone())];
+        if let Err(
+            WriteError::Store(cause)
+            | WriteError::StorageFull(cause)
+            | WriteError::NotLeader { why: cause, .. },
+        ) = &result
+        {
+            // An epoch once lost never writes again: a new sequencer
+            // takes over from what storage holds.
+            stop_writes(&self.stopped, &self.origin, self.range.size(), cause);
         }
-        Ok(Assigned {
-            commit,
-            range,
-            per_request,
-            sealed,
-            newest,
-        })
+        metrics::histogram!("quire_integration_seconds", &label)
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("quire_batch_entries", &label)
+            .record(crate::metrics::value_usize(count));
+        match result {
+            Ok((per_request, latest)) => {
+                let replies = batch
+                    .into_iter()
+                    .map(|r| r.reply)
+                    .zip(per_request)
+                    .collect();
+                // Answered by the publisher once the record covers it.
+                if let Err(std::sync::mpsc::SendError(c)) =
+                    out.publish.send(Committed { latest, replies })
+                {
+                    for (reply, _) in c.replies {
+                        let _ = reply.send(Err(WriteError::ShuttingDown));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(origin = %self.origin, error = %e, "batch not integrated");
+                for req in batch {
+                    let _ = req.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Where the sequencer's batches go.
+struct Out<'a> {
+    committer: &'a Committer,
+    publish: &'a std::sync::mpsc::SyncSender<Committed>,
+    /// What resumes writes once stopped.
+    remedy: &'static str,
+}
+
+/// Gives `next`'s requests back their entries if they were assigned
+/// ahead: they are prepared anew. Requests whose entries cannot be given
+/// back (an answer outside the assignment; never for the requests
+/// [`Sequencer::ahead`] assigns) are refused.
+fn unassign(next: &mut Next) {
+    let Some(assigned) = next.assigned.take() else {
+        return;
+    };
+    let n = assigned.per_request.len().min(next.batch.len());
+    match assigned.restore() {
+        Some(entries) => {
+            for (req, e) in next.batch.iter_mut().zip(entries) {
+                req.entries = e;
+            }
+        }
+        None => {
+            for req in next.batch.drain(..n) {
+                next.count -= next.count.min(req.leaves.len());
+                let _ = req.reply.send(Err(WriteError::Store(
+                    "a batch assigned ahead could not be given back its entries".into(),
+                )));
+            }
+        }
     }
 }
 
@@ -498,29 +522,6 @@ impl Integrate {
             Integrate::LeafStored { cause, .. } => WriteError::Store(cause),
         }
     }
-}
-
-/// Each request's entries again, from its answers and the commit's
-/// entries (a duplicate within the batch names the index of its first
-/// copy, which is in the commit: nothing was looked up). `None` if an
-/// answer names an index outside the commit.
-fn restore(
-    per_request: &[Vec<Added>],
-    entries: &[Vec<u8>],
-    first: u64,
-) -> Option<Vec<Vec<Vec<u8>>>> {
-    per_request
-        .iter()
-        .map(|added| {
-            added
-                .iter()
-                .map(|a| {
-                    let at = usize::try_from(a.index.checked_sub(first)?).ok()?;
-                    entries.get(at).cloned()
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// A storage failure as the writers are told it.

@@ -1,6 +1,7 @@
 //! A server in-process on 127.0.0.1:0, and helpers shared by the gRPC tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
+pub mod gated;
 pub mod process;
 
 use quire_core::{Checkpoint, LogSigner, Note, VerifierKey};

@@ -77,10 +77,17 @@ fn payload_of(entries: &[Vec<u8>]) -> Vec<u8> {
 /// `compress` and that makes it smaller, else raw.
 pub fn encode(entries: &[Vec<u8>], compress: bool) -> Vec<u8> {
     let raw_len = payload_len(entries);
-    if compress {
-        let mut out = Vec::with_capacity(raw_len / 2 + 16);
+    // Framed only when a frame packs: otherwise the frames' headers make
+    // it longer than raw.
+    let packed = if compress {
+        pack(entries, 0, false)
+    } else {
+        Vec::new()
+    };
+    if packed.iter().any(Option::is_some) {
+        let mut out = Vec::with_capacity(framed_len(entries, &packed) + 1);
         out.push(FRAMED);
-        push_frames(&mut out, entries, 0, false);
+        push_packed(&mut out, entries, packed);
         if out.len() < raw_len + 1 {
             return out;
         }
@@ -302,27 +309,64 @@ const RETRY_EVERY: usize = 4;
 /// (`after_lz4`). A frame is compressed when that saves an eighth, and
 /// tried only as [`RETRY_EVERY`] says, which depends on the frames before
 /// it alone: an append writes what encoding the whole bundle writes.
-fn push_frames(out: &mut Vec<u8>, entries: &[Vec<u8>], first: usize, mut after_lz4: bool) {
-    for (n, frame) in entries.chunks(FRAME_ENTRIES).enumerate() {
-        let plain = payload_of(frame);
-        let at = first + n;
-        let packed = (after_lz4 || at.is_multiple_of(RETRY_EVERY))
-            .then(|| lz4_flex::block::compress_prepend_size(&plain))
-            .filter(|packed| packed.len() <= plain.len() - plain.len() / SAVES_AT_LEAST);
-        after_lz4 = packed.is_some();
-        match packed {
-            Some(packed) => push_frame(out, LZ4, &packed),
-            None => push_frame(out, RAW, &plain),
+fn push_frames(out: &mut Vec<u8>, entries: &[Vec<u8>], first: usize, after_lz4: bool) {
+    let packed = pack(entries, first, after_lz4);
+    push_packed(out, entries, packed);
+}
+
+/// The frames of `entries` that are stored compressed, packed, the first
+/// frame the bundle's frame number `first`, after a frame compressed or
+/// not (`after_lz4`): the rule of [`push_frames`].
+fn pack(entries: &[Vec<u8>], first: usize, mut after_lz4: bool) -> Vec<Option<Vec<u8>>> {
+    entries
+        .chunks(FRAME_ENTRIES)
+        .enumerate()
+        .map(|(n, frame)| {
+            let packed = (after_lz4 || (first + n).is_multiple_of(RETRY_EVERY))
+                .then(|| {
+                    let plain = payload_of(frame);
+                    let packed = lz4_flex::block::compress_prepend_size(&plain);
+                    (packed.len() <= plain.len() - plain.len() / SAVES_AT_LEAST).then_some(packed)
+                })
+                .flatten();
+            after_lz4 = packed.is_some();
+            packed
+        })
+        .collect()
+}
+
+/// The bytes the frames of `entries` take, `packed` as [`pack`] says.
+fn framed_len(entries: &[Vec<u8>], packed: &[Option<Vec<u8>>]) -> usize {
+    entries
+        .chunks(FRAME_ENTRIES)
+        .zip(packed)
+        .map(|(frame, p)| 5 + p.as_ref().map_or_else(|| payload_len(frame), Vec::len))
+        .sum()
+}
+
+/// Appends the frames of `entries`, those `packed` says compressed.
+fn push_packed(out: &mut Vec<u8>, entries: &[Vec<u8>], packed: Vec<Option<Vec<u8>>>) {
+    for (frame, p) in entries.chunks(FRAME_ENTRIES).zip(packed) {
+        if let Some(p) = p {
+            push_frame(out, LZ4, &p);
+        } else {
+            push_frame_header(out, RAW, payload_len(frame));
+            write_payload(out, frame);
         }
     }
 }
 
 /// Appends a frame: its codec, its length and its bytes.
 fn push_frame(out: &mut Vec<u8>, codec: u8, bytes: &[u8]) {
+    push_frame_header(out, codec, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+/// Appends a frame's codec and length.
+fn push_frame_header(out: &mut Vec<u8>, codec: u8, len: usize) {
     out.push(codec);
     // A frame is bounded far below 4 GiB (32 entries of 64 KiB).
-    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(bytes);
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
 }
 
 /// Decompresses an LZ4 block with its size prefixed, refusing a size above
