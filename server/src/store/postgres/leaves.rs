@@ -81,7 +81,7 @@ impl LeafIndex {
             ))),
             known: Mutex::new(None),
             merge_bloom: Mutex::new(None),
-            ahead: Mutex::new(ReadAhead::default()),
+            ahead: Mutex::new(ReadAhead::new(shape.flush.max(1))),
             builder: OnceLock::new(),
             shape: Shape {
                 flush: shape.flush.max(1),
