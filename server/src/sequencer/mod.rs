@@ -307,7 +307,13 @@ impl<S: Storage> Sequencer<S> {
             && refusal(&self.stopped, &self.origin, self.range.size(), out.remedy).is_none()
             && self.ahead_allowed();
         let ready = match next.assigned.take() {
-            Some(assigned) if open => {
+            // Assigned onto the tree storage now holds: the commit before
+            // is the one it was assigned onto.
+            Some(assigned)
+                if open
+                    && assigned.commit.base.size == self.range.size()
+                    && assigned.commit.base.root == self.newest.root =>
+            {
                 let now = (self.clock)();
                 let unchecked = self.dedup == DedupPolicy::Strict;
                 self.seal(assigned, Vec::new(), now, unchecked)
