@@ -60,6 +60,12 @@ impl<S: Storage> Sequencer<S> {
             }
     }
 
+    /// Whether `assigned` was made on the newest committed tree.
+    pub(super) fn onto_newest(&self, assigned: &Assigned) -> bool {
+        assigned.commit.base.size == self.range.size()
+            && assigned.commit.base.root == self.newest.root
+    }
+
     /// Strict dedup: one batched lookup of a batch's leaves in the index, in
     /// a view of the newest commit (read from nothing: this sequencer made
     /// it, and a commit by anyone else fails this one's compare-and-swap).
@@ -125,6 +131,13 @@ impl<S: Storage> Sequencer<S> {
     ) -> Result<Ready, Integrate> {
         let origin = self.origin.clone();
         let store_err = |e: StoreError| Integrate::Write(write_error(&origin, e));
+        if !self.onto_newest(&assigned) {
+            return Err(Integrate::Write(WriteError::Store(format!(
+                "a batch assigned onto size {} was to be signed on size {}",
+                assigned.commit.base.size,
+                self.range.size()
+            ))));
+        }
         let Assigned {
             mut commit,
             range,
@@ -133,13 +146,6 @@ impl<S: Storage> Sequencer<S> {
             newest,
             ..
         } = assigned;
-        if commit.base.size != self.range.size() || commit.base.root != self.newest.root {
-            return Err(Integrate::Write(WriteError::Store(format!(
-                "a batch assigned onto size {} was to be signed on size {}",
-                commit.base.size,
-                self.range.size()
-            ))));
-        }
         commit.events.newest = newest.iter().map(|(k, i)| (*k, *i)).collect();
         commit.meta = meta;
         if commit.entries.is_empty() {

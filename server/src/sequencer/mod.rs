@@ -193,7 +193,7 @@ impl<S: Storage> Sequencer<S> {
             if let Some(wait) = self.pacing.wait(first.queued_at, Instant::now()) {
                 std::thread::sleep(wait);
             }
-            let (batch, count) = self.take_batch(&mut rx, first, self.last_requests);
+            let (batch, count) = self.take_batch(&mut rx, first);
             self.queue_depth(&rx);
             flight = self.begin(
                 &out,
@@ -219,17 +219,17 @@ impl<S: Storage> Sequencer<S> {
     }
 
     /// The batch that starts with `first`: what is queued, up to the
-    /// commit's limit. Group commit: after a commit of `last` requests,
-    /// it gathers ([`GroupCommit::gather`]), polling the queue.
+    /// commit's limit. Group commit: after a commit of
+    /// [`Sequencer::last_requests`] requests, it gathers
+    /// ([`GroupCommit::gather`]), polling the queue.
     fn take_batch(
         &self,
         rx: &mut mpsc::Receiver<Request>,
         first: Request,
-        last: usize,
     ) -> (Vec<Request>, usize) {
         let gather = self
             .group_commit
-            .gather(last, self.max_commit, Instant::now());
+            .gather(self.last_requests, self.max_commit, Instant::now());
         let mut count = first.entries.len();
         let mut batch = vec![first];
         loop {
@@ -309,11 +309,7 @@ impl<S: Storage> Sequencer<S> {
         let ready = match next.assigned.take() {
             // Assigned onto the tree storage now holds: the commit before
             // is the one it was assigned onto.
-            Some(assigned)
-                if open
-                    && assigned.commit.base.size == self.range.size()
-                    && assigned.commit.base.root == self.newest.root =>
-            {
+            Some(assigned) if open && self.onto_newest(&assigned) => {
                 let now = (self.clock)();
                 let unchecked = self.dedup == DedupPolicy::Strict;
                 self.seal(assigned, Vec::new(), now, unchecked)

@@ -159,8 +159,7 @@ impl Blocks<'_> {
     ) -> Result<Started<Vec<BlockRow>>, StoreError> {
         let (s, log, run_id) = (Arc::clone(self.shared), self.shared.log, int(run)?);
         let (k0, i0) = after.map_or(Ok((i64::MIN, -1)), |(k, i)| Ok((db_key(k), int(i)?)))?;
-        // Blocks enough for `max` pairs after `after`, and the one holding it.
-        let limit = i64::try_from(max / BLOCK_PAIRS + 2).unwrap_or(i64::MAX);
+        let limit = i64::try_from(block_limit(max)).unwrap_or(i64::MAX);
         self.shared
             .driver
             .start("reading leaf index blocks", async move {
@@ -216,6 +215,12 @@ impl Blocks<'_> {
     }
 }
 
+/// The blocks a read of `max` pairs asks for after the pair it reads
+/// after: enough for `max` pairs, and the one holding that pair.
+fn block_limit(max: usize) -> usize {
+    max / BLOCK_PAIRS + 2
+}
+
 /// Pairs read, whether they end the run, and the keys of their blocks.
 type Read = (Vec<(u64, u64)>, bool, Vec<BlockKey>);
 
@@ -228,9 +233,8 @@ fn finish(
     rows: Vec<BlockRow>,
 ) -> Result<Read, StoreError> {
     // The query's second part hit its limit: more may follow.
-    let limit = max / BLOCK_PAIRS + 2;
     let later = rows.iter().filter(|(later, _, _)| *later).count();
-    let more = later >= limit;
+    let more = later >= block_limit(max);
     let mut blocks = Vec::with_capacity(rows.len());
     for (_, (k, i), bytes) in rows {
         blocks.push(((run, from_db_key(k), uint(i)?), bytes));
