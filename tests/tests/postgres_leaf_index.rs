@@ -55,7 +55,11 @@ fn check(store: &PgStore, pool: u64, model: &HashMap<Hash, u64>, all: bool, ctx:
     let leaves: Vec<Hash> = if pool <= WHOLE_POOL {
         (0..pool).map(|n| leaf_hash(&pool_entry(n))).collect()
     } else {
-        let mut logged: Vec<Hash> = model.keys().copied().filter(|_| all).collect();
+        let mut logged: Vec<Hash> = if all {
+            model.keys().copied().collect()
+        } else {
+            Vec::new()
+        };
         logged.sort_unstable_by_key(|h| h.0);
         logged.extend((0..100).map(|n| leaf_hash(&pool_entry(n))));
         logged

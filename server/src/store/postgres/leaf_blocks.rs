@@ -195,6 +195,15 @@ impl Blocks<'_> {
             })
     }
 
+    /// The first `max` pairs `a` (of `run`) holds, and whether they end
+    /// the run; the next read of `want` pairs starts behind them
+    /// ([`Blocks::read_next`]).
+    fn serve(&self, run: u64, a: &mut Ahead, max: usize, want: usize) -> (Vec<(u64, u64)>, bool) {
+        let out = a.take(max);
+        self.read_next(run, a, out.0.len(), want);
+        out
+    }
+
     /// Reads `size` pairs after what `a` (of `run`) holds in the
     /// background, unless it holds the run's end, a read is under way, or
     /// it holds `size` pairs besides the `taken` a step just took (`size`
@@ -263,7 +272,8 @@ impl BlockSource for Blocks<'_> {
             return Ok((pairs, done));
         };
         let mut ahead = ahead.lock().unwrap_or_else(PoisonError::into_inner);
-        let size = ahead.size;
+        // A read takes a step's pairs, and at least the read-ahead's size.
+        let want = max.max(ahead.size);
         // What was read holds every pair after `from`: it serves a read
         // from `after` on when that is not before `from`, and the pairs
         // past `after` are `max` or the rest of the run.
@@ -291,12 +301,10 @@ impl BlockSource for Blocks<'_> {
                 }
             }
             if a.pairs.len() >= max || a.end {
-                let out = a.take(max);
-                self.read_next(run, a, out.0.len(), max.max(size));
-                return Ok(out);
+                return Ok(self.serve(run, a, max, want));
             }
         }
-        let (pairs, done, keys) = self.read(run, after, max.max(size))?;
+        let (pairs, done, keys) = self.read(run, after, want)?;
         let a = ahead.runs.entry(run).or_insert_with(|| Ahead {
             pairs: VecDeque::new(),
             from: after,
@@ -314,9 +322,7 @@ impl BlockSource for Blocks<'_> {
         a.end = done;
         a.pairs = pairs.into();
         a.next = None;
-        let out = a.take(max);
-        self.read_next(run, a, out.0.len(), max.max(size));
-        Ok(out)
+        Ok(self.serve(run, a, max, want))
     }
 
     fn block_keys(&self, run: u64, max: usize) -> Result<Vec<BlockKey>, StoreError> {
