@@ -22,6 +22,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
+/// Bounded polling from a thread: `f` every 20 ms until it gives a value,
+/// at most a minute.
+///
+/// # Panics
+/// When a minute passes first, naming `what`.
+pub fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The path of a workspace binary. `cargo test --workspace` (the README's
 /// test command) builds every binary before any test runs; when one is
 /// missing (`cargo test -p quire-tests` on a fresh tree) it is built here,

@@ -41,6 +41,16 @@ pub fn store(
     )
 }
 
+/// The configuration of log `origin` stored in PostgreSQL at `url`, the
+/// rest as a server's defaults.
+#[must_use]
+pub fn log_config(origin: &str, url: &str) -> quire_server::config::LogConfig {
+    let mut cfg = quire_server::config::LogConfig::new(origin);
+    cfg.storage.engine = quire_server::config::Engine::Postgres;
+    cfg.storage.url = Some(url.to_owned());
+    cfg
+}
+
 /// The server of this test binary, started on first use.
 ///
 /// # Panics
@@ -242,15 +252,13 @@ impl Postgres {
     pub fn cancel_waiting_commit(&self, db: &str) -> Result<(), String> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let pid = self.psql(
+            let cancelled = self.psql(
                 db,
-                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND datname = current_database()",
+                "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity
+                 WHERE wait_event = 'SyncRep' AND datname = current_database()",
             )?;
-            let pid = pid.trim();
-            if !pid.is_empty() {
-                return self
-                    .psql(db, &format!("SELECT pg_cancel_backend({pid})"))
-                    .map(drop);
+            if cancelled.trim() != "0" {
+                return Ok(());
             }
             if std::time::Instant::now() > deadline {
                 return Err(format!(

@@ -11,28 +11,16 @@
 //! until no standby is required.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quire_core::{LogKeyAlgorithm, LogSigner};
-use quire_server::config::{Config, Engine, LogConfig};
+use quire_server::config::Config;
 use quire_server::follow::{FollowError, FollowOptions};
 use quire_server::local::LocalServer;
 use quire_server::log::Log;
 use quire_server::store::postgres::{Create, PgOptions, PgStore};
 use quire_server::store::{Storage, StorageReader, StoreError};
 use quire_tests::commits::{entries, Writer};
-
-/// Bounded polling: `f` until it gives a value, at most a minute.
-fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
@@ -65,9 +53,7 @@ fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
     let followed = "followed.example/log";
     let rt = tokio::runtime::Runtime::new().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = LogConfig::new(followed);
-    cfg.storage.engine = Engine::Postgres;
-    cfg.storage.url = Some(url2.clone());
+    let mut cfg = quire_tests::postgres::log_config(followed, &url2);
     cfg.storage.sync_standbys = Some(0);
     cfg.storage.timeout_ms = 120_000;
     let server = rt
@@ -92,7 +78,7 @@ fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
     )
     .unwrap();
     pg.psql("postgres", "SELECT pg_reload_conf()").unwrap();
-    poll("the setting", || {
+    quire_tests::poll("the setting", || {
         (pg.psql("postgres", "SHOW synchronous_standby_names")
             .ok()?
             .trim()
@@ -170,7 +156,7 @@ fn postgres_never_serves_a_commit_no_synchronous_standby_confirmed() {
     pg.psql("postgres", "ALTER SYSTEM RESET synchronous_standby_names")
         .unwrap();
     pg.psql("postgres", "SELECT pg_reload_conf()").unwrap();
-    poll("the setting reset", || {
+    quire_tests::poll("the setting reset", || {
         pg.psql("postgres", "SHOW synchronous_standby_names")
             .ok()?
             .trim()

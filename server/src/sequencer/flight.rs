@@ -2,7 +2,9 @@
 //! while the sequencer assigns the requests that arrive meanwhile onto
 //! the tree that commit makes. Nothing more is done ahead: the next batch
 //! is signed and committed only once this one's commit is known to have
-//! succeeded, over the tree read from it; when it failed, the requests
+//! landed (made, perhaps not yet durable: [`crate::store::Storage::commit_unsettled`];
+//! the publisher settles it before anything it carries is answered or
+//! published), over the tree read from it; when it failed, the requests
 //! assigned ahead get their entries back and are integrated again on what
 //! storage holds. At most one commit is under way, so storage sees the
 //! same commits, in the same order, as without the pipeline.
@@ -46,7 +48,8 @@ impl Committer {
             .name(format!("committer {origin}"))
             .spawn(move || {
                 while let Ok(Job { commit, done }) = rx.recv() {
-                    let result = store.commit(&commit);
+                    // Answered once the publisher has settled it.
+                    let result = store.commit_unsettled(&commit);
                     let _ = done.send((commit, result));
                 }
             })?;

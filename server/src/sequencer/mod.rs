@@ -119,6 +119,10 @@ impl<S: Storage> Sequencer<S> {
             stopped: Arc::clone(&self.stopped),
             remedy,
             origin: self.origin.clone(),
+            settle: {
+                let store = Arc::clone(&self.store);
+                Box::new(move |size| store.settle(size))
+            },
         })
     }
 
@@ -527,7 +531,7 @@ impl Integrate {
 }
 
 /// A storage failure as the writers are told it.
-fn write_error(origin: &str, e: StoreError) -> WriteError {
+pub(super) fn write_error(origin: &str, e: StoreError) -> WriteError {
     match e {
         StoreError::Full(m) => WriteError::StorageFull(m.to_string()),
         StoreError::NotReplicated(why) => WriteError::Unreplicated {

@@ -1,4 +1,5 @@
-//! The publisher: the thread that records committed checkpoints in the
+//! The publisher: the thread that settles the commits it is handed
+//! ([`crate::store::Storage::settle`]), records their checkpoints in the
 //! high-water record, publishes the newest and answers the writers; and
 //! the stop every storage failure of the log's writes leads to.
 
@@ -8,6 +9,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::batch::{Added, Latest, WriteError, WriteResult};
 use crate::highwater::{HighWater, HighWaterError};
+use crate::store::StoreError;
 
 /// A committed batch on its way to the publisher: its checkpoint and the
 /// answers it owes.
@@ -59,10 +61,11 @@ pub(super) fn stop_writes(stopped: &Mutex<Option<String>>, origin: &str, size: u
     }
 }
 
-/// The publisher of a log: the thread that records each committed
-/// batch's checkpoint in the high-water record (one sync for all batches
-/// waiting), then publishes the newest and answers the writers. Nothing
-/// is answered or published before the record covers it.
+/// The publisher of a log: the thread that settles the committed batches
+/// waiting and records the newest one's checkpoint in the high-water
+/// record (one settle and one sync for all of them), then publishes it and
+/// answers the writers. Nothing is answered or published before it is
+/// settled and the record covers it.
 pub(super) struct Publisher {
     pub(super) high_water: HighWater,
     pub(super) latest: watch::Sender<Arc<Latest>>,
@@ -71,6 +74,8 @@ pub(super) struct Publisher {
     /// What resumes them ([`crate::store::Storage::resume_after_stop`]).
     pub(super) remedy: &'static str,
     pub(super) origin: String,
+    /// Proves the store's commits durable ([`crate::store::Storage::settle`]).
+    pub(super) settle: Box<dyn Fn(u64) -> Result<(), StoreError> + Send>,
 }
 
 impl Publisher {
@@ -94,6 +99,7 @@ impl Publisher {
             stopped,
             remedy,
             origin,
+            settle,
         } = self;
         let (remedy, origin) = (*remedy, origin.as_str());
         while let Ok(first) = rx.recv() {
@@ -113,27 +119,16 @@ impl Publisher {
                 (None, None) => Ok(()),
                 (None, Some(newest)) => {
                     let recorded = if newest.stored.size > size {
-                        high_water.write(&newest.stored.note)
+                        settle_and_record(settle, high_water, &newest, stopped, origin)
                     } else {
                         Ok(())
                     };
-                    match recorded {
-                        Ok(()) => {
-                            metrics::gauge!("quire_tree_size", "log" => origin.to_owned())
-                                .set(crate::metrics::value(newest.stored.size));
-                            latest.send_replace(newest);
-                            Ok(())
-                        }
-                        Err(e) => {
-                            let full = matches!(&e, HighWaterError::Io { source, .. } if crate::store::is_full(source));
-                            stop_writes(stopped, origin, newest.stored.size, &e.to_string());
-                            Err(if full {
-                                WriteError::StorageFull(e.to_string())
-                            } else {
-                                WriteError::Store(e.to_string())
-                            })
-                        }
+                    if recorded.is_ok() {
+                        metrics::gauge!("quire_tree_size", "log" => origin.to_owned())
+                            .set(crate::metrics::value(newest.stored.size));
+                        latest.send_replace(newest);
                     }
+                    recorded
                 }
             };
             for c in group {
@@ -146,4 +141,38 @@ impl Publisher {
             }
         }
     }
+}
+
+/// Settles the store's commits (`settle`), then records `newest` in the
+/// high-water record: the commits carrying what is published, and
+/// anything answered with it, are durable before the record or anyone
+/// sees it. A failure that leaves storage in doubt stops writes; too few
+/// synchronous standbys only refuses (the commits stay for a later settle).
+fn settle_and_record(
+    settle: &(dyn Fn(u64) -> Result<(), StoreError> + Send),
+    high_water: &HighWater,
+    newest: &Latest,
+    stopped: &Mutex<Option<String>>,
+    origin: &str,
+) -> Result<(), WriteError> {
+    let size = newest.stored.size;
+    if let Err(e) = settle(size) {
+        let e = super::write_error(origin, e);
+        if let WriteError::Store(cause)
+        | WriteError::StorageFull(cause)
+        | WriteError::NotLeader { why: cause, .. } = &e
+        {
+            stop_writes(stopped, origin, size, cause);
+        }
+        return Err(e);
+    }
+    high_water.write(&newest.stored.note).map_err(|e| {
+        let full = matches!(&e, HighWaterError::Io { source, .. } if crate::store::is_full(source));
+        stop_writes(stopped, origin, size, &e.to_string());
+        if full {
+            WriteError::StorageFull(e.to_string())
+        } else {
+            WriteError::Store(e.to_string())
+        }
+    })
 }

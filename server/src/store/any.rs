@@ -114,6 +114,20 @@ impl Storage for AnyStore {
         }
     }
 
+    fn commit_unsettled(&self, commit: &Commit) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.commit_unsettled(commit),
+            AnyStore::Postgres(s) => s.commit_unsettled(commit),
+        }
+    }
+
+    fn settle(&self, size: u64) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.settle(size),
+            AnyStore::Postgres(s) => s.settle(size),
+        }
+    }
+
     fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
         match self {
             AnyStore::Redb(s) => s.keep_cosignatures(size, lines),

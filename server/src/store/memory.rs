@@ -103,6 +103,15 @@ impl Storage for MemoryStore {
         Ok(())
     }
 
+    /// Nothing to settle: memory holds what it holds.
+    fn commit_unsettled(&self, c: &Commit) -> Result<(), StoreError> {
+        self.commit(c)
+    }
+
+    fn settle(&self, _size: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
         let mut s = self.state.write().unwrap_or_else(PoisonError::into_inner);
         check_head(s.head, c)?;

@@ -354,6 +354,35 @@ pub trait Storage: Send + Sync + 'static {
     /// [`StoreError`]; nothing is written then.
     fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
 
+    /// Writes `commit` in one transaction that later commits may extend
+    /// at once, but that is durable only once [`Storage::settle`] returns
+    /// after it: the sequencer's commits, answered and published only
+    /// then. PostgreSQL commits it without waiting for its WAL flush and
+    /// its synchronous standbys, so that the next commit runs while they
+    /// confirm this one; an engine whose commits are durable when they
+    /// return writes it as [`Storage::commit`] does. No default: a
+    /// wrapper must forward it, not fall back to another commit.
+    ///
+    /// # Errors
+    /// As [`Storage::commit`].
+    fn commit_unsettled(&self, commit: &Commit) -> Result<(), StoreError>;
+
+    /// Waits until every commit [`Storage::commit_unsettled`] returned
+    /// whose tree is of `size` or smaller is as durable as
+    /// [`Storage::commit`] makes one (PostgreSQL: flushed, and on the
+    /// synchronous standbys required, on the server that holds it).
+    /// Returns at once when there is none. No default, as for
+    /// [`Storage::commit_unsettled`].
+    ///
+    /// # Errors
+    /// [`StoreError::NotReplicated`] when too few synchronous standbys
+    /// stream (a later commit, once settled, settles them too);
+    /// [`StoreError::Engine`] when their outcome is unknown (the
+    /// connection lost, or the server that answered does not hold them,
+    /// as after a failover): nothing they carry may be answered or
+    /// published then, and the head must be read again.
+    fn settle(&self, size: u64) -> Result<(), StoreError>;
+
     /// Keeps `lines`, the witness cosignature lines collected for the
     /// checkpoint of `size` (C2SP `tlog-cosignature` note signature lines),
     /// replacing what was kept for that size. Not part of the tree and not

@@ -69,6 +69,34 @@ impl<S: Storage> Storage for Gated<S> {
         self.inner.checks_new_leaves()
     }
     fn commit(&self, c: &Commit) -> Result<(), StoreError> {
+        self.pass(c)?;
+        self.inner.commit(c)
+    }
+    fn commit_unsettled(&self, c: &Commit) -> Result<(), StoreError> {
+        self.pass(c)?;
+        self.inner.commit_unsettled(c)
+    }
+    fn settle(&self, size: u64) -> Result<(), StoreError> {
+        self.inner.settle(size)
+    }
+    fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
+        self.inner.keep_cosignatures(size, lines)
+    }
+    fn replace_event_index(
+        &self,
+        keys: &[(quire_core::Hash, u64)],
+        times: &[(u64, u64)],
+    ) -> Result<(), StoreError> {
+        self.inner.replace_event_index(keys, times)
+    }
+    fn drop_entries(&self, dropped: quire_server::lifecycle::Dropped) -> Result<(), StoreError> {
+        self.inner.drop_entries(dropped)
+    }
+}
+
+impl<S> Gated<S> {
+    /// Where a commit of entries waits for the gate, and fails when told.
+    fn pass(&self, c: &Commit) -> Result<(), StoreError> {
         if !c.entries.is_empty() {
             let (m, cv) = &*self.entered;
             m.lock().unwrap().push(c.entries.len());
@@ -83,19 +111,6 @@ impl<S: Storage> Storage for Gated<S> {
                 return Err(e);
             }
         }
-        self.inner.commit(c)
-    }
-    fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {
-        self.inner.keep_cosignatures(size, lines)
-    }
-    fn replace_event_index(
-        &self,
-        keys: &[(quire_core::Hash, u64)],
-        times: &[(u64, u64)],
-    ) -> Result<(), StoreError> {
-        self.inner.replace_event_index(keys, times)
-    }
-    fn drop_entries(&self, dropped: quire_server::lifecycle::Dropped) -> Result<(), StoreError> {
-        self.inner.drop_entries(dropped)
+        Ok(())
     }
 }

@@ -24,6 +24,7 @@ mod read;
 mod replication;
 mod schema;
 mod session;
+mod settle;
 mod statement;
 mod write;
 
@@ -34,6 +35,7 @@ use std::time::Duration;
 pub use lease::{Holder, Lease};
 pub use leaves::{DEFAULT_FANOUT as DEFAULT_LEAF_FANOUT, DEFAULT_FLUSH as DEFAULT_LEAF_FLUSH};
 pub use read::PgReader;
+pub use settle::SettlesPaused;
 
 use self::conn::{engine, Column as _, Conn, Driver};
 use crate::store::{Storage, StoreError};
@@ -115,6 +117,10 @@ pub(crate) struct Shared {
     replicated: std::sync::atomic::AtomicBool,
     /// The leaf index's memory ([`leaves`]).
     leaves: leaves::LeafIndex,
+    /// The connections commits are settled on ([`settle`]).
+    settlers: Vec<Conn>,
+    /// The settles started and not yet waited for.
+    settling: settle::Settling,
 }
 
 impl Shared {
@@ -223,6 +229,8 @@ impl PgStore {
             },
             replicated: std::sync::atomic::AtomicBool::new(replicated),
             leaves: index,
+            settlers: (0..settle::SETTLERS).map(|_| Conn::new()).collect(),
+            settling: settle::Settling::default(),
         });
         shared.leaves.start(&shared)?;
         Ok(PgStore { shared })
@@ -290,6 +298,15 @@ impl PgStore {
         &self.shared.origin
     }
 
+    /// Pauses settling ([`Storage::settle`]) for a fault test: a commit
+    /// made unsettled meanwhile stays so, its settle waiting (within its
+    /// deadline) until the guard drops; then it checks what the database
+    /// holds at that time.
+    #[doc(hidden)]
+    pub fn pause_settles(&self) -> settle::SettlesPaused {
+        settle::SettlesPaused::new(&self.shared.settling)
+    }
+
     /// Bytes this replica's leaf index filters hold (about two bytes per
     /// leaf in a run once built; none until then).
     pub fn leaf_index_filter_bytes(&self) -> usize {
@@ -344,7 +361,18 @@ impl Storage for PgStore {
     }
 
     fn commit(&self, commit: &crate::store::Commit) -> Result<(), StoreError> {
-        write::commit(&self.shared, commit)
+        write::commit(&self.shared, commit, false)
+    }
+
+    /// Committed with `synchronous_commit = off` when it carries a
+    /// checkpoint (the one [`Storage::settle`] looks for), durably
+    /// otherwise.
+    fn commit_unsettled(&self, commit: &crate::store::Commit) -> Result<(), StoreError> {
+        write::commit(&self.shared, commit, true)
+    }
+
+    fn settle(&self, size: u64) -> Result<(), StoreError> {
+        settle::settle(&self.shared, size)
     }
 
     fn keep_cosignatures(&self, size: u64, lines: &[u8]) -> Result<(), StoreError> {

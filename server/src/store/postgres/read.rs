@@ -37,9 +37,9 @@ fn checkpoint(size: i64, at: i64, note: Vec<u8>) -> Result<StoredCheckpoint, Sto
 
 impl PgReader {
     /// A view of the last commit; `durable`: one whose head and checkpoint
-    /// the synchronous standbys a commit requires have flushed
-    /// ([`super::replication::flushed_now`], in the same session after the
-    /// read: the flush position it waits for covers every commit read).
+    /// are flushed, and on the synchronous standbys a commit requires
+    /// ([`super::settle::durable_view`], in the same session after the
+    /// read: it covers every commit read, settled or not).
     pub(super) fn open(shared: &Arc<Shared>, durable: bool) -> Result<Self, StoreError> {
         let s = Arc::clone(shared);
         let what = if durable {
@@ -81,11 +81,9 @@ impl PgReader {
                 (Some(size), Some(at), Some(note)) => Some(checkpoint(size, at, note)?),
                 _ => None,
             };
-            if let (true, super::replication::SyncCheck::Standbys(required)) =
-                (durable, s.replication)
-            {
+            if durable {
                 let ever = s.replicated.load(std::sync::atomic::Ordering::Relaxed);
-                super::replication::flushed_now(&c, required, ever).await?;
+                super::settle::durable_view(&c, s.replication, ever).await?;
             }
             Ok((head, latest))
         })?;

@@ -284,6 +284,15 @@ impl Storage for RedbStore {
         guarded("committing", || self.commit_unguarded(c))
     }
 
+    /// A redb commit is durable when it returns.
+    fn commit_unsettled(&self, c: &Commit) -> Result<(), StoreError> {
+        self.commit(c)
+    }
+
+    fn settle(&self, _size: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn replace_event_index(
         &self,
         keys: &[(quire_core::Hash, u64)],

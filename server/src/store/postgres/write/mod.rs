@@ -5,6 +5,10 @@
 //! `COMMIT`, pipelined; PostgreSQL checks what each write wrote
 //! ([`super::statement`]), so any failure rolls the whole transaction back.
 //!
+//! The sequencer's commits are unsettled: their `COMMIT` does not wait
+//! for the WAL flush or the standbys, and [`super::settle`] proves them
+//! durable before they are answered.
+//!
 //! A commit whose outcome is unknown (the connection lost with its
 //! `COMMIT` sent, its deadline passed, or a `COMMIT` answered with a
 //! warning and not shown on the synchronous standbys: a wait for them cut
@@ -32,6 +36,7 @@ use super::events::EventPlan;
 use super::leaf_blocks::LeafPlan;
 use super::replication::{flushed_now, mark_replicated, replicated, SyncCheck};
 use super::session::Session;
+use super::settle::Landed;
 use super::statement::{checked, exec, with_commit};
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
@@ -41,8 +46,10 @@ use crate::store::{check_head, Commit, Head, StoreError};
 /// One statement of a commit, pipelined with the others.
 pub(super) type Work<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
-/// Writes `c` in one transaction, or nothing.
-pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError> {
+/// Writes `c` in one transaction, or nothing. `unsettled`: a commit that
+/// carries a checkpoint is made without waiting for its flush and the
+/// standbys, and its settle started ([`super::settle`]).
+pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Result<(), StoreError> {
     if c.leaf_index.len() != c.entries.len() {
         return Err(StoreError::Corrupt(format!(
             "commit of {} entries carries {} leaf hashes",
@@ -60,6 +67,18 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
     }
     let mut plan = Plan::of(c, shared.compress, shared.log)?;
     plan.lease = shared.fence()?;
+    let landed = c
+        .checkpoint
+        .as_ref()
+        .filter(|_| unsettled)
+        .map(|cp| -> Result<Landed, StoreError> {
+            Ok(Landed {
+                size: int(cp.size)?,
+                note: cp.note.clone(),
+            })
+        })
+        .transpose()?;
+    plan.unsettled = landed.is_some();
     // The leaf index's step: none for a commit without entries.
     let mut planned = if c.leaf_index.is_empty() {
         None
@@ -79,6 +98,9 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit) -> Result<(), StoreError>
         _ => Ok(()),
     };
     let result = checked.and_then(|()| run_commit(shared, plan, &c.entries));
+    if let (Ok(()), Some(landed)) = (&result, landed) {
+        super::settle::start(shared, landed);
+    }
     match (&result, planned) {
         (Ok(()), Some(p)) => shared.leaves.committed(p, &c.leaf_index),
         // Refused before anything was written: the cache is still the
@@ -210,6 +232,9 @@ struct Plan {
     marked: std::sync::atomic::AtomicBool,
     /// The rows of its events.
     events: EventPlan,
+    /// Committed without waiting for its flush and the standbys
+    /// ([`super::settle`]).
+    unsettled: bool,
 }
 
 impl Plan {
@@ -310,6 +335,7 @@ impl Plan {
             ever_replicated: false,
             marked: std::sync::atomic::AtomicBool::new(false),
             events: EventPlan::of(&c.events)?,
+            unsettled: false,
         })
     }
 
@@ -374,7 +400,14 @@ impl Plan {
         }
         self.statements(client, &mut work);
         let warned = client.warnings().count();
-        let (written, committed) = with_commit(work, || client.batch_execute("COMMIT")).await;
+        // Unsettled: the setting read by this `COMMIT` alone (the
+        // replication check above read the session's own).
+        let end = if self.unsettled {
+            "SET LOCAL synchronous_commit = off; COMMIT"
+        } else {
+            "COMMIT"
+        };
+        let (written, committed) = with_commit(work, || client.batch_execute(end)).await;
         let failed = written.into_iter().find_map(Result::err);
         let Some(committed) = committed else {
             // A write failed before it was sent: no COMMIT went behind it,
