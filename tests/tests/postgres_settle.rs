@@ -30,6 +30,26 @@ fn stored_size(origin: &str) -> u64 {
     .unwrap()
 }
 
+/// Deletes the stored checkpoint of `size` of log `origin`, as a server
+/// that never received its commit would lack it.
+fn drop_checkpoint(origin: &str, size: u64) {
+    quire_tests::postgres::shared()
+        .psql(
+            "postgres",
+            &format!(
+                "DELETE FROM quire_checkpoints WHERE size = {size}
+                 AND log = (SELECT id FROM quire_logs WHERE origin = '{origin}')"
+            ),
+        )
+        .unwrap();
+}
+
+/// The size of the latest checkpoint of a durable view of `store`.
+fn durable_size(store: &impl Storage) -> u64 {
+    let r = store.durable_reader().unwrap();
+    r.latest_checkpoint().unwrap().unwrap().size
+}
+
 #[test]
 fn postgres_settles_unsettled_commits_in_order() {
     let origin = quire_tests::postgres::unique("settled.example/log");
@@ -68,21 +88,13 @@ fn postgres_settles_unsettled_commits_in_order() {
 /// nothing: the outcome is unknown, said as such.
 #[test]
 fn postgres_settle_of_a_commit_the_server_lacks_is_of_unknown_outcome() {
-    let pg = quire_tests::postgres::shared();
     let origin = quire_tests::postgres::unique("lost.example/log");
     let store = quire_tests::postgres::store(&origin, Create::Yes).unwrap();
     let w = Writer::new();
     let (c, _) = w.commit(&entries(0, 10), true);
     let paused = store.pause_settles();
     store.commit_unsettled(&c).unwrap();
-    pg.psql(
-        "postgres",
-        &format!(
-            "DELETE FROM quire_checkpoints WHERE size = 10
-             AND log = (SELECT id FROM quire_logs WHERE origin = '{origin}')"
-        ),
-    )
-    .unwrap();
+    drop_checkpoint(&origin, 10);
     drop(paused);
     match store.settle(10) {
         Err(StoreError::Engine(e)) => {
@@ -95,6 +107,30 @@ fn postgres_settle_of_a_commit_the_server_lacks_is_of_unknown_outcome() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A commit that does not extend the one made unsettled before it starts
+/// a new line (a new sequencer that read the head again after a stop; here
+/// a durable commit between them, whose flush covers what came before):
+/// the settles pending from before are dropped, never waited for in place
+/// of its own. The dropped one would have failed: its checkpoint row was
+/// deleted before it ran.
+#[test]
+fn postgres_settles_of_an_abandoned_line_are_not_waited_for() {
+    let origin = quire_tests::postgres::unique("line.example/log");
+    let store = quire_tests::postgres::store(&origin, Create::Yes).unwrap();
+    let w = Writer::new();
+    let (c1, w) = w.commit(&entries(0, 10), true);
+    let (c2, w) = w.commit(&entries(10, 5), true);
+    let (c3, _) = w.commit(&entries(15, 5), true);
+    let paused = store.pause_settles();
+    store.commit_unsettled(&c1).unwrap();
+    drop_checkpoint(&origin, 10);
+    store.commit(&c2).unwrap();
+    store.commit_unsettled(&c3).unwrap();
+    drop(paused);
+    store.settle(20).unwrap();
+    assert_eq!(durable_size(&store), 20);
 }
 
 /// A write is answered, and its checkpoint published, only once its

@@ -380,7 +380,8 @@ pub trait Storage: Send + Sync + 'static {
     /// [`StoreError::Engine`] when their outcome is unknown (the
     /// connection lost, or the server that answered does not hold them,
     /// as after a failover): nothing they carry may be answered or
-    /// published then, and the head must be read again.
+    /// published then, and the head must be read again. Each failure is
+    /// told once, to the call that waits for it.
     fn settle(&self, size: u64) -> Result<(), StoreError>;
 
     /// Keeps `lines`, the witness cosignature lines collected for the

@@ -32,7 +32,7 @@ use super::conn::{Column as _, Started};
 use super::replication::{flushed_now, replicated, SyncCheck};
 use super::session::Session;
 use super::Shared;
-use crate::store::StoreError;
+use crate::store::{Head, StoreError};
 
 /// A commit made unsettled: its checkpoint's size and note.
 #[derive(Clone, Debug)]
@@ -52,9 +52,17 @@ pub(super) struct Pending {
     started: Result<Started<()>, StoreError>,
 }
 
+/// The settles of one history of commits, each extending the one before:
+/// the head the newest made, and the settles not yet waited for.
+#[derive(Default)]
+struct Line {
+    head: Option<Head>,
+    pending: VecDeque<Pending>,
+}
+
 /// What settles the unsettled commits, in commit order.
 pub(super) struct Settling {
-    pending: Mutex<VecDeque<Pending>>,
+    line: Mutex<Line>,
     next: AtomicUsize,
     /// Settles wait while this is true ([`SettlesPaused`]).
     paused: tokio::sync::watch::Sender<bool>,
@@ -63,7 +71,7 @@ pub(super) struct Settling {
 impl Default for Settling {
     fn default() -> Self {
         Settling {
-            pending: Mutex::default(),
+            line: Mutex::default(),
             next: AtomicUsize::new(0),
             paused: tokio::sync::watch::channel(false).0,
         }
@@ -100,23 +108,32 @@ const SYNC_ON: &str = "SELECT set_config('synchronous_commit',
              ELSE current_setting('synchronous_commit') END,
         true)";
 
-/// Starts settling `landed`, a commit that just returned unsettled, on
-/// the next settling connection: its transaction is sent at once, before
-/// the next commit has written much, so the flush it waits for is mostly
-/// this commit's.
-pub(super) fn start(shared: &Arc<Shared>, landed: Landed) {
+/// Starts settling `landed`, a commit from `base` to `head` that just
+/// returned unsettled, on the next settling connection: its transaction
+/// is sent at once, before the next commit has written much, so the flush
+/// it waits for is mostly this commit's. A commit that does not extend
+/// the one made before (a new sequencer after a stop, which read the head
+/// again; or a durable commit between them, whose flush covered what came
+/// before it) starts a new line: the settles still pending belong to
+/// commits nobody answers any more, or already durable, and are dropped,
+/// so they are never waited for in place of this line's.
+pub(super) fn start(shared: &Arc<Shared>, landed: Landed, base: Head, head: Head) {
     let s = Arc::clone(shared);
     let size = landed.size;
     let n = shared.settling.next.fetch_add(1, Ordering::Relaxed) % SETTLERS;
     let started = shared.driver.start("settling a commit", async move {
         on_settler(&s, n, &landed).await
     });
-    shared
+    let mut line = shared
         .settling
-        .pending
+        .line
         .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push_back(Pending { size, started });
+        .unwrap_or_else(PoisonError::into_inner);
+    if line.head != Some(base) {
+        line.pending.clear();
+    }
+    line.head = Some(head);
+    line.pending.push_back(Pending { size, started });
 }
 
 /// Proves every unsettled commit up to the tree of `size` durable
@@ -133,13 +150,13 @@ pub(super) fn settle(shared: &Arc<Shared>, size: u64) -> Result<(), StoreError> 
     let mut unreplicated = None;
     loop {
         let next = {
-            let mut p = shared
+            let mut line = shared
                 .settling
-                .pending
+                .line
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            match p.front() {
-                Some(front) if front.size <= size => p.pop_front(),
+            match line.pending.front() {
+                Some(front) if front.size <= size => line.pending.pop_front(),
                 _ => None,
             }
         };

@@ -99,7 +99,7 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
     };
     let result = checked.and_then(|()| run_commit(shared, plan, &c.entries));
     if let (Ok(()), Some(landed)) = (&result, landed) {
-        super::settle::start(shared, landed);
+        super::settle::start(shared, landed, c.base, c.head);
     }
     match (&result, planned) {
         (Ok(()), Some(p)) => shared.leaves.committed(p, &c.leaf_index),
