@@ -127,6 +127,10 @@ async fn writes_are_acknowledged_only_when_the_standby_holds_them() {
         )),
         "{text}"
     );
+    assert!(
+        text.contains(&format!("quire_settle_seconds_count{{log=\"{ORIGIN}\"}}")),
+        "{text}"
+    );
 
     // The standby gone: refused by name, nothing acknowledged; back: resumed.
     f.node("stop-node", 1).unwrap();

@@ -6,10 +6,11 @@
 //! confirm this one. Nothing such a commit carries is answered or
 //! published before [`settle`] proved it durable.
 //!
-//! [`settle`] commits a small transaction on a connection of its own,
-//! with `synchronous_commit` on (or `remote_apply`, when set), that writes
-//! WAL (a logical message, `quire.settle`) and sees the newest unsettled
-//! commit's checkpoint, note for note. A commit seen by a transaction on
+//! Each such commit is settled ([`start`], waited for by [`settle`]) by a
+//! small transaction on a connection of the store's own, with the
+//! session's `synchronous_commit` (never below `local`), that writes WAL
+//! (a logical message, `quire.settle`) and sees the commit's checkpoint,
+//! note for note. A commit seen by a transaction on
 //! the same server precedes it in that server's WAL, so the settling
 //! `COMMIT`, which waits for its own flush and the standbys', covers it
 //! and every commit it extends. A server that does not show that
@@ -146,6 +147,7 @@ pub(super) fn start(shared: &Arc<Shared>, landed: Landed, base: Head, head: Head
 /// before its next use.
 pub(super) fn settle(shared: &Arc<Shared>, size: u64) -> Result<(), StoreError> {
     let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let waiting = std::time::Instant::now();
     let mut unknown = None;
     let mut unreplicated = None;
     loop {
@@ -175,6 +177,8 @@ pub(super) fn settle(shared: &Arc<Shared>, size: u64) -> Result<(), StoreError> 
             }
         }
     }
+    metrics::histogram!("quire_settle_seconds", "log" => shared.origin.clone())
+        .record(waiting.elapsed().as_secs_f64());
     if let Some(e) = unknown {
         shared.leaves.forget();
         return Err(e);
