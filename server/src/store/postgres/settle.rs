@@ -47,6 +47,14 @@ pub(super) struct Landed {
 /// standbys.
 pub(super) const SETTLERS: usize = 2;
 
+/// Entries from which a commit is made unsettled. A smaller one commits
+/// durably: its next commit has little work to overlap the wait with,
+/// and its own settle would be a second transaction with its own flush
+/// (64 single-entry writers, about 60 entries a commit, measured 9%
+/// slower settled; `docs/PERFORMANCE.md`). One entry bundle, as group
+/// commit's gathering ends.
+pub(super) const SETTLE_FROM: usize = 256;
+
 /// The settle of one commit, started when it landed.
 pub(super) struct Pending {
     size: i64,
@@ -54,11 +62,31 @@ pub(super) struct Pending {
 }
 
 /// The settles of one history of commits, each extending the one before:
-/// the head the newest made, and the settles not yet waited for.
+/// the head the newest made, the settles not yet waited for, the newest
+/// commit and the largest size a settle proved.
 #[derive(Default)]
 struct Line {
+    /// Which line this is: a new one for each history.
+    id: u64,
     head: Option<Head>,
     pending: VecDeque<Pending>,
+    newest: Option<Landed>,
+    proven: i64,
+}
+
+impl Line {
+    /// Starts a new line unless a commit from `base` extends this one:
+    /// the settles still pending belong to commits nobody answers any
+    /// more, or already durable, and are dropped.
+    fn follow(&mut self, base: Head) {
+        if self.head != Some(base) {
+            *self = Line {
+                id: self.id.wrapping_add(1),
+                proven: -1,
+                ..Line::default()
+            };
+        }
+    }
 }
 
 /// What settles the unsettled commits, in commit order.
@@ -113,28 +141,41 @@ const SYNC_ON: &str = "SELECT set_config('synchronous_commit',
 /// returned unsettled, on the next settling connection: its transaction
 /// is sent at once, before the next commit has written much, so the flush
 /// it waits for is mostly this commit's. A commit that does not extend
-/// the one made before (a new sequencer after a stop, which read the head
-/// again; or a durable commit between them, whose flush covered what came
-/// before it) starts a new line: the settles still pending belong to
-/// commits nobody answers any more, or already durable, and are dropped,
-/// so they are never waited for in place of this line's.
+/// the line's head (another writer's commits between them, or a new
+/// sequencer after a stop, which read the head again) starts a new line
+/// ([`Line::follow`]).
 pub(super) fn start(shared: &Arc<Shared>, landed: Landed, base: Head, head: Head) {
-    let s = Arc::clone(shared);
     let size = landed.size;
     let n = shared.settling.next.fetch_add(1, Ordering::Relaxed) % SETTLERS;
-    let started = shared.driver.start("settling a commit", async move {
-        on_settler(&s, n, &landed).await
-    });
     let mut line = shared
         .settling
         .line
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    if line.head != Some(base) {
-        line.pending.clear();
-    }
+    line.follow(base);
     line.head = Some(head);
+    line.newest = Some(landed.clone());
+    let (s, id) = (Arc::clone(shared), line.id);
+    let started = shared.driver.start("settling a commit", async move {
+        on_settler(&s, n, id, &landed).await
+    });
     line.pending.push_back(Pending { size, started });
+}
+
+/// Follows a durable commit from `base` to `head`: it proves every
+/// commit of its line before it (its flush and standby wait covered
+/// them), or starts a new line when it does not extend the line's head.
+pub(super) fn durable(shared: &Shared, base: Head, head: Head) {
+    let mut line = shared
+        .settling
+        .line
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    line.follow(base);
+    line.head = Some(head);
+    line.proven = line
+        .proven
+        .max(i64::try_from(head.size).unwrap_or(i64::MAX));
 }
 
 /// Proves every unsettled commit up to the tree of `size` durable
@@ -186,8 +227,13 @@ pub(super) fn settle(shared: &Arc<Shared>, size: u64) -> Result<(), StoreError> 
     unreplicated.map_or(Ok(()), Err)
 }
 
-/// The settling transaction on settling connection `n`, held alone.
-async fn on_settler(shared: &Shared, n: usize, target: &Landed) -> Result<(), StoreError> {
+/// Settles `own`, a commit of line `line`, on settling connection `n`,
+/// held alone. Once the connection is free: when a settle of the line
+/// proved a size at least `own`'s meanwhile, `own` extends into it and
+/// is proven too (nothing sent); otherwise the transaction checks the
+/// line's newest commit, which extends `own` (one settle for every
+/// commit landed by then, those behind it then proven without one).
+async fn on_settler(shared: &Shared, n: usize, line: u64, own: &Landed) -> Result<(), StoreError> {
     let Some(conn) = shared.settlers.get(n) else {
         return Err(StoreError::engine("no settling connection"));
     };
@@ -208,9 +254,32 @@ async fn on_settler(shared: &Shared, n: usize, target: &Landed) -> Result<(), St
     let Some(client) = held.slot.as_ref().map(Arc::clone) else {
         return Err(StoreError::engine("no PostgreSQL connection to settle on"));
     };
+    let target = {
+        let l = shared
+            .settling
+            .line
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if l.id == line && l.proven >= own.size {
+            held.clean = true;
+            return Ok(());
+        }
+        match &l.newest {
+            Some(newest) if l.id == line && newest.size > own.size => newest.clone(),
+            _ => own.clone(),
+        }
+    };
     let ever = shared.replicated.load(Ordering::Relaxed);
-    transaction(&client, shared, target, ever).await?;
+    transaction(&client, shared, &target, ever).await?;
     held.clean = true;
+    let mut l = shared
+        .settling
+        .line
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if l.id == line {
+        l.proven = l.proven.max(target.size);
+    }
     Ok(())
 }
 
@@ -331,5 +400,43 @@ pub(super) async fn durable_view(
     match replication {
         SyncCheck::Standbys(required) => flushed_now(client, required, ever).await,
         SyncCheck::Off => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(size: u64) -> Head {
+        Head {
+            size,
+            root: quire_core::Hash([u8::try_from(size % 256).unwrap_or(0); 32]),
+        }
+    }
+
+    /// Only a commit from the line's head continues it; any other base
+    /// (lost commits after a failover, another writer's commits) starts a
+    /// new line with nothing pending or proven, so a stale settle of a
+    /// larger size never stands before the new line's own.
+    #[test]
+    fn a_commit_off_the_line_starts_a_new_one() {
+        let mut line = Line::default();
+        line.follow(head(0));
+        let first = line.id;
+        line.head = Some(head(10));
+        line.pending.push_back(Pending {
+            size: 10,
+            started: Err(StoreError::engine("a settle")),
+        });
+        line.proven = 5;
+        line.follow(head(10));
+        assert_eq!(line.id, first);
+        assert_eq!(line.pending.len(), 1);
+        assert_eq!(line.proven, 5);
+        line.follow(head(3));
+        assert_ne!(line.id, first);
+        assert!(line.pending.is_empty());
+        assert_eq!(line.proven, -1);
+        assert_eq!(line.head, None);
     }
 }

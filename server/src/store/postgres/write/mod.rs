@@ -47,8 +47,9 @@ use crate::store::{check_head, Commit, Head, StoreError};
 pub(super) type Work<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
 /// Writes `c` in one transaction, or nothing. `unsettled`: a commit that
-/// carries a checkpoint is made without waiting for its flush and the
-/// standbys, and its settle started ([`super::settle`]).
+/// carries a checkpoint and at least [`super::settle::SETTLE_FROM`]
+/// entries is made without waiting for its flush and the standbys, and
+/// its settle started ([`super::settle`]).
 pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Result<(), StoreError> {
     if c.leaf_index.len() != c.entries.len() {
         return Err(StoreError::Corrupt(format!(
@@ -70,7 +71,7 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
     let landed = c
         .checkpoint
         .as_ref()
-        .filter(|_| unsettled)
+        .filter(|_| unsettled && c.entries.len() >= super::settle::SETTLE_FROM)
         .map(|cp| -> Result<Landed, StoreError> {
             Ok(Landed {
                 size: int(cp.size)?,
@@ -98,8 +99,10 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
         _ => Ok(()),
     };
     let result = checked.and_then(|()| run_commit(shared, plan, &c.entries));
-    if let (Ok(()), Some(landed)) = (&result, landed) {
-        super::settle::start(shared, landed, c.base, c.head);
+    match (&result, landed) {
+        (Ok(()), Some(landed)) => super::settle::start(shared, landed, c.base, c.head),
+        (Ok(()), None) => super::settle::durable(shared, c.base, c.head),
+        (Err(_), _) => {}
     }
     match (&result, planned) {
         (Ok(()), Some(p)) => shared.leaves.committed(p, &c.leaf_index),
