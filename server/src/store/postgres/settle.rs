@@ -97,6 +97,13 @@ pub(super) struct Settling {
     paused: tokio::sync::watch::Sender<bool>,
 }
 
+impl Settling {
+    /// The line, locked.
+    fn line(&self) -> std::sync::MutexGuard<'_, Line> {
+        self.line.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl Default for Settling {
     fn default() -> Self {
         Settling {
@@ -147,11 +154,7 @@ const SYNC_ON: &str = "SELECT set_config('synchronous_commit',
 pub(super) fn start(shared: &Arc<Shared>, landed: Landed, base: Head, head: Head) {
     let size = landed.size;
     let n = shared.settling.next.fetch_add(1, Ordering::Relaxed) % SETTLERS;
-    let mut line = shared
-        .settling
-        .line
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut line = shared.settling.line();
     line.follow(base);
     line.head = Some(head);
     line.newest = Some(landed.clone());
@@ -166,11 +169,7 @@ pub(super) fn start(shared: &Arc<Shared>, landed: Landed, base: Head, head: Head
 /// commit of its line before it (its flush and standby wait covered
 /// them), or starts a new line when it does not extend the line's head.
 pub(super) fn durable(shared: &Shared, base: Head, head: Head) {
-    let mut line = shared
-        .settling
-        .line
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut line = shared.settling.line();
     line.follow(base);
     line.head = Some(head);
     line.proven = line
@@ -193,11 +192,7 @@ pub(super) fn settle(shared: &Arc<Shared>, size: u64) -> Result<(), StoreError> 
     let mut unreplicated = None;
     loop {
         let next = {
-            let mut line = shared
-                .settling
-                .line
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut line = shared.settling.line();
             match line.pending.front() {
                 Some(front) if front.size <= size => line.pending.pop_front(),
                 _ => None,
@@ -255,11 +250,7 @@ async fn on_settler(shared: &Shared, n: usize, line: u64, own: &Landed) -> Resul
         return Err(StoreError::engine("no PostgreSQL connection to settle on"));
     };
     let target = {
-        let l = shared
-            .settling
-            .line
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let l = shared.settling.line();
         if l.id == line && l.proven >= own.size {
             held.clean = true;
             return Ok(());
@@ -272,11 +263,7 @@ async fn on_settler(shared: &Shared, n: usize, line: u64, own: &Landed) -> Resul
     let ever = shared.replicated.load(Ordering::Relaxed);
     transaction(&client, shared, &target, ever).await?;
     held.clean = true;
-    let mut l = shared
-        .settling
-        .line
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut l = shared.settling.line();
     if l.id == line {
         l.proven = l.proven.max(target.size);
     }
