@@ -27,7 +27,7 @@ mod recent;
 use assign::Assigned;
 use flight::{wake, Committer, Outcome, Wake};
 use integrate::{Prepared, Ready};
-use publish::{refusal, stop_writes, Committed, Publisher, PUBLISH_QUEUE};
+use publish::{refusal, stop_on, stop_writes, Committed, Publisher, PUBLISH_QUEUE};
 pub(crate) use recent::RecentLeaves;
 
 /// Longest a batch waits for a held gate (start-up checks finish within
@@ -428,15 +428,8 @@ impl<S: Storage> Sequencer<S> {
         result: Result<(Vec<Vec<Added>>, Arc<Latest>), WriteError>,
     ) {
         let label = [("log", self.origin.clone())];
-        if let Err(
-            WriteError::Store(cause)
-            | WriteError::StorageFull(cause)
-            | WriteError::NotLeader { why: cause, .. },
-        ) = &result
-        {
-            // An epoch once lost never writes again: a new sequencer
-            // takes over from what storage holds.
-            stop_writes(&self.stopped, &self.origin, self.range.size(), cause);
+        if let Err(e) = &result {
+            stop_on(&self.stopped, &self.origin, self.range.size(), e);
         }
         metrics::histogram!("quire_integration_seconds", &label)
             .record(started.elapsed().as_secs_f64());

@@ -43,6 +43,19 @@ pub(super) fn refusal(
     })
 }
 
+/// Stops writes when `e` is a storage failure that leaves the log in
+/// doubt (a failed write, a full disk, an epoch lost: a new sequencer
+/// takes over from what storage holds); refusals that change nothing
+/// stored (too few standbys) do not stop them.
+pub(super) fn stop_on(stopped: &Mutex<Option<String>>, origin: &str, size: u64, e: &WriteError) {
+    if let WriteError::Store(cause)
+    | WriteError::StorageFull(cause)
+    | WriteError::NotLeader { why: cause, .. } = e
+    {
+        stop_writes(stopped, origin, size, cause);
+    }
+}
+
 /// Records `cause` as the failure that stopped writes (the first one wins),
 /// logging it once.
 pub(super) fn stop_writes(stopped: &Mutex<Option<String>>, origin: &str, size: u64, cause: &str) {
@@ -158,12 +171,7 @@ fn settle_and_record(
     let size = newest.stored.size;
     if let Err(e) = settle(size) {
         let e = super::write_error(origin, e);
-        if let WriteError::Store(cause)
-        | WriteError::StorageFull(cause)
-        | WriteError::NotLeader { why: cause, .. } = &e
-        {
-            stop_writes(stopped, origin, size, cause);
-        }
+        stop_on(stopped, origin, size, &e);
         return Err(e);
     }
     high_water.write(&newest.stored.note).map_err(|e| {

@@ -75,17 +75,19 @@ struct Line {
 }
 
 impl Line {
-    /// Starts a new line unless a commit from `base` extends this one:
-    /// the settles still pending belong to commits nobody answers any
-    /// more, or already durable, and are dropped.
-    fn follow(&mut self, base: Head) {
+    /// Takes a commit from `base` to `head`: it continues the line when
+    /// `base` is the line's head, and starts a new one otherwise (the
+    /// settles still pending belong to commits nobody answers any more,
+    /// or already durable, and are dropped; nothing is proven yet: every
+    /// commit's size is above 0).
+    fn follow(&mut self, base: Head, head: Head) {
         if self.head != Some(base) {
             *self = Line {
                 id: self.id.wrapping_add(1),
-                proven: -1,
                 ..Line::default()
             };
         }
+        self.head = Some(head);
     }
 }
 
@@ -155,8 +157,7 @@ pub(super) fn start(shared: &Arc<Shared>, landed: Landed, base: Head, head: Head
     let size = landed.size;
     let n = shared.settling.next.fetch_add(1, Ordering::Relaxed) % SETTLERS;
     let mut line = shared.settling.line();
-    line.follow(base);
-    line.head = Some(head);
+    line.follow(base, head);
     line.newest = Some(landed.clone());
     let (s, id) = (Arc::clone(shared), line.id);
     let started = shared.driver.start("settling a commit", async move {
@@ -170,8 +171,7 @@ pub(super) fn start(shared: &Arc<Shared>, landed: Landed, base: Head, head: Head
 /// them), or starts a new line when it does not extend the line's head.
 pub(super) fn durable(shared: &Shared, base: Head, head: Head) {
     let mut line = shared.settling.line();
-    line.follow(base);
-    line.head = Some(head);
+    line.follow(base, head);
     line.proven = line
         .proven
         .max(i64::try_from(head.size).unwrap_or(i64::MAX));
@@ -349,15 +349,15 @@ async fn transaction(
 }
 
 /// Makes what `client`'s session has read so far as durable as a settled
-/// commit. Standbys required and too few streaming: refused at once
-/// ([`flushed_now`]). Then a statement that writes WAL and commits with
+/// commit. On the primary, a statement that writes WAL and commits with
 /// `synchronous_commit = local` (its own transaction, so other calls
-/// pipelined on a shared session are not drawn in) flushes everything the
-/// read saw, and the standbys required are shown to hold it
-/// ([`flushed_now`] again: they stream what the primary flushed). On a
-/// standby, what a read sees was flushed on the primary before it was
-/// sent; that is enough without standbys required, and cannot be checked
-/// against them otherwise.
+/// pipelined on a shared session are not drawn in, and no wait for a
+/// standby) flushes everything the read saw; then the standbys required
+/// are shown to hold it ([`flushed_now`]: they stream what the primary
+/// flushed; too few streaming is refused at once). On a standby, what a
+/// read sees was flushed on the primary before it was sent; that is
+/// enough without standbys required, and [`flushed_now`] refuses it
+/// otherwise.
 ///
 /// # Errors
 /// [`StoreError::NotDurable`] as [`flushed_now`] says, or
@@ -367,23 +367,19 @@ pub(super) async fn durable_view(
     replication: SyncCheck,
     ever: bool,
 ) -> Result<(), StoreError> {
-    if let SyncCheck::Standbys(required) = replication {
-        flushed_now(client, required, ever).await?;
-    }
     let standby: bool = client
         .row_one("SELECT pg_is_in_recovery()", &[])
         .await?
         .col(0)?;
-    if standby {
-        return Ok(());
+    if !standby {
+        client
+            .row_one(
+                "SELECT set_config('synchronous_commit', 'local', true),
+                        pg_logical_emit_message(true, 'quire.settle', '')::text",
+                &[],
+            )
+            .await?;
     }
-    client
-        .row_one(
-            "SELECT set_config('synchronous_commit', 'local', true),
-                    pg_logical_emit_message(true, 'quire.settle', '')::text",
-            &[],
-        )
-        .await?;
     match replication {
         SyncCheck::Standbys(required) => flushed_now(client, required, ever).await,
         SyncCheck::Off => Ok(()),
@@ -408,22 +404,22 @@ mod tests {
     #[test]
     fn a_commit_off_the_line_starts_a_new_one() {
         let mut line = Line::default();
-        line.follow(head(0));
+        line.follow(head(0), head(10));
         let first = line.id;
-        line.head = Some(head(10));
         line.pending.push_back(Pending {
             size: 10,
             started: Err(StoreError::engine("a settle")),
         });
         line.proven = 5;
-        line.follow(head(10));
+        line.follow(head(10), head(20));
         assert_eq!(line.id, first);
         assert_eq!(line.pending.len(), 1);
         assert_eq!(line.proven, 5);
-        line.follow(head(3));
+        assert_eq!(line.head, Some(head(20)));
+        line.follow(head(3), head(30));
         assert_ne!(line.id, first);
         assert!(line.pending.is_empty());
-        assert_eq!(line.proven, -1);
-        assert_eq!(line.head, None);
+        assert_eq!(line.proven, 0);
+        assert_eq!(line.head, Some(head(30)));
     }
 }
