@@ -4,6 +4,9 @@
 //! head. Two round trips: the locks and checks, then the writes and
 //! `COMMIT`, pipelined; PostgreSQL checks what each write wrote
 //! ([`super::statement`]), so any failure rolls the whole transaction back.
+//! The first is sent before the committing thread computes the leaf
+//! index's step and encodes the bundles, which it waits for only where it
+//! needs them.
 //!
 //! The sequencer's commits are unsettled: their `COMMIT` does not wait
 //! for the WAL flush or the standbys, and [`super::settle`] proves them
@@ -31,9 +34,10 @@ pub(super) use beside::{drop_entries, keep_cosignatures};
 
 use bundles::{Completed, New};
 
-use super::conn::{engine, int, uint, Column as _};
+use super::conn::{engine, int, uint, Column as _, Started};
 use super::events::EventPlan;
 use super::leaf_blocks::LeafPlan;
+use super::leaves::Planned;
 use super::replication::{flushed_now, mark_replicated, replicated, SyncCheck};
 use super::session::Session;
 use super::settle::Landed;
@@ -80,25 +84,42 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
         })
         .transpose()?;
     plan.unsettled = landed.is_some();
-    // The leaf index's step: none for a commit without entries.
-    let mut planned = if c.leaf_index.is_empty() {
-        None
-    } else {
-        Some(shared.leaves.plan(shared, c.base.size, &c.leaf_index)?)
+    // The transaction starts (its locks and checks sent) while this thread
+    // computes the leaf index's step and encodes the bundles.
+    let (leaf_tx, leaf_rx) = tokio::sync::oneshot::channel();
+    let (encoded_tx, encoded) = tokio::sync::oneshot::channel();
+    let alone = plan.alone();
+    let compress = plan.compress;
+    let started = run_commit(shared, plan, leaf_rx, encoded);
+    let (result, planned) = match plan_leaves(shared, c) {
+        Ok((planned, leaf)) => {
+            let _ = leaf_tx.send(leaf);
+            // A range outside the commit (never made by `Plan::of`) sends
+            // nothing, and the transaction ends without writing.
+            let bundles: Option<Vec<Vec<u8>>> = alone
+                .into_iter()
+                .map(|r| c.entries.get(r).map(|e| bundle::encode(e, compress)))
+                .collect();
+            if let Some(bundles) = bundles {
+                let _ = encoded_tx.send(bundles);
+            }
+            (started.and_then(Started::wait), planned)
+        }
+        // Refused before any write was sent: the transaction, begun, fails
+        // its checks without the step and is rolled back. The cache is the
+        // stored index's still when a leaf said new was found among the
+        // newest; after any other failure it is read again.
+        Err(e) => {
+            drop((leaf_tx, encoded_tx));
+            if !matches!(e, StoreError::LeafStored(_)) {
+                shared.leaves.forget();
+            }
+            if let Ok(started) = started {
+                let _ = started.wait();
+            }
+            (Err(e), None)
+        }
     };
-    if let Some(p) = &mut planned {
-        plan.leaf = Some(LeafPlan::of(p)?);
-    }
-    // Leaves said new are checked against the newest leaves here, and
-    // against the runs by probes read under the commit's lock.
-    let checked = match (&planned, &mut plan.leaf) {
-        (Some(p), Some(leaf)) if c.new_leaves => shared
-            .leaves
-            .new_leaves(p, &c.leaf_index)
-            .map(|check| leaf.new_leaves = Some(check)),
-        _ => Ok(()),
-    };
-    let result = checked.and_then(|()| run_commit(shared, plan, &c.entries));
     match (&result, landed) {
         (Ok(()), Some(landed)) => super::settle::start(shared, landed, c.base, c.head),
         (Ok(()), None) => super::settle::durable(shared, c.base, c.head),
@@ -115,19 +136,44 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
     result
 }
 
-/// Runs `plan` in one transaction on the writer's connection. While its
-/// first round trip is under way, this thread encodes the bundles the
-/// commit fills alone from `entries`, the commit's.
-fn run_commit(shared: &Arc<Shared>, mut plan: Plan, entries: &[Vec<u8>]) -> Result<(), StoreError> {
-    let alone = plan.alone();
-    let compress = plan.compress;
-    let (encoded_tx, encoded) = tokio::sync::oneshot::channel();
+/// The leaf index's step of `c` (none without entries) and its plan,
+/// with the check of leaves said new against the newest leaves here (and
+/// against the runs by probes read under the commit's lock).
+///
+/// # Errors
+/// [`StoreError`] from the database, or [`StoreError::LeafStored`] when a
+/// leaf said new is among the newest.
+fn plan_leaves(
+    shared: &Arc<Shared>,
+    c: &Commit,
+) -> Result<(Option<Planned>, Option<LeafPlan>), StoreError> {
+    if c.leaf_index.is_empty() {
+        return Ok((None, None));
+    }
+    let mut planned = shared.leaves.plan(shared, c.base.size, &c.leaf_index)?;
+    let mut leaf = LeafPlan::of(&mut planned)?;
+    if c.new_leaves {
+        leaf.new_leaves = Some(shared.leaves.new_leaves(&planned, &c.leaf_index)?);
+    }
+    Ok((Some(planned), Some(leaf)))
+}
+
+/// Starts `plan`'s transaction on the writer's connection: its leaf index
+/// step comes on `leaf` and the bundles it fills alone on `encoded`, from
+/// the committing thread. Dropped unsent, the leaf step fails the
+/// transaction's checks and it is rolled back.
+fn run_commit(
+    shared: &Arc<Shared>,
+    mut plan: Plan,
+    leaf: tokio::sync::oneshot::Receiver<Option<LeafPlan>>,
+    encoded: tokio::sync::oneshot::Receiver<Vec<Vec<u8>>>,
+) -> Result<Started<()>, StoreError> {
     plan.origin.clone_from(&shared.origin);
     plan.replication = shared.replication;
     let ever = shared.replicated.load(std::sync::atomic::Ordering::Relaxed);
     plan.ever_replicated = ever;
     let shared2 = Arc::clone(shared);
-    let started = shared.driver.start("a commit", async move {
+    shared.driver.start("a commit", async move {
         let mut tx = InTransaction {
             slot: shared2
                 .writer
@@ -140,7 +186,7 @@ fn run_commit(shared: &Arc<Shared>, mut plan: Plan, entries: &[Vec<u8>]) -> Resu
                 "no PostgreSQL connection for the commit",
             ));
         };
-        let written = plan.write(&client, encoded).await;
+        let written = plan.write(&client, leaf, encoded).await;
         if let Err(e) = written {
             // The transaction is open when a check refused the commit, and
             // ended when its writes and COMMIT were sent (a ROLLBACK then
@@ -160,17 +206,7 @@ fn run_commit(shared: &Arc<Shared>, mut plan: Plan, entries: &[Vec<u8>]) -> Resu
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
-    })?;
-    // A range outside the commit (never made by `Plan::of`) sends nothing,
-    // and the transaction ends without writing.
-    let bundles: Option<Vec<Vec<u8>>> = alone
-        .into_iter()
-        .map(|r| entries.get(r).map(|e| bundle::encode(e, compress)))
-        .collect();
-    if let Some(bundles) = bundles {
-        let _ = encoded_tx.send(bundles);
-    }
-    started.wait()
+    })
 }
 
 /// The writer's connection while a commit's transaction may be open on it.
@@ -215,8 +251,6 @@ struct Plan {
     rows: Vec<RowAppend>,
     /// New rows, one statement for all: mid or not, levels, indexes, bytes.
     new_rows: (Vec<bool>, Vec<i16>, Vec<i64>, Vec<Vec<u8>>),
-    /// The leaf index's step.
-    leaf: Option<LeafPlan>,
     /// Checkpoints: sizes, signing times, notes.
     checkpoints: (Vec<i64>, Vec<i64>, Vec<Vec<u8>>),
     meta: (Vec<String>, Vec<Vec<u8>>),
@@ -327,7 +361,6 @@ impl Plan {
             completed,
             rows,
             new_rows,
-            leaf: None,
             checkpoints,
             meta: c.meta.iter().cloned().unzip(),
             compress,
@@ -362,6 +395,7 @@ impl Plan {
     async fn write(
         &self,
         client: &Session,
+        leaf: tokio::sync::oneshot::Receiver<Option<LeafPlan>>,
         encoded: tokio::sync::oneshot::Receiver<Vec<Vec<u8>>>,
     ) -> Result<(), StoreError> {
         let log = self.log;
@@ -378,9 +412,12 @@ impl Plan {
             self.lock_lease(client, log),
             self.lock_head(client, log),
             async {
-                match &self.leaf {
-                    Some(leaf) => leaf.check(client, log).await,
-                    None => Ok(()),
+                let leaf = leaf.await.map_err(|_| {
+                    StoreError::engine("the commit's leaf index step was not computed")
+                })?;
+                match leaf {
+                    Some(leaf) => leaf.check(client, log).await.map(|()| Some(leaf)),
+                    None => Ok(None),
                 }
             },
             futures_util::future::join(replication, self.bundles(client, log, encoded)),
@@ -389,7 +426,7 @@ impl Plan {
         begun.map_err(engine)?;
         lease?;
         head?;
-        leaf?;
+        let leaf = leaf?;
         let mark = replicated? && !self.ever_replicated;
         let bundles = bundles?;
         let mut work = self.bundle_statements(client, &bundles);
@@ -401,7 +438,7 @@ impl Plan {
                 Ok(())
             }));
         }
-        self.statements(client, &mut work);
+        self.statements(client, leaf.as_ref(), &mut work);
         let warned = client.warnings().count();
         // Unsettled: the setting read by this `COMMIT` alone (the
         // replication check above read the session's own).
@@ -518,7 +555,12 @@ impl Plan {
     /// checkpoint and the new head: the checkpoint after every write that
     /// PostgreSQL checks, so a write that fails aborts the transaction
     /// before the signed note is ever written.
-    fn statements<'a>(&'a self, client: &'a Session, work: &mut Vec<Work<'a>>) {
+    fn statements<'a>(
+        &'a self,
+        client: &'a Session,
+        leaf: Option<&'a LeafPlan>,
+        work: &mut Vec<Work<'a>>,
+    ) {
         if !self.new_rows.0.is_empty() {
             let n = self.new_rows.0.len() as u64;
             work.push(Box::pin(exec(
@@ -565,7 +607,7 @@ impl Plan {
                 format!("{what} (not {} hashes long)", r.at / 32),
             )));
         }
-        if let Some(leaf) = &self.leaf {
+        if let Some(leaf) = leaf {
             leaf.statements(client, &self.log, work);
         }
         if !self.meta.0.is_empty() {
