@@ -6,7 +6,9 @@
 //! ([`super::statement`]), so any failure rolls the whole transaction back.
 //! The first is sent before the committing thread computes the leaf
 //! index's step and encodes the bundles, which it waits for only where it
-//! needs them.
+//! needs them. The locks are in `locks.rs`, the bundles in `bundles.rs`,
+//! the writes after them in `statements.rs`, and what is kept beside a
+//! log (cosignatures, dropped entries) in `beside.rs`.
 //!
 //! The sequencer's commits are unsettled: their `COMMIT` does not wait
 //! for the WAL flush or the standbys, and [`super::settle`] proves them
@@ -25,27 +27,28 @@ use std::sync::Arc;
 
 use quire_core::node::TileId;
 use quire_core::Hash;
-use tokio_postgres::types::Type;
 
 mod beside;
 mod bundles;
+mod locks;
+mod statements;
 
 pub(super) use beside::{drop_entries, keep_cosignatures};
 
 use bundles::{Completed, New};
 
-use super::conn::{engine, int, uint, Column as _, Started};
+use super::conn::{engine, int, Started};
 use super::events::EventPlan;
 use super::leaf_blocks::LeafPlan;
 use super::leaves::Planned;
 use super::replication::{flushed_now, mark_replicated, replicated, SyncCheck};
 use super::session::Session;
 use super::settle::Landed;
-use super::statement::{checked, exec, with_commit};
+use super::statement::with_commit;
 use super::Shared;
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::rows::{RowSpan, MID};
-use crate::store::{check_head, Commit, Head, StoreError};
+use crate::store::{Commit, Head, StoreError};
 
 /// One statement of a commit, pipelined with the others.
 pub(super) type Work<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
@@ -494,170 +497,6 @@ impl Plan {
             "the outcome of the commit to size {} is unknown{why}; read the head again before trusting it",
             self.head.size
         ))
-    }
-
-    /// The fence, when the store has one: the lease row, locked first (a
-    /// takeover waits for this commit to end), must still be this server's
-    /// epoch and unexpired on the database's clock, so a lease that ran
-    /// out (a pause, a partition) commits nothing.
-    async fn lock_lease(&self, client: &Session, log: i64) -> Result<(), StoreError> {
-        let Some(lease) = &self.lease else {
-            return Ok(());
-        };
-        let held = client
-            .row_opt(
-                "SELECT 1 FROM quire_leases
-                 WHERE log = $1 AND holder = $2 AND epoch = $3 AND expires > clock_timestamp()
-                 FOR UPDATE",
-                &[
-                    (&log, Type::INT8),
-                    (&lease.holder, Type::TEXT),
-                    (&lease.epoch, Type::INT8),
-                ],
-            )
-            .await?;
-        if held.is_none() {
-            return Err(StoreError::NotLeader(format!(
-                "the database no longer holds this server's lease (epoch {})",
-                lease.epoch
-            )));
-        }
-        Ok(())
-    }
-
-    /// The compare-and-swap: the head row, locked until the transaction
-    /// ends, must be the commit's base.
-    async fn lock_head(&self, client: &Session, log: i64) -> Result<(), StoreError> {
-        let row = client
-            .row_opt(
-                "SELECT size, root FROM quire_heads WHERE log = $1 FOR UPDATE",
-                &[(&log, Type::INT8)],
-            )
-            .await?;
-        let stored = match row {
-            Some(r) => Some(Head {
-                size: uint(r.col(0)?)?,
-                root: Hash::from_slice(r.col::<&[u8]>(1)?)
-                    .map_err(|_| StoreError::Corrupt("the stored head's root".into()))?,
-            }),
-            None => None,
-        };
-        check_head(
-            stored,
-            &Commit {
-                base: self.base,
-                ..Commit::default()
-            },
-        )
-    }
-
-    /// Tile and mid rows, leaf index blocks, metadata, event rows, the
-    /// checkpoint and the new head: the checkpoint after every write that
-    /// PostgreSQL checks, so a write that fails aborts the transaction
-    /// before the signed note is ever written.
-    fn statements<'a>(
-        &'a self,
-        client: &'a Session,
-        leaf: Option<&'a LeafPlan>,
-        work: &mut Vec<Work<'a>>,
-    ) {
-        if !self.new_rows.0.is_empty() {
-            let n = self.new_rows.0.len() as u64;
-            work.push(Box::pin(exec(
-                client,
-                checked!(
-                    "INSERT INTO quire_tiles (log, mid, level, idx, hashes) SELECT $1, * FROM unnest($2::bool[], $3::int2[], $4::int8[], $5::bytea[]) ON CONFLICT DO NOTHING",
-                    6,
-                    7
-                ),
-                vec![
-                    (&self.log, Type::INT8),
-                    (&self.new_rows.0, Type::BOOL_ARRAY),
-                    (&self.new_rows.1, Type::INT2_ARRAY),
-                    (&self.new_rows.2, Type::INT8_ARRAY),
-                    (&self.new_rows.3, Type::BYTEA_ARRAY),
-                ],
-                n,
-                format!("{n} new tile and mid rows (some exist already)"),
-            )));
-        }
-        for r in &self.rows {
-            let what = format!(
-                "{} row {}/{}",
-                if r.mid { "mid" } else { "tile" },
-                r.level,
-                r.index
-            );
-            work.push(Box::pin(exec(
-                client,
-                checked!(
-                    "UPDATE quire_tiles SET hashes = hashes || $5 WHERE log = $1 AND mid = $2 AND level = $3 AND idx = $4 AND length(hashes) = $6",
-                    7,
-                    8
-                ),
-                vec![
-                    (&self.log, Type::INT8),
-                    (&r.mid, Type::BOOL),
-                    (&r.level, Type::INT2),
-                    (&r.index, Type::INT8),
-                    (&r.bytes, Type::BYTEA),
-                    (&r.at, Type::INT4),
-                ],
-                1,
-                format!("{what} (not {} hashes long)", r.at / 32),
-            )));
-        }
-        if let Some(leaf) = leaf {
-            leaf.statements(client, &self.log, work);
-        }
-        if !self.meta.0.is_empty() {
-            work.push(Box::pin(exec(
-                client,
-                checked!(
-                    "INSERT INTO quire_meta (log, key, value) SELECT $1, * FROM unnest($2::text[], $3::bytea[]) ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value",
-                    4,
-                    5
-                ),
-                vec![(&self.log, Type::INT8), (&self.meta.0, Type::TEXT_ARRAY), (&self.meta.1, Type::BYTEA_ARRAY)],
-                self.meta.0.len() as u64,
-                "metadata".into(),
-            )));
-        }
-        self.events.statements(client, &self.log, work);
-        if !self.checkpoints.0.is_empty() {
-            let n = self.checkpoints.0.len() as u64;
-            work.push(Box::pin(exec(
-                client,
-                checked!(
-                    "INSERT INTO quire_checkpoints (log, size, signed_at_ms, note) SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::bytea[])",
-                    5,
-                    6
-                ),
-                vec![
-                    (&self.log, Type::INT8),
-                    (&self.checkpoints.0, Type::INT8_ARRAY),
-                    (&self.checkpoints.1, Type::INT8_ARRAY),
-                    (&self.checkpoints.2, Type::BYTEA_ARRAY),
-                ],
-                n,
-                "checkpoints".into(),
-            )));
-        }
-        work.push(Box::pin(exec(
-            client,
-            checked!(
-                "INSERT INTO quire_heads (log, size, root) VALUES ($1, $2, $3) ON CONFLICT (log) DO UPDATE SET size = EXCLUDED.size, root = EXCLUDED.root",
-                4,
-                5
-            ),
-            vec![
-                (&self.log, Type::INT8),
-                (&self.head_row.0, Type::INT8),
-                (&self.head_row.1, Type::BYTEA),
-            ],
-            1,
-            "the head".into(),
-        )));
     }
 }
 
