@@ -4,6 +4,7 @@
 //! Debian packages when absent) and removed by that script once the test
 //! process has ended.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,8 @@ use crate::postgres::{free_ports, psql, script};
 pub const NODES: u32 = 3;
 /// Loopback ports it takes: the monitor's and one a node.
 const PORTS: u16 = 4;
+/// Lines of each keeper's log a failure's report shows.
+const KEEPER_LOG_LINES: usize = 40;
 
 /// A started formation.
 pub struct AutoFailover {
@@ -101,9 +104,22 @@ impl AutoFailover {
         self.run(&["primary"]).ok()?.trim().parse().ok()
     }
 
-    /// What `pg_autoctl show state` prints, for a failure's report.
+    /// What `pg_autoctl show state` prints, for a failure's report, and
+    /// the last lines of each data node's keeper log (what a node stuck
+    /// in a state was doing).
     pub fn state(&self) -> String {
-        self.run(&["state"]).unwrap_or_else(|e| e)
+        let mut out = self.run(&["state"]).unwrap_or_else(|e| e);
+        for n in 1..=NODES {
+            let log = self.dir.join(format!("node{n}.log"));
+            let text = std::fs::read(&log).map_or_else(
+                |e| format!("{}: {e}", log.display()),
+                |b| String::from_utf8_lossy(&b).into_owned(),
+            );
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(KEEPER_LOG_LINES)..].join("\n");
+            let _ = write!(out, "\n--- node{n}'s keeper, last lines ---\n{tail}\n");
+        }
+        out
     }
 
     /// Waits (bounded by `patience`) for a primary other than `not`.
