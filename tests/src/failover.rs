@@ -14,6 +14,8 @@ use crate::postgres::{free_ports, psql, script};
 pub const NODES: u32 = 3;
 /// Loopback ports it takes: the monitor's and one a node.
 const PORTS: u16 = 4;
+/// The candidate priority `pg_auto_failover` gives a node it may promote.
+pub const DEFAULT_PRIORITY: u32 = 50;
 /// Lines of each keeper's log a failure's report shows.
 const KEEPER_LOG_LINES: usize = 40;
 
@@ -89,6 +91,16 @@ impl AutoFailover {
     /// The script's words.
     pub fn kill_postgres(&self, n: u32) -> Result<(), String> {
         self.run(&["kill-postgres", &n.to_string()]).map(drop)
+    }
+
+    /// Sets node `n`'s candidate priority: 0, it is never promoted;
+    /// `pg_auto_failover`'s default is [`DEFAULT_PRIORITY`].
+    ///
+    /// # Errors
+    /// The script's words.
+    pub fn candidate_priority(&self, n: u32, priority: u32) -> Result<(), String> {
+        self.run(&["candidate-priority", &n.to_string(), &priority.to_string()])
+            .map(drop)
     }
 
     /// Runs node `n`'s keeper again; it rejoins as a standby.
