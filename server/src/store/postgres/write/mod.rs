@@ -94,8 +94,9 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
     let alone = plan.alone();
     let compress = plan.compress;
     let started = run_commit(shared, plan, leaf_rx, encoded);
-    let (result, planned) = match plan_leaves(shared, c) {
-        Ok((planned, leaf)) => {
+    let (planned, leaf) = plan_leaves(shared, c);
+    let result = match leaf {
+        Ok(leaf) => {
             let _ = leaf_tx.send(leaf);
             // A range outside the commit (never made by `Plan::of`) sends
             // nothing, and the transaction ends without writing.
@@ -106,21 +107,16 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
             if let Some(bundles) = bundles {
                 let _ = encoded_tx.send(bundles);
             }
-            (started.and_then(Started::wait), planned)
+            started.and_then(Started::wait)
         }
         // Refused before any write was sent: the transaction, begun, fails
-        // its checks without the step and is rolled back. The cache is the
-        // stored index's still when a leaf said new was found among the
-        // newest; after any other failure it is read again.
+        // its checks without the step and is rolled back.
         Err(e) => {
             drop((leaf_tx, encoded_tx));
-            if !matches!(e, StoreError::LeafStored(_)) {
-                shared.leaves.forget();
-            }
             if let Ok(started) = started {
                 let _ = started.wait();
             }
-            (Err(e), None)
+            Err(e)
         }
     };
     match (&result, landed) {
@@ -141,7 +137,8 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
 
 /// The leaf index's step of `c` (none without entries) and its plan,
 /// with the check of leaves said new against the newest leaves here (and
-/// against the runs by probes read under the commit's lock).
+/// against the runs by probes read under the commit's lock). The step is
+/// kept when its plan fails, so the cache can be told what happened.
 ///
 /// # Errors
 /// [`StoreError`] from the database, or [`StoreError::LeafStored`] when a
@@ -149,16 +146,21 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
 fn plan_leaves(
     shared: &Arc<Shared>,
     c: &Commit,
-) -> Result<(Option<Planned>, Option<LeafPlan>), StoreError> {
+) -> (Option<Planned>, Result<Option<LeafPlan>, StoreError>) {
     if c.leaf_index.is_empty() {
-        return Ok((None, None));
+        return (None, Ok(None));
     }
-    let mut planned = shared.leaves.plan(shared, c.base.size, &c.leaf_index)?;
-    let mut leaf = LeafPlan::of(&mut planned)?;
-    if c.new_leaves {
-        leaf.new_leaves = Some(shared.leaves.new_leaves(&planned, &c.leaf_index)?);
-    }
-    Ok((Some(planned), Some(leaf)))
+    let mut planned = match shared.leaves.plan(shared, c.base.size, &c.leaf_index) {
+        Ok(p) => p,
+        Err(e) => return (None, Err(e)),
+    };
+    let leaf = LeafPlan::of(&mut planned).and_then(|mut leaf| {
+        if c.new_leaves {
+            leaf.new_leaves = Some(shared.leaves.new_leaves(&planned, &c.leaf_index)?);
+        }
+        Ok(Some(leaf))
+    });
+    (Some(planned), leaf)
 }
 
 /// Starts `plan`'s transaction on the writer's connection: its leaf index
