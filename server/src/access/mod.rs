@@ -39,6 +39,7 @@ pub mod jwks_fetch;
 mod policy;
 mod principal;
 mod quota;
+mod roles;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,8 +49,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 pub use credentials::{new_token, token_hash_hex, MAX_TOKEN_BYTES, TOKEN_PREFIX};
-pub use policy::{EventWrite, Policy, Role, Roles, MAX_POLICY_BYTES};
+pub use policy::{EventWrite, Policy, MAX_POLICY_BYTES};
 pub use principal::Principal;
+pub use roles::{Role, Roles};
 
 use crate::api::{Access, Action, ApiError, Caller, Credential, Identity};
 
