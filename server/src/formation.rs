@@ -84,7 +84,7 @@ impl KeySeed {
 
     /// The keys of the log `origin` (ECDSA P-256, then Ed25519, as
     /// [`crate::keyfile::paths`] orders them): each secret is the HKDF-SHA256
-    /// expansion of the seed under [`SALT`] with info `alg ‖ counter ‖
+    /// expansion of the seed under `SALT` with info `alg ‖ counter ‖
     /// origin` (`alg` 1 for P-256, 2 for Ed25519; `counter` from 0, raised
     /// only while a P-256 candidate is not a valid scalar).
     ///

@@ -35,7 +35,7 @@ pub struct FsckReport {
     pub checkpoints: u64,
     /// The record of the log's dropped entries, if it dropped them.
     pub dropped: Option<crate::lifecycle::Dropped>,
-    /// The first [`MAX_LISTED`] problems.
+    /// The first `MAX_LISTED` problems.
     pub problems: Vec<String>,
     /// All problems found.
     pub problem_count: u64,

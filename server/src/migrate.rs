@@ -11,7 +11,7 @@
 //! latest checkpoint must be the source's, byte for byte. A log in event
 //! mode brings its payloads (or their erasures) with its entries, and its
 //! event indexes rebuilt from the copied envelopes
-//! ([`crate::events::migrate`]). Nothing touches the high-water record:
+//! (`crate::events::migrate`). Nothing touches the high-water record:
 //! the log published what it published, on any engine.
 
 use quire_core::{leaf_hash, Checkpoint, CompactRange, Note, VerifierKey};

@@ -68,7 +68,7 @@ fn existing_logs(logs_dir: &Path) -> Vec<String> {
 /// keys under `data_dir/keys`, its data in `data_dir/logs` and its
 /// high-water record in `high_water_dir` ([`Config::high_water_dir`]).
 ///
-/// A log is created only when `allow_new` (see [`open_redb_logs`]); the
+/// A log is created only when `allow_new`; the
 /// keys of a log that has signed (its database or high-water record exists)
 /// are never created again.
 ///

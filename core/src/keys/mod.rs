@@ -2,9 +2,9 @@
 //!
 //! | type | use | signature | key ID |
 //! |---|---|---|---|
-//! | `0x01` | log, Ed25519 | Ed25519 over the note text | SHA-256(name ‖ `\n` ‖ 0x01 ‖ key)[:4] |
-//! | `0x02` | log, ECDSA P-256 | ASN.1 DER ECDSA over SHA-256(note text) | SHA-256(DER SPKI)[:4] |
-//! | `0x04` | witness, cosignature/v1 | see [`crate::cosignature`] | SHA-256(name ‖ `\n` ‖ 0x04 ‖ key)[:4] |
+//! | `0x01` | log, Ed25519 | Ed25519 over the note text | SHA-256(name ‖ `\n` ‖ 0x01 ‖ key)\[:4\] |
+//! | `0x02` | log, ECDSA P-256 | ASN.1 DER ECDSA over SHA-256(note text) | SHA-256(DER SPKI)\[:4\] |
+//! | `0x04` | witness, cosignature/v1 | see [`crate::cosignature`] | SHA-256(name ‖ `\n` ‖ 0x04 ‖ key)\[:4\] |
 //!
 //! Text forms: a public *verifier key* (`vkey`) is
 //! `<name>+<8 hex key ID>+<base64(type ‖ public key)>`, where the public key

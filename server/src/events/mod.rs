@@ -1,7 +1,7 @@
 //! Event mode on the log's side (`docs/EVENTS.md`): a submitted event
 //! becomes a [`Draft`] in the writer's task (checked, salted, its payload
 //! committed to, its keys hashed: the work that runs in parallel), and the
-//! sequencer seals drafts into `quire-event/v1` envelopes ([`EventSeq`]):
+//! sequencer seals drafts into `quire-event/v1` envelopes (`EventSeq`):
 //! the log time of the batch, the index, and the links to the previous
 //! event of each key, all known only in sequence. The payloads, the
 //! newest event of each key and the batch's log time are written in the
@@ -199,7 +199,7 @@ impl<S: crate::store::Storage> crate::log::Log<S> {
     /// envelope by the sequencer, durable and signed before the answer.
     ///
     /// # Errors
-    /// [`WriteError`] as [`Log::add`]; [`WriteError::Mode`] for a log not
+    /// [`WriteError`] as [`Log::add`](crate::log::Log::add); [`WriteError::Mode`] for a log not
     /// in event mode.
     pub async fn add_events(
         &self,

@@ -3,7 +3,7 @@
 //! edge, signs the new checkpoint and commits it all in one durable
 //! transaction before it answers. Its commits run on a committer thread of
 //! the log, one at a time, while it assigns what arrives meanwhile
-//! ([`flight`]).
+//! (`flight`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -13,7 +13,7 @@
 //! *witnessed* checkpoint; cosignatures that arrive later for it are added.
 
 //!
-//! Files: [`policy`] (who witnesses, quorum, fail mode), [`transport`] (the
+//! Files: `policy` (who witnesses, quorum, fail mode), [`transport`] (the
 //! gRPC and C2SP `tlog-witness` HTTP wires), [`check`] (the start-up check
 //! before the first signature); this file is the collection.
 

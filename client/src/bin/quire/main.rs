@@ -243,7 +243,7 @@ enum Cmd {
         /// names).
         #[arg(long, requires = "key")]
         before: Option<u64>,
-        /// From this log time: Unix ms, RFC 3339, or -N[smhd] before now
+        /// From this log time: Unix ms, RFC 3339, or `-N[smhd]` before now
         /// (default: the log's start).
         #[arg(long, allow_hyphen_values = true)]
         from: Option<String>,

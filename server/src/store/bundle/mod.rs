@@ -12,7 +12,7 @@
 //!
 //! A bundle is compressed only when that makes it smaller, a frame only
 //! when that saves an eighth of it; a frame that did not spares the next
-//! frames the try ([`RETRY_EVERY`]).
+//! frames the try (`RETRY_EVERY`).
 
 use super::StoreError;
 

@@ -3,12 +3,12 @@
 //! that was acknowledged.
 //!
 //! In scope: the storage trait over PostgreSQL (entries, tile rows, the leaf
-//! index, checkpoints, cosignatures and metadata; [`schema`] owns the
+//! index, checkpoints, cosignatures and metadata; `schema` owns the
 //! tables), with every commit one transaction whose update of the log's
 //! head is conditional on the head it extends ([`write`]). Reads bound
-//! themselves by the head read when the view opened ([`read`]). The
-//! driver, its runtime and its deadlines are in [`conn`]; the replication
-//! check of every commit in [`replication`]; leases in [`lease`].
+//! themselves by the head read when the view opened (`read`). The
+//! driver, its runtime and its deadlines are in `conn`; the replication
+//! check of every commit in `replication`; leases in `lease`.
 //!
 //! Out of scope here: which replica sequences (leases), and replication
 //! checks; those sit above the storage trait.

@@ -1,9 +1,9 @@
 //! The embedded default storage: one redb file per log.
 //!
-//! Files: [`layout`] (tables, where each hash is stored, the head record),
-//! [`write`] (a commit in one transaction), [`read`] (a snapshot's reads),
-//! the leaf index's blocks ([`leaf_blocks`]; the index itself is
-//! [`crate::store::leaf_index`]), and [`error`] (redb's failures and the
+//! Files: `layout` (tables, where each hash is stored, the head record),
+//! [`write`] (a commit in one transaction), `read` (a snapshot's reads),
+//! the leaf index's blocks (`leaf_blocks`; the index itself is
+//! `crate::store::leaf_index`), and `error` (redb's failures and the
 //! guard against its panics on damaged pages).
 
 mod error;

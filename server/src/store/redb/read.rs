@@ -19,7 +19,7 @@ use crate::store::leaf_index::memtable::SharedCache;
 use crate::store::leaf_index::{self, IndexState, STATE_KEY};
 use crate::store::{Head, Payload, StorageReader, StoreError, StoredCheckpoint};
 
-/// A read view of a [`RedbStore`].
+/// A read view of a [`RedbStore`](super::RedbStore).
 pub struct RedbReader {
     pub(super) txn: redb::ReadTransaction,
     pub(super) db: Arc<Database>,
