@@ -40,6 +40,7 @@ pub mod keyfile;
 pub mod lifecycle;
 pub mod local;
 pub mod log;
+mod log_options;
 pub mod metrics;
 pub mod migrate;
 pub mod open;
