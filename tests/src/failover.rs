@@ -18,6 +18,8 @@ const PORTS: u16 = 4;
 pub const DEFAULT_PRIORITY: u32 = 50;
 /// Lines of each keeper's log a failure's report shows.
 const KEEPER_LOG_LINES: usize = 40;
+/// Bytes read from the end of a keeper's log for them, whatever its size.
+const KEEPER_LOG_TAIL_BYTES: u64 = 64 * 1024;
 
 /// A started formation.
 pub struct AutoFailover {
@@ -123,12 +125,8 @@ impl AutoFailover {
         let mut out = self.run(&["state"]).unwrap_or_else(|e| e);
         for n in 1..=NODES {
             let log = self.dir.join(format!("node{n}.log"));
-            let text = std::fs::read(&log).map_or_else(
-                |e| format!("{}: {e}", log.display()),
-                |b| String::from_utf8_lossy(&b).into_owned(),
-            );
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(KEEPER_LOG_LINES)..].join("\n");
+            let tail = tail_lines(&log, KEEPER_LOG_LINES)
+                .unwrap_or_else(|e| format!("{}: {e}", log.display()));
             let _ = write!(out, "\n--- node{n}'s keeper, last lines ---\n{tail}\n");
         }
         out
@@ -199,5 +197,43 @@ impl AutoFailover {
         let name = crate::postgres::unique(prefix).replace(['-', '.', '/'], "_");
         psql(&self.url, &format!("CREATE DATABASE {name}"))?;
         Ok(crate::postgres::with_database(&self.url, &name))
+    }
+}
+
+/// The last `n` lines of the file at `path`, read from at most its last
+/// [`KEEPER_LOG_TAIL_BYTES`] (a line cut there is shown cut).
+fn tail_lines(path: &std::path::Path, n: usize) -> std::io::Result<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.seek(SeekFrom::End(0))?;
+    f.seek(SeekFrom::Start(len.saturating_sub(KEEPER_LOG_TAIL_BYTES)))?;
+    let mut bytes = Vec::new();
+    f.take(KEEPER_LOG_TAIL_BYTES).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    Ok(lines[lines.len().saturating_sub(n)..].join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{tail_lines, KEEPER_LOG_TAIL_BYTES};
+
+    #[test]
+    fn a_log_tail_is_its_last_lines_read_from_its_end_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node1.log");
+        // Longer than the bytes read: the first lines are never read.
+        let lines: Vec<String> = (0..10_000)
+            .map(|i| format!("line {i:05} of the keeper"))
+            .collect();
+        let text = lines.join("\n") + "\n";
+        assert!(text.len() as u64 > 2 * KEEPER_LOG_TAIL_BYTES);
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(tail_lines(&path, 3).unwrap(), lines[9_997..].join("\n"));
+        // A short file gives what it has.
+        std::fs::write(&path, "one\ntwo\n").unwrap();
+        assert_eq!(tail_lines(&path, 40).unwrap(), "one\ntwo");
+        // A missing file is an error, not an empty tail.
+        assert!(tail_lines(&dir.path().join("absent.log"), 3).is_err());
     }
 }
