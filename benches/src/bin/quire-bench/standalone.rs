@@ -15,7 +15,6 @@ use crate::{emit, sibling, Args, LogKey, Scenario, MIB};
 /// # Errors
 /// What the scenario failed with.
 pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
-    let payload = args.payload;
     match args.scenario {
         Scenario::WitnessAdd | Scenario::Witnessed => {
             let report = if args.scenario == Scenario::WitnessAdd {
@@ -40,7 +39,6 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                 .await?
             };
             println!("{}", serde_json::to_string_pretty(&report)?);
-            return Ok(true);
         }
         Scenario::Machine => {
             let limits = machine::measure(data_dir, 3.0)?;
@@ -53,7 +51,6 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                 limits.sha256_bytes_per_s / MIB
             );
             emit(args, &serde_json::json!(limits))?;
-            return Ok(true);
         }
         Scenario::Failover => {
             let url = args.pg.clone().ok_or_else(|| {
@@ -74,7 +71,6 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                 r.lease_ms, r.renew_ms, r.p50_ms, r.max_ms, r.unavailable_ms.len(), r.acknowledged
             );
             emit(args, &serde_json::to_value(&r)?)?;
-            return Ok(true);
         }
         Scenario::PgFailover => {
             let url = args.pg.clone().ok_or_else(|| {
@@ -102,7 +98,6 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                 r.after_manager_ms.0, r.after_manager_ms.1, r.acknowledged
             );
             emit(args, &serde_json::to_value(&r)?)?;
-            return Ok(true);
         }
         Scenario::Postgres | Scenario::Suite => {
             let url = args.pg.clone().ok_or_else(|| {
@@ -115,7 +110,7 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                     batch: args.batch,
                     duration: Duration::from_secs(args.duration),
                     entry_bytes: args.entry_bytes,
-                    payload,
+                    payload: args.payload,
                 })
                 .await?;
                 println!(
@@ -133,7 +128,6 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                 .await?
             };
             emit(args, &value)?;
-            return Ok(true);
         }
         Scenario::Tenants => {
             let value = quire_benches::tenants::run(
@@ -162,7 +156,6 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                 value["cores"],
             );
             emit(args, &value)?;
-            return Ok(true);
         }
         Scenario::Keyed => {
             let value = quire_benches::keyed::run(
@@ -194,7 +187,6 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                 value["cores"],
             );
             emit(args, &value)?;
-            return Ok(true);
         }
         Scenario::Events => {
             let value = quire_benches::events::run(
@@ -225,9 +217,8 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                 value["cores"],
             );
             emit(args, &value)?;
-            return Ok(true);
         }
-        _ => {}
+        _ => return Ok(false),
     }
-    Ok(false)
+    Ok(true)
 }
