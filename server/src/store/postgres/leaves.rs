@@ -24,9 +24,9 @@ use tokio_postgres::types::Type;
 use super::bounded;
 use super::conn::{int, uint, Column as _};
 use super::leaf_blocks::{
-    db_key, probe_params, probe_row, state_params, Blocks, NewLeaves, Probes, ReadAhead, PROBE_SQL,
-    STATE_SQL,
+    db_key, probe_params, probe_row, state_params, Blocks, Probes, ReadAhead, PROBE_SQL, STATE_SQL,
 };
+use super::leaf_plan::NewLeaves;
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
 use crate::store::leaf_index::memtable::{BuildFilter, Builder, IndexCache, Memtable, SharedCache};

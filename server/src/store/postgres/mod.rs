@@ -18,6 +18,7 @@ pub mod catalog;
 mod conn;
 mod events;
 mod leaf_blocks;
+mod leaf_plan;
 mod lease;
 mod leaves;
 mod read;

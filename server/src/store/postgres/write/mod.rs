@@ -39,7 +39,7 @@ use bundles::{Completed, New};
 
 use super::conn::{engine, int, Started};
 use super::events::EventPlan;
-use super::leaf_blocks::LeafPlan;
+use super::leaf_plan::LeafPlan;
 use super::leaves::Planned;
 use super::replication::{flushed_now, mark_replicated, replicated, SyncCheck};
 use super::session::Session;

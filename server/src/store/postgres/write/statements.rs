@@ -4,7 +4,7 @@
 
 use tokio_postgres::types::Type;
 
-use super::super::leaf_blocks::LeafPlan;
+use super::super::leaf_plan::LeafPlan;
 use super::super::session::Session;
 use super::super::statement::{checked, exec};
 use super::{Plan, Work};
