@@ -37,10 +37,10 @@ use crate::store::StoreError;
 
 /// Leaves a PostgreSQL log holds in memory before it writes them as a run,
 /// as redb's (2^18): a replica that reloads its cache reads at most this
-/// many hashes (8 MiB in 16 statements, milliseconds beside a lease of
-/// seconds), and the memtable's map holds up to about 9 MiB. 2^16 wrote
-/// each pair more often and made more runs to probe: batched writes 4–8%
-/// slower (`docs/PERFORMANCE.md`).
+/// many hashes (8 MiB in 16 statements: a first write 37 ms at most, beside
+/// a lease of seconds), and the memtable's map holds up to about 9 MiB.
+/// 2^16 wrote each pair more often and made more runs to probe: batched
+/// writes 4–12% slower (`docs/PERFORMANCE.md`).
 pub const DEFAULT_FLUSH: usize = leaf_index::DEFAULT_FLUSH;
 /// Runs of similar size merged at once: each pair is written about
 /// log8(leaves / flush) times, a third of what merging two at a time costs,
