@@ -146,12 +146,12 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
             .await?;
             println!(
                 "noisy tenant: {:.0} entries/s under a quota of {} ({:.3}x); quiet tenant p99 {} us alone, {} us beside it ({:.2}x), medians of {} rounds; {} cores",
-                value["noisy_entries_per_s"].as_f64().unwrap_or(0.0),
+                num(&value, "noisy_entries_per_s"),
                 args.quota,
-                value["noisy_over_quota"].as_f64().unwrap_or(0.0),
+                num(&value, "noisy_over_quota"),
                 value["quiet_alone_p99_us"],
                 value["quiet_beside_p99_us"],
-                value["quiet_p99_loaded_over_alone"].as_f64().unwrap_or(0.0),
+                num(&value, "quiet_p99_loaded_over_alone"),
                 value["rounds"],
                 value["cores"],
             );
@@ -169,20 +169,19 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                 },
             )
             .await?;
-            let f = |k: &str| value[k].as_f64().unwrap_or(0.0);
             println!(
                 "keyed: {} events (filled at {:.0}/s, the map {} events behind at the end, caught up in {:.1} s, {} keys); by a rare actor ({:.1} events, complete) {:.2} ms median, {:.2} ms p99; by a frequent actor (newest {:.0}) {:.2} ms median, {:.2} ms p99; every answer verified; {} searches each; {} cores",
                 value["events"],
-                f("fill_events_per_s"),
+                num(&value, "fill_events_per_s"),
                 value["map_lag_events_at_end_of_fill"],
-                f("map_catch_up_s"),
+                num(&value, "map_catch_up_s"),
                 value["map_keys"],
-                f("rare_events_mean"),
-                f("rare_verified_ms_median"),
-                f("rare_verified_ms_p99"),
-                f("frequent_events_mean"),
-                f("frequent_verified_ms_median"),
-                f("frequent_verified_ms_p99"),
+                num(&value, "rare_events_mean"),
+                num(&value, "rare_verified_ms_median"),
+                num(&value, "rare_verified_ms_p99"),
+                num(&value, "frequent_events_mean"),
+                num(&value, "frequent_verified_ms_median"),
+                num(&value, "frequent_verified_ms_p99"),
                 args.repeats,
                 value["cores"],
             );
@@ -200,20 +199,19 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
                 },
             )
             .await?;
-            let f = |k: &str| value[k].as_f64().unwrap_or(0.0);
             println!(
                 "events: {:.0} events/s (median of 1 s samples; {} writers of {}); search of {} events verified in {:.1} ms median, {:.1} ms p99 ({} searches); {:.0} bytes stored per event for {:.0} bytes of JSON ({:.2}x), indexes {:.1} bytes per event; {} cores",
-                f("ingest_events_per_s_median"),
+                num(&value, "ingest_events_per_s_median"),
                 args.concurrency,
                 args.batch,
                 value["query_events"],
-                f("query_verified_ms_median"),
-                f("query_verified_ms_p99"),
+                num(&value, "query_verified_ms_median"),
+                num(&value, "query_verified_ms_p99"),
                 args.repeats,
-                f("stored_bytes_per_event"),
-                f("json_bytes_per_event"),
-                f("stored_over_json"),
-                f("index_bytes_per_event"),
+                num(&value, "stored_bytes_per_event"),
+                num(&value, "json_bytes_per_event"),
+                num(&value, "stored_over_json"),
+                num(&value, "index_bytes_per_event"),
                 value["cores"],
             );
             emit(args, &value)?;
@@ -221,4 +219,10 @@ pub(crate) async fn run(args: &Args, data_dir: &Path) -> anyhow::Result<bool> {
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// A figure of a scenario's JSON as a number (0 when it is absent), for
+/// the line each scenario prints.
+fn num(value: &serde_json::Value, key: &str) -> f64 {
+    value[key].as_f64().unwrap_or(0.0)
 }
