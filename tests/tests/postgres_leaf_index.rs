@@ -272,3 +272,130 @@ fn the_migration_turns_leaf_rows_into_a_run() {
     // entry at 1201, and the repeat's lowest index is still 0.
     assert_eq!(got, [Some(0), Some(1201)]);
 }
+
+/// The psql answer of `sql` against `url`, trimmed.
+fn sql(url: &str, sql: &str) -> String {
+    quire_tests::postgres::psql(url, sql)
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Commits pool entries `[from, from + n)`, each in `model` at its index.
+fn commit_pool(store: &PgStore, w: &mut Writer, model: &mut HashMap<Hash, u64>, from: u64, n: u64) {
+    let batch: Vec<Vec<u8>> = (from..from + n).map(pool_entry).collect();
+    let size = w.head().size;
+    let (c, next) = w.commit(&batch, true);
+    store.commit(&c).unwrap();
+    *w = next;
+    for (i, e) in (size..).zip(&batch) {
+        model.insert(leaf_hash(e), i);
+    }
+}
+
+/// Polls (bounded) until a run written beside the commits waits.
+fn wait_ready(store: &PgStore) {
+    for _ in 0..3000 {
+        if store.leaf_run_ready() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no leaf index run written beside the commits within 30 s");
+}
+
+/// A memtable's run is written beside the commits: the commit that fills
+/// it reserves an id, the run is written under it on a connection of its
+/// own, and a later commit takes it (checking its blocks) and clears the
+/// reservation. A reservation left by a writer that stopped is moved to
+/// the runs to delete by the next writer's first commit, and its blocks
+/// go.
+#[test]
+fn a_run_is_written_beside_the_commits_and_a_stale_reservation_is_collected() {
+    let pg = quire_tests::postgres::shared();
+    let origin = quire_tests::postgres::unique("runs-beside.example/log");
+    let flush = 100usize;
+    let store = open(&pg.url, &origin, (flush, 8), Create::Yes);
+    let log = sql(
+        &pg.url,
+        &format!("SELECT id FROM quire_logs WHERE origin = '{origin}'"),
+    );
+    let reserved = || {
+        sql(
+            &pg.url,
+            &format!("SELECT coalesce((SELECT ('x' || encode(value, 'hex'))::bit(64)::bigint FROM quire_meta WHERE log = {log} AND key = 'leaf_index_reserved')::text, 'none')"),
+        )
+    };
+    let blocks_of = |run: &str| {
+        sql(
+            &pg.url,
+            &format!("SELECT count(*) FROM quire_leaf_blocks WHERE log = {log} AND run = {run}"),
+        )
+    };
+    let mut w = Writer::new();
+    let mut model: HashMap<Hash, u64> = HashMap::new();
+    let m = &mut model;
+    // The first flush of leaves reserves a run id; nothing is a run yet.
+    commit_pool(&store, &mut w, m, 0, flush as u64);
+    let first = reserved();
+    assert_ne!(
+        first, "none",
+        "no run reserved by the commit that filled the memtable"
+    );
+    wait_ready(&store);
+    assert_eq!(
+        blocks_of(&first),
+        "1",
+        "the run's one block, written beside"
+    );
+    // The next commit takes it: the reservation goes, the state names it.
+    commit_pool(&store, &mut w, m, 1000, 1);
+    assert_eq!(reserved(), "none");
+    assert!(!store.leaf_run_ready());
+    let leaves: Vec<Hash> = (0..flush as u64)
+        .chain(1000..1001)
+        .map(|n| leaf_hash(&pool_entry(n)))
+        .collect();
+    let want: Vec<Option<u64>> = leaves.iter().map(|l| m.get(l).copied()).collect();
+    assert_eq!(store.reader().unwrap().find_leaves(&leaves).unwrap(), want);
+    // A second replica, which writes nothing, finds them in the run.
+    let follower = open(&pg.url, &origin, (flush, 8), Create::No);
+    assert_eq!(
+        follower.reader().unwrap().find_leaves(&leaves).unwrap(),
+        want
+    );
+    // A leaf of the run said new is refused by its block, probed.
+    let (mut c, _) = w.commit(&[pool_entry(5)], true);
+    c.new_leaves = true;
+    assert!(matches!(
+        store.commit(&c).unwrap_err(),
+        quire_server::store::StoreError::LeafStored(_)
+    ));
+    // The next flush reserves again; the writer stops once its run is
+    // written, before any commit takes it.
+    commit_pool(&store, &mut w, m, 2000, flush as u64);
+    let stale = reserved();
+    assert_ne!(stale, "none");
+    assert_ne!(stale, first);
+    wait_ready(&store);
+    assert_eq!(blocks_of(&stale), "1");
+    drop(store);
+    // A new writer owns no run under that reservation: its first commit
+    // moves it to the runs to delete, and a later one deletes its block.
+    let store = open(&pg.url, &origin, (flush, 8), Create::No);
+    commit_pool(&store, &mut w, m, 3000, 1);
+    assert_ne!(reserved(), stale);
+    commit_pool(&store, &mut w, m, 3001, 1);
+    assert_eq!(
+        blocks_of(&stale),
+        "0",
+        "the stale reservation's block is deleted"
+    );
+    let leaves: Vec<Hash> = m.keys().copied().collect();
+    let want: Vec<Option<u64>> = leaves.iter().map(|l| m.get(l).copied()).collect();
+    assert_eq!(store.reader().unwrap().find_leaves(&leaves).unwrap(), want);
+    assert_eq!(
+        follower.reader().unwrap().find_leaves(&leaves).unwrap(),
+        want
+    );
+}

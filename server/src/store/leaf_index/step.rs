@@ -3,6 +3,8 @@
 //! deleting merged-away runs. Computed from the stored blocks into
 //! [`Changes`] that the engine writes in the same commit.
 
+use std::sync::Arc;
+
 use quire_core::Hash;
 
 use super::bloom::{Bloom, Density};
@@ -18,8 +20,19 @@ pub(crate) struct Step {
     pub(crate) flushed_to: Option<u64>,
     /// The filter of the run just flushed.
     pub(crate) flushed: Option<(u64, Bloom)>,
+    /// A run written beside the commits was taken ([`Flush::Beside`]): the
+    /// memtable's frozen part, up to this end, goes; and the run's filter.
+    pub(crate) taken: Option<Taken>,
     /// A merge finished.
     pub(crate) merged: Option<Merged>,
+}
+
+/// A run written beside the commits, taken by a step.
+pub(crate) struct Taken {
+    /// The leaves below it are in runs: the memtable's frozen part goes.
+    pub(crate) end: u64,
+    /// Its id and filter.
+    pub(crate) filter: Option<(u64, Arc<Bloom>)>,
 }
 
 /// A finished merge: `inputs` are gone, `output` replaces them.
@@ -35,6 +48,30 @@ pub(crate) struct Merged {
 /// while it has seen every pair written to that merge's output.
 pub(crate) type MergeBloom = Option<(u64, Bloom)>;
 
+/// How the memtable becomes a run.
+pub(crate) enum Flush {
+    /// The commit that fills it writes it, inside the commit (redb).
+    Inline,
+    /// Runs are written beside the commits (PostgreSQL): `written` is one
+    /// written since, to be taken into the state if it is the memtable's
+    /// frozen part and starts where the runs end. The memtable is written
+    /// inside a commit only once it holds `inline_at` leaves (the writing
+    /// beside fell behind).
+    Beside {
+        written: Option<Written>,
+        inline_at: u64,
+    },
+}
+
+/// A run written beside the commits.
+#[derive(Clone)]
+pub(crate) struct Written {
+    pub(crate) id: u64,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) bloom: Option<Arc<Bloom>>,
+}
+
 /// How a writer shapes its index.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shape {
@@ -46,10 +83,11 @@ pub(crate) struct Shape {
     pub(crate) fanout: usize,
 }
 
-/// This commit's share of the index: a flush when the memtable (plus
-/// `new_pairs`) reaches `shape.flush`, then a bounded merge step and a
-/// bounded deletion step. `filters`: the writer keeps filters of this
-/// density, and `merge_bloom` is the one of the merge in progress.
+/// This commit's share of the index: a run written beside the commits
+/// taken, or a flush when the memtable (plus `new_pairs`) reaches
+/// `shape.flush` (`flush`), then a bounded merge step and a bounded
+/// deletion step. `filters`: the writer keeps filters of this density, and
+/// `merge_bloom` is the one of the merge in progress.
 ///
 /// # Errors
 /// [`StoreError`] from the engine, or a commit that does not follow the
@@ -60,6 +98,7 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
     mem: &Memtable,
     new_pairs: &[(Hash, u64)],
     shape: Shape,
+    flush: Flush,
     filters: Option<(Density, &mut MergeBloom)>,
 ) -> Result<(Step, Changes), StoreError> {
     let mut staged = Staged::new(source);
@@ -78,7 +117,31 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
     let end = mem.end + new_pairs.len() as u64;
     let mut flushed_to = None;
     let mut flushed = None;
-    if mem.len() + new_pairs.len() as u64 >= shape.flush as u64 && end > mem.start {
+    let mut taken = None;
+    let inline_at = match flush {
+        Flush::Inline => shape.flush as u64,
+        Flush::Beside { written, inline_at } => {
+            if let Some(w) = written.filter(|w| {
+                w.start == mem.start
+                    && w.start == state.covered()
+                    && w.end > w.start
+                    && mem.frozen().map(|f| (f.start, f.end)) == Some((w.start, w.end))
+            }) {
+                state.runs.push(Run {
+                    id: w.id,
+                    start: w.start,
+                    end: w.end,
+                });
+                state.next_id = state.next_id.max(w.id + 1);
+                taken = Some(Taken {
+                    end: w.end,
+                    filter: w.bloom.map(|b| (w.id, b)),
+                });
+            }
+            inline_at
+        }
+    };
+    if taken.is_none() && mem.len() + new_pairs.len() as u64 >= inline_at && end > mem.start {
         let mut pairs = mem.sorted_pairs();
         pairs.extend(new_pairs.iter().map(|(h, i)| (key(h), *i)));
         pairs.sort_unstable();
@@ -131,6 +194,7 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
             state,
             flushed_to,
             flushed,
+            taken,
             merged,
         },
         staged.changes,

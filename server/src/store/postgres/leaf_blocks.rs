@@ -1,6 +1,8 @@
 //! The leaf index's blocks in `quire_leaf_blocks`, as a step reads them
-//! ([`Blocks`]) and as a commit probes them ([`PROBE_SQL`]); what a commit
-//! writes is in `leaf_plan.rs`.
+//! ([`Blocks`]), as a commit or a lookup probes them ([`PROBE_SQL`],
+//! [`probe`]) and as a run's filter is built from them ([`build_filter`]);
+//! and the stored state ([`read_state`]). What a commit writes is in
+//! `leaf_plan.rs`, runs written beside the commits in `runs_beside.rs`.
 //!
 //! A merge reads its input runs in order, a bounded step per commit, and
 //! later deletes their blocks the same way. Runs never change once
@@ -12,7 +14,7 @@
 //! does not wait for it (a read took 1.3 ms of each batched commit).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio_postgres::types::Type;
 
@@ -20,6 +22,8 @@ use super::bounded;
 use super::conn::{int, uint, Column as _, Started};
 use super::session::Param;
 use super::Shared;
+use crate::store::leaf_index::bloom::{Bloom, Density};
+use crate::store::leaf_index::memtable::BuildFilter;
 use crate::store::leaf_index::{
     BlockKey, BlockSource, Changes, IndexState, PairsAfter, BLOCK_PAIRS, STATE_KEY,
 };
@@ -430,6 +434,100 @@ pub(super) fn probe_row(r: &tokio_postgres::Row) -> Result<(usize, Vec<u8>), Sto
         usize::try_from(r.col::<i32>(0)?).unwrap_or(usize::MAX),
         block_within(r.col::<Vec<u8>>(1)?, "probed")?,
     ))
+}
+
+/// The value of `key` in the log's `quire_meta`, if any (at most
+/// [`bounded::META`] bytes of it read); `what` names the read.
+///
+/// # Errors
+/// [`StoreError`] from the database.
+pub(super) fn read_meta(
+    shared: &Arc<Shared>,
+    key: &'static str,
+    what: &'static str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let (s, log) = (Arc::clone(shared), shared.log);
+    shared.driver.run(what, async move {
+        let c = s.reader().await?;
+        let row = c
+            .row_opt(
+                STATE_SQL,
+                &[
+                    (&log, Type::INT8),
+                    (&key, Type::TEXT),
+                    (&STATE_LIMIT, Type::INT4),
+                ],
+            )
+            .await?;
+        row.map(|r| r.col::<Vec<u8>>(0)).transpose()
+    })
+}
+
+/// The stored state, if any.
+pub(super) fn read_state(shared: &Arc<Shared>) -> Result<Option<IndexState>, StoreError> {
+    read_meta(shared, STATE_KEY, "reading the leaf index state")?
+        .map(|b| IndexState::decode(&b))
+        .transpose()
+}
+
+/// Blocks that may hold each probe's key: per probe (number, run, key),
+/// the block starting at or before the key and those starting with it;
+/// and the stored state read after them (pipelined on one connection,
+/// which runs the statements in the order sent).
+#[allow(clippy::type_complexity)]
+pub(super) fn probe(
+    shared: &Arc<Shared>,
+    probes: Probes,
+) -> Result<(Vec<(usize, Vec<u8>)>, Option<IndexState>), StoreError> {
+    let (s, log) = (Arc::clone(shared), shared.log);
+    let (blocks, state) = shared.driver.run("probing the leaf index", async move {
+        let c = s.reader().await?;
+        let probe_params = probe_params(&log, &probes);
+        let state_params = state_params(&log);
+        let rows = c.rows_planned(PROBE_SQL, &probe_params);
+        let state = c.row_opt(STATE_SQL, &state_params);
+        let (rows, state) = futures_util::future::join(rows, state).await;
+        let blocks = rows?
+            .iter()
+            .map(probe_row)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((blocks, state?.map(|r| r.col::<Vec<u8>>(0)).transpose()?))
+    })?;
+    Ok((blocks, state.map(|b| IndexState::decode(&b)).transpose()?))
+}
+
+/// Builds a run's filter from its stored blocks, a page at a time.
+pub(super) fn build_filter(shared: Weak<Shared>) -> BuildFilter {
+    Box::new(move |id, stop| {
+        let Some(shared) = shared.upgrade() else {
+            return Ok(None);
+        };
+        let Some(state) = read_state(&shared)? else {
+            return Ok(None);
+        };
+        let Some(run) = state.runs.iter().find(|r| r.id == id).copied() else {
+            return Ok(None);
+        };
+        let mut bloom = Bloom::with_density(run.len(), Density::Dense);
+        let blocks = Blocks {
+            shared: &shared,
+            ahead: None,
+        };
+        let mut after = None;
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let (pairs, done) = blocks.pairs_after(id, after, 64 * BLOCK_PAIRS)?;
+            for (k, _) in &pairs {
+                bloom.insert(*k);
+            }
+            after = pairs.last().copied().or(after);
+            if done {
+                return Ok(Some(bloom));
+            }
+        }
+    })
 }
 
 #[cfg(test)]

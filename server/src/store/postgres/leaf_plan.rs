@@ -10,11 +10,80 @@ use super::leaf_blocks::{
     db_key, probe_params, probe_row, state_params, Probes, PROBE_SQL, STATE_SQL,
 };
 use super::leaves::Planned;
+use super::runs_beside::{reserved_value, RESERVED_KEY};
 use super::session::Session;
 use super::statement::{checked, exec};
 use super::write::Work;
 use crate::store::leaf_index::{block_lookup, IndexState, STATE_KEY};
 use crate::store::StoreError;
+
+/// Writes blocks: `$1` the log, `$2`–`$5` arrays of runs, first keys,
+/// first indexes and pairs; checked by the rows written ([`exec`]).
+pub(super) const PUT_BLOCKS: &str = checked!(
+    "INSERT INTO quire_leaf_blocks (log, run, first_key, first_idx, pairs) SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[])",
+    6,
+    7
+);
+
+/// The stored reservation before and after a commit, as stored.
+type ReservedChange = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The statement that moves the stored reservation from `change.0` to
+/// `change.1`, each compared with what is stored: an insert where none
+/// is stored (a row there fails it), else an update or delete of the
+/// row that must name the one expected.
+fn reserve<'a>(client: &'a Session, log: &'a i64, change: &'a ReservedChange) -> Work<'a> {
+    let what = || "the reserved leaf index run".to_owned();
+    match change {
+        (None, Some(to)) => Box::pin(exec(
+            client,
+            checked!(
+                "INSERT INTO quire_meta (log, key, value) VALUES ($1, $2, $3)",
+                4,
+                5
+            ),
+            vec![
+                (log, Type::INT8),
+                (&RESERVED_KEY, Type::TEXT),
+                (to, Type::BYTEA),
+            ],
+            1,
+            what(),
+        )),
+        (Some(from), Some(to)) => Box::pin(exec(
+            client,
+            checked!(
+                "UPDATE quire_meta SET value = $4 WHERE log = $1 AND key = $2 AND value = $3",
+                5,
+                6
+            ),
+            vec![
+                (log, Type::INT8),
+                (&RESERVED_KEY, Type::TEXT),
+                (from, Type::BYTEA),
+                (to, Type::BYTEA),
+            ],
+            1,
+            what(),
+        )),
+        (Some(from), None) => Box::pin(exec(
+            client,
+            checked!(
+                "DELETE FROM quire_meta WHERE log = $1 AND key = $2 AND value = $3",
+                4,
+                5
+            ),
+            vec![
+                (log, Type::INT8),
+                (&RESERVED_KEY, Type::TEXT),
+                (from, Type::BYTEA),
+            ],
+            1,
+            what(),
+        )),
+        (None, None) => Box::pin(async { Ok(()) }),
+    }
+}
 
 /// A commit's check that its leaves are new: the probes of the runs whose
 /// filters did not rule their keys out, and the keys.
@@ -32,6 +101,11 @@ pub(super) struct LeafPlan {
     deletes: (Vec<i64>, Vec<i64>, Vec<i64>),
     base: Vec<u8>,
     state: Option<Vec<u8>>,
+    /// A run written beside the commits taken: its id and blocks.
+    taken: Option<(i64, u64)>,
+    /// The reserved run id stored before and after, when they differ
+    /// ([`super::runs_beside`]).
+    reservation: Option<ReservedChange>,
     /// For a commit of leaves said new: their check, read with the state.
     pub(super) new_leaves: Option<NewLeaves>,
 }
@@ -44,11 +118,22 @@ impl LeafPlan {
     pub(super) fn of(planned: &mut Planned) -> Result<Self, StoreError> {
         let base = planned.base.encode();
         let state = planned.step.state.encode();
+        let r = planned.reservation;
+        let value = |id: Option<u64>| id.map(reserved_value).transpose();
         let mut p = LeafPlan {
             puts: (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
             deletes: (Vec::new(), Vec::new(), Vec::new()),
             state: (state != base).then_some(state),
             base,
+            taken: planned
+                .taken
+                .map(|(id, blocks)| Ok::<_, StoreError>((int(id)?, blocks)))
+                .transpose()?,
+            reservation: if r.from == r.to {
+                None
+            } else {
+                Some((value(r.from)?, value(r.to)?))
+            },
             new_leaves: None,
         };
         for ((run, k, i), bytes) in std::mem::take(&mut planned.changes.puts) {
@@ -123,14 +208,22 @@ impl LeafPlan {
         work: &mut Vec<Work<'a>>,
     ) {
         let (puts, deletes) = (&self.puts, &self.deletes);
+        if let Some((run, blocks)) = &self.taken {
+            work.push(Box::pin(exec(
+                client,
+                "WITH w AS (SELECT 1 FROM quire_leaf_blocks WHERE log = $1 AND run = $2) SELECT quire_expect(count(*), $3, $4) FROM w",
+                vec![(log, Type::INT8), (run, Type::INT8)],
+                *blocks,
+                format!("blocks of leaf index run {run}, written beside the commits"),
+            )));
+        }
+        if let Some(change) = &self.reservation {
+            work.push(reserve(client, log, change));
+        }
         if !puts.0.is_empty() {
             work.push(Box::pin(exec(
                 client,
-                checked!(
-                    "INSERT INTO quire_leaf_blocks (log, run, first_key, first_idx, pairs) SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[])",
-                    6,
-                    7
-                ),
+                PUT_BLOCKS,
                 vec![
                     (log, Type::INT8),
                     (&puts.0, Type::INT8_ARRAY),

@@ -3,9 +3,11 @@
 //! and in each replica's memory the newest leaves (read from the level-0
 //! tile rows) and a filter per run.
 //!
-//! A commit writes an index row only when its memtable is full (one run of
-//! blocks) or a merge is under way (a bounded step), never a row per entry:
-//! a random-keyed row per entry was half the cost of a batched commit.
+//! A commit writes index rows only for a merge under way (a bounded step),
+//! never a row per entry: a random-keyed row per entry was half the cost
+//! of a batched commit. A full memtable is written as a run beside the
+//! commits and taken by a later one ([`super::runs_beside`]); inside a
+//! commit only when that falls behind.
 //!
 //! Every replica keeps the same cache. The writer's follows its own commits;
 //! a reader's view larger than the cache first reads the tile rows it
@@ -16,29 +18,29 @@
 //! the stored state it was computed from, checked inside the commit.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use quire_core::Hash;
 use tokio_postgres::types::Type;
 
 use super::bounded;
 use super::conn::{int, uint, Column as _};
-use super::leaf_blocks::{
-    db_key, probe_params, probe_row, state_params, Blocks, Probes, ReadAhead, PROBE_SQL, STATE_SQL,
-};
+use super::leaf_blocks::{build_filter, db_key, probe, read_state, Blocks, Probes, ReadAhead};
 use super::leaf_plan::NewLeaves;
+use super::runs_beside::{self, Beside, Ready, Reservation, RunWriter, Stored, INLINE_AFTER};
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
-use crate::store::leaf_index::memtable::{BuildFilter, Builder, IndexCache, Memtable, SharedCache};
+use crate::store::leaf_index::memtable::{Builder, IndexCache, Memtable, SharedCache};
 use crate::store::leaf_index::{
-    self, block_lookup, BlockSource, Changes, IndexState, MergeBloom, Shape, Step, BLOCK_PAIRS,
+    self, block_lookup, Changes, Flush, IndexState, MergeBloom, Shape, Step,
 };
 use crate::store::StoreError;
 
 /// Leaves a PostgreSQL log holds in memory before it writes them as a run,
-/// as redb's (2^18): a replica that reloads its cache reads at most this
+/// as redb's (2^18): a replica that reloads its cache reads about this
 /// many hashes (8 MiB in 16 statements: a first write 37 ms at most, beside
-/// a lease of seconds), and the memtable's map holds up to about 9 MiB.
+/// a lease of seconds; twice that at most while a run written beside the
+/// commits waits), and the memtable's map holds up to about 9 MiB (18).
 /// 2^16 wrote each pair more often and made more runs to probe: batched
 /// writes 4–12% slower (`docs/PERFORMANCE.md`).
 pub const DEFAULT_FLUSH: usize = leaf_index::DEFAULT_FLUSH;
@@ -62,6 +64,9 @@ pub(super) struct LeafIndex {
     ahead: Mutex<ReadAhead>,
     /// Builds filters in the background; set once the store is shared.
     builder: OnceLock<Builder>,
+    /// Runs written beside the commits ([`super::runs_beside`]).
+    beside: Mutex<Beside>,
+    runs: OnceLock<RunWriter>,
     shape: Shape,
 }
 
@@ -74,6 +79,10 @@ pub(super) struct Planned {
     pub(super) base: IndexState,
     /// The memtable's end the step extends.
     pub(super) base_size: u64,
+    /// The reservation the commit changes ([`super::runs_beside`]).
+    pub(super) reservation: Reservation,
+    /// A run written beside the commits taken: its id and blocks.
+    pub(super) taken: Option<(u64, u64)>,
 }
 
 impl LeafIndex {
@@ -87,6 +96,8 @@ impl LeafIndex {
             merge_bloom: Mutex::new(None),
             ahead: Mutex::new(ReadAhead::new(shape.flush.max(1))),
             builder: OnceLock::new(),
+            beside: Mutex::new(Beside::default()),
+            runs: OnceLock::new(),
             shape: Shape {
                 flush: shape.flush.max(1),
                 fanout: shape.fanout,
@@ -104,7 +115,39 @@ impl LeafIndex {
             Arc::clone(&self.cache),
         )?;
         let _ = self.builder.set(builder);
+        let _ = self.runs.set(RunWriter::spawn(Arc::downgrade(shared))?);
         Ok(())
+    }
+
+    fn beside(&self) -> std::sync::MutexGuard<'_, Beside> {
+        self.beside.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The reservation stored, read when not known.
+    fn stored_reservation(&self, shared: &Arc<Shared>) -> Result<Option<u64>, StoreError> {
+        if let Stored::Known(r) = self.beside().stored {
+            return Ok(r);
+        }
+        let r = runs_beside::read_reserved(shared)?;
+        self.beside().stored = Stored::Known(r);
+        Ok(r)
+    }
+
+    /// A run written beside the commits by a write started at `generation`.
+    pub(super) fn written(&self, generation: u64, ready: Ready) {
+        self.beside().written(generation, ready);
+    }
+
+    /// The write of reservation `id` failed: a later commit moves the
+    /// reservation to the runs to delete and reserves another.
+    pub(super) fn not_written(&self, generation: u64, id: u64) {
+        self.beside().not_written(generation, id);
+    }
+
+    /// Whether a run written beside the commits waits to be taken (for
+    /// tests).
+    pub(super) fn run_ready(&self) -> bool {
+        self.beside().ready.is_some()
     }
 
     fn queue(&self, id: u64) {
@@ -165,6 +208,9 @@ impl LeafIndex {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .reset(mem, &stored);
+        // The state changed under this cache (another writer's commits,
+        // or none known yet): so may have the reservation.
+        self.beside().stored = Stored::Unknown;
         for id in missing {
             self.queue(id);
         }
@@ -201,12 +247,20 @@ impl LeafIndex {
             state = self.sync(shared, base_size, true)?;
         }
         let base = state.clone();
+        let stored = self.stored_reservation(shared)?;
         let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        let frozen = cache.mem.frozen().map(|f| (f.start, f.end));
+        let (owned, ready) = {
+            let b = self.beside();
+            let ready = b.ready.clone().filter(|r| Some(r.run.id) == stored);
+            (stored.filter(|id| b.owns(*id, frozen)), ready)
+        };
         let mut merge_bloom = self
             .merge_bloom
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (step, changes) = leaf_index::write_step(
+        let flush = self.shape.flush as u64;
+        let (mut step, changes) = leaf_index::write_step(
             &Blocks {
                 shared,
                 ahead: Some(&self.ahead),
@@ -215,13 +269,32 @@ impl LeafIndex {
             &cache.mem,
             leaves,
             self.shape,
+            Flush::Beside {
+                written: ready.as_ref().map(|r| r.run.clone()),
+                inline_at: flush.saturating_mul(INLINE_AFTER),
+            },
             Some((Density::Dense, &mut *merge_bloom)),
         )?;
+        let taken = step
+            .taken
+            .as_ref()
+            .and(ready.as_ref())
+            .map(|r| (r.run.id, r.blocks));
+        let reservation = runs_beside::reserve(
+            &mut step,
+            stored,
+            owned.is_some(),
+            cache.mem.end + leaves.len() as u64,
+            frozen.is_some(),
+            flush,
+        );
         Ok(Planned {
             step,
             changes,
             base,
             base_size,
+            reservation,
+            taken,
         })
     }
 
@@ -231,11 +304,19 @@ impl LeafIndex {
         let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
         if known.as_ref() != Some(&planned.base) || cache.mem.end != planned.base_size {
             *known = None;
+            self.beside().forget();
             self.ahead
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clear();
             return;
+        }
+        if let Some(taken) = &planned.step.taken {
+            if cache.mem.frozen().map(|f| f.end) != Some(taken.end) {
+                *known = None;
+                self.beside().forget();
+                return;
+            }
         }
         *known = Some(planned.step.state.clone());
         self.ahead
@@ -243,6 +324,28 @@ impl LeafIndex {
             .unwrap_or_else(PoisonError::into_inner)
             .committed(&planned.changes, &planned.step.state);
         let build = cache.apply(planned.step, leaves);
+        let mut beside = self.beside();
+        beside.stored = Stored::Known(planned.reservation.to);
+        if planned.taken.is_some() {
+            beside.ready = None;
+        }
+        if let (Some(id), true) = (
+            planned.reservation.to,
+            planned.reservation.to != planned.reservation.from,
+        ) {
+            // A new reservation: the leaves held now (or those frozen
+            // already, whose write failed) are its run.
+            let frozen = match cache.mem.frozen() {
+                Some(f) => Some(Arc::clone(f)),
+                None => cache.mem.freeze(),
+            };
+            if let (Some(f), Some(runs)) = (frozen, self.runs.get()) {
+                beside.writing = Some((id, f.start, f.end));
+                beside.ready = None;
+                runs.queue(beside.generation, id, f);
+            }
+        }
+        drop(beside);
         drop(cache);
         if let Some(id) = build {
             self.queue(id);
@@ -252,6 +355,7 @@ impl LeafIndex {
     /// After a commit that failed or whose outcome is unknown: the cache is
     /// loaded again from what is stored before its next use.
     pub(super) fn forget(&self) {
+        self.beside().forget();
         *self.known.lock().unwrap_or_else(PoisonError::into_inner) = None;
         *self
             .merge_bloom
@@ -409,19 +513,6 @@ fn check(
         .collect())
 }
 
-/// The stored state, if any.
-fn read_state(shared: &Arc<Shared>) -> Result<Option<IndexState>, StoreError> {
-    let (s, log) = (Arc::clone(shared), shared.log);
-    let bytes = shared
-        .driver
-        .run("reading the leaf index state", async move {
-            let c = s.reader().await?;
-            let row = c.row_opt(STATE_SQL, &state_params(&log)).await?;
-            row.map(|r| r.col::<Vec<u8>>(0)).transpose()
-        })?;
-    bytes.map(|b| IndexState::decode(&b)).transpose()
-}
-
 /// The leaf hashes `[from, to)`, from the level-0 tile rows.
 fn tail(shared: &Arc<Shared>, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
     let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
@@ -475,64 +566,4 @@ fn tail(shared: &Arc<Shared>, from: u64, to: u64) -> Result<Vec<Hash>, StoreErro
         at = upto;
     }
     Ok(out)
-}
-
-/// Blocks that may hold each probe's key: per probe (number, run, key),
-/// the block starting at or before the key and those starting with it;
-/// and the stored state read after them (pipelined on one connection,
-/// which runs the statements in the order sent).
-#[allow(clippy::type_complexity)]
-fn probe(
-    shared: &Arc<Shared>,
-    probes: Probes,
-) -> Result<(Vec<(usize, Vec<u8>)>, Option<IndexState>), StoreError> {
-    let (s, log) = (Arc::clone(shared), shared.log);
-    let (blocks, state) = shared.driver.run("probing the leaf index", async move {
-        let c = s.reader().await?;
-        let probe_params = probe_params(&log, &probes);
-        let state_params = state_params(&log);
-        let rows = c.rows_planned(PROBE_SQL, &probe_params);
-        let state = c.row_opt(STATE_SQL, &state_params);
-        let (rows, state) = futures_util::future::join(rows, state).await;
-        let blocks = rows?
-            .iter()
-            .map(probe_row)
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok((blocks, state?.map(|r| r.col::<Vec<u8>>(0)).transpose()?))
-    })?;
-    Ok((blocks, state.map(|b| IndexState::decode(&b)).transpose()?))
-}
-
-/// Builds a run's filter from its stored blocks, a page at a time.
-fn build_filter(shared: Weak<Shared>) -> BuildFilter {
-    Box::new(move |id, stop| {
-        let Some(shared) = shared.upgrade() else {
-            return Ok(None);
-        };
-        let Some(state) = read_state(&shared)? else {
-            return Ok(None);
-        };
-        let Some(run) = state.runs.iter().find(|r| r.id == id).copied() else {
-            return Ok(None);
-        };
-        let mut bloom = Bloom::with_density(run.len(), Density::Dense);
-        let blocks = Blocks {
-            shared: &shared,
-            ahead: None,
-        };
-        let mut after = None;
-        loop {
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return Ok(None);
-            }
-            let (pairs, done) = blocks.pairs_after(id, after, 64 * BLOCK_PAIRS)?;
-            for (k, _) in &pairs {
-                bloom.insert(*k);
-            }
-            after = pairs.last().copied().or(after);
-            if done {
-                return Ok(Some(bloom));
-            }
-        }
-    })
 }

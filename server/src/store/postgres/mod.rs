@@ -23,6 +23,7 @@ mod lease;
 mod leaves;
 mod read;
 mod replication;
+mod runs_beside;
 mod schema;
 mod session;
 mod settle;
@@ -120,6 +121,9 @@ pub(crate) struct Shared {
     leaves: leaves::LeafIndex,
     /// The connections commits are settled on ([`settle`]).
     settlers: Vec<Conn>,
+    /// The connection runs are written on beside the commits
+    /// ([`runs_beside`]).
+    runs_conn: Conn,
     /// The settles started and not yet waited for.
     settling: settle::Settling,
 }
@@ -231,6 +235,7 @@ impl PgStore {
             replicated: std::sync::atomic::AtomicBool::new(replicated),
             leaves: index,
             settlers: (0..settle::SETTLERS).map(|_| Conn::new()).collect(),
+            runs_conn: Conn::new(),
             settling: settle::Settling::default(),
         });
         shared.leaves.start(&shared)?;
@@ -306,6 +311,13 @@ impl PgStore {
     #[doc(hidden)]
     pub fn pause_settles(&self) -> settle::SettlesPaused {
         settle::SettlesPaused::new(&self.shared.settling)
+    }
+
+    /// Whether a leaf index run written beside the commits waits for the
+    /// next commit to take it (for tests).
+    #[doc(hidden)]
+    pub fn leaf_run_ready(&self) -> bool {
+        self.shared.leaves.run_ready()
     }
 
     /// Bytes this replica's leaf index filters hold (about two bytes per

@@ -240,19 +240,17 @@ async fn on_settler(shared: &Shared, n: usize, line: u64, own: &Landed) -> Resul
         .subscribe()
         .wait_for(|paused| !*paused)
         .await;
-    let mut held = Held {
-        slot: conn
-            .hold(shared.driver.config(), shared.driver.tls())
+    let mut held = Held::new(
+        conn.hold(shared.driver.config(), shared.driver.tls())
             .await?,
-        clean: false,
-    };
-    let Some(client) = held.slot.as_ref().map(Arc::clone) else {
+    );
+    let Some(client) = held.session() else {
         return Err(StoreError::engine("no PostgreSQL connection to settle on"));
     };
     let target = {
         let l = shared.settling.line();
         if l.id == line && l.proven >= own.size {
-            held.clean = true;
+            held.clean();
             return Ok(());
         }
         match &l.newest {
@@ -262,7 +260,7 @@ async fn on_settler(shared: &Shared, n: usize, line: u64, own: &Landed) -> Resul
     };
     let ever = shared.replicated.load(Ordering::Relaxed);
     transaction(&client, shared, &target, ever).await?;
-    held.clean = true;
+    held.clean();
     let mut l = shared.settling.line();
     if l.id == line {
         l.proven = l.proven.max(target.size);
@@ -270,13 +268,29 @@ async fn on_settler(shared: &Shared, n: usize, line: u64, own: &Landed) -> Resul
     Ok(())
 }
 
-/// A settling connection while its transaction may be open: unless it
-/// ended cleanly (a failure, or the deadline dropped it midway), the
-/// connection is discarded, so the next settle never sends `BEGIN`
-/// behind a transaction still under way.
-struct Held<'a> {
+/// A connection of its own (settling, or writing runs) while its
+/// transaction may be open: unless it ended cleanly (a failure, or the
+/// deadline dropped it midway), the connection is discarded, so the next
+/// use never sends `BEGIN` behind a transaction still under way.
+pub(super) struct Held<'a> {
     slot: tokio::sync::MutexGuard<'a, Option<Arc<Session>>>,
     clean: bool,
+}
+
+impl<'a> Held<'a> {
+    pub(super) fn new(slot: tokio::sync::MutexGuard<'a, Option<Arc<Session>>>) -> Self {
+        Held { slot, clean: false }
+    }
+
+    /// The connection's session, if it has one.
+    pub(super) fn session(&self) -> Option<Arc<Session>> {
+        self.slot.as_ref().map(Arc::clone)
+    }
+
+    /// Its transaction ended: the connection is kept.
+    pub(super) fn clean(&mut self) {
+        self.clean = true;
+    }
 }
 
 impl Drop for Held<'_> {
