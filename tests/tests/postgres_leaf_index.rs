@@ -293,15 +293,20 @@ fn commit_pool(store: &PgStore, w: &mut Writer, model: &mut HashMap<Hash, u64>, 
     }
 }
 
-/// Polls (bounded) until a run written beside the commits waits.
-fn wait_ready(store: &PgStore) {
+/// Polls (bounded) until `ready` holds of `store`.
+fn wait_for(store: &PgStore, ready: fn(&PgStore) -> bool, what: &str) {
     for _ in 0..3000 {
-        if store.leaf_run_ready() {
+        if ready(store) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    panic!("no leaf index run written beside the commits within 30 s");
+    panic!("no {what} written beside the commits within 30 s");
+}
+
+/// Polls (bounded) until a run written beside the commits waits.
+fn wait_ready(store: &PgStore) {
+    wait_for(store, PgStore::leaf_run_ready, "leaf index run");
 }
 
 /// A memtable's run is written beside the commits: the commit that fills
@@ -398,4 +403,84 @@ fn a_run_is_written_beside_the_commits_and_a_stale_reservation_is_collected() {
         follower.reader().unwrap().find_leaves(&leaves).unwrap(),
         want
     );
+}
+
+/// Runs merged beside the commits: once two runs of a size are taken
+/// (fanout 2), the commit that took the second reserves their merge, the
+/// merge is written beside, a later commit takes it in their place, and
+/// the next deletes their blocks. Lookups and the check of leaves said
+/// new find everything through it, on the writer and a second replica.
+#[test]
+fn runs_are_merged_beside_the_commits() {
+    let pg = quire_tests::postgres::shared();
+    let origin = quire_tests::postgres::unique("merges-beside.example/log");
+    let flush = 100usize;
+    let store = open(&pg.url, &origin, (flush, 2), Create::Yes);
+    let follower = open(&pg.url, &origin, (flush, 2), Create::No);
+    let log = sql(
+        &pg.url,
+        &format!("SELECT id FROM quire_logs WHERE origin = '{origin}'"),
+    );
+    let runs = || {
+        sql(
+            &pg.url,
+            &format!("SELECT string_agg(run::text || ':' || n::text, ',' ORDER BY run) FROM (SELECT run, count(*) n FROM quire_leaf_blocks WHERE log = {log} GROUP BY run) r"),
+        )
+    };
+    let merge_reserved = || {
+        sql(
+            &pg.url,
+            &format!("SELECT count(*) FROM quire_meta WHERE log = {log} AND key = 'leaf_index_merge_reserved'"),
+        )
+    };
+    let mut w = Writer::new();
+    let mut model: HashMap<Hash, u64> = HashMap::new();
+    let m = &mut model;
+    // Two runs of a flush each, taken one after the other.
+    commit_pool(&store, &mut w, m, 0, flush as u64);
+    wait_ready(&store);
+    commit_pool(&store, &mut w, m, 1000, 1);
+    assert_eq!(merge_reserved(), "0", "one run is nothing to merge");
+    commit_pool(&store, &mut w, m, 2000, flush as u64 - 1);
+    wait_ready(&store);
+    let two = runs();
+    assert_eq!(two.split(',').count(), 2, "{two}");
+    commit_pool(&store, &mut w, m, 3000, 1);
+    assert_eq!(
+        merge_reserved(),
+        "1",
+        "the commit taking the second run reserves their merge"
+    );
+    wait_for(&store, PgStore::leaf_merge_ready, "leaf index merge");
+    // Taken: its blocks checked, the inputs now to delete.
+    commit_pool(&store, &mut w, m, 4000, 1);
+    assert_eq!(merge_reserved(), "0");
+    assert!(!store.leaf_merge_ready());
+    commit_pool(&store, &mut w, m, 4001, 1);
+    let one = runs();
+    assert_eq!(
+        one.split(',').count(),
+        1,
+        "the inputs' blocks are deleted: {one}"
+    );
+    assert!(one.ends_with(":1"), "200 pairs in one block: {one}");
+    assert!(
+        !two.contains(one.split(':').next().unwrap()),
+        "a new run: {two} then {one}"
+    );
+    let leaves: Vec<Hash> = m.keys().copied().collect();
+    let want: Vec<Option<u64>> = leaves.iter().map(|l| m.get(l).copied()).collect();
+    assert_eq!(store.reader().unwrap().find_leaves(&leaves).unwrap(), want);
+    assert_eq!(
+        follower.reader().unwrap().find_leaves(&leaves).unwrap(),
+        want
+    );
+    for entry in [pool_entry(3), pool_entry(2050)] {
+        let (mut c, _) = w.commit(&[entry], true);
+        c.new_leaves = true;
+        assert!(matches!(
+            store.commit(&c).unwrap_err(),
+            quire_server::store::StoreError::LeafStored(_)
+        ));
+    }
 }

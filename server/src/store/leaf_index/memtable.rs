@@ -230,7 +230,7 @@ impl IndexCache {
             }
             match m.bloom {
                 Some(b) => {
-                    self.blooms.insert(m.output, Arc::new(b));
+                    self.blooms.insert(m.output, b);
                 }
                 None => build = Some(m.output),
             }

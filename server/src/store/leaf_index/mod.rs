@@ -43,7 +43,7 @@ pub(crate) use state::{IndexState, Run};
 /// seed random per process. The memtable's maps, the sequencer's map of a
 /// commit's own leaves and best-effort dedup's recent leaves.
 pub(crate) type LeafMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-pub(crate) use step::{write_step, Flush, MergeBloom, Shape, Step, Written};
+pub(crate) use step::{write_step, MergeBloom, MergeWritten, Runs, Shape, Step, Written};
 
 use crate::store::StoreError;
 

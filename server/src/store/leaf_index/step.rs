@@ -41,26 +41,40 @@ pub(crate) struct Merged {
     pub(crate) output: u64,
     /// Its filter, when every pair went through this process (not after a
     /// restart in the middle of the merge).
-    pub(crate) bloom: Option<Bloom>,
+    pub(crate) bloom: Option<Arc<Bloom>>,
 }
 
 /// The filter of the merge in progress, kept by the writer: present only
 /// while it has seen every pair written to that merge's output.
 pub(crate) type MergeBloom = Option<(u64, Bloom)>;
 
-/// How the memtable becomes a run.
-pub(crate) enum Flush {
-    /// The commit that fills it writes it, inside the commit (redb).
+/// How runs are written.
+pub(crate) enum Runs {
+    /// Inside the commits (redb): the commit that fills the memtable
+    /// writes it, and merges go a bounded step per commit.
     Inline,
-    /// Runs are written beside the commits (PostgreSQL): `written` is one
-    /// written since, to be taken into the state if it is the memtable's
-    /// frozen part and starts where the runs end. The memtable is written
-    /// inside a commit only once it holds `inline_at` leaves (the writing
+    /// Beside the commits (PostgreSQL). `flushed` is a run of the
+    /// memtable's frozen part written since, taken into the state if it
+    /// starts where the runs end; `merged` a merge of adjacent runs written
+    /// since, taken if they still are. The memtable is written inside a
+    /// commit only once it holds `inline_at` leaves, and merges are picked
+    /// and stepped inside commits only when `merge_inline` (the writing
     /// beside fell behind).
     Beside {
-        written: Option<Written>,
+        flushed: Option<Written>,
+        merged: Option<MergeWritten>,
         inline_at: u64,
+        merge_inline: bool,
     },
+}
+
+/// A merge written beside the commits: run `id` holds the pairs of
+/// `inputs`.
+#[derive(Clone)]
+pub(crate) struct MergeWritten {
+    pub(crate) id: u64,
+    pub(crate) inputs: Vec<Run>,
+    pub(crate) bloom: Option<Arc<Bloom>>,
 }
 
 /// A run written beside the commits.
@@ -98,7 +112,7 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
     mem: &Memtable,
     new_pairs: &[(Hash, u64)],
     shape: Shape,
-    flush: Flush,
+    runs: Runs,
     filters: Option<(Density, &mut MergeBloom)>,
 ) -> Result<(Step, Changes), StoreError> {
     let mut staged = Staged::new(source);
@@ -117,28 +131,16 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
     let end = mem.end + new_pairs.len() as u64;
     let mut flushed_to = None;
     let mut flushed = None;
-    let mut taken = None;
-    let inline_at = match flush {
-        Flush::Inline => shape.flush as u64,
-        Flush::Beside { written, inline_at } => {
-            if let Some(w) = written.filter(|w| {
-                w.start == mem.start
-                    && w.start == state.covered()
-                    && w.end > w.start
-                    && mem.frozen().map(|f| (f.start, f.end)) == Some((w.start, w.end))
-            }) {
-                state.runs.push(Run {
-                    id: w.id,
-                    start: w.start,
-                    end: w.end,
-                });
-                state.next_id = state.next_id.max(w.id + 1);
-                taken = Some(Taken {
-                    end: w.end,
-                    filter: w.bloom.map(|b| (w.id, b)),
-                });
-            }
-            inline_at
+    let (taken, mut merged, inline_at, merge_inline) = match runs {
+        Runs::Inline => (None, None, shape.flush as u64, true),
+        Runs::Beside {
+            flushed,
+            merged,
+            inline_at,
+            merge_inline,
+        } => {
+            let (taken, merged) = take_beside(&mut state, mem, flushed, merged);
+            (taken, merged, inline_at, merge_inline)
         }
     };
     if taken.is_none() && mem.len() + new_pairs.len() as u64 >= inline_at && end > mem.start {
@@ -163,14 +165,13 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
         flushed_to = Some(end);
     }
     let budget = (4 * new_pairs.len()).max(16 * BLOCK_PAIRS);
-    if state.merge.is_none() {
+    if state.merge.is_none() && merge_inline && merged.is_none() {
         state.merge = pick_merge(&mut state, shape.fanout);
         if let (Some(m), Some(mb)) = (&state.merge, merge_bloom.as_deref_mut()) {
             let pairs = m.inputs.iter().map(Run::len).sum();
             *mb = Some((m.output, Bloom::with_density(pairs, density)));
         }
     }
-    let mut merged = None;
     if let Some(m) = state.merge.take() {
         let mut bloom = match merge_bloom.as_deref_mut().and_then(Option::take) {
             Some((id, b)) if id == m.output => Some(b),
@@ -182,7 +183,7 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
             merged = Some(Merged {
                 inputs,
                 output,
-                bloom,
+                bloom: bloom.map(Arc::new),
             });
         } else if let Some(mb) = merge_bloom {
             *mb = bloom.map(|b| (output, b));
@@ -202,19 +203,86 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
 }
 
 /// The newest `fanout` adjacent runs of similar size (the oldest at most
-/// twice the newest).
-fn pick_merge(state: &mut IndexState, fanout: usize) -> Option<Merge> {
+/// twice the newest), if any.
+pub(crate) fn merge_candidates(state: &IndexState, fanout: usize) -> Option<Vec<Run>> {
     let t = fanout.clamp(2, MAX_FANOUT);
     let n = state.runs.len();
     let last = (t - 1..n)
         .rev()
         .find(|&i| state.runs[i + 1 - t].len() <= 2 * state.runs[i].len())?;
+    Some(state.runs[last + 1 - t..=last].to_vec())
+}
+
+/// A merge of [`merge_candidates`], its output numbered from the state.
+fn pick_merge(state: &mut IndexState, fanout: usize) -> Option<Merge> {
+    let inputs = merge_candidates(state, fanout)?;
     let output = state.next_id;
     state.next_id += 1;
     Some(Merge {
-        inputs: state.runs[last + 1 - t..=last].to_vec(),
+        inputs,
         output,
         last: None,
+    })
+}
+
+/// Takes what was written beside the commits into `state`: a merge
+/// ([`take_merge`], unless one is stepped inside the commits) and a run
+/// of the memtable's frozen part that starts where the runs end.
+fn take_beside(
+    state: &mut IndexState,
+    mem: &Memtable,
+    flushed: Option<Written>,
+    merged: Option<MergeWritten>,
+) -> (Option<Taken>, Option<Merged>) {
+    let merged = merged
+        .filter(|_| state.merge.is_none())
+        .and_then(|m| take_merge(state, m));
+    let frozen = mem.frozen().map(|f| (f.start, f.end));
+    let taken = flushed
+        .filter(|w| {
+            w.start == mem.start
+                && w.start == state.covered()
+                && w.end > w.start
+                && frozen == Some((w.start, w.end))
+        })
+        .map(|w| {
+            state.runs.push(Run {
+                id: w.id,
+                start: w.start,
+                end: w.end,
+            });
+            state.next_id = state.next_id.max(w.id + 1);
+            Taken {
+                end: w.end,
+                filter: w.bloom.map(|b| (w.id, b)),
+            }
+        });
+    (taken, merged)
+}
+
+/// Replaces `m`'s inputs with its run when they are still adjacent runs
+/// of `state` (none merged away or deleted since), the inputs then to
+/// delete.
+fn take_merge(state: &mut IndexState, m: MergeWritten) -> Option<Merged> {
+    let (first, newest) = (m.inputs.first()?, m.inputs.last()?);
+    let pos = state.runs.iter().position(|r| r == first)?;
+    if m.inputs.len() < 2 || state.runs.get(pos..pos + m.inputs.len()) != Some(m.inputs.as_slice())
+    {
+        return None;
+    }
+    let run = Run {
+        id: m.id,
+        start: first.start,
+        end: newest.end,
+    };
+    state.runs.splice(pos..pos + m.inputs.len(), [run]);
+    state.next_id = state.next_id.max(m.id + 1);
+    let inputs: Vec<u64> = m.inputs.iter().map(|r| r.id).collect();
+    state.garbage.extend(&inputs);
+    Some(Merged {
+        inputs,
+        output: m.id,
+        bloom: m.bloom,
     })
 }
 

@@ -10,6 +10,7 @@ use super::leaf_blocks::{
     db_key, probe_params, probe_row, state_params, Probes, PROBE_SQL, STATE_SQL,
 };
 use super::leaves::Planned;
+use super::merges_beside::MERGE_KEY;
 use super::runs_beside::{reserved_value, RESERVED_KEY};
 use super::session::Session;
 use super::statement::{checked, exec};
@@ -28,11 +29,16 @@ pub(super) const PUT_BLOCKS: &str = checked!(
 /// The stored reservation before and after a commit, as stored.
 type ReservedChange = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// The statement that moves the stored reservation from `change.0` to
+/// The statement that moves the reservation stored under `key` from `change.0` to
 /// `change.1`, each compared with what is stored: an insert where none
 /// is stored (a row there fails it), else an update or delete of the
 /// row that must name the one expected.
-fn reserve<'a>(client: &'a Session, log: &'a i64, change: &'a ReservedChange) -> Work<'a> {
+fn reserve<'a>(
+    client: &'a Session,
+    log: &'a i64,
+    key: &'a &'static str,
+    change: &'a ReservedChange,
+) -> Work<'a> {
     let what = || "the reserved leaf index run".to_owned();
     match change {
         (None, Some(to)) => Box::pin(exec(
@@ -42,11 +48,7 @@ fn reserve<'a>(client: &'a Session, log: &'a i64, change: &'a ReservedChange) ->
                 4,
                 5
             ),
-            vec![
-                (log, Type::INT8),
-                (&RESERVED_KEY, Type::TEXT),
-                (to, Type::BYTEA),
-            ],
+            vec![(log, Type::INT8), (key, Type::TEXT), (to, Type::BYTEA)],
             1,
             what(),
         )),
@@ -59,7 +61,7 @@ fn reserve<'a>(client: &'a Session, log: &'a i64, change: &'a ReservedChange) ->
             ),
             vec![
                 (log, Type::INT8),
-                (&RESERVED_KEY, Type::TEXT),
+                (key, Type::TEXT),
                 (from, Type::BYTEA),
                 (to, Type::BYTEA),
             ],
@@ -73,11 +75,7 @@ fn reserve<'a>(client: &'a Session, log: &'a i64, change: &'a ReservedChange) ->
                 4,
                 5
             ),
-            vec![
-                (log, Type::INT8),
-                (&RESERVED_KEY, Type::TEXT),
-                (from, Type::BYTEA),
-            ],
+            vec![(log, Type::INT8), (key, Type::TEXT), (from, Type::BYTEA)],
             1,
             what(),
         )),
@@ -101,11 +99,11 @@ pub(super) struct LeafPlan {
     deletes: (Vec<i64>, Vec<i64>, Vec<i64>),
     base: Vec<u8>,
     state: Option<Vec<u8>>,
-    /// A run written beside the commits taken: its id and blocks.
-    taken: Option<(i64, u64)>,
-    /// The reserved run id stored before and after, when they differ
-    /// ([`super::runs_beside`]).
-    reservation: Option<ReservedChange>,
+    /// Runs written beside the commits taken: their ids and blocks.
+    taken: Vec<(i64, u64)>,
+    /// Reserved run ids (a run's, a merge's) stored before and after, where
+    /// they differ ([`super::runs_beside`]): the key and the change.
+    reservations: Vec<(&'static str, ReservedChange)>,
     /// For a commit of leaves said new: their check, read with the state.
     pub(super) new_leaves: Option<NewLeaves>,
 }
@@ -118,8 +116,16 @@ impl LeafPlan {
     pub(super) fn of(planned: &mut Planned) -> Result<Self, StoreError> {
         let base = planned.base.encode();
         let state = planned.step.state.encode();
-        let r = planned.reservation;
         let value = |id: Option<u64>| id.map(reserved_value).transpose();
+        let mut reservations = Vec::new();
+        for (key, r) in [
+            (RESERVED_KEY, planned.reservation),
+            (MERGE_KEY, planned.merge_reservation),
+        ] {
+            if r.from != r.to {
+                reservations.push((key, (value(r.from)?, value(r.to)?)));
+            }
+        }
         let mut p = LeafPlan {
             puts: (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
             deletes: (Vec::new(), Vec::new(), Vec::new()),
@@ -127,13 +133,10 @@ impl LeafPlan {
             base,
             taken: planned
                 .taken
-                .map(|(id, blocks)| Ok::<_, StoreError>((int(id)?, blocks)))
-                .transpose()?,
-            reservation: if r.from == r.to {
-                None
-            } else {
-                Some((value(r.from)?, value(r.to)?))
-            },
+                .iter()
+                .map(|(id, blocks)| Ok::<_, StoreError>((int(*id)?, *blocks)))
+                .collect::<Result<_, _>>()?,
+            reservations,
             new_leaves: None,
         };
         for ((run, k, i), bytes) in std::mem::take(&mut planned.changes.puts) {
@@ -208,7 +211,7 @@ impl LeafPlan {
         work: &mut Vec<Work<'a>>,
     ) {
         let (puts, deletes) = (&self.puts, &self.deletes);
-        if let Some((run, blocks)) = &self.taken {
+        for (run, blocks) in &self.taken {
             work.push(Box::pin(exec(
                 client,
                 "WITH w AS (SELECT 1 FROM quire_leaf_blocks WHERE log = $1 AND run = $2) SELECT quire_expect(count(*), $3, $4) FROM w",
@@ -217,8 +220,8 @@ impl LeafPlan {
                 format!("blocks of leaf index run {run}, written beside the commits"),
             )));
         }
-        if let Some(change) = &self.reservation {
-            work.push(reserve(client, log, change));
+        for (key, change) in &self.reservations {
+            work.push(reserve(client, log, key, change));
         }
         if !puts.0.is_empty() {
             work.push(Box::pin(exec(

@@ -27,12 +27,13 @@ use super::bounded;
 use super::conn::{int, uint, Column as _};
 use super::leaf_blocks::{build_filter, db_key, probe, read_state, Blocks, Probes, ReadAhead};
 use super::leaf_plan::NewLeaves;
-use super::runs_beside::{self, Beside, Ready, Reservation, RunWriter, Stored, INLINE_AFTER};
+use super::merges_beside::{self, MERGE_INLINE_RUNS};
+use super::runs_beside::{self, Beside, Reservation, RunWriter, Stored, INLINE_AFTER};
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
 use crate::store::leaf_index::memtable::{Builder, IndexCache, Memtable, SharedCache};
 use crate::store::leaf_index::{
-    self, block_lookup, Changes, Flush, IndexState, MergeBloom, Shape, Step,
+    self, block_lookup, Changes, IndexState, MergeBloom, Runs, Shape, Step,
 };
 use crate::store::StoreError;
 
@@ -79,10 +80,13 @@ pub(super) struct Planned {
     pub(super) base: IndexState,
     /// The memtable's end the step extends.
     pub(super) base_size: u64,
-    /// The reservation the commit changes ([`super::runs_beside`]).
+    /// The reservations the commit changes, a run's and a merge's
+    /// ([`super::runs_beside`]), and the runs to merge under a new one.
     pub(super) reservation: Reservation,
-    /// A run written beside the commits taken: its id and blocks.
-    pub(super) taken: Option<(u64, u64)>,
+    pub(super) merge_reservation: Reservation,
+    pub(super) merge_inputs: Option<Vec<leaf_index::Run>>,
+    /// Runs written beside the commits taken: their ids and blocks.
+    pub(super) taken: Vec<(u64, u64)>,
 }
 
 impl LeafIndex {
@@ -119,35 +123,43 @@ impl LeafIndex {
         Ok(())
     }
 
-    fn beside(&self) -> std::sync::MutexGuard<'_, Beside> {
+    pub(super) fn beside(&self) -> std::sync::MutexGuard<'_, Beside> {
         self.beside.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The reservation stored, read when not known.
-    fn stored_reservation(&self, shared: &Arc<Shared>) -> Result<Option<u64>, StoreError> {
-        if let Stored::Known(r) = self.beside().stored {
-            return Ok(r);
-        }
-        let r = runs_beside::read_reserved(shared)?;
-        self.beside().stored = Stored::Known(r);
-        Ok(r)
-    }
-
-    /// A run written beside the commits by a write started at `generation`.
-    pub(super) fn written(&self, generation: u64, ready: Ready) {
-        self.beside().written(generation, ready);
-    }
-
-    /// The write of reservation `id` failed: a later commit moves the
-    /// reservation to the runs to delete and reserves another.
-    pub(super) fn not_written(&self, generation: u64, id: u64) {
-        self.beside().not_written(generation, id);
+    /// The reservations stored (a run's and a merge's), read when not
+    /// known.
+    fn stored_reservations(
+        &self,
+        shared: &Arc<Shared>,
+    ) -> Result<(Option<u64>, Option<u64>), StoreError> {
+        let (run, merge) = {
+            let b = self.beside();
+            (b.stored, b.merge_stored)
+        };
+        let run = match run {
+            Stored::Known(r) => r,
+            Stored::Unknown => runs_beside::read_reserved(shared)?,
+        };
+        let merge = match merge {
+            Stored::Known(r) => r,
+            Stored::Unknown => merges_beside::read_merge_reserved(shared)?,
+        };
+        let mut b = self.beside();
+        (b.stored, b.merge_stored) = (Stored::Known(run), Stored::Known(merge));
+        Ok((run, merge))
     }
 
     /// Whether a run written beside the commits waits to be taken (for
     /// tests).
     pub(super) fn run_ready(&self) -> bool {
         self.beside().ready.is_some()
+    }
+
+    /// Whether a merge written beside the commits waits to be taken (for
+    /// tests).
+    pub(super) fn merge_ready(&self) -> bool {
+        self.beside().merge_ready.is_some()
     }
 
     fn queue(&self, id: u64) {
@@ -247,13 +259,22 @@ impl LeafIndex {
             state = self.sync(shared, base_size, true)?;
         }
         let base = state.clone();
-        let stored = self.stored_reservation(shared)?;
+        let (stored, merge_stored) = self.stored_reservations(shared)?;
         let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
         let frozen = cache.mem.frozen().map(|f| (f.start, f.end));
-        let (owned, ready) = {
+        let (owned, ready, merge_owned, merge_ready) = {
             let b = self.beside();
             let ready = b.ready.clone().filter(|r| Some(r.run.id) == stored);
-            (stored.filter(|id| b.owns(*id, frozen)), ready)
+            let merge_ready = b
+                .merge_ready
+                .clone()
+                .filter(|r| Some(r.run.id) == merge_stored);
+            (
+                stored.is_some_and(|id| b.owns(id, frozen)),
+                ready,
+                merge_stored.is_some_and(|id| b.owns_merge(id, &base)),
+                merge_ready,
+            )
         };
         let mut merge_bloom = self
             .merge_bloom
@@ -269,31 +290,41 @@ impl LeafIndex {
             &cache.mem,
             leaves,
             self.shape,
-            Flush::Beside {
-                written: ready.as_ref().map(|r| r.run.clone()),
+            Runs::Beside {
+                flushed: ready.as_ref().map(|r| r.run.clone()),
+                merged: merge_ready.as_ref().map(|r| r.run.clone()),
                 inline_at: flush.saturating_mul(INLINE_AFTER),
+                merge_inline: base.runs.len() > MERGE_INLINE_RUNS * self.shape.fanout,
             },
             Some((Density::Dense, &mut *merge_bloom)),
         )?;
-        let taken = step
-            .taken
-            .as_ref()
-            .and(ready.as_ref())
-            .map(|r| (r.run.id, r.blocks));
+        let mut taken = Vec::new();
+        if let (Some(_), Some(r)) = (&step.taken, &ready) {
+            taken.push((r.run.id, r.blocks));
+        }
+        if let (Some(m), Some(r)) = (&step.merged, &merge_ready) {
+            if m.output == r.run.id {
+                taken.push((r.run.id, r.blocks));
+            }
+        }
         let reservation = runs_beside::reserve(
             &mut step,
             stored,
-            owned.is_some(),
+            owned,
             cache.mem.end + leaves.len() as u64,
             frozen.is_some(),
             flush,
         );
+        let (merge_reservation, merge_inputs) =
+            merges_beside::reserve_merge(&mut step, merge_stored, merge_owned, self.shape.fanout);
         Ok(Planned {
             step,
             changes,
             base,
             base_size,
             reservation,
+            merge_reservation,
+            merge_inputs,
             taken,
         })
     }
@@ -326,8 +357,23 @@ impl LeafIndex {
         let build = cache.apply(planned.step, leaves);
         let mut beside = self.beside();
         beside.stored = Stored::Known(planned.reservation.to);
-        if planned.taken.is_some() {
-            beside.ready = None;
+        beside.merge_stored = Stored::Known(planned.merge_reservation.to);
+        for (id, _) in &planned.taken {
+            if beside.ready.as_ref().is_some_and(|r| r.run.id == *id) {
+                beside.ready = None;
+            }
+            if beside.merge_ready.as_ref().is_some_and(|r| r.run.id == *id) {
+                beside.merge_ready = None;
+            }
+        }
+        if let (Some(id), Some(inputs), Some(runs)) = (
+            planned.merge_reservation.to,
+            planned.merge_inputs,
+            self.runs.get(),
+        ) {
+            beside.merging = Some((id, inputs.clone()));
+            beside.merge_ready = None;
+            runs.merge(beside.generation, id, inputs);
         }
         if let (Some(id), true) = (
             planned.reservation.to,
@@ -342,7 +388,7 @@ impl LeafIndex {
             if let (Some(f), Some(runs)) = (frozen, self.runs.get()) {
                 beside.writing = Some((id, f.start, f.end));
                 beside.ready = None;
-                runs.queue(beside.generation, id, f);
+                runs.flush(beside.generation, id, f);
             }
         }
         drop(beside);

@@ -21,6 +21,7 @@ mod leaf_blocks;
 mod leaf_plan;
 mod lease;
 mod leaves;
+mod merges_beside;
 mod read;
 mod replication;
 mod runs_beside;
@@ -318,6 +319,13 @@ impl PgStore {
     #[doc(hidden)]
     pub fn leaf_run_ready(&self) -> bool {
         self.shared.leaves.run_ready()
+    }
+
+    /// Whether a merge of leaf index runs written beside the commits waits
+    /// for the next commit to take it (for tests).
+    #[doc(hidden)]
+    pub fn leaf_merge_ready(&self) -> bool {
+        self.shared.leaves.merge_ready()
     }
 
     /// Bytes this replica's leaf index filters hold (about two bytes per

@@ -25,7 +25,9 @@
 //! the state's next id, as servers that know nothing of this expect.
 //!
 //! When writing beside falls behind, the memtable is written inside a
-//! commit as before once it holds two flushes ([`INLINE_AFTER`]).
+//! commit as before once it holds two flushes ([`INLINE_AFTER`]). Merges
+//! are written beside the commits the same way, by the same thread
+//! ([`super::merges_beside`]).
 
 use std::sync::{Arc, Weak};
 
@@ -34,12 +36,13 @@ use tokio_postgres::types::Type;
 use super::conn::int;
 use super::leaf_blocks::{db_key, read_meta};
 use super::leaf_plan::PUT_BLOCKS;
+use super::merges_beside::{adjacent, write_merge, MergeJob, MergeReady};
 use super::settle::Held;
 use super::statement::exec;
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
 use crate::store::leaf_index::memtable::{Frozen, Worker};
-use crate::store::leaf_index::{blocks_of, Step, Written};
+use crate::store::leaf_index::{blocks_of, IndexState, Run, Step, Written};
 use crate::store::StoreError;
 
 /// Key of the reserved run id in `quire_meta` (8 bytes, big-endian).
@@ -93,6 +96,13 @@ pub(super) struct Beside {
     pub(super) writing: Option<(u64, u64, u64)>,
     /// A run written, to take.
     pub(super) ready: Option<Ready>,
+    /// The merge reservation stored, as far as known
+    /// ([`super::merges_beside`]).
+    pub(super) merge_stored: Stored,
+    /// The merge being written: its output id and inputs.
+    pub(super) merging: Option<(u64, Vec<Run>)>,
+    /// A merge written, to take.
+    pub(super) merge_ready: Option<MergeReady>,
     /// Bumped when the cache is forgotten: what a write started before
     /// sends back is dropped.
     pub(super) generation: u64,
@@ -137,6 +147,42 @@ impl Beside {
     pub(super) fn not_written(&mut self, generation: u64, id: u64) {
         if self.generation == generation && self.writing.is_some_and(|w| w.0 == id) {
             self.writing = None;
+        }
+    }
+
+    /// Whether merge reservation `id` will be filled by this writer: a
+    /// merge is being written or is written under it, of inputs that are
+    /// still adjacent runs of `state`.
+    pub(super) fn owns_merge(&self, id: u64, state: &IndexState) -> bool {
+        let writing = self
+            .merging
+            .as_ref()
+            .is_some_and(|(m, inputs)| *m == id && adjacent(state, inputs));
+        writing
+            || self
+                .merge_ready
+                .as_ref()
+                .is_some_and(|r| r.run.id == id && adjacent(state, &r.run.inputs))
+    }
+
+    /// A merge written by a write started at `generation`: kept to take
+    /// unless the cache was forgotten since or another write started.
+    pub(super) fn merge_written(&mut self, generation: u64, ready: MergeReady) {
+        let ours = self
+            .merging
+            .as_ref()
+            .is_some_and(|(id, inputs)| *id == ready.run.id && *inputs == ready.run.inputs);
+        if self.generation == generation && ours {
+            self.merging = None;
+            self.merge_ready = Some(ready);
+            metrics::counter!("quire_leaf_merges_written_beside_total").increment(1);
+        }
+    }
+
+    /// The write of merge reservation `id` failed.
+    pub(super) fn merge_not_written(&mut self, generation: u64, id: u64) {
+        if self.generation == generation && self.merging.as_ref().is_some_and(|m| m.0 == id) {
+            self.merging = None;
         }
     }
 }
@@ -198,13 +244,20 @@ pub(super) fn read_reserved(shared: &Arc<Shared>) -> Result<Option<u64>, StoreEr
 }
 
 /// A run to write: reservation `id`, of the leaves of `frozen`.
-struct Job {
+struct FlushJob {
     generation: u64,
     id: u64,
     frozen: Arc<Frozen>,
 }
 
-/// The thread that writes runs beside the commits.
+/// What the thread writes: a run of the memtable, or a merge.
+enum Job {
+    Flush(FlushJob),
+    Merge(MergeJob),
+}
+
+/// The thread that writes runs and merges beside the commits, in the
+/// order the commits reserved them.
 pub(super) struct RunWriter(Worker<Job>);
 
 impl RunWriter {
@@ -217,13 +270,21 @@ impl RunWriter {
             let Some(shared) = shared.upgrade() else {
                 return false;
             };
-            let (generation, id) = (job.generation, job.id);
-            match write(&shared, &job) {
-                Ok(ready) => shared.leaves.written(generation, ready),
-                Err(e) => {
-                    tracing::warn!(run = id, error = %e, "leaf index run not written beside the commits; a later commit reserves another");
-                    shared.leaves.not_written(generation, id);
-                }
+            match job {
+                Job::Flush(job) => match write(&shared, &job) {
+                    Ok(ready) => shared.leaves.beside().written(job.generation, ready),
+                    Err(e) => {
+                        tracing::warn!(run = job.id, error = %e, "leaf index run not written beside the commits; a later commit reserves another");
+                        shared.leaves.beside().not_written(job.generation, job.id);
+                    }
+                },
+                Job::Merge(job) => match write_merge(&shared, &job) {
+                    Ok(ready) => shared.leaves.beside().merge_written(job.generation, ready),
+                    Err(e) => {
+                        tracing::warn!(run = job.id, error = %e, "leaf index merge not written beside the commits; a later commit reserves another");
+                        shared.leaves.beside().merge_not_written(job.generation, job.id);
+                    }
+                },
             }
             true
         })
@@ -231,26 +292,60 @@ impl RunWriter {
     }
 
     /// Queues the write of reservation `id` from `frozen`.
-    pub(super) fn queue(&self, generation: u64, id: u64, frozen: Arc<Frozen>) {
-        self.0.queue(Job {
+    pub(super) fn flush(&self, generation: u64, id: u64, frozen: Arc<Frozen>) {
+        self.0.queue(Job::Flush(FlushJob {
             generation,
             id,
             frozen,
-        });
+        }));
+    }
+
+    /// Queues the write of merge reservation `id` of `inputs`.
+    pub(super) fn merge(&self, generation: u64, id: u64, inputs: Vec<Run>) {
+        self.0.queue(Job::Merge(MergeJob {
+            generation,
+            id,
+            inputs,
+        }));
     }
 }
 
-/// Writes `job`'s run: its blocks under the reserved id, in a transaction
-/// that holds the reservation row `FOR SHARE` and is refused unless the
-/// row names that id. Committed without waiting for the flush: the commit
-/// that takes the run comes later in the WAL, and checks the blocks.
-fn write(shared: &Arc<Shared>, job: &Job) -> Result<Ready, StoreError> {
+/// Writes `job`'s run ([`put_reserved`]) and builds its filter.
+fn write(shared: &Arc<Shared>, job: &FlushJob) -> Result<Ready, StoreError> {
     let pairs = job.frozen.sorted_pairs();
     let mut bloom = Bloom::with_density(pairs.len() as u64, Density::Dense);
     for (k, _) in &pairs {
         bloom.insert(*k);
     }
-    let blocks = blocks_of(job.id, &pairs);
+    let blocks = put_reserved(shared, RESERVED_KEY, job.id, &pairs)?;
+    Ok(Ready {
+        run: Written {
+            id: job.id,
+            start: job.frozen.start,
+            end: job.frozen.end,
+            bloom: Some(Arc::new(bloom)),
+        },
+        blocks,
+    })
+}
+
+/// Writes `pairs` (sorted, after any written before under `id`) as blocks
+/// of run `id`, reserved under `key`: in a transaction that holds the
+/// reservation row `FOR SHARE` and is refused unless the row names `id`,
+/// committed without waiting for the flush (the commit that takes the run
+/// comes later in the WAL, and checks the blocks). Returns the blocks
+/// written.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when the reservation is gone (raised by
+/// PostgreSQL, nothing written), or what PostgreSQL answers.
+pub(super) fn put_reserved(
+    shared: &Arc<Shared>,
+    key: &'static str,
+    id: u64,
+    pairs: &[(u64, u64)],
+) -> Result<u64, StoreError> {
+    let blocks = blocks_of(id, pairs);
     let n = blocks.len() as u64;
     let (mut keys, mut idxs, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
     for ((_, k, i), b) in blocks {
@@ -258,8 +353,8 @@ fn write(shared: &Arc<Shared>, job: &Job) -> Result<Ready, StoreError> {
         idxs.push(int(i)?);
         bytes.push(b);
     }
-    let runs = vec![int(job.id)?; keys.len()];
-    let value = reserved_value(job.id)?;
+    let runs = vec![int(id)?; keys.len()];
+    let value = reserved_value(id)?;
     let (s, log) = (Arc::clone(shared), shared.log);
     shared.driver.run("writing a leaf index run", async move {
         let mut held = Held::new(s.runs_conn.hold(s.driver.config(), s.driver.tls()).await?);
@@ -279,7 +374,7 @@ fn write(shared: &Arc<Shared>, job: &Job) -> Result<Ready, StoreError> {
                 "WITH w AS (SELECT 1 FROM quire_meta WHERE log = $1 AND key = $2 AND value = $3 FOR SHARE) SELECT quire_expect(count(*), $4, $5) FROM w",
                 vec![
                     (&log, Type::INT8),
-                    (&RESERVED_KEY, Type::TEXT),
+                    (&key, Type::TEXT),
                     (&value, Type::BYTEA),
                 ],
                 1,
@@ -309,15 +404,7 @@ fn write(shared: &Arc<Shared>, job: &Job) -> Result<Ready, StoreError> {
         held.clean();
         Ok(())
     })?;
-    Ok(Ready {
-        run: Written {
-            id: job.id,
-            start: job.frozen.start,
-            end: job.frozen.end,
-            bloom: Some(Arc::new(bloom)),
-        },
-        blocks: n,
-    })
+    Ok(n)
 }
 
 #[cfg(test)]

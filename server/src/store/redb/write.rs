@@ -85,7 +85,7 @@ impl RedbStore {
                         flush: self.opts.leaf_flush,
                         fanout: 2,
                     },
-                    leaf_index::Flush::Inline,
+                    leaf_index::Runs::Inline,
                     self.opts
                         .leaf_filters
                         .then_some((Density::Compact, &mut *merge_bloom)),
