@@ -119,7 +119,7 @@ impl LeafIndex {
             Arc::clone(&self.cache),
         )?;
         let _ = self.builder.set(builder);
-        let _ = self.runs.set(RunWriter::spawn(Arc::downgrade(shared))?);
+        let _ = self.runs.set(RunWriter::spawn(&Arc::downgrade(shared))?);
         Ok(())
     }
 

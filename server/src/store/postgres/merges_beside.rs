@@ -7,8 +7,8 @@
 //! - a commit that finds runs to merge (the newest `fanout` adjacent runs
 //!   of similar size) reserves the output's id (the state's next id, and
 //!   the id in `quire_meta` under [`MERGE_KEY`]);
-//! - once it landed, the thread that writes runs reads the inputs in
-//!   order and writes their merge under the reserved id, a chunk a
+//! - once it landed, a thread of the store's reads the inputs in order
+//!   and writes their merge under the reserved id, a chunk a
 //!   transaction, each holding the reservation row `FOR SHARE` and refused
 //!   unless it names that id; it checks it wrote every pair the inputs
 //!   hold;

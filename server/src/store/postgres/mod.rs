@@ -122,9 +122,10 @@ pub(crate) struct Shared {
     leaves: leaves::LeafIndex,
     /// The connections commits are settled on ([`settle`]).
     settlers: Vec<Conn>,
-    /// The connection runs are written on beside the commits
+    /// The connections runs and merges are written on beside the commits
     /// ([`runs_beside`]).
     runs_conn: Conn,
+    merges_conn: Conn,
     /// The settles started and not yet waited for.
     settling: settle::Settling,
 }
@@ -237,6 +238,7 @@ impl PgStore {
             leaves: index,
             settlers: (0..settle::SETTLERS).map(|_| Conn::new()).collect(),
             runs_conn: Conn::new(),
+            merges_conn: Conn::new(),
             settling: settle::Settling::default(),
         });
         shared.leaves.start(&shared)?;

@@ -26,7 +26,8 @@
 //!
 //! When writing beside falls behind, the memtable is written inside a
 //! commit as before once it holds two flushes ([`INLINE_AFTER`]). Merges
-//! are written beside the commits the same way, by the same thread
+//! are written beside the commits the same way, by a thread and on a
+//! connection of their own, so that a long merge never holds back a run
 //! ([`super::merges_beside`]).
 
 use std::sync::{Arc, Weak};
@@ -36,7 +37,7 @@ use tokio_postgres::types::Type;
 use super::conn::int;
 use super::leaf_blocks::{db_key, read_meta};
 use super::leaf_plan::PUT_BLOCKS;
-use super::merges_beside::{adjacent, write_merge, MergeJob, MergeReady};
+use super::merges_beside::{adjacent, write_merge, MergeJob, MergeReady, MERGE_KEY};
 use super::settle::Held;
 use super::statement::exec;
 use super::Shared;
@@ -256,44 +257,56 @@ enum Job {
     Merge(MergeJob),
 }
 
-/// The thread that writes runs and merges beside the commits, in the
-/// order the commits reserved them.
-pub(super) struct RunWriter(Worker<Job>);
+/// The threads that write runs and merges beside the commits, each in
+/// the order the commits reserved them: two, so that a long merge does
+/// not hold back the memtable's runs.
+pub(super) struct RunWriter {
+    runs: Worker<Job>,
+    merges: Worker<Job>,
+}
 
 impl RunWriter {
     /// Starts the thread for `shared`'s log.
     ///
     /// # Errors
     /// [`StoreError::Engine`] when the thread cannot start.
-    pub(super) fn spawn(shared: Weak<Shared>) -> Result<Self, StoreError> {
-        Worker::spawn("leaf index runs", move |job: Job| {
-            let Some(shared) = shared.upgrade() else {
-                return false;
-            };
-            match job {
-                Job::Flush(job) => match write(&shared, &job) {
-                    Ok(ready) => shared.leaves.beside().written(job.generation, ready),
-                    Err(e) => {
-                        tracing::warn!(run = job.id, error = %e, "leaf index run not written beside the commits; a later commit reserves another");
-                        shared.leaves.beside().not_written(job.generation, job.id);
-                    }
-                },
-                Job::Merge(job) => match write_merge(&shared, &job) {
-                    Ok(ready) => shared.leaves.beside().merge_written(job.generation, ready),
-                    Err(e) => {
-                        tracing::warn!(run = job.id, error = %e, "leaf index merge not written beside the commits; a later commit reserves another");
-                        shared.leaves.beside().merge_not_written(job.generation, job.id);
-                    }
-                },
+    pub(super) fn spawn(shared: &Weak<Shared>) -> Result<Self, StoreError> {
+        let work = |shared: Weak<Shared>| {
+            move |job: Job| {
+                let Some(shared) = shared.upgrade() else {
+                    return false;
+                };
+                match job {
+                    Job::Flush(job) => match write(&shared, &job) {
+                        Ok(ready) => shared.leaves.beside().written(job.generation, ready),
+                        Err(e) => {
+                            tracing::warn!(run = job.id, error = %e, "leaf index run not written beside the commits; a later commit reserves another");
+                            shared.leaves.beside().not_written(job.generation, job.id);
+                        }
+                    },
+                    Job::Merge(job) => match write_merge(&shared, &job) {
+                        Ok(ready) => shared.leaves.beside().merge_written(job.generation, ready),
+                        Err(e) => {
+                            tracing::warn!(run = job.id, error = %e, "leaf index merge not written beside the commits; a later commit reserves another");
+                            shared
+                                .leaves
+                                .beside()
+                                .merge_not_written(job.generation, job.id);
+                        }
+                    },
+                }
+                true
             }
-            true
+        };
+        Ok(RunWriter {
+            runs: Worker::spawn("leaf index runs", work(Weak::clone(shared)))?,
+            merges: Worker::spawn("leaf index merges", work(Weak::clone(shared)))?,
         })
-        .map(RunWriter)
     }
 
     /// Queues the write of reservation `id` from `frozen`.
     pub(super) fn flush(&self, generation: u64, id: u64, frozen: Arc<Frozen>) {
-        self.0.queue(Job::Flush(FlushJob {
+        self.runs.queue(Job::Flush(FlushJob {
             generation,
             id,
             frozen,
@@ -302,7 +315,7 @@ impl RunWriter {
 
     /// Queues the write of merge reservation `id` of `inputs`.
     pub(super) fn merge(&self, generation: u64, id: u64, inputs: Vec<Run>) {
-        self.0.queue(Job::Merge(MergeJob {
+        self.merges.queue(Job::Merge(MergeJob {
             generation,
             id,
             inputs,
@@ -357,7 +370,13 @@ pub(super) fn put_reserved(
     let value = reserved_value(id)?;
     let (s, log) = (Arc::clone(shared), shared.log);
     shared.driver.run("writing a leaf index run", async move {
-        let mut held = Held::new(s.runs_conn.hold(s.driver.config(), s.driver.tls()).await?);
+        // Runs and merges are written on connections of their own.
+        let conn = if key == MERGE_KEY {
+            &s.merges_conn
+        } else {
+            &s.runs_conn
+        };
+        let mut held = Held::new(conn.hold(s.driver.config(), s.driver.tls()).await?);
         let Some(client) = held.session() else {
             return Err(StoreError::engine(
                 "no PostgreSQL connection to write a leaf index run on",
