@@ -438,6 +438,12 @@ impl Conn {
         }
         Ok(slot)
     }
+
+    /// Closes the connection, if open (once its caller has nothing more
+    /// for it a while); the next use opens one.
+    pub(crate) async fn close(&self) {
+        *self.slot.lock().await = None;
+    }
 }
 
 impl Driver {

@@ -175,6 +175,10 @@ pub(super) fn write_merge(shared: &Arc<Shared>, job: &MergeJob) -> Result<MergeR
     let (mut blocks, mut written) = (0u64, 0u64);
     let mut out = Vec::with_capacity(CHUNK);
     loop {
+        if Arc::strong_count(shared) <= 1 {
+            // Nothing but this write holds the store: it was closed.
+            return Err(StoreError::engine("the store closed during a merge"));
+        }
         while out.len() < CHUNK {
             match next_pair(&source, &mut sides)? {
                 Some(p) => out.push(p),

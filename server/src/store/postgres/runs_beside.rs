@@ -276,6 +276,7 @@ impl RunWriter {
                 let Some(shared) = shared.upgrade() else {
                     return false;
                 };
+                let merge = matches!(job, Job::Merge(_));
                 match job {
                     Job::Flush(job) => match write(&shared, &job) {
                         Ok(ready) => shared.leaves.beside().written(job.generation, ready),
@@ -295,6 +296,19 @@ impl RunWriter {
                         }
                     },
                 }
+                // A connection per log only while it writes: a run comes
+                // every flush of leaves, a merge far less often.
+                let s = Arc::clone(&shared);
+                let _ = shared
+                    .driver
+                    .run("closing a run writer's connection", async move {
+                        if merge {
+                            s.merges_conn.close().await;
+                        } else {
+                            s.runs_conn.close().await;
+                        }
+                        Ok(())
+                    });
                 true
             }
         };
