@@ -127,29 +127,6 @@ impl LeafIndex {
         self.beside.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The reservations stored (a run's and a merge's), read when not
-    /// known.
-    fn stored_reservations(
-        &self,
-        shared: &Arc<Shared>,
-    ) -> Result<(Option<u64>, Option<u64>), StoreError> {
-        let (run, merge) = {
-            let b = self.beside();
-            (b.stored, b.merge_stored)
-        };
-        let run = match run {
-            Stored::Known(r) => r,
-            Stored::Unknown => runs_beside::read_reserved(shared)?,
-        };
-        let merge = match merge {
-            Stored::Known(r) => r,
-            Stored::Unknown => merges_beside::read_merge_reserved(shared)?,
-        };
-        let mut b = self.beside();
-        (b.stored, b.merge_stored) = (Stored::Known(run), Stored::Known(merge));
-        Ok((run, merge))
-    }
-
     /// Whether a run written beside the commits waits to be taken (for
     /// tests).
     pub(super) fn run_ready(&self) -> bool {
@@ -222,7 +199,9 @@ impl LeafIndex {
             .reset(mem, &stored);
         // The state changed under this cache (another writer's commits,
         // or none known yet): so may have the reservation.
-        self.beside().stored = Stored::Unknown;
+        let mut b = self.beside();
+        (b.stored, b.merge_stored) = (Stored::Unknown, Stored::Unknown);
+        drop(b);
         for id in missing {
             self.queue(id);
         }
@@ -259,23 +238,9 @@ impl LeafIndex {
             state = self.sync(shared, base_size, true)?;
         }
         let base = state.clone();
-        let (stored, merge_stored) = self.stored_reservations(shared)?;
         let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
         let frozen = cache.mem.frozen().map(|f| (f.start, f.end));
-        let (owned, ready, merge_owned, merge_ready) = {
-            let b = self.beside();
-            let ready = b.ready.clone().filter(|r| Some(r.run.id) == stored);
-            let merge_ready = b
-                .merge_ready
-                .clone()
-                .filter(|r| Some(r.run.id) == merge_stored);
-            (
-                stored.is_some_and(|id| b.owns(id, frozen)),
-                ready,
-                merge_stored.is_some_and(|id| b.owns_merge(id, &base)),
-                merge_ready,
-            )
-        };
+        let offer = runs_beside::offer(&self.beside, shared, &base, frozen)?;
         let mut merge_bloom = self
             .merge_bloom
             .lock()
@@ -291,32 +256,36 @@ impl LeafIndex {
             leaves,
             self.shape,
             Runs::Beside {
-                flushed: ready.as_ref().map(|r| r.run.clone()),
-                merged: merge_ready.as_ref().map(|r| r.run.clone()),
+                flushed: offer.ready.as_ref().map(|r| r.run.clone()),
+                merged: offer.merge_ready.as_ref().map(|r| r.run.clone()),
                 inline_at: flush.saturating_mul(INLINE_AFTER),
                 merge_inline: base.runs.len() > MERGE_INLINE_RUNS * self.shape.fanout,
             },
             Some((Density::Dense, &mut *merge_bloom)),
         )?;
         let mut taken = Vec::new();
-        if let (Some(_), Some(r)) = (&step.taken, &ready) {
+        if let (Some(_), Some(r)) = (&step.taken, &offer.ready) {
             taken.push((r.run.id, r.blocks));
         }
-        if let (Some(m), Some(r)) = (&step.merged, &merge_ready) {
+        if let (Some(m), Some(r)) = (&step.merged, &offer.merge_ready) {
             if m.output == r.run.id {
                 taken.push((r.run.id, r.blocks));
             }
         }
         let reservation = runs_beside::reserve(
             &mut step,
-            stored,
-            owned,
+            offer.stored,
+            offer.owned,
             cache.mem.end + leaves.len() as u64,
             frozen.is_some(),
             flush,
         );
-        let (merge_reservation, merge_inputs) =
-            merges_beside::reserve_merge(&mut step, merge_stored, merge_owned, self.shape.fanout);
+        let (merge_reservation, merge_inputs) = merges_beside::reserve_merge(
+            &mut step,
+            offer.merge,
+            offer.merge_owned,
+            self.shape.fanout,
+        );
         Ok(Planned {
             step,
             changes,

@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::leaf_blocks::{read_meta, Blocks};
-use super::runs_beside::{put_reserved, reserved_id, Reservation};
+use super::runs_beside::{put_reserved, reserved_id, Beside, Reservation};
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
 use crate::store::leaf_index::step::merge_candidates;
@@ -116,6 +116,44 @@ pub(super) fn read_merge_reserved(shared: &Arc<Shared>) -> Result<Option<u64>, S
     read_meta(shared, MERGE_KEY, "reading the reserved leaf index merge")?
         .map(|v| reserved_id(&v))
         .transpose()
+}
+
+impl Beside {
+    /// Whether merge reservation `id` will be filled by this writer: a
+    /// merge is being written or is written under it, of inputs that are
+    /// still adjacent runs of `state`.
+    pub(super) fn owns_merge(&self, id: u64, state: &IndexState) -> bool {
+        let writing = self
+            .merging
+            .as_ref()
+            .is_some_and(|(m, inputs)| *m == id && adjacent(state, inputs));
+        writing
+            || self
+                .merge_ready
+                .as_ref()
+                .is_some_and(|r| r.run.id == id && adjacent(state, &r.run.inputs))
+    }
+
+    /// A merge written by a write started at `generation`: kept to take
+    /// unless the cache was forgotten since or another write started.
+    pub(super) fn merge_written(&mut self, generation: u64, ready: MergeReady) {
+        let ours = self
+            .merging
+            .as_ref()
+            .is_some_and(|(id, inputs)| *id == ready.run.id && *inputs == ready.run.inputs);
+        if self.generation == generation && ours {
+            self.merging = None;
+            self.merge_ready = Some(ready);
+            metrics::counter!("quire_leaf_merges_written_beside_total").increment(1);
+        }
+    }
+
+    /// The write of merge reservation `id` failed.
+    pub(super) fn merge_not_written(&mut self, generation: u64, id: u64) {
+        if self.generation == generation && self.merging.as_ref().is_some_and(|m| m.0 == id) {
+            self.merging = None;
+        }
+    }
 }
 
 /// One input of a merge as it is read.

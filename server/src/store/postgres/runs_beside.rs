@@ -30,14 +30,14 @@
 //! connection of their own, so that a long merge never holds back a run
 //! ([`super::merges_beside`]).
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio_postgres::types::Type;
 
 use super::conn::int;
 use super::leaf_blocks::{db_key, read_meta};
 use super::leaf_plan::PUT_BLOCKS;
-use super::merges_beside::{adjacent, write_merge, MergeJob, MergeReady, MERGE_KEY};
+use super::merges_beside::{read_merge_reserved, write_merge, MergeJob, MergeReady, MERGE_KEY};
 use super::settle::Held;
 use super::statement::exec;
 use super::Shared;
@@ -150,42 +150,55 @@ impl Beside {
             self.writing = None;
         }
     }
+}
 
-    /// Whether merge reservation `id` will be filled by this writer: a
-    /// merge is being written or is written under it, of inputs that are
-    /// still adjacent runs of `state`.
-    pub(super) fn owns_merge(&self, id: u64, state: &IndexState) -> bool {
-        let writing = self
-            .merging
-            .as_ref()
-            .is_some_and(|(m, inputs)| *m == id && adjacent(state, inputs));
-        writing
-            || self
-                .merge_ready
-                .as_ref()
-                .is_some_and(|r| r.run.id == id && adjacent(state, &r.run.inputs))
-    }
+/// What the writer holds written beside the commits for a commit over
+/// `base` to take or keep: the reservations stored (`stored`, `merge`),
+/// runs written under them, and whether this writer will fill each
+/// (the memtable's frozen part being `frozen`).
+pub(super) struct Offer {
+    pub(super) stored: Option<u64>,
+    pub(super) merge: Option<u64>,
+    pub(super) ready: Option<Ready>,
+    pub(super) merge_ready: Option<MergeReady>,
+    pub(super) owned: bool,
+    pub(super) merge_owned: bool,
+}
 
-    /// A merge written by a write started at `generation`: kept to take
-    /// unless the cache was forgotten since or another write started.
-    pub(super) fn merge_written(&mut self, generation: u64, ready: MergeReady) {
-        let ours = self
-            .merging
-            .as_ref()
-            .is_some_and(|(id, inputs)| *id == ready.run.id && *inputs == ready.run.inputs);
-        if self.generation == generation && ours {
-            self.merging = None;
-            self.merge_ready = Some(ready);
-            metrics::counter!("quire_leaf_merges_written_beside_total").increment(1);
-        }
-    }
-
-    /// The write of merge reservation `id` failed.
-    pub(super) fn merge_not_written(&mut self, generation: u64, id: u64) {
-        if self.generation == generation && self.merging.as_ref().is_some_and(|m| m.0 == id) {
-            self.merging = None;
-        }
-    }
+/// The [`Offer`] of `beside` to a commit over `base`, the reservations
+/// read first where not known.
+///
+/// # Errors
+/// [`StoreError`] from reading a reservation.
+pub(super) fn offer(
+    beside: &Mutex<Beside>,
+    shared: &Arc<Shared>,
+    base: &IndexState,
+    frozen: Option<(u64, u64)>,
+) -> Result<Offer, StoreError> {
+    let lock = || beside.lock().unwrap_or_else(PoisonError::into_inner);
+    let (run, merge) = {
+        let b = lock();
+        (b.stored, b.merge_stored)
+    };
+    let stored = match run {
+        Stored::Known(r) => r,
+        Stored::Unknown => read_reserved(shared)?,
+    };
+    let merge = match merge {
+        Stored::Known(r) => r,
+        Stored::Unknown => read_merge_reserved(shared)?,
+    };
+    let mut b = lock();
+    (b.stored, b.merge_stored) = (Stored::Known(stored), Stored::Known(merge));
+    Ok(Offer {
+        stored,
+        merge,
+        ready: b.ready.clone().filter(|r| Some(r.run.id) == stored),
+        merge_ready: b.merge_ready.clone().filter(|r| Some(r.run.id) == merge),
+        owned: stored.is_some_and(|id| b.owns(id, frozen)),
+        merge_owned: merge.is_some_and(|id| b.owns_merge(id, base)),
+    })
 }
 
 /// The reserved run id stored before a commit and after it.
