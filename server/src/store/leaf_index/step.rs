@@ -369,3 +369,102 @@ fn delete_step<S: BlockSource + ?Sized>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: u64, start: u64, end: u64) -> Run {
+        Run { id, start, end }
+    }
+
+    /// Runs 1–3 over leaves `[0, 300)`, next id 10.
+    fn state() -> IndexState {
+        IndexState {
+            next_id: 10,
+            runs: vec![run(1, 0, 100), run(2, 100, 200), run(3, 200, 300)],
+            merge: None,
+            garbage: Vec::new(),
+        }
+    }
+
+    fn merge(id: u64, inputs: Vec<Run>) -> MergeWritten {
+        MergeWritten {
+            id,
+            inputs,
+            bloom: None,
+        }
+    }
+
+    #[test]
+    fn a_merge_written_beside_is_taken_only_over_its_adjacent_inputs() {
+        let mut s = state();
+        let m = take_merge(&mut s, merge(7, vec![run(2, 100, 200), run(3, 200, 300)])).unwrap();
+        assert_eq!((m.inputs, m.output), (vec![2, 3], 7));
+        assert_eq!(s.runs, [run(1, 0, 100), run(7, 100, 300)]);
+        assert_eq!(s.garbage, [2, 3]);
+        // Not adjacent, no longer runs, one input, or none: nothing changes.
+        for inputs in [
+            vec![run(1, 0, 100), run(3, 200, 300)],
+            vec![run(2, 100, 200), run(4, 200, 300)],
+            vec![run(2, 100, 200)],
+            vec![],
+        ] {
+            let mut s = state();
+            assert!(take_merge(&mut s, merge(7, inputs)).is_none());
+            assert_eq!(s, state());
+        }
+    }
+
+    #[test]
+    fn a_run_written_beside_is_taken_only_as_the_frozen_part_after_the_runs() {
+        let written = |start, end| Written {
+            id: 7,
+            start,
+            end,
+            bloom: None,
+        };
+        let mut mem = Memtable::new(300);
+        for i in 300..350 {
+            mem.push(i * 7919, i);
+        }
+        // Nothing frozen: not taken.
+        let mut s = state();
+        assert!(take_beside(&mut s, &mem, Some(written(300, 350)), None)
+            .0
+            .is_none());
+        assert_eq!(s, state());
+        mem.freeze();
+        for i in 350..360 {
+            mem.push(i * 7919, i);
+        }
+        // Another range than the frozen part's: not taken.
+        for (start, end) in [(300, 360), (300, 349), (299, 350)] {
+            let mut s = state();
+            assert!(take_beside(&mut s, &mem, Some(written(start, end)), None)
+                .0
+                .is_none());
+            assert_eq!(s, state());
+        }
+        // The frozen part, starting where the runs end: taken.
+        let mut s = state();
+        let (taken, merged) = take_beside(&mut s, &mem, Some(written(300, 350)), None);
+        assert_eq!(taken.map(|t| t.end), Some(350));
+        assert!(merged.is_none());
+        assert_eq!(s.runs.last(), Some(&run(7, 300, 350)));
+        // A merge stepped inside the commits keeps one written beside out.
+        let mut s = state();
+        s.merge = Some(Merge {
+            inputs: s.runs[..2].to_vec(),
+            output: 9,
+            last: None,
+        });
+        let (_, merged) = take_beside(
+            &mut s,
+            &mem,
+            None,
+            Some(merge(7, vec![run(2, 100, 200), run(3, 200, 300)])),
+        );
+        assert!(merged.is_none());
+    }
+}
