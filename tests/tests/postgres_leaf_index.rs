@@ -339,6 +339,28 @@ impl Rows {
     }
 }
 
+/// A new log named after `name` on the shared server, its leaf index
+/// flushed every 100 leaves and merged `fanout` runs at a time: the
+/// server, the log's writer and its rows.
+fn beside_log(
+    name: &str,
+    fanout: usize,
+) -> (
+    &'static quire_tests::postgres::Postgres,
+    String,
+    PgStore,
+    Rows,
+) {
+    let pg = quire_tests::postgres::shared();
+    let origin = quire_tests::postgres::unique(&format!("{name}.example/log"));
+    let store = open(&pg.url, &origin, (BESIDE_FLUSH, fanout), Create::Yes);
+    let rows = Rows::of(&pg.url, &origin);
+    (pg, origin, store, rows)
+}
+
+/// The flush of the tests of writing beside the commits.
+const BESIDE_FLUSH: usize = 100;
+
 /// Polls (bounded) until `ready` holds of `store`.
 fn wait_for(store: &PgStore, ready: fn(&PgStore) -> bool, what: &str) {
     for _ in 0..3000 {
@@ -363,11 +385,8 @@ fn wait_ready(store: &PgStore) {
 /// go.
 #[test]
 fn a_run_is_written_beside_the_commits_and_a_stale_reservation_is_collected() {
-    let pg = quire_tests::postgres::shared();
-    let origin = quire_tests::postgres::unique("runs-beside.example/log");
-    let flush = 100usize;
-    let store = open(&pg.url, &origin, (flush, 8), Create::Yes);
-    let rows = Rows::of(&pg.url, &origin);
+    let (pg, origin, store, rows) = beside_log("runs-beside", 8);
+    let flush = BESIDE_FLUSH;
     let reserved = || rows.reserved("leaf_index_reserved");
     let blocks_of = |run: &str| rows.blocks_of(run);
     let mut w = Writer::new();
@@ -445,12 +464,9 @@ fn a_run_is_written_beside_the_commits_and_a_stale_reservation_is_collected() {
 /// new find everything through it, on the writer and a second replica.
 #[test]
 fn runs_are_merged_beside_the_commits() {
-    let pg = quire_tests::postgres::shared();
-    let origin = quire_tests::postgres::unique("merges-beside.example/log");
-    let flush = 100usize;
-    let store = open(&pg.url, &origin, (flush, 2), Create::Yes);
+    let (pg, origin, store, rows) = beside_log("merges-beside", 2);
+    let flush = BESIDE_FLUSH;
     let follower = open(&pg.url, &origin, (flush, 2), Create::No);
-    let rows = Rows::of(&pg.url, &origin);
     let runs = || rows.runs();
     let merge_reserved = || rows.reserved("leaf_index_merge_reserved");
     let mut w = Writer::new();

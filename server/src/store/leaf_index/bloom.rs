@@ -67,6 +67,15 @@ impl Bloom {
         }
     }
 
+    /// A filter of `density` holding the keys of `pairs` (key, index).
+    pub(crate) fn of_pairs(pairs: &[(u64, u64)], density: Density) -> Self {
+        let mut bloom = Self::with_density(pairs.len() as u64, density);
+        for (k, _) in pairs {
+            bloom.insert(*k);
+        }
+        bloom
+    }
+
     fn block(&self, key: u64) -> usize {
         // Keys are uniform (leaf-hash prefixes): the high bits pick a block.
         let n = self.blocks.len() as u128;

@@ -211,9 +211,7 @@ impl IndexCache {
                 // The writer checked the frozen part ends there.
                 let dropped = self.mem.drop_frozen(taken.end);
                 debug_assert!(dropped, "a run taken that is not the frozen part");
-                if let Some((id, bloom)) = taken.filter {
-                    self.blooms.insert(id, bloom);
-                }
+                self.blooms.insert(taken.id, taken.bloom);
             }
             for (h, i) in leaves {
                 self.mem.push(super::key(h), *i);

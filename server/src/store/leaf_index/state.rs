@@ -51,6 +51,29 @@ impl IndexState {
         self.runs.last().map_or(0, |r| r.end)
     }
 
+    /// Where `runs` stand as adjacent runs of the state, in order, if
+    /// they all do.
+    pub(crate) fn adjacent(&self, runs: &[Run]) -> Option<usize> {
+        let first = runs.first()?;
+        let pos = self.runs.iter().position(|r| r == first)?;
+        (self.runs.get(pos..pos + runs.len()) == Some(runs)).then_some(pos)
+    }
+
+    /// Replaces `inputs`, adjacent runs at `pos`, with run `output`
+    /// covering them; their ids go to the runs to delete.
+    pub(crate) fn replace_merged(&mut self, pos: usize, inputs: &[Run], output: u64) {
+        let (Some(first), Some(newest)) = (inputs.first(), inputs.last()) else {
+            return;
+        };
+        let run = Run {
+            id: output,
+            start: first.start,
+            end: newest.end,
+        };
+        self.runs.splice(pos..pos + inputs.len(), [run]);
+        self.garbage.extend(inputs.iter().map(|r| r.id));
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![1u8];
         let mut put = |v: u64| out.extend_from_slice(&v.to_be_bytes());

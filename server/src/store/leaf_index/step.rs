@@ -20,8 +20,7 @@ pub(crate) struct Step {
     pub(crate) flushed_to: Option<u64>,
     /// The filter of the run just flushed.
     pub(crate) flushed: Option<(u64, Bloom)>,
-    /// A run written beside the commits was taken ([`Flush::Beside`]): the
-    /// memtable's frozen part, up to this end, goes; and the run's filter.
+    /// A run written beside the commits was taken ([`Runs::Beside`]).
     pub(crate) taken: Option<Taken>,
     /// A merge finished.
     pub(crate) merged: Option<Merged>,
@@ -31,8 +30,8 @@ pub(crate) struct Step {
 pub(crate) struct Taken {
     /// The leaves below it are in runs: the memtable's frozen part goes.
     pub(crate) end: u64,
-    /// Its id and filter.
-    pub(crate) filter: Option<(u64, Arc<Bloom>)>,
+    pub(crate) id: u64,
+    pub(crate) bloom: Arc<Bloom>,
 }
 
 /// A finished merge: `inputs` are gone, `output` replaces them.
@@ -74,7 +73,7 @@ pub(crate) enum Runs {
 pub(crate) struct MergeWritten {
     pub(crate) id: u64,
     pub(crate) inputs: Vec<Run>,
-    pub(crate) bloom: Option<Arc<Bloom>>,
+    pub(crate) bloom: Arc<Bloom>,
 }
 
 /// A run written beside the commits.
@@ -83,7 +82,7 @@ pub(crate) struct Written {
     pub(crate) id: u64,
     pub(crate) start: u64,
     pub(crate) end: u64,
-    pub(crate) bloom: Option<Arc<Bloom>>,
+    pub(crate) bloom: Arc<Bloom>,
 }
 
 /// How a writer shapes its index.
@@ -98,8 +97,9 @@ pub(crate) struct Shape {
 }
 
 /// This commit's share of the index: a run written beside the commits
-/// taken, or a flush when the memtable (plus `new_pairs`) reaches
-/// `shape.flush` (`flush`), then a bounded merge step and a bounded
+/// or a merge written beside taken (`runs`), or a flush when the memtable
+/// (plus `new_pairs`) reaches `shape.flush`, then a bounded merge step and
+/// a bounded
 /// deletion step. `filters`: the writer keeps filters of this density, and
 /// `merge_bloom` is the one of the merge in progress.
 ///
@@ -151,11 +151,7 @@ pub(crate) fn write_step<S: BlockSource + ?Sized>(
         state.next_id += 1;
         staged.put(id, &pairs);
         if merge_bloom.is_some() {
-            let mut bloom = Bloom::with_density(pairs.len() as u64, density);
-            for (k, _) in &pairs {
-                bloom.insert(*k);
-            }
-            flushed = Some((id, bloom));
+            flushed = Some((id, Bloom::of_pairs(&pairs, density)));
         }
         state.runs.push(Run {
             id,
@@ -254,7 +250,8 @@ fn take_beside(
             state.next_id = state.next_id.max(w.id + 1);
             Taken {
                 end: w.end,
-                filter: w.bloom.map(|b| (w.id, b)),
+                id: w.id,
+                bloom: w.bloom,
             }
         });
     (taken, merged)
@@ -264,25 +261,16 @@ fn take_beside(
 /// of `state` (none merged away or deleted since), the inputs then to
 /// delete.
 fn take_merge(state: &mut IndexState, m: MergeWritten) -> Option<Merged> {
-    let (first, newest) = (m.inputs.first()?, m.inputs.last()?);
-    let pos = state.runs.iter().position(|r| r == first)?;
-    if m.inputs.len() < 2 || state.runs.get(pos..pos + m.inputs.len()) != Some(m.inputs.as_slice())
-    {
+    if m.inputs.len() < 2 {
         return None;
     }
-    let run = Run {
-        id: m.id,
-        start: first.start,
-        end: newest.end,
-    };
-    state.runs.splice(pos..pos + m.inputs.len(), [run]);
+    let pos = state.adjacent(&m.inputs)?;
+    state.replace_merged(pos, &m.inputs, m.id);
     state.next_id = state.next_id.max(m.id + 1);
-    let inputs: Vec<u64> = m.inputs.iter().map(|r| r.id).collect();
-    state.garbage.extend(&inputs);
     Some(Merged {
-        inputs,
+        inputs: m.inputs.iter().map(|r| r.id).collect(),
         output: m.id,
-        bloom: m.bloom,
+        bloom: Some(m.bloom),
     })
 }
 
@@ -330,26 +318,20 @@ fn merge_step<S: BlockSource + ?Sized>(
     if !finished {
         return Ok(Some(merge));
     }
-    let (Some(first), Some(newest)) = (merge.inputs.first(), merge.inputs.last()) else {
+    let Some(first) = merge.inputs.first() else {
         return Err(StoreError::Corrupt("leaf index merge of no runs".into()));
     };
-    let Some(pos) = state.runs.iter().position(|r| r == first) else {
+    if !state.runs.contains(first) {
         return Err(StoreError::Corrupt(
             "leaf index merge input is not among the runs".into(),
         ));
-    };
-    if state.runs.get(pos..pos + merge.inputs.len()) != Some(merge.inputs.as_slice()) {
+    }
+    let Some(pos) = state.adjacent(&merge.inputs) else {
         return Err(StoreError::Corrupt(
             "leaf index merge inputs are not adjacent".into(),
         ));
-    }
-    let merged = Run {
-        id: merge.output,
-        start: first.start,
-        end: newest.end,
     };
-    state.runs.splice(pos..pos + merge.inputs.len(), [merged]);
-    state.garbage.extend(merge.inputs.iter().map(|r| r.id));
+    state.replace_merged(pos, &merge.inputs, merge.output);
     Ok(None)
 }
 
@@ -392,7 +374,7 @@ mod tests {
         MergeWritten {
             id,
             inputs,
-            bloom: None,
+            bloom: Arc::new(Bloom::with_capacity(0)),
         }
     }
 
@@ -422,7 +404,7 @@ mod tests {
             id: 7,
             start,
             end,
-            bloom: None,
+            bloom: Arc::new(Bloom::with_capacity(0)),
         };
         let mut mem = Memtable::new(300);
         for i in 300..350 {

@@ -10,8 +10,7 @@ use super::leaf_blocks::{
     db_key, probe_params, probe_row, state_params, Probes, PROBE_SQL, STATE_SQL,
 };
 use super::leaves::Planned;
-use super::merges_beside::MERGE_KEY;
-use super::runs_beside::{reserved_value, RESERVED_KEY};
+use super::runs_beside::{reserved_value, Lane};
 use super::session::Session;
 use super::statement::{checked, exec};
 use super::write::Work;
@@ -119,11 +118,11 @@ impl LeafPlan {
         let value = |id: Option<u64>| id.map(reserved_value).transpose();
         let mut reservations = Vec::new();
         for (key, r) in [
-            (RESERVED_KEY, planned.reservation),
-            (MERGE_KEY, planned.merge_reservation),
+            (Lane::Runs, planned.reservation),
+            (Lane::Merges, planned.merge_reservation),
         ] {
             if r.from != r.to {
-                reservations.push((key, (value(r.from)?, value(r.to)?)));
+                reservations.push((key.key(), (value(r.from)?, value(r.to)?)));
             }
         }
         let mut p = LeafPlan {

@@ -6,7 +6,7 @@
 //! slower than the others, 18% of a batched run's commit time. Instead:
 //! - a commit that finds runs to merge (the newest `fanout` adjacent runs
 //!   of similar size) reserves the output's id (the state's next id, and
-//!   the id in `quire_meta` under [`MERGE_KEY`]);
+//!   the id in `quire_meta` under `leaf_index_merge_reserved`);
 //! - once it landed, a thread of the store's reads the inputs in order
 //!   and writes their merge under the reserved id, a chunk a
 //!   transaction, each holding the reservation row `FOR SHARE` and refused
@@ -25,16 +25,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::leaf_blocks::{read_meta, Blocks};
-use super::runs_beside::{put_reserved, reserved_id, Beside, Reservation};
+use super::leaf_blocks::Blocks;
+use super::run_writer::put_reserved;
+use super::runs_beside::{Beside, Lane, Reservation};
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
 use crate::store::leaf_index::step::merge_candidates;
 use crate::store::leaf_index::{BlockSource, IndexState, MergeWritten, Run, Step, BLOCK_PAIRS};
 use crate::store::StoreError;
-
-/// Key of the reserved id of a merge's output in `quire_meta`.
-pub(super) const MERGE_KEY: &str = "leaf_index_merge_reserved";
 
 /// Runs a fanout the index holds before merges are stepped inside the
 /// commits again.
@@ -59,18 +57,6 @@ pub(super) struct MergeJob {
     pub(super) generation: u64,
     pub(super) id: u64,
     pub(super) inputs: Vec<Run>,
-}
-
-/// Whether `inputs` are still adjacent runs of `state`, in order.
-pub(super) fn adjacent(state: &IndexState, inputs: &[Run]) -> bool {
-    let Some(first) = inputs.first() else {
-        return false;
-    };
-    state
-        .runs
-        .iter()
-        .position(|r| r == first)
-        .is_some_and(|pos| state.runs.get(pos..pos + inputs.len()) == Some(inputs))
 }
 
 /// What a commit does to the merge reservation `stored`, given its `step`:
@@ -107,17 +93,6 @@ pub(super) fn reserve_merge(
     (r, inputs)
 }
 
-/// The merge reservation stored, if any.
-///
-/// # Errors
-/// [`StoreError`] from the database, or [`StoreError::Corrupt`] for a
-/// stored value that is no run id.
-pub(super) fn read_merge_reserved(shared: &Arc<Shared>) -> Result<Option<u64>, StoreError> {
-    read_meta(shared, MERGE_KEY, "reading the reserved leaf index merge")?
-        .map(|v| reserved_id(&v))
-        .transpose()
-}
-
 impl Beside {
     /// Whether merge reservation `id` will be filled by this writer: a
     /// merge is being written or is written under it, of inputs that are
@@ -126,12 +101,12 @@ impl Beside {
         let writing = self
             .merging
             .as_ref()
-            .is_some_and(|(m, inputs)| *m == id && adjacent(state, inputs));
+            .is_some_and(|(m, inputs)| *m == id && state.adjacent(inputs).is_some());
         writing
             || self
                 .merge_ready
                 .as_ref()
-                .is_some_and(|r| r.run.id == id && adjacent(state, &r.run.inputs))
+                .is_some_and(|r| r.run.id == id && state.adjacent(&r.run.inputs).is_some())
     }
 
     /// A merge written by a write started at `generation`: kept to take
@@ -228,7 +203,7 @@ pub(super) fn write_merge(shared: &Arc<Shared>, job: &MergeJob) -> Result<MergeR
             for (k, _) in &out {
                 bloom.insert(*k);
             }
-            blocks += put_reserved(shared, MERGE_KEY, job.id, &out)?;
+            blocks += put_reserved(shared, Lane::Merges, job.id, &out)?;
             written += out.len() as u64;
             out.clear();
         }
@@ -245,7 +220,7 @@ pub(super) fn write_merge(shared: &Arc<Shared>, job: &MergeJob) -> Result<MergeR
         run: MergeWritten {
             id: job.id,
             inputs: job.inputs.clone(),
-            bloom: Some(Arc::new(bloom)),
+            bloom: Arc::new(bloom),
         },
         blocks,
     })
@@ -323,10 +298,13 @@ mod tests {
     #[test]
     fn inputs_are_adjacent_only_while_all_are_runs_in_order() {
         let s = step();
-        assert!(adjacent(&s.state, &s.state.runs[2..5]));
-        assert!(!adjacent(&s.state, &[s.state.runs[2], s.state.runs[4]]));
-        assert!(!adjacent(&s.state, &[run(3, 200, 300), run(99, 300, 400)]));
-        assert!(!adjacent(&s.state, &[]));
+        assert_eq!(s.state.adjacent(&s.state.runs[2..5]), Some(2));
+        assert_eq!(s.state.adjacent(&[s.state.runs[2], s.state.runs[4]]), None);
+        assert_eq!(
+            s.state.adjacent(&[run(3, 200, 300), run(99, 300, 400)]),
+            None
+        );
+        assert_eq!(s.state.adjacent(&[]), None);
     }
 
     /// The merge read of sorted inputs, through reads of a few pairs.

@@ -24,6 +24,7 @@ mod leaves;
 mod merges_beside;
 mod read;
 mod replication;
+mod run_writer;
 mod runs_beside;
 mod schema;
 mod session;

@@ -6,9 +6,9 @@
 //! every commit waits for. Instead, on the writer:
 //! - a commit *reserves* a run id once the memtable holds a flush of
 //!   leaves: the state's next id, taken in that commit, and the id stored
-//!   in `quire_meta` under [`RESERVED_KEY`];
+//!   in `quire_meta` under `leaf_index_reserved` ([`Lane`]);
 //! - once it landed, the memtable's leaves are frozen (newer ones go to
-//!   its active part) and this module's thread sorts them, builds their
+//!   its active part) and a thread (`run_writer.rs`) sorts them, builds their
 //!   filter and writes their blocks under the reserved id, in a
 //!   transaction of its own on a connection of its own, which holds the
 //!   reservation row `FOR SHARE` and is refused unless it names that id;
@@ -30,24 +30,41 @@
 //! connection of their own, so that a long merge never holds back a run
 //! ([`super::merges_beside`]).
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio_postgres::types::Type;
-
-use super::conn::int;
-use super::leaf_blocks::{db_key, read_meta};
-use super::leaf_plan::PUT_BLOCKS;
-use super::merges_beside::{read_merge_reserved, write_merge, MergeJob, MergeReady, MERGE_KEY};
-use super::settle::Held;
-use super::statement::exec;
+use super::conn::{int, Conn};
+use super::leaf_blocks::read_meta;
+use super::merges_beside::MergeReady;
 use super::Shared;
-use crate::store::leaf_index::bloom::{Bloom, Density};
-use crate::store::leaf_index::memtable::{Frozen, Worker};
-use crate::store::leaf_index::{blocks_of, IndexState, Run, Step, Written};
+use crate::store::leaf_index::{IndexState, Run, Step, Written};
 use crate::store::StoreError;
 
-/// Key of the reserved run id in `quire_meta` (8 bytes, big-endian).
-pub(super) const RESERVED_KEY: &str = "leaf_index_reserved";
+/// What is written beside the commits: the memtable's runs, or merges.
+/// Each has its reservation in `quire_meta` (8 bytes, big-endian), and
+/// its thread and connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lane {
+    Runs,
+    Merges,
+}
+
+impl Lane {
+    /// The key of its reservation in `quire_meta`.
+    pub(super) fn key(self) -> &'static str {
+        match self {
+            Lane::Runs => "leaf_index_reserved",
+            Lane::Merges => "leaf_index_merge_reserved",
+        }
+    }
+
+    /// Its connection.
+    pub(super) fn conn(self, shared: &Shared) -> &Conn {
+        match self {
+            Lane::Runs => &shared.runs_conn,
+            Lane::Merges => &shared.merges_conn,
+        }
+    }
+}
 
 /// Flushes of leaves the memtable holds before a commit writes it as a
 /// run itself.
@@ -183,11 +200,11 @@ pub(super) fn offer(
     };
     let stored = match run {
         Stored::Known(r) => r,
-        Stored::Unknown => read_reserved(shared)?,
+        Stored::Unknown => read_reserved(shared, Lane::Runs)?,
     };
     let merge = match merge {
         Stored::Known(r) => r,
-        Stored::Unknown => read_merge_reserved(shared)?,
+        Stored::Unknown => read_reserved(shared, Lane::Merges)?,
     };
     let mut b = lock();
     (b.stored, b.merge_stored) = (Stored::Known(stored), Stored::Known(merge));
@@ -246,216 +263,21 @@ pub(super) fn reserve(
     r
 }
 
-/// The reservation stored, if any.
+/// The reservation stored in `lane`, if any.
 ///
 /// # Errors
 /// [`StoreError`] from the database, or [`StoreError::Corrupt`] for a
 /// stored value that is no run id.
-pub(super) fn read_reserved(shared: &Arc<Shared>) -> Result<Option<u64>, StoreError> {
-    read_meta(shared, RESERVED_KEY, "reading the reserved leaf index run")?
+pub(super) fn read_reserved(shared: &Arc<Shared>, lane: Lane) -> Result<Option<u64>, StoreError> {
+    read_meta(shared, lane.key(), "reading a reserved leaf index run")?
         .map(|v| reserved_id(&v))
         .transpose()
-}
-
-/// A run to write: reservation `id`, of the leaves of `frozen`.
-struct FlushJob {
-    generation: u64,
-    id: u64,
-    frozen: Arc<Frozen>,
-}
-
-/// What the thread writes: a run of the memtable, or a merge.
-enum Job {
-    Flush(FlushJob),
-    Merge(MergeJob),
-}
-
-/// The threads that write runs and merges beside the commits, each in
-/// the order the commits reserved them: two, so that a long merge does
-/// not hold back the memtable's runs.
-pub(super) struct RunWriter {
-    runs: Worker<Job>,
-    merges: Worker<Job>,
-}
-
-impl RunWriter {
-    /// Starts the thread for `shared`'s log.
-    ///
-    /// # Errors
-    /// [`StoreError::Engine`] when the thread cannot start.
-    pub(super) fn spawn(shared: &Weak<Shared>) -> Result<Self, StoreError> {
-        let work = |shared: Weak<Shared>| {
-            move |job: Job| {
-                let Some(shared) = shared.upgrade() else {
-                    return false;
-                };
-                let merge = matches!(job, Job::Merge(_));
-                match job {
-                    Job::Flush(job) => match write(&shared, &job) {
-                        Ok(ready) => shared.leaves.beside().written(job.generation, ready),
-                        Err(e) => {
-                            tracing::warn!(run = job.id, error = %e, "leaf index run not written beside the commits; a later commit reserves another");
-                            shared.leaves.beside().not_written(job.generation, job.id);
-                        }
-                    },
-                    Job::Merge(job) => match write_merge(&shared, &job) {
-                        Ok(ready) => shared.leaves.beside().merge_written(job.generation, ready),
-                        Err(e) => {
-                            tracing::warn!(run = job.id, error = %e, "leaf index merge not written beside the commits; a later commit reserves another");
-                            shared
-                                .leaves
-                                .beside()
-                                .merge_not_written(job.generation, job.id);
-                        }
-                    },
-                }
-                // A connection per log only while it writes: a run comes
-                // every flush of leaves, a merge far less often.
-                let s = Arc::clone(&shared);
-                let _ = shared
-                    .driver
-                    .run("closing a run writer's connection", async move {
-                        if merge {
-                            s.merges_conn.close().await;
-                        } else {
-                            s.runs_conn.close().await;
-                        }
-                        Ok(())
-                    });
-                true
-            }
-        };
-        Ok(RunWriter {
-            runs: Worker::spawn("leaf index runs", work(Weak::clone(shared)))?,
-            merges: Worker::spawn("leaf index merges", work(Weak::clone(shared)))?,
-        })
-    }
-
-    /// Queues the write of reservation `id` from `frozen`.
-    pub(super) fn flush(&self, generation: u64, id: u64, frozen: Arc<Frozen>) {
-        self.runs.queue(Job::Flush(FlushJob {
-            generation,
-            id,
-            frozen,
-        }));
-    }
-
-    /// Queues the write of merge reservation `id` of `inputs`.
-    pub(super) fn merge(&self, generation: u64, id: u64, inputs: Vec<Run>) {
-        self.merges.queue(Job::Merge(MergeJob {
-            generation,
-            id,
-            inputs,
-        }));
-    }
-}
-
-/// Writes `job`'s run ([`put_reserved`]) and builds its filter.
-fn write(shared: &Arc<Shared>, job: &FlushJob) -> Result<Ready, StoreError> {
-    let pairs = job.frozen.sorted_pairs();
-    let mut bloom = Bloom::with_density(pairs.len() as u64, Density::Dense);
-    for (k, _) in &pairs {
-        bloom.insert(*k);
-    }
-    let blocks = put_reserved(shared, RESERVED_KEY, job.id, &pairs)?;
-    Ok(Ready {
-        run: Written {
-            id: job.id,
-            start: job.frozen.start,
-            end: job.frozen.end,
-            bloom: Some(Arc::new(bloom)),
-        },
-        blocks,
-    })
-}
-
-/// Writes `pairs` (sorted, after any written before under `id`) as blocks
-/// of run `id`, reserved under `key`: in a transaction that holds the
-/// reservation row `FOR SHARE` and is refused unless the row names `id`,
-/// committed without waiting for the flush (the commit that takes the run
-/// comes later in the WAL, and checks the blocks). Returns the blocks
-/// written.
-///
-/// # Errors
-/// [`StoreError::Corrupt`] when the reservation is gone (raised by
-/// PostgreSQL, nothing written), or what PostgreSQL answers.
-pub(super) fn put_reserved(
-    shared: &Arc<Shared>,
-    key: &'static str,
-    id: u64,
-    pairs: &[(u64, u64)],
-) -> Result<u64, StoreError> {
-    let blocks = blocks_of(id, pairs);
-    let n = blocks.len() as u64;
-    let (mut keys, mut idxs, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
-    for ((_, k, i), b) in blocks {
-        keys.push(db_key(k));
-        idxs.push(int(i)?);
-        bytes.push(b);
-    }
-    let runs = vec![int(id)?; keys.len()];
-    let value = reserved_value(id)?;
-    let (s, log) = (Arc::clone(shared), shared.log);
-    shared.driver.run("writing a leaf index run", async move {
-        // Runs and merges are written on connections of their own.
-        let conn = if key == MERGE_KEY {
-            &s.merges_conn
-        } else {
-            &s.runs_conn
-        };
-        let mut held = Held::new(conn.hold(s.driver.config(), s.driver.tls()).await?);
-        let Some(client) = held.session() else {
-            return Err(StoreError::engine(
-                "no PostgreSQL connection to write a leaf index run on",
-            ));
-        };
-        let (begun, off, reserved, put, committed) = futures_util::future::join5(
-            client.batch_execute("BEGIN"),
-            client.row_one(
-                "SELECT set_config('synchronous_commit', 'off', true)",
-                &[],
-            ),
-            exec(
-                &client,
-                "WITH w AS (SELECT 1 FROM quire_meta WHERE log = $1 AND key = $2 AND value = $3 FOR SHARE) SELECT quire_expect(count(*), $4, $5) FROM w",
-                vec![
-                    (&log, Type::INT8),
-                    (&key, Type::TEXT),
-                    (&value, Type::BYTEA),
-                ],
-                1,
-                "the reservation of the run written".into(),
-            ),
-            exec(
-                &client,
-                PUT_BLOCKS,
-                vec![
-                    (&log, Type::INT8),
-                    (&runs, Type::INT8_ARRAY),
-                    (&keys, Type::INT8_ARRAY),
-                    (&idxs, Type::INT8_ARRAY),
-                    (&bytes, Type::BYTEA_ARRAY),
-                ],
-                n,
-                "leaf index blocks written beside".into(),
-            ),
-            client.batch_execute("COMMIT"),
-        )
-        .await;
-        begun.map_err(super::conn::engine)?;
-        off?;
-        reserved?;
-        put?;
-        committed.map_err(super::conn::engine)?;
-        held.clean();
-        Ok(())
-    })?;
-    Ok(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::leaf_index::bloom::Bloom;
     use crate::store::leaf_index::step::Taken;
     use crate::store::leaf_index::{IndexState, Run};
 
@@ -483,7 +305,11 @@ mod tests {
             },
             flushed_to: inline,
             flushed: None,
-            taken: taken.map(|end| Taken { end, filter: None }),
+            taken: taken.map(|end| Taken {
+                end,
+                id: 2,
+                bloom: Arc::new(Bloom::with_capacity(0)),
+            }),
             merged: None,
         }
     }
@@ -560,7 +386,7 @@ mod tests {
                 id,
                 start: 0,
                 end: 100,
-                bloom: None,
+                bloom: Arc::new(Bloom::with_capacity(0)),
             },
             blocks: 1,
         };
