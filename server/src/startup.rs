@@ -167,6 +167,10 @@ pub(crate) fn view_to_serve<S: Storage>(
         drop(reader);
         store.durable_reader()
     } else {
+        // No newer than what was published (or served): durable.
+        if let Some(c) = reader.latest_checkpoint()? {
+            store.shown_durable(c.size);
+        }
         Ok(reader)
     }
 }

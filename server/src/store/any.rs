@@ -72,6 +72,13 @@ impl Storage for AnyStore {
         })
     }
 
+    fn shown_durable(&self, size: u64) {
+        match self {
+            AnyStore::Redb(s) => s.shown_durable(size),
+            AnyStore::Postgres(s) => s.shown_durable(size),
+        }
+    }
+
     fn reads_wait_on_network(&self) -> bool {
         match self {
             AnyStore::Redb(s) => s.reads_wait_on_network(),

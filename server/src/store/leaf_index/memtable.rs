@@ -1,17 +1,11 @@
-//! What the leaf index keeps in memory, shared by the writer and readers:
-//! the memtable and a Bloom filter per run; and the thread that builds the
-//! filters of runs that have none (every run after a restart, and a merge
-//! that a restart interrupted). Until its filter is built a run is probed
-//! directly, which is slower but never wrong.
+//! The leaves the leaf index keeps in memory before they are written as a
+//! run (the memtable), and the worker thread its background work runs on.
+//! The filters of the runs are in `cache.rs`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use super::bloom::Bloom;
-use super::{IndexState, Step};
 use crate::store::StoreError;
 
 /// Keys are leaf-hash prefixes.
@@ -153,155 +147,6 @@ impl Memtable {
         self.frozen = None;
         self.start = end;
         true
-    }
-}
-
-/// The in-memory part of the leaf index.
-pub(crate) struct IndexCache {
-    pub(crate) mem: Memtable,
-    blooms: HashMap<u64, Arc<Bloom>>,
-    /// Runs of the last committed state.
-    live: HashSet<u64>,
-}
-
-/// The cache as the store, its readers and the builder share it.
-pub(crate) type SharedCache = Arc<RwLock<IndexCache>>;
-
-impl IndexCache {
-    pub(crate) fn new(mem: Memtable, state: &IndexState) -> Self {
-        IndexCache {
-            mem,
-            blooms: HashMap::new(),
-            live: state.runs.iter().map(|r| r.id).collect(),
-        }
-    }
-
-    /// Starts over from what is stored: `mem` and the runs of `state`,
-    /// keeping the filters of runs still live (a run never changes).
-    /// Returns the runs that have no filter.
-    pub(crate) fn reset(&mut self, mem: Memtable, state: &IndexState) -> Vec<u64> {
-        self.mem = mem;
-        self.live = state.runs.iter().map(|r| r.id).collect();
-        self.blooms.retain(|id, _| self.live.contains(id));
-        state
-            .runs
-            .iter()
-            .map(|r| r.id)
-            .filter(|id| !self.blooms.contains_key(id))
-            .collect()
-    }
-
-    /// Each key's indexes in the memtable, and the filters of the runs now
-    /// (cheap: shared pointers).
-    pub(crate) fn candidates(&self, keys: &[u64]) -> (Vec<Vec<u64>>, HashMap<u64, Arc<Bloom>>) {
-        let mut candidates = vec![Vec::new(); keys.len()];
-        for (k, c) in keys.iter().zip(&mut candidates) {
-            self.mem.get(*k, c);
-        }
-        (candidates, self.blooms.clone())
-    }
-
-    /// Applies a committed step: the memtable, new and finished runs.
-    /// Returns a run whose filter must be built.
-    pub(crate) fn apply(&mut self, step: Step, leaves: &[(quire_core::Hash, u64)]) -> Option<u64> {
-        if let Some(end) = step.flushed_to {
-            self.mem = Memtable::new(end);
-        } else {
-            if let Some(taken) = step.taken {
-                // The writer checked the frozen part ends there.
-                let dropped = self.mem.drop_frozen(taken.end);
-                debug_assert!(dropped, "a run taken that is not the frozen part");
-                self.blooms.insert(taken.id, taken.bloom);
-            }
-            for (h, i) in leaves {
-                self.mem.push(super::key(h), *i);
-            }
-        }
-        self.live = step.state.runs.iter().map(|r| r.id).collect();
-        if let Some((id, bloom)) = step.flushed {
-            self.blooms.insert(id, Arc::new(bloom));
-        }
-        let mut build = None;
-        if let Some(m) = step.merged {
-            for id in m.inputs {
-                self.blooms.remove(&id);
-            }
-            match m.bloom {
-                Some(b) => {
-                    self.blooms.insert(m.output, b);
-                }
-                None => build = Some(m.output),
-            }
-        }
-        self.blooms.retain(|id, _| self.live.contains(id));
-        build
-    }
-
-    /// Whether `id` is a run of the last committed state without a filter.
-    pub(crate) fn wants_filter(&self, id: u64) -> bool {
-        self.live.contains(&id) && !self.blooms.contains_key(&id)
-    }
-
-    /// Bytes the filters hold.
-    pub(crate) fn bloom_bytes(&self) -> usize {
-        self.blooms.values().map(|b| b.bytes()).sum()
-    }
-}
-
-/// Builds the filter of one run from what is stored: `None` when the run
-/// is gone or `stop` was set meanwhile.
-pub(crate) type BuildFilter =
-    Box<dyn Fn(u64, &AtomicBool) -> Result<Option<Bloom>, StoreError> + Send>;
-
-/// The thread that builds missing filters.
-pub(crate) struct Builder {
-    stop: Arc<AtomicBool>,
-    worker: Worker<u64>,
-}
-
-impl Builder {
-    /// # Errors
-    /// [`StoreError::Engine`] when the thread cannot start.
-    pub(crate) fn spawn(build: BuildFilter, cache: SharedCache) -> Result<Self, StoreError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        let worker = Worker::spawn("leaf index filters", move |id| {
-            if stopping.load(Ordering::Relaxed) {
-                return false;
-            }
-            if !cache
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .wants_filter(id)
-            {
-                return true;
-            }
-            match build(id, &stopping) {
-                Ok(Some(bloom)) => {
-                    let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
-                    if cache.live.contains(&id) {
-                        cache.blooms.insert(id, Arc::new(bloom));
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(run = id, error = %e, "leaf index filter not built; the run is probed directly");
-                }
-            }
-            true
-        })?;
-        Ok(Builder { stop, worker })
-    }
-
-    pub(crate) fn queue(&self, id: u64) {
-        self.worker.queue(id);
-    }
-}
-
-impl Drop for Builder {
-    fn drop(&mut self) {
-        // A build under way ends when it sees `stop`; the worker then.
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -27,6 +27,7 @@
 //! leaf's tile row), and which leaves a commit adds (the sequencer's).
 
 pub(crate) mod bloom;
+pub(crate) mod cache;
 pub(crate) mod memtable;
 pub(crate) mod state;
 pub(crate) mod step;

@@ -23,7 +23,7 @@ use super::conn::{int, uint, Column as _, Started};
 use super::session::Param;
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
-use crate::store::leaf_index::memtable::BuildFilter;
+use crate::store::leaf_index::cache::BuildFilter;
 use crate::store::leaf_index::{
     BlockKey, BlockSource, Changes, IndexState, PairsAfter, BLOCK_PAIRS, STATE_KEY,
 };

@@ -32,7 +32,8 @@ use super::run_writer::RunWriter;
 use super::runs_beside::{self, Beside, Reservation, Stored, INLINE_AFTER};
 use super::Shared;
 use crate::store::leaf_index::bloom::{Bloom, Density};
-use crate::store::leaf_index::memtable::{Builder, IndexCache, Memtable, SharedCache};
+use crate::store::leaf_index::cache::{Builder, IndexCache, SharedCache};
+use crate::store::leaf_index::memtable::Memtable;
 use crate::store::leaf_index::{
     self, block_lookup, Changes, IndexState, MergeBloom, Runs, Shape, Step,
 };
@@ -93,9 +94,12 @@ pub(super) struct Planned {
 impl LeafIndex {
     pub(super) fn new(shape: Shape) -> Self {
         LeafIndex {
+            // Nothing is known durable until a settle or a durable view
+            // shows it.
             cache: Arc::new(RwLock::new(IndexCache::new(
                 Memtable::default(),
                 &IndexState::default(),
+                0,
             ))),
             known: Mutex::new(None),
             merge_bloom: Mutex::new(None),
@@ -368,10 +372,28 @@ impl LeafIndex {
         }
     }
 
+    /// The log is durable through `size` (a settle or a durable view showed
+    /// it): the filters that waited for it are built.
+    pub(super) fn durable(&self, size: u64) {
+        let ready = self
+            .cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .durable(size);
+        for id in ready {
+            self.queue(id);
+        }
+    }
+
     /// After a commit that failed or whose outcome is unknown: the cache is
-    /// loaded again from what is stored before its next use.
+    /// loaded again from what is stored before its next use, and the
+    /// filters of runs over leaves not shown durable are dropped.
     pub(super) fn forget(&self) {
         self.beside().forget();
+        self.cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget_unproven();
         *self.known.lock().unwrap_or_else(PoisonError::into_inner) = None;
         *self
             .merge_bloom

@@ -349,6 +349,10 @@ impl Storage for PgStore {
         PgReader::open(&self.shared, true)
     }
 
+    fn shown_durable(&self, size: u64) {
+        self.shared.leaves.durable(size);
+    }
+
     fn reads_wait_on_network(&self) -> bool {
         true
     }

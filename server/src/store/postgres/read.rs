@@ -84,6 +84,7 @@ impl PgReader {
             if durable {
                 let ever = s.replicated.load(std::sync::atomic::Ordering::Relaxed);
                 super::settle::durable_view(&c, s.replication, ever).await?;
+                s.leaves.durable(head.map_or(0, |h| h.size));
             }
             Ok((head, latest))
         })?;

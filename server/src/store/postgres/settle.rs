@@ -175,6 +175,8 @@ pub(super) fn durable(shared: &Shared, base: Head, head: Head) {
     line.proven = line
         .proven
         .max(i64::try_from(head.size).unwrap_or(i64::MAX));
+    drop(line);
+    shared.leaves.durable(head.size);
 }
 
 /// Proves every unsettled commit up to the tree of `size` durable
@@ -219,7 +221,11 @@ pub(super) fn settle(shared: &Arc<Shared>, size: u64) -> Result<(), StoreError> 
         shared.leaves.forget();
         return Err(e);
     }
-    unreplicated.map_or(Ok(()), Err)
+    if let Some(e) = unreplicated {
+        return Err(e);
+    }
+    shared.leaves.durable(u64::try_from(size).unwrap_or(0));
+    Ok(())
 }
 
 /// Settles `own`, a commit of line `line`, on settling connection `n`,

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use quire_core::{HashReader, NodeId};
 use redb::{Database, ReadableDatabase};
 
-use crate::store::leaf_index::memtable::{Builder, IndexCache, Memtable, SharedCache};
+use crate::store::leaf_index::cache::{Builder, IndexCache, SharedCache};
+use crate::store::leaf_index::memtable::Memtable;
 use crate::store::leaf_index::{self, MergeBloom};
 pub(crate) use error::engine;
 use error::guarded;
@@ -121,7 +122,11 @@ impl RedbStore {
         let reader = RedbReader {
             txn,
             db: Arc::clone(&db),
-            cache: Arc::new(RwLock::new(IndexCache::new(Memtable::default(), &state))),
+            cache: Arc::new(RwLock::new(IndexCache::new(
+                Memtable::default(),
+                &state,
+                u64::MAX,
+            ))),
         };
         let covered = state.covered();
         // Every stored leaf, also those of an interrupted import beyond the
@@ -141,7 +146,7 @@ impl RedbStore {
             at = upto;
         }
         drop(reader);
-        let cache = Arc::new(RwLock::new(IndexCache::new(mem, &state)));
+        let cache = Arc::new(RwLock::new(IndexCache::new(mem, &state, u64::MAX)));
         let builder = Builder::spawn(build_filter(Arc::clone(&db)), Arc::clone(&cache))?;
         if opts.leaf_filters {
             for run in &state.runs {
@@ -159,7 +164,7 @@ impl RedbStore {
 }
 
 /// Builds a run's filter from the file.
-fn build_filter(db: Arc<Database>) -> leaf_index::memtable::BuildFilter {
+fn build_filter(db: Arc<Database>) -> leaf_index::cache::BuildFilter {
     Box::new(move |id, stop| {
         let txn = db.begin_read().map_err(engine)?;
         let state = index_state(&txn)?;

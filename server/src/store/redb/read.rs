@@ -15,7 +15,7 @@ use super::leaf_blocks::{self, RUN_BLOCKS};
 use crate::store::bundle::{self, BUNDLE_SIZE};
 use crate::store::events::{decode_chunk, decode_payload, is_erased};
 use crate::store::leaf_index::bloom::Bloom;
-use crate::store::leaf_index::memtable::SharedCache;
+use crate::store::leaf_index::cache::SharedCache;
 use crate::store::leaf_index::{self, IndexState, STATE_KEY};
 use crate::store::{Head, Payload, StorageReader, StoreError, StoredCheckpoint};
 
