@@ -19,8 +19,13 @@ fn postgres_refuses_stored_values_over_their_limits() {
     let pg = quire_tests::postgres::shared();
     let origin = quire_tests::postgres::unique("oversized.example/log");
     let store = quire_tests::postgres::store(&origin, Create::Yes).unwrap();
-    let (c, _) = Writer::new().commit(&entries(0, 10), true);
-    store.commit(&c).unwrap();
+    // Three commits: entries 0..3 in one row, entry 3 alone, 4..10 in one.
+    let mut w = Writer::new();
+    for (from, count) in [(0, 3), (3, 1), (4, 6)] {
+        let (c, next) = w.commit(&entries(from, count), true);
+        store.commit(&c).unwrap();
+        w = next;
+    }
     store
         .keep_cosignatures(10, b"\xe2\x80\x94 witness sig\n")
         .unwrap();
@@ -56,6 +61,14 @@ fn postgres_refuses_stored_values_over_their_limits() {
         "UPDATE quire_entries SET data = {big} WHERE log = LOG AND idx = 3"
     ));
     refused(r.entries(0, 10).unwrap_err(), "stored entry 3", 65535);
+    // A row of several entries is bounded as a bundle record.
+    sql("UPDATE quire_entries SET data = data || repeat('x', 19000000)::bytea WHERE log = LOG AND idx = 4");
+    refused(
+        r.entries(4, 10).unwrap_err(),
+        "stored entries 4..10",
+        quire_server::store::bundle::MAX_RECORD_BYTES,
+    );
+    sql("UPDATE quire_entries SET data = substring(data FROM 1 FOR length(data) - 19000000) WHERE log = LOG AND idx = 4");
     sql(&format!(
         "INSERT INTO quire_meta (log, key, value) VALUES (LOG, 'lifecycle', {big})"
     ));

@@ -151,7 +151,7 @@ fn postgres_aborts_a_commit_whose_writes_find_other_rows() {
     let stored = || {
         sql(&format!(
             "SELECT (SELECT size FROM quire_heads WHERE log = {id}),
-                    (SELECT count(*) FROM quire_entries WHERE log = {id}),
+                    (SELECT coalesce(sum(n), 0) FROM quire_entries WHERE log = {id}),
                     (SELECT count(*) FROM quire_checkpoints WHERE log = {id})"
         ))
     };

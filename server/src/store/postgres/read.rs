@@ -417,7 +417,8 @@ impl StorageReader for PgReader {
             return Ok(Vec::new());
         }
         let (b0, b1) = (int(start / BUNDLE_SIZE)?, int(end.div_ceil(BUNDLE_SIZE))?);
-        let (e0, e1) = (int(start)?, int(end)?);
+        // Rows of the bundle still filling start within it, at most.
+        let (e0, e1) = (int(start - start % BUNDLE_SIZE)?, int(end)?);
         let s = Arc::clone(&self.shared);
         let rows = self.shared.driver.run("reading entries", async move {
             let c = s.reader().await?;
@@ -425,10 +426,10 @@ impl StorageReader for PgReader {
             // its single rows or as the bundle, never as neither.
             let rows = c
                 .rows(
-                    "SELECT false, idx, substring(data FROM 1 FOR $6) FROM quire_bundles
+                    "SELECT false, idx, 0, substring(data FROM 1 FOR $6) FROM quire_bundles
                      WHERE log = $1 AND idx >= $2 AND idx < $3
                      UNION ALL
-                     SELECT true, idx, substring(data FROM 1 FOR $7) FROM quire_entries
+                     SELECT true, idx, n, substring(data FROM 1 FOR $6) FROM quire_entries
                      WHERE log = $1 AND idx >= $4 AND idx < $5",
                     &[
                         (&s.log, Type::INT8),
@@ -437,20 +438,30 @@ impl StorageReader for PgReader {
                         (&e0, Type::INT8),
                         (&e1, Type::INT8),
                         (&bounded::param(bounded::BUNDLE), Type::INT4),
-                        (&bounded::param(bounded::ENTRY), Type::INT4),
                     ],
                 )
                 .await?;
             rows.into_iter()
-                .map(|r| Ok((r.col::<bool>(0)?, r.col::<i64>(1)?, r.col::<Vec<u8>>(2)?)))
+                .map(|r| {
+                    Ok((
+                        r.col::<bool>(0)?,
+                        r.col::<i64>(1)?,
+                        r.col::<i32>(2)?,
+                        r.col::<Vec<u8>>(3)?,
+                    ))
+                })
                 .collect::<Result<Vec<_>, StoreError>>()
         })?;
         let mut found: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-        for (single, idx, data) in rows {
+        for (filling, idx, n, data) in rows {
             let idx = uint(idx)?;
-            if single {
-                let data = bounded::within(data, bounded::ENTRY, || format!("stored entry {idx}"))?;
-                found.insert(idx, data);
+            if filling {
+                // A row that ends before the range is not read.
+                if idx.saturating_add(u64::try_from(n).unwrap_or(0)) <= start {
+                    continue;
+                }
+                let within = (idx..).zip(super::filling::decode(idx, n, data)?);
+                found.extend(within.filter(|(i, _)| (start..end).contains(i)));
                 continue;
             }
             let data = bounded::within(data, bounded::BUNDLE, || {

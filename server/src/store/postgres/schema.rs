@@ -199,6 +199,17 @@ const MIGRATIONS: &[&str] = &[
     END
     $$;
     ",
+    // 8: the entries of the bundle still filling are stored one row a
+    // commit, not one an entry (`filling.rs`): a row holds n entries from
+    // idx, one raw entry when n is 1 (as every row before), else a bundle
+    // record of n entries.
+    r"
+    ALTER TABLE quire_entries
+        ADD COLUMN IF NOT EXISTS n INT NOT NULL DEFAULT 1 CHECK (n BETWEEN 1 AND 255);
+    -- A row of several entries is a bundle record, compressed by Quire
+    -- when that helps: PostgreSQL does not try again.
+    ALTER TABLE quire_entries ALTER COLUMN data SET STORAGE EXTERNAL;
+    ",
 ];
 
 /// The schema version this server writes.

@@ -1,12 +1,14 @@
 //! A commit's entry bundles: those it completes (encoded by the
 //! committing thread while the transaction opens, or in the transaction
 //! for the one that starts with earlier commits' entries), and the entries
-//! that stay in single rows until their bundle is complete.
+//! of the bundle still filling, one row a commit until their bundle is
+//! complete ([`super::super::filling`]).
 
 use tokio_postgres::types::Type;
 
 use super::super::bounded;
-use super::super::conn::Column as _;
+use super::super::conn::{uint, Column as _};
+use super::super::filling;
 use super::super::session::Session;
 use super::super::statement::{checked, exec, exec_owned};
 use super::{Plan, Work};
@@ -43,122 +45,152 @@ impl Plan {
             .collect()
     }
 
-    /// The records of the bundles this commit completes: one that starts
-    /// with entries of earlier commits (at most the first) read and encoded
-    /// here, the others as `encoded` brings them.
-    pub(super) async fn bundles(
+    /// The record of the bundle this commit completes after entries of
+    /// earlier commits (at most the first), those read and encoded here.
+    pub(super) async fn bundle_after(
         &self,
         client: &Session,
         log: i64,
-        encoded: tokio::sync::oneshot::Receiver<Vec<Vec<u8>>>,
-    ) -> Result<Vec<(&Completed, Vec<u8>)>, StoreError> {
-        let mut bundles = Vec::with_capacity(self.completed.len());
-        let mut alone = Vec::new();
-        for b in &self.completed {
-            let (prior, new) = match &b.new {
-                New::Alone(_) => {
-                    alone.push(b);
-                    continue;
-                }
-                New::After { prior, entries } => (*prior, entries),
-            };
-            let rows = client
-                .rows(
-                    "SELECT substring(data FROM 1 FOR $4) FROM quire_entries
-                     WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-                    &[
-                        (&log, Type::INT8),
-                        (&b.from, Type::INT8),
-                        (&(b.from + prior), Type::INT8),
-                        (&bounded::param(bounded::ENTRY), Type::INT4),
-                    ],
-                )
-                .await?;
-            let mut entries = rows
-                .iter()
-                .map(|r| {
-                    bounded::within(r.col::<Vec<u8>>(0)?, bounded::ENTRY, || {
-                        format!("a stored entry of bundle {}", b.bundle)
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if i64::try_from(entries.len()).ok() != Some(prior) {
+    ) -> Result<Option<(&Completed, Vec<u8>)>, StoreError> {
+        let Some((b, prior, new)) = self.completed.iter().find_map(|b| match &b.new {
+            New::Alone(_) => None,
+            New::After { prior, entries } => Some((b, *prior, entries)),
+        }) else {
+            return Ok(None);
+        };
+        let rows = client
+            .rows(
+                "SELECT idx, n, substring(data FROM 1 FOR $4) FROM quire_entries
+                 WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                &[
+                    (&log, Type::INT8),
+                    (&b.from, Type::INT8),
+                    (&(b.from + prior), Type::INT8),
+                    (&bounded::param(bounded::BUNDLE), Type::INT4),
+                ],
+            )
+            .await?;
+        let mut entries = Vec::new();
+        for r in &rows {
+            let idx = r.col::<i64>(0)?;
+            // Each row starts where the one before it ended.
+            if i64::try_from(entries.len()).ok().map(|k| b.from + k) != Some(idx) {
                 return Err(StoreError::Corrupt(format!(
-                    "entry bundle {} has {} entries stored, expected {prior}",
+                    "entry bundle {}: a stored row starts at entry {idx}, after {} of its entries",
                     b.bundle,
-                    entries.len(),
+                    entries.len()
                 )));
             }
-            entries.extend(new.iter().cloned());
-            bundles.push((b, bundle::encode(&entries, self.compress)));
+            entries.extend(filling::decode(uint(idx)?, r.col(1)?, r.col(2)?)?);
         }
-        if !alone.is_empty() {
-            let encoded = encoded
-                .await
-                .map_err(|_| StoreError::engine("the bundles of the commit were not encoded"))?;
-            if encoded.len() != alone.len() {
-                return Err(StoreError::engine(format!(
-                    "{} bundles encoded for a commit that fills {}",
-                    encoded.len(),
-                    alone.len()
-                )));
-            }
-            bundles.extend(alone.into_iter().zip(encoded));
+        if i64::try_from(entries.len()).ok() != Some(prior) {
+            return Err(StoreError::Corrupt(format!(
+                "entry bundle {} has {} entries stored, expected {prior}",
+                b.bundle,
+                entries.len(),
+            )));
         }
-        Ok(bundles)
+        entries.extend(new.iter().cloned());
+        Ok(Some((b, bundle::encode(&entries, self.compress))))
     }
 
-    /// Entries in single rows, completed bundles, and the single rows those
-    /// replace.
+    /// Writes the bundles this commit fills alone, as `encoded` brings
+    /// them: in the first round trip, behind the locks. They carry entries
+    /// and nothing signed; a commit its checks refuse rolls them back with
+    /// the rest.
+    pub(super) async fn bundles_alone(
+        &self,
+        client: &Session,
+        encoded: tokio::sync::oneshot::Receiver<Vec<Vec<u8>>>,
+    ) -> Result<(), StoreError> {
+        let alone: Vec<&Completed> = self
+            .completed
+            .iter()
+            .filter(|b| matches!(b.new, New::Alone(_)))
+            .collect();
+        if alone.is_empty() {
+            return Ok(());
+        }
+        let encoded = encoded
+            .await
+            .map_err(|_| StoreError::engine("the bundles of the commit were not encoded"))?;
+        if encoded.len() != alone.len() {
+            return Err(StoreError::engine(format!(
+                "{} bundles encoded for a commit that fills {}",
+                encoded.len(),
+                alone.len()
+            )));
+        }
+        let writes = alone
+            .iter()
+            .zip(&encoded)
+            .map(|(b, data)| self.insert_bundle(client, b, data));
+        futures_util::future::join_all(writes)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// One completed bundle's record.
+    fn insert_bundle<'a>(
+        &'a self,
+        client: &'a Session,
+        b: &'a Completed,
+        data: &'a Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'a {
+        exec(
+            client,
+            checked!(
+                "INSERT INTO quire_bundles (log, idx, data) VALUES ($1, $2, $3)",
+                4,
+                5
+            ),
+            vec![
+                (&self.log, Type::INT8),
+                (&b.bundle, Type::INT8),
+                (data, Type::BYTEA),
+            ],
+            1,
+            format!("entry bundle {}", b.bundle),
+        )
+    }
+
+    /// The row of entries of the bundle still filling, the bundle
+    /// completed after earlier commits' entries, and the rows it replaces.
     pub(super) fn bundle_statements<'a>(
         &'a self,
         client: &'a Session,
-        bundles: &'a [(&Completed, Vec<u8>)],
+        after: Option<&'a (&'a Completed, Vec<u8>)>,
     ) -> Vec<Work<'a>> {
         let mut work: Vec<Work<'a>> = Vec::new();
-        if !self.single.0.is_empty() {
-            let n = self.single.0.len() as u64;
+        if let Some((first, n, data)) = &self.filling {
             work.push(Box::pin(exec(
                 client,
                 checked!(
-                    "INSERT INTO quire_entries (log, idx, data) SELECT $1, * FROM unnest($2::int8[], $3::bytea[])",
-                    4,
-                    5
+                    "INSERT INTO quire_entries (log, idx, n, data) VALUES ($1, $2, $3, $4)",
+                    5,
+                    6
                 ),
                 vec![
                     (&self.log, Type::INT8),
-                    (&self.single.0, Type::INT8_ARRAY),
-                    (&self.single.1, Type::BYTEA_ARRAY),
-                ],
-                n,
-                "entries".into(),
-            )));
-        }
-        for (b, data) in bundles {
-            work.push(Box::pin(exec(
-                client,
-                checked!(
-                    "INSERT INTO quire_bundles (log, idx, data) VALUES ($1, $2, $3)",
-                    4,
-                    5
-                ),
-                vec![
-                    (&self.log, Type::INT8),
-                    (&b.bundle, Type::INT8),
+                    (first, Type::INT8),
+                    (n, Type::INT4),
                     (data, Type::BYTEA),
                 ],
                 1,
-                format!("entry bundle {}", b.bundle),
+                format!("the row of entries from {first}"),
             )));
+        }
+        if let Some((b, data)) = after {
+            work.push(Box::pin(self.insert_bundle(client, b, data)));
             if let New::After { prior, .. } = b.new {
                 let end = b.from + prior;
+                // Checked by the entries the rows held, not the rows.
                 work.push(Box::pin(exec_owned(
                     client,
-                    checked!(
-                        "DELETE FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3",
-                        4,
-                        5
-                    ),
+                    "WITH w AS (DELETE FROM quire_entries WHERE log = $1 AND idx >= $2 AND idx < $3
+                                RETURNING n)
+                     SELECT quire_expect(coalesce(sum(n), 0), $4, $5) FROM w",
                     [self.log, b.from, end],
                     u64::try_from(prior).unwrap_or(0),
                     format!("moving bundle {}", b.bundle),

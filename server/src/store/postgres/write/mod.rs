@@ -1,12 +1,12 @@
 //! A commit in one PostgreSQL transaction: the log's head row locked and
 //! compared first (the compare-and-swap), then entries, completed bundles,
 //! tile and mid rows, the leaf index's step, the checkpoint and metadata, and the new
-//! head. Two round trips: the locks and checks, then the writes and
-//! `COMMIT`, pipelined; PostgreSQL checks what each write wrote
-//! ([`super::statement`]), so any failure rolls the whole transaction back.
-//! The first is sent before the committing thread computes the leaf
-//! index's step and encodes the bundles, which it waits for only where it
-//! needs them. The locks are in `locks.rs`, the bundles in `bundles.rs`,
+//! head. Two round trips: the locks, checks and the bundles the commit
+//! fills alone, then the other writes and `COMMIT`, pipelined; PostgreSQL
+//! checks what each write wrote ([`super::statement`]), so any failure
+//! rolls the whole transaction back. The first is sent before the
+//! committing thread encodes the bundles and computes the leaf index's
+//! step, which it waits for only where it needs them. The locks are in `locks.rs`, the bundles in `bundles.rs`,
 //! the writes after them in `statements.rs`, and what is kept beside a
 //! log (cosignatures, dropped entries) in `beside.rs`.
 //!
@@ -94,25 +94,29 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
     let alone = plan.alone();
     let compress = plan.compress;
     let started = run_commit(shared, plan, leaf_rx, encoded);
+    // The bundles first: PostgreSQL writes them while this thread computes
+    // the step. A range outside the commit (never made by `Plan::of`)
+    // sends nothing, and the transaction ends without writing.
+    let bundles: Option<Vec<Vec<u8>>> = alone
+        .into_iter()
+        .map(|r| c.entries.get(r).map(|e| bundle::encode(e, compress)))
+        .collect();
+    match bundles {
+        Some(bundles) => {
+            let _ = encoded_tx.send(bundles);
+        }
+        None => drop(encoded_tx),
+    }
     let (planned, leaf) = plan_leaves(shared, c);
     let result = match leaf {
         Ok(leaf) => {
             let _ = leaf_tx.send(leaf);
-            // A range outside the commit (never made by `Plan::of`) sends
-            // nothing, and the transaction ends without writing.
-            let bundles: Option<Vec<Vec<u8>>> = alone
-                .into_iter()
-                .map(|r| c.entries.get(r).map(|e| bundle::encode(e, compress)))
-                .collect();
-            if let Some(bundles) = bundles {
-                let _ = encoded_tx.send(bundles);
-            }
             started.and_then(Started::wait)
         }
-        // Refused before any write was sent: the transaction, begun, fails
-        // its checks without the step and is rolled back.
+        // Refused before anything signed was sent: the transaction, begun,
+        // fails its checks without the step and is rolled back.
         Err(e) => {
-            drop((leaf_tx, encoded_tx));
+            drop(leaf_tx);
             if let Ok(started) = started {
                 let _ = started.wait();
             }
@@ -249,8 +253,9 @@ struct Plan {
     head: Head,
     /// The new head as stored: size and root.
     head_row: (i64, Vec<u8>),
-    /// Entries that stay in single rows (their bundle is not complete).
-    single: (Vec<i64>, Vec<Vec<u8>>),
+    /// Entries of a bundle still filling, in one row: the first one's
+    /// index, how many, and the row's data ([`super::filling`]).
+    filling: Option<(i64, i32, Vec<u8>)>,
     completed: Vec<Completed>,
     /// Rows appended to.
     rows: Vec<RowAppend>,
@@ -281,7 +286,7 @@ struct Plan {
 
 impl Plan {
     fn of(c: &Commit, compress: bool, log: i64) -> Result<Plan, StoreError> {
-        let mut single = (Vec::new(), Vec::new());
+        let mut filling = None;
         let mut completed = Vec::new();
         let mut index = c.base.size;
         let mut pending = c.entries.as_slice();
@@ -306,10 +311,9 @@ impl Plan {
                     },
                 });
             } else {
-                for (i, e) in (index..).zip(part) {
-                    single.0.push(int(i)?);
-                    single.1.push(e.clone());
-                }
+                // Only the last part fills a bundle only partly.
+                let (n, data) = super::filling::encode(part, compress)?;
+                filling = Some((int(index)?, n, data));
             }
             index += take as u64;
             pending = rest;
@@ -362,7 +366,7 @@ impl Plan {
             base: c.base,
             head: c.head,
             head_row: (int(c.head.size)?, c.head.root.0.to_vec()),
-            single,
+            filling,
             completed,
             rows,
             new_rows,
@@ -381,10 +385,16 @@ impl Plan {
     }
 
     /// The whole transaction, in two round trips. First, pipelined:
-    /// `BEGIN`, the locks, the replication check and the rows a completed
-    /// bundle starts with; PostgreSQL runs them in the order sent, so the
-    /// lease and the head are locked before anything is read, and their
-    /// answers are checked in that order. Only then the writes and
+    /// `BEGIN`, the locks, the replication check, the rows a completed
+    /// bundle starts with, and the bundles the commit fills alone as soon
+    /// as they are encoded (PostgreSQL writes them while the committing
+    /// thread computes the leaf index's step, whose check comes behind
+    /// them); PostgreSQL runs them in the order sent, so the lease and the
+    /// head are locked before anything is read or written, and their
+    /// answers are checked in that order. Those bundles carry entries and
+    /// nothing signed: a commit its checks refuse rolls them back, and
+    /// every writer takes the head row's lock before writing any, so two
+    /// never wait on each other's bundles. Only then the other writes and
     /// `COMMIT`, pipelined: nothing that carries the commit's signed
     /// checkpoint reaches the database (its WAL, its standbys) unless the
     /// commit extends the stored head under this server's lease and will
@@ -412,20 +422,23 @@ impl Plan {
                 SyncCheck::Off => Ok(false),
             }
         };
-        let (begun, lease, head, leaf, (replicated, bundles)) = futures_util::future::join5(
+        let (begun, lease, head, (replicated, after), (leaf, alone)) = futures_util::future::join5(
             client.batch_execute("BEGIN"),
             self.lock_lease(client, log),
             self.lock_head(client, log),
-            async {
-                let leaf = leaf.await.map_err(|_| {
-                    StoreError::engine("the commit's leaf index step was not computed")
-                })?;
-                match leaf {
-                    Some(leaf) => leaf.check(client, log).await.map(|()| Some(leaf)),
-                    None => Ok(None),
-                }
-            },
-            futures_util::future::join(replication, self.bundles(client, log, encoded)),
+            futures_util::future::join(replication, self.bundle_after(client, log)),
+            futures_util::future::join(
+                async {
+                    let leaf = leaf.await.map_err(|_| {
+                        StoreError::engine("the commit's leaf index step was not computed")
+                    })?;
+                    match leaf {
+                        Some(leaf) => leaf.check(client, log).await.map(|()| Some(leaf)),
+                        None => Ok(None),
+                    }
+                },
+                self.bundles_alone(client, encoded),
+            ),
         )
         .await;
         begun.map_err(engine)?;
@@ -433,8 +446,9 @@ impl Plan {
         head?;
         let leaf = leaf?;
         let mark = replicated? && !self.ever_replicated;
-        let bundles = bundles?;
-        let mut work = self.bundle_statements(client, &bundles);
+        let after = after?;
+        alone?;
+        let mut work = self.bundle_statements(client, after.as_ref());
         if mark {
             work.push(Box::pin(async move {
                 mark_replicated(client, self.log).await?;
