@@ -4,7 +4,8 @@
 //! service reads and writes (a lifecycle record, the catalog of created
 //! logs, an access policy), and the small records storage keeps beside the
 //! tree (payloads, payload chunks, the leaf index's state, a dropped-entries
-//! record, redb's head), and the server's configuration file. None may
+//! record, redb's head, a PostgreSQL row of the bundle still filling), and
+//! the server's configuration file. None may
 //! panic or allocate beyond its bound on any input.
 
 /// Decodes `data` as a stored entry bundle; a decoded bundle re-encodes to
@@ -122,7 +123,7 @@ pub fn stored_records(data: &[u8]) -> bool {
     let Some((pick, rest)) = data.split_first() else {
         return false;
     };
-    match pick % 5 {
+    match pick % 6 {
         0 => match decode_payload(7, rest) {
             Ok(Payload::Stored(p)) => {
                 assert_eq!(payload_parts(&p).concat(), rest);
@@ -159,6 +160,26 @@ pub fn stored_records(data: &[u8]) -> bool {
                 return false;
             };
             assert_eq!(crate::lifecycle::Dropped::decode(&d.encode()), Ok(d));
+            true
+        }
+        5 => {
+            // A PostgreSQL row of the bundle still filling: its index, its
+            // count, its data.
+            use crate::store::postgres::filling::{decode, encode};
+            let Some((idx, rest)) = rest.split_first_chunk::<8>() else {
+                return false;
+            };
+            let Some((n, data)) = rest.split_first() else {
+                return false;
+            };
+            let idx = u64::from_be_bytes(*idx);
+            let Ok(entries) = decode(idx, i32::from(*n), data.to_vec()) else {
+                return false;
+            };
+            for compress in [false, true] {
+                let again = encode(&entries, compress).map(|(n, d)| decode(idx, n, d));
+                assert_eq!(again.ok().and_then(Result::ok), Some(entries.clone()));
+            }
             true
         }
         _ => {

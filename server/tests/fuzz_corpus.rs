@@ -116,7 +116,7 @@ fn stored_records_and_config_file_corpora_and_their_cuts() {
             "stored_records",
             quire_server::fuzz_targets::stored_records,
             true,
-            6,
+            7,
         ),
         (
             "config_file",

@@ -16,14 +16,14 @@ use crate::store::StoreError;
 /// Most entries one row holds: those of a bundle but one (a commit that
 /// fills a whole bundle writes the bundle).
 #[allow(clippy::cast_possible_truncation)] // 256
-pub(super) const MOST: usize = bundle::BUNDLE_SIZE as usize - 1;
+pub(crate) const MOST: usize = bundle::BUNDLE_SIZE as usize - 1;
 
 /// The row of `entries`, from index `first`, all in one bundle: its `n`
 /// and its data.
 ///
 /// # Errors
 /// [`StoreError::Corrupt`] for more entries than a row holds.
-pub(super) fn encode(entries: &[Vec<u8>], compress: bool) -> Result<(i32, Vec<u8>), StoreError> {
+pub(crate) fn encode(entries: &[Vec<u8>], compress: bool) -> Result<(i32, Vec<u8>), StoreError> {
     let n = Some(entries.len())
         .filter(|n| (1..=MOST).contains(n))
         .and_then(|n| i32::try_from(n).ok())
@@ -45,7 +45,7 @@ pub(super) fn encode(entries: &[Vec<u8>], compress: bool) -> Result<(i32, Vec<u8
 /// # Errors
 /// [`StoreError::Corrupt`] when the row is over its limit, is not a row of
 /// `n` entries, or spans two bundles.
-pub(super) fn decode(idx: u64, n: i32, data: Vec<u8>) -> Result<Vec<Vec<u8>>, StoreError> {
+pub(crate) fn decode(idx: u64, n: i32, data: Vec<u8>) -> Result<Vec<Vec<u8>>, StoreError> {
     let count = usize::try_from(n)
         .ok()
         .filter(|n| (1..=MOST).contains(n))
@@ -60,7 +60,7 @@ pub(super) fn decode(idx: u64, n: i32, data: Vec<u8>) -> Result<Vec<Vec<u8>>, St
         return Ok(vec![data]);
     }
     let data = bounded::within(data, bounded::BUNDLE, || {
-        format!("stored entries {idx}..{}", idx + count as u64)
+        format!("stored entries {idx}..{}", idx.saturating_add(count as u64))
     })?;
     let entries = bundle::decode(&data)?;
     if entries.len() != count {

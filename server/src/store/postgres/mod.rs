@@ -17,7 +17,7 @@ mod bounded;
 pub mod catalog;
 mod conn;
 mod events;
-mod filling;
+pub(crate) mod filling;
 mod leaf_blocks;
 mod leaf_plan;
 mod lease;
