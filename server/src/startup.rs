@@ -168,9 +168,7 @@ pub(crate) fn view_to_serve<S: Storage>(
         store.durable_reader()
     } else {
         // No newer than what was published (or served): durable.
-        if let Some(c) = reader.latest_checkpoint()? {
-            store.shown_durable(c.size);
-        }
+        store.shown_durable(&reader);
         Ok(reader)
     }
 }

@@ -93,6 +93,7 @@ fn leaf_filters_are_kept_only_over_leaves_shown_durable() {
     let follower = open(&pg.url, &origin, Create::No);
     lookups_right(&follower, n);
     assert_eq!(follower.leaf_index_filter_bytes(), 0);
-    follower.shown_durable(n);
+    // What the server published (here: settled above) is shown durable.
+    follower.shown_durable(&follower.reader().unwrap());
     wait_for_filters(&follower, n, "the second replica's, once shown durable");
 }

@@ -215,4 +215,37 @@ fn postgres_aborts_a_commit_whose_writes_find_other_rows() {
     store.commit(&c).unwrap();
     assert_eq!(stored(), "20|20|2");
     assert_eq!(note_on_pages(20), 1, "the pages show the stored checkpoint");
+
+    // A bundle a commit fills alone (written in its first round trip,
+    // behind the locks) exists already: the commit is refused naming the
+    // bundle's row, not the aborted transaction the statements behind it
+    // met, and nothing of it is stored.
+    let w = w.commit(&entries(10, 10), true).1;
+    let (c, w) = w.commit(&entries(20, 236), true);
+    store.commit(&with_note(c)).unwrap();
+    assert_eq!(stored(), "256|0|3");
+    let c = with_note(w.commit(&entries(256, 256), true).0);
+    sql(&format!(
+        "INSERT INTO quire_bundles (log, idx, data) VALUES ({id}, 1, '\\x00')"
+    ));
+    let e = store.commit(&c).unwrap_err();
+    // The whole chain: PostgreSQL's words are in the source.
+    let mut said = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        said = format!("{said}: {s}");
+        source = s.source();
+    }
+    assert!(said.contains("quire_bundles"), "{said}");
+    assert!(!said.contains("aborted"), "{said}");
+    assert_eq!(
+        stored(),
+        "256|0|3",
+        "nothing of the refused commit is stored"
+    );
+    sql(&format!(
+        "DELETE FROM quire_bundles WHERE log = {id} AND idx = 1"
+    ));
+    store.commit(&c).unwrap();
+    assert_eq!(stored(), "512|0|4");
 }

@@ -72,10 +72,9 @@ impl Storage for AnyStore {
         })
     }
 
-    fn shown_durable(&self, size: u64) {
-        match self {
-            AnyStore::Redb(s) => s.shown_durable(size),
-            AnyStore::Postgres(s) => s.shown_durable(size),
+    fn shown_durable(&self, view: &AnyReader) {
+        if let (AnyStore::Postgres(s), AnyReader::Postgres(v)) = (self, view) {
+            s.shown_durable(v);
         }
     }
 

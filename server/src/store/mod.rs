@@ -197,13 +197,12 @@ pub trait Storage: Send + Sync + 'static {
         self.reader()
     }
 
-    /// Tells the store that the log is durable through `size`, as shown
-    /// outside it (a view no newer than what the server recorded as
-    /// published). PostgreSQL builds the leaf index filters of runs over
-    /// durable leaves only; the embedded engines' reads are durable
-    /// already.
-    fn shown_durable(&self, size: u64) {
-        let _ = size;
+    /// Tells the store that `view` is durable, as shown outside it (no
+    /// newer than what the server recorded as published). PostgreSQL
+    /// builds the leaf index filters of runs over durable leaves only; the
+    /// embedded engines' reads are durable already.
+    fn shown_durable(&self, view: &Self::Reader) {
+        let _ = view;
     }
 
     /// Whether a read may wait on the network (a database server): then

@@ -99,22 +99,21 @@ impl IndexCache {
     }
 
     /// The log is durable through `size`. Returns the runs whose filters
-    /// may be built now.
+    /// may be built now (runs no longer live stop waiting).
     pub(crate) fn durable(&mut self, size: u64) -> Vec<u64> {
         if size <= self.durable {
             return Vec::new();
         }
         self.durable = size;
-        let live = &self.live;
-        let ready: Vec<u64> = self
-            .waiting
-            .iter()
-            .copied()
-            .filter(|id| live.get(id).is_some_and(|s| s.1 <= size))
-            .collect();
-        for id in &ready {
-            self.waiting.remove(id);
-        }
+        let (live, mut ready) = (&self.live, Vec::new());
+        self.waiting.retain(|id| match live.get(id) {
+            Some(span) if span.1 <= size => {
+                ready.push(*id);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
         ready
     }
 
@@ -272,12 +271,21 @@ mod tests {
         }
     }
 
-    fn bloom(keys: &[u64]) -> Arc<Bloom> {
-        let mut b = Bloom::with_capacity(keys.len() as u64);
-        for k in keys {
-            b.insert(*k);
-        }
-        Arc::new(b)
+    fn bloom(key: u64) -> Arc<Bloom> {
+        Arc::new(Bloom::of_pairs(
+            &[(key, 0)],
+            super::super::bloom::Density::Dense,
+        ))
+    }
+
+    /// Runs 0 over `[0, 100)` and 1 over `[100, 200)`, each with a filter,
+    /// the log durable through `durable`.
+    fn two_filtered_runs(durable: u64) -> (IndexState, IndexCache) {
+        let s = state(&[(0, 0, 100), (1, 100, 200)]);
+        let mut c = IndexCache::new(Memtable::new(200), &s, durable);
+        c.keep(0, bloom(1));
+        c.keep(1, bloom(2));
+        (s, c)
     }
 
     fn has_filter(c: &IndexCache, id: u64) -> bool {
@@ -286,31 +294,27 @@ mod tests {
 
     #[test]
     fn a_filter_over_leaves_not_shown_durable_is_dropped_when_a_commit_fails() {
-        let s = state(&[(0, 0, 100), (1, 100, 200)]);
-        let mut c = IndexCache::new(Memtable::new(200), &s, 150);
-        c.keep(0, bloom(&[1]));
-        c.keep(1, bloom(&[2]));
+        let (_, mut c) = two_filtered_runs(150);
         c.forget_unproven();
         assert!(has_filter(&c, 0), "run 0 ends at 100, durable");
         assert!(!has_filter(&c, 1), "run 1 ends at 200, past 150");
         // Had the log been shown durable through 200, both would stay.
-        let mut c = IndexCache::new(Memtable::new(200), &s, 150);
-        c.keep(1, bloom(&[2]));
+        let (_, mut c) = two_filtered_runs(150);
         assert!(c.durable(200).is_empty());
         c.forget_unproven();
-        assert!(has_filter(&c, 1));
+        assert!(has_filter(&c, 0) && has_filter(&c, 1));
     }
 
     #[test]
     fn a_run_number_given_again_keeps_no_filter_of_the_run_before() {
         let mut c = IndexCache::new(Memtable::new(0), &state(&[(3, 0, 100)]), u64::MAX);
-        c.keep(3, bloom(&[7]));
+        c.keep(3, bloom(7));
         // The same number over another range: the filter is not its.
         let missing = c.reset(Memtable::new(120), &state(&[(3, 0, 120)]));
         assert_eq!(missing, vec![3]);
         assert!(!has_filter(&c, 3));
         // The same run again keeps its filter.
-        c.keep(3, bloom(&[7]));
+        c.keep(3, bloom(7));
         assert!(c
             .reset(Memtable::new(120), &state(&[(3, 0, 120)]))
             .is_empty());
@@ -324,10 +328,7 @@ mod tests {
     fn a_reset_keeps_no_filter_over_leaves_not_shown_durable() {
         // A run of the same number and range may hold other leaves when
         // its commit was lost: only durable leaves never change.
-        let s = state(&[(0, 0, 100), (1, 100, 200)]);
-        let mut c = IndexCache::new(Memtable::new(200), &s, 150);
-        c.keep(0, bloom(&[1]));
-        c.keep(1, bloom(&[2]));
+        let (s, mut c) = two_filtered_runs(150);
         assert_eq!(c.reset(Memtable::new(200), &s), vec![1]);
         assert!(has_filter(&c, 0));
     }
@@ -342,7 +343,7 @@ mod tests {
         assert_eq!(c.durable(200), vec![1]);
         assert_eq!(c.build_span(1), Some((100, 200)));
         // Nothing is built for a run with a filter, or not live.
-        c.keep(1, bloom(&[5]));
+        c.keep(1, bloom(5));
         assert_eq!(c.build_span(1), None);
         assert_eq!(c.build_span(9), None);
         // A waiting run gone by a reset is not handed out later.

@@ -21,12 +21,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use quire_core::Hash;
-use tokio_postgres::types::Type;
 
-use super::bounded;
-use super::conn::{int, uint, Column as _};
+use super::conn::int;
 use super::leaf_blocks::{build_filter, db_key, probe, read_state, Blocks, Probes, ReadAhead};
 use super::leaf_plan::NewLeaves;
+use super::leaf_tail;
 use super::merges_beside::{self, MERGE_INLINE_RUNS};
 use super::run_writer::RunWriter;
 use super::runs_beside::{self, Beside, Reservation, Stored, INLINE_AFTER};
@@ -53,8 +52,6 @@ pub const DEFAULT_FLUSH: usize = leaf_index::DEFAULT_FLUSH;
 pub const DEFAULT_FANOUT: usize = 8;
 /// Lookups that start again when runs were merged away under them.
 const LOOKUP_ATTEMPTS: usize = 8;
-/// Leaves read from tile rows per statement.
-const TAIL_CHUNK: u64 = 64 * 256;
 
 /// One replica's part of the leaf index.
 pub(super) struct LeafIndex {
@@ -182,7 +179,7 @@ impl LeafIndex {
         let stored = read_state(shared)?.unwrap_or_default();
         if known.as_ref() == Some(&stored) && end >= stored.covered() {
             if end < size {
-                let hashes = tail(shared, end, size)?;
+                let hashes = leaf_tail::read(shared, end, size)?;
                 let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
                 for (i, h) in (end..).zip(&hashes) {
                     cache.mem.push(leaf_index::key(h), i);
@@ -193,7 +190,7 @@ impl LeafIndex {
         let covered = stored.covered();
         let mut mem = Memtable::new(covered);
         if covered < size {
-            for (i, h) in (covered..).zip(&tail(shared, covered, size)?) {
+            for (i, h) in (covered..).zip(&leaf_tail::read(shared, covered, size)?) {
                 mem.push(leaf_index::key(h), i);
             }
         }
@@ -549,59 +546,4 @@ fn check(
             c.into_iter().find(|i| stored.get(i) == Some(leaf))
         })
         .collect())
-}
-
-/// The leaf hashes `[from, to)`, from the level-0 tile rows.
-fn tail(shared: &Arc<Shared>, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-    let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
-    let mut at = from;
-    while at < to {
-        let upto = (at - at % 256 + TAIL_CHUNK).min(to);
-        let (first, last) = (int(at / 256)?, int((upto - 1) / 256)?);
-        let (s, log) = (Arc::clone(shared), shared.log);
-        let rows = shared.driver.run("reading leaf hashes", async move {
-            let c = s.reader().await?;
-            let rows = c
-                .rows(
-                    "SELECT idx, substring(hashes FROM 1 FOR $4) FROM quire_tiles
-                     WHERE log = $1 AND mid = false AND level = 0 AND idx >= $2 AND idx <= $3
-                     ORDER BY idx",
-                    &[
-                        (&log, Type::INT8),
-                        (&first, Type::INT8),
-                        (&last, Type::INT8),
-                        (&bounded::param(bounded::TILE_ROW), Type::INT4),
-                    ],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| {
-                    let tile = uint(r.col(0)?)?;
-                    let hashes = bounded::within(r.col::<Vec<u8>>(1)?, bounded::TILE_ROW, || {
-                        format!("stored tile row 0/{tile}")
-                    })?;
-                    Ok((tile, hashes))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()
-        })?;
-        for (tile, bytes) in rows {
-            for (i, h) in (tile * 256..).zip(bytes.chunks_exact(32)) {
-                // The next leaf wanted, in order (rows start before `at`).
-                if i < upto && i == from + out.len() as u64 {
-                    out.push(
-                        Hash::from_slice(h)
-                            .map_err(|_| StoreError::Corrupt(format!("tile row 0/{tile}")))?,
-                    );
-                }
-            }
-        }
-        if from + (out.len() as u64) < upto {
-            return Err(StoreError::Missing(format!(
-                "leaf hashes {}..{upto} in the tile rows",
-                from + out.len() as u64
-            )));
-        }
-        at = upto;
-    }
-    Ok(out)
 }

@@ -20,6 +20,7 @@ mod events;
 pub(crate) mod filling;
 mod leaf_blocks;
 mod leaf_plan;
+mod leaf_tail;
 mod lease;
 mod leaves;
 mod merges_beside;
@@ -350,8 +351,8 @@ impl Storage for PgStore {
         PgReader::open(&self.shared, true)
     }
 
-    fn shown_durable(&self, size: u64) {
-        self.shared.leaves.durable(size);
+    fn shown_durable(&self, view: &PgReader) {
+        self.shared.leaves.durable(view.latest_size().unwrap_or(0));
     }
 
     fn reads_wait_on_network(&self) -> bool {

@@ -109,7 +109,7 @@ impl PgReader {
         self.head.map_or(0, |h| h.size)
     }
 
-    fn latest_size(&self) -> Option<u64> {
+    pub(super) fn latest_size(&self) -> Option<u64> {
         self.latest.as_ref().map(|c| c.size)
     }
 }

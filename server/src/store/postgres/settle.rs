@@ -188,6 +188,7 @@ pub(super) fn durable(shared: &Shared, base: Head, head: Head) {
 /// [`StoreError::Engine`]: the leaf index's memory is then loaded again
 /// before its next use.
 pub(super) fn settle(shared: &Arc<Shared>, size: u64) -> Result<(), StoreError> {
+    let through = size;
     let size = i64::try_from(size).unwrap_or(i64::MAX);
     let waiting = std::time::Instant::now();
     let mut unknown = None;
@@ -224,7 +225,7 @@ pub(super) fn settle(shared: &Arc<Shared>, size: u64) -> Result<(), StoreError> 
     if let Some(e) = unreplicated {
         return Err(e);
     }
-    shared.leaves.durable(u64::try_from(size).unwrap_or(0));
+    shared.leaves.durable(through);
     Ok(())
 }
 

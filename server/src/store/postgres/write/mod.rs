@@ -6,9 +6,10 @@
 //! checks what each write wrote ([`super::statement`]), so any failure
 //! rolls the whole transaction back. The first is sent before the
 //! committing thread encodes the bundles and computes the leaf index's
-//! step, which it waits for only where it needs them. The locks are in `locks.rs`, the bundles in `bundles.rs`,
-//! the writes after them in `statements.rs`, and what is kept beside a
-//! log (cosignatures, dropped entries) in `beside.rs`.
+//! step, which it waits for only where it needs them. The locks are in
+//! `locks.rs`, the bundles in `bundles.rs`, the writes after them in
+//! `statements.rs`, and what is kept beside a log (cosignatures, dropped
+//! entries) in `beside.rs`.
 //!
 //! The sequencer's commits are unsettled: their `COMMIT` does not wait
 //! for the WAL flush or the standbys, and [`super::settle`] proves them
@@ -422,32 +423,33 @@ impl Plan {
                 SyncCheck::Off => Ok(false),
             }
         };
-        let (begun, lease, head, (replicated, after), (leaf, alone)) = futures_util::future::join5(
+        // Polled in this order, so sent in it when both the bundles and
+        // the step are ready; the answers are checked in the order sent,
+        // so a failed write is reported, not the aborted transaction the
+        // statements behind it met.
+        let (begun, lease, head, (replicated, after), (alone, leaf)) = futures_util::future::join5(
             client.batch_execute("BEGIN"),
             self.lock_lease(client, log),
             self.lock_head(client, log),
             futures_util::future::join(replication, self.bundle_after(client, log)),
-            futures_util::future::join(
-                async {
-                    let leaf = leaf.await.map_err(|_| {
-                        StoreError::engine("the commit's leaf index step was not computed")
-                    })?;
-                    match leaf {
-                        Some(leaf) => leaf.check(client, log).await.map(|()| Some(leaf)),
-                        None => Ok(None),
-                    }
-                },
-                self.bundles_alone(client, encoded),
-            ),
+            futures_util::future::join(self.bundles_alone(client, encoded), async {
+                let leaf = leaf.await.map_err(|_| {
+                    StoreError::engine("the commit's leaf index step was not computed")
+                })?;
+                match leaf {
+                    Some(leaf) => leaf.check(client, log).await.map(|()| Some(leaf)),
+                    None => Ok(None),
+                }
+            }),
         )
         .await;
         begun.map_err(engine)?;
         lease?;
         head?;
-        let leaf = leaf?;
         let mark = replicated? && !self.ever_replicated;
         let after = after?;
         alone?;
+        let leaf = leaf?;
         let mut work = self.bundle_statements(client, after.as_ref());
         if mark {
             work.push(Box::pin(async move {
