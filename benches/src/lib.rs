@@ -15,6 +15,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 pub mod auth;
+pub mod entries;
 pub mod events;
 pub mod failover;
 pub mod keyed;

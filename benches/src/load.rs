@@ -29,16 +29,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
+pub use crate::entries::{entry, Entries, Payload};
 pub use crate::verify::{check_extends, check_inclusion, log_keys, verified_checkpoint};
-
-/// Entry content.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-pub enum Payload {
-    /// Incompressible random bytes.
-    Random,
-    /// JSON audit events.
-    Json,
-}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -139,39 +131,6 @@ pub struct Report {
     pub server_cores_used: f64,
 }
 
-/// One entry: `n` makes it unique.
-pub fn entry(rng: &mut rand::rngs::StdRng, payload: Payload, len: usize, n: u64) -> Vec<u8> {
-    match payload {
-        Payload::Random => {
-            let mut e = vec![0u8; len.max(8)];
-            rng.fill(&mut e[..]);
-            e[..8].copy_from_slice(&n.to_be_bytes());
-            e
-        }
-        Payload::Json => {
-            let users = ["alice", "bob", "carol", "dave"];
-            let actions = ["login", "logout", "read", "update", "delete"];
-            let mut s = format!(
-                "{{\"seq\":{n},\"time\":\"2026-11-21T10:{:02}:{:02}.{:03}Z\",\"user\":\"{}\",\"action\":\"{}\",\"resource\":\"/records/{}\",\"ip\":\"10.{}.{}.{}\",\"result\":\"ok\"",
-                rng.gen_range(0..60),
-                rng.gen_range(0..60),
-                rng.gen_range(0..1000),
-                users[rng.gen_range(0..users.len())],
-                actions[rng.gen_range(0..actions.len())],
-                rng.gen_range(0..100_000),
-                rng.gen_range(0..256),
-                rng.gen_range(0..256),
-                rng.gen_range(0..256)
-            );
-            while s.len() + 1 < len {
-                s.push(' ');
-            }
-            s.push('}');
-            s.into_bytes()
-        }
-    }
-}
-
 /// `n` random (index, leaf hash) pairs of the first `size` entries.
 ///
 /// # Errors
@@ -219,6 +178,8 @@ struct Shared {
     failures: AtomicU64,
     examples: Mutex<Vec<String>>,
     counter: AtomicU64,
+    /// What the writers write, drawn before the clock starts.
+    entries: Entries,
 }
 
 impl Shared {
@@ -279,7 +240,7 @@ async fn writer(
         let entries: Vec<Vec<u8>> = (0..load.batch)
             .map(|_| {
                 let n = shared.counter.fetch_add(1, Ordering::Relaxed);
-                entry(&mut rng, load.payload, load.entry_bytes, n)
+                shared.entries.make(&mut rng, n)
             })
             .collect();
         let pick = rng.gen_range(0..entries.len().max(1));
@@ -431,6 +392,7 @@ pub async fn run(channel: Channel, load: &Load) -> anyhow::Result<Report> {
         examples: Mutex::new(Vec::new()),
         // Entries of this run are numbered apart from earlier ones.
         counter: AtomicU64::new((1 << 50) + before.size()),
+        entries: Entries::new(load.payload, load.entry_bytes, before.size()),
     });
     let (latest_tx, latest_rx) = watch::channel(before.clone());
     let cpu_before = cpu_seconds(load.server_pid);

@@ -102,11 +102,14 @@ pub async fn run(load: &PgLoad) -> anyhow::Result<PgReport> {
     let admin = connect(&load.url).await?;
     admin.batch_execute(SCHEMA).await?;
     let server: String = admin.query_one("SELECT version()", &[]).await?.get(0);
+    // Drawn before the clock starts, as Quire's writers' are.
+    let made = crate::entries::Entries::new(load.payload, load.entry_bytes, 7);
     let start = Instant::now();
     let deadline = start + load.duration;
     let mut tasks = Vec::new();
     for w in 0..load.writers {
         let load = load.clone();
+        let made = made.clone();
         tasks.push(tokio::spawn(async move {
             let client = connect(&load.url).await?;
             let stmt = client.prepare("SELECT audit_append($1)").await?;
@@ -118,7 +121,7 @@ pub async fn run(load: &PgLoad) -> anyhow::Result<PgReport> {
                 let entries: Vec<Vec<u8>> = (0..load.batch)
                     .map(|_| {
                         n += 1;
-                        crate::load::entry(&mut rng, load.payload, load.entry_bytes, n)
+                        made.make(&mut rng, n)
                     })
                     .collect();
                 let t0 = Instant::now();
