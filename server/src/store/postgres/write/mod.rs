@@ -88,13 +88,14 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
         })
         .transpose()?;
     plan.unsettled = landed.is_some();
+    let unsettled = plan.unsettled;
     // The transaction starts (its locks and checks sent) while this thread
     // computes the leaf index's step and encodes the bundles.
     let (leaf_tx, leaf_rx) = tokio::sync::oneshot::channel();
     let (encoded_tx, encoded) = tokio::sync::oneshot::channel();
     let alone = plan.alone();
     let compress = plan.compress;
-    let started = run_commit(shared, plan, leaf_rx, encoded);
+    let started = run_commit(shared, plan, leaf_rx, encoded, landed);
     // The bundles first: PostgreSQL writes them while this thread computes
     // the step. A range outside the commit (never made by `Plan::of`)
     // sends nothing, and the transaction ends without writing.
@@ -124,10 +125,9 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
             Err(e)
         }
     };
-    match (&result, landed) {
-        (Ok(()), Some(landed)) => super::settle::start(shared, landed, c.base, c.head),
-        (Ok(()), None) => super::settle::durable(shared, c.base, c.head),
-        (Err(_), _) => {}
+    // An unsettled commit's settle was started as it landed.
+    if result.is_ok() && !unsettled {
+        super::settle::durable(shared, c.base, c.head);
     }
     match (&result, planned) {
         (Ok(()), Some(p)) => shared.leaves.committed(p, &c.leaf_index),
@@ -171,12 +171,16 @@ fn plan_leaves(
 /// Starts `plan`'s transaction on the writer's connection: its leaf index
 /// step comes on `leaf` and the bundles it fills alone on `encoded`, from
 /// the committing thread. Dropped unsent, the leaf step fails the
-/// transaction's checks and it is rolled back.
+/// transaction's checks and it is rolled back. An unsettled commit
+/// (`landed`) has its settle started by the same task the moment its
+/// `COMMIT` succeeds, before the committing thread hears of it: the settle
+/// is on the path of every write it carries.
 fn run_commit(
     shared: &Arc<Shared>,
     mut plan: Plan,
     leaf: tokio::sync::oneshot::Receiver<Option<LeafPlan>>,
     encoded: tokio::sync::oneshot::Receiver<Vec<Vec<u8>>>,
+    landed: Option<Landed>,
 ) -> Result<Started<()>, StoreError> {
     plan.origin.clone_from(&shared.origin);
     plan.replication = shared.replication;
@@ -210,6 +214,9 @@ fn run_commit(
         }
         tx.open = false;
         drop(tx);
+        if let Some(landed) = landed {
+            super::settle::start(&shared2, landed, plan.base, plan.head);
+        }
         if plan.marked.load(std::sync::atomic::Ordering::Relaxed) {
             shared2
                 .replicated
