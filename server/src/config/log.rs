@@ -492,7 +492,10 @@ impl LogConfig {
             }
             (Engine::Postgres, Some(url)) => {
                 if let Err(e) = url.parse::<tokio_postgres::Config>() {
-                    return bad(format!("url does not parse as a PostgreSQL URL: {e}"));
+                    return bad(format!(
+                        "url does not parse as a PostgreSQL URL: {}",
+                        quire_host::error::Report(&e)
+                    ));
                 }
             }
             (Engine::Redb, None) => {}
@@ -588,5 +591,16 @@ mod tests {
             let e = load(&format!("{pg}{extra}")).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
+    }
+
+    /// A URL PostgreSQL's client refuses is named with the client's
+    /// reason, not only "invalid connection string".
+    #[test]
+    fn a_bad_postgres_url_names_what_is_wrong() {
+        let e = load("[[logs]]\norigin = \"a.example/log\"\n[logs.storage]\nengine = \"postgres\"\nurl = \"postgres://q@127.0.0.1/q?frobnicate=1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not parse as a PostgreSQL URL"), "{e}");
+        assert!(e.contains("frobnicate"), "{e}");
     }
 }

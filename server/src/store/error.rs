@@ -8,11 +8,11 @@ use super::Head;
 pub enum StoreError {
     /// The engine failed.
     #[error("storage engine: {0}")]
-    Engine(#[source] Cause),
+    Engine(Cause),
     /// The disk is full, a quota is reached or a file hit its size limit
     /// (ENOSPC, EDQUOT, EFBIG).
     #[error("storage is full: {0}")]
-    Full(#[source] Cause),
+    Full(Cause),
     /// Stored data is not what it must be.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -58,6 +58,17 @@ pub enum StoreError {
 
 /// The error an engine failed with, kept whole: its text, its causes, and
 /// its type for a caller that looks into it ([`Cause::get`]).
+///
+/// It shows its whole chain of causes in its own text, as
+/// `kind: cause: cause`: PostgreSQL's client says only "db error" or
+/// "error communicating with the server" and keeps the server's message
+/// (or the socket's error) in its source, which a log line or a gRPC
+/// status that prints one error would drop. A cause whose text its error
+/// shows already is not shown again (`quire_host::error::Report`), and
+/// the chain ends here
+/// ([`std::error::Error::source`] is `None`; [`StoreError`] shows it in
+/// its text and gives no source either), so nothing that walks the chain
+/// (`{:#}` of `anyhow`) prints a cause twice.
 #[derive(Clone, Debug)]
 pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
 
@@ -80,15 +91,11 @@ impl Cause {
 
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        quire_host::error::Report(&*self.0).fmt(f)
     }
 }
 
-impl std::error::Error for Cause {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
+impl std::error::Error for Cause {}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -136,5 +143,55 @@ mod tests {
         );
         let e = crate::store::redb::engine(redb::Error::PreviousIo);
         assert!(matches!(e, StoreError::Engine(_)), "{e:?}");
+    }
+
+    /// An error that says only its kind and keeps the detail in its
+    /// source, as PostgreSQL's client does.
+    #[derive(Debug)]
+    struct Terse(std::io::Error);
+
+    impl std::fmt::Display for Terse {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("db error")
+        }
+    }
+
+    impl std::error::Error for Terse {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// An error that shows its source in its own text.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot connect: {0}")]
+    struct Wordy(#[source] Terse);
+
+    /// The engine's detail reaches the error's text once, however the
+    /// error is printed: alone, or by walking its chain.
+    #[test]
+    fn a_cause_shows_its_chain_once() {
+        use std::error::Error as _;
+        let detail = || std::io::Error::other("ERROR: relation \"quire_heads\" does not exist");
+        let e = StoreError::Engine(super::Cause::new(Terse(detail())));
+        assert_eq!(
+            e.to_string(),
+            "storage engine: db error: ERROR: relation \"quire_heads\" does not exist"
+        );
+        // The typed error is still there for a caller that looks.
+        let StoreError::Engine(cause) = &e else {
+            unreachable!()
+        };
+        assert!(cause.get().downcast_ref::<Terse>().is_some());
+        // Walking the chain adds nothing the text did not show.
+        assert!(e.source().is_none());
+        let shown = e.to_string();
+        assert_eq!(format!("{:#}", anyhow::Error::new(e)), shown);
+        // A source its error shows already is not repeated.
+        let e = StoreError::Engine(super::Cause::new(Wordy(Terse(detail()))));
+        assert_eq!(
+            e.to_string(),
+            "storage engine: cannot connect: db error: ERROR: relation \"quire_heads\" does not exist"
+        );
     }
 }

@@ -68,8 +68,9 @@ impl Column for tokio_postgres::Row {
     fn col<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, i: usize) -> Result<T, StoreError> {
         self.try_get(i).map_err(|e| {
             StoreError::Corrupt(format!(
-                "a stored row's column {i} is not a {}: {e}",
-                std::any::type_name::<T>()
+                "a stored row's column {i} is not a {}: {}",
+                std::any::type_name::<T>(),
+                quire_host::error::Report(&e)
             ))
         })
     }
@@ -95,10 +96,12 @@ impl Driver {
     pub(crate) fn new(opts: &super::PgOptions) -> Result<Self, StoreError> {
         let (connect_timeout, timeout) = (opts.connect_timeout, opts.timeout);
         let idle = opts.idle_in_transaction.unwrap_or(timeout).as_millis();
-        let mut config: tokio_postgres::Config = opts
-            .url
-            .parse()
-            .map_err(|e| StoreError::engine(format!("the PostgreSQL URL does not parse: {e}")))?;
+        let mut config: tokio_postgres::Config = opts.url.parse().map_err(|e| {
+            StoreError::engine(format!(
+                "the PostgreSQL URL does not parse: {}",
+                quire_host::error::Report(&e)
+            ))
+        })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(connect_timeout);
         }

@@ -503,7 +503,12 @@ impl Plan {
             (None, Ok(())) => Ok(()),
             (failed, committed) if client.is_closed() => {
                 let why = failed.map_or_else(
-                    || committed.err().map(|e| e.to_string()).unwrap_or_default(),
+                    || {
+                        committed
+                            .err()
+                            .map(|e| quire_host::error::Report(&e).to_string())
+                            .unwrap_or_default()
+                    },
                     |e| e.to_string(),
                 );
                 Err(self.unknown(&format!(
