@@ -68,7 +68,7 @@ pub const POOL_BYTES: usize = 16 << 20;
 /// length, back to back: entries numbered in a row (a request, a bundle)
 /// hold distinct random bytes and do not compress, and a window comes
 /// back only after `W` entries (67,650 for 256-byte entries, 16 MiB
-/// apart). JSON entries, and random ones too long for a window, are made
+/// apart). JSON entries, and random ones longer than the pool, are made
 /// as [`entry`] makes them.
 #[derive(Clone)]
 pub struct Entries {

@@ -98,10 +98,15 @@ impl IndexCache {
         self.filters.retain(|_, f| f.span.1 <= durable);
     }
 
+    /// Whether the log is known durable through `size` already.
+    pub(crate) fn is_durable(&self, size: u64) -> bool {
+        size <= self.durable
+    }
+
     /// The log is durable through `size`. Returns the runs whose filters
     /// may be built now (runs no longer live stop waiting).
     pub(crate) fn durable(&mut self, size: u64) -> Vec<u64> {
-        if size <= self.durable {
+        if self.is_durable(size) {
             return Vec::new();
         }
         self.durable = size;
@@ -340,6 +345,7 @@ mod tests {
         assert_eq!(c.build_span(0), Some((0, 100)));
         assert_eq!(c.build_span(1), None, "waits: ends past the durable size");
         assert!(c.durable(150).is_empty(), "still past it");
+        assert!(c.is_durable(150) && !c.is_durable(151));
         assert_eq!(c.durable(200), vec![1]);
         assert_eq!(c.build_span(1), Some((100, 200)));
         // Nothing is built for a run with a filter, or not live.

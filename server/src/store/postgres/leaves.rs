@@ -370,8 +370,18 @@ impl LeafIndex {
     }
 
     /// The log is durable through `size` (a settle or a durable view showed
-    /// it): the filters that waited for it are built.
+    /// it): the filters that waited for it are built. Told on every settle,
+    /// durable commit and follower refresh, so a size already known takes
+    /// only the read lock the lookups share.
     pub(super) fn durable(&self, size: u64) {
+        if self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_durable(size)
+        {
+            return;
+        }
         let ready = self
             .cache
             .write()

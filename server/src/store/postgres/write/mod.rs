@@ -87,8 +87,8 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
             })
         })
         .transpose()?;
-    plan.unsettled = landed.is_some();
-    let unsettled = plan.unsettled;
+    let unsettled = landed.is_some();
+    plan.unsettled = unsettled;
     // The transaction starts (its locks and checks sent) while this thread
     // computes the leaf index's step and encodes the bundles.
     let (leaf_tx, leaf_rx) = tokio::sync::oneshot::channel();
