@@ -166,7 +166,10 @@ impl<S: Storage> Sequencer<S> {
                 match wake(&rt, &mut f.done, tick) {
                     Wake::Tick => {
                         let (range, root) = (&f.prepared.range, f.prepared.latest.root);
-                        while self.takes_ahead(&next) {
+                        // One request at a time, and a landing before the
+                        // next: the next commit waits for nothing but the
+                        // request being assigned.
+                        while self.takes_ahead(&next) && f.done.is_empty() {
                             match rx.try_recv() {
                                 Ok(r) => self.ahead(&mut next, range, root, r),
                                 Err(mpsc::error::TryRecvError::Empty) => break,
