@@ -166,10 +166,7 @@ impl<S: Storage> Sequencer<S> {
                 match wake(&rt, &mut f.done, tick) {
                     Wake::Tick => {
                         let (range, root) = (&f.prepared.range, f.prepared.latest.root);
-                        // One request at a time, and a landing before the
-                        // next: the next commit waits for nothing but the
-                        // request being assigned.
-                        while self.takes_ahead(&next) && f.done.is_empty() {
+                        while self.takes_ahead(&next) {
                             match rx.try_recv() {
                                 Ok(r) => self.ahead(&mut next, range, root, r),
                                 Err(mpsc::error::TryRecvError::Empty) => break,
