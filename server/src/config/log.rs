@@ -1,12 +1,13 @@
-//! One log's configuration: its limits, `[logs.storage]` and
-//! `[logs.witnessing]`, and the checks of its values.
+//! One log's configuration: its limits and `[logs.storage]`, and the
+//! checks of its values (`[logs.witnessing]` is in `witnessing.rs`).
 
 use serde::{Deserialize, Serialize};
 
+use super::witnessing::WitnessingConfig;
 use super::{Config, ConfigError};
 use crate::log::{DedupPolicy, LogLimits};
 use crate::store::redb::RedbOptions;
-use crate::witnessing::{FailMode, WitnessEndpoint, WitnessPolicy};
+use crate::witnessing::WitnessPolicy;
 
 /// One log.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -184,42 +185,6 @@ impl Default for StorageConfig {
     }
 }
 
-/// How one log is witnessed.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WitnessingConfig {
-    /// Witnesses to send each new checkpoint to
-    /// (`[[logs.witnessing.witnesses]]`).
-    #[serde(default)]
-    pub witnesses: Vec<WitnessEntry>,
-    /// Cosignatures that make a checkpoint witnessed (default: a majority
-    /// of the witnesses).
-    #[serde(default)]
-    pub quorum: Option<usize>,
-    /// Deadline of each call to a witness, milliseconds.
-    #[serde(default = "default_witness_timeout")]
-    pub timeout_ms: u64,
-    /// How long a witnessed write or read waits for the quorum, milliseconds.
-    #[serde(default = "default_witness_wait")]
-    pub wait_ms: u64,
-    /// `open`: after the wait, answer with the cosignatures there are;
-    /// `closed`: fail the call instead.
-    #[serde(default)]
-    pub fail: FailMode,
-}
-
-impl Default for WitnessingConfig {
-    fn default() -> Self {
-        WitnessingConfig {
-            witnesses: Vec::new(),
-            quorum: None,
-            timeout_ms: default_witness_timeout(),
-            wait_ms: default_witness_wait(),
-            fail: FailMode::Open,
-        }
-    }
-}
-
 /// Keys of a log's table that moved into its `storage` and `witnessing`
 /// tables, and where they are now: named in the refusal of an old file.
 pub const MOVED_KEYS: &[(&str, &str)] = &[
@@ -231,28 +196,6 @@ pub const MOVED_KEYS: &[(&str, &str)] = &[
     ("witness_wait_ms", "to `wait_ms` in [logs.witnessing]"),
     ("witness_fail", "to `fail` in [logs.witnessing]"),
 ];
-
-/// One witness of a log.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WitnessEntry {
-    /// Its address: the gRPC endpoint, or for `protocol = "http"` the URL
-    /// under which C2SP `tlog-witness` serves `/add-checkpoint`.
-    pub url: String,
-    /// `grpc` (Quire's witness service, the default) or `http` (C2SP
-    /// `tlog-witness`, as the public witness ecosystem speaks it).
-    #[serde(default)]
-    pub protocol: crate::witnessing::WitnessProtocol,
-    /// Its cosignature/v1 verifier key.
-    pub key: String,
-}
-
-fn default_witness_timeout() -> u64 {
-    2000
-}
-fn default_witness_wait() -> u64 {
-    5000
-}
 
 fn default_dedup() -> DedupPolicy {
     DedupPolicy::Strict
@@ -299,66 +242,7 @@ impl LogConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] for a bad key, URL or quorum.
     pub fn witness_policy(&self) -> Result<Option<WitnessPolicy>, ConfigError> {
-        let w = &self.witnessing;
-        if w.witnesses.is_empty() {
-            return Ok(None);
-        }
-        let n = w.witnesses.len();
-        let quorum = w.quorum.unwrap_or(n / 2 + 1);
-        if !(1..=n).contains(&quorum) {
-            return Err(ConfigError::Invalid(format!(
-                "log {:?}: witnessing quorum {quorum} must be 1 to the {n} witnesses configured",
-                self.origin
-            )));
-        }
-        for (what, v) in [
-            ("witnessing timeout_ms", w.timeout_ms),
-            ("witnessing wait_ms", w.wait_ms),
-        ] {
-            if !(1..=600_000).contains(&v) {
-                return Err(ConfigError::Invalid(format!(
-                    "log {:?}: {what} = {v} must be 1 to 600000",
-                    self.origin
-                )));
-            }
-        }
-        let witnesses = w
-            .witnesses
-            .iter()
-            .map(|w| {
-                let key = quire_core::VerifierKey::parse(&w.key).map_err(|e| {
-                    ConfigError::Invalid(format!(
-                        "log {:?}: witness {}: key: {e}",
-                        self.origin, w.url
-                    ))
-                })?;
-                if key.key_type() != quire_core::KeyType::CosignatureV1 {
-                    return Err(ConfigError::Invalid(format!(
-                        "log {:?}: witness {}: not a cosignature/v1 key",
-                        self.origin, w.url
-                    )));
-                }
-                if !w.url.starts_with("http://") {
-                    return Err(ConfigError::Invalid(format!(
-                        "log {:?}: witness address {:?} must start with http:// \
-                         (TLS to witnesses is not supported yet)",
-                        self.origin, w.url
-                    )));
-                }
-                Ok(WitnessEndpoint {
-                    url: w.url.clone(),
-                    protocol: w.protocol,
-                    key,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(WitnessPolicy {
-            witnesses,
-            quorum,
-            timeout: std::time::Duration::from_millis(w.timeout_ms),
-            wait: std::time::Duration::from_millis(w.wait_ms),
-            fail: w.fail,
-        }))
+        self.witnessing.policy(&self.origin)
     }
 
     /// How this log's redb file is opened.

@@ -47,12 +47,14 @@ mod family;
 mod log;
 mod replication;
 mod tls;
+mod witnessing;
 
 pub use family::FamilyConfig;
 
-pub use log::{Engine, LogConfig, StorageConfig, WitnessEntry, WitnessingConfig, MOVED_KEYS};
+pub use log::{Engine, LogConfig, StorageConfig, MOVED_KEYS};
 pub use replication::ReplicationConfig;
 pub use tls::{ClientCert, TlsConfig};
+pub use witnessing::{WitnessEntry, WitnessingConfig};
 
 /// Largest configuration file read, checked before parsing.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
