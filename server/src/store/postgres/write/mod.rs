@@ -54,11 +54,11 @@ use crate::store::{Commit, Head, StoreError};
 /// One statement of a commit, pipelined with the others.
 pub(super) type Work<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
-/// Writes `c` in one transaction, or nothing. `unsettled`: a commit that
+/// Writes `c` in one transaction, or nothing. `may_defer`: a commit that
 /// carries a checkpoint and at least [`super::settle::SETTLE_FROM`]
 /// entries is made without waiting for its flush and the standbys, and
 /// its settle started ([`super::settle`]).
-pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Result<(), StoreError> {
+pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, may_defer: bool) -> Result<(), StoreError> {
     if c.leaf_index.len() != c.entries.len() {
         return Err(StoreError::Corrupt(format!(
             "commit of {} entries carries {} leaf hashes",
@@ -76,10 +76,10 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
     }
     let mut plan = Plan::of(c, shared.compress, shared.log)?;
     plan.lease = shared.fence()?;
-    let landed = c
+    plan.landed = c
         .checkpoint
         .as_ref()
-        .filter(|_| unsettled && c.entries.len() >= super::settle::SETTLE_FROM)
+        .filter(|_| may_defer && c.entries.len() >= super::settle::SETTLE_FROM)
         .map(|cp| -> Result<Landed, StoreError> {
             Ok(Landed {
                 size: int(cp.size)?,
@@ -87,15 +87,14 @@ pub(super) fn commit(shared: &Arc<Shared>, c: &Commit, unsettled: bool) -> Resul
             })
         })
         .transpose()?;
-    let unsettled = landed.is_some();
-    plan.unsettled = unsettled;
+    let unsettled = plan.landed.is_some();
     // The transaction starts (its locks and checks sent) while this thread
     // computes the leaf index's step and encodes the bundles.
     let (leaf_tx, leaf_rx) = tokio::sync::oneshot::channel();
     let (encoded_tx, encoded) = tokio::sync::oneshot::channel();
     let alone = plan.alone();
     let compress = plan.compress;
-    let started = run_commit(shared, plan, leaf_rx, encoded, landed);
+    let started = run_commit(shared, plan, leaf_rx, encoded);
     // The bundles first: PostgreSQL writes them while this thread computes
     // the step. A range outside the commit (never made by `Plan::of`)
     // sends nothing, and the transaction ends without writing.
@@ -172,7 +171,7 @@ fn plan_leaves(
 /// step comes on `leaf` and the bundles it fills alone on `encoded`, from
 /// the committing thread. Dropped unsent, the leaf step fails the
 /// transaction's checks and it is rolled back. An unsettled commit
-/// (`landed`) has its settle started by the same task the moment its
+/// (`plan.landed`) has its settle started by the same task the moment its
 /// `COMMIT` succeeds, before the committing thread hears of it: the settle
 /// is on the path of every write it carries.
 fn run_commit(
@@ -180,7 +179,6 @@ fn run_commit(
     mut plan: Plan,
     leaf: tokio::sync::oneshot::Receiver<Option<LeafPlan>>,
     encoded: tokio::sync::oneshot::Receiver<Vec<Vec<u8>>>,
-    landed: Option<Landed>,
 ) -> Result<Started<()>, StoreError> {
     plan.origin.clone_from(&shared.origin);
     plan.replication = shared.replication;
@@ -214,7 +212,7 @@ fn run_commit(
         }
         tx.open = false;
         drop(tx);
-        if let Some(landed) = landed {
+        if let Some(landed) = plan.landed.take() {
             super::settle::start(&shared2, landed, plan.base, plan.head);
         }
         if plan.marked.load(std::sync::atomic::Ordering::Relaxed) {
@@ -287,9 +285,9 @@ struct Plan {
     marked: std::sync::atomic::AtomicBool,
     /// The rows of its events.
     events: EventPlan,
-    /// Committed without waiting for its flush and the standbys
-    /// ([`super::settle`]).
-    unsettled: bool,
+    /// Set when the commit is made without waiting for its flush and the
+    /// standbys: what its settle proves ([`super::settle`]).
+    landed: Option<Landed>,
 }
 
 impl Plan {
@@ -388,7 +386,7 @@ impl Plan {
             ever_replicated: false,
             marked: std::sync::atomic::AtomicBool::new(false),
             events: EventPlan::of(&c.events)?,
-            unsettled: false,
+            landed: None,
         })
     }
 
@@ -470,7 +468,7 @@ impl Plan {
         let warned = client.warnings().count();
         // Unsettled: the setting read by this `COMMIT` alone (the
         // replication check above read the session's own).
-        let end = if self.unsettled {
+        let end = if self.landed.is_some() {
             "SET LOCAL synchronous_commit = off; COMMIT"
         } else {
             "COMMIT"
