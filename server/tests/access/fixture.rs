@@ -524,3 +524,15 @@ pub fn assert_denied(record: &serde_json::Value, status: &tonic::Status) {
         "{record}"
     );
 }
+
+/// Polls `ok` every 25 ms, at most 400 times; returns how long it took.
+pub async fn poll_until(what: &str, mut ok: impl AsyncFnMut() -> bool) -> std::time::Duration {
+    let t0 = std::time::Instant::now();
+    for _ in 0..400 {
+        if ok().await {
+            return t0.elapsed();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{what}: not within 400 polls");
+}
