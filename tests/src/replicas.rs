@@ -6,30 +6,27 @@
 //! and no witness holding evidence.
 //!
 //! Faults are placed by counting acknowledgements; every wait is a bounded
-//! poll.
+//! poll. The witnesses are in `replicas/witnesses.rs`, the check in
+//! `replicas/check.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
+mod check;
+mod witnesses;
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quire_core::{Checkpoint, Note, VerifierKey};
+use quire_core::{Checkpoint, Note};
 use quire_proto::v1::log_client::LogClient;
-use quire_proto::v1::witness_client::WitnessClient;
-use quire_proto::v1::{
-    AddCheckpointRequest, AddEntriesRequest, GetConsistencyProofRequest, GetLatestRequest,
-    ListEvidenceRequest,
-};
-use quire_server::store::postgres::{Create, PgOptions, PgStore};
-use quire_server::store::{Storage, StorageReader};
+use quire_proto::v1::AddEntriesRequest;
 use tonic::transport::Channel;
 
 use crate::server::{free_port, ServerProcess};
-use crate::{copy_dir, postgres, witness_config, LogSpec, WitnessProcess};
+use crate::{copy_dir, postgres, WitnessProcess};
 
 /// How long a write, a leader or a catch-up is waited for: far above what
 /// any takes, including a PostgreSQL failover; only a broken replica
@@ -376,177 +373,6 @@ impl Replicas {
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-        }
-    }
-
-    /// Starts `n` witnesses of the log (after the first replica, whose
-    /// keys they trust), fed by [`Self::sample`].
-    pub fn start_witnesses(&mut self, n: usize) {
-        let keys = vec![self.vkey().to_vkey()];
-        for i in 0..n {
-            let cfg = witness_config(
-                &self.dir.join(format!("witness{i}")),
-                &format!("replicas.example/witness{i}"),
-                &[LogSpec {
-                    origin: &self.origin,
-                    keys: keys.clone(),
-                    url: None,
-                }],
-                &[],
-                60_000,
-            );
-            let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-            self.witnesses.push(WitnessProcess::start(&cfg, any));
-        }
-    }
-
-    /// Offers `note`, served by replica `from`, to every witness, with a
-    /// consistency proof from that replica. A witness ahead of it refuses
-    /// (it has moved on); a proof that does not verify, or evidence, fails
-    /// the test here or in [`Self::verify`].
-    async fn feed(&self, from: &str, note: &[u8]) {
-        let size = size_of(note);
-        for w in &self.witnesses {
-            let mut wc = WitnessClient::new(Channel::from_shared(w.url()).unwrap().connect_lazy());
-            let latest = self.witnessed(&mut wc).await;
-            let old = if latest.is_empty() {
-                0
-            } else {
-                size_of(&latest)
-            };
-            if old > size {
-                continue;
-            }
-            let proof = if old == 0 || old == size {
-                Vec::new()
-            } else {
-                let mut lc = LogClient::new(
-                    Channel::from_shared(self.procs[from].url())
-                        .unwrap()
-                        .connect_lazy(),
-                );
-                match lc
-                    .get_consistency_proof(GetConsistencyProofRequest {
-                        log: self.origin.clone(),
-                        old_size: old,
-                        new_size: size,
-                        with_seed: false,
-                    })
-                    .await
-                {
-                    Ok(r) => r.into_inner().proof,
-                    Err(_) => continue,
-                }
-            };
-            let r = wc
-                .add_checkpoint(AddCheckpointRequest {
-                    old_size: old,
-                    proof,
-                    checkpoint: note.to_vec(),
-                })
-                .await;
-            match r {
-                Ok(_) => {}
-                // It has moved on meanwhile, or it holds another root for
-                // the size: evidence, which `verify` looks for.
-                Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
-                Err(s) => panic!(
-                    "witness refused size {size} served by {from} (old {old}): {} {}",
-                    s.code(),
-                    s.message()
-                ),
-            }
-        }
-    }
-
-    /// The witness's latest cosigned checkpoint of the log (empty: none).
-    async fn witnessed(&self, wc: &mut WitnessClient<Channel>) -> Vec<u8> {
-        wc.get_latest(GetLatestRequest {
-            origin: self.origin.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .checkpoint
-    }
-
-    /// The log's verifier key (from the first replica's key files).
-    pub fn vkey(&self) -> VerifierKey {
-        let keys = self
-            .dir
-            .join(self.first.expect("a replica started"))
-            .join("data/keys");
-        let text = std::fs::read_dir(keys)
-            .unwrap()
-            .filter_map(Result::ok)
-            .find(|e| e.file_name().to_string_lossy().ends_with(".p256.vkey"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap())
-            .unwrap();
-        VerifierKey::parse(text.trim()).unwrap()
-    }
-
-    /// The check after a fault (see the module's documentation).
-    pub async fn verify(&mut self) {
-        self.wait_caught_up().await;
-        let key = self.vkey();
-        let store =
-            PgStore::open(&PgOptions::new(self.url.clone()), &self.origin, Create::No).unwrap();
-        let r = store.reader().unwrap();
-        let acked = lock(&self.acks).acked.clone();
-        let mut indexes: Vec<u64> = acked.iter().map(|(i, _)| *i).collect();
-        indexes.sort_unstable();
-        indexes.dedup();
-        assert_eq!(indexes.len(), acked.len(), "no index acknowledged twice");
-        for (index, entry) in &acked {
-            assert_eq!(
-                &r.entries(*index, index + 1).unwrap()[0],
-                entry,
-                "entry {index}"
-            );
-        }
-        let mut roots = BTreeMap::new();
-        let mut stored = BTreeMap::new();
-        for c in r.checkpoints(0, 1_000_000).unwrap() {
-            let note = Note::parse(&c.note).unwrap();
-            note.verify(std::slice::from_ref(&key)).unwrap();
-            let cp = Checkpoint::parse(note.text().as_bytes()).unwrap();
-            assert!(
-                roots.insert(cp.size(), *cp.root()).is_none(),
-                "size {} twice",
-                cp.size()
-            );
-            stored.insert(c.size, c.note.clone());
-        }
-        let sizes: Vec<_> = roots.iter().map(|(s, h)| (*s, *h)).collect();
-        for w in sizes.windows(2) {
-            let ((a, ra), (b, rb)) = (w[0], w[1]);
-            if a > 0 {
-                let proof = quire_core::prove_consistency(&r, a, b).unwrap();
-                quire_core::verify_consistency(a, b, &proof, &ra, &rb).unwrap();
-            }
-        }
-        for note in &self.served {
-            let size = size_of(note);
-            assert_eq!(
-                stored.get(&size),
-                Some(note),
-                "a served checkpoint of size {size} is the stored one"
-            );
-        }
-        for w in &self.witnesses {
-            let mut wc = WitnessClient::new(Channel::from_shared(w.url()).unwrap().connect_lazy());
-            let evidence = wc
-                .list_evidence(ListEvidenceRequest {
-                    origin: self.origin.clone(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .evidence;
-            assert!(evidence.is_empty(), "witness {} holds evidence", w.url());
-            let latest = self.witnessed(&mut wc).await;
-            let cp = Checkpoint::parse(Note::parse(&latest).unwrap().text().as_bytes()).unwrap();
-            assert_eq!(roots.get(&cp.size()), Some(cp.root()), "witnessed root");
         }
     }
 }
