@@ -274,10 +274,8 @@ async fn migrate_moves_an_event_log_with_its_payloads_erasures_and_indexes() {
     let size = server.logs[0].latest().stored.size;
     server.stop().await;
 
-    let d = path(&data);
     let hw = data.join("high-water");
-    let hw = path(&hw);
-    let common = ["--data-dir", d, "--high-water-dir", hw, "--origin", origin];
+    let common = redb_args(&data, &hw, origin);
     let (code, out) = migrate(&[&common[..], &["--to", "postgres", "--url", &url]].concat());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("entries 0..{size}")), "{out}");

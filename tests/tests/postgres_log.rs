@@ -273,10 +273,8 @@ async fn migrate_moves_a_log_to_postgres_and_back_verified_and_signs_nothing() {
     assert!(on_redb.len() >= 8, "{}", on_redb.len());
     server.stop().await;
 
-    let d = path(&data);
     let hw = data.join("high-water");
-    let hw = path(&hw);
-    let common = ["--data-dir", d, "--high-water-dir", hw, "--origin", origin];
+    let common = redb_args(&data, &hw, origin);
     let (code, out) = migrate(&[&common[..], &["--to", "postgres", "--url", &url]].concat());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("entries 0..700"), "{out}");

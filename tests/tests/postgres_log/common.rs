@@ -67,6 +67,19 @@ pub fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The arguments of `quire-server migrate` that name log `origin` on
+/// redb: its data directory `data` and high-water directory `hw`.
+pub fn redb_args<'a>(data: &'a Path, hw: &'a Path, origin: &'a str) -> [&'a str; 6] {
+    [
+        "--data-dir",
+        path(data),
+        "--high-water-dir",
+        path(hw),
+        "--origin",
+        origin,
+    ]
+}
+
 /// `quire-server migrate ARGS`: exit code and all it printed.
 pub fn migrate(args: &[&str]) -> (i32, String) {
     let mut all = vec!["migrate"];
