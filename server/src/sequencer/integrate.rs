@@ -8,7 +8,7 @@ use std::sync::Arc;
 use quire_core::{CompactRange, Hash};
 
 use super::assign::{restore, Assigned, Rules};
-use super::flight::{Committer, Outcome};
+use super::flight::Committer;
 use super::{write_error, Integrate, Sequencer};
 use crate::batch::{sign, Added, DedupPolicy, Latest, Request, WriteError};
 use crate::events::Sealed;
@@ -191,17 +191,19 @@ impl<S: Storage> Sequencer<S> {
         ))
     }
 
-    /// Follows `prepared`'s commit of `batch` once it ended (`outcome`):
-    /// the newest state is its tree, and its events are sealed for their
-    /// writers; or the error, or, when its leaves were said new and one
-    /// was stored, the batch's entries given back.
+    /// Follows `prepared`'s commit of `batch` once it ended (`commit`,
+    /// `result`): the newest state is its tree, and its events are sealed
+    /// for their writers; or the error, or, when its leaves were said new
+    /// and one was stored, the batch's entries given back. The commit is
+    /// the caller's to free: the sequencer frees it once the next commit
+    /// is under way.
     pub(super) fn land(
         &mut self,
         batch: &mut [Request],
         prepared: Prepared,
-        outcome: Outcome,
+        commit: &mut Commit,
+        result: Result<(), StoreError>,
     ) -> Result<(Vec<Vec<Added>>, Arc<Latest>), Integrate> {
-        let (mut commit, result) = outcome;
         match result {
             Ok(()) => {}
             Err(StoreError::LeafStored(cause)) if prepared.unchecked => {
@@ -254,8 +256,8 @@ impl<S: Storage> Sequencer<S> {
         match self.prepare(batch, unchecked)? {
             Ready::Done(per_request, latest) => Ok((per_request, latest)),
             Ready::Commit(commit, prepared) => {
-                let outcome = committer.run(commit);
-                self.land(batch, *prepared, outcome)
+                let (mut commit, result) = committer.run(commit);
+                self.land(batch, *prepared, &mut commit, result)
             }
         }
     }

@@ -182,8 +182,12 @@ impl<S: Storage> Sequencer<S> {
                         if !next.batch.is_empty() {
                             self.queue_depth(&rx);
                             let next = std::mem::take(&mut next);
-                            flight = self.begin(&out, next, landed == Some(true));
+                            let onto_landed = landed.as_ref().is_some_and(|(c, _)| *c);
+                            flight = self.begin(&out, next, onto_landed);
                         }
+                        // The landed commit's entries are freed only now,
+                        // off the path from one commit to the next.
+                        drop(landed);
                     }
                 }
                 continue;
@@ -387,8 +391,13 @@ impl<S: Storage> Sequencer<S> {
     /// Follows the commit of `flight` (`outcome`) and answers its batch.
     /// A batch that carried a stored leaf when its leaves were said new is
     /// integrated again, with a lookup, before anything else. Returns
-    /// whether it committed.
-    fn land_flight(&mut self, out: &Out<'_>, flight: Flight, outcome: Outcome) -> bool {
+    /// whether it committed, and the commit, for the caller to free.
+    fn land_flight(
+        &mut self,
+        out: &Out<'_>,
+        flight: Flight,
+        outcome: Outcome,
+    ) -> (bool, Box<Commit>) {
         let Flight {
             mut batch,
             count,
@@ -396,7 +405,8 @@ impl<S: Storage> Sequencer<S> {
             prepared,
             ..
         } = flight;
-        let result = match self.land(&mut batch, *prepared, outcome) {
+        let (mut commit, result) = outcome;
+        let result = match self.land(&mut batch, *prepared, &mut commit, result) {
             Err(Integrate::LeafStored { entries, cause }) => {
                 tracing::debug!(origin = %self.origin, cause = %cause, "a batch carried a stored leaf; integrating it again after a lookup");
                 metrics::counter!("quire_dedup_retries_total", "log" => self.origin.clone())
@@ -412,7 +422,7 @@ impl<S: Storage> Sequencer<S> {
         };
         let committed = result.is_ok();
         self.answer(out, batch, count, started, result);
-        committed
+        (committed, commit)
     }
 
     /// Answers `batch` (`count` entries, begun at `started`) with
