@@ -3,7 +3,7 @@
 # Debian package `postgresql` when absent, with apt-get as root or through
 # sudo), and how to run them (as the user postgres when this runs as root,
 # which PostgreSQL refuses). Sets BIN and AS; defines port_free PORT and
-# remove_when_owner_ends DIR COMMAND....; sets PG_SETTINGS.
+# remove_when_owner_ends DIR COMMAND....; sets PG_CONF and PG_SETTINGS.
 
 find_bin() {
   local d
@@ -27,13 +27,16 @@ if [ -z "$BIN" ]; then
   fi
 fi
 
-# The settings every server these scripts start runs with (`postgres -c`).
+# The settings every server these scripts start runs with, NAME=VALUE
+# each (PG_CONF), and as `postgres` options (PG_SETTINGS, `-c NAME=VALUE`).
 # max_wal_size: PostgreSQL's default of 1 GB starts a checkpoint every
 # ~530 MB of WAL, every 4 to 6 s under Quire's batched writes, and then
 # logs "checkpoints are occurring too frequently"; its documentation
 # advises raising max_wal_size for such loads (README, "PostgreSQL's own
 # settings"). PG_MAX_WAL_SIZE sets another.
-PG_SETTINGS="-c max_wal_size=${PG_MAX_WAL_SIZE:-4GB}"
+PG_CONF=("max_wal_size=${PG_MAX_WAL_SIZE:-4GB}")
+PG_SETTINGS=""
+for kv in "${PG_CONF[@]}"; do PG_SETTINGS="$PG_SETTINGS -c $kv"; done
 
 AS=()
 if [ "$(id -u)" -eq 0 ]; then

@@ -42,7 +42,7 @@ use crate::store::StoreError;
 /// How long a statement stays prepared on a connection before its next
 /// use prepares it again (and PostgreSQL plans it again, on the tables as
 /// they are then).
-pub(crate) const REPREPARE_AFTER: Duration = Duration::from_secs(30);
+const REPREPARE_AFTER: Duration = Duration::from_secs(30);
 
 /// A parameter and its type, as the engine passes them.
 pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
